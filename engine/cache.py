@@ -1,0 +1,157 @@
+"""The disk cache: diskcache's SQLite index and files, holding only checksummed raw bytes.
+
+A cache directory may be shared on a GPU box, so reading it must never run code: values are plain
+bytes (numpy ``.npz`` without object arrays, or UTF-8 JSON), the Disk refuses pickled entries, and a
+SHA-256 checksum in front of every value catches truncated or overwritten files. A bad entry is
+dropped and recomputed. Writes are single SQLite transactions: a run killed mid-write leaves no
+entry, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import diskcache
+
+from engine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"NTUI1\x00"
+_DIGEST_BYTES = 32
+CACHE_ENV = "NEURON_TUI_CACHE_DIR"
+
+
+class UnsafeEntry(Exception):
+    """A cache entry that is not plain bytes (a pickle, a tampered row)."""
+
+
+class BytesOnlyDisk(diskcache.Disk):
+    """A diskcache Disk that stores and returns bytes and str only, never pickles."""
+
+    def put(self, key):
+        if not isinstance(key, str):
+            raise TypeError("cache keys are strings")
+        return super().put(key)
+
+    def get(self, key, raw):
+        if not raw:
+            raise UnsafeEntry("pickled cache key")
+        return super().get(key, raw)
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):
+        if not isinstance(value, bytes):
+            raise TypeError("cache values are bytes")
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode, filename, value, read):
+        if mode not in (diskcache.core.MODE_RAW, diskcache.core.MODE_BINARY):
+            raise UnsafeEntry(f"cache entry of mode {mode} refused: only raw bytes are read")
+        if filename is not None and (os.path.isabs(filename) or ".." in Path(filename).parts):
+            raise UnsafeEntry("cache entry points outside the cache directory")
+        return super().fetch(mode, filename, value, read)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or ".cache")
+
+
+def _seal(payload: bytes) -> bytes:
+    return MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def _unseal(blob: bytes) -> bytes | None:
+    """The payload, or None when the blob is damaged."""
+    head = len(MAGIC) + _DIGEST_BYTES
+    if not isinstance(blob, bytes) or len(blob) < head or not blob.startswith(MAGIC):
+        return None
+    payload = blob[head:]
+    if hashlib.sha256(payload).digest() != blob[len(MAGIC) : head]:
+        return None
+    return payload
+
+
+class ResultCache:
+    """Checksummed byte values under string keys; every failure degrades to a cache miss."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(directory, 0o700)  # the cache may hold results of private models
+            self._cache = diskcache.Cache(str(directory), disk=BytesOnlyDisk, size_limit=2**40, eviction_policy="none")
+        except (OSError, sqlite3.Error) as error:
+            raise UserError(f"cannot use cache directory {directory}: {error.strerror if isinstance(error, OSError) else error}") from error
+        self.warnings: list[str] = []
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            blob = self._cache.get(key, default=None, retry=True)
+        except (UnsafeEntry, OSError, sqlite3.Error, EOFError, ValueError) as error:
+            log.warning("cache entry %s unreadable (%s): recomputing", key, error)
+            self.delete(key)
+            return None
+        if blob is None:
+            return None
+        payload = _unseal(blob)
+        if payload is None:
+            log.warning("cache entry %s failed its checksum: recomputing", key)
+            self.delete(key)
+        return payload
+
+    def set(self, key: str, payload: bytes) -> bool:
+        """Store ``payload``; a full or read-only disk gives one warning and no entry."""
+        try:
+            self._cache.set(key, _seal(payload), retry=True)
+            return True
+        except (OSError, sqlite3.Error) as error:
+            message = f"cache write failed in {self.directory} ({error}); continuing without caching"
+            if message not in self.warnings:
+                self.warnings.append(message)
+                log.warning(message)
+            self.delete(key)
+            return False
+
+    def delete(self, key: str) -> None:
+        try:
+            self._cache.delete(key, retry=True)
+        except (UnsafeEntry, OSError, sqlite3.Error) as error:
+            log.warning("could not delete cache entry %s: %s", key, error)
+
+    def contains(self, key: str) -> bool:
+        try:
+            return key in self._cache
+        except (OSError, sqlite3.Error):
+            return False
+
+    def get_json(self, key: str):
+        payload = self.get(key)
+        if payload is None:
+            return None
+        try:
+            return json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self.delete(key)
+            return None
+
+    def set_json(self, key: str, value) -> bool:
+        return self.set(key, json.dumps(value, sort_keys=True).encode("utf-8"))
+
+
+def open_cache(directory: Path | None, enabled: bool = True) -> tuple[ResultCache | None, str | None]:
+    """The cache, or (None, warning) when it cannot be used: the run then goes on uncached."""
+    if not enabled:
+        return None, None
+    directory = directory or default_cache_dir()
+    try:
+        return ResultCache(directory), None
+    except UserError as error:
+        return None, f"warning: {error}; running without the cache (use --cache-dir to pick another)"

@@ -1,0 +1,159 @@
+"""Neuron records and the files they are written to (JSONL, JSON, CSV).
+
+Records carry exact token text (decoded UTF-8, ``<0xNN>`` for undecodable bytes). CSV cells holding
+token text are neutralised against spreadsheet formula injection; JSON keeps the text exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.null import NullBaseline, per_unit_max_dot
+from engine.results import LayerResult, prediction_class
+from engine.settings import ScanSettings
+from engine.sources.base import ModelInfo
+from engine.tokens import Vocabulary
+
+FORMATS = (".jsonl", ".json", ".csv")
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def export_settings(info: ModelInfo, settings: ScanSettings, device: str) -> dict:
+    return {"model": info.name, "fingerprint": info.fingerprint, **settings.to_dict(), "device": device}
+
+
+def _tokens(ids: np.ndarray, dots: np.ndarray, vocab: Vocabulary) -> list[dict]:
+    return [
+        {"token_id": int(token_id), "token": vocab.text(int(token_id)), "dot": float(dot)}
+        for token_id, dot in zip(ids.tolist(), dots.tolist())
+    ]
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def neuron_records(
+    info: ModelInfo,
+    vocab: Vocabulary,
+    result: LayerResult,
+    settings: ScanSettings,
+    null: NullBaseline | None = None,
+    neurons: Sequence[int] | None = None,
+) -> Iterator[dict]:
+    """One record per neuron of the layer (or of ``neurons``, in that order)."""
+    classes = prediction_class(result.kurtosis, result.skew)
+    null_z = null_pct = None
+    if null is not None:
+        unit = per_unit_max_dot(result.max_dot, result.norm, settings.projection.cosine)
+        null_z, null_pct = null.z_score(unit), null.percentile(unit)
+    for neuron in range(result.d_mlp) if neurons is None else neurons:
+        record = {
+            "model": info.name,
+            "layer": result.layer,
+            "neuron": int(neuron),
+            "max_dot": float(result.max_dot[neuron]),
+            "top": _tokens(result.top_ids[neuron], result.top_dots[neuron], vocab),
+            "promote": _tokens(result.promote_ids[neuron], result.promote_dots[neuron], vocab),
+            "suppress": _tokens(result.suppress_ids[neuron], result.suppress_dots[neuron], vocab),
+            "norm": float(result.norm[neuron]),
+            "mean": float(result.mean[neuron]),
+            "std": float(result.std[neuron]),
+            "skew": _finite(float(result.skew[neuron])),
+            "kurtosis": _finite(float(result.kurtosis[neuron])),
+            "class": classes[neuron],
+        }
+        if null_z is not None:
+            record["null_z"] = float(null_z[neuron])
+            record["null_pct"] = float(null_pct[neuron])
+        yield record
+
+
+def check_output_path(path: str) -> None:
+    """Fail before any work when the output cannot be written."""
+    if path == "-":
+        return
+    target = Path(path)
+    if target.suffix.lower() not in FORMATS:
+        raise UserError(f"unknown output extension {target.suffix or '(none)'!r} in {path}: use .jsonl, .json, .csv or - for stdout")
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UserError(f"output path {path} is a directory: give a file name")
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UserError(f"cannot write {path}: permission denied; choose another --output path")
+
+
+def neutralise_cell(text: str) -> str:
+    """Prefix cells a spreadsheet would run as a formula with a quote."""
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
+    header_written = False
+    for record in records:
+        k = len(record["top"])
+        if not header_written:
+            header = ["model", "layer", "neuron", "max_dot"]
+            for rank in range(1, k + 1):
+                header += [f"token_{rank}", f"token_id_{rank}", f"dot_{rank}"]
+            header += ["norm", "mean", "std", "skew", "kurtosis", "class", "null_z", "null_pct", "projection", "dtype", "fingerprint"]
+            yield header
+            header_written = True
+        row = [neutralise_cell(record["model"]), record["layer"], record["neuron"], record["max_dot"]]
+        for entry in record["top"]:
+            row += [neutralise_cell(entry["token"]), entry["token_id"], entry["dot"]]
+        row += [record["norm"], record["mean"], record["std"], record["skew"], record["kurtosis"], record["class"]]
+        row += [record.get("null_z", ""), record.get("null_pct", ""), settings["projection"], settings["dtype"], settings["fingerprint"]]
+        yield row
+
+
+def _write_stream(handle: io.TextIOBase, fmt: str, records: Iterable[dict], settings: dict) -> int:
+    count = 0
+    if fmt == ".jsonl":
+        for record in records:
+            handle.write(json.dumps({**record, "settings": settings}, ensure_ascii=False) + "\n")
+            count += 1
+    elif fmt == ".json":
+        neurons = list(records)
+        json.dump({"settings": settings, "neurons": neurons}, handle, ensure_ascii=False, indent=1)
+        handle.write("\n")
+        count = len(neurons)
+    else:
+        writer = csv.writer(handle)
+        for row in _csv_rows(records, settings):
+            writer.writerow(row)
+            count += 1
+        count = max(count - 1, 0)
+    return count
+
+
+def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
+    """Write records to ``path`` (``-`` = JSONL on stdout); a file appears whole or not at all."""
+    if path == "-":
+        return _write_stream(sys.stdout, ".jsonl", records, settings)
+    check_output_path(path)
+    target = Path(path)
+    fmt = target.suffix.lower()
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="" if fmt == ".csv" else None) as handle:
+            count = _write_stream(handle, fmt, records, settings)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,97 @@
+"""The unembedding as a scan sees it: W_U after the projection flags, in two precisions.
+
+The fast pass multiplies in the compute dtype; selected columns are then rebuilt in float64 from the
+float32 source weights (an exact conversion) so that every reported score is a float64 score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.settings import Projection
+
+_COLUMN_CHUNK = 8192
+
+
+class ProjectedUnembed:
+    """W_U [d_model, d_vocab] with ``projection`` applied, on ``device``."""
+
+    def __init__(
+        self,
+        unembed: np.ndarray,
+        final_norm_weight: np.ndarray | None,
+        projection: Projection,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
+        if projection.fold_final_norm and final_norm_weight is None:
+            from engine.errors import UserError
+
+            raise UserError("--fold-final-norm: this model has no final norm weight to fold")
+        self.projection = projection
+        self.device = device
+        self.dtype = dtype
+        # Columns of W_U stored as rows ([d_vocab, d_model]), the layout of an embedding matrix:
+        # gathering a token's column is then a contiguous row read.
+        self._columns = torch.from_numpy(np.ascontiguousarray(unembed.T, dtype=np.float32)).to(device)
+        self.d_vocab, self.d_model = self._columns.shape
+        self._scale = (
+            torch.from_numpy(np.asarray(final_norm_weight, dtype=np.float64)).to(device)
+            if projection.fold_final_norm
+            else None
+        )
+        self._row_mean: torch.Tensor | None = None
+        self._column_norm: torch.Tensor | None = None
+        if projection.center_unembed:
+            total = torch.zeros(self.d_model, dtype=torch.float64, device=device)
+            for start in range(0, self.d_vocab, _COLUMN_CHUNK):
+                total += self._transform(self._columns[start : start + _COLUMN_CHUNK].double(), None).sum(0)
+            self._row_mean = total / self.d_vocab
+        norms = torch.empty(self.d_vocab, dtype=torch.float64, device=device)
+        for start in range(0, self.d_vocab, _COLUMN_CHUNK):
+            norms[start : start + _COLUMN_CHUNK] = self._transform(self._columns[start : start + _COLUMN_CHUNK].double(), None).norm(dim=1)
+        if projection.cosine:
+            self._column_norm = norms.clamp_min(torch.finfo(torch.float64).tiny)
+            self.column_norms = torch.ones_like(norms)
+        else:
+            self.column_norms = norms
+        # Mean over the vocabulary of the transformed columns: a neuron's mean score is w . mean.
+        column_sum = torch.zeros(self.d_model, dtype=torch.float64, device=device)
+        for start in range(0, self.d_vocab, _COLUMN_CHUNK):
+            ids = torch.arange(start, min(start + _COLUMN_CHUNK, self.d_vocab), device=device)
+            column_sum += self.exact_columns(ids).sum(0)
+        self.column_mean = column_sum / self.d_vocab
+        self.operand = self._fast_operand()
+
+    @property
+    def transforms(self) -> bool:
+        return self._scale is not None or self._row_mean is not None or self._column_norm is not None
+
+    def _transform(self, columns: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
+        """Apply fold -> center -> cosine to float64 columns (rows of ``columns``)."""
+        if self._scale is not None:
+            columns = columns * self._scale
+        if self._row_mean is not None:
+            columns = columns - self._row_mean
+        if self._column_norm is not None and ids is not None:
+            columns = columns / self._column_norm[ids].unsqueeze(-1)
+        return columns
+
+    def exact_columns(self, ids: torch.Tensor) -> torch.Tensor:
+        """Float64 transformed columns for token ``ids`` (any shape): shape ids.shape + [d_model]."""
+        return self._transform(self._columns[ids].double(), ids)
+
+    def _fast_operand(self) -> torch.Tensor:
+        """[d_model, d_vocab] in the compute dtype, for the big matrix product."""
+        if not self.transforms and self.dtype == torch.float32:
+            return self._columns.T  # a view: matmul reads it transposed without a copy
+        out = torch.empty((self.d_vocab, self.d_model), dtype=self.dtype, device=self.device)
+        for start in range(0, self.d_vocab, _COLUMN_CHUNK):
+            ids = torch.arange(start, min(start + _COLUMN_CHUNK, self.d_vocab), device=self.device)
+            out[start : start + len(ids)] = self.exact_columns(ids).to(self.dtype)
+        return out.T
+
+    @property
+    def max_column_norm(self) -> float:
+        return float(self.column_norms.max())

@@ -1,0 +1,66 @@
+"""A layer's scan results as plain numpy arrays, with a pickle-free byte form for the cache."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+
+@dataclass
+class LayerResult:
+    """Everything one pass over a layer's score block produces.
+
+    Per neuron (rows = d_mlp): the k tokens with the largest |score| (``top_*``, signed scores,
+    ordered by |score|), the k largest (``promote_*``) and k most negative (``suppress_*``) scores,
+    ``max_dot`` = max |score|, and moments of the neuron's scores over the whole vocabulary.
+    Per token (columns = d_vocab): the N neurons with the largest |score| for that token.
+    """
+
+    layer: int
+    top_ids: np.ndarray  # [d_mlp, k] int32
+    top_dots: np.ndarray  # [d_mlp, k] float64, signed, ordered by |dot|
+    promote_ids: np.ndarray  # [d_mlp, k] int32
+    promote_dots: np.ndarray  # [d_mlp, k] float64, descending
+    suppress_ids: np.ndarray  # [d_mlp, k] int32
+    suppress_dots: np.ndarray  # [d_mlp, k] float64, ascending
+    max_dot: np.ndarray  # [d_mlp] float64
+    norm: np.ndarray  # [d_mlp] float64, |W_out[i]|
+    mean: np.ndarray  # [d_mlp] float64
+    std: np.ndarray  # [d_mlp] float64
+    skew: np.ndarray  # [d_mlp] float64, mean(z^3)
+    kurtosis: np.ndarray  # [d_mlp] float64, mean(z^4) (a Gaussian gives 3)
+    token_neurons: np.ndarray  # [d_vocab, N] int32, by |dot| descending
+    token_dots: np.ndarray  # [d_vocab, N] float64, signed
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.max_dot.shape[0])
+
+    @property
+    def top_k(self) -> int:
+        return int(self.top_ids.shape[1])
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "LayerResult":
+        with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+            values = {f.name: archive[f.name] for f in fields(cls)}
+        values["layer"] = int(values["layer"])
+        return cls(**values)
+
+
+def prediction_class(kurtosis: np.ndarray, skew: np.ndarray) -> np.ndarray:
+    """Gurnee et al.'s labels: 'prediction' (kurtosis > 10, skew > 0), 'suppression' (kurtosis > 10,
+    skew < 0), else ''."""
+    labels = np.full(kurtosis.shape, "", dtype=object)
+    heavy = kurtosis > 10
+    labels[heavy & (skew > 0)] = "prediction"
+    labels[heavy & (skew < 0)] = "suppression"
+    return labels

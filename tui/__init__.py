@@ -1,0 +1,1 @@
+"""The Textual explorer of neuron-tui. Importing this package imports nothing heavy."""
