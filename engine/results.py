@@ -31,8 +31,8 @@ class LayerResult:
     std: np.ndarray  # [d_mlp] float64
     skew: np.ndarray  # [d_mlp] float64, mean(z^3)
     kurtosis: np.ndarray  # [d_mlp] float64, mean(z^4) (a Gaussian gives 3)
-    token_neurons: np.ndarray  # [d_vocab, N] int32, by |dot| descending
-    token_dots: np.ndarray  # [d_vocab, N] float64, signed
+    token_neurons: np.ndarray  # [d_vocab, N + margin] int32, candidates by fast |dot| descending
+    token_dots: np.ndarray  # [d_vocab, N + margin] float32, signed, fast precision: rescored when queried
 
     @property
     def d_mlp(self) -> int:

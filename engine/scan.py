@@ -23,6 +23,7 @@ ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 
 CANDIDATE_MARGIN = 16  # extra candidates kept beyond k, so float32 rounding cannot push a true top-k token out
+TOKEN_MARGIN = 8  # likewise for each token's best neurons, which are rescored when a token is queried
 _FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 _VOCAB_CHUNK = 4096
 _EXACT_BATCH = 64
@@ -108,9 +109,8 @@ def scan_layer(
     cosine = unembed.projection.cosine
     w = torch.from_numpy(np.ascontiguousarray(w_out, dtype=np.float32)).to(device)
     k = min(top_k, d_vocab)
-    n_keep = min(token_top_n, d_mlp)
     n_candidates = min(k + CANDIDATE_MARGIN, d_vocab)
-    token_candidates = min(n_keep + CANDIDATE_MARGIN, d_mlp)
+    token_candidates = min(token_top_n + TOKEN_MARGIN, d_mlp)
     check_bounds = dtype == torch.float32
     gamma = (unembed.d_model + 4) * _FLOAT32_EPS * 1.01
     chunk = chunk_rows or default_chunk_rows(d_vocab, device, dtype)
@@ -118,7 +118,7 @@ def scan_layer(
     parts: dict[str, list[torch.Tensor]] = {}
     token_abs = torch.full((d_vocab, 0), -1.0, device=device)
     token_ids = torch.zeros((d_vocab, 0), dtype=torch.long, device=device)
-    fast_norm_max = 0.0
+    token_signed = torch.zeros((d_vocab, 0), device=device)
     for start in range(0, d_mlp, chunk):
         if cancelled is not None and cancelled():
             raise ScanCancelled()
@@ -149,21 +149,16 @@ def scan_layer(
 
         # Moments of each neuron's scores over the vocabulary; the mean is exact (w . mean column).
         mean = rows64 @ unembed.column_mean
-        abs_scores = scores.abs()
-        merged_abs = torch.cat([token_abs, abs_scores.T], dim=1)
-        merged_ids = torch.cat(
-            [token_ids, torch.arange(start, stop, device=device).expand(d_vocab, stop - start)], dim=1
+        token_abs, token_ids, token_signed = _merge_token_candidates(
+            token_abs, token_ids, token_signed, scores, start, token_candidates
         )
-        keep = min(token_candidates, merged_abs.shape[1])
-        token_abs, position = merged_abs.topk(keep, dim=1)
-        token_ids = merged_ids.gather(1, position)
-        del abs_scores, merged_abs, merged_ids
 
         centred = scores.sub_(mean.float().unsqueeze(1))
         squared = centred * centred
-        m2 = squared.sum(1, dtype=torch.float64) / d_vocab
-        m3 = (squared * centred).sum(1, dtype=torch.float64) / d_vocab
-        m4 = squared.pow_(2).sum(1, dtype=torch.float64) / d_vocab
+        # float32 sums: torch reduces them pairwise, within 1e-6 of float64 here and 3x faster.
+        m2 = squared.sum(1).double() / d_vocab
+        m3 = (squared * centred).sum(1).double() / d_vocab
+        m4 = squared.pow_(2).sum(1).double() / d_vocab
         del centred, squared, scores
         safe_m2 = m2.clamp_min(torch.finfo(torch.float64).tiny)
         stats = {
@@ -173,15 +168,11 @@ def scan_layer(
             "skew": m3 / safe_m2.pow(1.5),
             "kurtosis": m4 / safe_m2.pow(2),
         }
-        fast_norm_max = max(fast_norm_max, float(rows64.norm(dim=1).max()))
         for name, value in {**ranked, **stats}.items():
             parts.setdefault(name, []).append(value.cpu())
         if progress is not None:
             progress(stop, d_mlp)
 
-    token_neurons, token_dots = _exact_token_neurons(
-        w, token_ids, token_abs, unembed, n_keep, cosine, check_bounds, gamma * fast_norm_max
-    )
     merged = {name: torch.cat(values).numpy() for name, values in parts.items()}
     return LayerResult(
         layer=layer,
@@ -197,8 +188,8 @@ def scan_layer(
         std=merged["std"],
         skew=merged["skew"],
         kurtosis=merged["kurtosis"],
-        token_neurons=token_neurons,
-        token_dots=token_dots,
+        token_neurons=token_ids.cpu().numpy().astype(np.int32),
+        token_dots=token_signed.cpu().numpy(),
     )
 
 
@@ -218,37 +209,16 @@ def _rescore_rows_fully(
             ranked[name][batch] = value
 
 
-def _exact_token_neurons(
-    w: torch.Tensor,
-    candidate_ids: torch.Tensor,
-    candidate_abs: torch.Tensor,
-    unembed: ProjectedUnembed,
-    n_keep: int,
-    cosine: bool,
-    check_bounds: bool,
-    row_error: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per token, the ``n_keep`` neurons with the largest exact |score|, from the fast candidates."""
-    rows64, _ = _neuron_rows64(w, 0, w.shape[0], cosine)
-    d_vocab = unembed.d_vocab
-    out_ids = torch.empty((d_vocab, n_keep), dtype=torch.long)
-    out_dots = torch.empty((d_vocab, n_keep), dtype=torch.float64)
-    for start in range(0, d_vocab, _VOCAB_CHUNK):
-        stop = min(start + _VOCAB_CHUNK, d_vocab)
-        token = torch.arange(start, stop, device=w.device)
-        columns = unembed.exact_columns(token)  # [t, d]
-        ids = candidate_ids[start:stop]
-        exact = torch.einsum("tnd,td->tn", rows64[ids], columns)
-        dots, neurons = _sort_desc(exact, ids, exact.abs())
-        if check_bounds and ids.shape[1] < w.shape[0]:
-            err = row_error * unembed.column_norms[start:stop]
-            unsafe = dots[:, n_keep - 1].abs() <= candidate_abs[start:stop, -1].double() + err
-            for local in unsafe.nonzero().flatten().tolist():
-                full = rows64 @ columns[local]
-                all_ids = torch.arange(w.shape[0], device=w.device).unsqueeze(0)
-                d_sorted, n_sorted = _sort_desc(full.unsqueeze(0), all_ids, full.abs().unsqueeze(0))
-                dots[local, :n_keep] = d_sorted[0, :n_keep]
-                neurons[local, :n_keep] = n_sorted[0, :n_keep]
-        out_ids[start:stop] = neurons[:, :n_keep].cpu()
-        out_dots[start:stop] = dots[:, :n_keep].cpu()
-    return out_ids.numpy().astype(np.int32), out_dots.numpy()
+def _merge_token_candidates(
+    best_abs: torch.Tensor, best_ids: torch.Tensor, best_signed: torch.Tensor, scores: torch.Tensor, start: int, keep: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fold a chunk's scores into each token's running best neurons (by |score|, fast precision)."""
+    chunk_keep = min(keep, scores.shape[0])
+    chunk_abs, chunk_rows = scores.abs().topk(chunk_keep, dim=0)  # [chunk_keep, d_vocab]
+    chunk_signed = scores.gather(0, chunk_rows)
+    merged_abs = torch.cat([best_abs, chunk_abs.T], dim=1)
+    merged_ids = torch.cat([best_ids, chunk_rows.T + start], dim=1)
+    merged_signed = torch.cat([best_signed, chunk_signed.T], dim=1)
+    width = min(keep, merged_abs.shape[1])
+    best_abs, position = merged_abs.topk(width, dim=1)
+    return best_abs, merged_ids.gather(1, position), merged_signed.gather(1, position)
