@@ -146,11 +146,11 @@ class ResultCache:
         return self.set(key, json.dumps(value, sort_keys=True).encode("utf-8"))
 
 
-def open_cache(directory: Path | None, enabled: bool = True) -> tuple[ResultCache | None, str | None]:
+def open_cache(directory: Path | str | None, enabled: bool = True) -> tuple[ResultCache | None, str | None]:
     """The cache, or (None, warning) when it cannot be used: the run then goes on uncached."""
     if not enabled:
         return None, None
-    directory = directory or default_cache_dir()
+    directory = Path(directory) if directory else default_cache_dir()
     try:
         return ResultCache(directory), None
     except UserError as error:

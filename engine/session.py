@@ -94,6 +94,7 @@ class NeuronEngine:
                     listener(ScanProgress("loading"))
                 self._source = open_source(self.location, self.options.loader)
                 self._store_info(self._source.info)
+                self._load_vocabulary()  # cached now, so that a warm start never needs the weights
             return self._source
 
     def _store_info(self, info: ModelInfo) -> None:
@@ -117,6 +118,9 @@ class NeuronEngine:
 
     @property
     def vocabulary(self) -> Vocabulary:
+        return self._load_vocabulary()
+
+    def _load_vocabulary(self) -> Vocabulary:
         if self._vocab is None:
             key = self._key("vocab")
             payload = self.cache.get(key) if self.cache else None

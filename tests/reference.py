@@ -25,15 +25,27 @@ def reference_scores(w_out: np.ndarray, unembed: np.ndarray, final_norm: np.ndar
     return w @ projected_unembed64(unembed, final_norm, projection)
 
 
+def _top_k(key: np.ndarray, k: int, axis: int = 1) -> np.ndarray:
+    """Indices of the k largest ``key`` values along ``axis``, descending, ties by lower index."""
+    if axis == 0:
+        return _top_k(key.T, k, 1).T
+    if k >= key.shape[1]:
+        return np.argsort(-key, axis=1, kind="stable")
+    part = np.argpartition(-key, k - 1, axis=1)[:, :k]
+    part.sort(axis=1)
+    order = np.argsort(-np.take_along_axis(key, part, 1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, 1)
+
+
 def reference_layer(w_out, unembed, final_norm, projection: Projection, k: int, n: int) -> dict[str, np.ndarray]:
     scores = reference_scores(w_out, unembed, final_norm, projection)
-    top = np.argsort(-np.abs(scores), axis=1, kind="stable")[:, :k]
-    promote = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    suppress = np.argsort(scores, axis=1, kind="stable")[:, :k]
+    top = _top_k(np.abs(scores), k)
+    promote = _top_k(scores, k)
+    suppress = _top_k(-scores, k)
     mean = scores.mean(axis=1)
     centred = scores - mean[:, None]
     m2 = (centred**2).mean(axis=1)
-    token_order = np.argsort(-np.abs(scores), axis=0, kind="stable")[:n].T  # [vocab, n]
+    token_order = _top_k(np.abs(scores).T, n)  # [vocab, n]
     return {
         "scores": scores,
         "top_ids": top,
@@ -46,8 +58,8 @@ def reference_layer(w_out, unembed, final_norm, projection: Projection, k: int, 
         "norm": np.linalg.norm(w_out.astype(np.float64), axis=1),
         "mean": mean,
         "std": np.sqrt(m2),
-        "skew": (centred**3).mean(axis=1) / m2**1.5,
-        "kurtosis": (centred**4).mean(axis=1) / m2**2,
+        "skew": np.einsum("ij,ij,ij->i", centred, centred, centred) / scores.shape[1] / m2**1.5,
+        "kurtosis": np.einsum("ij,ij,ij,ij->i", centred, centred, centred, centred) / scores.shape[1] / m2**2,
         "token_neurons": token_order,
         "token_dots": np.take_along_axis(scores.T, token_order, 1),
     }

@@ -81,7 +81,8 @@ class GGUFSource:
 
         tensor = self._tensors[name]
         array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        return np.ascontiguousarray(array, dtype=np.float32)
+        # Unquantised tensors come back as read-only views of the memory map: copy them out.
+        return np.array(array, dtype=np.float32, order="C", copy=not array.flags.writeable)
 
     def unembed(self) -> np.ndarray:
         embedding = self._dequantised(self._unembed_name)  # [d_vocab, d_model]

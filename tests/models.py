@@ -1,0 +1,113 @@
+"""Tiny random models built in code (no downloads): GGUF files and Hugging Face checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.tokens import byte_level_alphabet
+
+# Tokens that exercise display and export: markup, ANSI escapes, control characters, invalid UTF-8.
+HOSTILE_TOKENS = [" coming", "Coming", "St", "[/]", "[bold]x", "\x1b[31m", "a\nb", "nul\x00", "=cmd()", "+1", "-2", "@SUM"]
+
+
+@dataclass
+class TinyWeights:
+    """The float32 arrays a tiny model was built from, in TransformerLens orientation."""
+
+    w_out: list[np.ndarray]  # per layer [d_mlp, d_model]
+    unembed: np.ndarray  # [d_model, d_vocab]
+    final_norm: np.ndarray  # [d_model]
+    tokens: list[bytes]
+
+
+def tiny_vocabulary(size: int) -> list[bytes]:
+    """Byte tokens 0-255 first, then hostile and filler tokens; one token is invalid UTF-8."""
+    tokens = [bytes([b]) for b in range(256)] + [t.encode() for t in HOSTILE_TOKENS] + [b"\xe2\x80"]
+    tokens += [f"tok{i}".encode() for i in range(len(tokens), size)]
+    return tokens[:size]
+
+
+def random_weights(n_layers=3, d_model=32, d_mlp=96, d_vocab=400, seed=0) -> TinyWeights:
+    rng = np.random.default_rng(seed)
+    return TinyWeights(
+        w_out=[rng.standard_normal((d_mlp, d_model)).astype(np.float32) for _ in range(n_layers)],
+        unembed=rng.standard_normal((d_model, d_vocab)).astype(np.float32),
+        final_norm=rng.uniform(0.5, 2.0, d_model).astype(np.float32),
+        tokens=tiny_vocabulary(d_vocab),
+    )
+
+
+def write_gguf(path: Path, weights: TinyWeights, quantise_embedding: bool = False) -> Path:
+    """A llama-architecture GGUF holding exactly what a scan reads (plus a byte-level vocabulary)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    d_model, d_vocab = weights.unembed.shape
+    writer.add_block_count(len(weights.w_out))
+    writer.add_embedding_length(d_model)
+    writer.add_feed_forward_length(weights.w_out[0].shape[0])
+    writer.add_tokenizer_model("gpt2")
+    alphabet = byte_level_alphabet()
+    stored = ["".join(alphabet[b] for b in token) for token in weights.tokens]
+    writer.add_token_list(stored)
+    writer.add_token_types([1] * len(stored))
+    embedding = np.ascontiguousarray(weights.unembed.T)  # [d_vocab, d_model]
+    if quantise_embedding:
+        quantised = gguf.quants.quantize(embedding, gguf.GGMLQuantizationType.Q8_0)
+        writer.add_tensor("output.weight", quantised, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    else:
+        writer.add_tensor("output.weight", embedding)
+    writer.add_tensor("token_embd.weight", embedding)
+    writer.add_tensor("output_norm.weight", weights.final_norm)
+    for layer, w_out in enumerate(weights.w_out):
+        writer.add_tensor(f"blk.{layer}.ffn_down.weight", np.ascontiguousarray(w_out.T))  # nn.Linear layout
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _byte_level_tokenizer(tokens: list[bytes]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = byte_level_alphabet()
+    vocab: dict[str, int] = {}
+    for token in tokens:
+        vocab.setdefault("".join(alphabet[b] for b in token), len(vocab))
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
+
+
+def write_hf_llama(folder: Path, n_layers=2, d_model=32, d_mlp=64, d_vocab=300, seed=0) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=d_vocab, hidden_size=d_model, intermediate_size=d_mlp, num_hidden_layers=n_layers,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, max_position_embeddings=64,
+    )
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # random norms, so folding the final norm is visible
+        model.model.norm.weight.uniform_(0.5, 2.0)
+    model.save_pretrained(folder)
+    _byte_level_tokenizer(tiny_vocabulary(d_vocab)).save_pretrained(folder)
+    return folder
+
+
+def write_hf_gpt2(folder: Path, n_layers=2, d_model=32, d_vocab=300, seed=1) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=d_vocab, n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=64))
+    model.save_pretrained(folder)
+    _byte_level_tokenizer(tiny_vocabulary(d_vocab)).save_pretrained(folder)
+    return folder

@@ -1,0 +1,96 @@
+"""The real bundled model (SmolLM2-135M-Instruct, Q4_1 GGUF), end to end."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from cli_helpers import run_cli
+from engine.settings import Projection
+from engine.sources.resolve import bundled_model_path, locate_model, open_source
+from exactness import assert_layer_matches
+from reference import reference_layer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return open_source(locate_model(None))
+
+
+def test_bundled_model_shapes(bundled):
+    info = bundled.info
+    assert (info.n_layers, info.d_model, info.d_mlp, info.d_vocab) == (30, 576, 1536, 49152)
+    vocab = bundled.vocabulary()
+    assert vocab.text(314) == " is"
+    assert vocab.text(0) == "<|endoftext|>"
+
+
+def _records_to_arrays(records, field):
+    ids = np.array([[t["token_id"] for t in r[field]] for r in records])
+    dots = np.array([[t["dot"] for t in r[field]] for r in records])
+    return ids, dots
+
+
+def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_path):
+    out = tmp_path / "x.jsonl"
+    args = ["scan", "--layers", "0,13,29", "--top-k", "10", "--device", "cpu", "--cache-dir", str(tmp_path / "c")]
+    started = time.perf_counter()
+    cold = run_cli(*args, "--output", str(out))
+    cold_seconds = time.perf_counter() - started
+    assert cold.returncode == 0, cold.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 4608
+    unembed = bundled.unembed()
+    for layer in (0, 13, 29):
+        rows = [r for r in records if r["layer"] == layer]
+        ref = reference_layer(bundled.mlp_out(layer), unembed, None, Projection(), 10, 8)
+        scores = ref["scores"]
+        for field, key, ref_ids in (("top", np.abs, ref["top_ids"]), ("promote", None, ref["promote_ids"]), ("suppress", None, ref["suppress_ids"])):
+            ids, dots = _records_to_arrays(rows, field)
+            from exactness import assert_ranked_equal
+
+            assert_ranked_equal(ids, dots, scores, ref_ids, key or (lambda x: x))
+        np.testing.assert_allclose([r["max_dot"] for r in rows], ref["max_dot"], rtol=1e-5)
+        np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
+        np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
+    started = time.perf_counter()
+    warm = run_cli(*args, "--output", str(tmp_path / "y.jsonl"))
+    warm_seconds = time.perf_counter() - started
+    assert warm.returncode == 0 and "computed" not in warm.stderr
+    assert (tmp_path / "y.jsonl").read_text() == out.read_text()
+    assert warm_seconds <= cold_seconds / 10, (cold_seconds, warm_seconds)
+
+
+def test_all_projection_flags_on_the_bundled_model(bundled):
+    import torch
+
+    from engine.projection import ProjectedUnembed
+    from engine.scan import scan_layer
+
+    projection = Projection(fold_final_norm=True, center_unembed=True, cosine=True)
+    unembed = bundled.unembed()
+    norm = bundled.final_norm_weight()
+    projected = ProjectedUnembed(unembed, norm, projection, torch.device("cpu"), torch.float32)
+    w_out = bundled.mlp_out(29)
+    result = scan_layer(29, w_out, projected, 10, 8)
+    assert_layer_matches(result, reference_layer(w_out, unembed, norm, projection, 10, 8))
+
+
+def test_direct_gguf_read_equals_transformer_bridge(bundled):
+    """The fast GGUF reader gives the very tensors TransformerLens's TransformerBridge gives."""
+    from engine.sources.bridge_source import BridgeSource
+
+    path = bundled_model_path()
+    bridge = BridgeSource(path.parent, "x", "bridge", gguf_file=path.name)
+    assert bridge.info.n_layers == 30 and bridge.info.d_mlp == 1536
+    for layer in (0, 29):
+        np.testing.assert_array_equal(bridge.mlp_out(layer), bundled.mlp_out(layer))
+    np.testing.assert_array_equal(bridge.unembed(), bundled.unembed())
+    np.testing.assert_array_equal(bridge.final_norm_weight(), bundled.final_norm_weight())
+    bridge_vocab, direct_vocab = bridge.vocabulary(), bundled.vocabulary()
+    assert bridge_vocab.texts[:2000] == direct_vocab.texts[:2000]

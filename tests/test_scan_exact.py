@@ -1,0 +1,111 @@
+"""The scan kernel against the float64 reference, on random inputs."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from engine.projection import ProjectedUnembed
+from engine.scan import scan_layer
+from engine.settings import Projection
+from exactness import assert_layer_matches
+from reference import reference_layer
+
+ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, True], repeat=3)]
+
+
+def _random(seed: int, d_model=48, d_mlp=150, d_vocab=2500, scale=1.0):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((d_mlp, d_model)) * scale).astype(np.float32)
+    u = rng.standard_normal((d_model, d_vocab)).astype(np.float32)
+    g = rng.uniform(0.5, 2.0, d_model).astype(np.float32)
+    return w, u, g
+
+
+@pytest.mark.parametrize("projection", ALL_PROJECTIONS, ids=lambda p: p.label)
+def test_scan_equals_float64_reference(projection):
+    w, u, g = _random(1)
+    unembed = ProjectedUnembed(u, g, projection, torch.device("cpu"), torch.float32)
+    result = scan_layer(4, w, unembed, top_k=10, token_top_n=8, chunk_rows=37)
+    assert result.layer == 4
+    assert_layer_matches(result, reference_layer(w, u, g, projection, 10, 8))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 150, 1000])
+def test_chunking_does_not_change_results(chunk_rows):
+    w, u, g = _random(2)
+    unembed = ProjectedUnembed(u, g, Projection(), torch.device("cpu"), torch.float32)
+    baseline = scan_layer(0, w, unembed, 5, 8, chunk_rows=150)
+    other = scan_layer(0, w, unembed, 5, 8, chunk_rows=chunk_rows)
+    # Per-token candidates are fast-precision and may reorder near ties; everything reported is exact.
+    np.testing.assert_allclose(other.kurtosis, baseline.kurtosis, rtol=1e-5)
+    for name in ("top_ids", "top_dots", "promote_ids", "suppress_dots", "max_dot"):
+        np.testing.assert_array_equal(getattr(other, name), getattr(baseline, name))
+
+
+def test_near_ties_and_clusters_are_ranked_exactly():
+    """Tokens whose scores differ by less than float32 resolution still rank as in float64."""
+    rng = np.random.default_rng(3)
+    d_model, d_vocab = 64, 3000
+    u = rng.standard_normal((d_model, d_vocab)).astype(np.float32)
+    base = u[:, :1].copy()
+    # 40 near-copies of one token's column: many scores agree to ~1e-7 relative.
+    u[:, 1:41] = base + rng.standard_normal((d_model, 40)).astype(np.float32) * 1e-6
+    w = np.concatenate([base.T, rng.standard_normal((20, d_model)).astype(np.float32)]).astype(np.float32)
+    unembed = ProjectedUnembed(u, None, Projection(), torch.device("cpu"), torch.float32)
+    result = scan_layer(0, w, unembed, top_k=12, token_top_n=8)
+    assert_layer_matches(result, reference_layer(w, u, None, Projection(), 12, 8))
+
+
+def test_exact_ties_and_zero_rows():
+    rng = np.random.default_rng(4)
+    u = rng.standard_normal((16, 500)).astype(np.float32)
+    u[:, 10] = u[:, 3]  # two identical tokens: an exact tie
+    w = rng.standard_normal((30, 16)).astype(np.float32)
+    w[5] = 0.0  # a dead neuron: every score ties at 0
+    unembed = ProjectedUnembed(u, None, Projection(), torch.device("cpu"), torch.float32)
+    result = scan_layer(0, w, unembed, top_k=5, token_top_n=4)
+    ref = reference_layer(w, u, None, Projection(), 5, 4)
+    assert_layer_matches(result, ref)
+    assert result.max_dot[5] == 0.0
+
+
+def test_top_k_larger_than_vocabulary_and_tiny_layers():
+    rng = np.random.default_rng(5)
+    u = rng.standard_normal((8, 12)).astype(np.float32)
+    w = rng.standard_normal((3, 8)).astype(np.float32)
+    unembed = ProjectedUnembed(u, None, Projection(), torch.device("cpu"), torch.float32)
+    result = scan_layer(0, w, unembed, top_k=50, token_top_n=8)
+    assert result.top_ids.shape == (3, 12)
+    for row in range(3):
+        assert sorted(result.top_ids[row]) == list(range(12))
+    assert_layer_matches(result, reference_layer(w, u, None, Projection(), 12, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_rescores_candidates_exactly(dtype):
+    """Half precision picks candidates; reported values are still float64 scores of those tokens."""
+    w, u, g = _random(6, d_model=32, d_mlp=40, d_vocab=800)
+    unembed = ProjectedUnembed(u, g, Projection(), torch.device("cpu"), dtype)
+    result = scan_layer(0, w, unembed, top_k=5, token_top_n=4)
+    ref = reference_layer(w, u, g, Projection(), 5, 4)
+    got = np.take_along_axis(ref["scores"], result.top_ids.astype(np.int64), 1)
+    np.testing.assert_allclose(result.top_dots, got, rtol=1e-12)
+    # Near the top the ranking agrees with float64 for almost every neuron.
+    assert (result.top_ids[:, 0] == ref["top_ids"][:, 0]).mean() > 0.9
+
+
+def test_scan_reports_progress_and_can_be_cancelled():
+    from engine.errors import ScanCancelled
+
+    w, u, g = _random(7)
+    unembed = ProjectedUnembed(u, g, Projection(), torch.device("cpu"), torch.float32)
+    seen = []
+    scan_layer(0, w, unembed, 5, 8, chunk_rows=50, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(50, 150), (100, 150), (150, 150)]
+    calls = iter([False, True])
+    with pytest.raises(ScanCancelled):
+        scan_layer(0, w, unembed, 5, 8, chunk_rows=50, cancelled=lambda: next(calls))
