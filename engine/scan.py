@@ -23,6 +23,7 @@ ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 
 CANDIDATE_MARGIN = 16  # extra candidates kept beyond k, so float32 rounding cannot push a true top-k token out
+HIST_BINS = 48  # bins of each neuron's score histogram over the vocabulary (the detail view draws it)
 TOKEN_MARGIN = 8  # likewise for each token's best neurons, which are rescored when a token is queried
 _FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 _VOCAB_CHUNK = 4096
@@ -149,6 +150,7 @@ def scan_layer(
 
         # Moments of each neuron's scores over the vocabulary; the mean is exact (w . mean column).
         mean = rows64 @ unembed.column_mean
+        hist_counts, hist_range = _score_histogram(scores, neg_fast[:, 0], pos_fast[:, 0])
         token_abs, token_ids, token_signed = _merge_token_candidates(
             token_abs, token_ids, token_signed, scores, start, token_candidates
         )
@@ -167,6 +169,8 @@ def scan_layer(
             "std": m2.sqrt(),
             "skew": m3 / safe_m2.pow(1.5),
             "kurtosis": m4 / safe_m2.pow(2),
+            "score_hist": hist_counts,
+            "score_hist_range": hist_range,
         }
         for name, value in {**ranked, **stats}.items():
             parts.setdefault(name, []).append(value.cpu())
@@ -188,6 +192,8 @@ def scan_layer(
         std=merged["std"],
         skew=merged["skew"],
         kurtosis=merged["kurtosis"],
+        score_hist=merged["score_hist"].astype(np.int32),
+        score_hist_range=merged["score_hist_range"].astype(np.float32),
         token_neurons=token_ids.cpu().numpy().astype(np.int32),
         token_dots=token_signed.cpu().numpy(),
     )
@@ -222,3 +228,13 @@ def _merge_token_candidates(
     width = min(keep, merged_abs.shape[1])
     best_abs, position = merged_abs.topk(width, dim=1)
     return best_abs, merged_ids.gather(1, position), merged_signed.gather(1, position)
+
+
+def _score_histogram(scores: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row counts of scores in HIST_BINS equal bins spanning [low, high] of that row."""
+    rows = scores.shape[0]
+    width = ((high - low) / HIST_BINS).clamp_min(torch.finfo(torch.float32).tiny)
+    bins = ((scores - low.unsqueeze(1)) / width.unsqueeze(1)).to(torch.int32).clamp_(0, HIST_BINS - 1)
+    bins += (torch.arange(rows, device=scores.device, dtype=torch.int32) * HIST_BINS).unsqueeze(1)
+    counts = torch.bincount(bins.flatten(), minlength=rows * HIST_BINS).view(rows, HIST_BINS)
+    return counts, torch.stack([low, high], dim=1)

@@ -109,3 +109,16 @@ def test_scan_reports_progress_and_can_be_cancelled():
     calls = iter([False, True])
     with pytest.raises(ScanCancelled):
         scan_layer(0, w, unembed, 5, 8, chunk_rows=50, cancelled=lambda: next(calls))
+
+
+def test_score_histogram_counts_every_token():
+    w, u, g = _random(8)
+    unembed = ProjectedUnembed(u, g, Projection(), torch.device("cpu"), torch.float32)
+    result = scan_layer(0, w, unembed, 5, 8, chunk_rows=40)
+    assert (result.score_hist.sum(axis=1) == u.shape[1]).all()
+    scores = reference_layer(w, u, g, Projection(), 5, 8)["scores"]
+    np.testing.assert_allclose(result.score_hist_range[:, 0], scores.min(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(result.score_hist_range[:, 1], scores.max(axis=1), rtol=1e-5)
+    low, high = result.score_hist_range[3]
+    expected, _ = np.histogram(scores[3], bins=result.score_hist.shape[1], range=(low, high))
+    assert np.abs(expected - result.score_hist[3]).sum() <= 4  # bin edges may differ by rounding

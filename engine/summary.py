@@ -1,0 +1,53 @@
+"""Per-layer summaries: what the layer picker, the all-layers view and the README report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.null import NullBaseline, per_unit_max_dot
+from engine.results import LayerResult, prediction_class
+
+STANDOUT_Z = 3.0  # a neuron "stands out" when its per-unit max-dot is 3 null standard deviations up
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    layer: int
+    n_neurons: int
+    mean: float
+    max: float
+    p50: float
+    p90: float
+    p99: float
+    kurtosis_p50: float
+    kurtosis_p99: float
+    n_standout: int  # null_z > STANDOUT_Z (0 when no null baseline is known)
+    n_prediction: int
+    n_suppression: int
+
+
+def summarise(result: LayerResult, null: NullBaseline | None, cosine: bool) -> LayerSummary:
+    values = result.max_dot
+    kurtosis = np.nan_to_num(result.kurtosis, nan=0.0)
+    classes = prediction_class(result.kurtosis, result.skew)
+    standout = 0
+    if null is not None:
+        standout = int((null.z_score(per_unit_max_dot(values, result.norm, cosine)) > STANDOUT_Z).sum())
+    p50, p90, p99 = np.quantile(values, [0.5, 0.9, 0.99])
+    k50, k99 = np.quantile(kurtosis, [0.5, 0.99])
+    return LayerSummary(
+        layer=result.layer,
+        n_neurons=result.d_mlp,
+        mean=float(values.mean()),
+        max=float(values.max()),
+        p50=float(p50),
+        p90=float(p90),
+        p99=float(p99),
+        kurtosis_p50=float(k50),
+        kurtosis_p99=float(k99),
+        n_standout=standout,
+        n_prediction=int((classes == "prediction").sum()),
+        n_suppression=int((classes == "suppression").sum()),
+    )

@@ -1,0 +1,257 @@
+"""The explorer driven with Textual's Pilot: every key, export contents, hostile tokens, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+
+from app_helpers import make_app, settle, wait_for
+from engine.tokens import display_token
+from models import random_weights, write_gguf
+from tui.screens.detail import NeuronDetailScreen
+from tui.screens.help import HelpScreen
+from tui.screens.prompt import PromptScreen
+from tui.widgets.neuron_list import NeuronList
+
+SIZE = (120, 40)
+
+
+def status_text(app) -> str:
+    return str(app.query_one("#status-text").render())
+
+
+async def test_starts_on_last_layer_with_the_list_focused(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert "Layer 2 / 2" in status_text(app)
+        assert isinstance(app.focused, NeuronList)
+        neurons = app.query_one(NeuronList)
+        assert len(neurons.order) == 96
+        assert np.all(np.diff(app.result.max_dot[neurons.order]) <= 0), "sorted by max-dot, descending"
+
+
+async def test_layer_keys_move_between_layers(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("[")
+        await wait_for(pilot, lambda: app.result is not None and app.result.layer == 1)
+        assert "Layer 1 / 2" in status_text(app)
+        await pilot.press("[", "[", "[")
+        await wait_for(pilot, lambda: app.result is not None and app.result.layer == 0)
+        assert app.layer == 0
+        await pilot.press("]")
+        await wait_for(pilot, lambda: app.result is not None and app.result.layer == 1)
+        assert "Layer 1 / 2" in status_text(app)
+
+
+async def test_cursor_keys_and_marks(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        neurons = app.query_one(NeuronList)
+        first = neurons.current_neuron
+        await pilot.press("j", "down")
+        assert neurons.cursor == 2
+        await pilot.press("k")
+        assert neurons.cursor == 1
+        await pilot.press("up")
+        assert neurons.current_neuron == first
+        await pilot.press("space", "space")
+        assert neurons.marked == set(neurons.order[:2].tolist())
+        assert "2 marked" in status_text(app)
+        await pilot.press("up", "space")  # unmark the second
+        assert neurons.marked == {first}
+        await pilot.press("end")
+        assert neurons.cursor == 95
+        await pilot.press("home")
+        assert neurons.cursor == 0
+
+
+async def test_export_writes_exactly_the_marked_neurons(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c", export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        neurons = app.query_one(NeuronList)
+        chosen = neurons.order[:2].tolist()
+        await pilot.press("space", "space", "e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        field = app.screen.query_one("Input")
+        assert field.value == str(tmp_path / "neurons-layer2.csv")
+        await pilot.press("enter")
+        target = tmp_path / "neurons-layer2.csv"
+        await wait_for(pilot, target.exists)
+        rows = list(csv.DictReader(target.open(newline="")))
+        assert sorted(int(r["neuron"]) for r in rows) == sorted(chosen)
+        result = app.engine.cached_layer(2)
+        for row in rows:
+            neuron = int(row["neuron"])
+            assert float(row["max_dot"]) == result.max_dot[neuron]
+            assert int(row["token_id_1"]) == result.top_ids[neuron, 0]
+            assert float(row["dot_1"]) == result.top_dots[neuron, 0]
+
+
+async def test_export_without_marks_writes_the_listed_neurons_as_jsonl(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c", export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"kurtosis>3.3", "enter")
+        listed = app.query_one(NeuronList).listed_neurons
+        assert 0 < len(listed) < 96
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        field = app.screen.query_one("Input")
+        field.value = str(tmp_path / "listed.jsonl")
+        await pilot.press("enter")
+        await wait_for(pilot, (tmp_path / "listed.jsonl").exists)
+        records = [json.loads(line) for line in (tmp_path / "listed.jsonl").read_text().splitlines()]
+        assert [r["neuron"] for r in records] == listed
+        assert all(r["kurtosis"] > 3.3 for r in records)
+        assert records[0]["settings"]["projection"] == "raw"
+
+
+async def test_sort_and_filter(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        neurons = app.query_one(NeuronList)
+        await pilot.press("s")
+        assert app.sort_key == "neuron" and neurons.listed_neurons == list(range(96))
+        await pilot.press("s")
+        assert app.sort_key == "null-z"
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        threshold = float(np.median(app.result.max_dot))
+        await pilot.press(*f"{threshold}", "enter")
+        assert all(app.result.max_dot[n] >= threshold for n in neurons.listed_neurons)
+        assert len(neurons.listed_neurons) == int((app.result.max_dot >= threshold).sum())
+        assert "filter" in status_text(app)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"nonsense", "enter")  # a bad filter is reported, the old one stays
+        assert len(neurons.listed_neurons) < 96
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("Input").value = ""
+        await pilot.press("enter")
+        assert len(neurons.listed_neurons) == 96
+
+
+async def test_detail_view_and_back(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        neuron = app.query_one(NeuronList).current_neuron
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+        assert app.screen.neuron == neuron
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, NeuronDetailScreen))
+        assert isinstance(app.focused, NeuronList)
+
+
+async def test_help_comes_from_the_bindings(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        from tui.screens.help import bindings_table
+
+        table = bindings_table(app._binding_groups())
+        descriptions = {str(cell) for cell in table.columns[1]._cells}
+        for binding in app.BINDINGS + NeuronList.BINDINGS:
+            if binding.description:
+                assert binding.description in descriptions
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+
+async def test_histogram_toggle_and_quit(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        histogram = app.query_one("#histogram")
+        await pilot.press("h")
+        assert histogram.sorted_curve
+        await pilot.press("h")
+        assert not histogram.sorted_curve
+        started = time.monotonic()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, timeout=2)
+        assert time.monotonic() - started < 1.0
+
+
+async def test_hostile_tokens_render_literally(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=(400, 40)) as pilot:
+        await settle(pilot, app)
+        neurons = app.query_one(NeuronList)
+        vocab = app.vocab
+        hostile = {vocab.texts.index(t) for t in ("[/]", "\x1b[31m", "a\nb", "[bold]x")}
+        seen = set()
+        for layer in range(3):
+            await pilot.press("[" if layer else "home")
+        for layer in (2, 1, 0):
+            app.show_layer(layer)
+            await wait_for(pilot, lambda: app.result is not None and app.result.layer == layer)
+            for row in range(len(neurons.order)):
+                text = neurons._row(row)
+                neuron = int(neurons.order[row])
+                for token_id in set(app.result.top_ids[neuron].tolist()) & hostile:
+                    shown = display_token(vocab.text(token_id))
+                    assert shown in text.plain
+                    assert not text.spans or all("\x1b" not in str(span.style) for span in text.spans)
+                    seen.add(token_id)
+        assert seen, "no hostile token reached a top list; the fixture should make some"
+        assert "\x1b" not in "".join(neurons._row(r).plain for r in range(len(neurons.order)))
+
+
+async def test_worker_error_is_shown_not_raised(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c", device="cuda")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.activity.startswith("error"))
+        assert "CUDA is not available" in app.activity
+        assert app.is_running
+
+
+async def test_keys_never_wait_for_a_scan(tmp_path):
+    """Key effects land within a frame or two while layers compute in the background.
+
+    Pilot.press waits for the app to go idle, which a busy progress display never does, so the
+    test posts key events itself and times how long each takes to show its effect.
+    """
+    from textual import events
+
+    weights = random_weights(n_layers=4, d_model=256, d_mlp=4096, d_vocab=40000, seed=5)
+    model = write_gguf(tmp_path / "medium.gguf", weights)
+    app = make_app(model, tmp_path / "c", chunk_rows=16)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.activity.startswith("computing layer") and app.result is not None, timeout=120)
+        neurons = app.query_one(NeuronList)
+        checks = [
+            ("j", "j", lambda before: neurons.cursor == before + 1, lambda: neurons.cursor),
+            ("left_square_bracket", "[", lambda before: app.layer == before - 1, lambda: app.layer),
+            ("right_square_bracket", "]", lambda before: app.layer == before + 1, lambda: app.layer),
+            ("s", "s", lambda before: app.sort_key != before, lambda: app.sort_key),
+            ("h", "h", lambda before: app.query_one("#histogram").sorted_curve != before, lambda: app.query_one("#histogram").sorted_curve),
+        ]
+        worst = 0.0
+        mid_scan = 0
+        for key, character, done, state in checks:
+            mid_scan += app.activity.startswith("computing")
+            before = state()
+            started = time.monotonic()
+            app.post_message(events.Key(key, character))
+            await wait_for(pilot, lambda: done(before), timeout=5, step=0.005)
+            worst = max(worst, time.monotonic() - started)
+        assert mid_scan >= 3, "the keys should land while a layer is computing"
+        assert worst < 0.25, f"a key took {worst:.2f} s to take effect"
+        app.exit()

@@ -1,0 +1,85 @@
+"""Sorting and filtering of a layer's neurons, as plain numpy (the list only draws the result)."""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.results import LayerResult
+
+SORT_KEYS = ("max-dot", "neuron", "null-z", "kurtosis", "skew", "class")
+FILTER_FIELDS = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class")
+_OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "=": operator.eq, "==": operator.eq}
+_CONDITION = re.compile(r"^\s*([a-z_\-]+)\s*(>=|<=|==|=|>|<)\s*(\S+)\s*$")
+
+
+class FilterError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: float | str
+
+    def __str__(self) -> str:
+        return f"{self.field}{self.op}{self.value}"
+
+
+def parse_filter(text: str) -> list[Condition]:
+    """``0.5`` (max-dot at least 0.5), or conditions such as ``kurtosis>10, class=prediction``."""
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        return [Condition("max_dot", ">=", float(text))]
+    except ValueError:
+        pass
+    conditions = []
+    for part in re.split(r",|\band\b", text):
+        if not part.strip():
+            continue
+        match = _CONDITION.match(part.strip().lower())
+        if not match:
+            raise FilterError(f"cannot read {part.strip()!r}: write e.g. 0.5, max_dot>=0.5, kurtosis>10 or class=prediction")
+        field, op, raw = match.groups()
+        field = field.replace("-", "_")
+        if field not in FILTER_FIELDS:
+            raise FilterError(f"unknown field {field!r}: use one of {', '.join(FILTER_FIELDS)}")
+        if field == "class":
+            if op not in ("=", "=="):
+                raise FilterError("class takes = (class=prediction, class=suppression or class=none)")
+            conditions.append(Condition(field, "=", "" if raw == "none" else raw))
+            continue
+        try:
+            conditions.append(Condition(field, op, float(raw)))
+        except ValueError:
+            raise FilterError(f"{raw!r} is not a number") from None
+    return conditions
+
+
+def neuron_order(result: LayerResult, sort_key: str, conditions: list[Condition], classes: np.ndarray, null_z: np.ndarray | None) -> np.ndarray:
+    """Indices of the neurons that pass ``conditions``, in ``sort_key`` order (descending scores)."""
+    columns = {
+        "max_dot": result.max_dot,
+        "kurtosis": np.nan_to_num(result.kurtosis, nan=0.0),
+        "skew": np.nan_to_num(result.skew, nan=0.0),
+        "norm": result.norm,
+        "null_z": null_z if null_z is not None else np.zeros(result.d_mlp),
+        "class": classes,
+    }
+    keep = np.ones(result.d_mlp, dtype=bool)
+    for condition in conditions:
+        keep &= np.asarray(_OPERATORS[condition.op](columns[condition.field], condition.value), dtype=bool)
+    index = np.flatnonzero(keep)
+    if sort_key == "neuron":
+        return index
+    if sort_key == "class":
+        rank = np.select([classes == "prediction", classes == "suppression"], [0, 1], 2)
+        return index[np.lexsort((-result.max_dot[index], rank[index]))]
+    values = columns[{"max-dot": "max_dot", "null-z": "null_z"}.get(sort_key, sort_key)][index]
+    return index[np.argsort(-values, kind="stable")]

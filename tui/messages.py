@@ -1,0 +1,54 @@
+"""Messages that worker threads send to the app: results arrive as data, never as widget calls."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from engine.null import NullBaseline
+from engine.results import LayerResult
+from engine.sources.base import ModelInfo
+from engine.summary import LayerSummary
+from engine.tokens import Vocabulary
+
+
+class EngineReady(Message):
+    def __init__(self, info: ModelInfo, vocab: Vocabulary) -> None:
+        super().__init__()
+        self.info, self.vocab = info, vocab
+
+
+class LayerReady(Message):
+    """A layer's full results, for the layer the user is looking at."""
+
+    def __init__(self, result: LayerResult, generation: int) -> None:
+        super().__init__()
+        self.result, self.generation = result, generation
+
+
+class LayerSummarised(Message):
+    def __init__(self, summary: LayerSummary, generation: int) -> None:
+        super().__init__()
+        self.summary, self.generation = summary, generation
+
+
+class NullReady(Message):
+    def __init__(self, null: NullBaseline, generation: int) -> None:
+        super().__init__()
+        self.null, self.generation = null, generation
+
+
+class Activity(Message):
+    """What the background is doing; a newer one replaces a queued older one."""
+
+    def __init__(self, text: str, fraction: float | None, layer: int | None = None) -> None:
+        super().__init__()
+        self.text, self.fraction, self.layer = text, fraction, layer
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Activity)
+
+
+class WorkFailed(Message):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

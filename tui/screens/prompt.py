@@ -1,0 +1,42 @@
+"""A one-field dialog that returns the typed text (or None when dismissed)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Ask for one value: Enter confirms, Escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
+
+    DEFAULT_CSS = """
+    PromptScreen { align: center middle; }
+    PromptScreen > Vertical { width: 70; max-width: 95%; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
+    PromptScreen Label { width: 1fr; }
+    PromptScreen #prompt-hint { color: $text-muted; }
+    """
+
+    def __init__(self, title: str, value: str, hint: str = "", placeholder: str = "") -> None:
+        super().__init__()
+        self.title_text, self.value, self.hint, self.placeholder = title, value, hint, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="prompt-title")
+            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Label(self.hint, id="prompt-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,90 @@
+"""The layer picker: one line per layer with a one-glance summary; computed layers are marked."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from engine.summary import LayerSummary
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def _bar(value: float, top: float) -> str:
+    if top <= 0:
+        return " "
+    return BARS[int(round(min(value / top, 1.0) * (len(BARS) - 1)))]
+
+
+class LayerPicker(OptionList):
+    """Pick a layer with Enter or a click; ``]`` and ``[`` work from anywhere."""
+
+    DEFAULT_CSS = """
+    LayerPicker { width: 1fr; height: 1fr; border: none; padding: 0; }
+    LayerPicker:focus { border: none; }
+    """
+
+    class Chosen(Message):
+        def __init__(self, layer: int) -> None:
+            super().__init__()
+            self.layer = layer
+
+    def __init__(self, n_layers: int, **kwargs) -> None:
+        super().__init__(*[Option(self._prompt(layer, None, 0.0, False, False), id=str(layer)) for layer in range(n_layers)], **kwargs)
+        self.n_layers = n_layers
+        self.summaries: dict[int, LayerSummary] = {}
+        self.current: int | None = None
+        self.computing: int | None = None
+
+    @staticmethod
+    def _prompt(layer: int, summary: LayerSummary | None, top: float, current: bool, computing: bool) -> Text:
+        text = Text("▶" if current else " ", style="bold")
+        text.append(f"L{layer:<3}", style="bold" if current else "")
+        if summary is None:
+            text.append(" computing…" if computing else " pending", style="italic yellow" if computing else "dim")
+            return text
+        text.append("✓ ", style="green")
+        text.append(_bar(summary.p99, top), style="cyan")
+        text.append(f" μ{summary.mean:.2f} ↑{summary.max:.2f}")
+        if summary.n_standout:
+            text.append(f" ★{summary.n_standout}", style="yellow")
+        return text
+
+    def _redraw(self, layer: int) -> None:
+        top = max((s.p99 for s in self.summaries.values()), default=0.0)
+        prompt = self._prompt(layer, self.summaries.get(layer), top, layer == self.current, layer == self.computing)
+        self.replace_option_prompt_at_index(layer, prompt)
+
+    def _redraw_all(self) -> None:
+        for layer in range(self.n_layers):
+            self._redraw(layer)
+
+    def set_summary(self, summary: LayerSummary) -> None:
+        rescale = summary.p99 > max((s.p99 for s in self.summaries.values()), default=0.0)
+        self.summaries[summary.layer] = summary
+        if rescale:
+            self._redraw_all()
+        else:
+            self._redraw(summary.layer)
+
+    def clear_summaries(self) -> None:
+        self.summaries.clear()
+        self._redraw_all()
+
+    def set_current(self, layer: int) -> None:
+        previous, self.current = self.current, layer
+        if previous is not None:
+            self._redraw(previous)
+        self._redraw(layer)
+        self.highlighted = layer
+
+    def set_computing(self, layer: int | None) -> None:
+        previous, self.computing = self.computing, layer
+        for index in {previous, layer} - {None}:
+            self._redraw(index)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.post_message(self.Chosen(int(event.option.id)))
