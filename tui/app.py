@@ -329,6 +329,9 @@ class NeuronApp(App[int]):
         # Layer keys work from anywhere except while typing in a dialog.
         if action in ("next_layer", "previous_layer") and isinstance(self.screen, PromptScreen):
             return False
+        # List actions belong to the main screen; hide them (and their keys) elsewhere.
+        if action in ("cycle_sort", "filter", "export", "toggle_histogram") and len(self.screen_stack) > 1:
+            return False
         return True
 
     def action_next_layer(self) -> None:

@@ -19,13 +19,13 @@ from engine.tokens import Vocabulary
 from tui.render import score_style, token_label
 
 
-def _token_table(title: str, ids: np.ndarray, dots: np.ndarray, vocab: Vocabulary) -> Table:
+def _token_table(title: str, ids: np.ndarray, dots: np.ndarray, vocab: Vocabulary, limit: int = 24) -> Table:
     table = Table(title=title, title_style="bold", box=None, show_header=False, padding=(0, 1))
     table.add_column("token", no_wrap=True)
     table.add_column("dot", justify="right")
     for token_id, dot in zip(ids.tolist(), dots.tolist()):
         style = score_style(dot)
-        table.add_row(Text(token_label(vocab.text(token_id), 24), style=f"bold {style}"), Text(f"{dot:+.4f}", style=style))
+        table.add_row(Text(token_label(vocab.text(token_id), limit), style=f"bold {style}"), Text(f"{dot:+.3f}", style=style))
     return table
 
 
@@ -39,7 +39,7 @@ class NeuronDetailScreen(Screen[None]):
     DEFAULT_CSS = """
     NeuronDetailScreen #detail-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     NeuronDetailScreen #detail-body { height: 1fr; }
-    NeuronDetailScreen #detail-tokens { width: 1fr; min-width: 40; }
+    NeuronDetailScreen #detail-tokens { width: 1fr; min-width: 42; }
     NeuronDetailScreen #detail-plots { width: 1fr; }
     NeuronDetailScreen PlotextPlot { height: 1fr; }
     """
@@ -56,17 +56,31 @@ class NeuronDetailScreen(Screen[None]):
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-tokens"):
                 yield Static(self._stats())
-                yield Static(_token_table("top tokens by |dot|", r.top_ids[n], r.top_dots[n], self.vocab))
-                side = Table.grid(padding=(0, 2))
-                side.add_row(
-                    _token_table("promotes", r.promote_ids[n], r.promote_dots[n], self.vocab),
-                    _token_table("suppresses", r.suppress_ids[n], r.suppress_dots[n], self.vocab),
-                )
-                yield Static(side)
+                yield Static(_token_table("top by |dot|", r.top_ids[n], r.top_dots[n], self.vocab))
+                yield Static(self._promote_suppress())
             with Vertical(id="detail-plots"):
                 yield PlotextPlot(id="score-hist")
                 yield PlotextPlot(id="null-hist")
         yield Footer()
+
+    def _promote_suppress(self) -> Table:
+        """The k most promoted and k most suppressed tokens, side by side."""
+        r, n = self.result, self.neuron
+        table = Table(box=None, padding=(0, 1), header_style="bold")
+        table.add_column("promotes", no_wrap=True)
+        table.add_column("", justify="right", no_wrap=True)
+        table.add_column("suppresses", no_wrap=True)
+        table.add_column("", justify="right", no_wrap=True)
+        for rank in range(r.top_k):
+            up_id, up_dot = int(r.promote_ids[n, rank]), float(r.promote_dots[n, rank])
+            down_id, down_dot = int(r.suppress_ids[n, rank]), float(r.suppress_dots[n, rank])
+            table.add_row(
+                Text(token_label(self.vocab.text(up_id), 12), style=f"bold {score_style(up_dot)}"),
+                Text(f"{up_dot:+.3f}", style=score_style(up_dot)),
+                Text(token_label(self.vocab.text(down_id), 12), style=f"bold {score_style(down_dot)}"),
+                Text(f"{down_dot:+.3f}", style=score_style(down_dot)),
+            )
+        return table
 
     def _stats(self) -> Table:
         r, n = self.result, self.neuron
@@ -90,9 +104,10 @@ class NeuronDetailScreen(Screen[None]):
         edges = np.linspace(low, high, len(counts) + 1)
         centres = ((edges[:-1] + edges[1:]) / 2).tolist()
         plot = self.query_one("#score-hist", PlotextPlot).plt
-        plot.title(f"scores over all {int(counts.sum())} tokens (log count)")
-        plot.bar(centres, np.log10(counts + 1).tolist(), width=0.9, color="cyan")
+        plot.title(f"its dots with all {int(counts.sum())} tokens")
+        plot.plot(centres, np.log10(counts + 1).tolist(), fillx=True, marker="braille", color="cyan")
         plot.xlabel("dot")
+        plot.ylabel("log10(1+count)")
         null_plot = self.query_one("#null-hist", PlotextPlot).plt
         if self.null is not None:
             null_plot.title("random unit directions: max |dot| (this neuron in yellow)")

@@ -45,9 +45,9 @@ class LayerPicker(OptionList):
         if summary is None:
             text.append(" computing…" if computing else " pending", style="italic yellow" if computing else "dim")
             return text
-        text.append("✓ ", style="green")
+        text.append("✓", style="green")
         text.append(_bar(summary.p99, top), style="cyan")
-        text.append(f" μ{summary.mean:.2f} ↑{summary.max:.2f}")
+        text.append(f" μ{summary.mean:.2f}")
         if summary.n_standout:
             text.append(f" ★{summary.n_standout}", style="yellow")
         return text
