@@ -255,3 +255,65 @@ async def test_keys_never_wait_for_a_scan(tmp_path):
         assert mid_scan >= 3, "the keys should land while a layer is computing"
         assert worst < 0.25, f"a key took {worst:.2f} s to take effect"
         app.exit()
+
+
+async def test_all_layers_view_fills_in_and_jumps(tiny_gguf, tmp_path):
+    from tui.screens.all_layers import AllLayersScreen
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AllLayersScreen))
+        screen = app.screen
+        assert sorted(screen.summaries) == [0, 1, 2]
+        summary = screen.summaries[1]
+        expected = app.engine.cached_layer(1).max_dot
+        assert summary.max == expected.max() and summary.p50 == float(np.quantile(expected, 0.5))
+        await pilot.press("up", "up", "enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, AllLayersScreen))
+        await wait_for(pilot, lambda: app.result is not None and app.result.layer == 0)
+
+
+async def test_all_layers_view_shows_pending_layers(tmp_path):
+    from tui.screens.all_layers import AllLayersScreen
+
+    weights = random_weights(n_layers=4, d_model=128, d_mlp=2048, d_vocab=30000, seed=9)
+    model = write_gguf(tmp_path / "medium.gguf", weights)
+    app = make_app(model, tmp_path / "c", chunk_rows=16)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.result is not None, timeout=120)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AllLayersScreen))
+        screen = app.screen
+        assert len(screen.summaries) < 4, "some layers are still pending"
+        table = screen.query_one("DataTable")
+        pending = [row for row in range(4) if row not in screen.summaries]
+        assert str(table.get_cell_at((pending[0], 1))) == "pending"
+        await wait_for(pilot, lambda: len(screen.summaries) == 4, timeout=120)
+        assert str(table.get_cell_at((pending[0], 1))) != "pending"
+
+
+async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_path):
+    from engine.settings import Projection, ScanSettings
+    from tui.screens.projection import ProjectionScreen
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        raw_max = app.result.max_dot.copy()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
+        await pilot.press("g")
+        await settle(pilot, app)
+        gurnee = Projection(True, True, True)
+        assert app.settings.projection == gurnee
+        assert "fold+center+cosine" in status_text(app)
+        expected = app.engine.cached_layer(2, ScanSettings(projection=gurnee))
+        np.testing.assert_array_equal(app.result.max_dot, expected.max_dot)
+        assert app.result.max_dot.max() <= 1.0 + 1e-12  # cosine similarities
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
+        await pilot.press("r")
+        await settle(pilot, app)
+        np.testing.assert_array_equal(app.result.max_dot, raw_max)

@@ -26,14 +26,16 @@ from engine.errors import ScanCancelled, UserError
 from engine.null import NullBaseline, per_unit_max_dot
 from engine.results import LayerResult, prediction_class
 from engine.session import NeuronEngine, ScanProgress
-from engine.settings import ScanSettings
+from engine.settings import Projection, ScanSettings
 from engine.sources.base import ModelInfo
-from engine.summary import summarise
+from engine.summary import LayerSummary, summarise
 from engine.tokens import Vocabulary
 from tui.filtering import SORT_KEYS, Condition, FilterError, neuron_order, parse_filter
 from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady, WorkFailed
+from tui.screens.all_layers import AllLayersScreen
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screens.projection import ProjectionScreen
 from tui.screens.prompt import PromptScreen
 from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
@@ -66,6 +68,8 @@ class NeuronApp(App[int]):
         Binding("f", "filter", "Filter", id="filter"),
         Binding("e", "export", "Export", id="export"),
         Binding("h", "toggle_histogram", "Hist/curve", id="histogram"),
+        Binding("a", "all_layers", "All layers", id="all-layers"),
+        Binding("p", "projection", "Projection", id="projection"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
@@ -82,6 +86,7 @@ class NeuronApp(App[int]):
         self.result: LayerResult | None = None
         self.results: OrderedDict[int, LayerResult] = OrderedDict()
         self.null: NullBaseline | None = None
+        self.summaries: dict[int, LayerSummary] = {}
         self.sort_key = SORT_KEYS[0]
         self.conditions: list[Condition] = []
         self.activity = "starting"
@@ -264,8 +269,17 @@ class NeuronApp(App[int]):
             self._show_result(result)
 
     def on_layer_summarised(self, message: LayerSummarised) -> None:
-        if message.generation == self.generation and self.query(LayerPicker):
-            self.query_one(LayerPicker).set_summary(message.summary)
+        if message.generation != self.generation:
+            return
+        self._store_summary(message.summary)
+
+    def _store_summary(self, summary: LayerSummary) -> None:
+        self.summaries[summary.layer] = summary
+        if self.query(LayerPicker):
+            self.query_one(LayerPicker).set_summary(summary)
+        for screen in self.screen_stack:
+            if isinstance(screen, AllLayersScreen):
+                screen.update_summary(summary)
 
     def on_null_ready(self, message: NullReady) -> None:
         if message.generation != self.generation:
@@ -273,7 +287,7 @@ class NeuronApp(App[int]):
         self.null = message.null
         # Layers summarised before the null existed get their standout counts now.
         for result in self.results.values():
-            self.query_one(LayerPicker).set_summary(summarise(result, self.null, self.settings.projection.cosine))
+            self._store_summary(summarise(result, self.null, self.settings.projection.cosine))
         if self.result is not None:
             self._show_result(self.result)
 
@@ -330,7 +344,7 @@ class NeuronApp(App[int]):
         if action in ("next_layer", "previous_layer") and isinstance(self.screen, PromptScreen):
             return False
         # List actions belong to the main screen; hide them (and their keys) elsewhere.
-        if action in ("cycle_sort", "filter", "export", "toggle_histogram") and len(self.screen_stack) > 1:
+        if action in ("cycle_sort", "filter", "export", "toggle_histogram", "all_layers", "projection") and len(self.screen_stack) > 1:
             return False
         return True
 
@@ -381,6 +395,35 @@ class NeuronApp(App[int]):
             null_pct = float(self.null.percentile(np.array([per_unit]))[0])
         klass = str(prediction_class(result.kurtosis[neuron : neuron + 1], result.skew[neuron : neuron + 1])[0])
         self.push_screen(NeuronDetailScreen(self.info.name, self.info.n_layers - 1, result, neuron, self.vocab, self.null, null_z, null_pct, klass, per_unit))
+
+    # --- all layers and projection ----------------------------------------------------------
+    def action_all_layers(self) -> None:
+        if self.info is None:
+            return
+        screen = AllLayersScreen(self.info.name, self.settings.projection.label, self.info.n_layers, self.summaries, self.layer)
+        self.push_screen(screen, self._jump_to_layer)
+
+    def _jump_to_layer(self, layer: int | None) -> None:
+        if layer is not None:
+            self.show_layer(layer)
+
+    def action_projection(self) -> None:
+        self.push_screen(ProjectionScreen(self.settings.projection), self.apply_projection)
+
+    def apply_projection(self, projection: Projection | None) -> None:
+        """Switch projection: every layer is read from the cache or computed again under it."""
+        if projection is None or projection == self.settings.projection or self.info is None:
+            return
+        self.settings = ScanSettings(self.settings.top_k, self.settings.dtype, projection, self.settings.token_top_n)
+        self.generation += 1
+        self.results.clear()
+        self.summaries.clear()
+        self.null = None
+        self.result = None
+        self.query_one(LayerPicker).clear_summaries()
+        if self.layer is not None:
+            self.show_layer(self.layer)
+        self.run_scanner()
 
     # --- export -----------------------------------------------------------------------------
     def action_export(self) -> None:

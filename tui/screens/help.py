@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 
 def bindings_table(groups: list[tuple[str, list[Binding]]]) -> Table:
-    table = Table(show_header=True, header_style="bold", box=None, expand=True)
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
     table.add_column("key", style="bold cyan", no_wrap=True)
     table.add_column("does")
     table.add_column("where", style="dim")
