@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import run_cli
 from engine.settings import Projection
 from engine.sources.resolve import bundled_model_path, locate_model, open_source
-from exactness import assert_layer_matches
+from exactness import assert_ranked_equal
 from reference import reference_layer
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,6 @@ def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_p
         scores = ref["scores"]
         for field, key, ref_ids in (("top", np.abs, ref["top_ids"]), ("promote", None, ref["promote_ids"]), ("suppress", None, ref["suppress_ids"])):
             ids, dots = _records_to_arrays(rows, field)
-            from exactness import assert_ranked_equal
 
             assert_ranked_equal(ids, dots, scores, ref_ids, key or (lambda x: x))
         np.testing.assert_allclose([r["max_dot"] for r in rows], ref["max_dot"], rtol=1e-5)
@@ -66,19 +65,29 @@ def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_p
     assert warm_seconds <= cold_seconds / 10, (cold_seconds, warm_seconds)
 
 
-def test_all_projection_flags_on_the_bundled_model(bundled):
-    import torch
-
-    from engine.projection import ProjectedUnembed
-    from engine.scan import scan_layer
-
+def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
+    """Gurnee et al.'s setting (fold + center + cosine): promote/suppress tokens, skew and kurtosis
+    of every neuron of layers 0 and 29 equal the float64 reference."""
+    out = tmp_path / "flags.jsonl"
+    done = run_cli(
+        "scan", "--layers", "0,29", "--top-k", "10", "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
+        "--fold-final-norm", "--center-unembed", "--cosine", "--output", str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[0]["settings"]["projection"] == "fold+center+cosine"
     projection = Projection(fold_final_norm=True, center_unembed=True, cosine=True)
-    unembed = bundled.unembed()
-    norm = bundled.final_norm_weight()
-    projected = ProjectedUnembed(unembed, norm, projection, torch.device("cpu"), torch.float32)
-    w_out = bundled.mlp_out(29)
-    result = scan_layer(29, w_out, projected, 10, 8)
-    assert_layer_matches(result, reference_layer(w_out, unembed, norm, projection, 10, 8))
+    unembed, norm = bundled.unembed(), bundled.final_norm_weight()
+
+    for layer in (0, 29):
+        rows = [r for r in records if r["layer"] == layer]
+        ref = reference_layer(bundled.mlp_out(layer), unembed, norm, projection, 10, 8)
+        for field, key, ref_ids in (("top", np.abs, ref["top_ids"]), ("promote", None, ref["promote_ids"]), ("suppress", None, ref["suppress_ids"])):
+            ids, dots = _records_to_arrays(rows, field)
+            assert_ranked_equal(ids, dots, ref["scores"], ref_ids, key or (lambda x: x))
+        np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
+        np.testing.assert_allclose([r["std"] for r in rows], ref["std"], rtol=1e-5)
 
 
 def test_direct_gguf_read_equals_transformer_bridge(bundled):
