@@ -17,7 +17,7 @@ from engine.errors import UserError
 from engine.settings import DTYPES, Projection, ScanSettings
 
 PROGRAM = "neuron-tui"
-COMMANDS = ("scan",)
+COMMANDS = ("scan", "layers", "tokens", "coverage")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -85,6 +85,60 @@ def build_scan_parser() -> OneLineParser:
     parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
     parser.add_argument("--top-k", type=_positive_int, default=10, metavar="K", help="tokens kept per neuron (default: 10)")
     parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".jsonl (one object per neuron), .json (settings + neurons), .csv (one row per neuron) or - for JSONL on stdout (default: -)")
+    add_common_options(parser)
+    return parser
+
+
+def build_layers_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=f"{PROGRAM} layers",
+        description=(
+            "One row per layer: max-dot quantiles (p50, p90, p99, max), kurtosis p50/p99, neurons whose "
+            "max-dot per unit norm is more than 3 null standard deviations up, and prediction/suppression "
+            "neuron counts (kurtosis > 10). Computes missing layers."
+        ),
+    )
+    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
+    parser.add_argument("--top-k", type=_positive_int, default=10, metavar="K", help="tokens kept per neuron (part of the cache key; default: 10)")
+    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".jsonl, .json, .csv or - for a table on stdout (default: -)")
+    add_common_options(parser)
+    return parser
+
+
+def build_tokens_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=f"{PROGRAM} tokens",
+        description=(
+            "For each TEXT, find the matching tokens (the exact string first, then variants with or "
+            "without a leading space, other casings, Ġ/▁ read as a space) and print each token's N "
+            "neurons with the largest |dot| over the requested layers, exact in float64, as JSONL "
+            'records {"query", "token_id", "token", "exact", "layer", "neuron", "dot"}.'
+        ),
+    )
+    parser.add_argument("texts", nargs="+", metavar="TEXT", help="token text, e.g. ' the' or coming")
+    parser.add_argument("--top", type=_positive_int, default=10, metavar="N", help="neurons per token (default: 10)")
+    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
+    parser.add_argument("--exact-only", action="store_true", help="only the tokens whose text equals TEXT exactly")
+    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".jsonl, .json, .csv or - for JSONL on stdout (default: -)")
+    parser.add_argument("--top-k", type=_positive_int, default=10, help=argparse.SUPPRESS)
+    add_common_options(parser)
+    return parser
+
+
+def build_coverage_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=f"{PROGRAM} coverage",
+        description=(
+            "Does every token have a neuron aimed at it? A token is covered in a layer when some neuron's "
+            "|dot| with it per unit norm beats the null baseline's 99th percentile (random directions' "
+            "max over the vocabulary). Reports the covered share per layer and overall, and the best- "
+            "and worst-covered tokens. .json writes that document; .csv/.jsonl write one row per token."
+        ),
+    )
+    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
+    parser.add_argument("--show", type=_positive_int, default=15, metavar="N", help="best and worst tokens listed (default: 15)")
+    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".json, .jsonl, .csv or - for a summary on stdout (default: -)")
+    parser.add_argument("--top-k", type=_positive_int, default=10, help=argparse.SUPPRESS)
     add_common_options(parser)
     return parser
 
@@ -191,6 +245,144 @@ def run_scan(argv: list[str]) -> int:
     finally:
         engine.close()
     return 0
+
+
+def run_layers(argv: list[str]) -> int:
+    args = build_layers_parser().parse_args(argv)
+    from dataclasses import asdict
+
+    from engine.export import check_output_path, export_settings, write_rows
+    from engine.layers import parse_layer_spec
+    from engine.summary import summarise
+
+    check_output_path(args.output)
+    engine = engine_from_args(args)
+    for warning in engine.warnings:
+        print(warning, file=sys.stderr)
+    try:
+        layers = parse_layer_spec(args.layers, engine.info.n_layers)
+        with _StderrProgress(layers) as progress:
+            results = list(engine.layers(layers, listener=progress))
+            null = engine.null_baseline()
+        rows = [asdict(summarise(result, null, engine.settings.projection.cosine)) for result in results]
+        settings = export_settings(engine.info, engine.settings, engine.device_label())
+        if args.output == "-":
+            _print_layer_table(rows, settings)
+        else:
+            write_rows(args.output, rows, settings, key="layers")
+    finally:
+        engine.close()
+    return 0
+
+
+def _print_layer_table(rows: list[dict], settings: dict) -> None:
+    columns = ["layer", "p50", "p90", "p99", "max", "kurtosis_p99", "n_standout", "n_prediction", "n_suppression"]
+    print(f"# {settings['model']} · projection {settings['projection']}")
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+
+
+def run_tokens(argv: list[str]) -> int:
+    args = build_tokens_parser().parse_args(argv)
+    from engine.export import check_output_path, export_settings, write_rows
+    from engine.layers import parse_layer_spec
+    from engine.token_search import TokenIndex
+
+    check_output_path(args.output)
+    engine = engine_from_args(args)
+    try:
+        layers = parse_layer_spec(args.layers, engine.info.n_layers)
+        index = TokenIndex(engine.vocabulary)
+        queries = []
+        for text in args.texts:
+            matches = [m for m in index.find(text) if m.exact or not args.exact_only]
+            if not matches:
+                raise UserError(f"no token matches {text!r}: check the spelling (a leading space matters, e.g. ' the')")
+            queries.append((text, matches))
+        with _StderrProgress(layers) as progress:
+            for _ in engine.layers(layers, listener=progress):
+                pass  # fills the cache; the answer below is exact from the weights
+        token_ids = sorted({m.token_id for _, matches in queries for m in matches})
+        found = engine.exact_token_neurons(token_ids, layers, args.top)
+        vocab = engine.vocabulary
+        rows = [
+            {"query": text, "token_id": m.token_id, "token": vocab.text(m.token_id), "exact": m.exact,
+             "layer": hit.layer, "neuron": hit.neuron, "dot": hit.dot}
+            for text, matches in queries for m in matches for hit in found[m.token_id]
+        ]
+        settings = export_settings(engine.info, engine.settings, engine.device_label())
+        if args.output == "-":
+            import json
+
+            for row in rows:
+                print(json.dumps(row, ensure_ascii=False))
+        else:
+            write_rows(args.output, rows, settings, key="tokens")
+    finally:
+        engine.close()
+    return 0
+
+
+def run_coverage(argv: list[str]) -> int:
+    args = build_coverage_parser().parse_args(argv)
+    from engine.coverage import compute_coverage
+    from engine.export import check_output_path, export_settings, write_document, write_rows
+    from engine.layers import parse_layer_spec
+
+    check_output_path(args.output)
+    engine = engine_from_args(args)
+    try:
+        layers = parse_layer_spec(args.layers, engine.info.n_layers)
+        with _StderrProgress(layers) as progress:
+            results = list(engine.layers(layers, listener=progress))
+            null = engine.null_baseline()
+        coverage = compute_coverage(results, null)
+        vocab = engine.vocabulary
+        settings = export_settings(engine.info, engine.settings, engine.device_label())
+
+        def token_row(token_id: int) -> dict:
+            return {
+                "token_id": int(token_id),
+                "token": vocab.text(int(token_id)),
+                "best_unit_dot": float(coverage.best_unit[token_id]),
+                "vs_null_p99": float(coverage.best_unit[token_id] / coverage.threshold),
+                "best_layer": int(coverage.best_layer[token_id]),
+                "best_neuron": int(coverage.best_neuron[token_id]),
+                "covered_layers": int(coverage.covered_layers[token_id]),
+            }
+
+        document = {
+            "null_p99": coverage.threshold,
+            "layers": [{"layer": layer, "covered": coverage.covered_per_layer[layer], "share": coverage.share(layer)} for layer in coverage.layers],
+            "overall": {"covered": int(coverage.covered.sum()), "share": coverage.overall_share, "tokens": coverage.d_vocab},
+            "best": [token_row(t) for t in coverage.ranked(args.show, best=True)],
+            "worst": [token_row(t) for t in coverage.ranked(args.show, best=False)],
+        }
+        if args.output == "-":
+            _print_coverage(document, settings)
+        elif args.output.lower().endswith(".json"):
+            write_document(args.output, {"settings": settings, **document})
+        else:
+            write_rows(args.output, [token_row(t) for t in range(coverage.d_vocab)], settings, key="tokens")
+    finally:
+        engine.close()
+    return 0
+
+
+def _print_coverage(document: dict, settings: dict) -> None:
+    from engine.tokens import display_token
+
+    overall = document["overall"]
+    print(f"# {settings['model']} · projection {settings['projection']} · covered = best |dot|/|w| > null p99 = {document['null_p99']:.4f}")
+    print("layer\tcovered\tshare")
+    for row in document["layers"]:
+        print(f"{row['layer']}\t{row['covered']}\t{row['share']:.2%}")
+    print(f"all\t{overall['covered']}\t{overall['share']:.2%} of {overall['tokens']} tokens")
+    for title, key in (("best covered", "best"), ("least covered", "worst")):
+        print(f"# {title}: token, best |dot|/|w| (x null p99), layer:neuron")
+        for row in document[key]:
+            print(f"{display_token(row['token'])!s}\t{row['best_unit_dot']:.4f} (x{row['vs_null_p99']:.2f})\tL{row['best_layer']}:{row['best_neuron']}")
 
 
 def configure_logging() -> None:

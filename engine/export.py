@@ -147,13 +147,49 @@ def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
     check_output_path(path)
     target = Path(path)
     fmt = target.suffix.lower()
+    counted: list[int] = []
+    _atomic_write(target, lambda handle: counted.append(_write_stream(handle, fmt, records, settings)), newline="" if fmt == ".csv" else None)
+    return counted[0]
+
+
+def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
+    """Flat rows (no nested lists) to .jsonl, .json (``{"settings", key: rows}``) or .csv."""
+    check_output_path(path)
+    target = Path(path)
+    fmt = target.suffix.lower()
+
+    def write(handle: io.TextIOBase) -> None:
+        if fmt == ".jsonl":
+            for row in rows:
+                handle.write(json.dumps({**row, "settings": settings}, ensure_ascii=False) + "\n")
+        elif fmt == ".json":
+            json.dump({"settings": settings, key: rows}, handle, ensure_ascii=False, indent=1)
+            handle.write("\n")
+        else:
+            writer = csv.writer(handle)
+            columns = list(rows[0]) if rows else []
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([neutralise_cell(v) if isinstance(v, str) else v for v in row.values()])
+
+    _atomic_write(target, write, newline="" if fmt == ".csv" else None)
+    return len(rows)
+
+
+def _atomic_write(target: Path, write, newline: str | None) -> None:
+    """Write through a temporary file in the same directory, renamed into place when complete."""
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent if str(target.parent) else ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="" if fmt == ".csv" else None) as handle:
-            count = _write_stream(handle, fmt, records, settings)
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            write(handle)
         os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return count
+
+
+def write_document(path: str, document: dict) -> None:
+    """One JSON document, written whole or not at all."""
+    check_output_path(path)
+    _atomic_write(Path(path), lambda handle: (json.dump(document, handle, ensure_ascii=False, indent=1), handle.write("\n")), newline=None)

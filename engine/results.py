@@ -35,6 +35,8 @@ class LayerResult:
     score_hist_range: np.ndarray  # [d_mlp, 2] float32, the (low, high) those bins span
     token_neurons: np.ndarray  # [d_vocab, N + margin] int32, candidates by fast |dot| descending
     token_dots: np.ndarray  # [d_vocab, N + margin] float32, signed, fast precision: rescored when queried
+    token_unit_best: np.ndarray  # [d_vocab] float32, max over neurons of |dot| / |W_out[i]| (coverage)
+    token_unit_best_neuron: np.ndarray  # [d_vocab] int32, the neuron that reaches it
 
     @property
     def d_mlp(self) -> int:

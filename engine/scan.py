@@ -120,6 +120,8 @@ def scan_layer(
     token_abs = torch.full((d_vocab, 0), -1.0, device=device)
     token_ids = torch.zeros((d_vocab, 0), dtype=torch.long, device=device)
     token_signed = torch.zeros((d_vocab, 0), device=device)
+    unit_best = torch.full((d_vocab,), -1.0, device=device)
+    unit_best_neuron = torch.zeros(d_vocab, dtype=torch.long, device=device)
     for start in range(0, d_mlp, chunk):
         if cancelled is not None and cancelled():
             raise ScanCancelled()
@@ -154,6 +156,13 @@ def scan_layer(
         token_abs, token_ids, token_signed = _merge_token_candidates(
             token_abs, token_ids, token_signed, scores, start, token_candidates
         )
+        # Per token, the neuron whose *direction* meets it hardest (|dot| per unit norm): coverage.
+        unit = scores.abs() if cosine else scores.abs().div_(norms.float().clamp_min(1e-30).unsqueeze(1))
+        chunk_best, chunk_best_row = unit.max(dim=0)
+        del unit
+        better = chunk_best > unit_best
+        unit_best = torch.where(better, chunk_best, unit_best)
+        unit_best_neuron = torch.where(better, chunk_best_row + start, unit_best_neuron)
 
         centred = scores.sub_(mean.float().unsqueeze(1))
         squared = centred * centred
@@ -196,6 +205,8 @@ def scan_layer(
         score_hist_range=merged["score_hist_range"].astype(np.float32),
         token_neurons=token_ids.cpu().numpy().astype(np.int32),
         token_dots=token_signed.cpu().numpy(),
+        token_unit_best=unit_best.cpu().numpy(),
+        token_unit_best_neuron=unit_best_neuron.cpu().numpy().astype(np.int32),
     )
 
 

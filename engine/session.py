@@ -233,6 +233,16 @@ class NeuronEngine:
         for layer in layers:
             yield self.layer(layer, listener=listener, cancelled=cancelled)
 
+    # --- tokens -----------------------------------------------------------------------------
+    def exact_token_neurons(self, token_ids: list[int], layers: list[int], top: int, settings: ScanSettings | None = None):
+        """Each token's ``top`` neurons over ``layers`` by exact float64 |dot| (loads the weights)."""
+        from engine.token_search import exact_token_neurons
+
+        settings = settings or self.settings
+        with self._lock:
+            source = self._ensure_source()
+            return exact_token_neurons(token_ids, layers, source.mlp_out, self._unembed(settings), top, settings.projection.cosine)
+
     # --- null baseline ----------------------------------------------------------------------
     def null_baseline(self, settings: ScanSettings | None = None) -> NullBaseline:
         settings = settings or self.settings

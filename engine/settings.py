@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from engine.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)

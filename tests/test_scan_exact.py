@@ -122,3 +122,14 @@ def test_score_histogram_counts_every_token():
     low, high = result.score_hist_range[3]
     expected, _ = np.histogram(scores[3], bins=result.score_hist.shape[1], range=(low, high))
     assert np.abs(expected - result.score_hist[3]).sum() <= 4  # bin edges may differ by rounding
+
+
+@pytest.mark.parametrize("projection", [Projection(), Projection(cosine=True)], ids=lambda p: p.label)
+def test_per_token_best_unit_alignment(projection):
+    w, u, g = _random(9)
+    unembed = ProjectedUnembed(u, g, projection, torch.device("cpu"), torch.float32)
+    result = scan_layer(0, w, unembed, 5, 8, chunk_rows=33)
+    scores = reference_layer(w, u, g, projection, 5, 8)["scores"]
+    unit = np.abs(scores) if projection.cosine else np.abs(scores) / np.linalg.norm(w.astype(np.float64), axis=1, keepdims=True)
+    np.testing.assert_allclose(result.token_unit_best, unit.max(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(result.token_unit_best_neuron, unit.argmax(axis=0))

@@ -17,6 +17,12 @@ def _run(argv: list[str]) -> int:
         command, rest = argv[0], argv[1:]
         if command == "scan":
             return cli.run_scan(rest)
+        if command == "layers":
+            return cli.run_layers(rest)
+        if command == "tokens":
+            return cli.run_tokens(rest)
+        if command == "coverage":
+            return cli.run_coverage(rest)
     args = cli.build_parser().parse_args(argv)
     from tui.launch import launch_explorer
 

@@ -1,0 +1,66 @@
+"""Vocabulary coverage, the seed's open question: does every token have a neuron aimed at it?
+
+A token counts as covered in a layer when some neuron's direction meets it harder than a random
+unit direction meets its best token in 99 of 100 draws: max over neurons of |dot| / |W_out[i]|
+above the null baseline's 99th percentile. Whole-model coverage takes the best layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.null import NullBaseline
+from engine.results import LayerResult
+
+COVERAGE_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class Coverage:
+    threshold: float  # the null's 99th percentile, per unit norm
+    layers: list[int]
+    covered_per_layer: dict[int, int]
+    best_unit: np.ndarray  # [d_vocab] best |dot| per unit norm over the layers
+    best_layer: np.ndarray  # [d_vocab]
+    best_neuron: np.ndarray  # [d_vocab]
+    covered_layers: np.ndarray  # [d_vocab] in how many layers the token is covered
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.best_unit.shape[0])
+
+    def share(self, layer: int) -> float:
+        return self.covered_per_layer[layer] / self.d_vocab
+
+    @property
+    def covered(self) -> np.ndarray:
+        return self.best_unit > self.threshold
+
+    @property
+    def overall_share(self) -> float:
+        return float(self.covered.mean())
+
+    def ranked(self, count: int, best: bool) -> np.ndarray:
+        """Token ids with the highest (best) or lowest best-unit alignment."""
+        order = np.argsort(-self.best_unit if best else self.best_unit, kind="stable")
+        return order[:count]
+
+
+def compute_coverage(results: list[LayerResult], null: NullBaseline) -> Coverage:
+    threshold = null.quantile(COVERAGE_QUANTILE)
+    stacked = np.stack([result.token_unit_best.astype(np.float64) for result in results])  # [L, V]
+    neurons = np.stack([result.token_unit_best_neuron for result in results])
+    layers = [result.layer for result in results]
+    best_index = stacked.argmax(axis=0)
+    columns = np.arange(stacked.shape[1])
+    return Coverage(
+        threshold=threshold,
+        layers=layers,
+        covered_per_layer={layer: int((row > threshold).sum()) for layer, row in zip(layers, stacked)},
+        best_unit=stacked[best_index, columns],
+        best_layer=np.asarray(layers)[best_index],
+        best_neuron=neurons[best_index, columns],
+        covered_layers=(stacked > threshold).sum(axis=0),
+    )
