@@ -49,10 +49,15 @@ class Coverage:
 
 
 def compute_coverage(results: list[LayerResult], null: NullBaseline) -> Coverage:
+    return coverage_from_layers({r.layer: (r.token_unit_best, r.token_unit_best_neuron) for r in results}, null)
+
+
+def coverage_from_layers(per_layer: dict[int, tuple[np.ndarray, np.ndarray]], null: NullBaseline) -> Coverage:
+    """Coverage from each layer's (best |dot| per unit norm, its neuron) per token."""
     threshold = null.quantile(COVERAGE_QUANTILE)
-    stacked = np.stack([result.token_unit_best.astype(np.float64) for result in results])  # [L, V]
-    neurons = np.stack([result.token_unit_best_neuron for result in results])
-    layers = [result.layer for result in results]
+    layers = sorted(per_layer)
+    stacked = np.stack([per_layer[layer][0].astype(np.float64) for layer in layers])  # [L, V]
+    neurons = np.stack([per_layer[layer][1] for layer in layers])
     best_index = stacked.argmax(axis=0)
     columns = np.arange(stacked.shape[1])
     return Coverage(

@@ -317,3 +317,51 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
         await pilot.press("r")
         await settle(pilot, app)
         np.testing.assert_array_equal(app.result.max_dot, raw_max)
+
+
+async def test_token_search_finds_a_token_and_jumps_to_its_neuron(tiny_gguf, tiny_weights, tmp_path):
+    from reference import reference_scores
+    from engine.settings import Projection
+    from tui.screens.token_search import TokenSearchScreen
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("slash")
+        await wait_for(pilot, lambda: isinstance(app.screen, TokenSearchScreen))
+        screen = app.screen
+        await pilot.press(*"coming")
+        await wait_for(pilot, lambda: len(screen.rows) > 0 and screen.matches and screen.matches[0].text == "coming" or any(m.text == " coming" for m in screen.matches))
+        token_id = app.vocab.texts.index(" coming")
+        screen.show_token(token_id)
+        # The best row is the token's best neuron over all layers (the float64 reference agrees).
+        best = max(
+            ((layer, n, d) for layer, w in enumerate(tiny_weights.w_out) for n, d in enumerate(reference_scores(w, tiny_weights.unembed, None, Projection())[:, token_id])),
+            key=lambda hit: abs(hit[2]),
+        )
+        assert screen.rows[0] == (best[0], best[1])
+        table = screen.query_one("#neuron-hits")
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TokenSearchScreen))
+        await wait_for(pilot, lambda: app.result is not None and app.result.layer == best[0])
+        assert app.query_one(NeuronList).current_neuron == best[1]
+
+
+async def test_coverage_view(tiny_gguf, tmp_path):
+    from tui.screens.coverage import CoverageScreen
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CoverageScreen))
+        screen = app.screen
+        assert screen.coverage.layers == [0, 1, 2]
+        per_layer = screen.query_one("#per-layer")
+        assert per_layer.row_count == 3
+        target = screen.targets["best-tokens"][0]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, CoverageScreen))
+        await wait_for(pilot, lambda: app.result is not None and app.result.layer == target[0])
+        assert app.query_one(NeuronList).current_neuron == target[1]

@@ -32,11 +32,15 @@ from engine.summary import LayerSummary, summarise
 from engine.tokens import Vocabulary
 from tui.filtering import SORT_KEYS, Condition, FilterError, neuron_order, parse_filter
 from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady, WorkFailed
+from engine.coverage import coverage_from_layers
+from engine.token_search import TokenIndex
 from tui.screens.all_layers import AllLayersScreen
+from tui.screens.coverage import CoverageScreen
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.projection import ProjectionScreen
 from tui.screens.prompt import PromptScreen
+from tui.screens.token_search import TokenSearchScreen
 from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
@@ -70,6 +74,8 @@ class NeuronApp(App[int]):
         Binding("h", "toggle_histogram", "Hist/curve", id="histogram"),
         Binding("a", "all_layers", "All layers", id="all-layers"),
         Binding("p", "projection", "Projection", id="projection"),
+        Binding("slash", "token_search", "Token search", key_display="/", id="token-search"),
+        Binding("c", "coverage", "Coverage", id="coverage"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
@@ -87,6 +93,10 @@ class NeuronApp(App[int]):
         self.results: OrderedDict[int, LayerResult] = OrderedDict()
         self.null: NullBaseline | None = None
         self.summaries: dict[int, LayerSummary] = {}
+        self.token_tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per layer: best neurons per token
+        self.unit_best: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per layer: coverage arrays
+        self.token_index: TokenIndex | None = None
+        self.pending_neuron: int | None = None
         self.sort_key = SORT_KEYS[0]
         self.conditions: list[Condition] = []
         self.activity = "starting"
@@ -238,7 +248,12 @@ class NeuronApp(App[int]):
             done.add(layer)
             if layer == self.layer:
                 self.post_message(LayerReady(result, generation))
-            self.post_message(LayerSummarised(summarise(result, null, settings.projection.cosine), generation))
+            n = settings.token_top_n
+            self.post_message(LayerSummarised(
+                summarise(result, null, settings.projection.cosine), generation,
+                token_table=(result.token_neurons[:, :n].copy(), result.token_dots[:, :n].copy()),
+                unit_best=(result.token_unit_best, result.token_unit_best_neuron),
+            ))
         if not worker.is_cancelled:
             self.post_message(Activity(f"all {self.info.n_layers} layers computed", None))
 
@@ -271,6 +286,8 @@ class NeuronApp(App[int]):
     def on_layer_summarised(self, message: LayerSummarised) -> None:
         if message.generation != self.generation:
             return
+        self.token_tables[message.summary.layer] = message.token_table
+        self.unit_best[message.summary.layer] = message.unit_best
         self._store_summary(message.summary)
 
     def _store_summary(self, summary: LayerSummary) -> None:
@@ -304,6 +321,9 @@ class NeuronApp(App[int]):
         order = neuron_order(result, self.sort_key, self.conditions, classes, null_z)
         neurons = self.query_one(NeuronList)
         neurons.show_layer(result, self.vocab, order, classes, null_z)
+        if self.pending_neuron is not None:
+            neurons.set_order(order, keep_neuron=self.pending_neuron)
+            self.pending_neuron = None
         null_values = None
         if self.null is not None:
             # Null max-dots per unit norm, scaled by the layer's median norm to sit on the same axis.
@@ -344,7 +364,7 @@ class NeuronApp(App[int]):
         if action in ("next_layer", "previous_layer") and isinstance(self.screen, PromptScreen):
             return False
         # List actions belong to the main screen; hide them (and their keys) elsewhere.
-        if action in ("cycle_sort", "filter", "export", "toggle_histogram", "all_layers", "projection") and len(self.screen_stack) > 1:
+        if action in ("cycle_sort", "filter", "export", "toggle_histogram", "all_layers", "projection", "token_search", "coverage") and len(self.screen_stack) > 1:
             return False
         return True
 
@@ -407,6 +427,32 @@ class NeuronApp(App[int]):
         if layer is not None:
             self.show_layer(layer)
 
+    def jump_to_neuron(self, target: tuple[int, int] | None) -> None:
+        """Open ``(layer, neuron)`` with the cursor on that neuron (neuron -1: just the layer)."""
+        if target is None:
+            return
+        layer, neuron = target
+        self.pending_neuron = neuron if neuron >= 0 else None
+        if self.pending_neuron is not None:
+            self.conditions = []  # the neuron must be listed to be shown
+        self.show_layer(layer)
+
+    def action_token_search(self) -> None:
+        if self.vocab is None or self.info is None:
+            return
+        if self.token_index is None:
+            self.token_index = TokenIndex(self.vocab)
+        self.push_screen(TokenSearchScreen(self.token_index, dict(sorted(self.token_tables.items())), self.info.n_layers), self.jump_to_neuron)
+
+    def action_coverage(self) -> None:
+        if self.info is None or self.vocab is None:
+            return
+        if self.null is None or not self.unit_best:
+            self.notify("coverage needs the null baseline and at least one computed layer: still computing", severity="warning")
+            return
+        coverage = coverage_from_layers(self.unit_best, self.null)
+        self.push_screen(CoverageScreen(self.info.name, self.settings.projection.label, coverage, self.vocab, self.info.n_layers), self.jump_to_neuron)
+
     def action_projection(self) -> None:
         self.push_screen(ProjectionScreen(self.settings.projection), self.apply_projection)
 
@@ -418,6 +464,8 @@ class NeuronApp(App[int]):
         self.generation += 1
         self.results.clear()
         self.summaries.clear()
+        self.token_tables.clear()
+        self.unit_best.clear()
         self.null = None
         self.result = None
         self.query_one(LayerPicker).clear_summaries()

@@ -26,9 +26,13 @@ class LayerReady(Message):
 
 
 class LayerSummarised(Message):
-    def __init__(self, summary: LayerSummary, generation: int) -> None:
+    """A layer finished (or was read from the cache): its summary and the per-token arrays that
+    token search and coverage use (the full result stays on disk)."""
+
+    def __init__(self, summary: LayerSummary, generation: int, token_table: tuple, unit_best: tuple) -> None:
         super().__init__()
         self.summary, self.generation = summary, generation
+        self.token_table, self.unit_best = token_table, unit_best
 
 
 class NullReady(Message):

@@ -1,0 +1,125 @@
+"""Token search: type text, pick a matching token, see its best neurons across the computed
+layers; Enter jumps to that neuron in its layer."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine.token_search import TokenIndex, TokenMatch
+from tui.render import score_style, token_label
+
+TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: neurons [V, N], dots [V, N]
+
+
+class TokenSearchScreen(Screen[tuple[int, int] | None]):
+    BINDINGS = [
+        Binding("escape", "close", "Back", id="close-search"),
+        Binding("tab", "focus_next", "Next pane", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    TokenSearchScreen #search-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
+    TokenSearchScreen #search-body { height: 1fr; }
+    TokenSearchScreen #matches { width: 32; height: 1fr; }
+    TokenSearchScreen #token-neurons { width: 1fr; height: 1fr; }
+    TokenSearchScreen #search-note { height: 1; color: $text-muted; padding: 0 1; }
+    """
+
+    class Matched(Message):
+        def __init__(self, query: str, matches: list[TokenMatch]) -> None:
+            super().__init__()
+            self.query, self.matches = query, matches
+
+    def __init__(self, index: TokenIndex, tables: dict[int, TokenTable], n_layers: int, top: int = 10) -> None:
+        super().__init__()
+        self.index, self.tables, self.n_layers, self.top = index, tables, n_layers, top
+        self.matches: list[TokenMatch] = []
+        self.rows: list[tuple[int, int]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("Token search: type a token's text (a leading space matters: ' the')", id="search-title")
+        yield Input(placeholder="token text, e.g. ' coming'", id="search-input")
+        with Horizontal(id="search-body"):
+            yield OptionList(id="matches")
+            with Vertical(id="token-neurons"):
+                yield DataTable(id="neuron-hits", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="search-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("layer", "neuron", "dot", "|dot| rank in layer")
+        self.query_one(Input).focus()
+
+    @on(Input.Changed, "#search-input")
+    def _typed(self, event: Input.Changed) -> None:
+        self.find(event.value)
+
+    @on(Input.Submitted, "#search-input")
+    def _submitted(self) -> None:
+        self.query_one(OptionList).focus()
+
+    @work(thread=True, exclusive=True, group="token-search", exit_on_error=False)
+    def find(self, text: str) -> None:
+        self.post_message(self.Matched(text, self.index.search(text, limit=60) if text else []))
+
+    def on_token_search_screen_matched(self, message: Matched) -> None:
+        if message.query != self.query_one(Input).value:
+            return  # a later keystroke is on its way
+        self.matches = message.matches
+        options = self.query_one(OptionList)
+        options.clear_options()
+        for match in message.matches:
+            label = Text(token_label(match.text, 20), style="bold" if match.exact else "")
+            label.append(f"  #{match.token_id}", style="dim")
+            options.add_option(Option(label, id=str(match.token_id)))
+        if message.matches:
+            options.highlighted = 0
+            self.show_token(message.matches[0].token_id)
+        else:
+            self.query_one(DataTable).clear()
+            self.query_one("#search-note", Static).update("no token matches" if message.query else "")
+
+    @on(OptionList.OptionHighlighted, "#matches")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.show_token(int(event.option.id))
+
+    @on(OptionList.OptionSelected, "#matches")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.show_token(int(event.option.id))
+        self.query_one(DataTable).focus()
+
+    def show_token(self, token_id: int) -> None:
+        hits = []
+        for layer, (neurons, dots) in self.tables.items():
+            for rank, (neuron, dot) in enumerate(zip(neurons[token_id].tolist(), dots[token_id].tolist())):
+                hits.append((abs(dot), layer, neuron, dot, rank))
+        hits.sort(key=lambda hit: (-hit[0], hit[1], hit[2]))
+        table = self.query_one(DataTable)
+        table.clear()
+        self.rows = []
+        for _, layer, neuron, dot, rank in hits[: self.top * 3]:
+            table.add_row(f"L{layer}", str(neuron), Text(f"{dot:+.4f}", style=score_style(dot)), str(rank + 1))
+            self.rows.append((layer, neuron))
+        pending = self.n_layers - len(self.tables)
+        note = f"best neurons of {self.index.vocab.text(token_id)!r} (#{token_id}) in {len(self.tables)} computed layers"
+        if pending:
+            note += f"; {pending} still pending"
+        self.query_one("#search-note", Static).update(Text(note + " · Enter opens the neuron"))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if 0 <= event.cursor_row < len(self.rows):
+            self.dismiss(self.rows[event.cursor_row])
+
+    def action_close(self) -> None:
+        self.dismiss(None)
