@@ -50,7 +50,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
     model.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype of the big matrix product; reported scores are rescored in float64 (default: float32)")
     model.add_argument("--loader", choices=("auto", "gguf", "bridge"), default="auto", help="auto: read GGUF tensors directly, load checkpoints through TransformerLens; bridge: load GGUF through transformers + TransformerBridge too")
-    model.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N", help=argparse.SUPPRESS)
+    model.add_argument("--chunk-tokens", type=_positive_int, default=None, metavar="N", help=argparse.SUPPRESS)
     projection = parser.add_argument_group("projection (all off: the raw logit lens on weights)")
     projection.add_argument("--fold-final-norm", action="store_true", help="scale W_U's rows by the final norm's weight")
     projection.add_argument("--center-unembed", action="store_true", help="subtract each W_U row's mean over the vocabulary")
@@ -161,7 +161,7 @@ def engine_from_args(args: argparse.Namespace):
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
         settings=settings_from_args(args),
-        chunk_rows=args.chunk_rows,
+        chunk_tokens=args.chunk_tokens,
     )
     return NeuronEngine(options)
 

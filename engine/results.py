@@ -31,8 +31,6 @@ class LayerResult:
     std: np.ndarray  # [d_mlp] float64
     skew: np.ndarray  # [d_mlp] float64, mean(z^3)
     kurtosis: np.ndarray  # [d_mlp] float64, mean(z^4) (a Gaussian gives 3)
-    score_hist: np.ndarray  # [d_mlp, bins] int32, counts of the neuron's scores over the vocabulary
-    score_hist_range: np.ndarray  # [d_mlp, 2] float32, the (low, high) those bins span
     token_neurons: np.ndarray  # [d_vocab, N + margin] int32, candidates by fast |dot| descending
     token_dots: np.ndarray  # [d_vocab, N + margin] float32, signed, fast precision: rescored when queried
     token_unit_best: np.ndarray  # [d_vocab] float32, max over neurons of |dot| / |W_out[i]| (coverage)

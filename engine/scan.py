@@ -1,11 +1,18 @@
 """One layer's scan: every neuron's output direction against every vocabulary token.
 
-The score block ``W_out[chunk] @ W_U`` is formed a chunk of neurons at a time (memory stays bounded
-whatever the vocabulary), and everything is read off it in the same pass: per neuron the candidate
-top/promote/suppress tokens and the moments of its scores, per token its candidate best neurons.
+The score block is formed a chunk of *tokens* at a time, ``W_U[:, chunk]^T @ W_out^T`` ([tokens,
+neurons]), so memory stays bounded whatever the vocabulary and every row of a block holds one token
+against the whole layer. Everything is read off each block in the same pass:
+
+- per token: its best neurons by |score| (a top-N along the row) and the neuron whose direction
+  meets it hardest per unit norm (coverage);
+- per neuron: running candidates for the largest and most negative scores, kept with a threshold so
+  that only the few entries that beat the current candidates are ever sorted; and the sums of
+  centred powers for the variance, skew and kurtosis (the mean is exact: w . mean column).
+
 Candidates are then rescored in float64 and re-ranked, so reported scores are float64 scores. In
 float32 a rigorous bound on the fast pass's rounding error tells whether the candidates can have
-missed a token; the rare rows or columns where they might are recomputed fully in float64.
+missed a token; the rare rows where they might are recomputed fully in float64.
 """
 
 from __future__ import annotations
@@ -23,26 +30,24 @@ ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 
 CANDIDATE_MARGIN = 16  # extra candidates kept beyond k, so float32 rounding cannot push a true top-k token out
-HIST_BINS = 48  # bins of each neuron's score histogram over the vocabulary (the detail view draws it)
 TOKEN_MARGIN = 8  # likewise for each token's best neurons, which are rescored when a token is queried
 _FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 _VOCAB_CHUNK = 4096
 _EXACT_BATCH = 64
 
 
-def default_chunk_rows(d_vocab: int, device: torch.device, dtype: torch.dtype) -> int:
-    """Neurons per chunk: the score block and its temporaries (about six float32 copies) fit the budget.
+def default_chunk_tokens(d_mlp: int, device: torch.device) -> int:
+    """Tokens per block: three [tokens, d_mlp] float32 buffers fit the budget.
 
-    On CUDA the budget is half the free memory; on the CPU 256 MiB, which keeps blocks cache-friendly
-    and the peak memory small next to the weights.
+    On CUDA the budget is half the free memory; on the CPU 48 MiB, which keeps the blocks near the
+    caches and the peak memory small next to the weights.
     """
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         budget = free // 2
     else:
-        budget = 256 << 20
-    per_row = d_vocab * 4 * 6
-    return int(max(8, min(budget // per_row, 4096)))
+        budget = 48 << 20
+    return int(max(64, min(budget // (d_mlp * 4 * 3), 1 << 16)))
 
 
 def _sort_desc(values: torch.Tensor, ids: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +80,7 @@ def _rank_candidates(
     }
 
 
-def _exact_rows(rows64: torch.Tensor, unembed: ProjectedUnembed) -> torch.Tensor:
+def exact_score_rows(rows64: torch.Tensor, unembed: ProjectedUnembed) -> torch.Tensor:
     """Full float64 score rows [r, d_vocab] for a few neurons."""
     out = torch.empty((rows64.shape[0], unembed.d_vocab), dtype=torch.float64, device=rows64.device)
     for start in range(0, unembed.d_vocab, _VOCAB_CHUNK):
@@ -84,13 +89,79 @@ def _exact_rows(rows64: torch.Tensor, unembed: ProjectedUnembed) -> torch.Tensor
     return out
 
 
-def _neuron_rows64(w_out: torch.Tensor, start: int, stop: int, cosine: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def neuron_rows64(w_out: torch.Tensor, cosine: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 neuron directions as projected (unit norm under --cosine) and their raw norms."""
-    rows = w_out[start:stop].double()
+    rows = w_out.double()
     norms = rows.norm(dim=1)
     if cosine:
         rows = rows / norms.clamp_min(torch.finfo(torch.float64).tiny).unsqueeze(1)
     return rows, norms
+
+
+class _RunningExtremes:
+    """Per neuron, the ``keep`` largest values seen so far (with their token ids).
+
+    A block entry can only enter when it beats the neuron's current ``keep``-th value, so after the
+    first block only a handful of entries per neuron are ever sorted.
+    """
+
+    def __init__(self, n_neurons: int, keep: int, device: torch.device):
+        self.keep = keep
+        self.values = torch.full((n_neurons, keep), -torch.inf, device=device)
+        self.ids = torch.full((n_neurons, keep), -1, dtype=torch.long, device=device)
+        self.filled = False
+        # Entries that beat the threshold wait here and are merged in batches: a merge costs about
+        # as much as the state it re-sorts, and the threshold only gets stricter with each merge.
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._pending_count = 0
+
+    def update(self, block: torch.Tensor, first_token: int) -> None:
+        """Fold in ``block`` [tokens, neurons] whose row r is token ``first_token + r``."""
+        if not self.filled:
+            width = min(self.keep, block.shape[0])
+            values, rows = block.topk(width, dim=0)  # [width, neurons]
+            self._merge_dense(values.T, rows.T + first_token)
+            self.filled = width == self.keep
+            return
+        rows, neurons = (block > self.values[:, -1]).nonzero(as_tuple=True)
+        if rows.numel():
+            self._pending.append((neurons, block[rows, neurons], rows + first_token))
+            self._pending_count += rows.numel()
+            if self._pending_count >= self.values.numel():
+                self.flush()
+
+    def flush(self) -> None:
+        """Merge the waiting entries into the state."""
+        if self._pending:
+            neurons, values, ids = (torch.cat(parts) for parts in zip(*self._pending))
+            self._pending, self._pending_count = [], 0
+            self._merge_sparse(neurons, values, ids)
+
+    def _merge_dense(self, values: torch.Tensor, ids: torch.Tensor) -> None:
+        merged_values = torch.cat([self.values, values], dim=1)
+        merged_ids = torch.cat([self.ids, ids], dim=1)
+        self.values, position = merged_values.topk(self.keep, dim=1)
+        self.ids = merged_ids.gather(1, position)
+
+    def _merge_sparse(self, neurons: torch.Tensor, values: torch.Tensor, ids: torch.Tensor) -> None:
+        n_neurons = self.values.shape[0]
+        all_neurons = torch.cat([torch.arange(n_neurons, device=neurons.device).repeat_interleave(self.keep), neurons])
+        all_values = torch.cat([self.values.flatten(), values])
+        all_ids = torch.cat([self.ids.flatten(), ids])
+        # Group by neuron, best first within a group, then keep each group's first ``keep``.
+        order = torch.argsort(all_values, descending=True, stable=True)
+        order = order[torch.argsort(all_neurons[order], stable=True)]
+        counts = torch.bincount(all_neurons, minlength=n_neurons)
+        group_start = torch.cumsum(counts, 0) - counts
+        sorted_neurons = all_neurons[order]
+        rank = torch.arange(order.numel(), device=order.device) - group_start[sorted_neurons]
+        kept = rank < self.keep
+        slot = sorted_neurons[kept] * self.keep + rank[kept]  # every slot is filled: each neuron brings its state
+        values = torch.empty(n_neurons * self.keep, dtype=self.values.dtype, device=self.values.device)
+        ids = torch.empty(n_neurons * self.keep, dtype=self.ids.dtype, device=self.ids.device)
+        values[slot] = all_values[order][kept]
+        ids[slot] = all_ids[order][kept]
+        self.values, self.ids = values.view(n_neurons, self.keep), ids.view(n_neurons, self.keep)
 
 
 def scan_layer(
@@ -99,115 +170,139 @@ def scan_layer(
     unembed: ProjectedUnembed,
     top_k: int,
     token_top_n: int,
-    chunk_rows: int | None = None,
+    chunk_tokens: int | None = None,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
 ) -> LayerResult:
-    """Scan one layer's W_out [d_mlp, d_model] against the projected unembedding."""
+    """Scan one layer's W_out [d_mlp, d_model] against the projected unembedding.
+
+    ``progress(done, total)`` counts vocabulary tokens; ``cancelled()`` is polled between blocks.
+    """
     device, dtype = unembed.device, unembed.dtype
     d_mlp = w_out.shape[0]
     d_vocab = unembed.d_vocab
     cosine = unembed.projection.cosine
     w = torch.from_numpy(np.ascontiguousarray(w_out, dtype=np.float32)).to(device)
+    rows64, norms = neuron_rows64(w, cosine)
     k = min(top_k, d_vocab)
     n_candidates = min(k + CANDIDATE_MARGIN, d_vocab)
-    token_candidates = min(token_top_n + TOKEN_MARGIN, d_mlp)
-    check_bounds = dtype == torch.float32
-    gamma = (unembed.d_model + 4) * _FLOAT32_EPS * 1.01
-    chunk = chunk_rows or default_chunk_rows(d_vocab, device, dtype)
+    token_keep = min(token_top_n + TOKEN_MARGIN, d_mlp)
+    chunk = chunk_tokens or default_chunk_tokens(d_mlp, device)
 
-    parts: dict[str, list[torch.Tensor]] = {}
-    token_abs = torch.full((d_vocab, 0), -1.0, device=device)
-    token_ids = torch.zeros((d_vocab, 0), dtype=torch.long, device=device)
-    token_signed = torch.zeros((d_vocab, 0), device=device)
-    unit_best = torch.full((d_vocab,), -1.0, device=device)
-    unit_best_neuron = torch.zeros(d_vocab, dtype=torch.long, device=device)
-    for start in range(0, d_mlp, chunk):
+    # The fast operands: neurons as columns ([d_model, d_mlp]) and tokens as rows ([d_vocab, d_model]).
+    neurons_fast = (rows64.to(dtype) if (cosine or dtype != torch.float32) else w).T.contiguous()
+    tokens_fast = unembed.operand.T
+    mean = rows64 @ unembed.column_mean  # exact mean score of each neuron over the vocabulary
+    mean_fast = mean.float()
+    inverse_norm = (torch.ones_like(norms) if cosine else 1.0 / norms.clamp_min(1e-30)).float()
+
+    largest = _RunningExtremes(d_mlp, n_candidates, device)
+    smallest = _RunningExtremes(d_mlp, n_candidates, device)  # of the negated scores
+    token_ids = torch.empty((d_vocab, token_keep), dtype=torch.long, device=device)
+    token_dots = torch.empty((d_vocab, token_keep), device=device)
+    unit_best = torch.empty(d_vocab, device=device)
+    unit_best_neuron = torch.empty(d_vocab, dtype=torch.long, device=device)
+    sums = torch.zeros((3, d_mlp), dtype=torch.float64, device=device)  # sum of centred ^2, ^3, ^4
+    block_buffer = torch.empty((chunk, d_mlp), device=device)
+    work_buffer = torch.empty((chunk, d_mlp), device=device)
+    power_buffer = torch.empty((chunk, d_mlp), device=device)
+
+    for start in range(0, d_vocab, chunk):
         if cancelled is not None and cancelled():
             raise ScanCancelled()
-        stop = min(start + chunk, d_mlp)
-        rows64, norms = _neuron_rows64(w, start, stop, cosine)
-        fast_rows = rows64.to(dtype) if (cosine or dtype != torch.float32) else w[start:stop]
-        scores = fast_rows @ unembed.operand
-        if scores.dtype != torch.float32:
-            scores = scores.float()
+        stop = min(start + chunk, d_vocab)
+        size = stop - start
+        block, work, power = block_buffer[:size], work_buffer[:size], power_buffer[:size]
+        if dtype == torch.float32:
+            torch.matmul(tokens_fast[start:stop], neurons_fast, out=block)
+        else:
+            block.copy_(tokens_fast[start:stop] @ neurons_fast)
 
-        pos_fast, pos_ids = scores.topk(n_candidates, dim=1)
-        neg_fast, neg_ids = scores.topk(n_candidates, dim=1, largest=False)
-        pos_exact = torch.einsum("cd,ckd->ck", rows64, unembed.exact_columns(pos_ids))
-        neg_exact = torch.einsum("cd,ckd->ck", rows64, unembed.exact_columns(neg_ids))
-        ranked = _rank_candidates(pos_ids, pos_exact, neg_ids, neg_exact, k)
+        # Per token: best neurons by |score|, and the best per unit norm (coverage).
+        torch.abs(block, out=work)
+        _, best = work.topk(token_keep, dim=1)
+        token_ids[start:stop] = best
+        token_dots[start:stop] = block.gather(1, best)
+        work.mul_(inverse_norm)
+        unit_best[start:stop], unit_best_neuron[start:stop] = work.max(dim=1)
 
-        if check_bounds:
-            # Any token outside the candidates scores at most pos_fast[:, -1] + err (at least
-            # neg_fast[:, -1] - err); the exact k-th values must clear that for the ranking to be exact.
-            row_scale = torch.ones_like(norms) if cosine else norms
-            err = gamma * row_scale * unembed.max_column_norm
-            outside = torch.maximum(pos_fast[:, -1].double(), -neg_fast[:, -1].double()) + err
-            unsafe = (ranked["promote_dots"][:, -1] <= pos_fast[:, -1].double() + err) | (
-                ranked["suppress_dots"][:, -1] >= neg_fast[:, -1].double() - err
-            ) | (ranked["top_dots"][:, -1].abs() <= outside)
-            if n_candidates < d_vocab and bool(unsafe.any()):
-                _rescore_rows_fully(ranked, rows64, unsafe, unembed, k)
+        # Per neuron: candidates for the largest and the most negative scores.
+        largest.update(block, start)
+        torch.neg(block, out=work)
+        smallest.update(work, start)
 
-        # Moments of each neuron's scores over the vocabulary; the mean is exact (w . mean column).
-        mean = rows64 @ unembed.column_mean
-        hist_counts, hist_range = _score_histogram(scores, neg_fast[:, 0], pos_fast[:, 0])
-        token_abs, token_ids, token_signed = _merge_token_candidates(
-            token_abs, token_ids, token_signed, scores, start, token_candidates
-        )
-        # Per token, the neuron whose *direction* meets it hardest (|dot| per unit norm): coverage.
-        unit = scores.abs() if cosine else scores.abs().div_(norms.float().clamp_min(1e-30).unsqueeze(1))
-        chunk_best, chunk_best_row = unit.max(dim=0)
-        del unit
-        better = chunk_best > unit_best
-        unit_best = torch.where(better, chunk_best, unit_best)
-        unit_best_neuron = torch.where(better, chunk_best_row + start, unit_best_neuron)
-
-        centred = scores.sub_(mean.float().unsqueeze(1))
-        squared = centred * centred
-        # float32 sums: torch reduces them pairwise, within 1e-6 of float64 here and 3x faster.
-        m2 = squared.sum(1).double() / d_vocab
-        m3 = (squared * centred).sum(1).double() / d_vocab
-        m4 = squared.pow_(2).sum(1).double() / d_vocab
-        del centred, squared, scores
-        safe_m2 = m2.clamp_min(torch.finfo(torch.float64).tiny)
-        stats = {
-            "norm": norms,
-            "mean": mean,
-            "std": m2.sqrt(),
-            "skew": m3 / safe_m2.pow(1.5),
-            "kurtosis": m4 / safe_m2.pow(2),
-            "score_hist": hist_counts,
-            "score_hist_range": hist_range,
-        }
-        for name, value in {**ranked, **stats}.items():
-            parts.setdefault(name, []).append(value.cpu())
+        # Per neuron: centred power sums (float32 sums reduce pairwise: within 1e-6 of float64 here).
+        torch.sub(block, mean_fast, out=work)
+        torch.mul(work, work, out=power)
+        sums[0] += power.sum(0)
+        sums[2] += torch.mul(power, power, out=block).sum(0)
+        sums[1] += torch.mul(power, work, out=block).sum(0)
         if progress is not None:
-            progress(stop, d_mlp)
+            progress(stop, d_vocab)
 
-    merged = {name: torch.cat(values).numpy() for name, values in parts.items()}
+    ranked = _finish_candidates(largest, smallest, rows64, norms, unembed, k, cosine, dtype == torch.float32)
+    m2 = sums[0] / d_vocab
+    safe_m2 = m2.clamp_min(torch.finfo(torch.float64).tiny)
     return LayerResult(
         layer=layer,
-        top_ids=merged["top_ids"].astype(np.int32),
-        top_dots=merged["top_dots"],
-        promote_ids=merged["promote_ids"].astype(np.int32),
-        promote_dots=merged["promote_dots"],
-        suppress_ids=merged["suppress_ids"].astype(np.int32),
-        suppress_dots=merged["suppress_dots"],
-        max_dot=np.abs(merged["top_dots"][:, 0]),
-        norm=merged["norm"],
-        mean=merged["mean"],
-        std=merged["std"],
-        skew=merged["skew"],
-        kurtosis=merged["kurtosis"],
-        score_hist=merged["score_hist"].astype(np.int32),
-        score_hist_range=merged["score_hist_range"].astype(np.float32),
+        top_ids=ranked["top_ids"].cpu().numpy().astype(np.int32),
+        top_dots=ranked["top_dots"].cpu().numpy(),
+        promote_ids=ranked["promote_ids"].cpu().numpy().astype(np.int32),
+        promote_dots=ranked["promote_dots"].cpu().numpy(),
+        suppress_ids=ranked["suppress_ids"].cpu().numpy().astype(np.int32),
+        suppress_dots=ranked["suppress_dots"].cpu().numpy(),
+        max_dot=ranked["top_dots"][:, 0].abs().cpu().numpy(),
+        norm=norms.cpu().numpy(),
+        mean=mean.cpu().numpy(),
+        std=m2.sqrt().cpu().numpy(),
+        skew=(sums[1] / d_vocab / safe_m2.pow(1.5)).cpu().numpy(),
+        kurtosis=(sums[2] / d_vocab / safe_m2.pow(2)).cpu().numpy(),
         token_neurons=token_ids.cpu().numpy().astype(np.int32),
-        token_dots=token_signed.cpu().numpy(),
+        token_dots=token_dots.cpu().numpy(),
         token_unit_best=unit_best.cpu().numpy(),
         token_unit_best_neuron=unit_best_neuron.cpu().numpy().astype(np.int32),
     )
+
+
+def _finish_candidates(
+    largest: _RunningExtremes,
+    smallest: _RunningExtremes,
+    rows64: torch.Tensor,
+    norms: torch.Tensor,
+    unembed: ProjectedUnembed,
+    k: int,
+    cosine: bool,
+    check_bounds: bool,
+) -> dict[str, torch.Tensor]:
+    """Rescore the candidates in float64, rank them, and recompute rows the bound cannot clear."""
+    largest.flush()
+    smallest.flush()
+    pos_ids, neg_ids = largest.ids, smallest.ids
+    ranked: dict[str, torch.Tensor] = {}
+    for start in range(0, rows64.shape[0], 128):  # float64 gathers small enough to stay in cache
+        rows = slice(start, start + 128)
+        pos_exact = torch.einsum("cd,ckd->ck", rows64[rows], unembed.exact_columns(pos_ids[rows]))
+        neg_exact = torch.einsum("cd,ckd->ck", rows64[rows], unembed.exact_columns(neg_ids[rows]))
+        for name, value in _rank_candidates(pos_ids[rows], pos_exact, neg_ids[rows], neg_exact, k).items():
+            ranked.setdefault(name, []).append(value)
+    ranked = {name: torch.cat(parts) for name, parts in ranked.items()}
+    if check_bounds and pos_ids.shape[1] < unembed.d_vocab:
+        # Any token outside the candidates scores at most largest's last value + err (at least
+        # -(smallest's last value) - err); the exact k-th values must clear that for the ranking to be exact.
+        gamma = (unembed.d_model + 4) * _FLOAT32_EPS * 1.01
+        row_scale = torch.ones_like(norms) if cosine else norms
+        err = gamma * row_scale * unembed.max_column_norm
+        pos_last = largest.values[:, -1].double()
+        neg_last = -smallest.values[:, -1].double()
+        outside = torch.maximum(pos_last, -neg_last) + err
+        unsafe = (
+            (ranked["promote_dots"][:, -1] <= pos_last + err)
+            | (ranked["suppress_dots"][:, -1] >= neg_last - err)
+            | (ranked["top_dots"][:, -1].abs() <= outside)
+        )
+        if bool(unsafe.any()):
+            _rescore_rows_fully(ranked, rows64, unsafe, unembed, k)
+    return ranked
 
 
 def _rescore_rows_fully(
@@ -216,7 +311,7 @@ def _rescore_rows_fully(
     """Replace the rankings of ``unsafe`` rows with ones from full float64 score rows."""
     indices = unsafe.nonzero().flatten()
     for batch in indices.split(_EXACT_BATCH):
-        full = _exact_rows(rows64[batch], unembed)
+        full = exact_score_rows(rows64[batch], unembed)
         all_ids = torch.arange(unembed.d_vocab, device=full.device).expand_as(full)
         width = min(2 * k, unembed.d_vocab)
         pos_exact, pos_ids = _sort_desc(full, all_ids, full)
@@ -224,28 +319,3 @@ def _rescore_rows_fully(
         exact = _rank_candidates(pos_ids[:, :width], pos_exact[:, :width], neg_ids[:, :width], neg_exact[:, :width], k)
         for name, value in exact.items():
             ranked[name][batch] = value
-
-
-def _merge_token_candidates(
-    best_abs: torch.Tensor, best_ids: torch.Tensor, best_signed: torch.Tensor, scores: torch.Tensor, start: int, keep: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fold a chunk's scores into each token's running best neurons (by |score|, fast precision)."""
-    chunk_keep = min(keep, scores.shape[0])
-    chunk_abs, chunk_rows = scores.abs().topk(chunk_keep, dim=0)  # [chunk_keep, d_vocab]
-    chunk_signed = scores.gather(0, chunk_rows)
-    merged_abs = torch.cat([best_abs, chunk_abs.T], dim=1)
-    merged_ids = torch.cat([best_ids, chunk_rows.T + start], dim=1)
-    merged_signed = torch.cat([best_signed, chunk_signed.T], dim=1)
-    width = min(keep, merged_abs.shape[1])
-    best_abs, position = merged_abs.topk(width, dim=1)
-    return best_abs, merged_ids.gather(1, position), merged_signed.gather(1, position)
-
-
-def _score_histogram(scores: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row counts of scores in HIST_BINS equal bins spanning [low, high] of that row."""
-    rows = scores.shape[0]
-    width = ((high - low) / HIST_BINS).clamp_min(torch.finfo(torch.float32).tiny)
-    bins = ((scores - low.unsqueeze(1)) / width.unsqueeze(1)).to(torch.int32).clamp_(0, HIST_BINS - 1)
-    bins += (torch.arange(rows, device=scores.device, dtype=torch.int32) * HIST_BINS).unsqueeze(1)
-    counts = torch.bincount(bins.flatten(), minlength=rows * HIST_BINS).view(rows, HIST_BINS)
-    return counts, torch.stack([low, high], dim=1)

@@ -49,7 +49,7 @@ class EngineOptions:
     cache_dir: Path | None = None
     use_cache: bool = True
     settings: ScanSettings = field(default_factory=ScanSettings)
-    chunk_rows: int | None = None
+    chunk_tokens: int | None = None
 
 
 class NeuronEngine:
@@ -219,7 +219,7 @@ class NeuronEngine:
             report(0, w_out.shape[0])
             result = scan_layer(
                 layer, w_out, unembed, settings.top_k, settings.token_top_n,
-                chunk_rows=self.options.chunk_rows, progress=report, cancelled=cancelled,
+                chunk_tokens=self.options.chunk_tokens, progress=report, cancelled=cancelled,
             )
             if self.cache:
                 self.cache.set(self.layer_key(layer, settings), result.to_bytes())
@@ -232,6 +232,20 @@ class NeuronEngine:
     ) -> Iterator[LayerResult]:
         for layer in layers:
             yield self.layer(layer, listener=listener, cancelled=cancelled)
+
+    def neuron_scores(self, layer: int, neuron: int, settings: ScanSettings | None = None) -> np.ndarray:
+        """One neuron's float64 scores against the whole vocabulary (loads the weights if needed)."""
+        import torch
+
+        from engine.scan import exact_score_rows, neuron_rows64
+
+        settings = settings or self.settings
+        with self._lock:
+            unembed = self._unembed(settings)
+            w_out = self._ensure_source().mlp_out(layer)
+            row = torch.from_numpy(np.ascontiguousarray(w_out[neuron : neuron + 1], dtype=np.float32)).to(unembed.device)
+            rows64, _ = neuron_rows64(row, settings.projection.cosine)
+            return exact_score_rows(rows64, unembed)[0].cpu().numpy()
 
     # --- tokens -----------------------------------------------------------------------------
     def exact_token_neurons(self, token_ids: list[int], layers: list[int], top: int, settings: ScanSettings | None = None):

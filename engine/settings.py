@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from engine.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,10 @@ async def test_sort_and_filter(tiny_gguf, tmp_path):
         assert len(neurons.listed_neurons) == 96
 
 
-async def test_detail_view_and_back(tiny_gguf, tmp_path):
+async def test_detail_view_and_back(tiny_gguf, tiny_weights, tmp_path):
+    from engine.settings import Projection
+    from reference import reference_scores
+
     app = make_app(tiny_gguf, tmp_path / "c")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
@@ -152,6 +155,9 @@ async def test_detail_view_and_back(tiny_gguf, tmp_path):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
         assert app.screen.neuron == neuron
+        await wait_for(pilot, lambda: app.screen.scores_settled)
+        expected = reference_scores(tiny_weights.w_out[2], tiny_weights.unembed, None, Projection())[neuron]
+        np.testing.assert_allclose(app.screen.scores, expected, rtol=1e-12)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, NeuronDetailScreen))
         assert isinstance(app.focused, NeuronList)
@@ -232,7 +238,7 @@ async def test_keys_never_wait_for_a_scan(tmp_path):
 
     weights = random_weights(n_layers=4, d_model=256, d_mlp=4096, d_vocab=40000, seed=5)
     model = write_gguf(tmp_path / "medium.gguf", weights)
-    app = make_app(model, tmp_path / "c", chunk_rows=16)
+    app = make_app(model, tmp_path / "c", chunk_tokens=16)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.activity.startswith("computing layer") and app.result is not None, timeout=120)
         neurons = app.query_one(NeuronList)
@@ -280,7 +286,7 @@ async def test_all_layers_view_shows_pending_layers(tmp_path):
 
     weights = random_weights(n_layers=4, d_model=128, d_mlp=2048, d_vocab=30000, seed=9)
     model = write_gguf(tmp_path / "medium.gguf", weights)
-    app = make_app(model, tmp_path / "c", chunk_rows=16)
+    app = make_app(model, tmp_path / "c", chunk_tokens=16)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.result is not None, timeout=120)
         await pilot.press("a")

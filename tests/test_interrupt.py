@@ -19,7 +19,7 @@ from engine.settings import Projection
 def test_sigint_mid_scan_exits_130_and_keeps_the_cache(tmp_path):
     weights = random_weights(n_layers=4, d_model=128, d_mlp=1024, d_vocab=20000, seed=11)
     model = write_gguf(tmp_path / "medium.gguf", weights)
-    args = ["scan", "--model", str(model), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--chunk-rows", "8", "--top-k", "3"]
+    args = ["scan", "--model", str(model), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--chunk-tokens", "8", "--top-k", "3"]
     process = subprocess.Popen(
         [sys.executable, "-m", "tui.main", *args, "--output", str(tmp_path / "x.jsonl")],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True,

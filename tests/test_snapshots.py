@@ -29,7 +29,7 @@ def test_detail_screen(snap_compare, tiny_gguf, tmp_path, size):
     async def open_detail(pilot):
         await settle(pilot, pilot.app)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, NeuronDetailScreen))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, NeuronDetailScreen) and pilot.app.screen.scores_settled)
         await pilot.pause(0.3)
 
     assert snap_compare(_app(tiny_gguf, tmp_path), terminal_size=size, run_before=open_detail)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
@@ -49,6 +51,8 @@ class NeuronDetailScreen(Screen[None]):
         super().__init__()
         self.model, self.last_layer, self.result, self.neuron, self.vocab = model, last_layer, result, neuron, vocab
         self.null, self.null_z, self.null_pct, self.klass, self.per_unit = null, null_z, null_pct, klass, per_unit
+        self.scores: np.ndarray | None = None
+        self.scores_settled = False
 
     def compose(self) -> ComposeResult:
         r, n = self.result, self.neuron
@@ -97,20 +101,46 @@ class NeuronDetailScreen(Screen[None]):
             table.add_row("null z / pct", f"{self.null_z:+.2f} / {self.null_pct:.1f}%")
         return table
 
-    def on_mount(self) -> None:
-        r, n = self.result, self.neuron
-        counts = r.score_hist[n].astype(float)
-        low, high = (float(v) for v in r.score_hist_range[n])
-        edges = np.linspace(low, high, len(counts) + 1)
+    class ScoresReady(Message):
+        def __init__(self, scores: np.ndarray | None, error: str | None = None) -> None:
+            super().__init__()
+            self.scores, self.error = scores, error
+
+    @work(thread=True, exclusive=True, group="neuron-scores", exit_on_error=False)
+    def load_scores(self) -> None:
+        """The neuron's full score row: one float64 product, after loading weights if needed."""
+        try:
+            scores = self.app.engine.neuron_scores(self.result.layer, self.neuron, self.app.settings)
+        except Exception as error:  # shown in the plot's title; the screen stays usable
+            self.post_message(self.ScoresReady(None, str(error).splitlines()[0] if str(error) else type(error).__name__))
+            return
+        self.post_message(self.ScoresReady(scores))
+
+    def on_neuron_detail_screen_scores_ready(self, message: ScoresReady) -> None:
+        self.scores = message.scores
+        self.scores_settled = True
+        widget = self.query_one("#score-hist", PlotextPlot)
+        plot = widget.plt
+        plot.clear_data()
+        if message.scores is None:
+            plot.title(f"scores unavailable: {message.error}")
+            widget.refresh()
+            return
+        counts, edges = np.histogram(message.scores, bins=60)
         centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-        plot = self.query_one("#score-hist", PlotextPlot).plt
-        plot.title(f"its dots with all {int(counts.sum())} tokens")
+        plot.title(f"its dots with all {len(message.scores)} tokens")
         plot.plot(centres, np.log10(counts + 1).tolist(), fillx=True, marker="braille", color="cyan")
         plot.xlabel("dot")
         plot.ylabel("log10(1+count)")
+        widget.refresh()
+
+    def on_mount(self) -> None:
+        score_plot = self.query_one("#score-hist", PlotextPlot)
+        score_plot.plt.title("computing its dots with every token…")
+        self.load_scores()
         null_plot = self.query_one("#null-hist", PlotextPlot).plt
         if self.null is not None:
-            null_plot.title("random unit directions: max |dot| (this neuron in yellow)")
+            null_plot.title("random directions vs this neuron (line)")
             null_plot.hist(self.null.values.tolist(), bins=40, color="magenta")
             null_plot.vertical_line(self.per_unit, color="yellow")
             null_plot.xlabel("max |dot| per unit norm")
