@@ -229,15 +229,15 @@ def run_scan(argv: list[str]) -> int:
         layers = parse_layer_spec(args.layers, info.n_layers)
         vocab = engine.vocabulary
         with _StderrProgress(layers) as progress:
-            results = list(engine.layers(layers, listener=progress))
             null = engine.null_baseline()
-        settings = export_settings(info, engine.settings, engine.device_label())
+            settings = export_settings(info, engine.settings, engine.device_label())
 
-        def records():
-            for result in results:
-                yield from neuron_records(info, vocab, result, engine.settings, null)
+            def records():
+                # One layer in memory at a time: its records are written before the next is scanned.
+                for result in engine.layers(layers, listener=progress):
+                    yield from neuron_records(info, vocab, result, engine.settings, null)
 
-        count = write_records(args.output, records(), settings)
+            count = write_records(args.output, records(), settings)
         if args.output != "-":
             print(f"wrote {count} neurons from {len(layers)} layer(s) to {args.output}", file=sys.stderr)
         for warning in engine.cache.warnings if engine.cache else []:

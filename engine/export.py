@@ -123,14 +123,18 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
 def _write_stream(handle: io.TextIOBase, fmt: str, records: Iterable[dict], settings: dict) -> int:
     count = 0
     if fmt == ".jsonl":
+        # The settings are the same on every line: encode them once and splice them in.
+        tail = ', "settings": ' + json.dumps(settings, ensure_ascii=False) + "}\n"
         for record in records:
-            handle.write(json.dumps({**record, "settings": settings}, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(record, ensure_ascii=False)[:-1] + tail)
             count += 1
     elif fmt == ".json":
-        neurons = list(records)
-        json.dump({"settings": settings, "neurons": neurons}, handle, ensure_ascii=False, indent=1)
-        handle.write("\n")
-        count = len(neurons)
+        # Streamed: one neuron at a time, so a large scan never sits in memory as a whole.
+        handle.write('{"settings": ' + json.dumps(settings, ensure_ascii=False) + ',\n "neurons": [')
+        for record in records:
+            handle.write(("\n  " if count == 0 else ",\n  ") + json.dumps(record, ensure_ascii=False))
+            count += 1
+        handle.write("\n ]\n}\n")
     else:
         writer = csv.writer(handle)
         for row in _csv_rows(records, settings):

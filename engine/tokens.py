@@ -138,7 +138,10 @@ class Vocabulary:
         return self._texts
 
     def text(self, token_id: int) -> str:
-        return self.texts[token_id]
+        """One token's text; decoded on first use (the screen shows a few hundred tokens, not all)."""
+        if self._texts is not None:
+            return self._texts[token_id]
+        return bytes_to_text(self.token_bytes(token_id))
 
     def padded_to(self, size: int) -> "Vocabulary":
         """The same vocabulary extended to ``size`` ids; ids beyond the tokenizer read ``<unused N>``

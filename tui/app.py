@@ -32,15 +32,8 @@ from engine.summary import LayerSummary, summarise
 from engine.tokens import Vocabulary
 from tui.filtering import SORT_KEYS, Condition, FilterError, neuron_order, parse_filter
 from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady, WorkFailed
-from engine.coverage import coverage_from_layers
-from engine.token_search import TokenIndex
-from tui.screens.all_layers import AllLayersScreen
-from tui.screens.coverage import CoverageScreen
 from tui.screens.detail import NeuronDetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.projection import ProjectionScreen
 from tui.screens.prompt import PromptScreen
-from tui.screens.token_search import TokenSearchScreen
 from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
@@ -62,7 +55,7 @@ def _describe(error: BaseException) -> str:
 
 
 class NeuronApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     TITLE = "neuron-tui"
 
     BINDINGS = [
@@ -95,8 +88,9 @@ class NeuronApp(App[int]):
         self.summaries: dict[int, LayerSummary] = {}
         self.token_tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per layer: best neurons per token
         self.unit_best: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per layer: coverage arrays
-        self.token_index: TokenIndex | None = None
+        self.token_index = None  # engine.token_search.TokenIndex, built on the first search
         self.pending_neuron: int | None = None
+        self.scanner_waits_for_first_frame = False
         self.sort_key = SORT_KEYS[0]
         self.conditions: list[Condition] = []
         self.activity = "starting"
@@ -180,8 +174,12 @@ class NeuronApp(App[int]):
         self.query_one("#loading-note").remove()
         left.mount(LayerPicker(message.info.n_layers, id="picker"))
         start = self.start_layer if self.start_layer is not None else message.info.n_layers - 1
-        self.show_layer(min(max(start, 0), message.info.n_layers - 1))
-        self.run_scanner()
+        start = min(max(start, 0), message.info.n_layers - 1)
+        self.show_layer(start)
+        if self.engine.is_cached(start, self.settings):
+            self.scanner_waits_for_first_frame = True  # the first frame comes first; then the background
+        else:
+            self.run_scanner()
 
     @work(thread=True, exclusive=True, group="fetch", exit_on_error=False)
     def fetch_cached(self, layer: int, generation: int) -> None:
@@ -193,6 +191,8 @@ class NeuronApp(App[int]):
             return
         if result is not None:
             self.post_message(LayerReady(result, generation))
+        else:
+            self.call_from_thread(self._release_scanner)  # not cached after all: the scanner computes it
 
     @work(thread=True, exclusive=True, group="scanner", exit_on_error=False)
     def run_scanner(self) -> None:
@@ -282,6 +282,13 @@ class NeuronApp(App[int]):
             self.results.popitem(last=False)
         if result.layer == self.layer and (self.result is None or self.result.layer != result.layer):
             self._show_result(result)
+        if self.scanner_waits_for_first_frame:
+            self.call_after_refresh(self._release_scanner)
+
+    def _release_scanner(self) -> None:
+        if self.scanner_waits_for_first_frame:
+            self.scanner_waits_for_first_frame = False
+            self.run_scanner()
 
     def on_layer_summarised(self, message: LayerSummarised) -> None:
         if message.generation != self.generation:
@@ -295,7 +302,7 @@ class NeuronApp(App[int]):
         if self.query(LayerPicker):
             self.query_one(LayerPicker).set_summary(summary)
         for screen in self.screen_stack:
-            if isinstance(screen, AllLayersScreen):
+            if hasattr(screen, "update_summary"):  # the all-layers view fills in as layers land
                 screen.update_summary(summary)
 
     def on_null_ready(self, message: NullReady) -> None:
@@ -418,6 +425,8 @@ class NeuronApp(App[int]):
 
     # --- all layers and projection ----------------------------------------------------------
     def action_all_layers(self) -> None:
+        from tui.screens.all_layers import AllLayersScreen
+
         if self.info is None:
             return
         screen = AllLayersScreen(self.info.name, self.settings.projection.label, self.info.n_layers, self.summaries, self.layer)
@@ -438,6 +447,9 @@ class NeuronApp(App[int]):
         self.show_layer(layer)
 
     def action_token_search(self) -> None:
+        from engine.token_search import TokenIndex
+        from tui.screens.token_search import TokenSearchScreen
+
         if self.vocab is None or self.info is None:
             return
         if self.token_index is None:
@@ -445,6 +457,9 @@ class NeuronApp(App[int]):
         self.push_screen(TokenSearchScreen(self.token_index, dict(sorted(self.token_tables.items())), self.info.n_layers), self.jump_to_neuron)
 
     def action_coverage(self) -> None:
+        from engine.coverage import coverage_from_layers
+        from tui.screens.coverage import CoverageScreen
+
         if self.info is None or self.vocab is None:
             return
         if self.null is None or not self.unit_best:
@@ -454,6 +469,8 @@ class NeuronApp(App[int]):
         self.push_screen(CoverageScreen(self.info.name, self.settings.projection.label, coverage, self.vocab, self.info.n_layers), self.jump_to_neuron)
 
     def action_projection(self) -> None:
+        from tui.screens.projection import ProjectionScreen
+
         self.push_screen(ProjectionScreen(self.settings.projection), self.apply_projection)
 
     def apply_projection(self, projection: Projection | None) -> None:
@@ -516,6 +533,8 @@ class NeuronApp(App[int]):
         ]
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self._binding_groups(), HELP_INTRO))
 

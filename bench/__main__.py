@@ -1,0 +1,247 @@
+"""`make bench`: every figure of the performance goals, as ratios measured in one run.
+
+(a) the floor: the bare matrix products of the same shapes, dtype and device;
+(b) the engine's scan of the same layers (statistics, candidates and float64 rescoring included);
+(c) the seed's per-neuron loop on a sample of neurons, extrapolated to the same layers;
+(d) the cold end-to-end scan of the bundled model (process start to exit, no cache) against reading
+    the tensors it needs plus the matrix products;
+(e) warm start: launch to the explorer's first full frame on a warm cache, against a bare Textual app;
+(f) peak resident memory of the cold scan against the bytes of the tensors a scan needs.
+Then (a)-(c) again for a Llama-3.2-1B-shaped model with random weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device: torch.device, repeat: int = 1) -> float:
+    """Best of ``repeat`` runs (after one warm-up), in seconds."""
+    function()
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        _sync(device)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def matmul_floor(w_outs: list[np.ndarray], unembed, device: torch.device, dtype: torch.dtype, chunk: int) -> float:
+    """The bare products W_U[:, block]^T @ W_out^T over the same blocks the scan uses."""
+    neurons = [torch.from_numpy(w).to(device, dtype).T.contiguous() for w in w_outs]
+    tokens = unembed.operand.T
+    out = torch.empty((chunk, neurons[0].shape[1]), device=device, dtype=dtype)
+
+    def run() -> None:
+        for matrix in neurons:
+            for start in range(0, tokens.shape[0], chunk):
+                stop = min(start + chunk, tokens.shape[0])
+                torch.matmul(tokens[start:stop], matrix, out=out[: stop - start])
+
+    return timed(run, device)
+
+
+def seed_loop_per_neuron(w_out: np.ndarray, unembed_matrix: torch.Tensor, vocab_texts: list[str], sample: int) -> float:
+    """The seed write-up's loop: one product, abs, top-5 and token strings per neuron, in Python."""
+    weights = torch.from_numpy(w_out[:sample]).to(unembed_matrix.device, unembed_matrix.dtype)
+    started = time.perf_counter()
+    for i in range(sample):
+        unembedded = torch.matmul(weights[i], unembed_matrix)
+        values, ids = unembedded.abs().topk(5, largest=True)
+        _ = ["{0:.3f} {1}".format(values[0].item(), vocab_texts[int(j)]) for j in ids]
+    _sync(unembed_matrix.device)
+    return (time.perf_counter() - started) / sample
+
+
+def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed_sample: int) -> dict:
+    from engine.projection import ProjectedUnembed
+    from engine.scan import default_chunk_tokens, scan_layer
+    from engine.settings import Projection
+
+    unembed = ProjectedUnembed(unembed_np, None, Projection(), device, dtype)
+    chunk = default_chunk_tokens(w_outs[0].shape[0], device)
+    floor = matmul_floor(w_outs, unembed, device, dtype, chunk)
+
+    def scan_all() -> None:
+        for layer, w_out in enumerate(w_outs):
+            scan_layer(layer, w_out, unembed, 10, 8, chunk_tokens=chunk)
+
+    scan = timed(scan_all, device)
+    per_neuron = seed_loop_per_neuron(w_outs[0], unembed.operand, vocab_texts, seed_sample)
+    seed = per_neuron * w_outs[0].shape[0] * len(w_outs)
+    d_mlp, d_model = w_outs[0].shape
+    flop = 2.0 * d_mlp * d_model * unembed.d_vocab * len(w_outs)
+    return {
+        "model": name, "layers": len(w_outs), "dtype": str(dtype).replace("torch.", ""), "device": str(device),
+        "floor_s": floor, "scan_s": scan, "seed_s": seed,
+        "floor_tflops": flop / floor / 1e12, "scan_over_floor_throughput": floor / scan, "speedup_vs_seed": seed / scan,
+    }
+
+
+def _child_env() -> dict:
+    # Users' interpreters cache bytecode; measuring start-up without it would time the compiler.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPATH": str(ROOT)}
+
+
+def _run_child(args: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=_child_env())
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{args} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return elapsed, done.stderr
+
+
+def _peak_kib(stderr: str) -> int:
+    return int(stderr.rsplit("peak_rss_kib=", 1)[1].split()[0])
+
+
+def bench_end_to_end(device: torch.device) -> dict:
+    """(d) cold scan of every layer, (e) warm start, (f) peak memory; bundled model."""
+    from engine.projection import ProjectedUnembed
+    from engine.scan import default_chunk_tokens
+    from engine.settings import Projection
+    from engine.sources.resolve import locate_model, open_source
+
+    with tempfile.TemporaryDirectory() as folder:
+        cache = Path(folder) / "cache"
+        out = Path(folder) / "scan.jsonl"
+        cold, stderr = _run_child(["-m", "bench.child", "scan", "--device", str(device.type), "--cache-dir", str(cache), "--output", str(out)])
+        peak_kib = _peak_kib(stderr)
+        _, baseline_err = _run_child(["-m", "bench.child", "scan", "--help"])
+        # The runtime: an interpreter with torch and the engine imported, no weights.
+        runtime = subprocess.run(
+            [sys.executable, "-c", "import resource, torch, engine.scan, engine.sources.gguf_source; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+            cwd=ROOT, capture_output=True, text=True, env=_child_env(), check=True,
+        )
+        runtime_kib = int(runtime.stdout.strip())
+
+        started = time.perf_counter()
+        source = open_source(locate_model(None))
+        unembed_np = source.unembed()
+        w_outs = [source.mlp_out(layer) for layer in range(source.info.n_layers)]
+        read = time.perf_counter() - started
+        unembed = ProjectedUnembed(unembed_np, None, Projection(), device, torch.float32)
+        chunk = default_chunk_tokens(w_outs[0].shape[0], device)
+        products = matmul_floor(w_outs, unembed, device, torch.float32, chunk)
+        needed_bytes = unembed_np.nbytes + w_outs[0].nbytes
+
+        _, warm_err = _run_child(["-m", "bench.first_frame", "explorer", str(cache)])  # also writes bytecode
+        _run_child(["-m", "bench.first_frame", "bare"])
+        warm = min(_run_child(["-m", "bench.first_frame", "explorer", str(cache)])[0] for _ in range(5))
+        bare = min(_run_child(["-m", "bench.first_frame", "bare"])[0] for _ in range(5))
+    return {
+        "cold_scan_s": cold, "read_s": read, "matmuls_s": products,
+        "cold_over_floor_throughput": (read + products) / cold,
+        "warm_start_s": warm, "bare_textual_s": bare, "warm_over_bare": warm / bare,
+        "warm_start_imports_torch": "torch_imported=True" in warm_err,
+        "peak_rss_mib": peak_kib / 1024, "runtime_rss_mib": runtime_kib / 1024, "tensor_mib": needed_bytes / 2**20,
+        "rss_over_tensors": (peak_kib - runtime_kib) * 1024 / needed_bytes,
+    }
+
+
+def llama_shaped(layers: int, seed: int = 0):
+    generator = np.random.default_rng(seed)
+    d_model, d_mlp, vocab = 2048, 8192, 128256
+    unembed = (generator.standard_normal((d_model, vocab), dtype=np.float32) * 0.02)
+    w_outs = [generator.standard_normal((d_mlp, d_model), dtype=np.float32) * 0.02 for _ in range(layers)]
+    return w_outs, unembed, [f"t{i}" for i in range(vocab)]
+
+
+def report(results: dict, out) -> None:
+    print(f"machine: {results['machine']}", file=out)
+    for row in results["layers"]:
+        print(
+            f"{row['model']:<28} {row['layers']:>2} layer(s) {row['dtype']:<8} {row['device']:<5} "
+            f"floor {row['floor_s']:.2f} s ({row['floor_tflops'] * 1000:.0f} GFLOP/s) · scan {row['scan_s']:.2f} s "
+            f"-> {row['scan_over_floor_throughput']:.2f}x floor throughput · seed loop {row['seed_s']:.1f} s "
+            f"-> scan {row['speedup_vs_seed']:.1f}x faster",
+            file=out,
+        )
+    e2e = results.get("end_to_end")
+    if e2e:
+        print(
+            f"bundled model, cold scan of all layers: {e2e['cold_scan_s']:.1f} s vs read {e2e['read_s']:.1f} s + matmuls "
+            f"{e2e['matmuls_s']:.1f} s -> {e2e['cold_over_floor_throughput']:.2f}x floor",
+            file=out,
+        )
+        print(
+            f"warm start to first frame: {e2e['warm_start_s']:.2f} s vs bare Textual {e2e['bare_textual_s']:.2f} s -> "
+            f"{e2e['warm_over_bare']:.2f}x (torch imported: {e2e['warm_start_imports_torch']})",
+            file=out,
+        )
+        print(
+            f"peak RSS of the cold scan: {e2e['peak_rss_mib']:.0f} MiB = runtime {e2e['runtime_rss_mib']:.0f} MiB + "
+            f"{e2e['rss_over_tensors']:.2f}x the {e2e['tensor_mib']:.0f} MiB of tensors a layer's scan needs",
+            file=out,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtypes", default="float32", help="comma-separated: float32,bfloat16")
+    parser.add_argument("--bundled-layers", type=int, default=6, help="layers of the bundled model for (a)-(c)")
+    parser.add_argument("--llama-layers", type=int, default=1, help="layers of the Llama-3.2-1B-shaped model (0 skips)")
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    from engine.device import resolve_device, torch_dtype
+    from engine.sources.resolve import locate_model, open_source
+
+    device = resolve_device(args.device)
+    results: dict = {"machine": machine(), "layers": []}
+    source = open_source(locate_model(None))
+    picks = np.linspace(0, source.info.n_layers - 1, args.bundled_layers).round().astype(int).tolist()
+    bundled = ([source.mlp_out(layer) for layer in picks], source.unembed(), source.vocabulary().texts)
+    for dtype_name in args.dtypes.split(","):
+        dtype = torch_dtype(dtype_name)
+        results["layers"].append(bench_layers("SmolLM2-135M (bundled)", *bundled, device, dtype, seed_sample=128))
+        if args.llama_layers:
+            results["layers"].append(bench_layers("Llama-3.2-1B-shaped (random)", *llama_shaped(args.llama_layers), device, dtype, seed_sample=16))
+    if not args.skip_end_to_end:
+        results["end_to_end"] = bench_end_to_end(device)
+    report(results, sys.stdout)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
