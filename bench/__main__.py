@@ -144,10 +144,9 @@ def bench_end_to_end(device: torch.device) -> dict:
         out = Path(folder) / "scan.jsonl"
         cold, stderr = _run_child(["-m", "bench.child", "scan", "--device", str(device.type), "--cache-dir", str(cache), "--output", str(out)])
         peak_kib = _peak_kib(stderr)
-        _, baseline_err = _run_child(["-m", "bench.child", "scan", "--help"])
         # The runtime: an interpreter with torch and the engine imported, no weights.
         runtime = subprocess.run(
-            [sys.executable, "-c", "import resource, torch, engine.scan, engine.sources.gguf_source; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+            [sys.executable, "-c", "import torch, engine.scan, engine.sources.gguf_source; from bench.child import peak_rss_kib; print(peak_rss_kib())"],
             cwd=ROOT, capture_output=True, text=True, env=_child_env(), check=True,
         )
         runtime_kib = int(runtime.stdout.strip())

@@ -85,8 +85,10 @@ class ResultCache:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(directory, 0o700)  # the cache may hold results of private models
             self._cache = diskcache.Cache(str(directory), disk=BytesOnlyDisk, size_limit=2**40, eviction_policy="none")
-        except (OSError, sqlite3.Error) as error:
-            raise UserError(f"cannot use cache directory {directory}: {error.strerror if isinstance(error, OSError) else error}") from error
+            self._cache.get("probe", default=None)  # a damaged index fails here, not mid-run
+        except (OSError, sqlite3.Error, UnsafeEntry) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise UserError(f"cannot use cache directory {directory}: {reason}") from error
         self.warnings: list[str] = []
 
     def close(self) -> None:

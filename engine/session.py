@@ -70,6 +70,7 @@ class NeuronEngine:
         self._info: ModelInfo | None = None
         self._vocab: Vocabulary | None = None
         self._nulls: dict[tuple[Projection, str], NullBaseline] = {}
+        self.shrunk_chunks: list[int] = []  # block sizes an out-of-memory error made us fall back to
 
     # --- keys -------------------------------------------------------------------------------
     @property
@@ -160,9 +161,17 @@ class NeuronEngine:
                 source = self._ensure_source()
                 device = self.device
                 self._unembeds.clear()  # one projection at a time keeps device memory bounded
-                self._unembeds[key] = ProjectedUnembed(
-                    source.unembed(), source.final_norm_weight(), settings.projection, device, torch_dtype(settings.dtype)
-                )
+                unembed = source.unembed()
+                try:
+                    self._unembeds[key] = ProjectedUnembed(
+                        unembed, source.final_norm_weight(), settings.projection, device, torch_dtype(settings.dtype)
+                    )
+                except Exception as error:
+                    from engine.resources import is_out_of_memory, too_big_message
+
+                    if is_out_of_memory(error):
+                        raise UserError(too_big_message(device, unembed.nbytes)) from error
+                    raise
             return self._unembeds[key]
 
     # --- layers -----------------------------------------------------------------------------
@@ -216,16 +225,37 @@ class NeuronEngine:
                 if listener:
                     listener(ScanProgress("scanning", layer, done, total, time.perf_counter() - started))
 
-            report(0, w_out.shape[0])
-            result = scan_layer(
-                layer, w_out, unembed, settings.top_k, settings.token_top_n,
-                chunk_tokens=self.options.chunk_tokens, progress=report, cancelled=cancelled,
-            )
+            report(0, unembed.d_vocab)
+            result = self._scan_shrinking_on_oom(layer, w_out, unembed, settings, report, cancelled)
             if self.cache:
                 self.cache.set(self.layer_key(layer, settings), result.to_bytes())
             if listener:
                 listener(ScanProgress("done", layer, result.d_mlp, result.d_mlp, time.perf_counter() - started))
             return result
+
+    def _scan_shrinking_on_oom(self, layer, w_out, unembed, settings, report, cancelled) -> LayerResult:
+        """Scan a layer; when the device runs out of memory, halve the block and try again."""
+        from engine.scan import default_chunk_tokens, scan_layer
+        from engine.resources import free_device_memory, is_out_of_memory
+
+        chunk = self.options.chunk_tokens or default_chunk_tokens(w_out.shape[0], unembed.device)
+        while True:
+            try:
+                return scan_layer(
+                    layer, w_out, unembed, settings.top_k, settings.token_top_n,
+                    chunk_tokens=chunk, progress=report, cancelled=cancelled,
+                )
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                free_device_memory(unembed.device)
+                if chunk <= 16:
+                    raise UserError(
+                        f"out of memory on {unembed.device} even with {chunk}-token blocks; "
+                        "use --device cpu, --dtype bfloat16 or a machine with more memory"
+                    ) from error
+                chunk //= 2
+                self.shrunk_chunks.append(chunk)
 
     def layers(
         self, layers: list[int], listener: ProgressListener | None = None, cancelled: Callable[[], bool] | None = None

@@ -6,6 +6,8 @@ the event loop only draws and answers keys.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -73,8 +75,9 @@ class NeuronApp(App[int]):
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, engine: NeuronEngine, start_layer: int | None = None, export_dir: Path | None = None) -> None:
+    def __init__(self, engine: NeuronEngine, start_layer: int | None = None, export_dir: Path | None = None, handle_signals: bool = False) -> None:
         super().__init__()
+        self.handle_signals = handle_signals
         self.engine = engine
         self.settings: ScanSettings = engine.settings
         self.start_layer = start_layer
@@ -110,10 +113,19 @@ class NeuronApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.handle_signals:
+            self._exit_on_signals()
         self.query_one(NeuronList).focus()
         self._fit_to_size()
         self.refresh_status()
         self.start_engine()
+
+    def _exit_on_signals(self) -> None:
+        """A dropped SSH connection (SIGHUP), Ctrl-C sent as a signal (SIGINT) or SIGTERM: leave as
+        'q' does. Workers stop at their next block; the cache only ever holds whole layers."""
+        loop = asyncio.get_running_loop()
+        for signum, code in ((signal.SIGHUP, 129), (signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            loop.add_signal_handler(signum, partial(self.exit, None, code))
 
     def on_resize(self) -> None:
         self._fit_to_size()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 
@@ -13,20 +12,16 @@ def launch_explorer(args: argparse.Namespace) -> int:
     engine = engine_from_args(args)  # bad input fails here, before the terminal is taken over
     from tui.app import NeuronApp
 
-    app = NeuronApp(engine, start_layer=args.layer)
-
-    def hang_up(_signum, _frame) -> None:
-        # The SSH connection dropped: leave like 'q' does; workers stop at their next chunk.
-        app.call_later(app.exit, 129)
-
-    previous = signal.signal(signal.SIGHUP, hang_up)
+    app = NeuronApp(engine, start_layer=args.layer, handle_signals=True)
     try:
-        code = app.run()
+        app.run()
     finally:
-        signal.signal(signal.SIGHUP, previous)
         for worker in app.workers:
             worker.cancel()
         engine.close()
-    for warning in engine.warnings:
-        print(warning, file=sys.stderr)
-    return code if isinstance(code, int) else 0
+    try:
+        for warning in engine.warnings:
+            print(warning, file=sys.stderr)
+    except OSError:
+        pass  # the terminal is gone (SSH dropped): nothing left to tell
+    return app.return_code or 0
