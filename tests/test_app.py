@@ -371,3 +371,12 @@ async def test_coverage_view(tiny_gguf, tmp_path):
         await wait_for(pilot, lambda: not isinstance(app.screen, CoverageScreen))
         await wait_for(pilot, lambda: app.result is not None and app.result.layer == target[0])
         assert app.query_one(NeuronList).current_neuron == target[1]
+
+
+async def test_command_palette_lists_the_actions(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        for expected in ("Next layer", "Export", "Sort", "Filter", "All layers", "Token search", "Coverage", "Mark", "Detail"):
+            assert expected in titles

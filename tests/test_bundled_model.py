@@ -103,3 +103,23 @@ def test_direct_gguf_read_equals_transformer_bridge(bundled):
     np.testing.assert_array_equal(bridge.final_norm_weight(), bundled.final_norm_weight())
     bridge_vocab, direct_vocab = bridge.vocabulary(), bundled.vocabulary()
     assert bridge_vocab.texts[:2000] == direct_vocab.texts[:2000]
+
+
+def test_tokens_command_over_all_layers_equals_reference(bundled, tmp_path):
+    """`tokens " the" " coming" "St" --top 5`: each exact token's 5 best neurons over all 30 layers."""
+    out = tmp_path / "t.jsonl"
+    done = run_cli("tokens", " the", " coming", "St", "--top", "5", "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    unembed = bundled.unembed()
+    w_outs = [bundled.mlp_out(layer).astype(np.float64) for layer in range(30)]
+    for query in (" the", " coming", "St"):
+        got = [r for r in rows if r["query"] == query and r["exact"]]
+        assert len(got) == 5 and all(r["token"] == query for r in got)
+        column = unembed[:, got[0]["token_id"]].astype(np.float64)
+        hits = sorted(
+            ((abs(d), layer, n, d) for layer, w in enumerate(w_outs) for n, d in enumerate(w @ column)),
+            key=lambda h: (-h[0], h[1], h[2]),
+        )[:5]
+        assert [(r["layer"], r["neuron"]) for r in got] == [(layer, n) for _, layer, n, _ in hits]
+        np.testing.assert_allclose([r["dot"] for r in got], [d for *_, d in hits], rtol=1e-12)

@@ -93,3 +93,21 @@ def test_broken_gguf_is_a_user_error(tmp_path):
     broken.write_bytes(b"GGUF" + b"\x00" * 64)
     with pytest.raises(UserError, match="cannot read GGUF"):
         open_source(locate_model(str(broken)))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_scan_of_bridge_loaded_models_equals_reference(fixture, request, tmp_path):
+    """The whole path for checkpoints: TransformerBridge weights -> scan -> float64 reference."""
+    from engine.session import EngineOptions, NeuronEngine
+    from engine.settings import Projection, ScanSettings
+    from exactness import assert_layer_matches
+    from reference import reference_layer
+
+    folder = request.getfixturevalue(fixture)
+    projection = Projection(fold_final_norm=True, center_unembed=True, cosine=False)
+    engine = NeuronEngine(EngineOptions(model=str(folder), device="cpu", cache_dir=tmp_path / "c", settings=ScanSettings(top_k=6, projection=projection)))
+    source = open_source(locate_model(str(folder)))
+    for layer in range(engine.info.n_layers):
+        result = engine.layer(layer)
+        ref = reference_layer(source.mlp_out(layer), source.unembed(), source.final_norm_weight(), projection, 6, 8)
+        assert_layer_matches(result, ref)

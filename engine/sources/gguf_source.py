@@ -14,6 +14,7 @@ from engine.tokens import Vocabulary, stored_token_to_bytes
 # GGUF token types (llama.cpp's LLAMA_TOKEN_TYPE_*): control and user-defined tokens are literal text.
 _LITERAL_TOKEN_TYPES = {3, 4}
 _TOKENIZER_STYLES = {"gpt2": "byte_level", "llama": "sentencepiece"}
+_SLAB_ROWS = 4096
 
 
 class GGUFSource:
@@ -77,12 +78,22 @@ class GGUFSource:
         return int(self._tensors[name].shape[-1])
 
     def _dequantised(self, name: str) -> np.ndarray:
+        """The tensor as float32, dequantised a slab of rows at a time into one array, so the
+        peak memory is the result plus one slab (not several full-size temporaries)."""
         import gguf
 
         tensor = self._tensors[name]
-        array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        # Unquantised tensors come back as read-only views of the memory map: copy them out.
-        return np.array(array, dtype=np.float32, order="C", copy=not array.flags.writeable)
+        data = tensor.data
+        if data.ndim < 2 or data.shape[0] <= _SLAB_ROWS:
+            array = gguf.quants.dequantize(data, tensor.tensor_type)
+            # Unquantised tensors come back as read-only views of the memory map: copy them out.
+            return np.array(array, dtype=np.float32, order="C", copy=not array.flags.writeable)
+        first = gguf.quants.dequantize(data[:_SLAB_ROWS], tensor.tensor_type)
+        out = np.empty((data.shape[0], *first.shape[1:]), dtype=np.float32)
+        out[:_SLAB_ROWS] = first
+        for start in range(_SLAB_ROWS, data.shape[0], _SLAB_ROWS):
+            out[start : start + _SLAB_ROWS] = gguf.quants.dequantize(data[start : start + _SLAB_ROWS], tensor.tensor_type)
+        return out
 
     def unembed(self) -> np.ndarray:
         embedding = self._dequantised(self._unembed_name)  # [d_vocab, d_model]
