@@ -60,11 +60,19 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     cache.add_argument("--no-cache", action="store_true", help="compute without reading or writing the cache")
 
 
+def _add_layers_and_output(parser: argparse.ArgumentParser, output_help: str, top_k_help: str | None = None) -> None:
+    """The options every headless command shares besides the model ones."""
+    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
+    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=output_help)
+    parser.add_argument("--top-k", type=_positive_int, default=10, metavar="K", help=top_k_help or argparse.SUPPRESS)
+    add_common_options(parser)
+
+
 def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog=PROGRAM,
         description="Explore MLP neurons whose output weights point at vocabulary tokens (W_out[i] @ W_U).",
-        epilog="Commands: 'neuron-tui scan --help' for the headless scan. Without a command, the explorer opens.",
+        epilog="Headless commands: scan, layers, tokens, coverage ('neuron-tui scan --help' and so on). Without a command, the explorer opens.",
     )
     add_common_options(parser)
     parser.add_argument("--layer", type=int, default=None, metavar="N", help="layer to open first (default: the last)")
@@ -82,10 +90,11 @@ def build_scan_parser() -> OneLineParser:
         ),
         epilog="Progress goes to stderr. Bad input exits 2 with one line; Ctrl-C exits 130 and keeps the cache intact.",
     )
-    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
-    parser.add_argument("--top-k", type=_positive_int, default=10, metavar="K", help="tokens kept per neuron (default: 10)")
-    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".jsonl (one object per neuron), .json (settings + neurons), .csv (one row per neuron) or - for JSONL on stdout (default: -)")
-    add_common_options(parser)
+    _add_layers_and_output(
+        parser,
+        ".jsonl (one object per neuron), .json (settings + neurons), .csv (one row per neuron) or - for JSONL on stdout (default: -)",
+        "tokens kept per neuron (default: 10)",
+    )
     return parser
 
 
@@ -98,10 +107,10 @@ def build_layers_parser() -> OneLineParser:
             "neuron counts (kurtosis > 10). Computes missing layers."
         ),
     )
-    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
-    parser.add_argument("--top-k", type=_positive_int, default=10, metavar="K", help="tokens kept per neuron (part of the cache key; default: 10)")
-    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".jsonl, .json, .csv or - for a table on stdout (default: -)")
-    add_common_options(parser)
+    _add_layers_and_output(
+        parser, ".jsonl, .json, .csv or - for a table on stdout (default: -)",
+        "tokens kept per neuron (part of the cache key; default: 10)",
+    )
     return parser
 
 
@@ -117,11 +126,8 @@ def build_tokens_parser() -> OneLineParser:
     )
     parser.add_argument("texts", nargs="+", metavar="TEXT", help="token text, e.g. ' the' or coming")
     parser.add_argument("--top", type=_positive_int, default=10, metavar="N", help="neurons per token (default: 10)")
-    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
     parser.add_argument("--exact-only", action="store_true", help="only the tokens whose text equals TEXT exactly")
-    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".jsonl, .json, .csv or - for JSONL on stdout (default: -)")
-    parser.add_argument("--top-k", type=_positive_int, default=10, help=argparse.SUPPRESS)
-    add_common_options(parser)
+    _add_layers_and_output(parser, ".jsonl, .json, .csv or - for JSONL on stdout (default: -)")
     return parser
 
 
@@ -135,11 +141,8 @@ def build_coverage_parser() -> OneLineParser:
             "and worst-covered tokens. .json writes that document; .csv/.jsonl write one row per token."
         ),
     )
-    parser.add_argument("--layers", default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
     parser.add_argument("--show", type=_positive_int, default=15, metavar="N", help="best and worst tokens listed (default: 15)")
-    parser.add_argument("--output", "-o", default="-", metavar="PATH", help=".json, .jsonl, .csv or - for a summary on stdout (default: -)")
-    parser.add_argument("--top-k", type=_positive_int, default=10, help=argparse.SUPPRESS)
-    add_common_options(parser)
+    _add_layers_and_output(parser, ".json, .jsonl, .csv or - for a summary on stdout (default: -)")
     return parser
 
 
