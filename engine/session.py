@@ -215,8 +215,6 @@ class NeuronEngine:
             cached = self.cached_layer(layer, settings)  # another thread may have just computed it
             if cached is not None:
                 return cached
-            from engine.scan import scan_layer
-
             unembed = self._unembed(settings)
             w_out = self._ensure_source(listener).mlp_out(layer)
             started = time.perf_counter()

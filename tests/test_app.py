@@ -7,7 +7,6 @@ import json
 import time
 
 import numpy as np
-import pytest
 
 from app_helpers import make_app, settle, wait_for
 from engine.tokens import display_token

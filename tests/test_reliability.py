@@ -212,7 +212,7 @@ def test_dumb_terminal_without_colour(tiny_gguf, tmp_path):
     session = f"ntuidumb{os.getpid()}"
     cache = tmp_path / "cache"
     try:
-        pid = _explorer_in_tmux(tiny_gguf, cache, session, term="dumb", extra_env="NO_COLOR=1")
+        _explorer_in_tmux(tiny_gguf, cache, session, term="dumb", extra_env="NO_COLOR=1")
         deadline = time.monotonic() + 30
         while "Layer 2 / 2" not in _pane(session) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -253,13 +253,11 @@ def test_hostile_tokens_stay_intact_in_exports(tiny_gguf, tmp_path):
     texts = [t["token"] for t in first["top"]]
     for token in hostile:
         assert token in texts
-    row = next(csv.reader(csv_path.open(newline="", encoding="utf-8"), strict=True), None)
-    rows = list(csv.reader(csv_path.open(newline="", encoding="utf-8")))
+    rows = list(csv.reader(csv_path.open(newline="", encoding="utf-8"), strict=True))
     cells = set(rows[1])
     for token in hostile:
         expected = "'" + token if token.startswith(("=", "+", "-", "@")) else token
         assert expected in cells, token
-    assert row is not None
 
 
 def test_out_of_memory_shrinks_the_block_and_retries(tiny_gguf, tiny_weights, tmp_path, monkeypatch):

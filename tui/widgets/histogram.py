@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from textual_plotext import PlotextPlot
 
-from engine.null import NullBaseline
 
 
 class MaxDotHistogram(PlotextPlot):
