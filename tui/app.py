@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -98,7 +97,6 @@ class NeuronApp(App[int]):
         self.conditions: list[Condition] = []
         self.activity = "starting"
         self.generation = 0  # bumps when the settings change: stale worker messages are dropped
-        self.wake_scanner = threading.Event()
 
     # --- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -185,8 +183,11 @@ class NeuronApp(App[int]):
         left = self.query_one("#left", Vertical)
         self.query_one("#loading-note").remove()
         left.mount(LayerPicker(message.info.n_layers, id="picker"))
-        start = self.start_layer if self.start_layer is not None else message.info.n_layers - 1
-        start = min(max(start, 0), message.info.n_layers - 1)
+        last = message.info.n_layers - 1
+        start = self.start_layer if self.start_layer is not None else last
+        if not 0 <= start <= last:
+            self.notify(f"--layer {start} is out of range: this model has layers 0-{last}", severity="warning")
+            start = min(max(start, 0), last)
         self.show_layer(start)
         if self.engine.is_cached(start, self.settings):
             self.scanner_waits_for_first_frame = True  # the first frame comes first; then the background
