@@ -8,6 +8,9 @@ from textual_plotext import PlotextPlot
 
 
 
+MAX_CURVE_POINTS = 400
+
+
 class MaxDotHistogram(PlotextPlot):
     DEFAULT_CSS = """
     MaxDotHistogram { height: 14; }
@@ -42,7 +45,9 @@ class MaxDotHistogram(PlotextPlot):
             return
         if self.sorted_curve:
             ordered = np.sort(self.values)[::-1]
-            plt.plot(np.arange(len(ordered)).tolist(), ordered.tolist(), marker="braille", color="cyan", label="max-dot, sorted")
+            # A few hundred points draw the same curve as tens of thousands, in a fraction of the time.
+            ranks = np.unique(np.linspace(0, len(ordered) - 1, min(len(ordered), MAX_CURVE_POINTS)).round().astype(int))
+            plt.plot(ranks.tolist(), ordered[ranks].tolist(), marker="braille", color="cyan", label="max-dot, sorted")
             plt.xlabel("rank")
             plt.ylabel("max |dot|")
             if self.marker is not None:
@@ -52,13 +57,17 @@ class MaxDotHistogram(PlotextPlot):
             low = float(min(self.values.min(), self.null_values.min() if self.null_values is not None else np.inf))
             high = float(self.values.max())
             bins = 50
-            plt.hist(self.values.tolist(), bins=bins, color="cyan", label="neurons")
+            # numpy bins the values; plotext only draws the bars (its own binning is pure Python).
+            counts, edges = np.histogram(self.values, bins=bins, range=(low, high))
+            centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+            plt.bar(centres, counts.tolist(), width=1.0, color="cyan", label="neurons")
+            ticks = np.linspace(low, high, 5)
+            plt.xticks(ticks.tolist(), [f"{tick:.3g}" for tick in ticks])
             if self.null_values is not None:
                 # Scaled to the neuron count so both shapes compare on one axis.
-                counts, edges = np.histogram(self.null_values, bins=bins, range=(low, high))
+                null_counts, _ = np.histogram(self.null_values, bins=bins, range=(low, high))
                 scale = len(self.values) / max(len(self.null_values), 1)
-                centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-                plt.plot(centres, (counts * scale).tolist(), color="magenta", marker="braille", label="random directions")
+                plt.plot(centres, (null_counts * scale).tolist(), color="magenta", marker="braille", label="random directions")
             plt.xlabel("max |dot| over the vocabulary")
             plt.ylabel("neurons")
             if self.marker is not None:
