@@ -120,3 +120,25 @@ def test_scan_help_documents_the_options():
     assert done.returncode == 0
     for word in ("--layers", "--top-k", "--output", ".jsonl", ".csv", "--model", "--device", "--dtype", "--cache-dir", "--no-cache", "--cosine"):
         assert word in done.stdout
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from cli_helpers import ROOT
+
+    code = (
+        "import engine.cli as cli\n"
+        "def broken(argv):\n    raise RuntimeError('boom')\n"
+        "cli.run_scan = broken\n"
+        "from tui.main import main\nraise SystemExit(main(['scan']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("NEURON_TUI_DEBUG", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["neuron-tui: internal error: RuntimeError: boom; rerun with NEURON_TUI_DEBUG=1 for the traceback and report it"]
+    debug = subprocess.run([sys.executable, "-c", code], env={**env, "NEURON_TUI_DEBUG": "1"}, capture_output=True, text=True)
+    assert "Traceback" in debug.stderr

@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except Exception as error:
+        if os.environ.get("NEURON_TUI_DEBUG"):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"neuron-tui: internal error: {type(error).__name__}: {first}; "
+            "rerun with NEURON_TUI_DEBUG=1 for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

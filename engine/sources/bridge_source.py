@@ -59,9 +59,13 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
         ) from error
     except ValueError as error:
         raise UserError(f"cannot load the model in {model_dir}: {str(error).splitlines()[0]}") from error
-    bridge = TransformerBridge.boot_transformers(
-        str(model_dir), hf_model=hf_model, tokenizer=tokenizer, trust_remote_code=False
-    )
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            str(model_dir), hf_model=hf_model, tokenizer=tokenizer, trust_remote_code=False
+        )
+    except (ValueError, NotImplementedError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"TransformerLens cannot wrap the model in {model_dir}: {first}") from error
     return bridge, tokenizer
 
 

@@ -80,9 +80,19 @@ class GGUFSource:
     def _dequantised(self, name: str) -> np.ndarray:
         """The tensor as float32, dequantised a slab of rows at a time into one array, so the
         peak memory is the result plus one slab (not several full-size temporaries)."""
+        tensor = self._tensors[name]
+        try:
+            return self._dequantise_slabs(tensor)
+        except (NotImplementedError, ValueError) as error:
+            raise UserError(
+                f"cannot dequantise {name} ({tensor.tensor_type.name}) in {self.path}: {error}; "
+                "use a GGUF with a type the gguf package reads (F32, F16, BF16, Q8_0, Q4_K, ...)"
+            ) from error
+
+    @staticmethod
+    def _dequantise_slabs(tensor) -> np.ndarray:
         import gguf
 
-        tensor = self._tensors[name]
         data = tensor.data
         if data.ndim < 2 or data.shape[0] <= _SLAB_ROWS:
             array = gguf.quants.dequantize(data, tensor.tensor_type)
