@@ -10,6 +10,8 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.device import check_device_name
@@ -169,6 +171,22 @@ def engine_from_args(args: argparse.Namespace):
     return NeuronEngine(options)
 
 
+@contextmanager
+def _engine_for(args: argparse.Namespace) -> Iterator:
+    """The engine for a headless command: output path checked first, set-up warnings shown,
+    the cache closed at the end. (Cache write failures are reported by the cache's logger.)"""
+    from engine.export import check_output_path
+
+    check_output_path(args.output)
+    engine = engine_from_args(args)
+    for warning in engine.warnings:
+        print(warning, file=sys.stderr)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
 class _StderrProgress:
     """A rich progress bar on a terminal, a line per layer otherwise."""
 
@@ -220,14 +238,10 @@ class _StderrProgress:
 
 def run_scan(argv: list[str]) -> int:
     args = build_scan_parser().parse_args(argv)
-    from engine.export import check_output_path, export_settings, neuron_records, write_records
+    from engine.export import export_settings, neuron_records, write_records
     from engine.layers import parse_layer_spec
 
-    check_output_path(args.output)
-    engine = engine_from_args(args)
-    for warning in engine.warnings:
-        print(warning, file=sys.stderr)
-    try:
+    with _engine_for(args) as engine:
         info = engine.info
         layers = parse_layer_spec(args.layers, info.n_layers)
         vocab = engine.vocabulary
@@ -243,10 +257,6 @@ def run_scan(argv: list[str]) -> int:
             count = write_records(args.output, records(), settings)
         if args.output != "-":
             print(f"wrote {count} neurons from {len(layers)} layer(s) to {args.output}", file=sys.stderr)
-        for warning in engine.cache.warnings if engine.cache else []:
-            print(f"warning: {warning}", file=sys.stderr)
-    finally:
-        engine.close()
     return 0
 
 
@@ -254,15 +264,11 @@ def run_layers(argv: list[str]) -> int:
     args = build_layers_parser().parse_args(argv)
     from dataclasses import asdict
 
-    from engine.export import check_output_path, export_settings, write_rows
+    from engine.export import export_settings, write_rows
     from engine.layers import parse_layer_spec
     from engine.summary import summarise
 
-    check_output_path(args.output)
-    engine = engine_from_args(args)
-    for warning in engine.warnings:
-        print(warning, file=sys.stderr)
-    try:
+    with _engine_for(args) as engine:
         layers = parse_layer_spec(args.layers, engine.info.n_layers)
         with _StderrProgress(layers) as progress:
             results = list(engine.layers(layers, listener=progress))
@@ -273,8 +279,6 @@ def run_layers(argv: list[str]) -> int:
             _print_layer_table(rows, settings)
         else:
             write_rows(args.output, rows, settings, key="layers")
-    finally:
-        engine.close()
     return 0
 
 
@@ -288,13 +292,11 @@ def _print_layer_table(rows: list[dict], settings: dict) -> None:
 
 def run_tokens(argv: list[str]) -> int:
     args = build_tokens_parser().parse_args(argv)
-    from engine.export import check_output_path, export_settings, write_rows
+    from engine.export import export_settings, write_rows
     from engine.layers import parse_layer_spec
     from engine.token_search import TokenIndex
 
-    check_output_path(args.output)
-    engine = engine_from_args(args)
-    try:
+    with _engine_for(args) as engine:
         layers = parse_layer_spec(args.layers, engine.info.n_layers)
         index = TokenIndex(engine.vocabulary)
         queries = []
@@ -322,20 +324,16 @@ def run_tokens(argv: list[str]) -> int:
                 print(json.dumps(row, ensure_ascii=False))
         else:
             write_rows(args.output, rows, settings, key="tokens")
-    finally:
-        engine.close()
     return 0
 
 
 def run_coverage(argv: list[str]) -> int:
     args = build_coverage_parser().parse_args(argv)
     from engine.coverage import compute_coverage
-    from engine.export import check_output_path, export_settings, write_document, write_rows
+    from engine.export import export_settings, write_document, write_rows
     from engine.layers import parse_layer_spec
 
-    check_output_path(args.output)
-    engine = engine_from_args(args)
-    try:
+    with _engine_for(args) as engine:
         layers = parse_layer_spec(args.layers, engine.info.n_layers)
         with _StderrProgress(layers) as progress:
             results = list(engine.layers(layers, listener=progress))
@@ -368,8 +366,6 @@ def run_coverage(argv: list[str]) -> int:
             write_document(args.output, {"settings": settings, **document})
         else:
             write_rows(args.output, [token_row(t) for t in range(coverage.d_vocab)], settings, key="tokens")
-    finally:
-        engine.close()
     return 0
 
 
