@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tui.main import main
+from tui.cli import main
 
 
 def peak_rss_kib() -> int:

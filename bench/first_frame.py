@@ -25,15 +25,17 @@ def explorer(cache_dir: str) -> None:
     from tui.app import NeuronApp
 
     shown: list[int] = []
-
-    class FirstFrame(NeuronApp):
-        def _show_result(self, result) -> None:
-            super()._show_result(result)
-            shown.append(result.layer)
-            self.call_after_refresh(self.exit)
-
     engine = NeuronEngine(EngineOptions(model=None, device="cpu", cache_dir=cache_dir))
-    FirstFrame(engine).run(headless=True, size=(120, 40))
+    app = NeuronApp(engine)
+    show_result = app.main._show_result
+
+    def show_and_exit(result) -> None:
+        show_result(result)
+        shown.append(result.layer)
+        app.call_after_refresh(app.exit)
+
+    app.main._show_result = show_and_exit
+    app.run(headless=True, size=(120, 40))
     if not shown:
         sys.exit("the explorer exited before showing a layer")
     print(f"first_frame_layer={shown[0]} torch_imported={'torch' in sys.modules}", file=sys.stderr)

@@ -156,4 +156,4 @@ def open_cache(directory: Path | str | None, enabled: bool = True) -> tuple[Resu
     try:
         return ResultCache(directory), None
     except UserError as error:
-        return None, f"warning: {error}; running without the cache (use --cache-dir to pick another)"
+        return None, f"warning: {error}; running without the cache (choose another cache directory to keep results)"

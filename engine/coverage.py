@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.null import NullBaseline
 from engine.results import LayerResult
+from engine.tokens import Vocabulary
 
 COVERAGE_QUANTILE = 0.99
 
@@ -69,3 +70,35 @@ def coverage_from_layers(per_layer: dict[int, tuple[np.ndarray, np.ndarray]], nu
         best_neuron=neurons[best_index, columns],
         covered_layers=(stacked > threshold).sum(axis=0),
     )
+
+
+def token_row(coverage: Coverage, vocab: Vocabulary, token_id: int) -> dict:
+    """One token's coverage as a flat record."""
+    unit = float(coverage.best_unit[token_id])
+    return {
+        "token_id": int(token_id),
+        "token": vocab.text(int(token_id)),
+        "best_unit_dot": unit,
+        "vs_null_p99": unit / coverage.threshold,
+        "best_layer": int(coverage.best_layer[token_id]),
+        "best_neuron": int(coverage.best_neuron[token_id]),
+        "covered_layers": int(coverage.covered_layers[token_id]),
+    }
+
+
+def coverage_document(coverage: Coverage, vocab: Vocabulary, show: int) -> dict:
+    """Per-layer and overall shares, and the ``show`` best- and least-covered tokens."""
+    return {
+        "null_p99": coverage.threshold,
+        "layers": [
+            {"layer": layer, "covered": coverage.covered_per_layer[layer], "share": coverage.share(layer)}
+            for layer in coverage.layers
+        ],
+        "overall": {
+            "covered": int(coverage.covered.sum()),
+            "share": coverage.overall_share,
+            "tokens": coverage.d_vocab,
+        },
+        "best": [token_row(coverage, vocab, t) for t in coverage.ranked(show, best=True)],
+        "worst": [token_row(coverage, vocab, t) for t in coverage.ranked(show, best=False)],
+    }

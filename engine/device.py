@@ -27,10 +27,10 @@ def resolve_device(name: str):
             return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name} was asked for but CUDA is not available here: use --device cpu or auto")
+            raise UserError(f"device {name} was asked for but CUDA is not available here: use cpu or auto")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise UserError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         # The scan's error bound assumes true float32 products: TF32 would void it.
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False

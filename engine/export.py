@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
-from engine.null import NullBaseline, per_unit_max_dot
-from engine.results import LayerResult, prediction_class
+from engine.neurons import LayerNeurons
 from engine.settings import ScanSettings
 from engine.sources.base import ModelInfo
 from engine.tokens import Vocabulary
@@ -45,38 +44,33 @@ def _finite(value: float) -> float | None:
 
 
 def neuron_records(
-    info: ModelInfo,
+    model: str,
     vocab: Vocabulary,
-    result: LayerResult,
-    settings: ScanSettings,
-    null: NullBaseline | None = None,
-    neurons: Sequence[int] | None = None,
+    neurons: LayerNeurons,
+    chosen: Sequence[int] | None = None,
 ) -> Iterator[dict]:
-    """One record per neuron of the layer (or of ``neurons``, in that order)."""
-    classes = prediction_class(result.kurtosis, result.skew)
-    null_z = null_pct = None
-    if null is not None:
-        unit = per_unit_max_dot(result.max_dot, result.norm, settings.projection.cosine)
-        null_z, null_pct = null.z_score(unit), null.percentile(unit)
-    for neuron in range(result.d_mlp) if neurons is None else neurons:
+    """One record per neuron of the layer (or of ``chosen``, in that order)."""
+    result = neurons.result
+    for neuron in range(result.d_mlp) if chosen is None else chosen:
+        stats = neurons.stats(neuron)
         record = {
-            "model": info.name,
-            "layer": result.layer,
-            "neuron": int(neuron),
-            "max_dot": float(result.max_dot[neuron]),
+            "model": model,
+            "layer": stats.layer,
+            "neuron": stats.neuron,
+            "max_dot": stats.max_dot,
             "top": _tokens(result.top_ids[neuron], result.top_dots[neuron], vocab),
             "promote": _tokens(result.promote_ids[neuron], result.promote_dots[neuron], vocab),
             "suppress": _tokens(result.suppress_ids[neuron], result.suppress_dots[neuron], vocab),
-            "norm": float(result.norm[neuron]),
-            "mean": float(result.mean[neuron]),
-            "std": float(result.std[neuron]),
-            "skew": _finite(float(result.skew[neuron])),
-            "kurtosis": _finite(float(result.kurtosis[neuron])),
-            "class": classes[neuron],
+            "norm": stats.norm,
+            "mean": stats.mean,
+            "std": stats.std,
+            "skew": _finite(stats.skew),
+            "kurtosis": _finite(stats.kurtosis),
+            "class": stats.klass,
         }
-        if null_z is not None:
-            record["null_z"] = float(null_z[neuron])
-            record["null_pct"] = float(null_pct[neuron])
+        if stats.null_z is not None:
+            record["null_z"] = stats.null_z
+            record["null_pct"] = stats.null_pct
         yield record
 
 
@@ -93,7 +87,7 @@ def check_output_path(path: str) -> None:
     if not parent.is_dir():
         raise UserError(f"cannot write {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UserError(f"cannot write {path}: permission denied; choose another --output path")
+        raise UserError(f"cannot write {path}: permission denied; choose another output path")
 
 
 def neutralise_cell(text: str) -> str:

@@ -28,7 +28,7 @@ class ProjectedUnembed:
         if projection.fold_final_norm and final_norm_weight is None:
             from engine.errors import UserError
 
-            raise UserError("--fold-final-norm: this model has no final norm weight to fold")
+            raise UserError("this model has no final norm weight to fold: use a projection without folding")
         self.projection = projection
         self.device = device
         self.dtype = dtype

@@ -11,7 +11,7 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from engine.null import NullBaseline
 from engine.results import LayerResult
 from engine.settings import SCHEMA_VERSION, Projection, ScanSettings
 from engine.sources.base import ModelInfo
-from engine.sources.resolve import LOADERS, ModelLocation, locate_model, open_source
+from engine.sources.resolve import LOADERS, Loader, ModelLocation, locate_model, open_source
 from engine.tokens import Vocabulary
 
 
@@ -43,22 +43,27 @@ ProgressListener = Callable[[ScanProgress], None]
 
 @dataclass(frozen=True)
 class EngineOptions:
-    model: str | None = None
-    device: str = "auto"
-    loader: str = "auto"
+    """Where the model and the cache are and what computes; validated when built. What a scan
+    computes (top-k, dtype, projection) is a ``ScanSettings`` passed with each request."""
+
+    model: str | None = None  # None: the bundled model
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    loader: Loader = "auto"
     cache_dir: Path | None = None
     use_cache: bool = True
-    settings: ScanSettings = field(default_factory=ScanSettings)
-    chunk_tokens: int | None = None
+    chunk_tokens: int | None = None  # vocabulary tokens per block; None sizes it from free memory
+
+    def __post_init__(self) -> None:
+        check_device_name(self.device)
+        if self.loader not in LOADERS:
+            raise UserError(f"unknown loader {self.loader!r}: use one of {', '.join(LOADERS)}")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise UserError(f"a block needs at least 1 token, got {self.chunk_tokens}")
 
 
 class NeuronEngine:
     def __init__(self, options: EngineOptions):
-        check_device_name(options.device)
-        if options.loader not in LOADERS:
-            raise UserError(f"unknown loader {options.loader!r}: use one of {', '.join(LOADERS)}")
         self.options = options
-        self.settings = options.settings
         self.location: ModelLocation = locate_model(options.model)
         self.cache: ResultCache | None
         self.cache, warning = open_cache(options.cache_dir, options.use_cache)
@@ -80,8 +85,8 @@ class NeuronEngine:
     def _key(self, *parts: object) -> str:
         return "/".join([f"v{SCHEMA_VERSION}", self.fingerprint, *map(str, parts)])
 
-    def layer_key(self, layer: int, settings: ScanSettings | None = None) -> str:
-        return self._key("layer", (settings or self.settings).cache_tag, layer)
+    def layer_key(self, layer: int, settings: ScanSettings) -> str:
+        return self._key("layer", settings.cache_tag, layer)
 
     # --- model ------------------------------------------------------------------------------
     @property
@@ -175,7 +180,7 @@ class NeuronEngine:
             return self._unembeds[key]
 
     # --- layers -----------------------------------------------------------------------------
-    def cached_layer(self, layer: int, settings: ScanSettings | None = None) -> LayerResult | None:
+    def cached_layer(self, layer: int, settings: ScanSettings) -> LayerResult | None:
         if not self.cache:
             return None
         key = self.layer_key(layer, settings)
@@ -192,18 +197,17 @@ class NeuronEngine:
             return None
         return result
 
-    def is_cached(self, layer: int, settings: ScanSettings | None = None) -> bool:
+    def is_cached(self, layer: int, settings: ScanSettings) -> bool:
         return bool(self.cache) and self.cache.contains(self.layer_key(layer, settings))
 
     def layer(
         self,
         layer: int,
-        settings: ScanSettings | None = None,
+        settings: ScanSettings,
         listener: ProgressListener | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> LayerResult:
         """The layer's results, from the cache or computed (and then cached)."""
-        settings = settings or self.settings
         if not 0 <= layer < self.info.n_layers:
             raise UserError(f"layer {layer} is out of range: this model has layers 0-{self.info.n_layers - 1}")
         cached = self.cached_layer(layer, settings)
@@ -256,18 +260,21 @@ class NeuronEngine:
                 self.shrunk_chunks.append(chunk)
 
     def layers(
-        self, layers: list[int], listener: ProgressListener | None = None, cancelled: Callable[[], bool] | None = None
+        self,
+        layers: list[int],
+        settings: ScanSettings,
+        listener: ProgressListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Iterator[LayerResult]:
         for layer in layers:
-            yield self.layer(layer, listener=listener, cancelled=cancelled)
+            yield self.layer(layer, settings, listener=listener, cancelled=cancelled)
 
-    def neuron_scores(self, layer: int, neuron: int, settings: ScanSettings | None = None) -> np.ndarray:
+    def neuron_scores(self, layer: int, neuron: int, settings: ScanSettings) -> np.ndarray:
         """One neuron's float64 scores against the whole vocabulary (loads the weights if needed)."""
         import torch
 
         from engine.scan import exact_score_rows, neuron_rows64
 
-        settings = settings or self.settings
         with self._lock:
             unembed = self._unembed(settings)
             w_out = self._ensure_source().mlp_out(layer)
@@ -276,18 +283,16 @@ class NeuronEngine:
             return exact_score_rows(rows64, unembed)[0].cpu().numpy()
 
     # --- tokens -----------------------------------------------------------------------------
-    def exact_token_neurons(self, token_ids: list[int], layers: list[int], top: int, settings: ScanSettings | None = None):
+    def exact_token_neurons(self, token_ids: list[int], layers: list[int], top: int, settings: ScanSettings):
         """Each token's ``top`` neurons over ``layers`` by exact float64 |dot| (loads the weights)."""
         from engine.token_search import exact_token_neurons
 
-        settings = settings or self.settings
         with self._lock:
             source = self._ensure_source()
             return exact_token_neurons(token_ids, layers, source.mlp_out, self._unembed(settings), top, settings.projection.cosine)
 
     # --- null baseline ----------------------------------------------------------------------
-    def null_baseline(self, settings: ScanSettings | None = None) -> NullBaseline:
-        settings = settings or self.settings
+    def null_baseline(self, settings: ScanSettings) -> NullBaseline:
         memo_key = (settings.projection, settings.dtype)
         if memo_key in self._nulls:
             return self._nulls[memo_key]

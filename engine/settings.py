@@ -1,13 +1,21 @@
-"""Settings that change a scan's results; each one is part of the cache key and of every export."""
+"""Settings that change a scan's results; each one is part of the cache key and of every export.
+
+Validated once, when built: a ``ScanSettings`` that exists is a valid one. Change one with
+``dataclasses.replace``, which validates again.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
 from engine.errors import UserError
 
-DTYPES = ("float32", "bfloat16", "float16")
+Dtype = Literal["float32", "bfloat16", "float16"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
 SCHEMA_VERSION = 3
+DEFAULT_TOP_K = 10
+DEFAULT_TOKEN_TOP_N = 8
 
 
 @dataclass(frozen=True)
@@ -21,29 +29,30 @@ class Projection:
 
     @property
     def label(self) -> str:
-        parts = [name for name, on in (("fold", self.fold_final_norm), ("center", self.center_unembed), ("cosine", self.cosine)) if on]
+        flags = (("fold", self.fold_final_norm), ("center", self.center_unembed), ("cosine", self.cosine))
+        parts = [name for name, on in flags if on]
         return "+".join(parts) if parts else "raw"
 
-    def toggled(self, flag: str) -> "Projection":
-        values = asdict(self)
-        values[flag] = not values[flag]
-        return Projection(**values)
+
+GURNEE = Projection(fold_final_norm=True, center_unembed=True, cosine=True)
 
 
 @dataclass(frozen=True)
 class ScanSettings:
-    top_k: int = 10
-    dtype: str = "float32"
+    top_k: int = DEFAULT_TOP_K  # tokens kept per neuron
+    dtype: Dtype = "float32"  # compute dtype of the big product; reported scores are float64
     projection: Projection = field(default_factory=Projection)
-    token_top_n: int = 8  # neurons kept per vocabulary token (column-wise top-N)
+    token_top_n: int = DEFAULT_TOKEN_TOP_N  # neurons kept per vocabulary token (column-wise top-N)
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise UserError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.token_top_n < 1:
-            raise UserError(f"--token-top-n must be at least 1, got {self.token_top_n}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise UserError(f"top-k must be a whole number of at least 1, got {self.top_k!r}")
+        if isinstance(self.token_top_n, bool) or not isinstance(self.token_top_n, int) or self.token_top_n < 1:
+            raise UserError(f"neurons kept per token must be at least 1, got {self.token_top_n!r}")
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        if not isinstance(self.projection, Projection):
+            raise UserError(f"projection must be a Projection, got {type(self.projection).__name__}")
 
     @property
     def cache_tag(self) -> str:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.null import NullBaseline, per_unit_max_dot
-from engine.results import LayerResult, prediction_class
+from engine.neurons import LayerNeurons
 
 STANDOUT_Z = 3.0  # a neuron "stands out" when its per-unit max-dot is 3 null standard deviations up
 
@@ -28,18 +27,15 @@ class LayerSummary:
     n_suppression: int
 
 
-def summarise(result: LayerResult, null: NullBaseline | None, cosine: bool) -> LayerSummary:
-    values = result.max_dot
-    kurtosis = np.nan_to_num(result.kurtosis, nan=0.0)
-    classes = prediction_class(result.kurtosis, result.skew)
-    standout = 0
-    if null is not None:
-        standout = int((null.z_score(per_unit_max_dot(values, result.norm, cosine)) > STANDOUT_Z).sum())
+def summarise(neurons: LayerNeurons) -> LayerSummary:
+    values = neurons.result.max_dot
+    kurtosis = np.nan_to_num(neurons.result.kurtosis, nan=0.0)
+    standout = 0 if neurons.null_z is None else int((neurons.null_z > STANDOUT_Z).sum())
     p50, p90, p99 = np.quantile(values, [0.5, 0.9, 0.99])
     k50, k99 = np.quantile(kurtosis, [0.5, 0.99])
     return LayerSummary(
-        layer=result.layer,
-        n_neurons=result.d_mlp,
+        layer=neurons.layer,
+        n_neurons=neurons.d_mlp,
         mean=float(values.mean()),
         max=float(values.max()),
         p50=float(p50),
@@ -48,6 +44,6 @@ def summarise(result: LayerResult, null: NullBaseline | None, cosine: bool) -> L
         kurtosis_p50=float(k50),
         kurtosis_p99=float(k99),
         n_standout=standout,
-        n_prediction=int((classes == "prediction").sum()),
-        n_suppression=int((classes == "suppression").sum()),
+        n_prediction=int((neurons.classes == "prediction").sum()),
+        n_suppression=int((neurons.classes == "suppression").sum()),
     )

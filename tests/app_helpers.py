@@ -1,30 +1,79 @@
+"""Driving the explorer with Pilot: building the app, waiting for state changes, holding scans.
+
+Tests wait for states, never for a wall-clock budget: a loaded machine passes as an idle one
+does, and a real hang is caught by pytest-timeout.
+"""
+
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from pathlib import Path
 
-from engine.session import EngineOptions, NeuronEngine
+from engine.errors import ScanCancelled
+from engine.session import EngineOptions, NeuronEngine, ScanProgress
 from engine.settings import ScanSettings
 from tui.app import NeuronApp
 
+GATE_POLL = 0.01  # seconds between checks of a held scan's gate and its cancellation
 
-def make_app(model: Path, cache: Path, export_dir: Path | None = None, **options) -> NeuronApp:
+
+class GatedEngine(NeuronEngine):
+    """An engine whose layer computations wait at a gate until the test opens it, so that a test
+    can act while a scan is provably in progress on a machine of any speed."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        super().__init__(options)
+        self.open_layers: set[int] = set()
+        self.all_open = threading.Event()
+        self.held: int | None = None  # the layer whose computation waits at the gate now
+
+    def release(self, *layers: int) -> None:
+        self.open_layers.update(layers)
+
+    def release_all(self) -> None:
+        self.all_open.set()
+
+    def layer(self, layer, settings, listener=None, cancelled=None):
+        if self.cached_layer(layer, settings) is None:
+            if listener:
+                listener(ScanProgress("scanning", layer, 0, 1))
+            self.held = layer
+            try:
+                while layer not in self.open_layers and not self.all_open.wait(GATE_POLL):
+                    if cancelled is not None and cancelled():
+                        raise ScanCancelled()
+            finally:
+                self.held = None
+        return super().layer(layer, settings, listener=listener, cancelled=cancelled)
+
+
+def make_app(
+    model: Path,
+    cache: Path,
+    export_dir: Path | None = None,
+    engine_class: type[NeuronEngine] = NeuronEngine,
+    **options,
+) -> NeuronApp:
     settings = options.pop("settings", ScanSettings())
-    engine = NeuronEngine(EngineOptions(model=str(model), device=options.pop("device", "cpu"), cache_dir=cache, settings=settings, **options))
-    return NeuronApp(engine, export_dir=export_dir)
+    device = options.pop("device", "cpu")
+    engine = engine_class(EngineOptions(model=str(model), device=device, cache_dir=cache, **options))
+    return NeuronApp(engine, settings, export_dir=export_dir)
 
 
-async def wait_for(pilot, predicate, timeout: float = 60.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(pilot, predicate, step: float = 0.05) -> None:
+    """Let the app run until ``predicate()`` holds."""
     while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
         await pilot.pause(step)
 
 
 def all_computed(app: NeuronApp) -> bool:
-    return app.activity.startswith("all ") and app.null is not None and app.result is not None
+    main = app.main
+    return main.activity.startswith("all ") and app.state.null is not None and main.result is not None
+
+
+def showing(app: NeuronApp, layer: int) -> bool:
+    return app.main.result is not None and app.main.result.layer == layer
 
 
 async def settle(pilot, app: NeuronApp) -> None:

@@ -12,5 +12,5 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """Run ``neuron-tui`` as a user would, in a subprocess."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "tui.main", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "tui.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )

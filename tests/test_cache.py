@@ -15,18 +15,18 @@ from engine.session import EngineOptions, NeuronEngine
 from engine.settings import Projection, ScanSettings
 
 
-def _engine(model, tmp_path, **settings) -> NeuronEngine:
-    return NeuronEngine(EngineOptions(model=str(model), device="cpu", cache_dir=tmp_path / "c", settings=ScanSettings(**settings)))
+def _engine(model, tmp_path) -> NeuronEngine:
+    return NeuronEngine(EngineOptions(model=str(model), device="cpu", cache_dir=tmp_path / "c"))
 
 
 def test_miss_then_hit_without_loading_the_model(tiny_gguf, tmp_path):
     first = _engine(tiny_gguf, tmp_path)
-    computed = first.layer(1)
+    computed = first.layer(1, ScanSettings())
     assert first.source_loaded
     first.close()
     second = _engine(tiny_gguf, tmp_path)
     events = []
-    cached = second.layer(1, listener=events.append)
+    cached = second.layer(1, ScanSettings(), listener=events.append)
     assert not second.source_loaded, "a cached layer must not load the model"
     assert second.info.n_layers == 3 and len(second.vocabulary) == 400
     assert not second.source_loaded
@@ -48,17 +48,18 @@ def test_miss_then_hit_without_loading_the_model(tiny_gguf, tmp_path):
 )
 def test_every_setting_changes_the_key(tiny_gguf, tmp_path, change):
     engine = _engine(tiny_gguf, tmp_path)
-    engine.layer(0)
+    default = ScanSettings()
+    engine.layer(0, default)
     other = ScanSettings(**change)
-    assert engine.layer_key(0) != engine.layer_key(0, other)
+    assert engine.layer_key(0, default) != engine.layer_key(0, other)
     assert not engine.is_cached(0, other)
-    assert engine.is_cached(0)
+    assert engine.is_cached(0, default)
 
 
 def test_layer_and_model_are_in_the_key(tiny_gguf, tmp_path):
     engine = _engine(tiny_gguf, tmp_path)
-    assert engine.layer_key(0) != engine.layer_key(1)
-    assert engine.fingerprint in engine.layer_key(0)
+    assert engine.layer_key(0, ScanSettings()) != engine.layer_key(1, ScanSettings())
+    assert engine.fingerprint in engine.layer_key(0, ScanSettings())
 
 
 def test_cache_directory_is_private(tmp_path):
@@ -101,7 +102,7 @@ def test_pickled_entry_is_never_unpickled(tmp_path):
 
 def test_no_cache_reads_and_writes_nothing(tiny_gguf, tmp_path):
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c", use_cache=False))
-    engine.layer(0)
+    engine.layer(0, ScanSettings())
     assert engine.cache is None
     assert not (tmp_path / "c").exists()
 
@@ -112,4 +113,4 @@ def test_unusable_cache_directory_warns_and_runs_uncached(tiny_gguf, tmp_path):
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=blocker / "sub"))
     assert engine.cache is None
     assert engine.warnings and "running without the cache" in engine.warnings[0]
-    assert engine.layer(0).d_mlp == 96
+    assert engine.layer(0, ScanSettings()).d_mlp == 96

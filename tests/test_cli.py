@@ -130,10 +130,10 @@ def test_unexpected_errors_are_one_line_unless_debugging(tmp_path):
     from cli_helpers import ROOT
 
     code = (
-        "import engine.cli as cli\n"
-        "def broken(argv):\n    raise RuntimeError('boom')\n"
-        "cli.run_scan = broken\n"
-        "from tui.main import main\nraise SystemExit(main(['scan']))"
+        "import tui.headless as headless\n"
+        "def broken(*args):\n    raise RuntimeError('boom')\n"
+        "headless.scan = broken\n"
+        "from tui.cli import main\nraise SystemExit(main(['scan']))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("NEURON_TUI_DEBUG", None)

@@ -26,19 +26,21 @@ def test_no_engine_module_imports_textual():
 
 
 def test_help_imports_neither_torch_nor_textual():
-    code = "import sys\nfrom tui.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    code = "import sys\nfrom tui.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
     loaded = _modules_after(code)
     assert "torch" not in loaded and "textual" not in loaded
 
 
 def test_warm_cache_reads_without_torch(tiny_gguf, tmp_path):
     from engine.session import EngineOptions, NeuronEngine
+    from engine.settings import ScanSettings
 
-    NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c")).layer(2)
+    NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c")).layer(2, ScanSettings())
     code = (
         "from engine.session import EngineOptions, NeuronEngine\n"
         f"e = NeuronEngine(EngineOptions(model={str(tiny_gguf)!r}, device='cpu', cache_dir={str(tmp_path / 'c')!r}))\n"
-        "r = e.layer(2); assert e.vocabulary.text(256) == ' coming' and not e.source_loaded"
+        "from engine.settings import ScanSettings\n"
+        "r = e.layer(2, ScanSettings()); assert e.vocabulary.text(256) == ' coming' and not e.source_loaded"
     )
     loaded = _modules_after(code)
     assert "torch" not in loaded

@@ -21,7 +21,7 @@ def test_sigint_mid_scan_exits_130_and_keeps_the_cache(tmp_path):
     model = write_gguf(tmp_path / "medium.gguf", weights)
     args = ["scan", "--model", str(model), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--chunk-tokens", "8", "--top-k", "3"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tui.main", *args, "--output", str(tmp_path / "x.jsonl")],
+        [sys.executable, "-m", "tui.cli", *args, "--output", str(tmp_path / "x.jsonl")],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True,
     )
     for line in process.stderr:

@@ -19,7 +19,7 @@ import pytest
 
 from app_helpers import make_app, settle, wait_for
 from cli_helpers import ROOT, run_cli
-from engine.settings import Projection
+from engine.settings import Projection, ScanSettings
 from models import random_weights, write_gguf
 from reference import reference_layer
 
@@ -49,7 +49,7 @@ def _scan_args(model: Path, cache: Path, out: Path) -> list[str]:
 
 
 def _popen(args: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tui.main", *args], env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "tui.cli", *args], env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
 
 
 def assert_output_matches(out: Path, reference: dict) -> None:
@@ -122,8 +122,8 @@ async def test_explorer_and_scan_share_a_cache(medium, medium_reference, tmp_pat
     scan = _popen(_scan_args(model, cache, tmp_path / "shared.jsonl"), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     app = make_app(model, cache, settings=__import__("engine.settings").settings.ScanSettings(top_k=5), chunk_tokens=256)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.activity.startswith("all "), timeout=300)
-        np.testing.assert_array_equal(app.result.top_ids, medium_reference[N_LAYERS - 1]["top_ids"])
+        await wait_for(pilot, lambda: app.main.activity.startswith("all "))
+        np.testing.assert_array_equal(app.main.result.top_ids, medium_reference[N_LAYERS - 1]["top_ids"])
     assert scan.wait(timeout=300) == 0
     assert_output_matches(tmp_path / "shared.jsonl", medium_reference)
 
@@ -139,7 +139,7 @@ def test_full_disk_runs_uncached_with_a_warning(medium, medium_reference, tmp_pa
     cache = tmp_path / "cache"
     out = tmp_path / "full.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "tui.main", *_scan_args(model, cache, Path("-"))],
+        [sys.executable, "-m", "tui.cli", *_scan_args(model, cache, Path("-"))],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, preexec_fn=_limit_file_size,
     )
     assert done.returncode == 0, done.stderr
@@ -163,12 +163,12 @@ def test_read_only_cache_location_runs_uncached(medium, tmp_path):
 
 def _explorer_in_tmux(model: Path, cache: Path, session: str, term: str = "xterm-256color", extra_env: str = "") -> int:
     command = (
-        f"cd {ROOT} && {extra_env} TERM={term} PYTHONPATH={ROOT} {sys.executable} -m tui.main --model {model} --device cpu "
+        f"cd {ROOT} && {extra_env} TERM={term} PYTHONPATH={ROOT} {sys.executable} -m tui.cli --model {model} --device cpu "
         f"--cache-dir {cache} --top-k 5 --chunk-tokens 64; echo EXIT=$? > {cache.parent / (session + '.exit')}"
     )
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True)
     for _ in range(200):
-        found = subprocess.run(["pgrep", "-f", f"tui.main --model {model}"], capture_output=True, text=True).stdout.split()
+        found = subprocess.run(["pgrep", "-f", f"tui.cli --model {model}"], capture_output=True, text=True).stdout.split()
         # The tmux server and the shell carry the same command line: pick the Python process.
         pythons = [int(pid) for pid in found if Path(f"/proc/{pid}/comm").read_text().startswith("python")]
         if pythons:
@@ -277,7 +277,7 @@ def test_out_of_memory_shrinks_the_block_and_retries(tiny_gguf, tiny_weights, tm
 
     monkeypatch.setattr(scan_module, "scan_layer", flaky)
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c", chunk_tokens=400))
-    result = engine.layer(1)
+    result = engine.layer(1, ScanSettings())
     assert calls == [400, 200, 100]
     assert engine.shrunk_chunks == [200, 100]
     ref = reference_layer(tiny_weights.w_out[1], tiny_weights.unembed, None, Projection(), 10, 8)
@@ -297,4 +297,4 @@ def test_model_too_big_for_the_device_says_so(tiny_gguf, tmp_path, monkeypatch):
     monkeypatch.setattr(projection_module, "ProjectedUnembed", no_room)
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c"))
     with pytest.raises(UserError, match="too big for cpu"):
-        engine.layer(0)
+        engine.layer(0, ScanSettings())

@@ -45,10 +45,10 @@ def test_seed_table_layer_13(tmp_path):
     from engine.settings import ScanSettings
 
     try:
-        engine = NeuronEngine(EngineOptions(model=MODEL, device="auto", cache_dir=tmp_path / "c", settings=ScanSettings(top_k=5)))
+        engine = NeuronEngine(EngineOptions(model=MODEL, device="auto", cache_dir=tmp_path / "c"))
     except UserError as error:
         pytest.skip(f"{MODEL} is not in the local Hugging Face cache ({error}); this test needs it")
-    result = engine.layer(13)
+    result = engine.layer(13, ScanSettings(top_k=5))
     vocab = engine.vocabulary
     for neuron, expected in SEED_TABLE.items():
         for rank, (score, token) in enumerate(expected):

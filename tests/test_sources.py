@@ -105,9 +105,10 @@ def test_scan_of_bridge_loaded_models_equals_reference(fixture, request, tmp_pat
 
     folder = request.getfixturevalue(fixture)
     projection = Projection(fold_final_norm=True, center_unembed=True, cosine=False)
-    engine = NeuronEngine(EngineOptions(model=str(folder), device="cpu", cache_dir=tmp_path / "c", settings=ScanSettings(top_k=6, projection=projection)))
+    engine = NeuronEngine(EngineOptions(model=str(folder), device="cpu", cache_dir=tmp_path / "c"))
+    settings = ScanSettings(top_k=6, projection=projection)
     source = open_source(locate_model(str(folder)))
     for layer in range(engine.info.n_layers):
-        result = engine.layer(layer)
+        result = engine.layer(layer, settings)
         ref = reference_layer(source.mlp_out(layer), source.unembed(), source.final_norm_weight(), projection, 6, 8)
         assert_layer_matches(result, ref)

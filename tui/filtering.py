@@ -8,11 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.results import LayerResult
+from engine.neurons import LayerNeurons
 
 SORT_KEYS = ("max-dot", "neuron", "null-z", "kurtosis", "skew", "class")
 FILTER_FIELDS = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class")
-_OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "=": operator.eq, "==": operator.eq}
+_OPERATORS = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "=": operator.eq,
+    "==": operator.eq,
+}
 _CONDITION = re.compile(r"^\s*([a-z_\-]+)\s*(>=|<=|==|=|>|<)\s*(\S+)\s*$")
 
 
@@ -45,7 +52,9 @@ def parse_filter(text: str) -> list[Condition]:
             continue
         match = _CONDITION.match(part.strip().lower())
         if not match:
-            raise FilterError(f"cannot read {part.strip()!r}: write e.g. 0.5, max_dot>=0.5, kurtosis>10 or class=prediction")
+            raise FilterError(
+                f"cannot read {part.strip()!r}: write e.g. 0.5, max_dot>=0.5, kurtosis>10 or class=prediction"
+            )
         field, op, raw = match.groups()
         field = field.replace("-", "_")
         if field not in FILTER_FIELDS:
@@ -62,15 +71,16 @@ def parse_filter(text: str) -> list[Condition]:
     return conditions
 
 
-def neuron_order(result: LayerResult, sort_key: str, conditions: list[Condition], classes: np.ndarray, null_z: np.ndarray | None) -> np.ndarray:
+def neuron_order(neurons: LayerNeurons, sort_key: str, conditions: list[Condition]) -> np.ndarray:
     """Indices of the neurons that pass ``conditions``, in ``sort_key`` order (descending scores)."""
+    result = neurons.result
     columns = {
         "max_dot": result.max_dot,
         "kurtosis": np.nan_to_num(result.kurtosis, nan=0.0),
         "skew": np.nan_to_num(result.skew, nan=0.0),
         "norm": result.norm,
-        "null_z": null_z if null_z is not None else np.zeros(result.d_mlp),
-        "class": classes,
+        "null_z": neurons.null_z if neurons.null_z is not None else np.zeros(result.d_mlp),
+        "class": neurons.classes,
     }
     keep = np.ones(result.d_mlp, dtype=bool)
     for condition in conditions:
@@ -79,6 +89,7 @@ def neuron_order(result: LayerResult, sort_key: str, conditions: list[Condition]
     if sort_key == "neuron":
         return index
     if sort_key == "class":
+        classes = neurons.classes
         rank = np.select([classes == "prediction", classes == "suppression"], [0, 1], 2)
         return index[np.lexsort((-result.max_dot[index], rank[index]))]
     values = columns[{"max-dot": "max_dot", "null-z": "null_z"}.get(sort_key, sort_key)][index]

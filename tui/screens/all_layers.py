@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
@@ -30,10 +31,19 @@ class AllLayersScreen(Screen[int | None]):
     AllLayersScreen PlotextPlot { width: 1fr; }
     """
 
-    def __init__(self, model: str, projection: str, n_layers: int, summaries: dict[int, LayerSummary], current: int | None) -> None:
+    def __init__(
+        self,
+        model: str,
+        projection: str,
+        n_layers: int,
+        summaries: dict[int, LayerSummary],
+        current: int | None,
+        summary_added: Signal[LayerSummary],
+    ) -> None:
         super().__init__()
         self.model, self.projection, self.n_layers, self.current = model, projection, n_layers, current
         self.summaries = dict(summaries)
+        self.summary_added = summary_added  # layers that land while the view is open
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"{self.model} · {self.projection} · all {self.n_layers} layers"), id="all-title")
@@ -53,6 +63,7 @@ class AllLayersScreen(Screen[int | None]):
             table.move_cursor(row=self.current)
         table.focus()
         self._replot()
+        self.summary_added.subscribe(self, self.update_summary)
 
     def _cells(self, layer: int) -> list:
         summary = self.summaries.get(layer)

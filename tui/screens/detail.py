@@ -3,6 +3,8 @@ statistics, and the histogram of its scores over the whole vocabulary."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from rich.table import Table
 from rich.text import Text
@@ -13,10 +15,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
-from engine.null import NullBaseline
-from engine.results import LayerResult
+from engine.neurons import LayerNeurons
+from engine.sources.base import ModelInfo
 from engine.tokens import Vocabulary
 from tui.render import score_style, token_label
 
@@ -32,11 +35,10 @@ def _token_table(title: str, ids: np.ndarray, dots: np.ndarray, vocab: Vocabular
 
 
 class NeuronDetailScreen(Screen[None]):
-    BINDINGS = [
-        Binding("escape,q", "close", "Back", id="back"),
-        Binding("right_square_bracket", "app.next_layer", "Next layer", show=False),
-        Binding("left_square_bracket", "app.previous_layer", "Previous layer", show=False),
-    ]
+    """``score_row`` computes the neuron's float64 scores against the whole vocabulary (slow: it
+    may load the weights), so it runs in a worker."""
+
+    BINDINGS = [Binding("escape,q", "close", "Back", id="back")]
 
     DEFAULT_CSS = """
     NeuronDetailScreen #detail-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
@@ -46,17 +48,25 @@ class NeuronDetailScreen(Screen[None]):
     NeuronDetailScreen PlotextPlot { height: 1fr; }
     """
 
-    def __init__(self, model: str, last_layer: int, result: LayerResult, neuron: int, vocab: Vocabulary,
-                 null: NullBaseline | None, null_z: float | None, null_pct: float | None, klass: str, per_unit: float) -> None:
+    def __init__(
+        self,
+        info: ModelInfo,
+        neurons: LayerNeurons,
+        neuron: int,
+        vocab: Vocabulary,
+        score_row: Callable[[], np.ndarray],
+    ) -> None:
         super().__init__()
-        self.model, self.last_layer, self.result, self.neuron, self.vocab = model, last_layer, result, neuron, vocab
-        self.null, self.null_z, self.null_pct, self.klass, self.per_unit = null, null_z, null_pct, klass, per_unit
+        self.info, self.neurons, self.neuron, self.vocab, self.score_row = info, neurons, neuron, vocab, score_row
+        self.result = neurons.result
+        self.stats = neurons.stats(neuron)
         self.scores: np.ndarray | None = None
         self.scores_settled = False
 
     def compose(self) -> ComposeResult:
         r, n = self.result, self.neuron
-        yield Static(Text(f"{self.model} · layer {r.layer} of 0-{self.last_layer} · neuron {n}"), id="detail-title")
+        title = f"{self.info.name} · layer {r.layer} of 0-{self.info.n_layers - 1} · neuron {n}"
+        yield Static(Text(title), id="detail-title")
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-tokens"):
                 yield Static(self._stats())
@@ -87,18 +97,18 @@ class NeuronDetailScreen(Screen[None]):
         return table
 
     def _stats(self) -> Table:
-        r, n = self.result, self.neuron
+        s = self.stats
         table = Table(box=None, show_header=False, padding=(0, 1))
         table.add_column(style="bold")
         table.add_column(justify="right")
-        table.add_row("max |dot|", f"{r.max_dot[n]:.4f}")
-        table.add_row("|W_out[i]|", f"{r.norm[n]:.4f}")
-        table.add_row("mean / std", f"{r.mean[n]:+.4f} / {r.std[n]:.4f}")
-        table.add_row("skew", f"{r.skew[n]:+.3f}")
-        table.add_row("kurtosis", f"{r.kurtosis[n]:.2f}")
-        table.add_row("class", self.klass or "—")
-        if self.null_z is not None:
-            table.add_row("null z / pct", f"{self.null_z:+.2f} / {self.null_pct:.1f}%")
+        table.add_row("max |dot|", f"{s.max_dot:.4f}")
+        table.add_row("|W_out[i]|", f"{s.norm:.4f}")
+        table.add_row("mean / std", f"{s.mean:+.4f} / {s.std:.4f}")
+        table.add_row("skew", f"{s.skew:+.3f}")
+        table.add_row("kurtosis", f"{s.kurtosis:.2f}")
+        table.add_row("class", s.klass or "—")
+        if s.null_z is not None:
+            table.add_row("null z / pct", f"{s.null_z:+.2f} / {s.null_pct:.1f}%")
         return table
 
     class ScoresReady(Message):
@@ -109,12 +119,12 @@ class NeuronDetailScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="neuron-scores", exit_on_error=False)
     def load_scores(self) -> None:
         """The neuron's full score row: one float64 product, after loading weights if needed."""
-        try:
-            scores = self.app.engine.neuron_scores(self.result.layer, self.neuron, self.app.settings)
-        except Exception as error:  # shown in the plot's title; the screen stays usable
+        self.post_message(self.ScoresReady(self.score_row()))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error  # shown in the plot's title; the screen stays usable
             self.post_message(self.ScoresReady(None, str(error).splitlines()[0] if str(error) else type(error).__name__))
-            return
-        self.post_message(self.ScoresReady(scores))
 
     def on_neuron_detail_screen_scores_ready(self, message: ScoresReady) -> None:
         self.scores = message.scores
@@ -139,10 +149,10 @@ class NeuronDetailScreen(Screen[None]):
         score_plot.plt.title("computing its dots with every token…")
         self.load_scores()
         null_plot = self.query_one("#null-hist", PlotextPlot).plt
-        if self.null is not None:
+        if self.neurons.null is not None:
             null_plot.title("random directions vs this neuron (line)")
-            null_plot.hist(self.null.values.tolist(), bins=40, color="magenta")
-            null_plot.vertical_line(self.per_unit, color="yellow")
+            null_plot.hist(self.neurons.null.values.tolist(), bins=40, color="magenta")
+            null_plot.vertical_line(self.stats.per_unit, color="yellow")
             null_plot.xlabel("max |dot| per unit norm")
         else:
             null_plot.title("null baseline not computed yet")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -20,6 +21,8 @@ def _bar(value: float, top: float) -> str:
 
 class LayerPicker(OptionList):
     """Pick a layer with Enter or a click; ``]`` and ``[`` work from anywhere."""
+
+    BINDINGS = [Binding("enter", "select", "Open the highlighted layer", show=False, id="open-layer")]
 
     DEFAULT_CSS = """
     LayerPicker { width: 1fr; height: 1fr; border: none; padding: 0; }

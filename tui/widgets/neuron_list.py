@@ -6,6 +6,7 @@ index array into the layer's arrays, so sorting and filtering never copy token d
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from engine.neurons import LayerNeurons
 from engine.results import LayerResult
 from engine.tokens import Vocabulary
 from tui.render import signed_token
@@ -78,37 +80,30 @@ class NeuronList(ScrollView, can_focus=True):
             super().__init__()
             self.neuron = neuron
 
-    class MarksChanged(Message):
-        def __init__(self, marked: frozenset[int]) -> None:
+    class MarkToggled(Message):
+        """Space on a row: the screen owns the marks and updates them."""
+
+        def __init__(self, neuron: int) -> None:
             super().__init__()
-            self.marked = marked
+            self.neuron = neuron
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.result: LayerResult | None = None
+        self.neurons: LayerNeurons | None = None
         self.vocab: Vocabulary | None = None
         self.order = np.zeros(0, dtype=np.int64)
-        self.null_z: np.ndarray | None = None
-        self.neuron_classes: np.ndarray | None = None
-        self.marked: set[int] = set()
+        self.marked: Collection[int] = frozenset()  # read only: the screen's state owns the marks
         self.placeholder = "no layer loaded yet"
 
     # --- data -------------------------------------------------------------------------------
-    def show_layer(
-        self,
-        result: LayerResult,
-        vocab: Vocabulary,
-        order: np.ndarray,
-        classes: np.ndarray,
-        null_z: np.ndarray | None,
-        keep_marks: bool = False,
-    ) -> None:
-        same_layer = self.result is not None and self.result.layer == result.layer
+    @property
+    def result(self) -> LayerResult | None:
+        return self.neurons.result if self.neurons is not None else None
+
+    def show_layer(self, neurons: LayerNeurons, vocab: Vocabulary, order: np.ndarray, marked: Collection[int]) -> None:
+        same_layer = self.neurons is not None and self.neurons.layer == neurons.layer
         previous = self.current_neuron if same_layer else None
-        self.result, self.vocab, self.neuron_classes, self.null_z = result, vocab, classes, null_z
-        if not keep_marks and not same_layer:
-            self.marked = set()
-            self.post_message(self.MarksChanged(frozenset()))
+        self.neurons, self.vocab, self.marked = neurons, vocab, marked
         self.set_order(order, previous)
 
     def set_order(self, order: np.ndarray, keep_neuron: int | None = None) -> None:
@@ -122,7 +117,7 @@ class NeuronList(ScrollView, can_focus=True):
         self.refresh()
 
     def clear(self, placeholder: str) -> None:
-        self.result = None
+        self.neurons = None
         self.order = np.zeros(0, dtype=np.int64)
         self.placeholder = placeholder
         self.virtual_size = Size(self.size.width, 1)
@@ -178,10 +173,8 @@ class NeuronList(ScrollView, can_focus=True):
         neuron = self.current_neuron
         if neuron is None:
             return
-        self.marked.symmetric_difference_update({neuron})
-        self.post_message(self.MarksChanged(frozenset(self.marked)))
+        self.post_message(self.MarkToggled(neuron))
         self._move(1)
-        self.refresh()
 
     def action_select(self) -> None:
         if self.current_neuron is not None:
@@ -211,9 +204,9 @@ class NeuronList(ScrollView, can_focus=True):
         return text
 
     def _row(self, index: int) -> Text:
-        assert self.result is not None and self.vocab is not None
+        assert self.neurons is not None and self.vocab is not None
         neuron = int(self.order[index])
-        result = self.result
+        result = self.neurons.result
         marked = neuron in self.marked
         text = Text("● " if marked else "  ")
         for column in self._columns():
@@ -222,12 +215,13 @@ class NeuronList(ScrollView, can_focus=True):
             elif column.title == "max-dot":
                 text.append(f"{result.max_dot[neuron]:.3f}".rjust(column.width), style="bold")
             elif column.title == "null-z":
-                value = "" if self.null_z is None else f"{self.null_z[neuron]:.1f}"
+                null_z = self.neurons.null_z
+                value = "" if null_z is None else f"{null_z[neuron]:.1f}"
                 text.append(value.rjust(column.width))
             elif column.title == "kurt":
                 text.append(f"{result.kurtosis[neuron]:.1f}".rjust(column.width))
             elif column.title == "class":
-                tag, style = CLASS_TAGS[self.neuron_classes[neuron] if self.neuron_classes is not None else ""]
+                tag, style = CLASS_TAGS[self.neurons.classes[neuron]]
                 text.append(tag.ljust(column.width), style=style)
             text.append(" ")
         for rank in range(result.top_k):

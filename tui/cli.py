@@ -1,0 +1,375 @@
+"""The command line: every option and its default, the table of commands, and one opening.
+
+This is the only module that knows about argparse. It turns arguments into plain values
+(``EngineOptions``, ``ScanSettings``, layer lists, paths) and hands them to the explorer
+(``tui.launch``) or a headless command (``tui.headless``). Imports run command line -> tui ->
+engine and never back; ``neuron-tui --help`` imports neither torch nor Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.settings import DTYPES, ScanSettings
+from engine.sources.resolve import LOADERS
+
+PROGRAM = "neuron-tui"
+_DEFAULTS = ScanSettings()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad input in one line and exits 2 (its usage dump is noise here)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple[str, ...]
+    group: str | None  # the --help section; None: the command's own options
+    settings: dict = field(default_factory=dict)  # argparse keyword arguments
+
+
+MODEL, PROJECTION, CACHE = "model and computation", "projection (all off: the raw logit lens on weights)", "cache"
+
+OPTIONS: dict[str, Option] = {
+    "model": Option(
+        ("--model",),
+        MODEL,
+        dict(
+            metavar="M",
+            help="a .gguf file, a Hugging Face model directory, or a model name in the local HF cache "
+            "(default: the bundled SmolLM2-135M-Instruct GGUF)",
+        ),
+    ),
+    "device": Option(
+        ("--device",), MODEL, dict(default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    ),
+    "dtype": Option(
+        ("--dtype",),
+        MODEL,
+        dict(
+            choices=DTYPES,
+            default=_DEFAULTS.dtype,
+            help=f"compute dtype of the big matrix product; reported scores are rescored in float64 "
+            f"(default: {_DEFAULTS.dtype})",
+        ),
+    ),
+    "loader": Option(
+        ("--loader",),
+        MODEL,
+        dict(
+            choices=LOADERS,
+            default="auto",
+            help="auto: read GGUF tensors directly, load checkpoints through TransformerLens; "
+            "bridge: load GGUF through transformers + TransformerBridge too",
+        ),
+    ),
+    "chunk_tokens": Option(
+        ("--chunk-tokens",), MODEL, dict(type=_positive_int, default=None, metavar="N", help=argparse.SUPPRESS)
+    ),
+    "fold_final_norm": Option(
+        ("--fold-final-norm",), PROJECTION, dict(action="store_true", help="scale W_U's rows by the final norm's weight")
+    ),
+    "center_unembed": Option(
+        ("--center-unembed",),
+        PROJECTION,
+        dict(action="store_true", help="subtract each W_U row's mean over the vocabulary"),
+    ),
+    "cosine": Option(
+        ("--cosine",),
+        PROJECTION,
+        dict(action="store_true", help="divide scores by |W_out[i]| and each W_U column's norm"),
+    ),
+    "cache_dir": Option(
+        ("--cache-dir",),
+        CACHE,
+        dict(type=Path, default=None, metavar="DIR", help="cache directory (default: $NEURON_TUI_CACHE_DIR or ./.cache)"),
+    ),
+    "no_cache": Option(
+        ("--no-cache",), CACHE, dict(action="store_true", help="compute without reading or writing the cache")
+    ),
+    "top_k": Option(
+        ("--top-k",),
+        None,
+        dict(
+            type=_positive_int,
+            default=_DEFAULTS.top_k,
+            metavar="K",
+            help=f"top tokens kept per neuron (part of the cache key; default: {_DEFAULTS.top_k})",
+        ),
+    ),
+    "layer": Option(
+        ("--layer",), None, dict(type=int, default=None, metavar="N", help="layer to open first (default: the last)")
+    ),
+    "layers": Option(
+        ("--layers",), None, dict(default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
+    ),
+    "output": Option(
+        ("--output", "-o"),
+        None,
+        dict(default="-", metavar="PATH", help=".jsonl, .json, .csv or - for stdout (default: -)"),
+    ),
+    "texts": Option(("texts",), None, dict(nargs="+", metavar="TEXT", help="token text, e.g. ' the' or coming")),
+    "top": Option(
+        ("--top",), None, dict(type=_positive_int, default=10, metavar="N", help="neurons per token (default: 10)")
+    ),
+    "exact_only": Option(
+        ("--exact-only",),
+        None,
+        dict(action="store_true", help="only the tokens whose text equals TEXT exactly"),
+    ),
+    "show": Option(
+        ("--show",),
+        None,
+        dict(type=_positive_int, default=15, metavar="N", help="best and worst tokens listed (default: 15)"),
+    ),
+}
+ENGINE_OPTIONS = (
+    "model",
+    "device",
+    "dtype",
+    "loader",
+    "chunk_tokens",
+    "fold_final_norm",
+    "center_unembed",
+    "cosine",
+    "cache_dir",
+    "no_cache",
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # "" is the explorer
+    description: str
+    options: tuple[str, ...]  # besides ENGINE_OPTIONS
+    run: Callable[[argparse.Namespace, object, ScanSettings, list[int]], int]
+    helps: dict[str, str] = field(default_factory=dict)  # per-command help text of shared options
+    epilog: str | None = None
+    takes_terminal: bool = False  # the explorer: set-up warnings are printed after it closes
+
+    @property
+    def prog(self) -> str:
+        return f"{PROGRAM} {self.name}".strip()
+
+    def parser(self) -> OneLineParser:
+        parser = OneLineParser(prog=self.prog, description=self.description, epilog=self.epilog)
+        groups: dict[str, argparse._ArgumentGroup] = {}
+        for name in self.options + ENGINE_OPTIONS:
+            option = OPTIONS[name]
+            settings = dict(option.settings, dest=name) if option.flags[0].startswith("-") else dict(option.settings)
+            if name in self.helps:
+                settings["help"] = self.helps[name]
+            target = parser
+            if option.group is not None:
+                target = groups.setdefault(option.group, parser.add_argument_group(option.group))
+            target.add_argument(*option.flags, **settings)
+        return parser
+
+
+def _run_explorer(args, engine, settings, layers) -> int:
+    from tui.launch import run_explorer
+
+    return run_explorer(engine, settings, start_layer=args.layer)
+
+
+def _run_scan(args, engine, settings, layers) -> int:
+    from tui.headless import scan
+
+    return scan(engine, settings, layers, args.output)
+
+
+def _run_layers(args, engine, settings, layers) -> int:
+    from tui.headless import layer_table
+
+    return layer_table(engine, settings, layers, args.output)
+
+
+def _run_tokens(args, engine, settings, layers) -> int:
+    from tui.headless import tokens
+
+    return tokens(engine, settings, layers, args.texts, args.top, args.exact_only, args.output)
+
+
+def _run_coverage(args, engine, settings, layers) -> int:
+    from tui.headless import coverage
+
+    return coverage(engine, settings, layers, args.show, args.output)
+
+
+EXPLORER = Command(
+    "",
+    "Explore MLP neurons whose output weights point at vocabulary tokens (W_out[i] @ W_U).",
+    ("layer", "top_k"),
+    _run_explorer,
+    epilog="Headless commands: scan, layers, tokens, coverage ('neuron-tui scan --help' and so on). "
+    "Without a command, the explorer opens.",
+    takes_terminal=True,
+)
+COMMANDS: dict[str, Command] = {
+    "scan": Command(
+        "scan",
+        "Compute (or read from the cache) every neuron's projection onto the vocabulary and write one "
+        "record per neuron: model, layer, neuron, max_dot, top (tokens by |dot|, signed), promote, "
+        "suppress, norm, mean, std, skew, kurtosis, class, null_z, null_pct.",
+        ("layers", "output", "top_k"),
+        _run_scan,
+        helps={
+            "output": ".jsonl (one object per neuron), .json (settings + neurons), .csv (one row per neuron) "
+            "or - for JSONL on stdout (default: -)",
+            "top_k": f"tokens kept per neuron (default: {_DEFAULTS.top_k})",
+        },
+        epilog="Progress goes to stderr. Bad input exits 2 with one line; Ctrl-C exits 130 and keeps the cache intact.",
+    ),
+    "layers": Command(
+        "layers",
+        "One row per layer: max-dot quantiles (p50, p90, p99, max), kurtosis p50/p99, neurons whose "
+        "max-dot per unit norm is more than 3 null standard deviations up, and prediction/suppression "
+        "neuron counts (kurtosis > 10). Computes missing layers.",
+        ("layers", "output", "top_k"),
+        _run_layers,
+        helps={"output": ".jsonl, .json, .csv or - for a table on stdout (default: -)"},
+    ),
+    "tokens": Command(
+        "tokens",
+        "For each TEXT, find the matching tokens (the exact string first, then variants with or "
+        "without a leading space, other casings, Ġ/▁ read as a space) and print each token's N "
+        "neurons with the largest |dot| over the requested layers, exact in float64, as JSONL "
+        'records {"query", "token_id", "token", "exact", "layer", "neuron", "dot"}.',
+        ("texts", "top", "exact_only", "layers", "output", "top_k"),
+        _run_tokens,
+        helps={"top_k": argparse.SUPPRESS},
+    ),
+    "coverage": Command(
+        "coverage",
+        "Does every token have a neuron aimed at it? A token is covered in a layer when some neuron's "
+        "|dot| with it per unit norm beats the null baseline's 99th percentile (random directions' "
+        "max over the vocabulary). Reports the covered share per layer and overall, and the best- "
+        "and worst-covered tokens. .json writes that document; .csv/.jsonl write one row per token.",
+        ("show", "layers", "output", "top_k"),
+        _run_coverage,
+        helps={
+            "output": ".json, .jsonl, .csv or - for a summary on stdout (default: -)",
+            "top_k": argparse.SUPPRESS,
+        },
+    ),
+}
+
+
+def engine_options(args: argparse.Namespace):
+    from engine.session import EngineOptions
+
+    return EngineOptions(
+        model=args.model,
+        device=args.device,
+        loader=args.loader,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        chunk_tokens=args.chunk_tokens,
+    )
+
+
+def scan_settings(args: argparse.Namespace) -> ScanSettings:
+    from engine.settings import Projection
+
+    projection = Projection(args.fold_final_norm, args.center_unembed, args.cosine)
+    return ScanSettings(top_k=args.top_k, dtype=args.dtype, projection=projection)
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except OSError:
+        pass  # the terminal is gone (SSH dropped): nothing left to tell
+
+
+@contextmanager
+def opened_engine(command: Command, args: argparse.Namespace) -> Iterator:
+    """The engine for a command: every cheap check first (output path, options), set-up warnings
+    shown, the cache closed at the end."""
+    from engine.export import check_output_path
+    from engine.session import NeuronEngine
+
+    if "output" in command.options:
+        check_output_path(args.output)
+    settings = scan_settings(args)
+    engine = NeuronEngine(engine_options(args))  # bad input fails here, before any heavy work
+    if not command.takes_terminal:
+        for warning in engine.warnings:
+            _say(warning)
+    try:
+        yield engine, settings
+    finally:
+        engine.close()
+        if command.takes_terminal:
+            for warning in engine.warnings:
+                _say(warning)
+
+
+def _dispatch(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    command = COMMANDS.get(argv[0]) if argv else None
+    if command is not None:
+        argv = argv[1:]
+    else:
+        command = EXPLORER
+    args = command.parser().parse_args(argv)
+    with opened_engine(command, args) as (engine, settings):
+        layers: list[int] = []
+        if "layers" in command.options:
+            from engine.layers import parse_layer_spec
+
+            layers = parse_layer_spec(args.layers, engine.info.n_layers)
+        return command.run(args, engine, settings, layers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(argv)
+    except UserError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted; the cache keeps every layer finished so far", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. `| head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except Exception as error:
+        if os.environ.get("NEURON_TUI_DEBUG"):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"{PROGRAM}: internal error: {type(error).__name__}: {first}; "
+            "rerun with NEURON_TUI_DEBUG=1 for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The headless commands (scan, layers, tokens, coverage): plain values in, files or stdout out.
+
+Each takes an open engine, the scan settings and the layers, computes what is missing (progress on
+stderr) and writes its output. The command line (``tui.cli``) parses and checks the arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+from engine.errors import UserError
+from engine.export import export_settings, neuron_records, write_document, write_records, write_rows
+from engine.neurons import LayerNeurons
+from engine.session import NeuronEngine
+from engine.settings import ScanSettings
+from tui.progress import StderrProgress
+
+
+def _metadata(engine: NeuronEngine, settings: ScanSettings) -> dict:
+    return export_settings(engine.info, settings, engine.device_label())
+
+
+def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:
+    info, vocab = engine.info, engine.vocabulary
+    with StderrProgress(layers) as progress:
+        null = engine.null_baseline(settings)
+        metadata = _metadata(engine, settings)
+
+        def records():
+            # One layer in memory at a time: its records are written before the next is scanned.
+            for result in engine.layers(layers, settings, listener=progress):
+                yield from neuron_records(info.name, vocab, LayerNeurons.derive(result, null, settings.projection.cosine))
+
+        count = write_records(output, records(), metadata)
+    if output != "-":
+        print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
+    return 0
+
+
+def _all_layers(engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> list[LayerNeurons]:
+    with StderrProgress(layers) as progress:
+        results = list(engine.layers(layers, settings, listener=progress))
+        null = engine.null_baseline(settings)
+    return [LayerNeurons.derive(result, null, settings.projection.cosine) for result in results]
+
+
+def layer_table(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:
+    from engine.summary import summarise
+
+    rows = [asdict(summarise(neurons)) for neurons in _all_layers(engine, settings, layers)]
+    metadata = _metadata(engine, settings)
+    if output == "-":
+        columns = ["layer", "p50", "p90", "p99", "max", "kurtosis_p99", "n_standout", "n_prediction", "n_suppression"]
+        print(f"# {metadata['model']} · projection {metadata['projection']}")
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    else:
+        write_rows(output, rows, metadata, key="layers")
+    return 0
+
+
+def tokens(
+    engine: NeuronEngine,
+    settings: ScanSettings,
+    layers: list[int],
+    texts: list[str],
+    top: int,
+    exact_only: bool,
+    output: str,
+) -> int:
+    from engine.token_search import TokenIndex
+
+    vocab = engine.vocabulary
+    index = TokenIndex(vocab)
+    queries = []
+    for text in texts:
+        matches = [m for m in index.find(text) if m.exact or not exact_only]
+        if not matches:
+            raise UserError(f"no token matches {text!r}: check the spelling (a leading space matters, e.g. ' the')")
+        queries.append((text, matches))
+    with StderrProgress(layers) as progress:
+        for _ in engine.layers(layers, settings, listener=progress):
+            pass  # fills the cache; the answer below is exact from the weights
+    token_ids = sorted({m.token_id for _, matches in queries for m in matches})
+    found = engine.exact_token_neurons(token_ids, layers, top, settings)
+    rows = [
+        {
+            "query": text,
+            "token_id": m.token_id,
+            "token": vocab.text(m.token_id),
+            "exact": m.exact,
+            "layer": hit.layer,
+            "neuron": hit.neuron,
+            "dot": hit.dot,
+        }
+        for text, matches in queries
+        for m in matches
+        for hit in found[m.token_id]
+    ]
+    if output == "-":
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        write_rows(output, rows, _metadata(engine, settings), key="tokens")
+    return 0
+
+
+def coverage(engine: NeuronEngine, settings: ScanSettings, layers: list[int], show: int, output: str) -> int:
+    from engine.coverage import compute_coverage, coverage_document, token_row
+
+    neurons = _all_layers(engine, settings, layers)
+    found = compute_coverage([n.result for n in neurons], engine.null_baseline(settings))
+    vocab = engine.vocabulary
+    metadata = _metadata(engine, settings)
+    document = coverage_document(found, vocab, show)
+    if output == "-":
+        _print_coverage(document, metadata)
+    elif output.lower().endswith(".json"):
+        write_document(output, {"settings": metadata, **document})
+    else:
+        write_rows(output, [token_row(found, vocab, t) for t in range(found.d_vocab)], metadata, key="tokens")
+    return 0
+
+
+def _print_coverage(document: dict, metadata: dict) -> None:
+    from engine.tokens import display_token
+
+    overall = document["overall"]
+    print(
+        f"# {metadata['model']} · projection {metadata['projection']} · "
+        f"covered = best |dot|/|w| > null p99 = {document['null_p99']:.4f}"
+    )
+    print("layer\tcovered\tshare")
+    for row in document["layers"]:
+        print(f"{row['layer']}\t{row['covered']}\t{row['share']:.2%}")
+    print(f"all\t{overall['covered']}\t{overall['share']:.2%} of {overall['tokens']} tokens")
+    for title, key in (("best covered", "best"), ("least covered", "worst")):
+        print(f"# {title}: token, best |dot|/|w| (x null p99), layer:neuron")
+        for row in document[key]:
+            print(
+                f"{display_token(row['token'])!s}\t{row['best_unit_dot']:.4f} (x{row['vs_null_p99']:.2f})"
+                f"\tL{row['best_layer']}:{row['best_neuron']}"
+            )

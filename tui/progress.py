@@ -1,0 +1,61 @@
+"""Progress of a headless command on stderr: a rich bar on a terminal, a line per layer otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from engine.session import ScanProgress
+
+
+class StderrProgress:
+    """A ``ProgressListener`` for ``NeuronEngine.layer``; use it as a context manager."""
+
+    def __init__(self, layers: list[int]):
+        self.layers = layers
+        self.interactive = sys.stderr.isatty()
+        self._bar = None
+        self._task = None
+        self._finished = 0
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> StderrProgress:
+        if self.interactive:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("starting", total=len(self.layers))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def __call__(self, event: ScanProgress) -> None:
+        if event.stage == "loading":
+            self._say("loading model weights")
+        elif event.stage == "scanning" and self._bar is not None:
+            fraction = event.done / event.total if event.total else 0
+            self._bar.update(self._task, completed=self._finished + fraction, description=f"layer {event.layer}")
+        elif event.stage in ("done", "cached"):
+            self._finished += 1
+            how = "from cache" if event.stage == "cached" else f"computed in {event.seconds:.2f} s"
+            if self._bar is not None:
+                self._bar.update(self._task, completed=self._finished, description=f"layer {event.layer}")
+            else:
+                self._say(f"layer {event.layer}: {event.total} neurons {how} ({self._finished}/{len(self.layers)})")
+
+    def _say(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text)
+        else:
+            print(text, file=sys.stderr, flush=True)

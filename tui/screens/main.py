@@ -1,0 +1,465 @@
+"""The explorer's main view: the layer picker, the layer's max-dot histogram and its neuron list.
+
+The screen owns its layout, its keys and its workers. Slow work (model shapes, cached layers, the
+background scan, exports) runs in thread workers that post messages back; the event loop only
+draws and answers keys. What the explorer knows lives in the app's ``ExplorerState``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine.errors import ScanCancelled, UserError
+from engine.neurons import LayerNeurons
+from engine.results import LayerResult
+from engine.session import NeuronEngine, ScanProgress
+from engine.settings import Projection, ScanSettings
+from engine.summary import LayerSummary, summarise
+from tui.filtering import FilterError, parse_filter
+from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady
+from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
+from tui.screens.prompt import PromptScreen
+from tui.state import ExplorerState
+from tui.widgets.histogram import MaxDotHistogram
+from tui.widgets.layer_picker import LayerPicker
+from tui.widgets.neuron_list import NeuronList
+from tui.widgets.status_bar import StatusBar
+
+PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the scanner
+
+
+def describe(error: BaseException) -> str:
+    """One line for the user: a ``UserError`` as it is, anything else by type and first line."""
+    if isinstance(error, UserError):
+        return str(error)
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else 'no details'}"
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        # The app's layer keys, repeated here so that the footer shows them first.
+        Binding("right_square_bracket", "app.next_layer", "Next layer", key_display="]"),
+        Binding("left_square_bracket", "app.previous_layer", "Prev layer", key_display="["),
+        Binding("s", "cycle_sort", "Sort", id="sort"),
+        Binding("f", "filter", "Filter", id="filter"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("h", "toggle_histogram", "Hist/curve", id="histogram"),
+        Binding("a", "all_layers", "All layers", id="all-layers"),
+        Binding("p", "projection", "Projection", id="projection"),
+        Binding("slash", "token_search", "Token search", key_display="/", id="token-search"),
+        Binding("c", "coverage", "Coverage", id="coverage"),
+    ]
+
+    def __init__(self, engine: NeuronEngine, state: ExplorerState, start_layer: int | None, export_dir: Path) -> None:
+        super().__init__()
+        self.engine, self.state = engine, state
+        self.start_layer, self.export_dir = start_layer, export_dir
+        self.info = None
+        self.vocab = None
+        self.neurons: LayerNeurons | None = None  # the layer on screen, derived for display
+        self.activity = "starting"
+        self.scanner_waits_for_first_frame = False
+        self.token_index = None  # engine.token_search.TokenIndex, built on the first search
+        self.summary_added: Signal[LayerSummary] = Signal(self, "summary-added")
+
+    @property
+    def result(self) -> LayerResult | None:
+        return self.neurons.result if self.neurons is not None else None
+
+    # --- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Static("Layers", id="left-title")
+                yield Static("loading model…", id="loading-note")
+            with Vertical(id="right"):
+                yield MaxDotHistogram(id="histogram")
+                yield NeuronList(id="neurons")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(NeuronList).focus()
+        self._fit_to_size()
+        self.refresh_status()
+        self.start_engine()
+
+    def on_resize(self) -> None:
+        self._fit_to_size()
+
+    def _fit_to_size(self) -> None:
+        self.set_class(self.app.size.width < 100, "narrow")
+        self.set_class(self.app.size.height < 30, "short")
+
+    # --- status -----------------------------------------------------------------------------
+    def refresh_status(self) -> None:
+        if not self.is_mounted:
+            return
+        state = self.state
+        self.query_one(StatusBar).show(
+            model=self.info.name if self.info else self.engine.location.display_name,
+            device=self.engine.device_label(),
+            projection=state.settings.projection.label,
+            layer=state.layer,
+            last_layer=state.n_layers - 1 if state.n_layers else 0,
+            marked=len(state.marked),
+            activity=self.activity,
+            sort=state.sort_key,
+            filter_text="filter " + ", ".join(map(str, state.conditions)) if state.conditions else "",
+        )
+
+    def on_activity(self, message: Activity) -> None:
+        self.activity = message.text
+        self.query_one(StatusBar).progress(message.fraction)
+        if self.query(LayerPicker):
+            self.query_one(LayerPicker).set_computing(message.layer)
+        self.refresh_status()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker of this screen that fails ends up here, shown and never raised."""
+        if event.state != WorkerState.ERROR or event.worker.error is None:
+            return
+        text = describe(event.worker.error)
+        if event.worker.group == "export":
+            self.notify(text, title="export failed", severity="error")
+            return
+        self.activity = f"error: {text}"
+        self.query_one(StatusBar).progress(None)
+        self.notify(text, title="error", severity="error", timeout=15)
+        if self.neurons is None:
+            self.query_one(NeuronList).clear(f"cannot show this layer: {text}")
+        self.refresh_status()
+
+    # --- workers ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def start_engine(self) -> None:
+        """Model shapes and vocabulary: from the cache when warm, else by loading the model."""
+        self.post_message(Activity("reading model", None))
+        self.post_message(EngineReady(self.engine.info, self.engine.vocabulary))
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.info, self.vocab = message.info, message.vocab
+        self.state.n_layers = message.info.n_layers
+        self.query_one("#loading-note").remove()
+        self.query_one("#left", Vertical).mount(LayerPicker(message.info.n_layers, id="picker"))
+        start, warning = self.state.start_layer(self.start_layer)
+        if warning:
+            self.notify(warning, severity="warning")
+        self.show_layer(start)
+        if self.engine.is_cached(start, self.state.settings):
+            self.scanner_waits_for_first_frame = True  # the first frame comes first; then the background
+        else:
+            self.run_scanner()
+
+    @work(thread=True, exclusive=True, group="fetch", exit_on_error=False)
+    def fetch_cached(self, layer: int, generation: int) -> None:
+        """A cached layer off the disk without waiting for the scanner."""
+        result = self.engine.cached_layer(layer, self.state.settings)
+        if result is not None:
+            self.post_message(LayerReady(result, generation))
+        else:
+            self.app.call_from_thread(self._release_scanner)  # not cached after all: the scanner computes it
+
+    @work(thread=True, exclusive=True, group="scanner", exit_on_error=False)
+    def run_scanner(self) -> None:
+        """Compute layers one at a time in the order ``next_scan_target`` gives. A scan of a layer
+        the user left is abandoned for the new one."""
+        worker = get_current_worker()
+        state = self.state
+        generation, settings, n_layers = state.generation, state.settings, state.n_layers
+        done: set[int] = set()
+        null = None
+        last_post = 0.0
+
+        def listener(event: ScanProgress) -> None:
+            nonlocal last_post
+            now = time.monotonic()
+            if event.stage == "loading":
+                self.post_message(Activity("loading model weights", None))
+            elif event.stage == "scanning" and (now - last_post > PROGRESS_INTERVAL or event.done == 0):
+                last_post = now
+                fraction = event.done / event.total if event.total else 0.0
+                self.post_message(Activity(f"computing layer {event.layer} ({fraction:.0%})", fraction, event.layer))
+
+        while not worker.is_cancelled:
+            target = next_scan_target(n_layers, state.layer, done, null is not None)
+            if target is None:
+                break
+            if target == NULL_BASELINE:
+                self.post_message(Activity("computing the null baseline", None))
+                null = self.engine.null_baseline(settings)
+                self.post_message(NullReady(null, generation))
+                continue
+
+            def abandon(layer: int = target) -> bool:
+                return worker.is_cancelled or should_abandon(layer, state.layer, done)
+
+            try:
+                result = self.engine.layer(target, settings, listener=listener, cancelled=abandon)
+            except ScanCancelled:
+                continue
+            done.add(target)
+            if target == state.layer:
+                self.post_message(LayerReady(result, generation))
+            n = settings.token_top_n
+            self.post_message(
+                LayerSummarised(
+                    summarise(LayerNeurons.derive(result, null, settings.projection.cosine)),
+                    generation,
+                    token_table=(result.token_neurons[:, :n].copy(), result.token_dots[:, :n].copy()),
+                    unit_best=(result.token_unit_best, result.token_unit_best_neuron),
+                )
+            )
+        if not worker.is_cancelled:
+            self.post_message(Activity(f"all {n_layers} layers computed", None))
+
+    # --- layers -----------------------------------------------------------------------------
+    def show_layer(self, layer: int) -> None:
+        result = self.state.show(layer)
+        if self.query(LayerPicker):
+            self.query_one(LayerPicker).set_current(layer)
+        if result is not None:
+            self._show_result(result)
+        else:
+            self.neurons = None
+            self.query_one(NeuronList).clear(f"layer {layer}: reading the cache or computing…")
+            self.query_one(MaxDotHistogram).show(None, f"layer {layer}: waiting for results")
+            self.fetch_cached(layer, self.state.generation)
+        self.refresh_status()
+
+    def step_layer(self, delta: int) -> None:
+        target = self.state.step(delta)
+        if target is not None:
+            self.show_layer(target)
+
+    def on_layer_ready(self, message: LayerReady) -> None:
+        if message.generation != self.state.generation:
+            return
+        result = message.result
+        self.state.keep(result)
+        if result.layer == self.state.layer and (self.result is None or self.result.layer != result.layer):
+            self._show_result(result)
+        if self.scanner_waits_for_first_frame:
+            self.call_after_refresh(self._release_scanner)
+
+    def _release_scanner(self) -> None:
+        if self.scanner_waits_for_first_frame:
+            self.scanner_waits_for_first_frame = False
+            self.run_scanner()
+
+    def on_layer_summarised(self, message: LayerSummarised) -> None:
+        if message.generation != self.state.generation:
+            return
+        layer = message.summary.layer
+        self.state.token_tables[layer] = message.token_table
+        self.state.unit_best[layer] = message.unit_best
+        self.state.summaries[layer] = message.summary
+        self._publish_summary(message.summary)
+
+    def _publish_summary(self, summary: LayerSummary) -> None:
+        if self.query(LayerPicker):
+            self.query_one(LayerPicker).set_summary(summary)
+        self.summary_added.publish(summary)  # the all-layers view fills in as layers land
+
+    def on_null_ready(self, message: NullReady) -> None:
+        if message.generation != self.state.generation:
+            return
+        self.state.null = message.null
+        # Layers summarised before the null existed get their standout counts now.
+        for result in self.state.results.values():
+            self._publish_summary(self.state.summarise(result))
+        if self.result is not None:
+            self._show_result(self.result)
+
+    def _show_result(self, result: LayerResult) -> None:
+        assert self.vocab is not None
+        state = self.state
+        self.neurons = neurons = state.neurons(result)
+        order = state.order(neurons)
+        listing = self.query_one(NeuronList)
+        listing.show_layer(neurons, self.vocab, order, state.marked)
+        if state.pending_neuron is not None:
+            listing.set_order(order, keep_neuron=state.pending_neuron)
+            state.pending_neuron = None
+        null_values = None
+        if state.null is not None:
+            # Null max-dots per unit norm, scaled by the layer's median norm to sit on the same axis.
+            scale = 1.0 if state.settings.projection.cosine else float(np.median(result.norm))
+            null_values = state.null.values * scale
+        shown = f"{len(order)} of {result.d_mlp}" if len(order) != result.d_mlp else f"{result.d_mlp}"
+        values = result.max_dot[order] if len(order) else result.max_dot
+        self.query_one(MaxDotHistogram).show(values, f"layer {result.layer}: max-dot of {shown} neurons", null_values)
+        self._mark_histogram(listing.current_neuron)
+        self.refresh_status()
+
+    def _mark_histogram(self, neuron: int | None) -> None:
+        if self.result is not None and neuron is not None:
+            self.query_one(MaxDotHistogram).set_marker(float(self.result.max_dot[neuron]))
+
+    def on_neuron_list_highlighted(self, message: NeuronList.Highlighted) -> None:
+        self._mark_histogram(message.neuron)
+
+    def on_neuron_list_mark_toggled(self, message: NeuronList.MarkToggled) -> None:
+        self.state.toggle_mark(message.neuron)
+        self.query_one(NeuronList).refresh()
+        self.refresh_status()
+
+    def on_layer_picker_chosen(self, message: LayerPicker.Chosen) -> None:
+        self.show_layer(message.layer)
+        self.query_one(NeuronList).focus()
+
+    # --- list actions -----------------------------------------------------------------------
+    def action_cycle_sort(self) -> None:
+        self.state.cycle_sort()
+        if self.result is not None:
+            self._show_result(self.result)
+        self.refresh_status()
+
+    def action_filter(self) -> None:
+        current = ", ".join(map(str, self.state.conditions))
+        hint = "a number = minimum max-dot; or e.g. kurtosis>10, null_z>3, class=prediction; empty clears"
+        self.app.push_screen(PromptScreen("Filter neurons", current, hint, "0.5"), self._apply_filter)
+
+    def _apply_filter(self, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            self.state.conditions = parse_filter(text)
+        except FilterError as error:
+            self.notify(str(error), title="filter not applied", severity="error")
+            return
+        if self.result is not None:
+            self._show_result(self.result)
+        self.refresh_status()
+
+    def action_toggle_histogram(self) -> None:
+        self.query_one(MaxDotHistogram).toggle_mode()
+
+    def on_neuron_list_selected(self, message: NeuronList.Selected) -> None:
+        from tui.screens.detail import NeuronDetailScreen
+
+        if self.neurons is None or self.info is None or self.vocab is None:
+            return
+        neurons, neuron, settings = self.neurons, message.neuron, self.state.settings
+
+        def score_row() -> np.ndarray:
+            return self.engine.neuron_scores(neurons.layer, neuron, settings)
+
+        self.app.push_screen(NeuronDetailScreen(self.info, neurons, neuron, self.vocab, score_row))
+
+    # --- other views ------------------------------------------------------------------------
+    def action_all_layers(self) -> None:
+        from tui.screens.all_layers import AllLayersScreen
+
+        if self.info is None:
+            return
+        screen = AllLayersScreen(
+            self.info.name,
+            self.state.settings.projection.label,
+            self.info.n_layers,
+            self.state.summaries,
+            self.state.layer,
+            self.summary_added,
+        )
+        self.app.push_screen(screen, self._jump_to_layer)
+
+    def _jump_to_layer(self, layer: int | None) -> None:
+        if layer is not None:
+            self.show_layer(layer)
+
+    def jump_to_neuron(self, target: tuple[int, int] | None) -> None:
+        """Open ``(layer, neuron)`` with the cursor on that neuron (neuron -1: just the layer)."""
+        if target is None:
+            return
+        layer, neuron = target
+        self.state.jump_to(neuron if neuron >= 0 else None)
+        self.show_layer(layer)
+
+    def action_token_search(self) -> None:
+        from engine.token_search import TokenIndex
+        from tui.screens.token_search import TokenSearchScreen
+
+        if self.vocab is None or self.info is None:
+            return
+        if self.token_index is None:
+            self.token_index = TokenIndex(self.vocab)
+        tables = dict(sorted(self.state.token_tables.items()))
+        self.app.push_screen(TokenSearchScreen(self.token_index, tables, self.info.n_layers), self.jump_to_neuron)
+
+    def action_coverage(self) -> None:
+        from engine.coverage import coverage_from_layers
+        from tui.screens.coverage import CoverageScreen
+
+        if self.info is None or self.vocab is None:
+            return
+        if self.state.null is None or not self.state.unit_best:
+            self.notify(
+                "coverage needs the null baseline and at least one computed layer: still computing",
+                severity="warning",
+            )
+            return
+        coverage = coverage_from_layers(self.state.unit_best, self.state.null)
+        label = self.state.settings.projection.label
+        screen = CoverageScreen(self.info.name, label, coverage, self.vocab, self.info.n_layers)
+        self.app.push_screen(screen, self.jump_to_neuron)
+
+    def action_projection(self) -> None:
+        from tui.screens.projection import ProjectionScreen
+
+        self.app.push_screen(ProjectionScreen(self.state.settings.projection), self.apply_projection)
+
+    def apply_projection(self, projection: Projection | None) -> None:
+        """Switch projection: every layer is read from the cache or computed again under it."""
+        if projection is None or self.info is None or not self.state.switch_projection(projection):
+            return
+        self.neurons = None
+        self.query_one(LayerPicker).clear_summaries()
+        if self.state.layer is not None:
+            self.show_layer(self.state.layer)
+        self.run_scanner()
+
+    # --- export -----------------------------------------------------------------------------
+    def action_export(self) -> None:
+        if self.result is None:
+            self.notify("nothing to export yet: the layer is still being computed", severity="warning")
+            return
+        marked = self.state.marked
+        listing = self.query_one(NeuronList)
+        what = f"{len(marked)} marked" if marked else f"{len(listing.order)} listed"
+        default = self.export_dir / f"neurons-layer{self.result.layer}.csv"
+        self.app.push_screen(
+            PromptScreen(
+                f"Export {what} neurons of layer {self.result.layer}",
+                str(default),
+                ".csv, .json or .jsonl, by extension",
+            ),
+            self._export_to,
+        )
+
+    def _export_to(self, path: str | None) -> None:
+        if not path or self.neurons is None:
+            return
+        marked = self.state.marked
+        chosen = sorted(marked) if marked else self.query_one(NeuronList).listed_neurons
+        self.write_export(path.strip(), self.neurons, chosen, self.state.settings)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def write_export(self, path: str, neurons: LayerNeurons, chosen: list[int], settings: ScanSettings) -> None:
+        from engine.export import export_settings, neuron_records, write_records
+
+        assert self.info is not None and self.vocab is not None
+        metadata = export_settings(self.info, settings, self.engine.device_label())
+        count = write_records(path, neuron_records(self.info.name, self.vocab, neurons, chosen), metadata)
+        self.app.call_from_thread(self.notify, f"wrote {count} neurons to {path}", title="exported")

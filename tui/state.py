@@ -1,0 +1,114 @@
+"""What the explorer knows and what the user chose, without Textual: a unit test can build one.
+
+The layer on screen, the layer results kept in memory, per-layer summaries and token tables, the
+null baseline, the marks, the sort key and the filter. The screen draws from it; workers never
+touch it (their results arrive as messages and the screen stores them here).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from engine.neurons import LayerNeurons
+from engine.null import NullBaseline
+from engine.results import LayerResult
+from engine.settings import Projection, ScanSettings
+from engine.summary import LayerSummary, summarise
+from tui.filtering import SORT_KEYS, Condition, neuron_order
+
+RESULTS_KEPT = 4  # full layer results held in memory; the rest stay in the cache
+
+TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: best neurons per token [V, N] and their dots
+
+
+@dataclass
+class ExplorerState:
+    settings: ScanSettings
+    n_layers: int = 0  # 0 until the model's shapes are known
+    layer: int | None = None  # the layer on screen (or being fetched for it)
+    sort_key: str = SORT_KEYS[0]
+    conditions: list[Condition] = field(default_factory=list)
+    marked: set[int] = field(default_factory=set)  # neurons of the layer on screen
+    generation: int = 0  # bumps when the settings change: results of older settings are dropped
+    null: NullBaseline | None = None
+    results: OrderedDict[int, LayerResult] = field(default_factory=OrderedDict)
+    summaries: dict[int, LayerSummary] = field(default_factory=dict)
+    token_tables: dict[int, TokenTable] = field(default_factory=dict)
+    unit_best: dict[int, TokenTable] = field(default_factory=dict)  # per layer: coverage arrays
+    pending_neuron: int | None = None  # put the cursor on this neuron when its layer arrives
+
+    # --- layers -----------------------------------------------------------------------------
+    def start_layer(self, asked: int | None) -> tuple[int, str | None]:
+        """The first layer to show (the last by default) and a warning when ``asked`` is out of range."""
+        last = self.n_layers - 1
+        if asked is None:
+            return last, None
+        if 0 <= asked <= last:
+            return asked, None
+        return min(max(asked, 0), last), f"layer {asked} is out of range: this model has layers 0-{last}"
+
+    def step(self, delta: int) -> int | None:
+        """The layer ``delta`` away from the one on screen, or None when that is no move."""
+        if self.n_layers == 0 or self.layer is None:
+            return None
+        target = min(max(self.layer + delta, 0), self.n_layers - 1)
+        return None if target == self.layer else target
+
+    def show(self, layer: int) -> LayerResult | None:
+        """Put ``layer`` on screen; its result when it is held in memory."""
+        if layer != self.layer:
+            self.marked.clear()  # marks belong to the layer on screen
+        self.layer = layer
+        if layer in self.results:
+            self.results.move_to_end(layer)
+            return self.results[layer]
+        return None
+
+    def keep(self, result: LayerResult) -> None:
+        self.results[result.layer] = result
+        self.results.move_to_end(result.layer)
+        while len(self.results) > RESULTS_KEPT:
+            self.results.popitem(last=False)
+
+    # --- derived views ----------------------------------------------------------------------
+    def neurons(self, result: LayerResult) -> LayerNeurons:
+        return LayerNeurons.derive(result, self.null, self.settings.projection.cosine)
+
+    def order(self, neurons: LayerNeurons) -> np.ndarray:
+        return neuron_order(neurons, self.sort_key, self.conditions)
+
+    def summarise(self, result: LayerResult) -> LayerSummary:
+        summary = summarise(self.neurons(result))
+        self.summaries[summary.layer] = summary
+        return summary
+
+    # --- choices ----------------------------------------------------------------------------
+    def cycle_sort(self) -> str:
+        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+        return self.sort_key
+
+    def toggle_mark(self, neuron: int) -> None:
+        self.marked.symmetric_difference_update({neuron})
+
+    def jump_to(self, neuron: int | None) -> None:
+        """The next result shown puts the cursor on ``neuron``, which must pass the filter to be listed."""
+        self.pending_neuron = neuron
+        if neuron is not None:
+            self.conditions = []
+
+    def switch_projection(self, projection: Projection) -> bool:
+        """Change the projection; everything computed under the old one is dropped. False: no change."""
+        if projection == self.settings.projection:
+            return False
+        self.settings = replace(self.settings, projection=projection)
+        self.generation += 1
+        self.results.clear()
+        self.summaries.clear()
+        self.token_tables.clear()
+        self.unit_best.clear()
+        self.null = None
+        self.marked.clear()
+        return True
