@@ -61,7 +61,9 @@ def timed(function, device: torch.device, repeat: int = 1) -> float:
     return best
 
 
-def matmul_floor(w_outs: list[np.ndarray], unembed, device: torch.device, dtype: torch.dtype, chunk: int) -> float:
+def matmul_floor(
+    w_outs: list[np.ndarray], unembed, device: torch.device, dtype: torch.dtype, chunk: int
+) -> float:
     """The bare products W_U[:, block]^T @ W_out^T over the same blocks the scan uses."""
     neurons = [torch.from_numpy(w).to(device, dtype).T.contiguous() for w in w_outs]
     tokens = unembed.operand.T
@@ -76,14 +78,16 @@ def matmul_floor(w_outs: list[np.ndarray], unembed, device: torch.device, dtype:
     return timed(run, device)
 
 
-def seed_loop_per_neuron(w_out: np.ndarray, unembed_matrix: torch.Tensor, vocab_texts: list[str], sample: int) -> float:
+def seed_loop_per_neuron(
+    w_out: np.ndarray, unembed_matrix: torch.Tensor, vocab_texts: list[str], sample: int
+) -> float:
     """The seed write-up's loop: one product, abs, top-5 and token strings per neuron, in Python."""
     weights = torch.from_numpy(w_out[:sample]).to(unembed_matrix.device, unembed_matrix.dtype)
     started = time.perf_counter()
     for i in range(sample):
         unembedded = torch.matmul(weights[i], unembed_matrix)
         values, ids = unembedded.abs().topk(5, largest=True)
-        _ = ["{0:.3f} {1}".format(values[0].item(), vocab_texts[int(j)]) for j in ids]
+        _ = [f"{values[0].item():.3f} {vocab_texts[int(j)]}" for j in ids]
     _sync(unembed_matrix.device)
     return (time.perf_counter() - started) / sample
 
@@ -107,9 +111,16 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
     d_mlp, d_model = w_outs[0].shape
     flop = 2.0 * d_mlp * d_model * unembed.d_vocab * len(w_outs)
     return {
-        "model": name, "layers": len(w_outs), "dtype": str(dtype).replace("torch.", ""), "device": str(device),
-        "floor_s": floor, "scan_s": scan, "seed_s": seed,
-        "floor_tflops": flop / floor / 1e12, "scan_over_floor_throughput": floor / scan, "speedup_vs_seed": seed / scan,
+        "model": name,
+        "layers": len(w_outs),
+        "dtype": str(dtype).replace("torch.", ""),
+        "device": str(device),
+        "floor_s": floor,
+        "scan_s": scan,
+        "seed_s": seed,
+        "floor_tflops": flop / floor / 1e12,
+        "scan_over_floor_throughput": floor / scan,
+        "speedup_vs_seed": seed / scan,
     }
 
 
@@ -142,12 +153,33 @@ def bench_end_to_end(device: torch.device) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         cache = Path(folder) / "cache"
         out = Path(folder) / "scan.jsonl"
-        cold, stderr = _run_child(["-m", "bench.child", "scan", "--device", str(device.type), "--cache-dir", str(cache), "--output", str(out)])
+        cold, stderr = _run_child(
+            [
+                "-m",
+                "bench.child",
+                "scan",
+                "--device",
+                str(device.type),
+                "--cache-dir",
+                str(cache),
+                "--output",
+                str(out),
+            ]
+        )
         peak_kib = _peak_kib(stderr)
         # The runtime: an interpreter with torch and the engine imported, no weights.
         runtime = subprocess.run(
-            [sys.executable, "-c", "import torch, engine.scan, engine.sources.gguf_source; from bench.child import peak_rss_kib; print(peak_rss_kib())"],
-            cwd=ROOT, capture_output=True, text=True, env=_child_env(), check=True,
+            [
+                sys.executable,
+                "-c",
+                "import torch, engine.scan, engine.sources.gguf_source; "
+                "from bench.child import peak_rss_kib; print(peak_rss_kib())",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=_child_env(),
+            check=True,
         )
         runtime_kib = int(runtime.stdout.strip())
 
@@ -166,11 +198,17 @@ def bench_end_to_end(device: torch.device) -> dict:
         warm = min(_run_child(["-m", "bench.first_frame", "explorer", str(cache)])[0] for _ in range(5))
         bare = min(_run_child(["-m", "bench.first_frame", "bare"])[0] for _ in range(5))
     return {
-        "cold_scan_s": cold, "read_s": read, "matmuls_s": products,
+        "cold_scan_s": cold,
+        "read_s": read,
+        "matmuls_s": products,
         "cold_over_floor_throughput": (read + products) / cold,
-        "warm_start_s": warm, "bare_textual_s": bare, "warm_over_bare": warm / bare,
+        "warm_start_s": warm,
+        "bare_textual_s": bare,
+        "warm_over_bare": warm / bare,
         "warm_start_imports_torch": "torch_imported=True" in warm_err,
-        "peak_rss_mib": peak_kib / 1024, "runtime_rss_mib": runtime_kib / 1024, "tensor_mib": needed_bytes / 2**20,
+        "peak_rss_mib": peak_kib / 1024,
+        "runtime_rss_mib": runtime_kib / 1024,
+        "tensor_mib": needed_bytes / 2**20,
         "rss_over_tensors": (peak_kib - runtime_kib) * 1024 / needed_bytes,
     }
 
@@ -178,7 +216,7 @@ def bench_end_to_end(device: torch.device) -> dict:
 def llama_shaped(layers: int, seed: int = 0):
     generator = np.random.default_rng(seed)
     d_model, d_mlp, vocab = 2048, 8192, 128256
-    unembed = (generator.standard_normal((d_model, vocab), dtype=np.float32) * 0.02)
+    unembed = generator.standard_normal((d_model, vocab), dtype=np.float32) * 0.02
     w_outs = [generator.standard_normal((d_mlp, d_model), dtype=np.float32) * 0.02 for _ in range(layers)]
     return w_outs, unembed, [f"t{i}" for i in range(vocab)]
 
@@ -188,7 +226,8 @@ def report(results: dict, out) -> None:
     for row in results["layers"]:
         print(
             f"{row['model']:<28} {row['layers']:>2} layer(s) {row['dtype']:<8} {row['device']:<5} "
-            f"floor {row['floor_s']:.2f} s ({row['floor_tflops'] * 1000:.0f} GFLOP/s) · scan {row['scan_s']:.2f} s "
+            f"floor {row['floor_s']:.2f} s ({row['floor_tflops'] * 1000:.0f} GFLOP/s) · "
+            f"scan {row['scan_s']:.2f} s "
             f"-> {row['scan_over_floor_throughput']:.2f}x floor throughput · seed loop {row['seed_s']:.1f} s "
             f"-> scan {row['speedup_vs_seed']:.1f}x faster",
             file=out,
@@ -196,17 +235,20 @@ def report(results: dict, out) -> None:
     e2e = results.get("end_to_end")
     if e2e:
         print(
-            f"bundled model, cold scan of all layers: {e2e['cold_scan_s']:.1f} s vs read {e2e['read_s']:.1f} s + matmuls "
+            f"bundled model, cold scan of all layers: {e2e['cold_scan_s']:.1f} s "
+            f"vs read {e2e['read_s']:.1f} s + matmuls "
             f"{e2e['matmuls_s']:.1f} s -> {e2e['cold_over_floor_throughput']:.2f}x floor",
             file=out,
         )
         print(
-            f"warm start to first frame: {e2e['warm_start_s']:.2f} s vs bare Textual {e2e['bare_textual_s']:.2f} s -> "
+            f"warm start to first frame: {e2e['warm_start_s']:.2f} s "
+            f"vs bare Textual {e2e['bare_textual_s']:.2f} s -> "
             f"{e2e['warm_over_bare']:.2f}x (torch imported: {e2e['warm_start_imports_torch']})",
             file=out,
         )
         print(
-            f"peak RSS of the cold scan: {e2e['peak_rss_mib']:.0f} MiB = runtime {e2e['runtime_rss_mib']:.0f} MiB + "
+            f"peak RSS of the cold scan: {e2e['peak_rss_mib']:.0f} MiB = "
+            f"runtime {e2e['runtime_rss_mib']:.0f} MiB + "
             f"{e2e['rss_over_tensors']:.2f}x the {e2e['tensor_mib']:.0f} MiB of tensors a layer's scan needs",
             file=out,
         )
@@ -216,8 +258,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32,bfloat16")
-    parser.add_argument("--bundled-layers", type=int, default=6, help="layers of the bundled model for (a)-(c)")
-    parser.add_argument("--llama-layers", type=int, default=1, help="layers of the Llama-3.2-1B-shaped model (0 skips)")
+    parser.add_argument(
+        "--bundled-layers", type=int, default=6, help="layers of the bundled model for (a)-(c)"
+    )
+    parser.add_argument(
+        "--llama-layers", type=int, default=1, help="layers of the Llama-3.2-1B-shaped model (0 skips)"
+    )
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -232,9 +278,19 @@ def main() -> None:
     bundled = ([source.mlp_out(layer) for layer in picks], source.unembed(), source.vocabulary().texts)
     for dtype_name in args.dtypes.split(","):
         dtype = torch_dtype(dtype_name)
-        results["layers"].append(bench_layers("SmolLM2-135M (bundled)", *bundled, device, dtype, seed_sample=128))
+        results["layers"].append(
+            bench_layers("SmolLM2-135M (bundled)", *bundled, device, dtype, seed_sample=128)
+        )
         if args.llama_layers:
-            results["layers"].append(bench_layers("Llama-3.2-1B-shaped (random)", *llama_shaped(args.llama_layers), device, dtype, seed_sample=16))
+            results["layers"].append(
+                bench_layers(
+                    "Llama-3.2-1B-shaped (random)",
+                    *llama_shaped(args.llama_layers),
+                    device,
+                    dtype,
+                    seed_sample=16,
+                )
+            )
     if not args.skip_end_to_end:
         results["end_to_end"] = bench_end_to_end(device)
     report(results, sys.stdout)

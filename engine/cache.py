@@ -84,7 +84,9 @@ class ResultCache:
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(directory, 0o700)  # the cache may hold results of private models
-            self._cache = diskcache.Cache(str(directory), disk=BytesOnlyDisk, size_limit=2**40, eviction_policy="none")
+            self._cache = diskcache.Cache(
+                str(directory), disk=BytesOnlyDisk, size_limit=2**40, eviction_policy="none"
+            )
             self._cache.get("probe", default=None)  # a damaged index fails here, not mid-run
         except (OSError, sqlite3.Error, UnsafeEntry) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
@@ -156,4 +158,7 @@ def open_cache(directory: Path | str | None, enabled: bool = True) -> tuple[Resu
     try:
         return ResultCache(directory), None
     except UserError as error:
-        return None, f"warning: {error}; running without the cache (choose another cache directory to keep results)"
+        return (
+            None,
+            f"warning: {error}; running without the cache (choose another cache directory to keep results)",
+        )

@@ -50,7 +50,9 @@ class Coverage:
 
 
 def compute_coverage(results: list[LayerResult], null: NullBaseline) -> Coverage:
-    return coverage_from_layers({r.layer: (r.token_unit_best, r.token_unit_best_neuron) for r in results}, null)
+    return coverage_from_layers(
+        {r.layer: (r.token_unit_best, r.token_unit_best_neuron) for r in results}, null
+    )
 
 
 def coverage_from_layers(per_layer: dict[int, tuple[np.ndarray, np.ndarray]], null: NullBaseline) -> Coverage:

@@ -80,7 +80,10 @@ def check_output_path(path: str) -> None:
         return
     target = Path(path)
     if target.suffix.lower() not in FORMATS:
-        raise UserError(f"unknown output extension {target.suffix or '(none)'!r} in {path}: use .jsonl, .json, .csv or - for stdout")
+        raise UserError(
+            f"unknown output extension {target.suffix or '(none)'!r} in {path}: "
+            "use .jsonl, .json, .csv or - for stdout"
+        )
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise UserError(f"output path {path} is a directory: give a file name")
@@ -103,14 +106,39 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
             header = ["model", "layer", "neuron", "max_dot"]
             for rank in range(1, k + 1):
                 header += [f"token_{rank}", f"token_id_{rank}", f"dot_{rank}"]
-            header += ["norm", "mean", "std", "skew", "kurtosis", "class", "null_z", "null_pct", "projection", "dtype", "fingerprint"]
+            header += [
+                "norm",
+                "mean",
+                "std",
+                "skew",
+                "kurtosis",
+                "class",
+                "null_z",
+                "null_pct",
+                "projection",
+                "dtype",
+                "fingerprint",
+            ]
             yield header
             header_written = True
         row = [neutralise_cell(record["model"]), record["layer"], record["neuron"], record["max_dot"]]
         for entry in record["top"]:
             row += [neutralise_cell(entry["token"]), entry["token_id"], entry["dot"]]
-        row += [record["norm"], record["mean"], record["std"], record["skew"], record["kurtosis"], record["class"]]
-        row += [record.get("null_z", ""), record.get("null_pct", ""), settings["projection"], settings["dtype"], settings["fingerprint"]]
+        row += [
+            record["norm"],
+            record["mean"],
+            record["std"],
+            record["skew"],
+            record["kurtosis"],
+            record["class"],
+        ]
+        row += [
+            record.get("null_z", ""),
+            record.get("null_pct", ""),
+            settings["projection"],
+            settings["dtype"],
+            settings["fingerprint"],
+        ]
         yield row
 
 
@@ -146,7 +174,11 @@ def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
     target = Path(path)
     fmt = target.suffix.lower()
     counted: list[int] = []
-    _atomic_write(target, lambda handle: counted.append(_write_stream(handle, fmt, records, settings)), newline="" if fmt == ".csv" else None)
+    _atomic_write(
+        target,
+        lambda handle: counted.append(_write_stream(handle, fmt, records, settings)),
+        newline="" if fmt == ".csv" else None,
+    )
     return counted[0]
 
 
@@ -176,7 +208,9 @@ def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
 
 def _atomic_write(target: Path, write, newline: str | None) -> None:
     """Write through a temporary file in the same directory, renamed into place when complete."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent if str(target.parent) else ".")
+    fd, temporary = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".part", dir=target.parent if str(target.parent) else "."
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
             write(handle)
@@ -190,4 +224,8 @@ def _atomic_write(target: Path, write, newline: str | None) -> None:
 def write_document(path: str, document: dict) -> None:
     """One JSON document, written whole or not at all."""
     check_output_path(path)
-    _atomic_write(Path(path), lambda handle: (json.dump(document, handle, ensure_ascii=False, indent=1), handle.write("\n")), newline=None)
+    _atomic_write(
+        Path(path),
+        lambda handle: (json.dump(document, handle, ensure_ascii=False, indent=1), handle.write("\n")),
+        newline=None,
+    )

@@ -28,7 +28,5 @@ def parse_layer_spec(spec: str, n_layers: int) -> list[int]:
             ) from None
     bad = sorted(layer for layer in layers if not 0 <= layer < n_layers)
     if bad:
-        raise UserError(
-            f"layer {bad[0]} is out of range: this model has layers 0-{n_layers - 1}"
-        )
+        raise UserError(f"layer {bad[0]} is out of range: this model has layers 0-{n_layers - 1}")
     return sorted(layers)

@@ -50,7 +50,9 @@ class ProjectedUnembed:
             self._row_mean = total / self.d_vocab
         norms = torch.empty(self.d_vocab, dtype=torch.float64, device=device)
         for start in range(0, self.d_vocab, _COLUMN_CHUNK):
-            norms[start : start + _COLUMN_CHUNK] = self._transform(self._columns[start : start + _COLUMN_CHUNK].double(), None).norm(dim=1)
+            norms[start : start + _COLUMN_CHUNK] = self._transform(
+                self._columns[start : start + _COLUMN_CHUNK].double(), None
+            ).norm(dim=1)
         if projection.cosine:
             self._column_norm = norms.clamp_min(torch.finfo(torch.float64).tiny)
             self.column_norms = torch.ones_like(norms)

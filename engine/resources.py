@@ -28,6 +28,7 @@ def too_big_message(device, unembed_bytes: int) -> str:
         available, _total = torch.cuda.mem_get_info(device)
         free = f", {available / 2**30:.1f} GiB free"
     return (
-        f"the model is too big for {device}: its unembedding alone needs {unembed_bytes / 2**30:.1f} GiB{free}; "
+        f"the model is too big for {device}: "
+        f"its unembedding alone needs {unembed_bytes / 2**30:.1f} GiB{free}; "
         "use --device cpu or --dtype bfloat16"
     )

@@ -51,7 +51,7 @@ class LayerResult:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "LayerResult":
+    def from_bytes(cls, blob: bytes) -> LayerResult:
         with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
             values = {f.name: archive[f.name] for f in fields(cls)}
         values["layer"] = int(values["layer"])

@@ -29,7 +29,9 @@ from engine.results import LayerResult
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 
-CANDIDATE_MARGIN = 16  # extra candidates kept beyond k, so float32 rounding cannot push a true top-k token out
+CANDIDATE_MARGIN = (
+    16  # extra candidates kept beyond k, so float32 rounding cannot push a true top-k token out
+)
 TOKEN_MARGIN = 8  # likewise for each token's best neurons, which are rescored when a token is queried
 _FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 _VOCAB_CHUNK = 4096
@@ -50,7 +52,9 @@ def default_chunk_tokens(d_mlp: int, device: torch.device) -> int:
     return int(max(64, min(budget // (d_mlp * 4 * 3), 1 << 16)))
 
 
-def _sort_desc(values: torch.Tensor, ids: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _sort_desc(
+    values: torch.Tensor, ids: torch.Tensor, key: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort each row by ``key`` descending, ties broken by ascending token id (deterministic)."""
     by_id = torch.argsort(ids, dim=1, stable=True)
     values, ids, key = values.gather(1, by_id), ids.gather(1, by_id), key.gather(1, by_id)
@@ -145,7 +149,9 @@ class _RunningExtremes:
 
     def _merge_sparse(self, neurons: torch.Tensor, values: torch.Tensor, ids: torch.Tensor) -> None:
         n_neurons = self.values.shape[0]
-        all_neurons = torch.cat([torch.arange(n_neurons, device=neurons.device).repeat_interleave(self.keep), neurons])
+        all_neurons = torch.cat(
+            [torch.arange(n_neurons, device=neurons.device).repeat_interleave(self.keep), neurons]
+        )
         all_values = torch.cat([self.values.flatten(), values])
         all_ids = torch.cat([self.ids.flatten(), ids])
         # Group by neuron, best first within a group, then keep each group's first ``keep``.
@@ -156,7 +162,9 @@ class _RunningExtremes:
         sorted_neurons = all_neurons[order]
         rank = torch.arange(order.numel(), device=order.device) - group_start[sorted_neurons]
         kept = rank < self.keep
-        slot = sorted_neurons[kept] * self.keep + rank[kept]  # every slot is filled: each neuron brings its state
+        slot = (
+            sorted_neurons[kept] * self.keep + rank[kept]
+        )  # every slot is filled: each neuron brings its state
         values = torch.empty(n_neurons * self.keep, dtype=self.values.dtype, device=self.values.device)
         ids = torch.empty(n_neurons * self.keep, dtype=self.ids.dtype, device=self.ids.device)
         values[slot] = all_values[order][kept]
@@ -306,7 +314,11 @@ def _finish_candidates(
 
 
 def _rescore_rows_fully(
-    ranked: dict[str, torch.Tensor], rows64: torch.Tensor, unsafe: torch.Tensor, unembed: ProjectedUnembed, k: int
+    ranked: dict[str, torch.Tensor],
+    rows64: torch.Tensor,
+    unsafe: torch.Tensor,
+    unembed: ProjectedUnembed,
+    k: int,
 ) -> None:
     """Replace the rankings of ``unsafe`` rows with ones from full float64 score rows."""
     indices = unsafe.nonzero().flatten()
@@ -316,6 +328,8 @@ def _rescore_rows_fully(
         width = min(2 * k, unembed.d_vocab)
         pos_exact, pos_ids = _sort_desc(full, all_ids, full)
         neg_exact, neg_ids = _sort_desc(full, all_ids, -full)
-        exact = _rank_candidates(pos_ids[:, :width], pos_exact[:, :width], neg_ids[:, :width], neg_exact[:, :width], k)
+        exact = _rank_candidates(
+            pos_ids[:, :width], pos_exact[:, :width], neg_ids[:, :width], neg_exact[:, :width], k
+        )
         for name, value in exact.items():
             ranked[name][batch] = value

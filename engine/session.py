@@ -169,7 +169,11 @@ class NeuronEngine:
                 unembed = source.unembed()
                 try:
                     self._unembeds[key] = ProjectedUnembed(
-                        unembed, source.final_norm_weight(), settings.projection, device, torch_dtype(settings.dtype)
+                        unembed,
+                        source.final_norm_weight(),
+                        settings.projection,
+                        device,
+                        torch_dtype(settings.dtype),
                     )
                 except Exception as error:
                     from engine.resources import is_out_of_memory, too_big_message
@@ -209,7 +213,9 @@ class NeuronEngine:
     ) -> LayerResult:
         """The layer's results, from the cache or computed (and then cached)."""
         if not 0 <= layer < self.info.n_layers:
-            raise UserError(f"layer {layer} is out of range: this model has layers 0-{self.info.n_layers - 1}")
+            raise UserError(
+                f"layer {layer} is out of range: this model has layers 0-{self.info.n_layers - 1}"
+            )
         cached = self.cached_layer(layer, settings)
         if cached is not None:
             if listener:
@@ -232,20 +238,28 @@ class NeuronEngine:
             if self.cache:
                 self.cache.set(self.layer_key(layer, settings), result.to_bytes())
             if listener:
-                listener(ScanProgress("done", layer, result.d_mlp, result.d_mlp, time.perf_counter() - started))
+                listener(
+                    ScanProgress("done", layer, result.d_mlp, result.d_mlp, time.perf_counter() - started)
+                )
             return result
 
     def _scan_shrinking_on_oom(self, layer, w_out, unembed, settings, report, cancelled) -> LayerResult:
         """Scan a layer; when the device runs out of memory, halve the block and try again."""
-        from engine.scan import default_chunk_tokens, scan_layer
         from engine.resources import free_device_memory, is_out_of_memory
+        from engine.scan import default_chunk_tokens, scan_layer
 
         chunk = self.options.chunk_tokens or default_chunk_tokens(w_out.shape[0], unembed.device)
         while True:
             try:
                 return scan_layer(
-                    layer, w_out, unembed, settings.top_k, settings.token_top_n,
-                    chunk_tokens=chunk, progress=report, cancelled=cancelled,
+                    layer,
+                    w_out,
+                    unembed,
+                    settings.top_k,
+                    settings.token_top_n,
+                    chunk_tokens=chunk,
+                    progress=report,
+                    cancelled=cancelled,
                 )
             except Exception as error:
                 if not is_out_of_memory(error):
@@ -278,7 +292,9 @@ class NeuronEngine:
         with self._lock:
             unembed = self._unembed(settings)
             w_out = self._ensure_source().mlp_out(layer)
-            row = torch.from_numpy(np.ascontiguousarray(w_out[neuron : neuron + 1], dtype=np.float32)).to(unembed.device)
+            row = torch.from_numpy(np.ascontiguousarray(w_out[neuron : neuron + 1], dtype=np.float32)).to(
+                unembed.device
+            )
             rows64, _ = neuron_rows64(row, settings.projection.cosine)
             return exact_score_rows(rows64, unembed)[0].cpu().numpy()
 
@@ -289,7 +305,9 @@ class NeuronEngine:
 
         with self._lock:
             source = self._ensure_source()
-            return exact_token_neurons(token_ids, layers, source.mlp_out, self._unembed(settings), top, settings.projection.cosine)
+            return exact_token_neurons(
+                token_ids, layers, source.mlp_out, self._unembed(settings), top, settings.projection.cosine
+            )
 
     # --- null baseline ----------------------------------------------------------------------
     def null_baseline(self, settings: ScanSettings) -> NullBaseline:

@@ -47,7 +47,11 @@ class ScanSettings:
     def __post_init__(self) -> None:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
             raise UserError(f"top-k must be a whole number of at least 1, got {self.top_k!r}")
-        if isinstance(self.token_top_n, bool) or not isinstance(self.token_top_n, int) or self.token_top_n < 1:
+        if (
+            isinstance(self.token_top_n, bool)
+            or not isinstance(self.token_top_n, int)
+            or self.token_top_n < 1
+        ):
             raise UserError(f"neurons kept per token must be at least 1, got {self.token_top_n!r}")
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")

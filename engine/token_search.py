@@ -39,7 +39,7 @@ class TokenIndex:
         base = query
         for marker in _SPACE_MARKERS:
             if base.startswith(marker):
-                base = " " + base[len(marker):]
+                base = " " + base[len(marker) :]
         bare = base.lstrip(" ")
 
         def capitalised(text: str) -> str:
@@ -102,7 +102,11 @@ def exact_token_neurons(
     columns = unembed.exact_columns(ids)  # [t, d] float64
     found: dict[int, list[TokenNeuron]] = {token_id: [] for token_id in token_ids}
     for layer in layers:
-        rows = torch.from_numpy(np.ascontiguousarray(w_out_of(layer), dtype=np.float32)).to(unembed.device).double()
+        rows = (
+            torch.from_numpy(np.ascontiguousarray(w_out_of(layer), dtype=np.float32))
+            .to(unembed.device)
+            .double()
+        )
         if cosine:
             rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
         dots = (rows @ columns.T).cpu().numpy()  # [d_mlp, t]
@@ -110,7 +114,7 @@ def exact_token_neurons(
         for column, token_id in enumerate(token_ids):
             best = np.argsort(-np.abs(dots[:, column]), kind="stable")[:keep]
             found[token_id] += [TokenNeuron(token_id, layer, int(n), float(dots[n, column])) for n in best]
-    for token_id, entries in found.items():
+    for entries in found.values():
         entries.sort(key=lambda entry: (-abs(entry.dot), entry.layer, entry.neuron))
         del entries[top:]
     return found

@@ -115,7 +115,7 @@ class Vocabulary:
     _texts: list[str] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_bytes(cls, tokens: list[bytes]) -> "Vocabulary":
+    def from_bytes(cls, tokens: list[bytes]) -> Vocabulary:
         lengths = np.fromiter((len(token) for token in tokens), dtype=np.int64, count=len(tokens))
         offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -143,7 +143,7 @@ class Vocabulary:
             return self._texts[token_id]
         return bytes_to_text(self.token_bytes(token_id))
 
-    def padded_to(self, size: int) -> "Vocabulary":
+    def padded_to(self, size: int) -> Vocabulary:
         """The same vocabulary extended to ``size`` ids; ids beyond the tokenizer read ``<unused N>``
         (models often pad their unembedding past the tokenizer's vocabulary)."""
         if size <= len(self):

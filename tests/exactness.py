@@ -8,7 +8,9 @@ import numpy as np
 RTOL = 1e-5
 
 
-def assert_ranked_equal(ids: np.ndarray, dots: np.ndarray, ref_scores: np.ndarray, ref_ids: np.ndarray, key) -> None:
+def assert_ranked_equal(
+    ids: np.ndarray, dots: np.ndarray, ref_scores: np.ndarray, ref_ids: np.ndarray, key
+) -> None:
     """``ids`` may differ from ``ref_ids`` only between tokens whose reference scores tie exactly."""
     ref_dots = np.take_along_axis(ref_scores, ref_ids, 1)
     np.testing.assert_allclose(dots, ref_dots, rtol=RTOL, atol=0)
@@ -35,4 +37,6 @@ def assert_layer_matches(result, ref: dict) -> None:
     n = ref["token_neurons"].shape[1]
     candidates = result.token_neurons
     for token in range(scores.shape[1]):
-        assert set(ref["token_neurons"][token]) <= set(candidates[token]), f"token {token} lost a top-{n} neuron"
+        assert set(ref["token_neurons"][token]) <= set(candidates[token]), (
+            f"token {token} lost a top-{n} neuron"
+        )

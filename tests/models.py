@@ -10,7 +10,20 @@ import numpy as np
 from engine.tokens import byte_level_alphabet
 
 # Tokens that exercise display and export: markup, ANSI escapes, control characters, invalid UTF-8.
-HOSTILE_TOKENS = [" coming", "Coming", "St", "[/]", "[bold]x", "\x1b[31m", "a\nb", "nul\x00", "=cmd()", "+1", "-2", "@SUM"]
+HOSTILE_TOKENS = [
+    " coming",
+    "Coming",
+    "St",
+    "[/]",
+    "[bold]x",
+    "\x1b[31m",
+    "a\nb",
+    "nul\x00",
+    "=cmd()",
+    "+1",
+    "-2",
+    "@SUM",
+]
 
 
 @dataclass
@@ -91,8 +104,14 @@ def write_hf_llama(folder: Path, n_layers=2, d_model=32, d_mlp=64, d_vocab=300, 
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=d_vocab, hidden_size=d_model, intermediate_size=d_mlp, num_hidden_layers=n_layers,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, max_position_embeddings=64,
+        vocab_size=d_vocab,
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        max_position_embeddings=64,
     )
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # random norms, so folding the final norm is visible
@@ -107,7 +126,9 @@ def write_hf_gpt2(folder: Path, n_layers=2, d_model=32, d_vocab=300, seed=1) -> 
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=d_vocab, n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=64))
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=d_vocab, n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=64)
+    )
     model.save_pretrained(folder)
     _byte_level_tokenizer(tiny_vocabulary(d_vocab)).save_pretrained(folder)
     return folder

@@ -7,7 +7,9 @@ import numpy as np
 from engine.settings import Projection
 
 
-def projected_unembed64(unembed: np.ndarray, final_norm: np.ndarray | None, projection: Projection) -> np.ndarray:
+def projected_unembed64(
+    unembed: np.ndarray, final_norm: np.ndarray | None, projection: Projection
+) -> np.ndarray:
     u = unembed.astype(np.float64)
     if projection.fold_final_norm:
         u = u * final_norm.astype(np.float64)[:, None]
@@ -18,7 +20,9 @@ def projected_unembed64(unembed: np.ndarray, final_norm: np.ndarray | None, proj
     return u
 
 
-def reference_scores(w_out: np.ndarray, unembed: np.ndarray, final_norm: np.ndarray | None, projection: Projection) -> np.ndarray:
+def reference_scores(
+    w_out: np.ndarray, unembed: np.ndarray, final_norm: np.ndarray | None, projection: Projection
+) -> np.ndarray:
     w = w_out.astype(np.float64)
     if projection.cosine:
         w = w / np.linalg.norm(w, axis=1, keepdims=True)
@@ -37,7 +41,9 @@ def _top_k(key: np.ndarray, k: int, axis: int = 1) -> np.ndarray:
     return np.take_along_axis(part, order, 1)
 
 
-def reference_layer(w_out, unembed, final_norm, projection: Projection, k: int, n: int) -> dict[str, np.ndarray]:
+def reference_layer(
+    w_out, unembed, final_norm, projection: Projection, k: int, n: int
+) -> dict[str, np.ndarray]:
     scores = reference_scores(w_out, unembed, final_norm, projection)
     top = _top_k(np.abs(scores), k)
     promote = _top_k(scores, k)

@@ -6,8 +6,8 @@ import csv
 import json
 
 import numpy as np
-
 from app_helpers import GatedEngine, make_app, settle, showing, wait_for
+
 from engine.tokens import display_token
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.help import HelpScreen
@@ -142,8 +142,9 @@ async def test_sort_and_filter(tiny_gguf, tmp_path):
 
 
 async def test_detail_view_and_back(tiny_gguf, tiny_weights, tmp_path):
-    from engine.settings import Projection
     from reference import reference_scores
+
+    from engine.settings import Projection
 
     app = make_app(tiny_gguf, tmp_path / "c")
     async with app.run_test(size=SIZE) as pilot:
@@ -202,7 +203,7 @@ async def test_hostile_tokens_render_literally(tiny_gguf, tmp_path):
             await pilot.press("[" if layer else "home")
         for layer in (2, 1, 0):
             app.main.show_layer(layer)
-            await wait_for(pilot, lambda: app.main.result is not None and app.main.result.layer == layer)
+            await wait_for(pilot, lambda layer=layer: showing(app, layer))
             for row in range(len(neurons.order)):
                 text = neurons._row(row)
                 neuron = int(neurons.order[row])
@@ -238,12 +239,16 @@ async def test_keys_never_wait_for_a_scan(tiny_gguf, tmp_path):
             ("[", lambda before: app.state.layer == before - 1, lambda: app.state.layer),
             ("]", lambda before: showing(app, before + 1), lambda: app.state.layer),
             ("s", lambda before: app.state.sort_key != before, lambda: app.state.sort_key),
-            ("h", lambda before: app.query_one("#histogram").sorted_curve != before, lambda: app.query_one("#histogram").sorted_curve),
+            (
+                "h",
+                lambda before: app.query_one("#histogram").sorted_curve != before,
+                lambda: app.query_one("#histogram").sorted_curve,
+            ),
         ]
         for key, done, state in checks:
             before = state()
             await pilot.press(key)
-            await wait_for(pilot, lambda: done(before))
+            await wait_for(pilot, lambda done=done, before=before: done(before))
             assert engine.held is not None, f"{key!r} should land while a scan is held"
             assert app.main.activity.startswith("computing layer")
         engine.release_all()
@@ -315,6 +320,7 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
 
 async def test_token_search_finds_a_token_and_jumps_to_its_neuron(tiny_gguf, tiny_weights, tmp_path):
     from reference import reference_scores
+
     from engine.settings import Projection
     from tui.screens.token_search import TokenSearchScreen
 
@@ -325,12 +331,26 @@ async def test_token_search_finds_a_token_and_jumps_to_its_neuron(tiny_gguf, tin
         await wait_for(pilot, lambda: isinstance(app.screen, TokenSearchScreen))
         screen = app.screen
         await pilot.press(*"coming")
-        await wait_for(pilot, lambda: len(screen.rows) > 0 and screen.matches and screen.matches[0].text == "coming" or any(m.text == " coming" for m in screen.matches))
+        await wait_for(
+            pilot,
+            lambda: (
+                len(screen.rows) > 0
+                and screen.matches
+                and screen.matches[0].text == "coming"
+                or any(m.text == " coming" for m in screen.matches)
+            ),
+        )
         token_id = app.main.vocab.texts.index(" coming")
         screen.show_token(token_id)
         # The best row is the token's best neuron over all layers (the float64 reference agrees).
         best = max(
-            ((layer, n, d) for layer, w in enumerate(tiny_weights.w_out) for n, d in enumerate(reference_scores(w, tiny_weights.unembed, None, Projection())[:, token_id])),
+            (
+                (layer, n, d)
+                for layer, w in enumerate(tiny_weights.w_out)
+                for n, d in enumerate(
+                    reference_scores(w, tiny_weights.unembed, None, Projection())[:, token_id]
+                )
+            ),
             key=lambda hit: abs(hit[2]),
         )
         assert screen.rows[0] == (best[0], best[1])
@@ -366,5 +386,15 @@ async def test_command_palette_lists_the_actions(tiny_gguf, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        for expected in ("Next layer", "Export", "Sort", "Filter", "All layers", "Token search", "Coverage", "Mark", "Detail"):
+        for expected in (
+            "Next layer",
+            "Export",
+            "Sort",
+            "Filter",
+            "All layers",
+            "Token search",
+            "Coverage",
+            "Mark",
+            "Detail",
+        ):
             assert expected in titles

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
-
 from cli_helpers import run_cli
-from engine.settings import Projection
-from engine.sources.resolve import bundled_model_path, locate_model, open_source
 from exactness import assert_ranked_equal
 from reference import reference_layer
+
+from engine.settings import Projection
+from engine.sources.resolve import bundled_model_path, locate_model, open_source
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +37,18 @@ def _records_to_arrays(records, field):
 
 def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_path):
     out = tmp_path / "x.jsonl"
-    args = ["scan", "--layers", "0,13,29", "--top-k", "10", "--device", "cpu", "--cache-dir", str(tmp_path / "c")]
-    started = time.perf_counter()
+    args = [
+        "scan",
+        "--layers",
+        "0,13,29",
+        "--top-k",
+        "10",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     cold = run_cli(*args, "--output", str(out))
-    cold_seconds = time.perf_counter() - started
     assert cold.returncode == 0, cold.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 4608
@@ -50,19 +57,22 @@ def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_p
         rows = [r for r in records if r["layer"] == layer]
         ref = reference_layer(bundled.mlp_out(layer), unembed, None, Projection(), 10, 8)
         scores = ref["scores"]
-        for field, key, ref_ids in (("top", np.abs, ref["top_ids"]), ("promote", None, ref["promote_ids"]), ("suppress", None, ref["suppress_ids"])):
+        for field, key, ref_ids in (
+            ("top", np.abs, ref["top_ids"]),
+            ("promote", None, ref["promote_ids"]),
+            ("suppress", None, ref["suppress_ids"]),
+        ):
             ids, dots = _records_to_arrays(rows, field)
 
             assert_ranked_equal(ids, dots, scores, ref_ids, key or (lambda x: x))
         np.testing.assert_allclose([r["max_dot"] for r in rows], ref["max_dot"], rtol=1e-5)
         np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
         np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
-    started = time.perf_counter()
     warm = run_cli(*args, "--output", str(tmp_path / "y.jsonl"))
-    warm_seconds = time.perf_counter() - started
     assert warm.returncode == 0 and "computed" not in warm.stderr
+    assert "loading model weights" not in warm.stderr, "a warm run reads the cache, not the weights"
+    assert warm.stderr.count("from cache") == 3
     assert (tmp_path / "y.jsonl").read_text() == out.read_text()
-    assert warm_seconds <= cold_seconds / 10, (cold_seconds, warm_seconds)
 
 
 def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
@@ -70,8 +80,20 @@ def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
     of every neuron of layers 0 and 29 equal the float64 reference."""
     out = tmp_path / "flags.jsonl"
     done = run_cli(
-        "scan", "--layers", "0,29", "--top-k", "10", "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
-        "--fold-final-norm", "--center-unembed", "--cosine", "--output", str(out),
+        "scan",
+        "--layers",
+        "0,29",
+        "--top-k",
+        "10",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--fold-final-norm",
+        "--center-unembed",
+        "--cosine",
+        "--output",
+        str(out),
     )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -82,7 +104,11 @@ def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
     for layer in (0, 29):
         rows = [r for r in records if r["layer"] == layer]
         ref = reference_layer(bundled.mlp_out(layer), unembed, norm, projection, 10, 8)
-        for field, key, ref_ids in (("top", np.abs, ref["top_ids"]), ("promote", None, ref["promote_ids"]), ("suppress", None, ref["suppress_ids"])):
+        for field, key, ref_ids in (
+            ("top", np.abs, ref["top_ids"]),
+            ("promote", None, ref["promote_ids"]),
+            ("suppress", None, ref["suppress_ids"]),
+        ):
             ids, dots = _records_to_arrays(rows, field)
             assert_ranked_equal(ids, dots, ref["scores"], ref_ids, key or (lambda x: x))
         np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
@@ -108,7 +134,20 @@ def test_direct_gguf_read_equals_transformer_bridge(bundled):
 def test_tokens_command_over_all_layers_equals_reference(bundled, tmp_path):
     """`tokens " the" " coming" "St" --top 5`: each exact token's 5 best neurons over all 30 layers."""
     out = tmp_path / "t.jsonl"
-    done = run_cli("tokens", " the", " coming", "St", "--top", "5", "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--output", str(out))
+    done = run_cli(
+        "tokens",
+        " the",
+        " coming",
+        "St",
+        "--top",
+        "5",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--output",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     unembed = bundled.unembed()

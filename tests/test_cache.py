@@ -73,7 +73,12 @@ def test_damaged_value_is_detected_and_dropped(tmp_path):
     payload = os.urandom(100_000)  # large enough to live in its own file
     cache.set("k", payload)
     assert cache.get("k") == payload
-    files = [os.path.join(root, name) for root, _, names in os.walk(tmp_path / "c") for name in names if name.endswith(".val")]
+    files = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(tmp_path / "c")
+        for name in names
+        if name.endswith(".val")
+    ]
     assert files
     with open(files[0], "r+b") as handle:
         handle.seek(5000)
@@ -101,7 +106,9 @@ def test_pickled_entry_is_never_unpickled(tmp_path):
 
 
 def test_no_cache_reads_and_writes_nothing(tiny_gguf, tmp_path):
-    engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c", use_cache=False))
+    engine = NeuronEngine(
+        EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c", use_cache=False)
+    )
     engine.layer(0, ScanSettings())
     assert engine.cache is None
     assert not (tmp_path / "c").exists()

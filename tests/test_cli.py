@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pytest
-
 from cli_helpers import run_cli
 from reference import reference_layer
 
 
 def _scan(tiny_gguf, tmp_path, *extra: str):
-    return run_cli("scan", "--model", str(tiny_gguf), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), *extra)
+    return run_cli(
+        "scan", "--model", str(tiny_gguf), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), *extra
+    )
 
 
 def test_jsonl_records_equal_the_reference(tiny_gguf, tiny_weights, tmp_path):
@@ -22,9 +23,29 @@ def test_jsonl_records_equal_the_reference(tiny_gguf, tiny_weights, tmp_path):
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 2 * 96
-    assert {"model", "layer", "neuron", "max_dot", "top", "promote", "suppress", "kurtosis", "skew", "class", "null_z", "null_pct"} <= set(records[0])
+    assert {
+        "model",
+        "layer",
+        "neuron",
+        "max_dot",
+        "top",
+        "promote",
+        "suppress",
+        "kurtosis",
+        "skew",
+        "class",
+        "null_z",
+        "null_pct",
+    } <= set(records[0])
     for layer in (0, 2):
-        ref = reference_layer(tiny_weights.w_out[layer], tiny_weights.unembed, None, __import__("engine.settings").settings.Projection(), 4, 8)
+        ref = reference_layer(
+            tiny_weights.w_out[layer],
+            tiny_weights.unembed,
+            None,
+            __import__("engine.settings").settings.Projection(),
+            4,
+            8,
+        )
         rows = [r for r in records if r["layer"] == layer]
         assert [r["neuron"] for r in rows] == list(range(96))
         ids = np.array([[t["token_id"] for t in r["top"]] for r in rows])
@@ -118,7 +139,19 @@ def test_unwritable_output(tiny_gguf, tmp_path):
 def test_scan_help_documents_the_options():
     done = run_cli("scan", "--help")
     assert done.returncode == 0
-    for word in ("--layers", "--top-k", "--output", ".jsonl", ".csv", "--model", "--device", "--dtype", "--cache-dir", "--no-cache", "--cosine"):
+    for word in (
+        "--layers",
+        "--top-k",
+        "--output",
+        ".jsonl",
+        ".csv",
+        "--model",
+        "--device",
+        "--dtype",
+        "--cache-dir",
+        "--no-cache",
+        "--cosine",
+    ):
         assert word in done.stdout
 
 
@@ -139,6 +172,11 @@ def test_unexpected_errors_are_one_line_unless_debugging(tmp_path):
     env.pop("NEURON_TUI_DEBUG", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["neuron-tui: internal error: RuntimeError: boom; rerun with NEURON_TUI_DEBUG=1 for the traceback and report it"]
-    debug = subprocess.run([sys.executable, "-c", code], env={**env, "NEURON_TUI_DEBUG": "1"}, capture_output=True, text=True)
+    assert done.stderr.strip().splitlines() == [
+        "neuron-tui: internal error: RuntimeError: boom; "
+        "rerun with NEURON_TUI_DEBUG=1 for the traceback and report it"
+    ]
+    debug = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "NEURON_TUI_DEBUG": "1"}, capture_output=True, text=True
+    )
     assert "Traceback" in debug.stderr

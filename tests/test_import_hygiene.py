@@ -6,20 +6,24 @@ import pkgutil
 import subprocess
 import sys
 
-import engine
 from cli_helpers import ROOT
+
+import engine
 
 
 def _modules_after(code: str) -> set[str]:
     done = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     )
     return set(done.stdout.split())
 
 
 def test_no_engine_module_imports_textual():
-    names = [f"engine.{m.name}" for m in pkgutil.walk_packages(engine.__path__, "") ]
+    names = [f"engine.{m.name}" for m in pkgutil.walk_packages(engine.__path__, "")]
     code = "\n".join(f"import {name}" for name in names)
     loaded = _modules_after(code)
     assert not any(name == "textual" or name.startswith("textual.") for name in loaded)
@@ -35,10 +39,14 @@ def test_warm_cache_reads_without_torch(tiny_gguf, tmp_path):
     from engine.session import EngineOptions, NeuronEngine
     from engine.settings import ScanSettings
 
-    NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c")).layer(2, ScanSettings())
+    NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c")).layer(
+        2, ScanSettings()
+    )
     code = (
         "from engine.session import EngineOptions, NeuronEngine\n"
-        f"e = NeuronEngine(EngineOptions(model={str(tiny_gguf)!r}, device='cpu', cache_dir={str(tmp_path / 'c')!r}))\n"
+        f"options = EngineOptions(model={str(tiny_gguf)!r}, device='cpu', "
+        f"cache_dir={str(tmp_path / 'c')!r})\n"
+        "e = NeuronEngine(options)\n"
         "from engine.settings import ScanSettings\n"
         "r = e.layer(2, ScanSettings()); assert e.vocabulary.text(256) == ' coming' and not e.source_loaded"
     )

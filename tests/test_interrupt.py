@@ -9,20 +9,34 @@ import subprocess
 import sys
 
 import numpy as np
-
 from cli_helpers import ROOT, run_cli
 from models import random_weights, write_gguf
 from reference import reference_layer
+
 from engine.settings import Projection
 
 
 def test_sigint_mid_scan_exits_130_and_keeps_the_cache(tmp_path):
     weights = random_weights(n_layers=4, d_model=128, d_mlp=1024, d_vocab=20000, seed=11)
     model = write_gguf(tmp_path / "medium.gguf", weights)
-    args = ["scan", "--model", str(model), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--chunk-tokens", "8", "--top-k", "3"]
+    args = [
+        "scan",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--chunk-tokens",
+        "8",
+        "--top-k",
+        "3",
+    ]
     process = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", *args, "--output", str(tmp_path / "x.jsonl")],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for line in process.stderr:
         if line.startswith("layer 0:"):

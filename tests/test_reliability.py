@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from app_helpers import make_app, settle, wait_for
 from cli_helpers import ROOT, run_cli
-from engine.settings import Projection, ScanSettings
 from models import random_weights, write_gguf
 from reference import reference_layer
+
+from engine.settings import Projection, ScanSettings
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +45,27 @@ def medium_reference(medium):
 
 
 def _scan_args(model: Path, cache: Path, out: Path) -> list[str]:
-    return ["scan", "--model", str(model), "--device", "cpu", "--cache-dir", str(cache), "--top-k", "5", "--chunk-tokens", "256", "--output", str(out)]
+    return [
+        "scan",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache),
+        "--top-k",
+        "5",
+        "--chunk-tokens",
+        "256",
+        "--output",
+        str(out),
+    ]
 
 
 def _popen(args: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tui.cli", *args], env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", *args], env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs
+    )
 
 
 def assert_output_matches(out: Path, reference: dict) -> None:
@@ -68,7 +84,11 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_layer(medium, medium_refer
     rng = random.Random(7)
     kills = int(os.environ.get("NEURON_TUI_KILLS", "20"))
     for attempt in range(kills):
-        process = _popen(_scan_args(model, cache, tmp_path / f"killed{attempt}.jsonl"), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        process = _popen(
+            _scan_args(model, cache, tmp_path / f"killed{attempt}.jsonl"),
+            stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.05, 2.5))
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -105,7 +125,12 @@ def test_two_concurrent_scans_on_one_fresh_cache(medium, medium_reference, tmp_p
     _, model = medium
     cache = tmp_path / "cache"
     processes = [
-        _popen(_scan_args(model, cache, tmp_path / f"c{i}.jsonl"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        _popen(
+            _scan_args(model, cache, tmp_path / f"c{i}.jsonl"),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
         for i in range(2)
     ]
     for process in processes:
@@ -119,8 +144,14 @@ def test_two_concurrent_scans_on_one_fresh_cache(medium, medium_reference, tmp_p
 async def test_explorer_and_scan_share_a_cache(medium, medium_reference, tmp_path):
     _, model = medium
     cache = tmp_path / "cache"
-    scan = _popen(_scan_args(model, cache, tmp_path / "shared.jsonl"), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    app = make_app(model, cache, settings=__import__("engine.settings").settings.ScanSettings(top_k=5), chunk_tokens=256)
+    scan = _popen(
+        _scan_args(model, cache, tmp_path / "shared.jsonl"),
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    app = make_app(
+        model, cache, settings=__import__("engine.settings").settings.ScanSettings(top_k=5), chunk_tokens=256
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.main.activity.startswith("all "))
         np.testing.assert_array_equal(app.main.result.top_ids, medium_reference[N_LAYERS - 1]["top_ids"])
@@ -140,7 +171,10 @@ def test_full_disk_runs_uncached_with_a_warning(medium, medium_reference, tmp_pa
     out = tmp_path / "full.jsonl"
     done = subprocess.run(
         [sys.executable, "-m", "tui.cli", *_scan_args(model, cache, Path("-"))],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, preexec_fn=_limit_file_size,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_file_size,
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -155,49 +189,72 @@ def test_full_disk_runs_uncached_with_a_warning(medium, medium_reference, tmp_pa
 
 def test_read_only_cache_location_runs_uncached(medium, tmp_path):
     _, model = medium
-    done = run_cli("scan", "--model", str(model), "--device", "cpu", "--layers", "0", "--cache-dir", "/proc/neuron-tui-cache", "--output", str(tmp_path / "x.jsonl"))
+    done = run_cli(
+        "scan",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--layers",
+        "0",
+        "--cache-dir",
+        "/proc/neuron-tui-cache",
+        "--output",
+        str(tmp_path / "x.jsonl"),
+    )
     assert done.returncode == 0, done.stderr
     assert "running without the cache" in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "x.jsonl").exists()
 
 
-def _explorer_in_tmux(model: Path, cache: Path, session: str, term: str = "xterm-256color", extra_env: str = "") -> int:
+def _explorer_in_tmux(
+    model: Path, cache: Path, session: str, term: str = "xterm-256color", extra_env: str = ""
+) -> int:
     command = (
-        f"cd {ROOT} && {extra_env} TERM={term} PYTHONPATH={ROOT} {sys.executable} -m tui.cli --model {model} --device cpu "
-        f"--cache-dir {cache} --top-k 5 --chunk-tokens 64; echo EXIT=$? > {cache.parent / (session + '.exit')}"
+        f"cd {ROOT} && {extra_env} TERM={term} PYTHONPATH={ROOT} {sys.executable} -m tui.cli "
+        f"--model {model} --device cpu --cache-dir {cache} --top-k 5 --chunk-tokens 64; "
+        f"echo EXIT=$? > {cache.parent / (session + '.exit')}"
     )
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True)
-    for _ in range(200):
-        found = subprocess.run(["pgrep", "-f", f"tui.cli --model {model}"], capture_output=True, text=True).stdout.split()
+    while True:
+        found = subprocess.run(
+            ["pgrep", "-f", f"tui.cli --model {model}"], capture_output=True, text=True
+        ).stdout.split()
         # The tmux server and the shell carry the same command line: pick the Python process.
         pythons = [int(pid) for pid in found if Path(f"/proc/{pid}/comm").read_text().startswith("python")]
         if pythons:
             return pythons[0]
         time.sleep(0.05)
-    raise AssertionError("the explorer did not start")
+
+
+def _until(condition, step: float = 0.05) -> None:
+    """Wait for a state, however long the machine takes; pytest-timeout ends a real hang."""
+    while not condition():
+        time.sleep(step)
 
 
 def _pane(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+    ).stdout
 
 
-@pytest.mark.skipif(not __import__("shutil").which("tmux"), reason="tmux is needed to give the explorer a real terminal")
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGHUP, 129), (signal.SIGINT, 130)], ids=["SIGHUP", "SIGINT"])
+@pytest.mark.skipif(
+    not __import__("shutil").which("tmux"), reason="tmux is needed to give the explorer a real terminal"
+)
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGHUP, 129), (signal.SIGINT, 130)], ids=["SIGHUP", "SIGINT"]
+)
 def test_hang_up_or_interrupt_mid_scan_exits_cleanly(medium, medium_reference, tmp_path, signum, code):
     _, model = medium
     cache = tmp_path / "cache"
     session = f"ntui{os.getpid()}{signum}"
     try:
         pid = _explorer_in_tmux(model, cache, session)
-        deadline = time.monotonic() + 60
-        while "computing" not in _pane(session) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "computing" in _pane(session)
+        _until(lambda: "computing" in _pane(session))
         os.kill(pid, signum)
         exit_file = tmp_path / f"{session}.exit"
-        deadline = time.monotonic() + 10
-        while not exit_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until(exit_file.exists)
         assert exit_file.read_text().strip() == f"EXIT={code}"
         assert "Traceback" not in _pane(session)
     finally:
@@ -207,20 +264,17 @@ def test_hang_up_or_interrupt_mid_scan_exits_cleanly(medium, medium_reference, t
     assert_output_matches(tmp_path / "after.jsonl", medium_reference)
 
 
-@pytest.mark.skipif(not __import__("shutil").which("tmux"), reason="tmux is needed to give the explorer a real terminal")
+@pytest.mark.skipif(
+    not __import__("shutil").which("tmux"), reason="tmux is needed to give the explorer a real terminal"
+)
 def test_dumb_terminal_without_colour(tiny_gguf, tmp_path):
     session = f"ntuidumb{os.getpid()}"
     cache = tmp_path / "cache"
     try:
         _explorer_in_tmux(tiny_gguf, cache, session, term="dumb", extra_env="NO_COLOR=1")
-        deadline = time.monotonic() + 30
-        while "Layer 2 / 2" not in _pane(session) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "Layer 2 / 2" in _pane(session)
+        _until(lambda: "Layer 2 / 2" in _pane(session))
         subprocess.run(["tmux", "send-keys", "-t", session, "]", "[", "j", "space", "q"])
-        deadline = time.monotonic() + 10
-        while not (tmp_path / f"{session}.exit").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until((tmp_path / f"{session}.exit").exists)
         assert (tmp_path / f"{session}.exit").read_text().strip() == "EXIT=0"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
@@ -246,7 +300,19 @@ async def test_resizing_down_to_40x12_and_back(tiny_gguf, tmp_path):
 def test_hostile_tokens_stay_intact_in_exports(tiny_gguf, tmp_path):
     hostile = ["[/]", "[bold]x", "\x1b[31m", "a\nb", "nul\x00", "=cmd()", "<0xE2><0x80>"]
     jsonl, csv_path = tmp_path / "x.jsonl", tmp_path / "x.csv"
-    base = ["scan", "--model", str(tiny_gguf), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--top-k", "400", "--layers", "0"]
+    base = [
+        "scan",
+        "--model",
+        str(tiny_gguf),
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--top-k",
+        "400",
+        "--layers",
+        "0",
+    ]
     assert run_cli(*base, "--output", str(jsonl)).returncode == 0
     assert run_cli(*base, "--output", str(csv_path)).returncode == 0
     first = json.loads(jsonl.read_text().splitlines()[0])
@@ -276,7 +342,9 @@ def test_out_of_memory_shrinks_the_block_and_retries(tiny_gguf, tiny_weights, tm
         return real(*args, chunk_tokens=chunk_tokens, **kwargs)
 
     monkeypatch.setattr(scan_module, "scan_layer", flaky)
-    engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c", chunk_tokens=400))
+    engine = NeuronEngine(
+        EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c", chunk_tokens=400)
+    )
     result = engine.layer(1, ScanSettings())
     assert calls == [400, 200, 100]
     assert engine.shrunk_chunks == [200, 100]

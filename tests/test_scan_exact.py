@@ -7,12 +7,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from exactness import assert_layer_matches
+from reference import reference_layer
 
 from engine.projection import ProjectedUnembed
 from engine.scan import scan_layer
 from engine.settings import Projection
-from exactness import assert_layer_matches
-from reference import reference_layer
 
 ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, True], repeat=3)]
 
@@ -104,7 +104,9 @@ def test_scan_reports_progress_and_can_be_cancelled():
     w, u, g = _random(7)
     unembed = ProjectedUnembed(u, g, Projection(), torch.device("cpu"), torch.float32)
     seen = []
-    scan_layer(0, w, unembed, 5, 8, chunk_tokens=1000, progress=lambda done, total: seen.append((done, total)))
+    scan_layer(
+        0, w, unembed, 5, 8, chunk_tokens=1000, progress=lambda done, total: seen.append((done, total))
+    )
     assert seen == [(1000, 2500), (2000, 2500), (2500, 2500)]
     calls = iter([False, True])
     with pytest.raises(ScanCancelled):
@@ -117,6 +119,10 @@ def test_per_token_best_unit_alignment(projection):
     unembed = ProjectedUnembed(u, g, projection, torch.device("cpu"), torch.float32)
     result = scan_layer(0, w, unembed, 5, 8, chunk_tokens=33)
     scores = reference_layer(w, u, g, projection, 5, 8)["scores"]
-    unit = np.abs(scores) if projection.cosine else np.abs(scores) / np.linalg.norm(w.astype(np.float64), axis=1, keepdims=True)
+    unit = (
+        np.abs(scores)
+        if projection.cosine
+        else np.abs(scores) / np.linalg.norm(w.astype(np.float64), axis=1, keepdims=True)
+    )
     np.testing.assert_allclose(result.token_unit_best, unit.max(axis=0), rtol=1e-5)
     np.testing.assert_array_equal(result.token_unit_best_neuron, unit.argmax(axis=0))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from app_helpers import make_app, settle, wait_for
+
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.help import HelpScreen
 
@@ -29,7 +29,10 @@ def test_detail_screen(snap_compare, tiny_gguf, tmp_path, size):
     async def open_detail(pilot):
         await settle(pilot, pilot.app)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, NeuronDetailScreen) and pilot.app.screen.scores_settled)
+        await wait_for(
+            pilot,
+            lambda: isinstance(pilot.app.screen, NeuronDetailScreen) and pilot.app.screen.scores_settled,
+        )
         await pilot.pause(0.3)
 
     assert snap_compare(_app(tiny_gguf, tmp_path), terminal_size=size, run_before=open_detail)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from models import write_gguf
 
 from engine.errors import UserError
 from engine.sources.base import check_orientation
 from engine.sources.resolve import locate_model, open_source
-from models import write_gguf
 
 
 def test_gguf_source_reads_exact_weights(tiny_gguf, tiny_weights):
@@ -70,7 +70,10 @@ def test_fingerprint_follows_content_not_name(tmp_path, tiny_gguf, tiny_weights)
     assert locate_model(str(copy)).fingerprint == locate_model(str(tiny_gguf)).fingerprint
     changed = tiny_weights.w_out[:]
     changed[0] = changed[0] * 2
-    other = write_gguf(tmp_path / "other.gguf", type(tiny_weights)(changed, tiny_weights.unembed, tiny_weights.final_norm, tiny_weights.tokens))
+    other = write_gguf(
+        tmp_path / "other.gguf",
+        type(tiny_weights)(changed, tiny_weights.unembed, tiny_weights.final_norm, tiny_weights.tokens),
+    )
     assert locate_model(str(other)).fingerprint != locate_model(str(tiny_gguf)).fingerprint
 
 
@@ -98,10 +101,11 @@ def test_broken_gguf_is_a_user_error(tmp_path):
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_gpt2_dir"])
 def test_scan_of_bridge_loaded_models_equals_reference(fixture, request, tmp_path):
     """The whole path for checkpoints: TransformerBridge weights -> scan -> float64 reference."""
-    from engine.session import EngineOptions, NeuronEngine
-    from engine.settings import Projection, ScanSettings
     from exactness import assert_layer_matches
     from reference import reference_layer
+
+    from engine.session import EngineOptions, NeuronEngine
+    from engine.settings import Projection, ScanSettings
 
     folder = request.getfixturevalue(fixture)
     projection = Projection(fold_final_norm=True, center_unembed=True, cosine=False)
@@ -110,5 +114,7 @@ def test_scan_of_bridge_loaded_models_equals_reference(fixture, request, tmp_pat
     source = open_source(locate_model(str(folder)))
     for layer in range(engine.info.n_layers):
         result = engine.layer(layer, settings)
-        ref = reference_layer(source.mlp_out(layer), source.unembed(), source.final_norm_weight(), projection, 6, 8)
+        ref = reference_layer(
+            source.mlp_out(layer), source.unembed(), source.final_norm_weight(), projection, 6, 8
+        )
         assert_layer_matches(result, ref)

@@ -7,14 +7,14 @@ import json
 
 import numpy as np
 import pytest
-
 from cli_helpers import run_cli
+from reference import reference_scores
+
 from engine.coverage import compute_coverage
 from engine.null import NullBaseline
 from engine.settings import Projection
 from engine.token_search import TokenIndex
 from engine.tokens import Vocabulary
-from reference import reference_scores
 
 
 def _cli(tiny_gguf, tmp_path, *args):
@@ -44,7 +44,20 @@ def _reference_token_neurons(weights, token_id, top, projection=Projection()):
 @pytest.mark.parametrize("flags", [[], ["--fold-final-norm", "--center-unembed", "--cosine"]])
 def test_tokens_command_equals_float64_reference(tiny_gguf, tiny_weights, tmp_path, flags):
     out = tmp_path / "t.jsonl"
-    done = _cli(tiny_gguf, tmp_path, "tokens", " coming", "St", "[/]", "--top", "5", "--exact-only", "--output", str(out), *flags)
+    done = _cli(
+        tiny_gguf,
+        tmp_path,
+        "tokens",
+        " coming",
+        "St",
+        "[/]",
+        "--top",
+        "5",
+        "--exact-only",
+        "--output",
+        str(out),
+        *flags,
+    )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     projection = Projection(*(bool(flags),) * 3)
@@ -63,7 +76,9 @@ def test_tokens_command_includes_variants_and_rejects_unknown_text(tiny_gguf, tm
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert {r["token"] for r in rows} >= {" coming", "Coming"}
     bad = _cli(tiny_gguf, tmp_path, "tokens", "zzzzqqq")
-    assert bad.returncode == 2 and "no token matches" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert (
+        bad.returncode == 2 and "no token matches" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_coverage_against_its_definition(tiny_gguf, tiny_weights, tmp_path):
@@ -74,7 +89,9 @@ def test_coverage_against_its_definition(tiny_gguf, tiny_weights, tmp_path):
     threshold = document["null_p99"]
     best = np.zeros(400)
     for layer, w_out in enumerate(tiny_weights.w_out):
-        unit = np.abs(reference_scores(w_out, tiny_weights.unembed, None, Projection())) / np.linalg.norm(w_out.astype(np.float64), axis=1, keepdims=True)
+        unit = np.abs(reference_scores(w_out, tiny_weights.unembed, None, Projection())) / np.linalg.norm(
+            w_out.astype(np.float64), axis=1, keepdims=True
+        )
         layer_best = unit.max(axis=0)
         entry = document["layers"][layer]
         assert entry["covered"] == int((layer_best > threshold).sum())

@@ -26,8 +26,10 @@ from tui.widgets.neuron_list import NeuronList
 
 HELP_INTRO = (
     "neuron-tui projects every MLP neuron's output weights onto the unembedding (W_out[i] @ W_U).\n"
-    "max-dot = max |dot| over the vocabulary; top tokens are ranked by |dot|, green promotes, red suppresses.\n"
-    "null-z compares a neuron's max-dot per unit norm with random directions; kurt/class follow Gurnee et al. 2024.\n"
+    "max-dot = max |dot| over the vocabulary; top tokens are ranked by |dot|, "
+    "green promotes, red suppresses.\n"
+    "null-z compares a neuron's max-dot per unit norm with random directions; "
+    "kurt/class follow Gurnee et al. 2024.\n"
 )
 EXIT_CODES = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGTERM: 143}
 

@@ -50,7 +50,11 @@ class Option:
     settings: dict = field(default_factory=dict)  # argparse keyword arguments
 
 
-MODEL, PROJECTION, CACHE = "model and computation", "projection (all off: the raw logit lens on weights)", "cache"
+MODEL, PROJECTION, CACHE = (
+    "model and computation",
+    "projection (all off: the raw logit lens on weights)",
+    "cache",
+)
 
 OPTIONS: dict[str, Option] = {
     "model": Option(
@@ -63,7 +67,9 @@ OPTIONS: dict[str, Option] = {
         ),
     ),
     "device": Option(
-        ("--device",), MODEL, dict(default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+        ("--device",),
+        MODEL,
+        dict(default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)"),
     ),
     "dtype": Option(
         ("--dtype",),
@@ -86,10 +92,14 @@ OPTIONS: dict[str, Option] = {
         ),
     ),
     "chunk_tokens": Option(
-        ("--chunk-tokens",), MODEL, dict(type=_positive_int, default=None, metavar="N", help=argparse.SUPPRESS)
+        ("--chunk-tokens",),
+        MODEL,
+        dict(type=_positive_int, default=None, metavar="N", help=argparse.SUPPRESS),
     ),
     "fold_final_norm": Option(
-        ("--fold-final-norm",), PROJECTION, dict(action="store_true", help="scale W_U's rows by the final norm's weight")
+        ("--fold-final-norm",),
+        PROJECTION,
+        dict(action="store_true", help="scale W_U's rows by the final norm's weight"),
     ),
     "center_unembed": Option(
         ("--center-unembed",),
@@ -104,7 +114,12 @@ OPTIONS: dict[str, Option] = {
     "cache_dir": Option(
         ("--cache-dir",),
         CACHE,
-        dict(type=Path, default=None, metavar="DIR", help="cache directory (default: $NEURON_TUI_CACHE_DIR or ./.cache)"),
+        dict(
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="cache directory (default: $NEURON_TUI_CACHE_DIR or ./.cache)",
+        ),
     ),
     "no_cache": Option(
         ("--no-cache",), CACHE, dict(action="store_true", help="compute without reading or writing the cache")
@@ -120,7 +135,9 @@ OPTIONS: dict[str, Option] = {
         ),
     ),
     "layer": Option(
-        ("--layer",), None, dict(type=int, default=None, metavar="N", help="layer to open first (default: the last)")
+        ("--layer",),
+        None,
+        dict(type=int, default=None, metavar="N", help="layer to open first (default: the last)"),
     ),
     "layers": Option(
         ("--layers",), None, dict(default="all", metavar="SPEC", help="13, 0-5, 0,3,7 or all (default: all)")
@@ -130,9 +147,13 @@ OPTIONS: dict[str, Option] = {
         None,
         dict(default="-", metavar="PATH", help=".jsonl, .json, .csv or - for stdout (default: -)"),
     ),
-    "texts": Option(("texts",), None, dict(nargs="+", metavar="TEXT", help="token text, e.g. ' the' or coming")),
+    "texts": Option(
+        ("texts",), None, dict(nargs="+", metavar="TEXT", help="token text, e.g. ' the' or coming")
+    ),
     "top": Option(
-        ("--top",), None, dict(type=_positive_int, default=10, metavar="N", help="neurons per token (default: 10)")
+        ("--top",),
+        None,
+        dict(type=_positive_int, default=10, metavar="N", help="neurons per token (default: 10)"),
     ),
     "exact_only": Option(
         ("--exact-only",),
@@ -178,7 +199,9 @@ class Command:
         groups: dict[str, argparse._ArgumentGroup] = {}
         for name in self.options + ENGINE_OPTIONS:
             option = OPTIONS[name]
-            settings = dict(option.settings, dest=name) if option.flags[0].startswith("-") else dict(option.settings)
+            settings = (
+                dict(option.settings, dest=name) if option.flags[0].startswith("-") else dict(option.settings)
+            )
             if name in self.helps:
                 settings["help"] = self.helps[name]
             target = parser
@@ -240,7 +263,8 @@ COMMANDS: dict[str, Command] = {
             "or - for JSONL on stdout (default: -)",
             "top_k": f"tokens kept per neuron (default: {_DEFAULTS.top_k})",
         },
-        epilog="Progress goes to stderr. Bad input exits 2 with one line; Ctrl-C exits 130 and keeps the cache intact.",
+        epilog="Progress goes to stderr. Bad input exits 2 with one line; "
+        "Ctrl-C exits 130 and keeps the cache intact.",
     ),
     "layers": Command(
         "layers",

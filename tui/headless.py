@@ -31,7 +31,9 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
         def records():
             # One layer in memory at a time: its records are written before the next is scanned.
             for result in engine.layers(layers, settings, listener=progress):
-                yield from neuron_records(info.name, vocab, LayerNeurons.derive(result, null, settings.projection.cosine))
+                yield from neuron_records(
+                    info.name, vocab, LayerNeurons.derive(result, null, settings.projection.cosine)
+                )
 
         count = write_records(output, records(), metadata)
     if output != "-":
@@ -52,7 +54,17 @@ def layer_table(engine: NeuronEngine, settings: ScanSettings, layers: list[int],
     rows = [asdict(summarise(neurons)) for neurons in _all_layers(engine, settings, layers)]
     metadata = _metadata(engine, settings)
     if output == "-":
-        columns = ["layer", "p50", "p90", "p99", "max", "kurtosis_p99", "n_standout", "n_prediction", "n_suppression"]
+        columns = [
+            "layer",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "kurtosis_p99",
+            "n_standout",
+            "n_prediction",
+            "n_suppression",
+        ]
         print(f"# {metadata['model']} · projection {metadata['projection']}")
         print("\t".join(columns))
         for row in rows:
@@ -79,7 +91,9 @@ def tokens(
     for text in texts:
         matches = [m for m in index.find(text) if m.exact or not exact_only]
         if not matches:
-            raise UserError(f"no token matches {text!r}: check the spelling (a leading space matters, e.g. ' the')")
+            raise UserError(
+                f"no token matches {text!r}: check the spelling (a leading space matters, e.g. ' the')"
+            )
         queries.append((text, matches))
     with StderrProgress(layers) as progress:
         for _ in engine.layers(layers, settings, listener=progress):

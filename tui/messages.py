@@ -30,7 +30,9 @@ class LayerSummarised(Message):
     """A layer finished (or was read from the cache) in the background scan: its summary and the
     per-token arrays that token search and coverage use (the full result stays on disk)."""
 
-    def __init__(self, summary: LayerSummary, generation: int, token_table: TokenTable, unit_best: TokenTable) -> None:
+    def __init__(
+        self, summary: LayerSummary, generation: int, token_table: TokenTable, unit_best: TokenTable
+    ) -> None:
         super().__init__()
         self.summary, self.generation = summary, generation
         self.token_table, self.unit_best = token_table, unit_best

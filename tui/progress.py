@@ -45,14 +45,18 @@ class StderrProgress:
             self._say("loading model weights")
         elif event.stage == "scanning" and self._bar is not None:
             fraction = event.done / event.total if event.total else 0
-            self._bar.update(self._task, completed=self._finished + fraction, description=f"layer {event.layer}")
+            self._bar.update(
+                self._task, completed=self._finished + fraction, description=f"layer {event.layer}"
+            )
         elif event.stage in ("done", "cached"):
             self._finished += 1
             how = "from cache" if event.stage == "cached" else f"computed in {event.seconds:.2f} s"
             if self._bar is not None:
                 self._bar.update(self._task, completed=self._finished, description=f"layer {event.layer}")
             else:
-                self._say(f"layer {event.layer}: {event.total} neurons {how} ({self._finished}/{len(self.layers)})")
+                self._say(
+                    f"layer {event.layer}: {event.total} neurons {how} ({self._finished}/{len(self.layers)})"
+                )
 
     def _say(self, text: str) -> None:
         if self._bar is not None:

@@ -13,7 +13,9 @@ NULL_BASELINE: Literal["null"] = "null"
 ScanTarget = int | Literal["null"] | None  # a layer, the null baseline, or None when all is done
 
 
-def next_scan_target(n_layers: int, wanted: int | None, done: Collection[int], null_ready: bool) -> ScanTarget:
+def next_scan_target(
+    n_layers: int, wanted: int | None, done: Collection[int], null_ready: bool
+) -> ScanTarget:
     """What to compute next, given the layer on screen (``wanted``) and what is already done."""
     pending = [layer for layer in range(n_layers) if layer not in done]
     if not pending:

@@ -27,7 +27,7 @@ class ModelInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelInfo":
+    def from_dict(cls, data: dict) -> ModelInfo:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__})
 
 
@@ -48,8 +48,7 @@ class ModelSource(Protocol):
         """W_out of one layer, shape [d_mlp, d_model]."""
         ...
 
-    def vocabulary(self) -> Vocabulary:
-        ...
+    def vocabulary(self) -> Vocabulary: ...
 
 
 def check_orientation(name: str, array: np.ndarray, rows: int, cols: int) -> np.ndarray:

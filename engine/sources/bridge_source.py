@@ -51,11 +51,14 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
         hf_model = AutoModelForCausalLM.from_pretrained(
             model_dir, trust_remote_code=False, dtype=torch.float32, **extra
         )
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False, **({"gguf_file": gguf_file} if gguf_file else {}))
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_dir, trust_remote_code=False, **({"gguf_file": gguf_file} if gguf_file else {})
+        )
     except OSError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"cannot load the model in {model_dir}: {first}; neuron-tui reads safetensors or GGUF weights only"
+            f"cannot load the model in {model_dir}: {first}; "
+            "neuron-tui reads safetensors or GGUF weights only"
         ) from error
     except ValueError as error:
         raise UserError(f"cannot load the model in {model_dir}: {str(error).splitlines()[0]}") from error
@@ -76,12 +79,16 @@ class BridgeSource:
         self._bridge, self._tokenizer = load_bridge(model_dir, gguf_file)
         cfg = self._bridge.cfg
         if not getattr(cfg, "d_mlp", None):
-            raise UserError(f"model {display_name} has no dense MLP (d_mlp is unset); neuron-tui reads dense MLP models")
+            raise UserError(
+                f"model {display_name} has no dense MLP (d_mlp is unset); neuron-tui reads dense MLP models"
+            )
         has_norm = getattr(self._bridge, "ln_final", None) is not None
         self.info = ModelInfo(
             name=display_name,
             fingerprint=fingerprint,
-            architecture=str(getattr(cfg, "architecture", None) or type(self._bridge.original_model).__name__),
+            architecture=str(
+                getattr(cfg, "architecture", None) or type(self._bridge.original_model).__name__
+            ),
             n_layers=int(cfg.n_layers),
             d_model=int(cfg.d_model),
             d_mlp=int(cfg.d_mlp),
@@ -112,5 +119,7 @@ class BridgeSource:
         special = set(getattr(self._tokenizer, "all_special_ids", []) or [])
         special |= set(getattr(self._tokenizer, "added_tokens_decoder", {}) or {})
         style = _tokenizer_style(stored)
-        tokens = [stored_token_to_bytes(text, style, special=index in special) for index, text in enumerate(stored)]
+        tokens = [
+            stored_token_to_bytes(text, style, special=index in special) for index, text in enumerate(stored)
+        ]
         return Vocabulary.from_bytes(tokens[: self.info.d_vocab]).padded_to(self.info.d_vocab)

@@ -37,10 +37,13 @@ class GGUFSource:
             d_model = int(self._scalar_field(f"{arch}.embedding_length"))
             d_mlp = int(self._scalar_field(f"{arch}.feed_forward_length"))
         except KeyError as missing:
-            raise UserError(f"GGUF file {path} lacks {missing}: it does not look like a transformer language model") from None
+            raise UserError(
+                f"GGUF file {path} lacks {missing}: it does not look like a transformer language model"
+            ) from None
         if "blk.0.ffn_down.weight" not in self._tensors:
             raise UserError(
-                f"GGUF file {path} has no blk.0.ffn_down.weight (a mixture-of-experts or non-transformer model?); "
+                f"GGUF file {path} has no blk.0.ffn_down.weight "
+                "(a mixture-of-experts or non-transformer model?); "
                 "neuron-tui reads dense MLP models"
             )
         self._unembed_name = "output.weight" if "output.weight" in self._tensors else "token_embd.weight"
@@ -66,7 +69,9 @@ class GGUFSource:
         try:
             field = self._field(key)
         except KeyError:
-            raise UserError(f"GGUF file {self.path} lacks {key}: it does not look like a model file") from None
+            raise UserError(
+                f"GGUF file {self.path} lacks {key}: it does not look like a model file"
+            ) from None
         return bytes(field.parts[field.data[0]]).decode("utf-8")
 
     def _scalar_field(self, key: str) -> float:
@@ -102,7 +107,9 @@ class GGUFSource:
         out = np.empty((data.shape[0], *first.shape[1:]), dtype=np.float32)
         out[:_SLAB_ROWS] = first
         for start in range(_SLAB_ROWS, data.shape[0], _SLAB_ROWS):
-            out[start : start + _SLAB_ROWS] = gguf.quants.dequantize(data[start : start + _SLAB_ROWS], tensor.tensor_type)
+            out[start : start + _SLAB_ROWS] = gguf.quants.dequantize(
+                data[start : start + _SLAB_ROWS], tensor.tensor_type
+            )
         return out
 
     def unembed(self) -> np.ndarray:
@@ -120,11 +127,21 @@ class GGUFSource:
 
     def vocabulary(self) -> Vocabulary:
         tokens_field = self._field("tokenizer.ggml.tokens")
-        stored = [bytes(tokens_field.parts[index]).decode("utf-8", errors="replace") for index in tokens_field.data]
-        model = self._string_field("tokenizer.ggml.model") if "tokenizer.ggml.model" in self._reader.fields else "gpt2"
+        stored = [
+            bytes(tokens_field.parts[index]).decode("utf-8", errors="replace") for index in tokens_field.data
+        ]
+        model = (
+            self._string_field("tokenizer.ggml.model")
+            if "tokenizer.ggml.model" in self._reader.fields
+            else "gpt2"
+        )
         style = _TOKENIZER_STYLES.get(model, "literal")
         types_field = self._reader.fields.get("tokenizer.ggml.token_type")
-        types = [int(types_field.parts[index][0]) for index in types_field.data] if types_field else [1] * len(stored)
+        types = (
+            [int(types_field.parts[index][0]) for index in types_field.data]
+            if types_field
+            else [1] * len(stored)
+        )
         tokens = [
             stored_token_to_bytes(text, style, special=kind in _LITERAL_TOKEN_TYPES)
             for text, kind in zip(stored, types)

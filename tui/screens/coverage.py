@@ -29,16 +29,37 @@ class CoverageScreen(Screen[tuple[int, int] | None]):
     CoverageScreen #best-tokens, CoverageScreen #worst-tokens { height: 1fr; }
     """
 
-    def __init__(self, model: str, projection: str, coverage: Coverage, vocab: Vocabulary, n_layers: int, show: int = 40) -> None:
+    def __init__(
+        self,
+        model: str,
+        projection: str,
+        coverage: Coverage,
+        vocab: Vocabulary,
+        n_layers: int,
+        show: int = 40,
+    ) -> None:
         super().__init__()
-        self.model, self.projection, self.coverage, self.vocab, self.n_layers, self.show = model, projection, coverage, vocab, n_layers, show
+        self.model, self.projection, self.coverage, self.vocab, self.n_layers, self.show = (
+            model,
+            projection,
+            coverage,
+            vocab,
+            n_layers,
+            show,
+        )
         self.targets: dict[str, list[tuple[int, int]]] = {}
 
     def compose(self) -> ComposeResult:
         c = self.coverage
         head = Text(f"{self.model} · {self.projection} · ", style="bold")
-        head.append(f"{c.covered.sum()} of {c.d_vocab} tokens ({c.overall_share:.1%}) have a neuron aimed at them in some layer")
-        head.append(f"\ncovered = best |dot| / |W_out[i]| above the null's 99th percentile ({c.threshold:.4f}); ", style="dim")
+        head.append(
+            f"{c.covered.sum()} of {c.d_vocab} tokens ({c.overall_share:.1%}) "
+            "have a neuron aimed at them in some layer"
+        )
+        head.append(
+            f"\ncovered = best |dot| / |W_out[i]| above the null's 99th percentile ({c.threshold:.4f}); ",
+            style="dim",
+        )
         head.append(f"{len(c.layers)} of {self.n_layers} layers computed", style="dim")
         yield Static(head, id="coverage-title")
         with Horizontal(id="coverage-body"):
@@ -58,7 +79,9 @@ class CoverageScreen(Screen[tuple[int, int] | None]):
         for layer in c.layers:
             share = c.share(layer)
             bar = "█" * int(round(share / top * BAR_WIDTH))
-            per_layer.add_row(f"L{layer}", str(c.covered_per_layer[layer]), f"{share:.1%}", Text(bar, style="cyan"))
+            per_layer.add_row(
+                f"L{layer}", str(c.covered_per_layer[layer]), f"{share:.1%}", Text(bar, style="cyan")
+            )
         for table_id, best in (("best-tokens", True), ("worst-tokens", False)):
             table = self.query_one(f"#{table_id}", DataTable)
             table.add_columns("token", "best |dot|/|w|", "× null p99", "best neuron", "layers covered")

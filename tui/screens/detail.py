@@ -10,9 +10,9 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.message import Message
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
@@ -30,7 +30,10 @@ def _token_table(title: str, ids: np.ndarray, dots: np.ndarray, vocab: Vocabular
     table.add_column("dot", justify="right")
     for token_id, dot in zip(ids.tolist(), dots.tolist()):
         style = score_style(dot)
-        table.add_row(Text(token_label(vocab.text(token_id), limit), style=f"bold {style}"), Text(f"{dot:+.3f}", style=style))
+        table.add_row(
+            Text(token_label(vocab.text(token_id), limit), style=f"bold {style}"),
+            Text(f"{dot:+.3f}", style=style),
+        )
     return table
 
 
@@ -57,7 +60,13 @@ class NeuronDetailScreen(Screen[None]):
         score_row: Callable[[], np.ndarray],
     ) -> None:
         super().__init__()
-        self.info, self.neurons, self.neuron, self.vocab, self.score_row = info, neurons, neuron, vocab, score_row
+        self.info, self.neurons, self.neuron, self.vocab, self.score_row = (
+            info,
+            neurons,
+            neuron,
+            vocab,
+            score_row,
+        )
         self.result = neurons.result
         self.stats = neurons.stats(neuron)
         self.scores: np.ndarray | None = None
@@ -124,7 +133,9 @@ class NeuronDetailScreen(Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error  # shown in the plot's title; the screen stays usable
-            self.post_message(self.ScoresReady(None, str(error).splitlines()[0] if str(error) else type(error).__name__))
+            self.post_message(
+                self.ScoresReady(None, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            )
 
     def on_neuron_detail_screen_scores_ready(self, message: ScoresReady) -> None:
         self.scores = message.scores

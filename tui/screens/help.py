@@ -31,7 +31,14 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 80; max-width: 95%; height: 80%; border: thick $accent; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll {
+        width: 80;
+        max-width: 95%;
+        height: 80%;
+        border: thick $accent;
+        background: $surface;
+        padding: 0 1;
+    }
     """
 
     def __init__(self, groups: list[tuple[str, list[Binding]]], intro: str) -> None:

@@ -62,7 +62,9 @@ class MainScreen(Screen[None]):
         Binding("c", "coverage", "Coverage", id="coverage"),
     ]
 
-    def __init__(self, engine: NeuronEngine, state: ExplorerState, start_layer: int | None, export_dir: Path) -> None:
+    def __init__(
+        self, engine: NeuronEngine, state: ExplorerState, start_layer: int | None, export_dir: Path
+    ) -> None:
         super().__init__()
         self.engine, self.state = engine, state
         self.start_layer, self.export_dir = start_layer, export_dir
@@ -191,7 +193,9 @@ class MainScreen(Screen[None]):
             elif event.stage == "scanning" and (now - last_post > PROGRESS_INTERVAL or event.done == 0):
                 last_post = now
                 fraction = event.done / event.total if event.total else 0.0
-                self.post_message(Activity(f"computing layer {event.layer} ({fraction:.0%})", fraction, event.layer))
+                self.post_message(
+                    Activity(f"computing layer {event.layer} ({fraction:.0%})", fraction, event.layer)
+                )
 
         while not worker.is_cancelled:
             target = next_scan_target(n_layers, state.layer, done, null is not None)
@@ -300,7 +304,9 @@ class MainScreen(Screen[None]):
             null_values = state.null.values * scale
         shown = f"{len(order)} of {result.d_mlp}" if len(order) != result.d_mlp else f"{result.d_mlp}"
         values = result.max_dot[order] if len(order) else result.max_dot
-        self.query_one(MaxDotHistogram).show(values, f"layer {result.layer}: max-dot of {shown} neurons", null_values)
+        self.query_one(MaxDotHistogram).show(
+            values, f"layer {result.layer}: max-dot of {shown} neurons", null_values
+        )
         self._mark_histogram(listing.current_neuron)
         self.refresh_status()
 
@@ -396,7 +402,9 @@ class MainScreen(Screen[None]):
         if self.token_index is None:
             self.token_index = TokenIndex(self.vocab)
         tables = dict(sorted(self.state.token_tables.items()))
-        self.app.push_screen(TokenSearchScreen(self.token_index, tables, self.info.n_layers), self.jump_to_neuron)
+        self.app.push_screen(
+            TokenSearchScreen(self.token_index, tables, self.info.n_layers), self.jump_to_neuron
+        )
 
     def action_coverage(self) -> None:
         from engine.coverage import coverage_from_layers
@@ -456,7 +464,9 @@ class MainScreen(Screen[None]):
         self.write_export(path.strip(), self.neurons, chosen, self.state.settings)
 
     @work(thread=True, group="export", exit_on_error=False)
-    def write_export(self, path: str, neurons: LayerNeurons, chosen: list[int], settings: ScanSettings) -> None:
+    def write_export(
+        self, path: str, neurons: LayerNeurons, chosen: list[int], settings: ScanSettings
+    ) -> None:
         from engine.export import export_settings, neuron_records, write_records
 
         assert self.info is not None and self.vocab is not None

@@ -27,7 +27,14 @@ class ProjectionScreen(ModalScreen[Projection | None]):
 
     DEFAULT_CSS = """
     ProjectionScreen { align: center middle; }
-    ProjectionScreen > Vertical { width: 70; max-width: 95%; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
+    ProjectionScreen > Vertical {
+        width: 70;
+        max-width: 95%;
+        height: auto;
+        border: thick $accent;
+        background: $surface;
+        padding: 1 2;
+    }
     ProjectionScreen #projection-hint { color: $text-muted; }
     """
 
@@ -40,7 +47,9 @@ class ProjectionScreen(ModalScreen[Projection | None]):
             yield Label("Projection of W_out[i] onto the vocabulary", id="projection-title")
             for flag, label in FLAGS:
                 yield Checkbox(label, value=getattr(self.current, flag), id=flag)
-            yield Label("space toggles · enter applies · g all three · r raw · esc cancels", id="projection-hint")
+            yield Label(
+                "space toggles · enter applies · g all three · r raw · esc cancels", id="projection-hint"
+            )
 
     def _chosen(self) -> Projection:
         return Projection(**{flag: self.query_one(f"#{flag}", Checkbox).value for flag, _ in FLAGS})

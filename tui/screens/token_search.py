@@ -39,7 +39,9 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
             super().__init__()
             self.query, self.matches = query, matches
 
-    def __init__(self, index: TokenIndex, tables: dict[int, TokenTable], n_layers: int, top: int = 10) -> None:
+    def __init__(
+        self, index: TokenIndex, tables: dict[int, TokenTable], n_layers: int, top: int = 10
+    ) -> None:
         super().__init__()
         self.index, self.tables, self.n_layers, self.top = index, tables, n_layers, top
         self.matches: list[TokenMatch] = []
@@ -108,10 +110,13 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
         table.clear()
         self.rows = []
         for _, layer, neuron, dot, rank in hits[: self.top * 3]:
-            table.add_row(f"L{layer}", str(neuron), Text(f"{dot:+.4f}", style=score_style(dot)), str(rank + 1))
+            table.add_row(
+                f"L{layer}", str(neuron), Text(f"{dot:+.4f}", style=score_style(dot)), str(rank + 1)
+            )
             self.rows.append((layer, neuron))
         pending = self.n_layers - len(self.tables)
-        note = f"best neurons of {self.index.vocab.text(token_id)!r} (#{token_id}) in {len(self.tables)} computed layers"
+        token = self.index.vocab.text(token_id)
+        note = f"best neurons of {token!r} (#{token_id}) in {len(self.tables)} computed layers"
         if pending:
             note += f"; {pending} still pending"
         self.query_one("#search-note", Static).update(Text(note + " · Enter opens the neuron"))

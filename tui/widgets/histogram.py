@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 from textual_plotext import PlotextPlot
 
-
-
 MAX_CURVE_POINTS = 400
 
 
@@ -46,15 +44,25 @@ class MaxDotHistogram(PlotextPlot):
         if self.sorted_curve:
             ordered = np.sort(self.values)[::-1]
             # A few hundred points draw the same curve as tens of thousands, in a fraction of the time.
-            ranks = np.unique(np.linspace(0, len(ordered) - 1, min(len(ordered), MAX_CURVE_POINTS)).round().astype(int))
-            plt.plot(ranks.tolist(), ordered[ranks].tolist(), marker="braille", color="cyan", label="max-dot, sorted")
+            ranks = np.unique(
+                np.linspace(0, len(ordered) - 1, min(len(ordered), MAX_CURVE_POINTS)).round().astype(int)
+            )
+            plt.plot(
+                ranks.tolist(),
+                ordered[ranks].tolist(),
+                marker="braille",
+                color="cyan",
+                label="max-dot, sorted",
+            )
             plt.xlabel("rank")
             plt.ylabel("max |dot|")
             if self.marker is not None:
                 rank = int((ordered > self.marker).sum())
                 plt.vertical_line(rank, color="yellow")
         else:
-            low = float(min(self.values.min(), self.null_values.min() if self.null_values is not None else np.inf))
+            low = float(
+                min(self.values.min(), self.null_values.min() if self.null_values is not None else np.inf)
+            )
             high = float(self.values.max())
             bins = 50
             # numpy bins the values; plotext only draws the bars (its own binning is pure Python).
@@ -67,7 +75,13 @@ class MaxDotHistogram(PlotextPlot):
                 # Scaled to the neuron count so both shapes compare on one axis.
                 null_counts, _ = np.histogram(self.null_values, bins=bins, range=(low, high))
                 scale = len(self.values) / max(len(self.null_values), 1)
-                plt.plot(centres, (null_counts * scale).tolist(), color="magenta", marker="braille", label="random directions")
+                plt.plot(
+                    centres,
+                    (null_counts * scale).tolist(),
+                    color="magenta",
+                    marker="braille",
+                    label="random directions",
+                )
             plt.xlabel("max |dot| over the vocabulary")
             plt.ylabel("neurons")
             if self.marker is not None:

@@ -35,7 +35,13 @@ class LayerPicker(OptionList):
             self.layer = layer
 
     def __init__(self, n_layers: int, **kwargs) -> None:
-        super().__init__(*[Option(self._prompt(layer, None, 0.0, False, False), id=str(layer)) for layer in range(n_layers)], **kwargs)
+        super().__init__(
+            *[
+                Option(self._prompt(layer, None, 0.0, False, False), id=str(layer))
+                for layer in range(n_layers)
+            ],
+            **kwargs,
+        )
         self.n_layers = n_layers
         self.summaries: dict[int, LayerSummary] = {}
         self.current: int | None = None
@@ -46,7 +52,9 @@ class LayerPicker(OptionList):
         text = Text("▶" if current else " ", style="bold")
         text.append(f"L{layer:<3}", style="bold" if current else "")
         if summary is None:
-            text.append(" computing…" if computing else " pending", style="italic yellow" if computing else "dim")
+            text.append(
+                " computing…" if computing else " pending", style="italic yellow" if computing else "dim"
+            )
             return text
         text.append("✓", style="green")
         text.append(_bar(summary.p99, top), style="cyan")
@@ -57,7 +65,9 @@ class LayerPicker(OptionList):
 
     def _redraw(self, layer: int) -> None:
         top = max((s.p99 for s in self.summaries.values()), default=0.0)
-        prompt = self._prompt(layer, self.summaries.get(layer), top, layer == self.current, layer == self.computing)
+        prompt = self._prompt(
+            layer, self.summaries.get(layer), top, layer == self.current, layer == self.computing
+        )
         self.replace_option_prompt_at_index(layer, prompt)
 
     def _redraw_all(self) -> None:

@@ -100,7 +100,9 @@ class NeuronList(ScrollView, can_focus=True):
     def result(self) -> LayerResult | None:
         return self.neurons.result if self.neurons is not None else None
 
-    def show_layer(self, neurons: LayerNeurons, vocab: Vocabulary, order: np.ndarray, marked: Collection[int]) -> None:
+    def show_layer(
+        self, neurons: LayerNeurons, vocab: Vocabulary, order: np.ndarray, marked: Collection[int]
+    ) -> None:
         same_layer = self.neurons is not None and self.neurons.layer == neurons.layer
         previous = self.current_neuron if same_layer else None
         self.neurons, self.vocab, self.marked = neurons, vocab, marked
@@ -198,7 +200,11 @@ class NeuronList(ScrollView, can_focus=True):
     def _header(self) -> Text:
         text = Text("  ")
         for column in self._columns():
-            text.append(column.title.rjust(column.width) if column.title != "class" else column.title.ljust(column.width))
+            text.append(
+                column.title.rjust(column.width)
+                if column.title != "class"
+                else column.title.ljust(column.width)
+            )
             text.append(" ")
         text.append("top tokens by |dot| (green promotes, red suppresses)")
         return text
@@ -250,5 +256,8 @@ class NeuronList(ScrollView, can_focus=True):
 
     def _strip(self, text: Text, width: int, style: Style) -> Strip:
         text.truncate(width, overflow="ellipsis")
-        segments = [Segment(seg.text, style + seg.style if seg.style else style) for seg in text.render(self.app.console)]
+        segments = [
+            Segment(seg.text, style + seg.style if seg.style else style)
+            for seg in text.render(self.app.console)
+        ]
         return Strip(segments).extend_cell_length(width, style).crop(0, width)

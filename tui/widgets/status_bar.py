@@ -23,7 +23,18 @@ class StatusBar(Horizontal):
         yield Static(id="status-text")
         yield ProgressBar(total=100, show_eta=False, id="status-progress")
 
-    def show(self, model: str, device: str, projection: str, layer: int | None, last_layer: int, marked: int, activity: str, sort: str, filter_text: str) -> None:
+    def show(
+        self,
+        model: str,
+        device: str,
+        projection: str,
+        layer: int | None,
+        last_layer: int,
+        marked: int,
+        activity: str,
+        sort: str,
+        filter_text: str,
+    ) -> None:
         text = Text()
         text.append(f" {model}", style="bold")
         text.append(f" · {device} · {projection}")
