@@ -18,13 +18,13 @@ from pathlib import Path
 
 import diskcache
 
+from engine.cache_location import default_cache_dir
 from engine.errors import UserError
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"NTUI1\x00"
 _DIGEST_BYTES = 32
-CACHE_ENV = "NEURON_TUI_CACHE_DIR"
 
 
 class UnsafeEntry(Exception):
@@ -55,10 +55,6 @@ class BytesOnlyDisk(diskcache.Disk):
         if filename is not None and (os.path.isabs(filename) or ".." in Path(filename).parts):
             raise UnsafeEntry("cache entry points outside the cache directory")
         return super().fetch(mode, filename, value, read)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or ".cache")
 
 
 def _seal(payload: bytes) -> bytes:
@@ -154,7 +150,7 @@ def open_cache(directory: Path | str | None, enabled: bool = True) -> tuple[Resu
     """The cache, or (None, warning) when it cannot be used: the run then goes on uncached."""
     if not enabled:
         return None, None
-    directory = Path(directory) if directory else default_cache_dir()
+    directory = Path(directory).expanduser() if directory else default_cache_dir()[0]
     try:
         return ResultCache(directory), None
     except UserError as error:

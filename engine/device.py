@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from engine.errors import UserError
 
@@ -20,7 +21,6 @@ def resolve_device(name: str):
     """The torch.device for ``name``; ``auto`` picks CUDA when it is available."""
     import torch
 
-    check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
         if name == "cpu":
@@ -35,6 +35,25 @@ def resolve_device(name: str):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     return torch.device(name)
+
+
+def nvidia_gpu_present() -> bool:
+    """An NVIDIA GPU with its kernel driver loaded, seen without importing torch."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/nvidia0").exists()
+
+
+def cpu_only_torch_warning() -> str | None:
+    """A warning when this machine has a CUDA GPU that the installed torch cannot use."""
+    import torch
+
+    if torch.version.cuda is not None or not nvidia_gpu_present():
+        return None
+    return (
+        f"warning: this machine has an NVIDIA GPU but torch {torch.__version__} is a CPU-only build, so "
+        "everything runs on the CPU; install a CUDA build with 'make run TORCH_SPEC=torch' "
+        "(or 'pip install --force-reinstall torch')"
+    )
 
 
 def torch_dtype(name: str):

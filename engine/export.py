@@ -28,8 +28,10 @@ FORMATS = (".jsonl", ".json", ".csv")
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_settings(info: ModelInfo, settings: ScanSettings, device: str) -> dict:
-    return {"model": info.name, "fingerprint": info.fingerprint, **settings.to_dict(), "device": device}
+def export_settings(info: ModelInfo, settings: ScanSettings) -> dict:
+    """What produced the results: the model and every setting. (Each neuron record names the
+    device that computed its layer, which a warm run reads from the cache.)"""
+    return {"model": info.name, "fingerprint": info.fingerprint, **settings.to_dict()}
 
 
 def _tokens(ids: np.ndarray, dots: np.ndarray, vocab: Vocabulary) -> list[dict]:
@@ -67,6 +69,7 @@ def neuron_records(
             "skew": _finite(stats.skew),
             "kurtosis": _finite(stats.kurtosis),
             "class": stats.klass,
+            "device": result.device,
         }
         if stats.null_z is not None:
             record["null_z"] = stats.null_z
@@ -78,7 +81,7 @@ def check_output_path(path: str) -> None:
     """Fail before any work when the output cannot be written."""
     if path == "-":
         return
-    target = Path(path)
+    target = Path(path).expanduser()
     if target.suffix.lower() not in FORMATS:
         raise UserError(
             f"unknown output extension {target.suffix or '(none)'!r} in {path}: "
@@ -89,8 +92,17 @@ def check_output_path(path: str) -> None:
         raise UserError(f"output path {path} is a directory: give a file name")
     if not parent.is_dir():
         raise UserError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+    if target.exists() and not os.access(target, os.W_OK):
         raise UserError(f"cannot write {path}: permission denied; choose another output path")
+    # Permissions, read-only or special file systems (/sys, /proc): only a real file tells.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=parent)
+    except OSError as error:
+        raise UserError(
+            f"cannot write {path}: {error.strerror or error}; choose another output path"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def neutralise_cell(text: str) -> str:
@@ -118,6 +130,7 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
                 "projection",
                 "dtype",
                 "fingerprint",
+                "device",
             ]
             yield header
             header_written = True
@@ -138,6 +151,7 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
             settings["projection"],
             settings["dtype"],
             settings["fingerprint"],
+            record["device"],
         ]
         yield row
 
@@ -171,7 +185,7 @@ def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
     if path == "-":
         return _write_stream(sys.stdout, ".jsonl", records, settings)
     check_output_path(path)
-    target = Path(path)
+    target = Path(path).expanduser()
     fmt = target.suffix.lower()
     counted: list[int] = []
     _atomic_write(
@@ -185,7 +199,7 @@ def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
 def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
     """Flat rows (no nested lists) to .jsonl, .json (``{"settings", key: rows}``) or .csv."""
     check_output_path(path)
-    target = Path(path)
+    target = Path(path).expanduser()
     fmt = target.suffix.lower()
 
     def write(handle: io.TextIOBase) -> None:
@@ -206,16 +220,49 @@ def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
     return len(rows)
 
 
+class _WriteFailed(Exception):
+    """An OSError while writing the output itself (not while computing what goes into it)."""
+
+
+class _CheckedWriter:
+    def __init__(self, handle: io.TextIOBase):
+        self._handle = handle
+
+    def write(self, text: str) -> int:
+        try:
+            return self._handle.write(text)
+        except OSError as error:
+            raise _WriteFailed(error) from error
+
+
 def _atomic_write(target: Path, write, newline: str | None) -> None:
-    """Write through a temporary file in the same directory, renamed into place when complete."""
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".part", dir=target.parent if str(target.parent) else "."
-    )
+    """Write through a temporary file in the same directory, renamed into place when complete.
+    A failure to write (a full disk, a vanished directory) leaves no file and names the path."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
-            write(handle)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as error:
+        raise UserError(
+            f"cannot write {target}: {error.strerror or error}; choose another output path"
+        ) from None
+    try:
+        handle = os.fdopen(fd, "w", encoding="utf-8", newline=newline)
+        try:
+            write(_CheckedWriter(handle))  # errors computing the content pass through as they are
+        finally:
+            try:
+                handle.close()  # flushes: a full disk may show only here
+            except OSError as error:
+                raise _WriteFailed(error) from error
+        try:
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+        except OSError as error:
+            raise _WriteFailed(error) from error
+    except _WriteFailed as failed:
+        Path(temporary).unlink(missing_ok=True)
+        error = failed.__cause__
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise UserError(f"cannot write {target}: {reason}; nothing was written") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -225,7 +272,7 @@ def write_document(path: str, document: dict) -> None:
     """One JSON document, written whole or not at all."""
     check_output_path(path)
     _atomic_write(
-        Path(path),
+        Path(path).expanduser(),
         lambda handle: (json.dump(document, handle, ensure_ascii=False, indent=1), handle.write("\n")),
         newline=None,
     )

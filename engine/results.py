@@ -35,6 +35,7 @@ class LayerResult:
     token_dots: np.ndarray  # [d_vocab, N + margin] float32, signed, fast precision: rescored when queried
     token_unit_best: np.ndarray  # [d_vocab] float32, max over neurons of |dot| / |W_out[i]| (coverage)
     token_unit_best_neuron: np.ndarray  # [d_vocab] int32, the neuron that reaches it
+    device: str = "unknown"  # what computed the layer (cpu, cuda:0): part of the results, not the run
 
     @property
     def d_mlp(self) -> int:
@@ -55,6 +56,7 @@ class LayerResult:
         with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
             values = {f.name: archive[f.name] for f in fields(cls)}
         values["layer"] = int(values["layer"])
+        values["device"] = str(values["device"])
         return cls(**values)
 
 

@@ -269,6 +269,7 @@ def scan_layer(
         token_dots=token_dots.cpu().numpy(),
         token_unit_best=unit_best.cpu().numpy(),
         token_unit_best_neuron=unit_best_neuron.cpu().numpy().astype(np.int32),
+        device=str(unembed.device),
     )
 
 

@@ -68,6 +68,7 @@ class NeuronEngine:
         self.cache: ResultCache | None
         self.cache, warning = open_cache(options.cache_dir, options.use_cache)
         self.warnings: list[str] = [warning] if warning else []
+        self.on_warning: Callable[[str], None] | None = None  # told of each warning raised later
         self._lock = threading.RLock()
         self._source = None
         self._device = None
@@ -87,6 +88,26 @@ class NeuronEngine:
 
     def layer_key(self, layer: int, settings: ScanSettings) -> str:
         return self._key("layer", settings.cache_tag, layer)
+
+    # --- checks before any heavy work -------------------------------------------------------
+    def check(self, settings: ScanSettings) -> None:
+        """Refuse, in milliseconds, what would fail later: a damaged model file or config, a
+        device that is not there, settings the model cannot satisfy."""
+        d_vocab = self._cached_info().d_vocab if self._cached_info() else self._header_vocab_size()
+        if d_vocab is not None and settings.top_k > d_vocab:
+            raise UserError(
+                f"top-k {settings.top_k} is more than the model's vocabulary of {d_vocab} tokens: "
+                f"use at most {d_vocab}"
+            )
+        if self.options.device not in ("auto", "cpu"):
+            _ = self.device  # an explicit CUDA device must exist, even when every result is cached
+
+    def _header_vocab_size(self) -> int | None:
+        from engine.sources.header import config_vocab_size, gguf_vocab_size
+
+        if self.location.kind == "gguf":
+            return gguf_vocab_size(self.location.path)
+        return config_vocab_size(self.location.path)
 
     # --- model ------------------------------------------------------------------------------
     @property
@@ -108,8 +129,7 @@ class NeuronEngine:
         if self.cache:
             self.cache.set_json(self._key("info"), info.to_dict())
 
-    @property
-    def info(self) -> ModelInfo:
+    def _cached_info(self) -> ModelInfo | None:
         if self._info is None and self.cache:
             data = self.cache.get_json(self._key("info"))
             if data is not None:
@@ -117,7 +137,11 @@ class NeuronEngine:
                     self._info = replace(ModelInfo.from_dict(data), name=self.location.display_name)
                 except (KeyError, TypeError):
                     self._info = None
-        if self._info is None:
+        return self._info
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._cached_info() is None:
             self._ensure_source()
         assert self._info is not None
         return self._info
@@ -144,12 +168,22 @@ class NeuronEngine:
                     self.cache.set(key, buffer.getvalue())
         return self._vocab
 
+    def warn(self, text: str) -> None:
+        """Record a warning once, and pass it on to whoever listens."""
+        if text not in self.warnings:
+            self.warnings.append(text)
+            if self.on_warning is not None:
+                self.on_warning(text)
+
     @property
     def device(self):
         if self._device is None:
-            from engine.device import resolve_device
+            from engine.device import cpu_only_torch_warning, resolve_device
 
             self._device = resolve_device(self.options.device)
+            note = cpu_only_torch_warning()
+            if note:
+                self.warn(note)
         return self._device
 
     def device_label(self) -> str:

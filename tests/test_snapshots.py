@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from app_helpers import make_app, settle, wait_for
 
@@ -11,8 +15,13 @@ from tui.screens.help import HelpScreen
 SIZES = [(120, 40), (80, 24)]
 
 
+# The help names the cache directory, so snapshots use one fixed path (emptied for each test).
+SNAPSHOT_CACHE = Path(tempfile.gettempdir()) / "neuron-tui-snapshot-cache"
+
+
 def _app(tiny_gguf, tmp_path):
-    return make_app(tiny_gguf, tmp_path / "c", export_dir=tmp_path)
+    shutil.rmtree(SNAPSHOT_CACHE, ignore_errors=True)
+    return make_app(tiny_gguf, SNAPSHOT_CACHE, export_dir=tmp_path)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

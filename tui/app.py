@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
@@ -53,11 +53,14 @@ class NeuronApp(App[int]):
         start_layer: int | None = None,
         export_dir: Path | None = None,
         handle_signals: bool = False,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.state = ExplorerState(settings or ScanSettings())
         self.handle_signals = handle_signals
+        self.on_exit = on_exit  # told the exit code as soon as an exit is asked for (the watchdog)
+        self.fatal_error: str | None = None  # set when the app ends because the model cannot be used
         self.main = MainScreen(engine, self.state, start_layer, export_dir or Path.cwd())
 
     def get_default_screen(self) -> Screen:
@@ -66,6 +69,17 @@ class NeuronApp(App[int]):
     def on_mount(self) -> None:
         if self.handle_signals:
             self._exit_on_signals()
+
+    def exit(self, result=None, return_code: int = 0, message=None) -> None:
+        if self.on_exit is not None:
+            self.on_exit(return_code)
+        super().exit(result, return_code, message)
+
+    def fail(self, text: str) -> None:
+        """End the app because nothing can be shown (the model cannot be opened): exit 2, and the
+        command line prints ``text`` once the terminal is restored."""
+        self.fatal_error = text
+        self.exit(None, 2)
 
     def _exit_on_signals(self) -> None:
         """A dropped SSH connection (SIGHUP), Ctrl-C sent as a signal (SIGINT) or SIGTERM: leave as
@@ -100,7 +114,9 @@ class NeuronApp(App[int]):
         from tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.binding_groups(), HELP_INTRO))
+            cache = self.engine.cache
+            where = f"cache: {cache.directory}" if cache else "cache: off (results are not kept)"
+            self.push_screen(HelpScreen(self.binding_groups(), HELP_INTRO + where + "\n"))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -118,7 +118,7 @@ OPTIONS: dict[str, Option] = {
             type=Path,
             default=None,
             metavar="DIR",
-            help="cache directory (default: $NEURON_TUI_CACHE_DIR or ./.cache)",
+            help="cache directory (see below)",
         ),
     ),
     "no_cache": Option(
@@ -204,11 +204,23 @@ class Command:
             )
             if name in self.helps:
                 settings["help"] = self.helps[name]
+            if name == "cache_dir":
+                settings["help"] = _cache_help()
             target = parser
             if option.group is not None:
                 target = groups.setdefault(option.group, parser.add_argument_group(option.group))
             target.add_argument(*option.flags, **settings)
         return parser
+
+
+def _cache_help() -> str:
+    from engine.cache_location import CACHE_ENV, default_cache_dir
+
+    path, why = default_cache_dir()
+    return (
+        f"cache directory; without it: ${CACHE_ENV}, else a source checkout's .cache/, else "
+        f"$XDG_CACHE_HOME/neuron-tui or ~/.cache/neuron-tui (here: {path}, from {why})"
+    )
 
 
 def _run_explorer(args, engine, settings, layers) -> int:
@@ -333,12 +345,22 @@ def opened_engine(command: Command, args: argparse.Namespace) -> Iterator:
     """The engine for a command: every cheap check first (output path, options), set-up warnings
     shown, the cache closed at the end."""
     from engine.export import check_output_path
+    from engine.layers import check_layer_spec
     from engine.session import NeuronEngine
 
     if "output" in command.options:
         check_output_path(args.output)
+    if "layers" in command.options:
+        check_layer_spec(args.layers)
     settings = scan_settings(args)
-    engine = NeuronEngine(engine_options(args))  # bad input fails here, before any heavy work
+    engine = NeuronEngine(engine_options(args))
+    if not command.takes_terminal:
+        engine.on_warning = _say  # a warning that comes up while computing, shown at once
+    try:
+        engine.check(settings)  # the model's header, the device, top-k: before any heavy work
+    except BaseException:
+        engine.close()
+        raise
     if not command.takes_terminal:
         for warning in engine.warnings:
             _say(warning)
@@ -359,6 +381,11 @@ def _dispatch(argv: list[str]) -> int:
     else:
         command = EXPLORER
     args = command.parser().parse_args(argv)
+    if command.takes_terminal and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError(
+            "the explorer needs a terminal on stdin and stdout; for scripts use 'neuron-tui scan' "
+            "(or layers, tokens, coverage)"
+        )
     with opened_engine(command, args) as (engine, settings):
         layers: list[int] = []
         if "layers" in command.options:

@@ -12,6 +12,7 @@ from engine.neurons import LayerNeurons
 
 SORT_KEYS = ("max-dot", "neuron", "null-z", "kurtosis", "skew", "class")
 FILTER_FIELDS = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class")
+CLASS_VALUES = {"prediction": "prediction", "suppression": "suppression", "none": ""}
 _OPERATORS = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -62,7 +63,9 @@ def parse_filter(text: str) -> list[Condition]:
         if field == "class":
             if op not in ("=", "=="):
                 raise FilterError("class takes = (class=prediction, class=suppression or class=none)")
-            conditions.append(Condition(field, "=", "" if raw == "none" else raw))
+            if raw not in CLASS_VALUES:
+                raise FilterError(f"class is one of {', '.join(CLASS_VALUES)}; got {raw!r}")
+            conditions.append(Condition(field, "=", CLASS_VALUES[raw]))
             continue
         try:
             conditions.append(Condition(field, op, float(raw)))

@@ -19,7 +19,7 @@ from tui.progress import StderrProgress
 
 
 def _metadata(engine: NeuronEngine, settings: ScanSettings) -> dict:
-    return export_settings(engine.info, settings, engine.device_label())
+    return export_settings(engine.info, settings)
 
 
 def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:

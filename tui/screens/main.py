@@ -134,6 +134,9 @@ class MainScreen(Screen[None]):
         if event.state != WorkerState.ERROR or event.worker.error is None:
             return
         text = describe(event.worker.error)
+        if event.worker.group == "engine" and isinstance(event.worker.error, UserError):
+            self.app.fail(text)  # the model cannot be opened: nothing to explore
+            return
         if event.worker.group == "export":
             self.notify(text, title="export failed", severity="error")
             return
@@ -470,6 +473,6 @@ class MainScreen(Screen[None]):
         from engine.export import export_settings, neuron_records, write_records
 
         assert self.info is not None and self.vocab is not None
-        metadata = export_settings(self.info, settings, self.engine.device_label())
+        metadata = export_settings(self.info, settings)
         count = write_records(path, neuron_records(self.info.name, self.vocab, neurons, chosen), metadata)
         self.app.call_from_thread(self.notify, f"wrote {count} neurons to {path}", title="exported")

@@ -1,0 +1,168 @@
+"""What a model file says about itself, read in milliseconds without loading any weights.
+
+The command line checks options against these numbers (top-k against the vocabulary size) and
+refuses a damaged file or a broken ``config.json`` before the terminal is taken over or any
+weights are read. The GGUF reader here walks the header only: metadata values are kept for
+scalars and strings, arrays are skipped (their lengths kept), tensor infos give the shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import UserError
+
+GGUF_MAGIC = b"GGUF"
+# GGUF metadata value types: id -> struct format of one scalar (8 = string, 9 = array).
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+# config.json fields that must be positive whole numbers when present.
+_CONFIG_COUNTS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "n_inner",
+)
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    metadata: dict[str, object]  # scalars and strings as values; arrays as their length
+    tensors: dict[str, tuple[int, ...]]  # name -> shape, innermost dimension first (ggml order)
+
+
+class _Cursor:
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def take(self, fmt: str):
+        size = struct.calcsize("<" + fmt)
+        if self.at + size > len(self.data):
+            raise EOFError
+        value = struct.unpack_from("<" + fmt, self.data, self.at)
+        self.at += size
+        return value[0] if len(value) == 1 else value
+
+    def string(self) -> str:
+        length = self.take("Q")
+        if self.at + length > len(self.data):
+            raise EOFError
+        raw = self.data[self.at : self.at + length]
+        self.at += length
+        return raw.decode("utf-8", errors="replace")
+
+    def skip_value(self, kind: int) -> None:
+        if kind == _STRING:
+            length = self.take("Q")  # read before moving: `self.at += self.take(...)` loses the 8 bytes
+            self.at += length
+        elif kind in _SCALARS:
+            self.at += struct.calcsize("<" + _SCALARS[kind])
+        else:
+            raise ValueError(f"unknown metadata type {kind}")
+        if self.at > len(self.data):
+            raise EOFError
+
+
+def read_gguf_header(path: Path) -> GGUFHeader:
+    """The header of a GGUF file (version 2 or 3); a damaged or foreign file is a ``UserError``."""
+    size = 4 << 20  # enough for most headers; a large vocabulary's needs a second, larger read
+    while True:
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(size)
+        except OSError as error:
+            raise UserError(f"cannot read GGUF file {path}: {error.strerror}") from error
+        try:
+            return _parse_gguf_header(path, data)
+        except EOFError:
+            if len(data) < size:  # the whole file was read: it ends inside its header
+                raise UserError(
+                    f"cannot read GGUF file {path}: it ends inside its header; "
+                    "check that the file is complete"
+                ) from None
+            size *= 4
+
+
+def _parse_gguf_header(path: Path, data: bytes) -> GGUFHeader:
+    if len(data) < 24 or data[:4] != GGUF_MAGIC:
+        what = "is empty" if not data else "does not start with the GGUF magic bytes"
+        raise UserError(
+            f"cannot read GGUF file {path}: it {what}; check that the file is a complete GGUF model"
+        )
+    cursor = _Cursor(data)
+    cursor.at = 4
+    try:
+        version = cursor.take("I")
+        if version not in (2, 3):
+            raise UserError(f"cannot read GGUF file {path}: version {version} is not supported (2 or 3 are)")
+        n_tensors, n_kv = cursor.take("Q"), cursor.take("Q")
+        metadata: dict[str, object] = {}
+        for _ in range(n_kv):
+            key, kind = cursor.string(), cursor.take("I")
+            if kind == _STRING:
+                metadata[key] = cursor.string()
+            elif kind == _ARRAY:
+                item_kind, count = cursor.take("I"), cursor.take("Q")
+                if item_kind in _SCALARS:
+                    cursor.at += count * struct.calcsize("<" + _SCALARS[item_kind])
+                else:
+                    for _ in range(count):
+                        cursor.skip_value(item_kind)
+                metadata[key] = count
+            elif kind in _SCALARS:
+                metadata[key] = cursor.take(_SCALARS[kind])
+            else:
+                raise ValueError(f"unknown metadata type {kind} for {key}")
+        tensors: dict[str, tuple[int, ...]] = {}
+        for _ in range(n_tensors):
+            name, n_dims = cursor.string(), cursor.take("I")
+            shape = tuple(cursor.take("Q") for _ in range(n_dims))
+            cursor.take("I")  # type
+            cursor.take("Q")  # offset
+            tensors[name] = shape
+    except (ValueError, struct.error) as error:
+        raise UserError(f"cannot read GGUF file {path}: {error}; check that the file is complete") from None
+    return GGUFHeader(metadata, tensors)
+
+
+def gguf_vocab_size(path: Path) -> int:
+    header = read_gguf_header(path)
+    for name in ("output.weight", "token_embd.weight"):
+        if name in header.tensors:
+            return int(header.tensors[name][-1])
+    raise UserError(
+        f"GGUF file {path} has neither output.weight nor token_embd.weight: it is not a language model"
+    )
+
+
+def read_config(folder: Path) -> dict:
+    """``config.json`` of a checkpoint, with its size fields checked; the error names the field."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}; fix or replace the file") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} is not a JSON object: fix or replace the file")
+    for section in (config, config.get("text_config") if isinstance(config.get("text_config"), dict) else {}):
+        for field in _CONFIG_COUNTS:
+            value = section.get(field)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"{path}: field {field!r} is {value!r}, expected a positive whole number")
+    return config
+
+
+def config_vocab_size(folder: Path) -> int | None:
+    config = read_config(folder)
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    return config.get("vocab_size") or text.get("vocab_size")
