@@ -15,10 +15,10 @@ from tui.screens.help import HelpScreen
 SIZES = [(120, 40), (80, 24)]
 
 
-# The help names the cache directory, so snapshots use one fixed path (emptied for each test).
-SNAPSHOT_CACHE = (
-    Path(tempfile.gettempdir()) / f"neuron-tui-snapshots-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
-)
+# The help names the cache directory, so snapshots use one fixed path (emptied for each test), and
+# run in one test process at a time (make test runs the suite in two).
+SNAPSHOT_CACHE = Path(tempfile.gettempdir()) / "neuron-tui-snapshot-cache"
+pytestmark = pytest.mark.xdist_group("snapshots")
 
 
 def _app(tiny_gguf, tmp_path):
