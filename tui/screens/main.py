@@ -7,6 +7,7 @@ draws and answers keys. What the explorer knows lives in the app's ``ExplorerSta
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -96,7 +97,15 @@ class MainScreen(Screen[None]):
         self.query_one(NeuronList).focus()
         self._fit_to_size()
         self.refresh_status()
+        self.engine.on_warning = self._warn_from_any_thread
         self.start_engine()
+
+    def _warn_from_any_thread(self, text: str) -> None:
+        """Engine warnings (a CPU-only torch beside a GPU...) come from workers: shown on screen."""
+        if threading.current_thread() is threading.main_thread():
+            self.notify(text, severity="warning", timeout=15)
+        else:
+            self.app.call_from_thread(self.notify, text, severity="warning", timeout=15)
 
     def on_resize(self) -> None:
         self._fit_to_size()
