@@ -50,8 +50,10 @@ def neuron_records(
     vocab: Vocabulary,
     neurons: LayerNeurons,
     chosen: Sequence[int] | None = None,
+    k: int | None = None,
 ) -> Iterator[dict]:
-    """One record per neuron of the layer (or of ``chosen``, in that order)."""
+    """One record per neuron of the layer (or of ``chosen``, in that order), with its first ``k``
+    tokens of each list (all that were kept by default)."""
     result = neurons.result
     for neuron in range(result.d_mlp) if chosen is None else chosen:
         stats = neurons.stats(neuron)
@@ -60,9 +62,9 @@ def neuron_records(
             "layer": stats.layer,
             "neuron": stats.neuron,
             "max_dot": stats.max_dot,
-            "top": _tokens(result.top_ids[neuron], result.top_dots[neuron], vocab),
-            "promote": _tokens(result.promote_ids[neuron], result.promote_dots[neuron], vocab),
-            "suppress": _tokens(result.suppress_ids[neuron], result.suppress_dots[neuron], vocab),
+            "top": _tokens(result.top_ids[neuron, :k], result.top_dots[neuron, :k], vocab),
+            "promote": _tokens(result.promote_ids[neuron, :k], result.promote_dots[neuron, :k], vocab),
+            "suppress": _tokens(result.suppress_ids[neuron, :k], result.suppress_dots[neuron, :k], vocab),
             "norm": stats.norm,
             "mean": stats.mean,
             "std": stats.std,
@@ -111,10 +113,12 @@ def neutralise_cell(text: str) -> str:
 
 
 def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
+    """One row per record; a collection's records add their note as the last column."""
     header_written = False
     for record in records:
         k = len(record["top"])
         if not header_written:
+            with_note = "note" in record
             header = ["model", "layer", "neuron", "max_dot"]
             for rank in range(1, k + 1):
                 header += [f"token_{rank}", f"token_id_{rank}", f"dot_{rank}"]
@@ -131,7 +135,7 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
                 "dtype",
                 "fingerprint",
                 "device",
-            ]
+            ] + (["note"] if with_note else [])
             yield header
             header_written = True
         row = [neutralise_cell(record["model"]), record["layer"], record["neuron"], record["max_dot"]]
@@ -153,6 +157,8 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
             settings["fingerprint"],
             record["device"],
         ]
+        if with_note:
+            row.append(neutralise_cell(record.get("note", "")))
         yield row
 
 

@@ -17,8 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """Every test gets its own cache directory, fixed seeds, and no animations."""
+    """Every test gets its own cache and data directories, fixed seeds, and no animations."""
     monkeypatch.setenv("NEURON_TUI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NEURON_TUI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
     random.seed(0)
     np.random.seed(0)

@@ -22,10 +22,16 @@ def assert_ranked_equal(
 
 
 def assert_layer_matches(result, ref: dict) -> None:
-    scores = ref["scores"]
-    assert_ranked_equal(result.top_ids, result.top_dots, scores, ref["top_ids"], np.abs)
-    assert_ranked_equal(result.promote_ids, result.promote_dots, scores, ref["promote_ids"], lambda x: x)
-    assert_ranked_equal(result.suppress_ids, result.suppress_dots, scores, ref["suppress_ids"], lambda x: x)
+    """The result's first k tokens of each list (k = the reference's) and every statistic."""
+    scores, k = ref["scores"], ref["top_ids"].shape[1]
+    assert_ranked_equal(result.top_ids[:, :k], result.top_dots[:, :k], scores, ref["top_ids"], np.abs)
+    same = lambda x: x  # noqa: E731
+    assert_ranked_equal(
+        result.promote_ids[:, :k], result.promote_dots[:, :k], scores, ref["promote_ids"], same
+    )
+    assert_ranked_equal(
+        result.suppress_ids[:, :k], result.suppress_dots[:, :k], scores, ref["suppress_ids"], same
+    )
     np.testing.assert_allclose(result.max_dot, ref["max_dot"], rtol=RTOL, atol=0)
     np.testing.assert_allclose(result.norm, ref["norm"], rtol=RTOL, atol=0)
     np.testing.assert_allclose(result.std, ref["std"], rtol=RTOL, atol=0)

@@ -79,9 +79,10 @@ async def test_export_writes_exactly_the_marked_neurons(tiny_gguf, tmp_path):
         await pilot.press("space", "space", "e")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
         field = app.screen.query_one("Input")
-        assert field.value == str(tmp_path / "neurons-layer2.csv")
+        assert field.value == str(tmp_path / "neurons-collection.csv")
+        assert "2 neurons from 1 layer" in str(app.screen.query_one("#prompt-title").render())
         await pilot.press("enter")
-        target = tmp_path / "neurons-layer2.csv"
+        target = tmp_path / "neurons-collection.csv"
         await wait_for(pilot, target.exists)
         rows = list(csv.DictReader(target.open(newline="")))
         assert sorted(int(r["neuron"]) for r in rows) == sorted(chosen)
@@ -102,7 +103,7 @@ async def test_export_without_marks_writes_the_listed_neurons_as_jsonl(tiny_gguf
         await pilot.press(*"kurtosis>3.3", "enter")
         listed = app.query_one(NeuronList).listed_neurons
         assert 0 < len(listed) < 96
-        await pilot.press("e")
+        await pilot.press("E")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
         field = app.screen.query_one("Input")
         field.value = str(tmp_path / "listed.jsonl")
@@ -207,7 +208,7 @@ async def test_hostile_tokens_render_literally(tiny_gguf, tmp_path):
             for row in range(len(neurons.order)):
                 text = neurons._row(row)
                 neuron = int(neurons.order[row])
-                for token_id in set(app.main.result.top_ids[neuron].tolist()) & hostile:
+                for token_id in set(app.main.result.top_ids[neuron, :10].tolist()) & hostile:
                     shown = display_token(vocab.text(token_id))
                     assert shown in text.plain
                     assert not text.spans or all("\x1b" not in str(span.style) for span in text.spans)
@@ -303,7 +304,7 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
         raw_max = app.main.result.max_dot.copy()
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
-        await pilot.press("g")
+        await pilot.press("g", "enter")
         await settle(pilot, app)
         gurnee = Projection(True, True, True)
         assert app.state.settings.projection == gurnee
@@ -313,7 +314,7 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
         assert app.main.result.max_dot.max() <= 1.0 + 1e-12  # cosine similarities
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
-        await pilot.press("r")
+        await pilot.press("r", "enter")
         await settle(pilot, app)
         np.testing.assert_array_equal(app.main.result.max_dot, raw_max)
 

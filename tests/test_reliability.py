@@ -154,7 +154,9 @@ async def test_explorer_and_scan_share_a_cache(medium, medium_reference, tmp_pat
     )
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.main.activity.startswith("all "))
-        np.testing.assert_array_equal(app.main.result.top_ids, medium_reference[N_LAYERS - 1]["top_ids"])
+        np.testing.assert_array_equal(
+            app.main.result.top_ids[:, :5], medium_reference[N_LAYERS - 1]["top_ids"]
+        )
     assert scan.wait(timeout=300) == 0
     assert_output_matches(tmp_path / "shared.jsonl", medium_reference)
 
@@ -349,7 +351,7 @@ def test_out_of_memory_shrinks_the_block_and_retries(tiny_gguf, tiny_weights, tm
     assert calls == [400, 200, 100]
     assert engine.shrunk_chunks == [200, 100]
     ref = reference_layer(tiny_weights.w_out[1], tiny_weights.unembed, None, Projection(), 10, 8)
-    np.testing.assert_array_equal(result.top_ids, ref["top_ids"])
+    np.testing.assert_array_equal(result.top_ids[:, :10], ref["top_ids"])
 
 
 def test_model_too_big_for_the_device_says_so(tiny_gguf, tmp_path, monkeypatch):

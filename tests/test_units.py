@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from results import random_result
 
+from engine.collection import Collection
 from engine.errors import UserError
 from engine.layers import parse_layer_spec
 from engine.neurons import LayerNeurons
@@ -162,7 +163,7 @@ def test_scan_order_follows_the_user_and_abandons_background_layers():
 
 
 # --- explorer state ---------------------------------------------------------------------------
-def test_state_layers_results_and_marks():
+def test_state_layers_results_and_marks(tmp_path):
     state = ExplorerState(ScanSettings(), n_layers=10)
     assert state.start_layer(None) == (9, None)
     layer, warning = state.start_layer(12)
@@ -172,11 +173,17 @@ def test_state_layers_results_and_marks():
     for layer in range(RESULTS_KEPT + 2):
         state.keep(random_result(layer=layer))
     assert list(state.results) == list(range(2, RESULTS_KEPT + 2))
+    state.toggle_mark(3)  # no collection yet: nothing to keep marks in
+    assert state.marked == set()
+    state.collection = Collection.for_model("m", "f" * 64, tmp_path)
     state.toggle_mark(3)
     state.toggle_mark(5)
     state.toggle_mark(3)
     assert state.marked == {5}
-    assert state.show(2) is not None and state.marked == set(), "marks belong to the layer on screen"
+    assert state.show(2) is not None and state.marked == set(), "layer 2 has no marks"
+    state.toggle_mark(7)
+    assert state.show(9) is None and state.marked == {5}, "marks stay with their layer"
+    assert [(m.layer, m.neuron) for m in state.collection.items()] == [(2, 7), (9, 5)]
     assert list(state.results)[-1] == 2
 
 

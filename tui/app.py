@@ -26,10 +26,12 @@ from tui.widgets.neuron_list import NeuronList
 
 HELP_INTRO = (
     "neuron-tui projects every MLP neuron's output weights onto the unembedding (W_out[i] @ W_U).\n"
-    "max-dot = max |dot| over the vocabulary; top tokens are ranked by |dot|, "
-    "green promotes, red suppresses.\n"
+    "max-dot = max |dot| over the vocabulary; top tokens are ranked by |dot|: "
+    "+ promotes (green), − suppresses (red).\n"
     "null-z compares a neuron's max-dot per unit norm with random directions; "
     "kurt/class follow Gurnee et al. 2024.\n"
+    "Tab moves between the layer picker and the neuron list. Marks (space) and notes (n) form the "
+    "collection (m), kept across layers and restarts; e exports it.\n"
 )
 EXIT_CODES = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -44,6 +46,7 @@ class NeuronApp(App[int]):
         Binding("left_square_bracket", "previous_layer", "Prev layer", key_display="[", id="previous-layer"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="interrupt"),
     ]
 
     def __init__(
@@ -100,14 +103,30 @@ class NeuronApp(App[int]):
     def action_previous_layer(self) -> None:
         self._step_layer(-1)
 
+    def on_neuron_detail_screen_moved(self, message: NeuronDetailScreen.Moved) -> None:
+        self.main.follow_neuron(message.neuron)
+
     def binding_groups(self) -> list[tuple[str, list[Binding]]]:
         """Every key, grouped by where it works; the help and the command palette read this."""
+        from tui.screens.all_layers import AllLayersScreen
+        from tui.screens.collection import CollectionScreen
+        from tui.screens.coverage import CoverageScreen
+        from tui.screens.projection import ProjectionScreen
+        from tui.screens.token_search import TokenSearchScreen
+        from tui.widgets.tables import VIM_KEYS
+
         return [
             ("anywhere", list(self.BINDINGS)),
             ("main view", list(MainScreen.BINDINGS)),
             ("neuron list", list(NeuronList.BINDINGS)),
             ("layer picker", list(LayerPicker.BINDINGS)),
             ("neuron detail", list(NeuronDetailScreen.BINDINGS)),
+            ("collection (m)", list(CollectionScreen.BINDINGS)),
+            ("all layers (a)", list(AllLayersScreen.BINDINGS)),
+            ("token search (/)", list(TokenSearchScreen.BINDINGS)),
+            ("coverage (c)", list(CoverageScreen.BINDINGS)),
+            ("projection (p)", list(ProjectionScreen.BINDINGS)),
+            ("every table", VIM_KEYS),
         ]
 
     def action_help(self) -> None:

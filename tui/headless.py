@@ -31,9 +31,8 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
         def records():
             # One layer in memory at a time: its records are written before the next is scanned.
             for result in engine.layers(layers, settings, listener=progress):
-                yield from neuron_records(
-                    info.name, vocab, LayerNeurons.derive(result, null, settings.projection.cosine)
-                )
+                neurons = LayerNeurons.derive(result, null, settings.projection.cosine)
+                yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
 
         count = write_records(output, records(), metadata)
     if output != "-":

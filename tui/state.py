@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from engine.collection import Collection
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.results import LayerResult
@@ -30,8 +31,9 @@ class ExplorerState:
     n_layers: int = 0  # 0 until the model's shapes are known
     layer: int | None = None  # the layer on screen (or being fetched for it)
     sort_key: str = SORT_KEYS[0]
+    reverse: bool = False  # the sort key's natural order (largest first; neurons by id), or reversed
     conditions: list[Condition] = field(default_factory=list)
-    marked: set[int] = field(default_factory=set)  # neurons of the layer on screen
+    collection: Collection | None = None  # the model's marked neurons, known once the model is
     generation: int = 0  # bumps when the settings change: results of older settings are dropped
     null: NullBaseline | None = None
     results: OrderedDict[int, LayerResult] = field(default_factory=OrderedDict)
@@ -39,6 +41,7 @@ class ExplorerState:
     token_tables: dict[int, TokenTable] = field(default_factory=dict)
     unit_best: dict[int, TokenTable] = field(default_factory=dict)  # per layer: coverage arrays
     pending_neuron: int | None = None  # put the cursor on this neuron when its layer arrives
+    pending_detail: bool = False  # and open its detail (a jump from the collection)
 
     # --- layers -----------------------------------------------------------------------------
     def start_layer(self, asked: int | None) -> tuple[int, str | None]:
@@ -59,8 +62,6 @@ class ExplorerState:
 
     def show(self, layer: int) -> LayerResult | None:
         """Put ``layer`` on screen; its result when it is held in memory."""
-        if layer != self.layer:
-            self.marked.clear()  # marks belong to the layer on screen
         self.layer = layer
         if layer in self.results:
             self.results.move_to_end(layer)
@@ -78,7 +79,14 @@ class ExplorerState:
         return LayerNeurons.derive(result, self.null, self.settings.projection.cosine)
 
     def order(self, neurons: LayerNeurons) -> np.ndarray:
-        return neuron_order(neurons, self.sort_key, self.conditions)
+        order = neuron_order(neurons, self.sort_key, self.conditions)
+        return order[::-1].copy() if self.reverse else order
+
+    @property
+    def sort_label(self) -> str:
+        """The sort key and the direction of its values on screen: ↓ largest first, ↑ smallest."""
+        ascending = (self.sort_key == "neuron") != self.reverse
+        return f"{self.sort_key} {'↑' if ascending else '↓'}"
 
     def summarise(self, result: LayerResult) -> LayerSummary:
         summary = summarise(self.neurons(result))
@@ -90,8 +98,19 @@ class ExplorerState:
         self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
         return self.sort_key
 
+    def reverse_sort(self) -> None:
+        self.reverse = not self.reverse
+
+    @property
+    def marked(self) -> set[int]:
+        """The marked neurons of the layer on screen."""
+        if self.collection is None or self.layer is None:
+            return set()
+        return self.collection.in_layer(self.layer)
+
     def toggle_mark(self, neuron: int) -> None:
-        self.marked.symmetric_difference_update({neuron})
+        if self.collection is not None and self.layer is not None:
+            self.collection.toggle(self.layer, neuron)
 
     def jump_to(self, neuron: int | None) -> None:
         """The next result shown puts the cursor on ``neuron``, which must pass the filter to be listed."""
@@ -110,5 +129,4 @@ class ExplorerState:
         self.token_tables.clear()
         self.unit_best.clear()
         self.null = None
-        self.marked.clear()
         return True

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from engine.summary import LayerSummary
+from tui.widgets.tables import KeyTable
 
 COLUMNS = ("layer", "p50", "p90", "p99", "max", "kurt p99", "★ null-z>3", "pred", "supp")
 
@@ -50,7 +51,7 @@ class AllLayersScreen(Screen[int | None]):
         with Horizontal(id="all-plots"):
             yield PlotextPlot(id="max-dot-by-layer")
             yield PlotextPlot(id="classes-by-layer")
-        yield DataTable(id="all-table", cursor_type="row", zebra_stripes=True)
+        yield KeyTable(id="all-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

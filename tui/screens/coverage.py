@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Static
 from engine.coverage import Coverage
 from engine.tokens import Vocabulary
 from tui.render import token_label
+from tui.widgets.tables import KeyTable
 
 BAR_WIDTH = 20
 
@@ -63,12 +64,12 @@ class CoverageScreen(Screen[tuple[int, int] | None]):
         head.append(f"{len(c.layers)} of {self.n_layers} layers computed", style="dim")
         yield Static(head, id="coverage-title")
         with Horizontal(id="coverage-body"):
-            yield DataTable(id="per-layer", cursor_type="row", zebra_stripes=True)
+            yield KeyTable(id="per-layer", cursor_type="row", zebra_stripes=True)
             with Vertical(id="token-lists"):
                 yield Static("best covered", classes="list-title")
-                yield DataTable(id="best-tokens", cursor_type="row", zebra_stripes=True)
+                yield KeyTable(id="best-tokens", cursor_type="row", zebra_stripes=True)
                 yield Static("least covered", classes="list-title")
-                yield DataTable(id="worst-tokens", cursor_type="row", zebra_stripes=True)
+                yield KeyTable(id="worst-tokens", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

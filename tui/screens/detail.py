@@ -1,5 +1,6 @@
-"""One neuron in full: top tokens by |dot|, promoted and suppressed tokens side by side, its
-statistics, and the histogram of its scores over the whole vocabulary."""
+"""One neuron in full: its statistics, the 50 tokens it promotes most and the 50 it suppresses most
+(with token ids), and the histogram of its scores over the whole vocabulary. Right and left step
+to the next and previous neuron in the list's order."""
 
 from __future__ import annotations
 
@@ -21,123 +22,169 @@ from textual_plotext import PlotextPlot
 from engine.neurons import LayerNeurons
 from engine.sources.base import ModelInfo
 from engine.tokens import Vocabulary
+from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
 
+TOKEN_CELLS = 14
 
-def _token_table(title: str, ids: np.ndarray, dots: np.ndarray, vocab: Vocabulary, limit: int = 24) -> Table:
-    table = Table(title=title, title_style="bold", box=None, show_header=False, padding=(0, 1))
-    table.add_column("token", no_wrap=True)
-    table.add_column("dot", justify="right")
-    for token_id, dot in zip(ids.tolist(), dots.tolist()):
-        style = score_style(dot)
-        table.add_row(
-            Text(token_label(vocab.text(token_id), limit), style=f"bold {style}"),
-            Text(f"{dot:+.3f}", style=style),
-        )
-    return table
+
+def _token_cells(token_id: int, dot: float, vocab: Vocabulary) -> list[Text]:
+    style = score_style(dot)
+    return [
+        Text(str(token_id), style="dim"),
+        Text(token_label(vocab.text(token_id), TOKEN_CELLS), style=f"bold {style}"),
+        Text(f"{dot:+.3f}", style=style),
+    ]
 
 
 class NeuronDetailScreen(Screen[None]):
-    """``score_row`` computes the neuron's float64 scores against the whole vocabulary (slow: it
-    may load the weights), so it runs in a worker."""
+    """``score_row(neuron)`` computes a neuron's float64 scores against the whole vocabulary (slow:
+    it may load the weights), so it runs in a worker."""
 
-    BINDINGS = [Binding("escape,q", "close", "Back", id="back")]
+    BINDINGS = [
+        Binding("escape,q", "close", "Back", id="back"),
+        Binding("right,l", "step(1)", "Next neuron", priority=True, id="next-neuron"),
+        Binding("left,h", "step(-1)", "Prev neuron", priority=True, id="previous-neuron"),
+    ]
 
     DEFAULT_CSS = """
     NeuronDetailScreen #detail-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     NeuronDetailScreen #detail-body { height: 1fr; }
-    NeuronDetailScreen #detail-tokens { width: 1fr; min-width: 42; }
+    NeuronDetailScreen #detail-tokens { width: 62; }
     NeuronDetailScreen #detail-plots { width: 1fr; }
     NeuronDetailScreen PlotextPlot { height: 1fr; }
     """
+
+    class Moved(Message):
+        """The detail now shows ``neuron``: the list's cursor follows it."""
+
+        def __init__(self, neuron: int) -> None:
+            super().__init__()
+            self.neuron = neuron
+
+    class ScoresReady(Message):
+        def __init__(self, neuron: int, scores: np.ndarray | None, error: str | None = None) -> None:
+            super().__init__()
+            self.neuron, self.scores, self.error = neuron, scores, error
 
     def __init__(
         self,
         info: ModelInfo,
         neurons: LayerNeurons,
+        order: list[int],
         neuron: int,
         vocab: Vocabulary,
-        score_row: Callable[[], np.ndarray],
+        score_row: Callable[[int], np.ndarray],
     ) -> None:
         super().__init__()
-        self.info, self.neurons, self.neuron, self.vocab, self.score_row = (
-            info,
-            neurons,
-            neuron,
-            vocab,
-            score_row,
-        )
-        self.result = neurons.result
-        self.stats = neurons.stats(neuron)
+        self.info, self.neurons, self.vocab, self.score_row = info, neurons, vocab, score_row
+        self.order = order if neuron in order else [neuron]
+        self.neuron = neuron
         self.scores: np.ndarray | None = None
         self.scores_settled = False
 
+    @property
+    def result(self):
+        return self.neurons.result
+
     def compose(self) -> ComposeResult:
-        r, n = self.result, self.neuron
-        title = f"{self.info.name} · layer {r.layer} of 0-{self.info.n_layers - 1} · neuron {n}"
-        yield Static(Text(title), id="detail-title")
+        yield Static(id="detail-title")
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-tokens"):
-                yield Static(self._stats())
-                yield Static(_token_table("top by |dot|", r.top_ids[n], r.top_dots[n], self.vocab))
-                yield Static(self._promote_suppress())
+                yield Static(id="detail-stats")
+                yield Static(id="detail-lists")
             with Vertical(id="detail-plots"):
                 yield PlotextPlot(id="score-hist")
                 yield PlotextPlot(id="null-hist")
         yield Footer()
 
-    def _promote_suppress(self) -> Table:
-        """The k most promoted and k most suppressed tokens, side by side."""
-        r, n = self.result, self.neuron
-        table = Table(box=None, padding=(0, 1), header_style="bold")
-        table.add_column("promotes", no_wrap=True)
-        table.add_column("", justify="right", no_wrap=True)
-        table.add_column("suppresses", no_wrap=True)
-        table.add_column("", justify="right", no_wrap=True)
-        for rank in range(r.top_k):
-            up_id, up_dot = int(r.promote_ids[n, rank]), float(r.promote_dots[n, rank])
-            down_id, down_dot = int(r.suppress_ids[n, rank]), float(r.suppress_dots[n, rank])
-            table.add_row(
-                Text(token_label(self.vocab.text(up_id), 12), style=f"bold {score_style(up_dot)}"),
-                Text(f"{up_dot:+.3f}", style=score_style(up_dot)),
-                Text(token_label(self.vocab.text(down_id), 12), style=f"bold {score_style(down_dot)}"),
-                Text(f"{down_dot:+.3f}", style=score_style(down_dot)),
-            )
-        return table
+    def on_mount(self) -> None:
+        self.show_neuron(self.neuron)
 
-    def _stats(self) -> Table:
-        s = self.stats
+    # --- one neuron -------------------------------------------------------------------------
+    def show_neuron(self, neuron: int) -> None:
+        self.neuron = neuron
+        self.scores, self.scores_settled = None, False
+        stats = self.neurons.stats(neuron)
+        position = self.order.index(neuron) + 1
+        title = (
+            f"{neuron_label(self.result.layer, neuron)} · {self.info.name} · layer {self.result.layer} "
+            f"of 0-{self.info.n_layers - 1} · {position} of {len(self.order)} listed"
+        )
+        self.query_one("#detail-title", Static).update(Text(title))
+        self.query_one("#detail-stats", Static).update(self._stats(stats))
+        self.query_one("#detail-lists", Static).update(self._promote_suppress(neuron))
+        self.query_one("#detail-tokens", VerticalScroll).scroll_home(animate=False)
+        score_plot = self.query_one("#score-hist", PlotextPlot)
+        score_plot.plt.clear_data()
+        score_plot.plt.title("computing its dots with every token…")
+        score_plot.refresh()
+        self.load_scores(neuron)
+        null_widget = self.query_one("#null-hist", PlotextPlot)
+        null_plot = null_widget.plt
+        null_plot.clear_data()
+        if self.neurons.null is not None:
+            null_plot.title("random directions (bars) vs this neuron (line)")
+            null_plot.hist(self.neurons.null.values.tolist(), bins=40, color="magenta")
+            null_plot.vertical_line(stats.per_unit, color="yellow")
+            null_plot.xlabel("max |dot| per unit norm")
+        else:
+            null_plot.title("null baseline not computed yet")
+        null_widget.refresh()
+
+    def _stats(self, s) -> Table:
         table = Table(box=None, show_header=False, padding=(0, 1))
         table.add_column(style="bold")
         table.add_column(justify="right")
-        table.add_row("max |dot|", f"{s.max_dot:.4f}")
-        table.add_row("|W_out[i]|", f"{s.norm:.4f}")
-        table.add_row("mean / std", f"{s.mean:+.4f} / {s.std:.4f}")
-        table.add_row("skew", f"{s.skew:+.3f}")
-        table.add_row("kurtosis", f"{s.kurtosis:.2f}")
-        table.add_row("class", s.klass or "—")
+        rows = [
+            ("max |dot|", f"{s.max_dot:.4f}"),
+            ("|W_out[i]|", f"{s.norm:.4f}"),
+            ("mean / std", f"{s.mean:+.4f} / {s.std:.4f}"),
+            ("skew", f"{s.skew:+.3f}"),
+            ("kurtosis", f"{s.kurtosis:.2f}"),
+            ("class", s.klass or "—"),
+        ]
         if s.null_z is not None:
-            table.add_row("null z / pct", f"{s.null_z:+.2f} / {s.null_pct:.1f}%")
+            rows.append(("null z / pct", f"{s.null_z:+.2f} / {s.null_pct:.1f}%"))
+        for name, value in rows:
+            table.add_row(Text(name), Text(value))  # Text: "[i]" is not markup
         return table
 
-    class ScoresReady(Message):
-        def __init__(self, scores: np.ndarray | None, error: str | None = None) -> None:
-            super().__init__()
-            self.scores, self.error = scores, error
+    def _promote_suppress(self, n: int) -> Table:
+        """The tokens it promotes most and suppresses most, side by side, with their ids."""
+        r = self.result
+        table = Table(box=None, padding=(0, 1), header_style="bold")
+        for title, justify in (("id", "right"), ("+ promotes", "left"), ("dot", "right")) * 2:
+            table.add_column(Text(title), justify=justify, no_wrap=True)
+        for rank in range(r.top_k):
+            up = _token_cells(int(r.promote_ids[n, rank]), float(r.promote_dots[n, rank]), self.vocab)
+            down = _token_cells(int(r.suppress_ids[n, rank]), float(r.suppress_dots[n, rank]), self.vocab)
+            table.add_row(*up, *down)
+        table.columns[3].header = Text("id")
+        table.columns[4].header = Text("− suppresses")
+        return table
 
+    def action_step(self, delta: int) -> None:
+        position = self.order.index(self.neuron) + delta
+        if 0 <= position < len(self.order):
+            self.show_neuron(self.order[position])
+            self.post_message(self.Moved(self.neuron))
+
+    # --- its scores over the vocabulary -----------------------------------------------------
     @work(thread=True, exclusive=True, group="neuron-scores", exit_on_error=False)
-    def load_scores(self) -> None:
+    def load_scores(self, neuron: int) -> None:
         """The neuron's full score row: one float64 product, after loading weights if needed."""
-        self.post_message(self.ScoresReady(self.score_row()))
+        self.post_message(self.ScoresReady(neuron, self.score_row(neuron)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error  # shown in the plot's title; the screen stays usable
-            self.post_message(
-                self.ScoresReady(None, str(error).splitlines()[0] if str(error) else type(error).__name__)
-            )
+            text = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self.post_message(self.ScoresReady(self.neuron, None, text))
 
     def on_neuron_detail_screen_scores_ready(self, message: ScoresReady) -> None:
+        if message.neuron != self.neuron:
+            return  # the user moved on
         self.scores = message.scores
         self.scores_settled = True
         widget = self.query_one("#score-hist", PlotextPlot)
@@ -154,19 +201,6 @@ class NeuronDetailScreen(Screen[None]):
         plot.xlabel("dot")
         plot.ylabel("log10(1+count)")
         widget.refresh()
-
-    def on_mount(self) -> None:
-        score_plot = self.query_one("#score-hist", PlotextPlot)
-        score_plot.plt.title("computing its dots with every token…")
-        self.load_scores()
-        null_plot = self.query_one("#null-hist", PlotextPlot).plt
-        if self.neurons.null is not None:
-            null_plot.title("random directions vs this neuron (line)")
-            null_plot.hist(self.neurons.null.values.tolist(), bins=40, color="magenta")
-            null_plot.vertical_line(self.stats.per_unit, color="yellow")
-            null_plot.xlabel("max |dot| per unit norm")
-        else:
-            null_plot.title("null baseline not computed yet")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -9,6 +9,21 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+# Keys as a user types them (Textual names some by their character's name).
+TYPED = {
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+    "slash": "/",
+    "question_mark": "?",
+    "escape": "esc",
+    "pagedown": "page down",
+    "pageup": "page up",
+}
+
+
+def typed(key: str) -> str:
+    return TYPED.get(key, key)
+
 
 def bindings_table(groups: list[tuple[str, list[Binding]]]) -> Table:
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
@@ -21,7 +36,7 @@ def bindings_table(groups: list[tuple[str, list[Binding]]]) -> Table:
             if not binding.description or (binding.key, binding.description) in seen:
                 continue
             seen.add((binding.key, binding.description))
-            keys = ", ".join(binding.key_display or key for key in binding.key.split(","))
+            keys = ", ".join(typed(key) for key in binding.key.split(","))
             table.add_row(keys, binding.description, where)
     return table
 

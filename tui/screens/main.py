@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ from textual.signal import Signal
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.collection import Collection, collection_records
 from engine.errors import ScanCancelled, UserError
+from engine.export import export_settings, neuron_records, write_records
 from engine.neurons import LayerNeurons
 from engine.results import LayerResult
 from engine.session import NeuronEngine, ScanProgress
@@ -29,13 +32,14 @@ from engine.settings import Projection, ScanSettings
 from engine.summary import LayerSummary, summarise
 from tui.filtering import FilterError, parse_filter
 from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady
+from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
 from tui.screens.prompt import PromptScreen
 from tui.state import ExplorerState
 from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
-from tui.widgets.status_bar import StatusBar
+from tui.widgets.status_bar import Status, StatusBar
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the scanner
 
@@ -54,14 +58,24 @@ class MainScreen(Screen[None]):
         Binding("right_square_bracket", "app.next_layer", "Next layer", key_display="]"),
         Binding("left_square_bracket", "app.previous_layer", "Prev layer", key_display="["),
         Binding("s", "cycle_sort", "Sort", id="sort"),
+        Binding("r", "reverse_sort", "Reverse", id="reverse"),
         Binding("f", "filter", "Filter", id="filter"),
+        Binding("g", "go_to", "Go to", id="go-to"),
+        Binding("m", "collection", "Collection", id="collection"),
+        Binding("n", "note", "Note", id="note"),
         Binding("e", "export", "Export", id="export"),
+        Binding("E", "export_listed", "Export listed", id="export-listed"),
         Binding("h", "toggle_histogram", "Hist/curve", id="histogram"),
+        Binding("H", "grow_histogram", "Taller histogram", show=False, id="grow-histogram"),
         Binding("a", "all_layers", "All layers", id="all-layers"),
         Binding("p", "projection", "Projection", id="projection"),
         Binding("slash", "token_search", "Token search", key_display="/", id="token-search"),
         Binding("c", "coverage", "Coverage", id="coverage"),
     ]
+
+    # Classes set on the screen as it is resized (Textual applies them before the next layout).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     def __init__(
         self, engine: NeuronEngine, state: ExplorerState, start_layer: int | None, export_dir: Path
@@ -95,7 +109,6 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(NeuronList).focus()
-        self._fit_to_size()
         self.refresh_status()
         self.engine.on_warning = self._warn_from_any_thread
         self.start_engine()
@@ -107,29 +120,23 @@ class MainScreen(Screen[None]):
         else:
             self.app.call_from_thread(self.notify, text, severity="warning", timeout=15)
 
-    def on_resize(self) -> None:
-        self._fit_to_size()
-
-    def _fit_to_size(self) -> None:
-        self.set_class(self.app.size.width < 100, "narrow")
-        self.set_class(self.app.size.height < 30, "short")
-
     # --- status -----------------------------------------------------------------------------
     def refresh_status(self) -> None:
         if not self.is_mounted:
             return
         state = self.state
-        self.query_one(StatusBar).show(
+        status = Status(
             model=self.info.name if self.info else self.engine.location.display_name,
             device=self.engine.device_label(),
             projection=state.settings.projection.label,
             layer=state.layer,
             last_layer=state.n_layers - 1 if state.n_layers else 0,
-            marked=len(state.marked),
+            marked=len(state.collection) if state.collection is not None else 0,
             activity=self.activity,
-            sort=state.sort_key,
+            sort=state.sort_label,
             filter_text="filter " + ", ".join(map(str, state.conditions)) if state.conditions else "",
         )
+        self.query_one(StatusBar).show(status)
 
     def on_activity(self, message: Activity) -> None:
         self.activity = message.text
@@ -166,6 +173,12 @@ class MainScreen(Screen[None]):
     def on_engine_ready(self, message: EngineReady) -> None:
         self.info, self.vocab = message.info, message.vocab
         self.state.n_layers = message.info.n_layers
+        try:
+            self.state.collection = Collection.for_model(message.info.name, message.info.fingerprint)
+            if self.state.collection.warning:
+                self.notify(self.state.collection.warning, severity="warning", timeout=15)
+        except UserError as error:
+            self.notify(f"{error}; marks will not be kept", title="collection", severity="error", timeout=15)
         self.query_one("#loading-note").remove()
         self.query_one("#left", Vertical).mount(LayerPicker(message.info.n_layers, id="picker"))
         start, warning = self.state.start_layer(self.start_layer)
@@ -250,6 +263,7 @@ class MainScreen(Screen[None]):
             self._show_result(result)
         else:
             self.neurons = None
+            self.query_one(NeuronList).to_top()
             self.query_one(NeuronList).clear(f"layer {layer}: reading the cache or computing…")
             self.query_one(MaxDotHistogram).show(None, f"layer {layer}: waiting for results")
             self.fetch_cached(layer, self.state.generation)
@@ -299,16 +313,21 @@ class MainScreen(Screen[None]):
         if self.result is not None:
             self._show_result(self.result)
 
-    def _show_result(self, result: LayerResult) -> None:
+    def _show_result(self, result: LayerResult, from_top: bool = False) -> None:
         assert self.vocab is not None
         state = self.state
         self.neurons = neurons = state.neurons(result)
         order = state.order(neurons)
         listing = self.query_one(NeuronList)
         listing.show_layer(neurons, self.vocab, order, state.marked)
+        if from_top:
+            listing.to_top()
         if state.pending_neuron is not None:
             listing.set_order(order, keep_neuron=state.pending_neuron)
             state.pending_neuron = None
+            if state.pending_detail:
+                state.pending_detail = False
+                self.call_after_refresh(listing.action_select)
         null_values = None
         if state.null is not None:
             # Null max-dots per unit norm, scaled by the layer's median norm to sit on the same axis.
@@ -330,9 +349,53 @@ class MainScreen(Screen[None]):
         self._mark_histogram(message.neuron)
 
     def on_neuron_list_mark_toggled(self, message: NeuronList.MarkToggled) -> None:
-        self.state.toggle_mark(message.neuron)
-        self.query_one(NeuronList).refresh()
+        try:
+            self.state.toggle_mark(message.neuron)
+        except UserError as error:  # the collection file could not be written
+            self.notify(str(error), title="mark not saved", severity="error")
+        self._refresh_marks()
+
+    def _refresh_marks(self) -> None:
+        listing = self.query_one(NeuronList)
+        listing.marked = self.state.marked
+        listing.refresh()
         self.refresh_status()
+
+    def action_note(self) -> None:
+        """A short note on the highlighted neuron; writing one marks the neuron."""
+        neuron = self.query_one(NeuronList).current_neuron
+        collection, layer = self.state.collection, self.state.layer
+        if neuron is None or collection is None or layer is None:
+            return
+
+        def save(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                collection.set_note(layer, neuron, text)
+            except UserError as error:
+                self.notify(str(error), title="note not saved", severity="error")
+            self._refresh_marks()
+
+        label = neuron_label(layer, neuron)
+        hint = "Enter saves (the neuron is marked), Escape cancels"
+        self.app.push_screen(PromptScreen(f"Note for {label}", collection.note(layer, neuron), hint), save)
+
+    def action_go_to(self) -> None:
+        if self.info is None:
+            return
+        hint = "L29/N1135, 29:1135, 29/1135, or a neuron of this layer: 1135"
+        self.app.push_screen(PromptScreen("Go to neuron", "", hint, "L29/N1135"), self._go_to)
+
+    def _go_to(self, text: str | None) -> None:
+        if not text or self.info is None:
+            return
+        try:
+            target = parse_neuron_ref(text, self.state.layer, self.info.n_layers, self.info.d_mlp)
+        except NeuronRefError as error:
+            self.notify(str(error), title="go to", severity="error")
+            return
+        self.jump_to_neuron(target)
 
     def on_layer_picker_chosen(self, message: LayerPicker.Chosen) -> None:
         self.show_layer(message.layer)
@@ -341,8 +404,15 @@ class MainScreen(Screen[None]):
     # --- list actions -----------------------------------------------------------------------
     def action_cycle_sort(self) -> None:
         self.state.cycle_sort()
+        self._resort()
+
+    def action_reverse_sort(self) -> None:
+        self.state.reverse_sort()
+        self._resort()
+
+    def _resort(self) -> None:
         if self.result is not None:
-            self._show_result(self.result)
+            self._show_result(self.result, from_top=True)
         self.refresh_status()
 
     def action_filter(self) -> None:
@@ -359,23 +429,35 @@ class MainScreen(Screen[None]):
             self.notify(str(error), title="filter not applied", severity="error")
             return
         if self.result is not None:
-            self._show_result(self.result)
+            self._show_result(self.result, from_top=True)
         self.refresh_status()
 
     def action_toggle_histogram(self) -> None:
         self.query_one(MaxDotHistogram).toggle_mode()
+
+    def action_grow_histogram(self) -> None:
+        self.toggle_class("-tall-histogram")
 
     def on_neuron_list_selected(self, message: NeuronList.Selected) -> None:
         from tui.screens.detail import NeuronDetailScreen
 
         if self.neurons is None or self.info is None or self.vocab is None:
             return
-        neurons, neuron, settings = self.neurons, message.neuron, self.state.settings
+        neurons, settings = self.neurons, self.state.settings
 
-        def score_row() -> np.ndarray:
+        def score_row(neuron: int) -> np.ndarray:
             return self.engine.neuron_scores(neurons.layer, neuron, settings)
 
-        self.app.push_screen(NeuronDetailScreen(self.info, neurons, neuron, self.vocab, score_row))
+        listing = self.query_one(NeuronList)
+        order = listing.listed_neurons
+        self.app.push_screen(
+            NeuronDetailScreen(self.info, neurons, order, message.neuron, self.vocab, score_row)
+        )
+
+    def follow_neuron(self, neuron: int) -> None:
+        """The detail stepped to another neuron: the list's cursor follows."""
+        listing = self.query_one(NeuronList)
+        listing.set_order(listing.order, keep_neuron=neuron)
 
     # --- other views ------------------------------------------------------------------------
     def action_all_layers(self) -> None:
@@ -396,6 +478,29 @@ class MainScreen(Screen[None]):
     def _jump_to_layer(self, layer: int | None) -> None:
         if layer is not None:
             self.show_layer(layer)
+
+    def action_collection(self) -> None:
+        from tui.screens.collection import CollectionScreen
+
+        collection = self.state.collection
+        if collection is None or self.info is None or self.vocab is None:
+            return
+        settings = self.state.settings
+
+        def layer_neurons(layer: int) -> LayerNeurons:
+            return LayerNeurons.derive(
+                self.engine.layer(layer, settings),
+                self.engine.null_baseline(settings),
+                settings.projection.cosine,
+            )
+
+        screen = CollectionScreen(self.info.name, collection, self.vocab, layer_neurons, self.action_export)
+        self.app.push_screen(screen, self._open_collected)
+
+    def _open_collected(self, target: tuple[int, int] | None) -> None:
+        if target is not None:
+            self.state.pending_detail = True
+            self.jump_to_neuron(target)
 
     def jump_to_neuron(self, target: tuple[int, int] | None) -> None:
         """Open ``(layer, neuron)`` with the cursor on that neuron (neuron -1: just the layer)."""
@@ -452,36 +557,62 @@ class MainScreen(Screen[None]):
 
     # --- export -----------------------------------------------------------------------------
     def action_export(self) -> None:
+        """Export the collection (every marked neuron, all layers); with nothing marked, say how."""
+        collection = self.state.collection
+        if collection is None or not len(collection):
+            self.notify(
+                "the collection is empty: mark neurons with space, or press E to export the listed neurons",
+                severity="warning",
+            )
+            return
+        layers = collection.layers()
+        title = f"Export the collection: {len(collection)} neurons from {len(layers)} layer(s)"
+        self._ask_path(title, "neurons-collection.csv", self._export_collection)
+
+    def action_export_listed(self) -> None:
         if self.result is None:
             self.notify("nothing to export yet: the layer is still being computed", severity="warning")
             return
-        marked = self.state.marked
-        listing = self.query_one(NeuronList)
-        what = f"{len(marked)} marked" if marked else f"{len(listing.order)} listed"
-        default = self.export_dir / f"neurons-layer{self.result.layer}.csv"
-        self.app.push_screen(
-            PromptScreen(
-                f"Export {what} neurons of layer {self.result.layer}",
-                str(default),
-                ".csv, .json or .jsonl, by extension",
-            ),
-            self._export_to,
+        listed = len(self.query_one(NeuronList).order)
+        title = f"Export the {listed} listed neurons of layer {self.result.layer}"
+        self._ask_path(title, f"neurons-layer{self.result.layer}.csv", self._export_listed)
+
+    def _ask_path(self, title: str, name: str, then) -> None:
+        hint = ".csv, .json or .jsonl, by extension; ~ is your home"
+        self.app.push_screen(PromptScreen(title, str(self.export_dir / name), hint), then)
+
+    def _export_listed(self, path: str | None) -> None:
+        if not path or self.neurons is None or self.info is None or self.vocab is None:
+            return
+        neurons, chosen, settings = (
+            self.neurons,
+            self.query_one(NeuronList).listed_neurons,
+            self.state.settings,
+        )
+        name, vocab = self.info.name, self.vocab
+        self.write_export(
+            path.strip(), lambda: neuron_records(name, vocab, neurons, chosen, k=settings.top_k), settings
         )
 
-    def _export_to(self, path: str | None) -> None:
-        if not path or self.neurons is None:
+    def _export_collection(self, path: str | None) -> None:
+        collection = self.state.collection
+        if not path or collection is None or self.info is None or self.vocab is None:
             return
-        marked = self.state.marked
-        chosen = sorted(marked) if marked else self.query_one(NeuronList).listed_neurons
-        self.write_export(path.strip(), self.neurons, chosen, self.state.settings)
+        settings, engine, name, vocab = self.state.settings, self.engine, self.info.name, self.vocab
+
+        def records():
+            null = engine.null_baseline(settings)
+
+            def layer_neurons(layer: int) -> LayerNeurons:
+                return LayerNeurons.derive(engine.layer(layer, settings), null, settings.projection.cosine)
+
+            return collection_records(name, vocab, collection, layer_neurons, k=settings.top_k)
+
+        self.write_export(path.strip(), records, settings)
 
     @work(thread=True, group="export", exit_on_error=False)
-    def write_export(
-        self, path: str, neurons: LayerNeurons, chosen: list[int], settings: ScanSettings
-    ) -> None:
-        from engine.export import export_settings, neuron_records, write_records
-
-        assert self.info is not None and self.vocab is not None
-        metadata = export_settings(self.info, settings)
-        count = write_records(path, neuron_records(self.info.name, self.vocab, neurons, chosen), metadata)
+    def write_export(self, path: str, records: Callable[[], Iterator[dict]], settings: ScanSettings) -> None:
+        """Records are made here, in the worker: a collection may need layers read or computed."""
+        assert self.info is not None
+        count = write_records(path, records(), export_settings(self.info, settings))
         self.app.call_from_thread(self.notify, f"wrote {count} neurons to {path}", title="exported")

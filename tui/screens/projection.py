@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -17,12 +18,20 @@ FLAGS = [
 ]
 
 
+class FlagBox(Checkbox):
+    """A checkbox whose state reads without colour: X when on, blank when off."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # noqa: N802 (Textual's class attribute, read per render here)
+        return "X" if self.value else " "
+
+
 class ProjectionScreen(ModalScreen[Projection | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel-projection"),
-        Binding("enter", "apply", "Apply", id="apply-projection"),
-        Binding("g", "gurnee", "All three (Gurnee et al.)", id="gurnee"),
-        Binding("r", "raw", "Raw (none)", id="raw"),
+        Binding("enter", "apply", "Apply", priority=True, id="apply-projection"),  # before the box's own
+        Binding("g", "gurnee", "Tick all three (Gurnee et al.)", id="gurnee"),
+        Binding("r", "raw", "Untick all (raw)", id="raw"),
     ]
 
     DEFAULT_CSS = """
@@ -44,11 +53,12 @@ class ProjectionScreen(ModalScreen[Projection | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Projection of W_out[i] onto the vocabulary", id="projection-title")
+            yield Label(Text("Projection of W_out[i] onto the vocabulary"), id="projection-title")
             for flag, label in FLAGS:
-                yield Checkbox(label, value=getattr(self.current, flag), id=flag)
+                yield FlagBox(Text(label), value=getattr(self.current, flag), id=flag)
             yield Label(
-                "space toggles · enter applies · g all three · r raw · esc cancels", id="projection-hint"
+                "space toggles · g all three · r none · enter applies · esc cancels",
+                id="projection-hint",
             )
 
     def _chosen(self) -> Projection:
@@ -57,11 +67,16 @@ class ProjectionScreen(ModalScreen[Projection | None]):
     def action_apply(self) -> None:
         self.dismiss(self._chosen())
 
+    def _tick(self, on: bool) -> None:
+        """Set the boxes; Enter applies them, as the dialog says."""
+        for flag, _ in FLAGS:
+            self.query_one(f"#{flag}", Checkbox).value = on
+
     def action_gurnee(self) -> None:
-        self.dismiss(Projection(True, True, True))
+        self._tick(True)
 
     def action_raw(self) -> None:
-        self.dismiss(Projection())
+        self._tick(False)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 
 from engine.token_search import TokenIndex, TokenMatch
 from tui.render import score_style, token_label
+from tui.widgets.tables import KeyOptionList, KeyTable
 
 TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: neurons [V, N], dots [V, N]
 
@@ -51,9 +52,9 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
         yield Static("Token search: type a token's text (a leading space matters: ' the')", id="search-title")
         yield Input(placeholder="token text, e.g. ' coming'", id="search-input")
         with Horizontal(id="search-body"):
-            yield OptionList(id="matches")
+            yield KeyOptionList(id="matches")
             with Vertical(id="token-neurons"):
-                yield DataTable(id="neuron-hits", cursor_type="row", zebra_stripes=True)
+                yield KeyTable(id="neuron-hits", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="search-note")
         yield Footer()
 

@@ -54,6 +54,9 @@ class MaxDotHistogram(PlotextPlot):
                 color="cyan",
                 label="max-dot, sorted",
             )
+            # Ticks of their own: the histogram's max-dot ticks must not linger on the rank axis.
+            tick_ranks = np.linspace(0, len(ordered) - 1, 5).round().astype(int)
+            plt.xticks(tick_ranks.tolist(), [str(rank) for rank in tick_ranks])
             plt.xlabel("rank")
             plt.ylabel("max |dot|")
             if self.marker is not None:

@@ -35,12 +35,15 @@ class Column:
     min_total_width: int  # shown only when the list is at least this wide
 
 
+# At 80 terminal columns the list is about 55 wide: everything that sort and filter use fits, with
+# room for a token or two; skew joins at 120 terminal columns.
 COLUMNS = [
     Column("neuron", 6, 0),
     Column("max-dot", 7, 0),
-    Column("null-z", 6, 70),
-    Column("kurt", 6, 90),
-    Column("class", 5, 60),
+    Column("null-z", 6, 40),
+    Column("kurt", 6, 46),
+    Column("skew", 6, 85),
+    Column("class", 5, 52),
 ]
 
 
@@ -52,7 +55,7 @@ class NeuronList(ScrollView, can_focus=True):
         Binding("up,k", "cursor_up", "Up", show=False, id="cursor-up"),
         Binding("pagedown", "page_down", "Page down", show=False, id="page-down"),
         Binding("pageup", "page_up", "Page up", show=False, id="page-up"),
-        Binding("home,g", "first", "First", show=False, id="first"),
+        Binding("home", "first", "First", show=False, id="first"),
         Binding("end,G", "last", "Last", show=False, id="last"),
         Binding("space", "toggle_mark", "Mark", id="mark"),
         Binding("enter", "select", "Detail", id="detail"),
@@ -61,7 +64,7 @@ class NeuronList(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"neuron-list--cursor", "neuron-list--marked", "neuron-list--header"}
 
     DEFAULT_CSS = """
-    NeuronList { height: 1fr; }
+    NeuronList { height: 1fr; overflow-x: hidden; }
     NeuronList > .neuron-list--cursor { background: $accent 40%; }
     NeuronList:focus > .neuron-list--cursor { background: $accent; color: $text; }
     NeuronList > .neuron-list--marked { color: $warning; text-style: bold; }
@@ -110,7 +113,7 @@ class NeuronList(ScrollView, can_focus=True):
 
     def set_order(self, order: np.ndarray, keep_neuron: int | None = None) -> None:
         self.order = np.asarray(order, dtype=np.int64)
-        self.virtual_size = Size(self.size.width, len(self.order) + 1)
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.order) + 1)
         cursor = 0
         if keep_neuron is not None:
             hits = np.flatnonzero(self.order == keep_neuron)
@@ -141,8 +144,13 @@ class NeuronList(ScrollView, can_focus=True):
         self.refresh()
         self.post_message(self.Highlighted(self.current_neuron))
 
+    @property
+    def body_height(self) -> int:
+        """Rows of neurons on screen: the visible region less the header line."""
+        return max(self.scrollable_content_region.height - 1, 1)
+
     def _scroll_cursor_into_view(self) -> None:
-        body = max(self.size.height - 1, 1)  # one line is the header
+        body = self.body_height
         top = self.scroll_offset.y
         if self.cursor < top:
             self.scroll_to(y=self.cursor, animate=False)
@@ -160,10 +168,15 @@ class NeuronList(ScrollView, can_focus=True):
         self._move(-1)
 
     def action_page_down(self) -> None:
-        self._move(max(self.size.height - 2, 1))
+        self._move(max(self.body_height - 1, 1))
 
     def action_page_up(self) -> None:
-        self._move(-max(self.size.height - 2, 1))
+        self._move(-max(self.body_height - 1, 1))
+
+    def to_top(self) -> None:
+        """Cursor on the first row, the view at the top (a new sort starts from its best)."""
+        self.scroll_to(y=0, animate=False)
+        self.cursor = 0
 
     def action_first(self) -> None:
         self._move(-len(self.order))
@@ -190,8 +203,8 @@ class NeuronList(ScrollView, can_focus=True):
                 self.action_select()
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.order) + 1)
-        self._scroll_cursor_into_view()
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.order) + 1)
+        self.call_after_refresh(self._scroll_cursor_into_view)  # once the new size is laid out
 
     # --- drawing ----------------------------------------------------------------------------
     def _columns(self) -> list[Column]:
@@ -206,7 +219,7 @@ class NeuronList(ScrollView, can_focus=True):
                 else column.title.ljust(column.width)
             )
             text.append(" ")
-        text.append("top tokens by |dot| (green promotes, red suppresses)")
+        text.append("top tokens by |dot|: + promotes (green), − suppresses (red)")
         return text
 
     def _row(self, index: int) -> Text:
@@ -226,6 +239,8 @@ class NeuronList(ScrollView, can_focus=True):
                 text.append(value.rjust(column.width))
             elif column.title == "kurt":
                 text.append(f"{result.kurtosis[neuron]:.1f}".rjust(column.width))
+            elif column.title == "skew":
+                text.append(f"{result.skew[neuron]:+.2f}".rjust(column.width))
             elif column.title == "class":
                 tag, style = CLASS_TAGS[self.neurons.classes[neuron]]
                 text.append(tag.ljust(column.width), style=style)

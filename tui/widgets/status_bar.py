@@ -1,12 +1,68 @@
-"""The status line: model, device, projection, the current layer as ``Layer N / M``, marks, and
-what is being computed in the background."""
+"""The status line: the layer as ``Layer N / M``, the sort and its direction, the filter, the
+marked count and background work first; model, device and projection fill what room is left
+(the model name is shortened first)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
+
+SEPARATOR = " · "
+
+
+@dataclass(frozen=True)
+class Status:
+    model: str
+    device: str
+    projection: str
+    layer: int | None
+    last_layer: int
+    marked: int
+    activity: str
+    sort: str
+    filter_text: str
+
+
+def status_text(status: Status, width: int) -> Text:
+    """The line for ``width`` cells: essentials always, the rest while it fits."""
+    essentials: list[tuple[str, str]] = []
+    if status.layer is not None:
+        essentials.append((f"Layer {status.layer} / {status.last_layer}", "bold reverse"))
+    essentials.append((f"by {status.sort}", ""))
+    if status.filter_text:
+        essentials.append((status.filter_text, "yellow"))
+    if status.marked:
+        essentials.append((f"{status.marked} marked", "bold yellow"))
+    extras = [(status.device, ""), (status.projection, "")]  # in display order
+    if status.activity:
+        essentials.append((status.activity, "italic"))
+
+    def length(parts: list[tuple[str, str]]) -> int:
+        return sum(len(text) for text, _ in parts) + len(SEPARATOR) * max(len(parts) - 1, 0)
+
+    room = width - 1 - length(essentials)
+    shown = set()
+    for index in (1, 0):  # the projection matters more than the device
+        if room - len(extras[index][0]) - len(SEPARATOR) >= 0:
+            shown.add(index)
+            room -= len(extras[index][0]) + len(SEPARATOR)
+    shown_extras = [extra for index, extra in enumerate(extras) if index in shown]
+    model = status.model
+    room -= len(SEPARATOR)
+    if room < len(model):
+        model = model[: max(room - 1, 0)] + "…" if room >= 6 else ""
+    parts = ([(model, "bold")] if model else []) + shown_extras + essentials
+    text = Text(" ")
+    for index, (part, style) in enumerate(parts):
+        if index:
+            text.append(SEPARATOR)
+        text.append(part, style=style)
+    text.truncate(width, overflow="ellipsis")
+    return text
 
 
 class StatusBar(Horizontal):
@@ -19,36 +75,26 @@ class StatusBar(Horizontal):
     StatusBar > #status-progress #percentage { width: 5; }
     """
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.status: Status | None = None
+
     def compose(self) -> ComposeResult:
         yield Static(id="status-text")
         yield ProgressBar(total=100, show_eta=False, id="status-progress")
 
-    def show(
-        self,
-        model: str,
-        device: str,
-        projection: str,
-        layer: int | None,
-        last_layer: int,
-        marked: int,
-        activity: str,
-        sort: str,
-        filter_text: str,
-    ) -> None:
-        text = Text()
-        text.append(f" {model}", style="bold")
-        text.append(f" · {device} · {projection}")
-        if layer is not None:
-            text.append(" · ")
-            text.append(f"Layer {layer} / {last_layer}", style="bold reverse")
-        text.append(f" · by {sort}")
-        if filter_text:
-            text.append(f" · {filter_text}", style="yellow")
-        if marked:
-            text.append(f" · {marked} marked", style="bold yellow")
-        if activity:
-            text.append(f" · {activity}", style="italic")
-        self.query_one("#status-text", Static).update(text)
+    def show(self, status: Status) -> None:
+        self.status = status
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.status is None:
+            return
+        width = self.size.width - (16 if self.has_class("busy") else 0)
+        self.query_one("#status-text", Static).update(status_text(self.status, max(width, 20)))
+
+    def on_resize(self) -> None:
+        self._draw()
 
     def progress(self, fraction: float | None) -> None:
         bar = self.query_one("#status-progress", ProgressBar)
@@ -57,3 +103,4 @@ class StatusBar(Horizontal):
         else:
             self.add_class("busy")
             bar.update(total=100, progress=round(fraction * 100, 1))
+        self._draw()

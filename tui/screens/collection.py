@@ -1,0 +1,167 @@
+"""The collection: every marked neuron of the model, across layers, with its statistics and note.
+
+Enter opens a neuron's detail, space unmarks it, n edits its note, e exports the collection. The
+layers' results come from the cache (or are computed) in a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from engine.collection import Collection, Marked
+from engine.errors import UserError
+from engine.neurons import LayerNeurons
+from engine.tokens import Vocabulary
+from tui.neuron_ref import neuron_label
+from tui.render import signed_token
+from tui.screens.prompt import PromptScreen
+from tui.widgets.tables import KeyTable
+
+COLUMNS = ("neuron", "max-dot", "null-z", "kurt", "class", "top tokens", "note")
+TOKENS_SHOWN = 3
+
+
+class CollectionScreen(Screen[tuple[int, int] | None]):
+    BINDINGS = [
+        Binding("escape,q,m", "close", "Back", id="close-collection"),
+        Binding("enter", "open", "Detail", id="collection-detail"),
+        Binding("space", "unmark", "Unmark", id="collection-unmark"),
+        Binding("n", "note", "Note", id="collection-note"),
+        Binding("e", "export", "Export", id="collection-export"),
+    ]
+
+    DEFAULT_CSS = """
+    CollectionScreen #collection-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
+    CollectionScreen KeyTable { height: 1fr; }
+    """
+
+    class LayersLoaded(Message):
+        def __init__(self, layers: dict[int, LayerNeurons]) -> None:
+            super().__init__()
+            self.layers = layers
+
+    def __init__(
+        self,
+        model: str,
+        collection: Collection,
+        vocab: Vocabulary,
+        layer_neurons: Callable[[int], LayerNeurons],
+        export: Callable[[], None],
+    ) -> None:
+        super().__init__()
+        self.model, self.collection, self.vocab = model, collection, vocab
+        self.layer_neurons, self.export = layer_neurons, export
+        self.loaded: dict[int, LayerNeurons] = {}
+        self.rows: list[Marked] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="collection-title")
+        yield KeyTable(id="collection-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(KeyTable)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        self.redraw()
+        table.focus()
+        self.load_layers()
+
+    @work(thread=True, exclusive=True, group="collection", exit_on_error=False)
+    def load_layers(self) -> None:
+        self.post_message(
+            self.LayersLoaded({layer: self.layer_neurons(layer) for layer in self.collection.layers()})
+        )
+
+    def on_collection_screen_layers_loaded(self, message: LayersLoaded) -> None:
+        self.loaded = message.layers
+        self.redraw()
+
+    def redraw(self) -> None:
+        table = self.query_one(KeyTable)
+        keep = table.cursor_row
+        table.clear()
+        self.rows = self.collection.items()
+        n_layers = len({m.layer for m in self.rows})
+        title = f"{self.model} · collection: {len(self.rows)} neurons from {n_layers} layers"
+        self.query_one("#collection-title", Static).update(Text(title))
+        for marked in self.rows:
+            table.add_row(*self._cells(marked))
+        if self.rows:
+            table.move_cursor(row=min(keep, len(self.rows) - 1))
+
+    def _cells(self, marked: Marked) -> list:
+        label = neuron_label(marked.layer, marked.neuron)
+        neurons = self.loaded.get(marked.layer)
+        if neurons is None:
+            return [label, Text("…", style="dim"), "", "", "", "", Text(marked.note)]
+        s = neurons.stats(marked.neuron)
+        result, n = neurons.result, marked.neuron
+        tokens = Text()
+        for rank in range(min(TOKENS_SHOWN, result.top_k)):
+            if rank:
+                tokens.append("  ")
+            tokens.append_text(
+                signed_token(
+                    self.vocab.text(int(result.top_ids[n, rank])), float(result.top_dots[n, rank]), 14
+                )
+            )
+        return [
+            label,
+            f"{s.max_dot:.3f}",
+            "" if s.null_z is None else f"{s.null_z:.1f}",
+            f"{s.kurtosis:.1f}",
+            {"prediction": "pred", "suppression": "supp"}.get(s.klass, ""),
+            tokens,
+            Text(marked.note),
+        ]
+
+    def _current(self) -> Marked | None:
+        row = self.query_one(KeyTable).cursor_row
+        return self.rows[row] if 0 <= row < len(self.rows) else None
+
+    def action_open(self) -> None:
+        if (marked := self._current()) is not None:
+            self.dismiss((marked.layer, marked.neuron))
+
+    def on_data_table_row_selected(self, event: KeyTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def _change(self, change: Callable[[], None]) -> None:
+        try:
+            change()
+        except UserError as error:  # the collection file could not be written: nothing changed there
+            self.notify(str(error), title="collection not saved", severity="error")
+        self.redraw()
+
+    def action_unmark(self) -> None:
+        if (marked := self._current()) is not None:
+            self._change(lambda: self.collection.unmark(marked.layer, marked.neuron))
+
+    def action_note(self) -> None:
+        if (marked := self._current()) is None:
+            return
+
+        def save(text: str | None) -> None:
+            if text is not None:
+                self._change(lambda: self.collection.set_note(marked.layer, marked.neuron, text))
+
+        label = neuron_label(marked.layer, marked.neuron)
+        self.app.push_screen(
+            PromptScreen(f"Note for {label}", marked.note, "Enter saves, Escape cancels"), save
+        )
+
+    def action_export(self) -> None:
+        self.export()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
