@@ -1,4 +1,5 @@
-"""The explorer in a real pseudo-terminal, as a terminal emulator (or sshd) would run it."""
+"""The explorer in a real pseudo-terminal, as a terminal emulator (or sshd) would run it; pyte
+(a VT100 emulator) keeps the screen as a person would see it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import termios
 import threading
 import time
 from pathlib import Path
+
+import pyte
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +33,9 @@ class Terminal:
             finally:
                 os._exit(127)
         self.output = bytearray()
+        self.screen = pyte.Screen(cols, rows)
+        self._stream = pyte.ByteStream(self.screen)
+        self._lock = threading.Lock()
         self.closed = False
         self.status: int | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -43,7 +49,19 @@ class Terminal:
                 return
             if not chunk:
                 return
-            self.output += chunk
+            with self._lock:
+                self.output += chunk
+                self._stream.feed(chunk)
+
+    def text(self) -> str:
+        """The screen as it looks now, one line per row."""
+        with self._lock:
+            return "\n".join(self.screen.display)
+
+    def wait_for_screen(self, text: str, step: float = 0.05) -> None:
+        """Until ``text`` is on the screen, or the child ended."""
+        while text not in self.text() and not self.ended():
+            time.sleep(step)
 
     def wait_for(self, text: bytes, step: float = 0.02) -> None:
         """Until ``text`` was drawn, or the child ended (then the caller's assertions tell)."""

@@ -253,13 +253,19 @@ def _run_coverage(args, engine, settings, layers) -> int:
     return coverage(engine, settings, layers, args.show, args.output)
 
 
+def _run_collection(args, engine, settings, layers) -> int:
+    from tui.headless import collection
+
+    return collection(engine, settings, args.output)
+
+
 EXPLORER = Command(
     "",
     "Explore MLP neurons whose output weights point at vocabulary tokens (W_out[i] @ W_U).",
     ("layer", "top_k"),
     _run_explorer,
-    epilog="Headless commands: scan, layers, tokens, coverage ('neuron-tui scan --help' and so on). "
-    "Without a command, the explorer opens.",
+    epilog="Headless commands: scan, layers, tokens, coverage, collection "
+    "('neuron-tui scan --help' and so on). Without a command, the explorer opens.",
     takes_terminal=True,
 )
 COMMANDS: dict[str, Command] = {
@@ -296,6 +302,17 @@ COMMANDS: dict[str, Command] = {
         ("texts", "top", "exact_only", "layers", "output", "top_k"),
         _run_tokens,
         helps={"top_k": argparse.SUPPRESS},
+    ),
+    "collection": Command(
+        "collection",
+        "Export the collection: every neuron marked in the explorer (space) for this model, across "
+        "layers, with its note, statistics and top tokens (layers missing from the cache are computed).",
+        ("output", "top_k"),
+        _run_collection,
+        helps={
+            "output": ".jsonl, .json, .csv or - for JSONL on stdout (default: -)",
+            "top_k": f"tokens per list in each record (default: {_DEFAULTS.top_k})",
+        },
     ),
     "coverage": Command(
         "coverage",

@@ -40,6 +40,31 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
     return 0
 
 
+def collection(engine: NeuronEngine, settings: ScanSettings, output: str) -> int:
+    """The collection marked in the explorer, with notes, statistics and top tokens."""
+    from engine.collection import Collection, collection_records
+
+    info, vocab = engine.info, engine.vocabulary
+    marked = Collection.for_model(info.name, info.fingerprint)
+    if marked.warning:
+        print(f"warning: {marked.warning}", file=sys.stderr)
+    if not len(marked):
+        raise UserError(f"the collection of {info.name} is empty: mark neurons in the explorer with space")
+    layers = marked.layers()
+    with StderrProgress(layers) as progress:
+        null = engine.null_baseline(settings)
+
+        def layer_neurons(layer: int) -> LayerNeurons:
+            result = engine.layer(layer, settings, listener=progress)
+            return LayerNeurons.derive(result, null, settings.projection.cosine)
+
+        records = collection_records(info.name, vocab, marked, layer_neurons, k=settings.top_k)
+        count = write_records(output, records, _metadata(engine, settings))
+    if output != "-":
+        print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
+    return 0
+
+
 def _all_layers(engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> list[LayerNeurons]:
     with StderrProgress(layers) as progress:
         results = list(engine.layers(layers, settings, listener=progress))

@@ -112,8 +112,9 @@ class NeuronDetailScreen(Screen[None]):
             f"of 0-{self.info.n_layers - 1} · {position} of {len(self.order)} listed"
         )
         self.query_one("#detail-title", Static).update(Text(title))
-        self.query_one("#detail-stats", Static).update(self._stats(stats))
-        self.query_one("#detail-lists", Static).update(self._promote_suppress(neuron))
+        self.stats_table, self.lists_table = self._stats(stats), self._promote_suppress(neuron)
+        self.query_one("#detail-stats", Static).update(self.stats_table)
+        self.query_one("#detail-lists", Static).update(self.lists_table)
         self.query_one("#detail-tokens", VerticalScroll).scroll_home(animate=False)
         score_plot = self.query_one("#score-hist", PlotextPlot)
         score_plot.plt.clear_data()
