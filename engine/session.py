@@ -289,7 +289,7 @@ class NeuronEngine:
                     layer,
                     w_out,
                     unembed,
-                    settings.scan_k,
+                    settings.top_k,
                     settings.token_top_n,
                     chunk_tokens=chunk,
                     progress=report,

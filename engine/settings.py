@@ -16,7 +16,6 @@ DTYPES: tuple[str, ...] = get_args(Dtype)
 SCHEMA_VERSION = 4  # 4: layer results record the device that computed them
 DEFAULT_TOP_K = 10
 DEFAULT_TOKEN_TOP_N = 8
-DETAIL_TOKENS = 50  # promoted and suppressed tokens a scan keeps per neuron, for the detail view
 
 
 @dataclass(frozen=True)
@@ -60,14 +59,8 @@ class ScanSettings:
             raise UserError(f"projection must be a Projection, got {type(self.projection).__name__}")
 
     @property
-    def scan_k(self) -> int:
-        """Tokens a scan keeps per neuron: at least what the detail view shows; exports take the
-        first ``top_k`` of them (the top-k of a longer exact ranking is the exact top-k)."""
-        return max(self.top_k, DETAIL_TOKENS)
-
-    @property
     def cache_tag(self) -> str:
-        return f"s{SCHEMA_VERSION}-k{self.scan_k}-n{self.token_top_n}-{self.dtype}-{self.projection.label}"
+        return f"s{SCHEMA_VERSION}-k{self.top_k}-n{self.token_top_n}-{self.dtype}-{self.projection.label}"
 
     def to_dict(self) -> dict:
         return {

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from app_helpers import make_app, settle, showing, wait_for
+from reference import reference_scores
 
+from engine.settings import Projection
 from tui.screens.all_layers import AllLayersScreen
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.help import HelpScreen, bindings_table
@@ -59,19 +61,26 @@ async def test_go_to_a_neuron_and_step_through_the_detail(tiny_gguf, tmp_path):
         await wait_for(pilot, lambda: showing(app, 1) and not isinstance(app.screen, NeuronDetailScreen))
 
 
-async def test_the_detail_lists_50_tokens_each_side_with_ids(tiny_gguf, tmp_path):
+async def test_the_detail_lists_50_tokens_each_side_with_ids(tiny_gguf, tiny_weights, tmp_path):
     app = make_app(tiny_gguf, tmp_path / "c")
     async with app.run_test(size=BIG) as pilot:
         await settle(pilot, app)
         neuron = app.query_one(NeuronList).current_neuron
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
-        table = app.screen.lists_table
         result = app.main.result
+        assert app.screen.lists_table.row_count in (result.top_k, 50)  # the scan's lists until the row lands
+        await wait_for(pilot, lambda: app.screen.scores_settled)
+        table = app.screen.lists_table
         assert table.row_count == 50
+        scores = reference_scores(tiny_weights.w_out[2], tiny_weights.unembed, None, Projection())[neuron]
         ids = [int(str(cell)) for cell in table.columns[0]._cells]
-        assert ids == result.promote_ids[neuron].tolist()
-        assert [int(str(cell)) for cell in table.columns[3]._cells] == result.suppress_ids[neuron].tolist()
+        assert ids == np.argsort(-scores, kind="stable")[:50].tolist()
+        assert ids[: result.top_k] == result.promote_ids[neuron].tolist()
+        down = [int(str(cell)) for cell in table.columns[3]._cells]
+        assert down == np.argsort(scores, kind="stable")[:50].tolist()
+        dots = [float(str(cell)) for cell in table.columns[2]._cells]
+        np.testing.assert_allclose(dots, np.round(scores[ids], 3))
         stats = "".join(str(cell) for cell in app.screen.stats_table.columns[0]._cells)
         assert "|W_out[i]|" in stats  # literal, not markup
 

@@ -1,6 +1,9 @@
 """One neuron in full: its statistics, the 50 tokens it promotes most and the 50 it suppresses most
 (with token ids), and the histogram of its scores over the whole vocabulary. Right and left step
-to the next and previous neuron in the list's order."""
+to the next and previous neuron in the list's order.
+
+The scan keeps top-k tokens per list (10 by default); the detail shows those at once, then all 50
+from the neuron's exact float64 score row, which a worker computes (loading the weights once)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
 
 TOKEN_CELLS = 14
+DETAIL_TOKENS = 50
 
 
 def _token_cells(token_id: int, dot: float, vocab: Vocabulary) -> list[Text]:
@@ -151,15 +155,23 @@ class NeuronDetailScreen(Screen[None]):
             table.add_row(Text(name), Text(value))  # Text: "[i]" is not markup
         return table
 
-    def _promote_suppress(self, n: int) -> Table:
-        """The tokens it promotes most and suppresses most, side by side, with their ids."""
+    def _promote_suppress(self, n: int, scores: np.ndarray | None = None) -> Table:
+        """The tokens it promotes most and suppresses most, side by side, with their ids: the scan's
+        lists, or ``DETAIL_TOKENS`` of each from the exact score row (ties: the lower id first)."""
         r = self.result
+        if scores is None:
+            up_ids, up_dots = r.promote_ids[n], r.promote_dots[n]
+            down_ids, down_dots = r.suppress_ids[n], r.suppress_dots[n]
+        else:
+            up_ids = np.argsort(-scores, kind="stable")[:DETAIL_TOKENS]
+            down_ids = np.argsort(scores, kind="stable")[:DETAIL_TOKENS]
+            up_dots, down_dots = scores[up_ids], scores[down_ids]
         table = Table(box=None, padding=(0, 1), header_style="bold")
         for title, justify in (("id", "right"), ("+ promotes", "left"), ("dot", "right")) * 2:
             table.add_column(Text(title), justify=justify, no_wrap=True)
-        for rank in range(r.top_k):
-            up = _token_cells(int(r.promote_ids[n, rank]), float(r.promote_dots[n, rank]), self.vocab)
-            down = _token_cells(int(r.suppress_ids[n, rank]), float(r.suppress_dots[n, rank]), self.vocab)
+        for rank in range(len(up_ids)):
+            up = _token_cells(int(up_ids[rank]), float(up_dots[rank]), self.vocab)
+            down = _token_cells(int(down_ids[rank]), float(down_dots[rank]), self.vocab)
             table.add_row(*up, *down)
         table.columns[3].header = Text("id")
         table.columns[4].header = Text("− suppresses")
@@ -195,6 +207,8 @@ class NeuronDetailScreen(Screen[None]):
             plot.title(f"scores unavailable: {message.error}")
             widget.refresh()
             return
+        self.lists_table = self._promote_suppress(self.neuron, message.scores)
+        self.query_one("#detail-lists", Static).update(self.lists_table)
         counts, edges = np.histogram(message.scores, bins=60)
         centres = ((edges[:-1] + edges[1:]) / 2).tolist()
         plot.title(f"its dots with all {len(message.scores)} tokens")
