@@ -81,3 +81,14 @@ async def settle(pilot, app: NeuronApp) -> None:
     await wait_for(pilot, lambda: all_computed(app))
     await pilot.pause(0.2)
     await asyncio.sleep(0)
+
+
+async def answer_prompt(pilot, app: NeuronApp, key: str, text: str) -> None:
+    """Press ``key``, type ``text`` into the dialog it opens, and submit it."""
+    from tui.screens.prompt import PromptScreen
+
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+    app.screen.query_one("Input").value = text
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: not isinstance(app.screen, PromptScreen))

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-from app_helpers import make_app, settle, showing, wait_for
+from app_helpers import answer_prompt, make_app, settle, showing, wait_for
 from cli_helpers import run_cli
 
 from engine.collection import Collection
@@ -20,13 +20,6 @@ from tui.screens.prompt import PromptScreen
 from tui.widgets.neuron_list import NeuronList
 
 SIZE = (120, 40)
-
-
-async def _type_into_prompt(pilot, app, text: str) -> None:
-    await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
-    app.screen.query_one("Input").value = text
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: not isinstance(app.screen, PromptScreen))
 
 
 async def test_marks_belong_to_neurons_and_survive_every_change_and_a_restart(tiny_gguf, tmp_path):
@@ -44,8 +37,7 @@ async def test_marks_belong_to_neurons_and_survive_every_change_and_a_restart(ti
         await wait_for(pilot, lambda: showing(app, 2))
         assert listing.marked == set(on_2)
         await pilot.press("s", "r")  # sort and direction change
-        await pilot.press("f")
-        await _type_into_prompt(pilot, app, "kurtosis>0")
+        await answer_prompt(pilot, app, "f", "kurtosis>0")
         assert app.state.marked == set(on_2)
         await pilot.press("p")
         await pilot.press("g", "enter")  # another projection
@@ -69,8 +61,7 @@ async def test_collection_view_notes_unmarks_opens_and_exports(tiny_gguf, tmp_pa
         await settle(pilot, app)
         listing = app.query_one(NeuronList)
         first, second = listing.order[:2].tolist()
-        await pilot.press("n")
-        await _type_into_prompt(pilot, app, "looks like [bold]x")  # a note marks the neuron
+        await answer_prompt(pilot, app, "n", "looks like [bold]x")  # a note marks the neuron
         await pilot.press("j", "space", "[")
         await wait_for(pilot, lambda: showing(app, 1))
         third = listing.current_neuron

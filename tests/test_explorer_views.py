@@ -4,7 +4,7 @@ columns, resizes, literal labels, the detail's 50 tokens and its neighbours, key
 from __future__ import annotations
 
 import numpy as np
-from app_helpers import make_app, settle, showing, wait_for
+from app_helpers import answer_prompt, make_app, settle, showing, wait_for
 from reference import reference_scores
 
 from engine.settings import Projection
@@ -12,7 +12,6 @@ from tui.screens.all_layers import AllLayersScreen
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.help import HelpScreen, bindings_table
 from tui.screens.projection import ProjectionScreen
-from tui.screens.prompt import PromptScreen
 from tui.widgets.neuron_list import NeuronList
 
 BIG, SMALL = (120, 40), (80, 24)
@@ -26,25 +25,17 @@ def cursor_visible(listing: NeuronList) -> bool:
     return 0 <= listing.cursor - listing.scroll_offset.y < listing.body_height
 
 
-async def _prompt(pilot, app, key: str, text: str) -> None:
-    await pilot.press(key)
-    await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
-    app.screen.query_one("Input").value = text
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: not isinstance(app.screen, PromptScreen))
-
-
 async def test_go_to_a_neuron_and_step_through_the_detail(tiny_gguf, tmp_path):
     app = make_app(tiny_gguf, tmp_path / "c")
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot, app)
         listing = app.query_one(NeuronList)
         for typed, layer, neuron in [("L1/N37", 1, 37), ("0:90", 0, 90), ("2/5", 2, 5), ("77", 2, 77)]:
-            await _prompt(pilot, app, "g", typed)
+            await answer_prompt(pilot, app, "g", typed)
             await wait_for(pilot, lambda layer=layer: showing(app, layer))
             await wait_for(pilot, lambda neuron=neuron: listing.current_neuron == neuron)
             assert cursor_visible(listing), typed
-        await _prompt(pilot, app, "g", "L9/N1")  # out of range: said, nothing moves
+        await answer_prompt(pilot, app, "g", "L9/N1")  # out of range: said, nothing moves
         assert listing.current_neuron == 77
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
@@ -101,7 +92,7 @@ async def test_reverse_sort_and_the_cursor_always_on_screen(tiny_gguf, tmp_path)
         assert "skew ↑" in status(app) and listing.cursor == 0 and cursor_visible(listing)
         assert np.all(np.diff(skew[listing.order]) >= 0), "ascending skew lists suppression neurons first"
         await pilot.press("end")
-        await _prompt(pilot, app, "f", "kurtosis>3")
+        await answer_prompt(pilot, app, "f", "kurtosis>3")
         assert cursor_visible(listing) and listing.cursor == 0
 
 
@@ -110,7 +101,7 @@ async def test_80_columns_show_every_sort_and_filter_column(tiny_gguf, tmp_path)
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot, app)
         await pilot.press("space")
-        await _prompt(pilot, app, "f", "kurtosis>2")
+        await answer_prompt(pilot, app, "f", "kurtosis>2")
         header = str(app.query_one(NeuronList)._header())
         for column in ("neuron", "max-dot", "null-z", "kurt", "class"):
             assert column in header
