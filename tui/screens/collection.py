@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState
 
 from engine.collection import Collection, Marked
 from engine.errors import UserError
@@ -80,6 +81,13 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         self.post_message(
             self.LayersLoaded({layer: self.layer_neurons(layer) for layer in self.collection.layers()})
         )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The layers could not be read or computed: say so; the marks and notes stay listed."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            self.notify(text.splitlines()[0], title="statistics unavailable", severity="error", timeout=15)
 
     def on_collection_screen_layers_loaded(self, message: LayersLoaded) -> None:
         self.loaded = message.layers
