@@ -197,6 +197,8 @@ def bench_end_to_end(device: torch.device) -> dict:
         _run_child(["-m", "bench.first_frame", "bare"])
         warm = min(_run_child(["-m", "bench.first_frame", "explorer", str(cache)])[0] for _ in range(5))
         bare = min(_run_child(["-m", "bench.first_frame", "bare"])[0] for _ in range(5))
+        details = [_run_child(["-m", "bench.first_frame", "detail", str(cache)])[1] for _ in range(5)]
+        detail_open = sorted(float(err.rsplit("detail_open_s=", 1)[1].split()[0]) for err in details)
     return {
         "cold_scan_s": cold,
         "read_s": read,
@@ -206,6 +208,9 @@ def bench_end_to_end(device: torch.device) -> dict:
         "bare_textual_s": bare,
         "warm_over_bare": warm / bare,
         "warm_start_imports_torch": "torch_imported=True" in warm_err,
+        "detail_open_median_s": detail_open[len(detail_open) // 2],
+        "detail_open_max_s": detail_open[-1],
+        "detail_loads_model": any("model_loaded=True" in err for err in details),
         "peak_rss_mib": peak_kib / 1024,
         "runtime_rss_mib": runtime_kib / 1024,
         "tensor_mib": needed_bytes / 2**20,
@@ -244,6 +249,11 @@ def report(results: dict, out) -> None:
             f"warm start to first frame: {e2e['warm_start_s']:.2f} s "
             f"vs bare Textual {e2e['bare_textual_s']:.2f} s -> "
             f"{e2e['warm_over_bare']:.2f}x (torch imported: {e2e['warm_start_imports_torch']})",
+            file=out,
+        )
+        print(
+            f"neuron detail to first frame, warm start: median {e2e['detail_open_median_s']:.2f} s, "
+            f"slowest {e2e['detail_open_max_s']:.2f} s of 5 (model loaded: {e2e['detail_loads_model']})",
             file=out,
         )
         print(

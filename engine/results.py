@@ -35,6 +35,8 @@ class LayerResult:
     token_dots: np.ndarray  # [d_vocab, N + margin] float32, signed, fast precision: rescored when queried
     token_unit_best: np.ndarray  # [d_vocab] float32, max over neurons of |dot| / |W_out[i]| (coverage)
     token_unit_best_neuron: np.ndarray  # [d_vocab] int32, the neuron that reaches it
+    score_hist: np.ndarray  # [d_mlp, 2 * BINS_PER_SIGN] int32: counts of score - mean (score_histogram)
+    score_hist_top: int  # the histogram window's upper end, a biased float32 exponent
     device: str = "unknown"  # what computed the layer (cpu, cuda:0): part of the results, not the run
 
     @property
@@ -56,6 +58,7 @@ class LayerResult:
         with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
             values = {f.name: archive[f.name] for f in fields(cls)}
         values["layer"] = int(values["layer"])
+        values["score_hist_top"] = int(values["score_hist_top"])
         values["device"] = str(values["device"])
         return cls(**values)
 

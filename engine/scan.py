@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from engine.errors import ScanCancelled
+from engine.histogram_pass import HistogramAccumulator
 from engine.projection import ProjectedUnembed
 from engine.results import LayerResult
 
@@ -214,6 +215,10 @@ def scan_layer(
     block_buffer = torch.empty((chunk, d_mlp), device=device)
     work_buffer = torch.empty((chunk, d_mlp), device=device)
     power_buffer = torch.empty((chunk, d_mlp), device=device)
+    key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int32, device=device)
+    # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
+    row_scale = 1.0 if cosine else float(norms.max())
+    histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
 
     for start in range(0, d_vocab, chunk):
         if cancelled is not None and cancelled():
@@ -241,6 +246,7 @@ def scan_layer(
 
         # Per neuron: centred power sums (float32 sums reduce pairwise: within 1e-6 of float64 here).
         torch.sub(block, mean_fast, out=work)
+        histogram.update(work, key_buffer[:size])
         torch.mul(work, work, out=power)
         sums[0] += power.sum(0)
         sums[2] += torch.mul(power, power, out=block).sum(0)
@@ -269,6 +275,8 @@ def scan_layer(
         token_dots=token_dots.cpu().numpy(),
         token_unit_best=unit_best.cpu().numpy(),
         token_unit_best_neuron=unit_best_neuron.cpu().numpy().astype(np.int32),
+        score_hist=histogram.result(),
+        score_hist_top=histogram.top,
         device=str(unembed.device),
     )
 

@@ -46,3 +46,34 @@ def assert_layer_matches(result, ref: dict) -> None:
         assert set(ref["token_neurons"][token]) <= set(candidates[token]), (
             f"token {token} lost a top-{n} neuron"
         )
+
+
+def reference_histogram_bins(centred: np.ndarray, top: int) -> np.ndarray:
+    """Each float64 centred score's bin, from the definition: bins 1/8 octave wide, a window of
+    OCTAVES octaves below 2^(top - 127), smaller magnitudes next to zero, negative values first."""
+    from engine.score_histogram import BINS_PER_SIGN, MANTISSA_BITS, OCTAVES
+
+    mantissa, exponent = np.frexp(np.abs(centred))  # |d| = mantissa * 2^exponent, mantissa in [0.5, 1)
+    sub = np.floor((2 * mantissa - 1) * (1 << MANTISSA_BITS)).astype(np.int64)
+    key = ((exponent.astype(np.int64) - 1 + 127) << MANTISSA_BITS) + sub
+    step = np.clip(key - ((top - OCTAVES) << MANTISSA_BITS), 0, BINS_PER_SIGN - 1)
+    step[centred == 0] = 0
+    return np.where(centred < 0, BINS_PER_SIGN - 1 - step, BINS_PER_SIGN + step)
+
+
+def assert_histogram_matches(result, scores: np.ndarray) -> None:
+    """Counts sum to the vocabulary, and differ from the float64 binning only by tokens that lie
+    within float32 rounding (1e-5 of the neuron's std) of a bin edge."""
+    from engine.score_histogram import BINS_PER_SIGN, bin_edges
+
+    d_vocab = scores.shape[1]
+    assert (result.score_hist.sum(axis=1) == d_vocab).all()
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    bins = reference_histogram_bins(centred, result.score_hist_top)
+    edges = bin_edges(result.score_hist_top)[1:-1]
+    for neuron in range(scores.shape[0]):
+        expected = np.bincount(bins[neuron], minlength=2 * BINS_PER_SIGN)
+        distance = np.abs(centred[neuron][:, None] - edges[None, :]).min(axis=1)
+        ambiguous = int((distance <= 1e-5 * centred[neuron].std()).sum())
+        moved = int(np.abs(result.score_hist[neuron] - expected).sum())
+        assert moved <= 2 * ambiguous, f"neuron {neuron}: {moved} counts moved, {ambiguous} tokens near edges"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.results import LayerResult
+from engine.score_histogram import BINS_PER_SIGN
 
 
 def random_result(
@@ -31,4 +32,8 @@ def random_result(
         token_dots=rng.standard_normal((d_vocab, 4)).astype(np.float32),
         token_unit_best=rng.uniform(0, 1, d_vocab).astype(np.float32),
         token_unit_best_neuron=rng.integers(0, d_mlp, d_vocab).astype(np.int32),
+        score_hist=rng.multinomial(d_vocab, np.full(2 * BINS_PER_SIGN, 0.5 / BINS_PER_SIGN), d_mlp).astype(
+            np.int32
+        ),
+        score_hist_top=140,
     )

@@ -3,10 +3,14 @@ columns, resizes, literal labels, the detail's 50 tokens and its neighbours, key
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+import pytest
 from app_helpers import answer_prompt, make_app, settle, showing, wait_for
 from reference import reference_scores
 
+from engine.session import NeuronEngine
 from engine.settings import Projection
 from tui.screens.all_layers import AllLayersScreen
 from tui.screens.detail import NeuronDetailScreen
@@ -174,3 +178,51 @@ async def test_keys_named_as_typed_in_every_view(tiny_gguf, tmp_path):
         assert table.cursor_row == start
         await pilot.press("escape", "ctrl+c")
         await wait_for(pilot, lambda: not app.is_running)
+
+
+class _HeldScores(NeuronEngine):
+    """Exact score rows wait until the test lets them through, so the test sees the detail as it is
+    before the model could have loaded."""
+
+    def __init__(self, options) -> None:
+        super().__init__(options)
+        self.scores_open = threading.Event()
+
+    def neuron_scores(self, layer, neuron, settings):
+        self.scores_open.wait()
+        return super().neuron_scores(layer, neuron, settings)
+
+
+async def test_the_detail_histogram_comes_from_the_cache_without_the_model(tiny_gguf, tiny_weights, tmp_path):
+    from exactness import reference_histogram_bins
+
+    from engine.score_histogram import BINS_PER_SIGN
+
+    cache = tmp_path / "c"
+    first = make_app(tiny_gguf, cache)
+    async with first.run_test(size=BIG) as pilot:
+        await settle(pilot, first)  # every layer cached
+    app = make_app(tiny_gguf, cache, engine_class=_HeldScores)
+    try:
+        async with app.run_test(size=BIG) as pilot:
+            await wait_for(pilot, lambda: showing(app, 2))
+            neuron = app.query_one(NeuronList).current_neuron
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+            detail = app.screen
+            assert not app.engine.source_loaded  # a warm start: nothing has opened the model
+            centres, counts = detail.histogram
+            assert counts.sum() == pytest.approx(tiny_weights.unembed.shape[1])
+            scores = reference_scores(tiny_weights.w_out[2], tiny_weights.unembed, None, Projection())[neuron]
+            assert centres.min() > scores.min() and centres.max() < scores.max()
+            stored = app.main.result.score_hist[neuron]
+            top = app.main.result.score_hist_top
+            expected = np.bincount(
+                reference_histogram_bins(scores - scores.mean(), top), minlength=2 * BINS_PER_SIGN
+            )
+            assert np.abs(stored - expected).sum() <= 2
+            app.engine.scores_open.set()
+            await wait_for(pilot, lambda: detail.scores_settled)
+            assert detail.lists_table.row_count == 50
+    finally:
+        app.engine.scores_open.set()

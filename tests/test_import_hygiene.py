@@ -48,7 +48,8 @@ def test_warm_cache_reads_without_torch(tiny_gguf, tmp_path):
         f"cache_dir={str(tmp_path / 'c')!r})\n"
         "e = NeuronEngine(options)\n"
         "from engine.settings import ScanSettings\n"
-        "r = e.layer(2, ScanSettings()); assert e.vocabulary.text(256) == ' coming' and not e.source_loaded"
+        "r = e.layer(2, ScanSettings()); assert e.vocabulary.text(256) == ' coming' and not e.source_loaded\n"
+        "import tui.screens.detail, tui.screens.main  # the views a warm start opens"
     )
     loaded = _modules_after(code)
     assert "torch" not in loaded

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from exactness import assert_layer_matches
-from reference import reference_layer
+from exactness import assert_histogram_matches, assert_layer_matches
+from reference import reference_layer, reference_scores
 
 from engine.projection import ProjectedUnembed
 from engine.scan import scan_layer
@@ -31,7 +31,9 @@ def test_scan_equals_float64_reference(projection):
     unembed = ProjectedUnembed(u, g, projection, torch.device("cpu"), torch.float32)
     result = scan_layer(4, w, unembed, top_k=10, token_top_n=8, chunk_tokens=37)
     assert result.layer == 4
-    assert_layer_matches(result, reference_layer(w, u, g, projection, 10, 8))
+    reference = reference_layer(w, u, g, projection, 10, 8)
+    assert_layer_matches(result, reference)
+    assert_histogram_matches(result, reference["scores"])
 
 
 @pytest.mark.parametrize("chunk_tokens", [1, 7, 25, 30, 1000, 5000])
@@ -44,6 +46,8 @@ def test_chunking_does_not_change_results(chunk_tokens):
     np.testing.assert_allclose(other.kurtosis, baseline.kurtosis, rtol=1e-5)
     for name in ("top_ids", "top_dots", "promote_ids", "suppress_dots", "max_dot"):
         np.testing.assert_array_equal(getattr(other, name), getattr(baseline, name))
+    # Histogram counts are fast-precision too: a token on a bin edge may fall either side.
+    assert_histogram_matches(other, reference_scores(w, u, g, Projection()))
 
 
 def test_near_ties_and_clusters_are_ranked_exactly():

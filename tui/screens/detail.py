@@ -2,8 +2,9 @@
 (with token ids), and the histogram of its scores over the whole vocabulary. Right and left step
 to the next and previous neuron in the list's order.
 
-The scan keeps top-k tokens per list (10 by default); the detail shows those at once, then all 50
-from the neuron's exact float64 score row, which a worker computes (loading the weights once)."""
+The histogram comes from the counts the scan stored, so it shows at once without the model. The scan
+keeps top-k tokens per list (10 by default); the detail shows those at once, then all 50 from the
+neuron's exact float64 score row, which a worker computes (loading the weights once)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
 from engine.neurons import LayerNeurons
+from engine.score_histogram import linear_counts
 from engine.sources.base import ModelInfo
 from engine.tokens import Vocabulary
 from tui.neuron_ref import neuron_label
@@ -30,6 +32,7 @@ from tui.render import score_style, token_label
 
 TOKEN_CELLS = 14
 DETAIL_TOKENS = 50
+HIST_BINS = 60
 
 
 def _token_cells(token_id: int, dot: float, vocab: Vocabulary) -> list[Text]:
@@ -97,6 +100,7 @@ class NeuronDetailScreen(Screen[None]):
             with VerticalScroll(id="detail-tokens"):
                 yield Static(id="detail-stats")
                 yield Static(id="detail-lists")
+                yield Static(id="detail-lists-note")
             with Vertical(id="detail-plots"):
                 yield PlotextPlot(id="score-hist")
                 yield PlotextPlot(id="null-hist")
@@ -120,11 +124,13 @@ class NeuronDetailScreen(Screen[None]):
         self.query_one("#detail-stats", Static).update(self.stats_table)
         self.query_one("#detail-lists", Static).update(self.lists_table)
         self.query_one("#detail-tokens", VerticalScroll).scroll_home(animate=False)
-        score_plot = self.query_one("#score-hist", PlotextPlot)
-        score_plot.plt.clear_data()
-        score_plot.plt.title("computing its dots with every token…")
-        score_plot.refresh()
-        self.load_scores(neuron)
+        self._draw_score_histogram(neuron)
+        if self.result.top_k < DETAIL_TOKENS:
+            self.query_one("#detail-lists-note", Static).update(
+                Text(f"finding {DETAIL_TOKENS} tokens each side…", style="dim")
+            )
+        # After the first frame: loading the weights holds the interpreter for seconds.
+        self.call_after_refresh(self.load_scores, neuron)
         null_widget = self.query_one("#null-hist", PlotextPlot)
         null_plot = null_widget.plt
         null_plot.clear_data()
@@ -136,6 +142,23 @@ class NeuronDetailScreen(Screen[None]):
         else:
             null_plot.title("null baseline not computed yet")
         null_widget.refresh()
+
+    def _draw_score_histogram(self, neuron: int) -> None:
+        """The neuron's scores over the whole vocabulary, from the scan's stored counts."""
+        r = self.result
+        lowest, highest = float(r.suppress_dots[neuron, 0]), float(r.promote_dots[neuron, 0])
+        centres, counts = linear_counts(
+            r.score_hist[neuron], r.score_hist_top, float(r.mean[neuron]), lowest, highest, HIST_BINS
+        )
+        self.histogram = (centres, counts)
+        widget = self.query_one("#score-hist", PlotextPlot)
+        plot = widget.plt
+        plot.clear_data()
+        plot.title(f"its dots with all {int(r.score_hist[neuron].sum())} tokens")
+        plot.plot(centres.tolist(), np.log10(counts + 1).tolist(), fillx=True, color="cyan")
+        plot.xlabel("dot")
+        plot.ylabel("log10(1+count)")
+        widget.refresh()
 
     def _stats(self, s) -> Table:
         table = Table(box=None, show_header=False, padding=(0, 1))
@@ -200,22 +223,14 @@ class NeuronDetailScreen(Screen[None]):
             return  # the user moved on
         self.scores = message.scores
         self.scores_settled = True
-        widget = self.query_one("#score-hist", PlotextPlot)
-        plot = widget.plt
-        plot.clear_data()
         if message.scores is None:
-            plot.title(f"scores unavailable: {message.error}")
-            widget.refresh()
+            self.query_one("#detail-lists-note", Static).update(
+                Text(f"the scan's {self.result.top_k} tokens each side: {message.error}")
+            )
             return
         self.lists_table = self._promote_suppress(self.neuron, message.scores)
         self.query_one("#detail-lists", Static).update(self.lists_table)
-        counts, edges = np.histogram(message.scores, bins=60)
-        centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-        plot.title(f"its dots with all {len(message.scores)} tokens")
-        plot.plot(centres, np.log10(counts + 1).tolist(), fillx=True, marker="braille", color="cyan")
-        plot.xlabel("dot")
-        plot.ylabel("log10(1+count)")
-        widget.refresh()
+        self.query_one("#detail-lists-note", Static).update("")
 
     def action_close(self) -> None:
         self.dismiss(None)

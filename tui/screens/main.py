@@ -52,6 +52,11 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else 'no details'}"
 
 
+def _import_detail_view() -> None:
+    """Import the detail's module once the first frame is up, so the first Enter opens it at once."""
+    import tui.screens.detail  # noqa: F401
+
+
 class MainScreen(Screen[None]):
     BINDINGS = [
         # The app's layer keys, repeated here so that the footer shows them first.
@@ -283,6 +288,7 @@ class MainScreen(Screen[None]):
             self._show_result(result)
         if self.scanner_waits_for_first_frame:
             self.call_after_refresh(self._release_scanner)
+        self.call_after_refresh(_import_detail_view)
 
     def _release_scanner(self) -> None:
         if self.scanner_waits_for_first_frame:
