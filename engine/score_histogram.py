@@ -31,11 +31,12 @@ def top_exponent(bound: float) -> int:
     return min(254, max(OCTAVES + 1, math.frexp(max(bound, 1e-30))[1] + 127))
 
 
-def bin_edges(top: int) -> np.ndarray:
-    """The 2 * BINS_PER_SIGN + 1 edges of d in float64, ascending; the outermost are the window's
-    ends (a count there may lie beyond: the caller clips to the neuron's known extremes)."""
-    low = (top - OCTAVES) << MANTISSA_BITS
-    steps = np.arange(BINS_PER_SIGN + 1) + low
+def bin_edges(top: int, octaves: int = OCTAVES) -> np.ndarray:
+    """The 2 * (octaves << MANTISSA_BITS) + 1 edges in float64, ascending; the outermost are the
+    window's ends (a count there may lie beyond: the caller clips to the known extremes)."""
+    per_sign = octaves << MANTISSA_BITS
+    low = (top - octaves) << MANTISSA_BITS
+    steps = np.arange(per_sign + 1) + low
     magnitudes = np.ldexp(
         1.0 + (steps & ((1 << MANTISSA_BITS) - 1)) / (1 << MANTISSA_BITS), (steps >> MANTISSA_BITS) - 127
     )
@@ -50,12 +51,14 @@ def linear_counts(
 
     Counts within a log bin are spread evenly over it (the cumulative count is interpolated
     linearly between log-bin edges), so totals are kept and the shape is exact to a log bin.
-    Returns (bin centres in score units, counts as floats).
+    Returns (bin centres in score units, counts as floats). The window's width in octaves follows
+    from the number of bins.
     """
+    octaves = counts.shape[-1] // (2 << MANTISSA_BITS)
     if highest <= lowest:
         highest = lowest + max(abs(lowest), 1.0) * 1e-12
     # Clipping keeps the edges ascending; the outermost filled bins then end at the exact extremes.
-    edges = np.clip(bin_edges(top) + mean, lowest, highest)
+    edges = np.clip(bin_edges(top, octaves) + mean, lowest, highest)
     cumulative = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
     display = np.linspace(lowest, highest, n_bins + 1)
     at_display = np.interp(display, edges, cumulative)

@@ -71,6 +71,7 @@ class NeuronEngine:
         self.on_warning: Callable[[str], None] | None = None  # told of each warning raised later
         self._lock = threading.RLock()
         self._source = None
+        self._bridge = None
         self._device = None
         self._unembeds: dict[tuple[Projection, str], object] = {}
         self._info: ModelInfo | None = None
@@ -216,6 +217,33 @@ class NeuronEngine:
                         raise UserError(too_big_message(device, unembed.nbytes)) from error
                     raise
             return self._unembeds[key]
+
+    # --- a runnable model, for activations ---------------------------------------------------
+    def rank_device(self, ranks):
+        from engine.distributed import rank_device
+
+        return rank_device(ranks, self.device)
+
+    def activation_model(self, ranks=None):
+        """(TransformerBridge, tokenizer, device) for running the model: the bridge loader's own
+        model when it is the source, else one built through transformers (GGUF files too)."""
+        from engine.distributed import SINGLE
+        from engine.sources.bridge_source import BridgeSource, load_bridge
+
+        with self._lock:
+            if self._bridge is None:
+                device = self.rank_device(ranks or SINGLE)
+                if isinstance(self._source, BridgeSource):
+                    bridge, tokenizer = self._source.bridge, self._source.tokenizer
+                elif self.location.kind == "gguf":
+                    bridge, tokenizer = load_bridge(self.location.path.parent, self.location.path.name)
+                else:
+                    bridge, tokenizer = load_bridge(self.location.path)
+                if device.type != "cpu":
+                    bridge = bridge.to(device)
+                bridge.eval()
+                self._bridge = (bridge, tokenizer, device)
+            return self._bridge
 
     # --- layers -----------------------------------------------------------------------------
     def cached_layer(self, layer: int, settings: ScanSettings) -> LayerResult | None:

@@ -165,6 +165,51 @@ OPTIONS: dict[str, Option] = {
         None,
         dict(type=_positive_int, default=15, metavar="N", help="best and worst tokens listed (default: 15)"),
     ),
+    "corpus": Option(
+        ("--corpus",),
+        None,
+        dict(
+            default=None,
+            metavar="PATH",
+            help='a .txt file, a folder of .txt files, a .jsonl file with a "text" field per line, or '
+            "hf:NAME[:SPLIT] from the local datasets cache (default: the embedded Python documentation)",
+        ),
+    ),
+    "context": Option(
+        ("--context",),
+        None,
+        dict(type=_positive_int, default=256, metavar="N", help="tokens per window (default: 256)"),
+    ),
+    "examples": Option(
+        ("--examples",),
+        None,
+        dict(type=_positive_int, default=20, metavar="N", help="top examples per neuron (default: 20)"),
+    ),
+    "lift_positions": Option(
+        ("--lift-positions",),
+        None,
+        dict(
+            type=_positive_int,
+            default=100,
+            metavar="N",
+            help="top examples the lift is measured on (default: 100)",
+        ),
+    ),
+    "max_tokens": Option(
+        ("--max-tokens",),
+        None,
+        dict(type=_positive_int, default=None, metavar="N", help="read at most N corpus tokens"),
+    ),
+    "batch_tokens": Option(
+        ("--batch-tokens",),
+        None,
+        dict(
+            type=_positive_int,
+            default=2048,
+            metavar="N",
+            help="tokens per forward pass, whole windows (part of the cache key; default: 2048)",
+        ),
+    ),
 }
 ENGINE_OPTIONS = (
     "model",
@@ -253,6 +298,20 @@ def _run_coverage(args, engine, settings, layers) -> int:
     return coverage(engine, settings, layers, args.show, args.output)
 
 
+def _run_activations(args, engine, settings, layers) -> int:
+    from engine.activation_windows import ActivationSettings
+    from tui.headless import activations
+
+    activation_settings = ActivationSettings(
+        context=args.context,
+        examples=args.examples,
+        lift_positions=args.lift_positions,
+        max_tokens=args.max_tokens,
+        batch_tokens=args.batch_tokens,
+    )
+    return activations(engine, settings, layers, args.corpus, activation_settings, args.output)
+
+
 def _run_collection(args, engine, settings, layers) -> int:
     from tui.headless import collection
 
@@ -264,7 +323,7 @@ EXPLORER = Command(
     "Explore MLP neurons whose output weights point at vocabulary tokens (W_out[i] @ W_U).",
     ("layer", "top_k"),
     _run_explorer,
-    epilog="Headless commands: scan, layers, tokens, coverage, collection "
+    epilog="Headless commands: scan, layers, tokens, coverage, collection, activations "
     "('neuron-tui scan --help' and so on). Without a command, the explorer opens.",
     takes_terminal=True,
 )
@@ -313,6 +372,34 @@ COMMANDS: dict[str, Command] = {
             "output": ".jsonl, .json, .csv or - for JSONL on stdout (default: -)",
             "top_k": f"tokens per list in each record (default: {_DEFAULTS.top_k})",
         },
+    ),
+    "activations": Command(
+        "activations",
+        "Run the model on a corpus and record, per neuron, where it fires hardest (top examples with "
+        "context, the firing token in ⟦ ⟧), its density (share of positions > 0), and whether it fires "
+        "right before one of the tokens its weights promote: hit_rate (among its top --lift-positions "
+        "examples), base_rate (over the corpus), lift = hit_rate / base_rate, and the mean direct "
+        "effect on those tokens' logits. Under torchrun, ranks split the windows and rank 0 writes.",
+        (
+            "layers",
+            "corpus",
+            "context",
+            "examples",
+            "lift_positions",
+            "max_tokens",
+            "batch_tokens",
+            "output",
+            "top_k",
+        ),
+        _run_activations,
+        helps={
+            "output": ".jsonl (one object per neuron), .json (settings + neurons) or - for JSONL on stdout "
+            "(default: -)",
+            "top_k": "promoted tokens per neuron from the weight scan: the lift's targets "
+            f"(default: {_DEFAULTS.top_k})",
+        },
+        epilog="Several GPUs: torchrun --nproc-per-node N --no-python neuron-tui activations ... "
+        "Progress goes to stderr. A killed pass resumes from its last checkpoint.",
     ),
     "coverage": Command(
         "coverage",

@@ -182,3 +182,61 @@ def _print_coverage(document: dict, metadata: dict) -> None:
                 f"{display_token(row['token'])!s}\t{row['best_unit_dot']:.4f} (x{row['vs_null_p99']:.2f})"
                 f"\tL{row['best_layer']}:{row['best_neuron']}"
             )
+
+
+def activations(
+    engine: NeuronEngine,
+    settings: ScanSettings,
+    layers: list[int],
+    corpus_spec: str | None,
+    activation_settings,
+    output: str,
+) -> int:
+    """The activation pass (split across torchrun's ranks when there are several); rank 0 writes."""
+    from engine.corpus import load_corpus
+
+    if output != "-" and not output.lower().endswith((".jsonl", ".json")):
+        raise UserError(f"activations write .jsonl or .json (each record nests its examples), not {output}")
+    corpus = load_corpus(corpus_spec)  # every corpus check before torch is even imported
+
+    from engine.activation_export import activation_records
+    from engine.activation_job import ActivationJob
+    from engine.distributed import ranks_from_environment, stop
+    from tui.progress import ActivationStderrProgress
+
+    ranks = ranks_from_environment()
+    prefix = f"rank {ranks.rank}/{ranks.world}: " if ranks.world > 1 else ""
+    job = ActivationJob(
+        engine,
+        layers,
+        corpus,
+        activation_settings,
+        settings,
+        ranks,
+        listener=ActivationStderrProgress(prefix),
+    )
+    try:
+        results = job.run()
+    finally:
+        stop(ranks)
+    if results is None:
+        return 0  # another rank writes
+    info, vocab = engine.info, engine.vocabulary
+    any_result = next(iter(results.values()))
+    metadata = {
+        **_metadata(engine, settings),
+        "corpus": corpus.name,
+        "corpus_hash": corpus.content_hash,
+        "documents": len(corpus.documents),
+        "positions": any_result.n_positions,
+        **asdict(activation_settings),
+    }
+
+    def records():
+        for layer in layers:
+            yield from activation_records(info.name, vocab, results[layer])
+
+    count = write_records(output, records(), metadata)
+    if output != "-":
+        print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
+    return 0

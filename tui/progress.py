@@ -63,3 +63,39 @@ class StderrProgress:
             self._bar.console.print(text)
         else:
             print(text, file=sys.stderr, flush=True)
+
+
+class ActivationStderrProgress:
+    """Progress of the activation pass on stderr: tokens per second and time left, a line every
+    few seconds (a terminal or a log file alike)."""
+
+    def __init__(self, prefix: str = "", every_seconds: float = 5.0):
+        self.prefix = prefix
+        self.every_seconds = every_seconds
+        self._last = -float("inf")
+
+    def __call__(self, event) -> None:
+        if event.stage == "running":
+            now = time.perf_counter()
+            if now - self._last < self.every_seconds and event.done_tokens < event.total_tokens:
+                return
+            self._last = now
+            rate = event.done_tokens / event.seconds if event.seconds > 0 else 0.0
+            left = (event.total_tokens - event.done_tokens) / rate if rate > 0 else float("nan")
+            self._say(
+                f"{event.done_tokens}/{event.total_tokens} tokens, {rate:,.0f} tokens/s, {left:.0f} s left"
+            )
+        elif event.stage == "loading":
+            self._say("loading the model to run it")
+        elif event.stage == "tokenizing":
+            self._say("tokenizing the corpus")
+        elif event.stage == "cached":
+            self._say("activation evidence from cache")
+        elif event.stage == "done":
+            self._say(f"activation pass done in {event.seconds:.1f} s")
+
+    def _say(self, text: str) -> None:
+        try:
+            print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
+        except OSError:
+            pass

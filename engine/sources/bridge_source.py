@@ -23,6 +23,7 @@ def _quiet_transformers() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF conversion draws its own bar
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -95,6 +96,14 @@ class BridgeSource:
             d_vocab=int(cfg.d_vocab),
             has_final_norm=has_norm,
         )
+
+    @property
+    def bridge(self):
+        return self._bridge
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
 
     @staticmethod
     def _numpy(tensor) -> np.ndarray:

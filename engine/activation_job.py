@@ -1,0 +1,253 @@
+"""The activation pass as a job: cache lookup, tokenizing, the pass over this rank's batches with
+checkpoints, the exact merge across ranks, and the evidence that rank 0 writes.
+
+Cache entries (bytes, never pickles): each layer's evidence under the model fingerprint, the
+corpus content hash, the activation settings and the scan settings; while a pass runs, each rank's
+progress (finished batches and per-neuron state) under the same corpus and settings, so a killed
+pass resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine import distributed
+from engine.activation_evidence import LayerActivations, direct_effect_weights, evidence
+from engine.activation_state import ACT_TOP, LayerActivationState, pack, unpack
+from engine.activation_windows import ActivationSettings, TokenizedCorpus, tokenize_corpus
+from engine.corpus import Corpus
+from engine.distributed import Ranks
+from engine.settings import ScanSettings
+
+
+@dataclass(frozen=True)
+class ActivationProgress:
+    """``stage``: cached, loading, tokenizing, running, merging or done; tokens count positions."""
+
+    stage: str
+    done_tokens: int = 0
+    total_tokens: int = 0
+    seconds: float = 0.0
+
+
+ActivationListener = Callable[[ActivationProgress], None]
+
+
+class ActivationJob:
+    def __init__(
+        self,
+        engine,
+        layers: list[int],
+        corpus: Corpus,
+        settings: ActivationSettings,
+        scan: ScanSettings,
+        ranks: Ranks = distributed.SINGLE,
+        listener: ActivationListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        checkpoint_seconds: float = 30.0,
+    ):
+        self.engine, self.layers, self.corpus = engine, layers, corpus
+        self.settings, self.scan, self.ranks = settings, scan, ranks
+        self.listener = listener or (lambda progress: None)
+        self.cancelled = cancelled
+        self.checkpoint_seconds = checkpoint_seconds
+        self.batches_run = 0  # batches this process computed (not resumed): for tests
+
+    # --- keys ---------------------------------------------------------------------------------
+    def _base(self) -> tuple[str, str]:
+        return self.corpus.content_hash, self.settings.cache_tag
+
+    def result_key(self, layer: int) -> str:
+        return self.engine._key("activations", *self._base(), self.scan.cache_tag, layer)
+
+    def progress_key(self) -> str:
+        layers = "-".join(map(str, self.layers))
+        return self.engine._key(
+            "activation-progress", *self._base(), layers, f"{self.ranks.rank}of{self.ranks.world}"
+        )
+
+    def cached(self, layer: int) -> LayerActivations | None:
+        cache = self.engine.cache
+        blob = cache.get(self.result_key(layer)) if cache else None
+        if blob is None:
+            return None
+        try:
+            return LayerActivations.from_bytes(blob)
+        except (ValueError, KeyError, OSError, TypeError):
+            cache.delete(self.result_key(layer))
+            return None
+
+    # --- the job ------------------------------------------------------------------------------
+    def run(self) -> dict[int, LayerActivations] | None:
+        """Every chosen layer's evidence on rank 0; None on the other ranks."""
+        started = time.perf_counter()
+        distributed.start(self.ranks, self.engine.rank_device(self.ranks))
+        found = {layer: self.cached(layer) for layer in self.layers} if self.ranks.is_writer else {}
+        all_cached = self.ranks.is_writer and all(v is not None for v in found.values())
+        if self._agree(all_cached):
+            self.listener(ActivationProgress("cached", seconds=time.perf_counter() - started))
+            return found if self.ranks.is_writer else None
+
+        self.listener(ActivationProgress("loading"))
+        bridge, tokenizer, device = self.engine.activation_model(self.ranks)
+        self.listener(ActivationProgress("tokenizing"))
+        tokenized = tokenize_corpus(
+            self.corpus,
+            lambda text: tokenizer(text)["input_ids"],
+            self.settings.context,
+            self.settings.max_tokens,
+        )
+        d_mlp = int(bridge.cfg.d_mlp)
+        states = {layer: LayerActivationState(d_mlp, self.settings.keep, device) for layer in self.layers}
+        scales = np.zeros(tokenized.n_positions, dtype=np.float64)
+        batches = tokenized.batches(self.settings.windows_per_batch)
+        mine = [b for b in range(len(batches)) if self.ranks.owns(b)]
+        done = self._resume(states, scales)
+        total = sum(stop - start for b in mine for start, stop in batches[b])
+        progress = {"tokens": sum(stop - start for b in done for start, stop in batches[b])}
+        run_started, last_checkpoint = time.perf_counter(), time.perf_counter()
+        resumed_tokens = progress["tokens"]
+
+        def after_batch(number: int, tokens: int) -> None:
+            nonlocal last_checkpoint
+            done.add(number)
+            self.batches_run += 1
+            progress["tokens"] += tokens
+            self.listener(
+                ActivationProgress(
+                    "running",
+                    progress["tokens"] - resumed_tokens,
+                    total - resumed_tokens,
+                    time.perf_counter() - run_started,
+                )
+            )
+            if time.perf_counter() - last_checkpoint >= self.checkpoint_seconds:
+                self._checkpoint(states, scales, done)
+                last_checkpoint = time.perf_counter()
+
+        from engine.activation_pass import run_batches
+
+        todo = [b for b in mine if b not in done]
+        run_batches(bridge, tokenized, batches, todo, states, scales, device, after_batch, self.cancelled)
+        if todo:
+            self._checkpoint(states, scales, done)
+
+        self.listener(ActivationProgress("merging"))
+        merged = self._merge(states, scales, device)
+        if not self.ranks.is_writer:
+            distributed.barrier(self.ranks)
+            self._forget_progress()
+            return None
+        results = self._finish(bridge, tokenized, merged, scales)
+        distributed.barrier(self.ranks)
+        self._forget_progress()
+        self.listener(ActivationProgress("done", total, total, time.perf_counter() - started))
+        return results
+
+    def _agree(self, flag: bool) -> bool:
+        """Rank 0's answer, for every rank (their caches may be on other machines)."""
+        if self.ranks.world == 1:
+            return flag
+        value = torch.tensor(
+            [1 if flag else 0], dtype=torch.int64, device=self.engine.rank_device(self.ranks)
+        )
+        return bool(distributed.sum_all(value, self.ranks).item())
+
+    def _merge(self, states, scales: np.ndarray, device) -> dict[int, LayerActivationState]:
+        """Every rank's state folded into one (exact: see engine.activation_state)."""
+        if self.ranks.world > 1:
+            total = torch.from_numpy(scales).to(device)
+            scales[:] = distributed.sum_all(total, self.ranks).cpu().numpy()  # each position on one rank
+            for state in states.values():
+                values = distributed.gather_all(state.values, self.ranks)
+                index = distributed.gather_all(state.index, self.ranks)
+                distributed.sum_all(state.positive, self.ranks)
+                distributed.sum_all(state.hist_counts, self.ranks)
+                state.values, state.index = values[0], index[0]
+                for other_values, other_index in zip(values[1:], index[1:]):
+                    other = LayerActivationState(state.values.shape[0], state.keep, state.values.device)
+                    other.values, other.index = other_values, other_index
+                    other.positive.zero_()
+                    other.hist_counts.zero_()
+                    state.merge(other)
+        return states
+
+    def _finish(
+        self, bridge, tokenized: TokenizedCorpus, states, scales: np.ndarray
+    ) -> dict[int, LayerActivations]:
+        unembed = _numpy(bridge.W_U)
+        norm = getattr(bridge, "ln_final", None)
+        norm_weight = (
+            _numpy(norm.w).reshape(-1) if norm is not None and getattr(norm, "w", None) is not None else None
+        )
+        centred = str(getattr(bridge.cfg, "normalization_type", "")).startswith("LN")
+        results = {}
+        for layer, state in states.items():
+            promote_ids = self.engine.layer(layer, self.scan).promote_ids.astype(np.int64)
+            weights = direct_effect_weights(
+                _numpy(bridge.blocks[layer].mlp.W_out), unembed, norm_weight, centred, promote_ids
+            )
+            result = evidence(
+                layer,
+                state.values.cpu().numpy(),
+                state.index.cpu().numpy(),
+                state.positive.cpu().numpy(),
+                state.histogram(),
+                ACT_TOP,
+                tokenized,
+                scales,
+                promote_ids,
+                weights,
+                int(unembed.shape[1]),
+                self.settings.examples,
+                self.settings.lift_positions,
+            )
+            if self.engine.cache:
+                self.engine.cache.set(self.result_key(layer), result.to_bytes())
+            results[layer] = result
+        return results
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def _checkpoint(self, states, scales: np.ndarray, done: set[int]) -> None:
+        if not self.engine.cache:
+            return
+        arrays: dict[str, np.ndarray] = {"done": np.array(sorted(done), dtype=np.int64), "scales": scales}
+        for layer, state in states.items():
+            for name, value in state.arrays().items():
+                arrays[f"L{layer}_{name}"] = value
+        self.engine.cache.set(self.progress_key(), pack(arrays))
+
+    def _resume(self, states, scales: np.ndarray) -> set[int]:
+        cache = self.engine.cache
+        blob = cache.get(self.progress_key()) if cache else None
+        if blob is None:
+            return set()
+        try:
+            arrays = unpack(blob)
+            for layer, state in states.items():
+                state.load_arrays({name: arrays[f"L{layer}_{name}"] for name in state.arrays()})
+            if arrays["scales"].shape != scales.shape:
+                raise ValueError("another corpus")
+            scales[:] = arrays["scales"]
+            return set(arrays["done"].tolist())
+        except (ValueError, KeyError, OSError, TypeError):
+            cache.delete(self.progress_key())
+            for layer in states:  # a damaged checkpoint: start this rank afresh
+                states[layer] = LayerActivationState(
+                    states[layer].values.shape[0], states[layer].keep, states[layer].values.device
+                )
+            scales[:] = 0.0
+            return set()
+
+    def _forget_progress(self) -> None:
+        if self.engine.cache:
+            self.engine.cache.delete(self.progress_key())
+
+
+def _numpy(tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().to("cpu").float().numpy())

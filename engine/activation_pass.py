@@ -1,0 +1,84 @@
+"""One pass of a model over a tokenized corpus, reading every chosen layer's MLP activations with
+TransformerLens hooks (``blocks.{l}.mlp.hook_post``: the input of the MLP's output projection) and
+the final norm's scale (``ln_final.hook_scale``) at every position.
+
+The per-neuron state is updated inside the hooks, so only one batch's activations of one layer
+exist at a time; the forward pass stops at the final norm (the unembedding is never computed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from engine.activation_state import LayerActivationState
+from engine.activation_windows import TokenizedCorpus
+from engine.errors import ScanCancelled
+
+
+class _ReachedFinalNorm(Exception):
+    """Raised from the final norm's hook: everything the pass needs has been read."""
+
+
+def batch_inputs(
+    tokenized: TokenizedCorpus, windows: list[tuple[int, int]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded token ids [B, L], the mask of real positions, and their global indices in
+    order. Padding sits after every real token, so a causal model's real positions never see it."""
+    length = max(stop - start for start, stop in windows)
+    ids = torch.zeros((len(windows), length), dtype=torch.long)
+    mask = torch.zeros((len(windows), length), dtype=torch.bool)
+    for row, (start, stop) in enumerate(windows):
+        ids[row, : stop - start] = torch.from_numpy(tokenized.token_ids[start:stop])
+        mask[row, : stop - start] = True
+    index = torch.from_numpy(np.concatenate([np.arange(start, stop) for start, stop in windows]))
+    return ids.to(device), mask.to(device), index.to(device)
+
+
+def run_batches(
+    bridge,
+    tokenized: TokenizedCorpus,
+    batches: list[list[tuple[int, int]]],
+    batch_numbers: list[int],
+    states: dict[int, LayerActivationState],
+    scales: np.ndarray,
+    device: torch.device,
+    after_batch: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> None:
+    """Run ``batches[b]`` for each b in ``batch_numbers``, folding activations into ``states``
+    and the final norm's scale into ``scales[global index]``. ``after_batch(b, tokens)`` follows
+    each finished batch (checkpoints, progress)."""
+    current: dict[str, torch.Tensor] = {}
+
+    def read_layer(layer: int):
+        def hook(activations: torch.Tensor, hook=None):
+            states[layer].update(activations[current["mask"]], current["index"])
+            return activations
+
+        return hook
+
+    def read_scale(scale: torch.Tensor, hook=None):
+        current["scale"] = scale[current["mask"]].reshape(-1)
+        raise _ReachedFinalNorm()
+
+    hooks = [(f"blocks.{layer}.mlp.hook_post", read_layer(layer)) for layer in states]
+    hooks.append(("ln_final.hook_scale", read_scale))
+    for number in batch_numbers:
+        if cancelled is not None and cancelled():
+            raise ScanCancelled()
+        ids, mask, index = batch_inputs(tokenized, batches[number], device)
+        current.update(mask=mask, index=index)
+        current.pop("scale", None)
+        with torch.inference_mode():
+            try:
+                bridge.run_with_hooks(ids, fwd_hooks=hooks)
+            except _ReachedFinalNorm:
+                pass
+        if "scale" not in current:
+            raise RuntimeError("the model's final norm reported no scale: its hook never ran")
+        scales[index.cpu().numpy()] = current["scale"].double().cpu().numpy()
+        if after_batch is not None:
+            after_batch(number, int(mask.sum()))

@@ -1,0 +1,114 @@
+"""A corpus as the activation pass sees it: every token position numbered once, in (document,
+position) order, and cut into windows and batches that do not depend on how many processes run.
+
+A position's global index orders it by document, then position, so "lower document, then lower
+position" is simply "lower index". A document longer than the context is cut into consecutive
+windows of that length; batches are fixed groups of consecutive windows, so each batch is computed
+with the same shapes whichever process runs it (and results are byte-identical across process
+counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.corpus import Corpus
+from engine.errors import UserError
+
+
+@dataclass(frozen=True)
+class ActivationSettings:
+    """What an activation pass computes; validated when built."""
+
+    context: int = 256  # tokens per window
+    examples: int = 20  # top examples shown and exported per neuron
+    lift_positions: int = 100  # top examples the lift is measured on
+    max_tokens: int | None = None  # cap on positions read from the corpus
+    batch_tokens: int = 2048  # tokens per forward pass (whole windows)
+
+    def __post_init__(self) -> None:
+        for name in ("context", "examples", "lift_positions", "batch_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.context < 2:
+            raise UserError(f"context must be at least 2 tokens, got {self.context}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UserError(f"max-tokens must be at least 1, got {self.max_tokens}")
+
+    @property
+    def keep(self) -> int:
+        """Top examples kept per neuron: enough for both the shown examples and the lift."""
+        return max(self.examples, self.lift_positions)
+
+    @property
+    def windows_per_batch(self) -> int:
+        return max(1, self.batch_tokens // self.context)
+
+    @property
+    def cache_tag(self) -> str:
+        return (
+            f"a1-c{self.context}-e{self.examples}-l{self.lift_positions}-m{self.max_tokens}"
+            f"-b{self.windows_per_batch}"
+        )
+
+
+@dataclass
+class TokenizedCorpus:
+    """Every position of the corpus, flat: ``token_ids[g]`` is at ``doc[g]``, ``position[g]``."""
+
+    token_ids: np.ndarray  # int64 [n]
+    doc: np.ndarray  # int32 [n]
+    position: np.ndarray  # int32 [n]
+    next_ids: np.ndarray  # int64 [n]: the token at position + 1 of the same document, -1 at its end
+    windows: list[tuple[int, int]]  # [start, stop) global index ranges
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    def batches(self, windows_per_batch: int) -> list[list[tuple[int, int]]]:
+        return [
+            self.windows[i : i + windows_per_batch] for i in range(0, len(self.windows), windows_per_batch)
+        ]
+
+    def next_token_counts(self, d_vocab: int) -> np.ndarray:
+        """How often each token is some position's next token (positions without one count nowhere)."""
+        has_next = self.next_ids >= 0
+        return np.bincount(self.next_ids[has_next], minlength=d_vocab)
+
+
+def tokenize_corpus(
+    corpus: Corpus, encode: Callable[[str], list[int]], context: int, max_tokens: int | None
+) -> TokenizedCorpus:
+    """``encode(text)`` is the tokenizer as ``tokenizer(text)["input_ids"]`` gives it by default."""
+    ids_parts, doc_parts, position_parts, next_parts, windows = [], [], [], [], []
+    total = 0
+    for number, text in enumerate(corpus.documents):
+        ids = np.asarray(encode(text), dtype=np.int64)
+        if ids.size == 0:
+            continue
+        following = np.append(ids[1:], -1)  # the next token even past a cap: it is real text
+        if max_tokens is not None:
+            room = max_tokens - total
+            if room <= 0:
+                break
+            ids, following = ids[:room], following[:room]
+        for start in range(0, ids.size, context):
+            windows.append((total + start, total + min(start + context, ids.size)))
+        ids_parts.append(ids)
+        next_parts.append(following)
+        doc_parts.append(np.full(ids.size, number, dtype=np.int32))
+        position_parts.append(np.arange(ids.size, dtype=np.int32))
+        total += ids.size
+    if total == 0:
+        raise UserError(f"corpus {corpus.name} gives no tokens: pass a corpus with text in it")
+    return TokenizedCorpus(
+        token_ids=np.concatenate(ids_parts),
+        doc=np.concatenate(doc_parts),
+        position=np.concatenate(position_parts),
+        next_ids=np.concatenate(next_parts),
+        windows=windows,
+    )

@@ -1,0 +1,213 @@
+"""The activation pass against a brute-force reference, on tiny random models of two
+architectures; resuming, caching, and corpora."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from activation_reference import reference_evidence
+
+from engine.activation_job import ActivationJob
+from engine.activation_windows import ActivationSettings
+from engine.corpus import Corpus
+from engine.session import EngineOptions, NeuronEngine
+from engine.settings import ScanSettings
+
+
+def random_documents(seed: int, count: int = 6) -> tuple[str, ...]:
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghij klmnop,.\n")
+    return tuple("".join(rng.choice(letters, size=int(rng.integers(20, 200)))) for _ in range(count))
+
+
+def _engine(model_dir, tmp_path) -> NeuronEngine:
+    return NeuronEngine(EngineOptions(model=str(model_dir), device="cpu", cache_dir=tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("model", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_activation_pass_equals_brute_force(model, request, tmp_path):
+    model_dir = request.getfixturevalue(model)
+    engine = _engine(model_dir, tmp_path)
+    corpus = Corpus("random", random_documents(1))
+    settings = ActivationSettings(context=24, examples=5, lift_positions=12, batch_tokens=72)
+    scan = ScanSettings(top_k=40)
+    results = ActivationJob(engine, [0, 1], corpus, settings, scan).run()
+    bridge, tokenizer, _ = engine.activation_model(None)
+    for layer in (0, 1):
+        got = results[layer]
+        ref = reference_evidence(
+            bridge.original_model, tokenizer, corpus.documents, layer, 24, 40, settings.keep, 12
+        )
+        expected_doc = ref["doc"][ref["top_index"]]
+        np.testing.assert_array_equal(got.doc, expected_doc)
+        np.testing.assert_allclose(got.values, ref["top_values"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got.token_id, ref["token_ids"][ref["top_index"]])
+        np.testing.assert_allclose(got.density, ref["density"], rtol=0, atol=0)
+        np.testing.assert_allclose(got.base_rate, ref["base_rate"], rtol=1e-12)
+        np.testing.assert_allclose(got.hit_rate, ref["hit_rate"], rtol=1e-12)
+        np.testing.assert_allclose(got.lift, ref["lift"], rtol=1e-12)
+        np.testing.assert_allclose(got.direct_effect, ref["direct_effect"], rtol=1e-4, atol=1e-7)
+        assert (got.act_hist.sum(axis=1) == got.n_positions).all()
+        assert np.isfinite(got.lift).any() and (got.hit_rate > 0).any()  # the test exercises hits
+        np.testing.assert_array_equal(got.position, _positions(ref)[ref["top_index"]])
+
+
+def _positions(ref) -> np.ndarray:
+    doc = ref["doc"]
+    starts = np.r_[0, np.flatnonzero(np.diff(doc)) + 1]
+    return np.arange(len(doc)) - np.repeat(starts, np.diff(np.r_[starts, len(doc)]))
+
+
+def test_a_killed_pass_resumes_from_its_last_batch_and_ends_identical(tiny_llama_dir, tmp_path):
+    from engine.errors import ScanCancelled
+
+    corpus = Corpus("random", random_documents(2, count=8))
+    settings = ActivationSettings(context=16, examples=4, lift_positions=8, batch_tokens=32)
+    scan = ScanSettings(top_k=20)
+    fresh = ActivationJob(_engine(tiny_llama_dir, tmp_path / "fresh"), [1], corpus, settings, scan).run()
+
+    engine = _engine(tiny_llama_dir, tmp_path / "killed")
+    finished = []
+    killed = ActivationJob(
+        engine,
+        [1],
+        corpus,
+        settings,
+        scan,
+        listener=lambda p: finished.append(p) if p.stage == "running" else None,
+        cancelled=lambda: len(finished) >= 3,
+        checkpoint_seconds=0,
+    )
+    with pytest.raises(ScanCancelled):
+        killed.run()
+    assert killed.batches_run == 3
+    again = ActivationJob(engine, [1], corpus, settings, scan)
+    resumed = again.run()
+    total_batches = len(
+        range(0, sum(1 for _ in again_windows(engine, corpus, settings)), settings.windows_per_batch)
+    )
+    assert again.batches_run == total_batches - 3
+    assert resumed[1].to_bytes() == fresh[1].to_bytes()
+    # Now cached: a third job reads the evidence without running the model.
+    third = ActivationJob(_engine(tiny_llama_dir, tmp_path / "killed"), [1], corpus, settings, scan)
+    assert third.run()[1].to_bytes() == fresh[1].to_bytes() and third.batches_run == 0
+    assert third.engine._bridge is None
+
+
+def again_windows(engine, corpus, settings):
+    from engine.activation_windows import tokenize_corpus
+
+    _, tokenizer, _ = engine.activation_model()
+    return tokenize_corpus(
+        corpus, lambda t: tokenizer(t)["input_ids"], settings.context, settings.max_tokens
+    ).windows
+
+
+def _write_jsonl_corpus(path, documents) -> str:
+    import json
+
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in documents), encoding="utf-8")
+    return str(path)
+
+
+ACTIVATION_ARGS = ("--context", "16", "--batch-tokens", "32", "--examples", "3", "--lift-positions", "6")
+
+
+def test_two_torchrun_ranks_write_the_same_bytes_as_one_process(tiny_llama_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cli_helpers import ROOT, run_cli
+
+    corpus = _write_jsonl_corpus(tmp_path / "corpus.jsonl", random_documents(3, count=9))
+    common = ("activations", "--model", str(tiny_llama_dir), "--corpus", corpus, *ACTIVATION_ARGS)
+    single = run_cli(*common, "--cache-dir", str(tmp_path / "one"), "--output", str(tmp_path / "one.jsonl"))
+    assert single.returncode == 0, single.stderr
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    ranks = subprocess.run(
+        [
+            str(bin_dir / "torchrun"),
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "--no-python",
+            str(bin_dir / "neuron-tui"),
+            *common,
+            "--cache-dir",
+            str(tmp_path / "two"),
+            "--output",
+            str(tmp_path / "two.jsonl"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    assert "rank 1/2" in ranks.stderr and "rank 0/2" in ranks.stderr
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda d: str(d / "missing.txt"), "does not exist"),
+        (lambda d: _bytes(d / "binary.txt", b"ab\x00cd"), "looks binary"),
+        (lambda d: _bytes(d / "empty.txt", b"  \n"), "holds no text"),
+        (lambda d: _bytes(d / "bad.jsonl", b'{"text": "a"}\n{"title": "b"}\n'), 'line 2 has no "text"'),
+        (lambda d: _bytes(d / "latin.txt", "caf\u00e9".encode("latin-1")), "not valid UTF-8"),
+        (lambda d: "hf:no-such-dataset-anywhere", "not in the local Hugging Face cache"),
+        (lambda d: _bytes(d / "notes.md", b"text"), "neither .txt nor .jsonl"),
+        (lambda d: str(_folder(d)), "holds no .txt files"),
+    ],
+    ids=[
+        "missing",
+        "binary",
+        "empty",
+        "no-text-field",
+        "latin-1",
+        "unknown-dataset",
+        "suffix",
+        "empty-folder",
+    ],
+)
+def test_bad_corpora_exit_2_with_one_line_before_loading_the_model(make, expected, tiny_llama_dir, tmp_path):
+    from cli_helpers import run_cli
+
+    done = run_cli(
+        "activations",
+        "--model",
+        str(tiny_llama_dir),
+        "--corpus",
+        make(tmp_path),
+        "-o",
+        str(tmp_path / "o.jsonl"),
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def _bytes(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def _folder(directory):
+    folder = directory / "empty-folder"
+    folder.mkdir()
+    (folder / "readme.md").write_text("not a txt")
+    return folder
+
+
+def test_the_default_corpus_is_real_text_of_about_200k_tokens():
+    from engine.corpus import default_corpus
+
+    corpus = default_corpus()
+    assert corpus.characters >= 1_000_000 and len(corpus.documents) > 100
+    assert any("assignment statement" in d for d in corpus.documents)  # the reference manual
+    assert corpus.content_hash == default_corpus().content_hash  # deterministic
