@@ -63,7 +63,7 @@ class ActivationJob:
         return self.corpus.content_hash, self.settings.cache_tag
 
     def result_key(self, layer: int) -> str:
-        return self.engine._key("activations", *self._base(), self.scan.cache_tag, layer)
+        return evidence_key(self.engine, self.corpus.content_hash, self.settings, self.scan, layer)
 
     def progress_key(self) -> str:
         layers = "-".join(map(str, self.layers))
@@ -72,15 +72,7 @@ class ActivationJob:
         )
 
     def cached(self, layer: int) -> LayerActivations | None:
-        cache = self.engine.cache
-        blob = cache.get(self.result_key(layer)) if cache else None
-        if blob is None:
-            return None
-        try:
-            return LayerActivations.from_bytes(blob)
-        except (ValueError, KeyError, OSError, TypeError):
-            cache.delete(self.result_key(layer))
-            return None
+        return cached_evidence(self.engine, self.corpus.content_hash, self.settings, self.scan, layer)
 
     # --- the job ------------------------------------------------------------------------------
     def run(self) -> dict[int, LayerActivations] | None:
@@ -210,6 +202,7 @@ class ActivationJob:
             if self.engine.cache:
                 self.engine.cache.set(self.result_key(layer), result.to_bytes())
             results[layer] = result
+        remember_corpus(self.engine, self.corpus)
         return results
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -247,6 +240,47 @@ class ActivationJob:
     def _forget_progress(self) -> None:
         if self.engine.cache:
             self.engine.cache.delete(self.progress_key())
+
+
+def evidence_key(
+    engine, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
+) -> str:
+    return engine._key("activations", corpus_hash, settings.cache_tag, scan.cache_tag, layer)
+
+
+def cached_evidence(
+    engine, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
+) -> LayerActivations | None:
+    """A layer's evidence from the cache (a damaged entry is dropped), without the corpus text."""
+    cache = engine.cache
+    key = evidence_key(engine, corpus_hash, settings, scan, layer)
+    blob = cache.get(key) if cache else None
+    if blob is None:
+        return None
+    try:
+        return LayerActivations.from_bytes(blob)
+    except (ValueError, KeyError, OSError, TypeError):
+        cache.delete(key)
+        return None
+
+
+def remember_corpus(engine, corpus: Corpus) -> None:
+    """Note the corpus's content hash under its name, so that the explorer can find evidence for
+    the embedded corpus without rebuilding it (seconds) at every start."""
+    if engine.cache:
+        known = engine.cache.get_json(engine._key("activation-corpora")) or {}
+        if known.get(corpus.name) != corpus.content_hash:
+            engine.cache.set_json(
+                engine._key("activation-corpora"), {**known, corpus.name: corpus.content_hash}
+            )
+
+
+def known_corpus_hash(engine, name: str) -> str | None:
+    if not engine.cache:
+        return None
+    known = engine.cache.get_json(engine._key("activation-corpora")) or {}
+    value = known.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _numpy(tensor) -> np.ndarray:

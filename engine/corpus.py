@@ -151,9 +151,11 @@ def default_corpus() -> Corpus:
         for text in _docstrings(path):
             documents.append(text)
             total += len(text)
-    return Corpus(
-        f"{DEFAULT_NAME} (Python {sys.version_info.major}.{sys.version_info.minor})", tuple(documents)
-    )
+    return Corpus(default_corpus_name(), tuple(documents))
+
+
+def default_corpus_name() -> str:
+    return f"{DEFAULT_NAME} (Python {sys.version_info.major}.{sys.version_info.minor})"
 
 
 def _docstrings(path: Path) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.activation_evidence import LayerActivations
 from engine.null import NullBaseline, per_unit_max_dot
 from engine.results import LayerResult, prediction_class
 
@@ -42,14 +43,27 @@ class LayerNeurons:
     per_unit: np.ndarray  # [d_mlp] float64
     null_z: np.ndarray | None  # [d_mlp] float64, None until the null baseline is known
     null_pct: np.ndarray | None  # [d_mlp] float64, in %
+    evidence: LayerActivations | None = None  # from a corpus pass, when one was run for the layer
 
     @classmethod
-    def derive(cls, result: LayerResult, null: NullBaseline | None, cosine: bool) -> LayerNeurons:
+    def derive(
+        cls,
+        result: LayerResult,
+        null: NullBaseline | None,
+        cosine: bool,
+        evidence: LayerActivations | None = None,
+    ) -> LayerNeurons:
         per_unit = per_unit_max_dot(result.max_dot, result.norm, cosine)
         null_z = null.z_score(per_unit) if null is not None else None
         null_pct = null.percentile(per_unit) if null is not None else None
         classes = prediction_class(result.kurtosis, result.skew)
-        return cls(result, null, cosine, classes, per_unit, null_z, null_pct)
+        if evidence is not None and evidence.d_mlp != result.d_mlp:
+            evidence = None
+        return cls(result, null, cosine, classes, per_unit, null_z, null_pct, evidence)
+
+    @property
+    def lift(self) -> np.ndarray | None:
+        return None if self.evidence is None else self.evidence.lift
 
     @property
     def layer(self) -> int:

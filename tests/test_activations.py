@@ -211,3 +211,40 @@ def test_the_default_corpus_is_real_text_of_about_200k_tokens():
     assert corpus.characters >= 1_000_000 and len(corpus.documents) > 100
     assert any("assignment statement" in d for d in corpus.documents)  # the reference manual
     assert corpus.content_hash == default_corpus().content_hash  # deterministic
+
+
+async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lift_and_examples(
+    tiny_llama_dir, tmp_path
+):
+    from app_helpers import settle, showing, wait_for
+
+    from tui.app import NeuronApp
+    from tui.screens.detail import NeuronDetailScreen
+    from tui.widgets.neuron_list import NeuronList
+
+    corpus = Corpus("random", random_documents(4))
+    settings = ActivationSettings(context=24, examples=4, lift_positions=8, batch_tokens=48)
+    engine = _engine(tiny_llama_dir, tmp_path)
+    app = NeuronApp(engine, ScanSettings(top_k=20), activation=settings, corpus=corpus)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        listing = app.query_one(NeuronList)
+        assert listing.neurons.lift is None
+        await pilot.press("A")
+        await pilot.press("j", "j")  # keys keep working while the pass runs
+        await wait_for(pilot, lambda: listing.neurons.lift is not None)
+        assert "lift" in str(listing._header())
+        expected = ActivationJob(engine, [1], corpus, settings, ScanSettings(top_k=20)).cached(1)
+        np.testing.assert_array_equal(listing.neurons.lift, expected.lift)
+        while app.state.sort_key != "lift":
+            await pilot.press("s")
+        lifts = expected.lift[listing.order]
+        known = int(np.isfinite(lifts).sum())
+        assert np.isfinite(lifts[:known]).all() and np.isnan(lifts[known:]).all()  # unknown last
+        assert (np.diff(lifts[:known]) <= 0).all()  # largest lift first
+        await pilot.press("home", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+        text = app.screen.evidence_text.plain
+        assert "on text" in text and "⟦" in text and "density" in text
+        await pilot.press("escape", "[")  # another layer: its evidence comes from the cache
+        await wait_for(pilot, lambda: showing(app, 0) and listing.neurons.lift is not None)

@@ -16,6 +16,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from engine.activation_windows import ActivationSettings
+from engine.corpus import Corpus
 from engine.session import NeuronEngine
 from engine.settings import ScanSettings
 from tui.screens.detail import NeuronDetailScreen
@@ -57,10 +59,16 @@ class NeuronApp(App[int]):
         export_dir: Path | None = None,
         handle_signals: bool = False,
         on_exit: Callable[[int], None] | None = None,
+        activation: ActivationSettings | None = None,
+        corpus: Corpus | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.state = ExplorerState(settings or ScanSettings())
+        if activation is not None:
+            self.state.activation = activation
+        if corpus is not None:
+            self.state.corpus, self.state.corpus_spec = corpus, corpus.name
         self.handle_signals = handle_signals
         self.on_exit = on_exit  # told the exit code as soon as an exit is asked for (the watchdog)
         self.fatal_error: str | None = None  # set when the app ends because the model cannot be used

@@ -268,10 +268,26 @@ def _cache_help() -> str:
     )
 
 
+def _activation_settings(args):
+    from engine.activation_windows import ActivationSettings
+
+    return ActivationSettings(
+        context=args.context,
+        examples=args.examples,
+        lift_positions=args.lift_positions,
+        max_tokens=args.max_tokens,
+        batch_tokens=args.batch_tokens,
+    )
+
+
 def _run_explorer(args, engine, settings, layers) -> int:
+    from engine.corpus import load_corpus
     from tui.launch import run_explorer
 
-    return run_explorer(engine, settings, start_layer=args.layer)
+    corpus = load_corpus(args.corpus) if args.corpus else None  # a bad corpus: one line, before the screen
+    return run_explorer(
+        engine, settings, start_layer=args.layer, activation=_activation_settings(args), corpus=corpus
+    )
 
 
 def _run_scan(args, engine, settings, layers) -> int:
@@ -299,17 +315,9 @@ def _run_coverage(args, engine, settings, layers) -> int:
 
 
 def _run_activations(args, engine, settings, layers) -> int:
-    from engine.activation_windows import ActivationSettings
     from tui.headless import activations
 
-    activation_settings = ActivationSettings(
-        context=args.context,
-        examples=args.examples,
-        lift_positions=args.lift_positions,
-        max_tokens=args.max_tokens,
-        batch_tokens=args.batch_tokens,
-    )
-    return activations(engine, settings, layers, args.corpus, activation_settings, args.output)
+    return activations(engine, settings, layers, args.corpus, _activation_settings(args), args.output)
 
 
 def _run_collection(args, engine, settings, layers) -> int:
@@ -321,7 +329,7 @@ def _run_collection(args, engine, settings, layers) -> int:
 EXPLORER = Command(
     "",
     "Explore MLP neurons whose output weights point at vocabulary tokens (W_out[i] @ W_U).",
-    ("layer", "top_k"),
+    ("layer", "top_k", "corpus", "context", "examples", "lift_positions", "max_tokens", "batch_tokens"),
     _run_explorer,
     epilog="Headless commands: scan, layers, tokens, coverage, collection, activations "
     "('neuron-tui scan --help' and so on). Without a command, the explorer opens.",

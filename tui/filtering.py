@@ -10,8 +10,8 @@ import numpy as np
 
 from engine.neurons import LayerNeurons
 
-SORT_KEYS = ("max-dot", "neuron", "null-z", "kurtosis", "skew", "class")
-FILTER_FIELDS = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class")
+SORT_KEYS = ("max-dot", "neuron", "null-z", "kurtosis", "skew", "class", "lift")
+FILTER_FIELDS = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class", "lift", "density")
 CLASS_VALUES = {"prediction": "prediction", "suppression": "suppression", "none": ""}
 _OPERATORS = {
     ">=": operator.ge,
@@ -84,6 +84,11 @@ def neuron_order(neurons: LayerNeurons, sort_key: str, conditions: list[Conditio
         "norm": result.norm,
         "null_z": neurons.null_z if neurons.null_z is not None else np.zeros(result.d_mlp),
         "class": neurons.classes,
+        # Without a corpus pass every lift is unknown (NaN): no condition on it holds.
+        "lift": neurons.lift if neurons.lift is not None else np.full(result.d_mlp, np.nan),
+        "density": (
+            neurons.evidence.density if neurons.evidence is not None else np.full(result.d_mlp, np.nan)
+        ),
     }
     keep = np.ones(result.d_mlp, dtype=bool)
     for condition in conditions:
@@ -96,4 +101,5 @@ def neuron_order(neurons: LayerNeurons, sort_key: str, conditions: list[Conditio
         rank = np.select([classes == "prediction", classes == "suppression"], [0, 1], 2)
         return index[np.lexsort((-result.max_dot[index], rank[index]))]
     values = columns[{"max-dot": "max_dot", "null-z": "null_z"}.get(sort_key, sort_key)][index]
+    values = np.where(np.isnan(values), -np.inf, values)  # unknown (lift without a corpus pass) last
     return index[np.argsort(-values, kind="stable")]

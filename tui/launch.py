@@ -47,10 +47,26 @@ def _watch_terminal(fd: int, stop: threading.Event) -> None:
             return
 
 
-def run_explorer(engine: NeuronEngine, settings: ScanSettings, start_layer: int | None) -> int:
+def run_explorer(
+    engine: NeuronEngine,
+    settings: ScanSettings,
+    start_layer: int | None,
+    activation=None,
+    corpus=None,
+) -> int:
+    """``activation`` (ActivationSettings) and ``corpus`` (a loaded Corpus, or None for the embedded
+    one) are what the corpus pass (A) runs with."""
     from tui.app import NeuronApp
 
-    app = NeuronApp(engine, settings, start_layer=start_layer, handle_signals=True, on_exit=arm_watchdog)
+    app = NeuronApp(
+        engine,
+        settings,
+        start_layer=start_layer,
+        handle_signals=True,
+        on_exit=arm_watchdog,
+        activation=activation,
+        corpus=corpus,
+    )
     stop = threading.Event()
     monitor = threading.Thread(target=_watch_terminal, args=(sys.stdin.fileno(), stop), daemon=True)
     monitor.start()

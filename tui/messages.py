@@ -38,6 +38,14 @@ class LayerSummarised(Message):
         self.token_table, self.unit_best = token_table, unit_best
 
 
+class EvidenceReady(Message):
+    """A layer's activation evidence from the cache or a corpus pass; None: the cache has none."""
+
+    def __init__(self, layer: int, evidence, generation: int) -> None:
+        super().__init__()
+        self.layer, self.evidence, self.generation = layer, evidence, generation
+
+
 class NullReady(Message):
     def __init__(self, null: NullBaseline, generation: int) -> None:
         super().__init__()

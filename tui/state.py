@@ -12,7 +12,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from engine.activation_evidence import LayerActivations
+from engine.activation_windows import ActivationSettings
 from engine.collection import Collection
+from engine.corpus import Corpus
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.results import LayerResult
@@ -42,6 +45,14 @@ class ExplorerState:
     unit_best: dict[int, TokenTable] = field(default_factory=dict)  # per layer: coverage arrays
     pending_neuron: int | None = None  # put the cursor on this neuron when its layer arrives
     pending_detail: bool = False  # and open its detail (a jump from the collection)
+    # Activation evidence: the corpus and pass settings chosen on the command line, each layer's
+    # evidence once read from the cache or computed (a few layers in memory), and the layers whose
+    # evidence the cache does not hold.
+    activation: ActivationSettings = field(default_factory=ActivationSettings)
+    corpus_spec: str | None = None
+    corpus: Corpus | None = None
+    evidence: OrderedDict[int, LayerActivations] = field(default_factory=OrderedDict)
+    evidence_missing: set[int] = field(default_factory=set)
 
     # --- layers -----------------------------------------------------------------------------
     def start_layer(self, asked: int | None) -> tuple[int, str | None]:
@@ -76,7 +87,18 @@ class ExplorerState:
 
     # --- derived views ----------------------------------------------------------------------
     def neurons(self, result: LayerResult) -> LayerNeurons:
-        return LayerNeurons.derive(result, self.null, self.settings.projection.cosine)
+        evidence = self.evidence.get(result.layer)
+        return LayerNeurons.derive(result, self.null, self.settings.projection.cosine, evidence)
+
+    def keep_evidence(self, layer: int, evidence: LayerActivations | None) -> None:
+        if evidence is None:
+            self.evidence_missing.add(layer)
+            return
+        self.evidence_missing.discard(layer)
+        self.evidence[layer] = evidence
+        self.evidence.move_to_end(layer)
+        while len(self.evidence) > RESULTS_KEPT:
+            self.evidence.popitem(last=False)
 
     def order(self, neurons: LayerNeurons) -> np.ndarray:
         order = neuron_order(neurons, self.sort_key, self.conditions)
@@ -128,5 +150,7 @@ class ExplorerState:
         self.summaries.clear()
         self.token_tables.clear()
         self.unit_best.clear()
+        self.evidence.clear()  # the lift's target tokens come from the projection
+        self.evidence_missing.clear()
         self.null = None
         return True

@@ -26,7 +26,7 @@ from textual_plotext import PlotextPlot
 from engine.neurons import LayerNeurons
 from engine.score_histogram import linear_counts
 from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary
+from engine.tokens import Vocabulary, display_token
 from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
 
@@ -42,6 +42,47 @@ def _token_cells(token_id: int, dot: float, vocab: Vocabulary) -> list[Text]:
         Text(token_label(vocab.text(token_id), TOKEN_CELLS), style=f"bold {style}"),
         Text(f"{dot:+.3f}", style=style),
     ]
+
+
+def _text_part(text: str) -> str:
+    """Context text drawn on one line: newlines and other controls as visible escapes."""
+    return "".join(display_token(char) if not char.isprintable() else char for char in text)
+
+
+def evidence_view(evidence, neuron: int, vocab: Vocabulary) -> Text:
+    """Where the neuron fires on the corpus, beside its weights: density, lift, direct effect, and
+    its top examples with the firing token in ⟦ ⟧ and a bar as long as its activation (so intensity
+    reads without colour)."""
+    from engine.activation_export import MARK_CLOSE, MARK_OPEN, example_context
+
+    if evidence is None:
+        return Text("on text: no corpus pass for this layer yet (A runs one)", style="dim")
+    lift, hit, base = (
+        float(evidence.lift[neuron]),
+        float(evidence.hit_rate[neuron]),
+        float(evidence.base_rate[neuron]),
+    )
+    lift_text = "— (its tokens never come next)" if lift != lift else f"{lift:.2f}"
+    text = Text()
+    text.append(f"on text ({evidence.n_positions:,} tokens)\n", style="bold")
+    text.append(f"density {evidence.density[neuron]:.1%} · lift {lift_text}")
+    if hit == hit:
+        text.append(
+            f" (next token promoted: {hit:.1%} of top {evidence.lift_positions} vs {base:.2%} overall)"
+        )
+    text.append(f"\ndirect effect on its tokens' logits {evidence.direct_effect[neuron]:+.3f}\n")
+    top = float(evidence.values[neuron, 0]) if evidence.doc[neuron, 0] >= 0 else 0.0
+    for rank in range(evidence.examples):
+        if evidence.doc[neuron, rank] < 0:
+            break
+        value = float(evidence.values[neuron, rank])
+        bar = "█" * max(1, round(6 * value / top)) if top > 0 and value > 0 else "·"
+        before, firing, after = example_context(evidence.context_ids[neuron, rank], vocab)
+        text.append(f"{value:7.2f} {bar:<6} ", style="bold" if rank == 0 else "")
+        text.append(_text_part(before)[-24:])
+        text.append(f"{MARK_OPEN}{_text_part(firing)}{MARK_CLOSE}", style="bold reverse")
+        text.append(_text_part(after)[:16] + "\n")
+    return text
 
 
 class NeuronDetailScreen(Screen[None]):
@@ -101,6 +142,7 @@ class NeuronDetailScreen(Screen[None]):
                 yield Static(id="detail-stats")
                 yield Static(id="detail-lists")
                 yield Static(id="detail-lists-note")
+                yield Static(id="detail-evidence")
             with Vertical(id="detail-plots"):
                 yield PlotextPlot(id="score-hist")
                 yield PlotextPlot(id="null-hist")
@@ -122,6 +164,8 @@ class NeuronDetailScreen(Screen[None]):
         self.query_one("#detail-title", Static).update(Text(title))
         self.stats_table, self.lists_table = self._stats(stats), self._promote_suppress(neuron)
         self.query_one("#detail-stats", Static).update(self.stats_table)
+        self.evidence_text = evidence_view(self.neurons.evidence, neuron, self.vocab)
+        self.query_one("#detail-evidence", Static).update(self.evidence_text)
         self.query_one("#detail-lists", Static).update(self.lists_table)
         self.query_one("#detail-tokens", VerticalScroll).scroll_home(animate=False)
         self._draw_score_histogram(neuron)

@@ -31,7 +31,7 @@ from engine.session import NeuronEngine, ScanProgress
 from engine.settings import Projection, ScanSettings
 from engine.summary import LayerSummary, summarise
 from tui.filtering import FilterError, parse_filter
-from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady
+from tui.messages import Activity, EngineReady, EvidenceReady, LayerReady, LayerSummarised, NullReady
 from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
 from tui.screens.prompt import PromptScreen
@@ -76,6 +76,7 @@ class MainScreen(Screen[None]):
         Binding("p", "projection", "Projection", id="projection"),
         Binding("slash", "token_search", "Token search", key_display="/", id="token-search"),
         Binding("c", "coverage", "Coverage", id="coverage"),
+        Binding("A", "corpus_pass", "Corpus pass", id="corpus-pass"),
     ]
 
     # Classes set on the screen as it is resized (Textual applies them before the next layout).
@@ -309,6 +310,56 @@ class MainScreen(Screen[None]):
             self.query_one(LayerPicker).set_summary(summary)
         self.summary_added.publish(summary)  # the all-layers view fills in as layers land
 
+    # --- activation evidence -----------------------------------------------------------------
+    def _want_evidence(self, layer: int) -> None:
+        state = self.state
+        if layer not in state.evidence and layer not in state.evidence_missing:
+            self.look_up_evidence(layer, state.generation)
+
+    @work(thread=True, exclusive=True, group="evidence", exit_on_error=False)
+    def look_up_evidence(self, layer: int, generation: int) -> None:
+        from tui.corpus_pass import look_up
+
+        self.post_message(EvidenceReady(layer, look_up(self.engine, self.state, layer), generation))
+
+    def action_corpus_pass(self) -> None:
+        if self.state.n_layers == 0:
+            return
+        if any(w.group == "corpus-pass" and w.is_running for w in self.workers):
+            self.notify("the corpus pass is running; its progress is in the status line")
+            return
+        self.notify(
+            f"running the model over the corpus for all {self.state.n_layers} layers in the background; "
+            "the list gains a lift column and the detail examples when it ends",
+            title="corpus pass",
+        )
+        self.run_corpus_pass(self.state.generation)
+
+    @work(thread=True, exclusive=True, group="corpus-pass", exit_on_error=False)
+    def run_corpus_pass(self, generation: int) -> None:
+        from tui.corpus_pass import activity, corpus_job
+
+        worker = get_current_worker()
+
+        def listen(progress) -> None:
+            text, fraction = activity(progress)
+            self.post_message(Activity(text, fraction))
+
+        self.post_message(Activity("corpus pass: reading the corpus", None))
+        results = corpus_job(self.engine, self.state, listen, lambda: worker.is_cancelled).run()
+        if results is None:
+            return
+        for layer in sorted(results, key=lambda layer: layer == self.state.layer):  # the shown layer last
+            self.post_message(EvidenceReady(layer, results[layer], generation))
+        self.post_message(Activity("corpus pass done: lift in the list, examples in the detail", None))
+
+    def on_evidence_ready(self, message: EvidenceReady) -> None:
+        if message.generation != self.state.generation:
+            return
+        self.state.keep_evidence(message.layer, message.evidence)
+        if message.evidence is not None and self.result is not None and self.result.layer == message.layer:
+            self._show_result(self.result)
+
     def on_null_ready(self, message: NullReady) -> None:
         if message.generation != self.state.generation:
             return
@@ -346,6 +397,7 @@ class MainScreen(Screen[None]):
         )
         self._mark_histogram(listing.current_neuron)
         self.refresh_status()
+        self.call_after_refresh(self._want_evidence, result.layer)
 
     def _mark_histogram(self, neuron: int | None) -> None:
         if self.result is not None and neuron is not None:

@@ -44,6 +44,7 @@ COLUMNS = [
     Column("kurt", 6, 46),
     Column("skew", 6, 85),
     Column("class", 5, 52),
+    Column("lift", 5, 0),  # once a corpus pass has run for the layer
 ]
 
 
@@ -208,7 +209,10 @@ class NeuronList(ScrollView, can_focus=True):
 
     # --- drawing ----------------------------------------------------------------------------
     def _columns(self) -> list[Column]:
-        return [c for c in COLUMNS if self.size.width >= c.min_total_width]
+        has_lift = self.neurons is not None and self.neurons.lift is not None
+        return [
+            c for c in COLUMNS if self.size.width >= c.min_total_width and (c.title != "lift" or has_lift)
+        ]
 
     def _header(self) -> Text:
         text = Text("  ")
@@ -244,6 +248,9 @@ class NeuronList(ScrollView, can_focus=True):
             elif column.title == "class":
                 tag, style = CLASS_TAGS[self.neurons.classes[neuron]]
                 text.append(tag.ljust(column.width), style=style)
+            elif column.title == "lift":
+                lift = float(self.neurons.lift[neuron])
+                text.append(("—" if lift != lift else f"{lift:.1f}").rjust(column.width))
             text.append(" ")
         for rank in range(result.top_k):
             token = self.vocab.text(int(result.top_ids[neuron, rank]))
