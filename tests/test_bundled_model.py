@@ -162,3 +162,31 @@ def test_tokens_command_over_all_layers_equals_reference(bundled, tmp_path):
         )[:5]
         assert [(r["layer"], r["neuron"]) for r in got] == [(layer, n) for _, layer, n, _ in hits]
         np.testing.assert_allclose([r["dot"] for r in got], [d for *_, d in hits], rtol=1e-12)
+
+
+def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
+    """The GGUF model run through transformers and TransformerBridge, on real text: the pass's
+    evidence and records against every activation of the plain Hugging Face model, fully sorted."""
+    from activation_reference import reference_evidence
+
+    from engine.activation_export import activation_records
+    from engine.activation_job import ActivationJob
+    from engine.activation_windows import ActivationSettings
+    from engine.corpus import Corpus, default_corpus
+    from engine.session import EngineOptions, NeuronEngine
+    from engine.settings import ScanSettings
+
+    corpus = Corpus("manual", default_corpus().documents[:3])
+    engine = NeuronEngine(EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))
+    settings = ActivationSettings(context=200, examples=3, lift_positions=20, max_tokens=600)
+    got = ActivationJob(engine, [29], corpus, settings, ScanSettings()).run()[29]
+    bridge, tokenizer, _ = engine.activation_model()
+    ref = reference_evidence(bridge.original_model, tokenizer, corpus.documents, 29, 200, 10, 20, 20, 600)
+    assert got.n_positions == 600
+    np.testing.assert_allclose(got.values, ref["top_values"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got.doc, ref["doc"][ref["top_index"]])
+    np.testing.assert_allclose(got.density, ref["density"], atol=0)
+    np.testing.assert_allclose(got.lift, ref["lift"], rtol=1e-9)
+    np.testing.assert_allclose(got.direct_effect, ref["direct_effect"], rtol=1e-4, atol=1e-7)
+    records = list(activation_records("SmolLM2", engine.vocabulary, got))
+    assert len(records) == 1536 and all("⟦" in e["context"] for r in records[:50] for e in r["examples"])

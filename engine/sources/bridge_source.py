@@ -23,7 +23,6 @@ def _quiet_transformers() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF conversion draws its own bar
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -48,6 +47,12 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": gguf_file} if gguf_file else {"use_safetensors": True}
+    if gguf_file:
+        # transformers' GGUF conversion draws a tqdm bar of its own that no setting turns off once
+        # tqdm is imported; it would land in a script's stderr or across the explorer's screen.
+        from transformers import modeling_gguf_pytorch_utils
+
+        modeling_gguf_pytorch_utils.tqdm = lambda iterable, **_: iterable
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(
             model_dir, trust_remote_code=False, dtype=torch.float32, **extra
