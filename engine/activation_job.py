@@ -125,7 +125,18 @@ class ActivationJob:
         from engine.activation_pass import run_batches
 
         todo = [b for b in mine if b not in done]
-        run_batches(bridge, tokenized, batches, todo, states, scales, device, after_batch, self.cancelled)
+        run_batches(
+            bridge,
+            tokenized,
+            batches,
+            todo,
+            states,
+            scales,
+            device,
+            after_batch,
+            self.cancelled,
+            run_lock=self.engine.run_lock,
+        )
         if todo:
             self._checkpoint(states, scales, done)
 

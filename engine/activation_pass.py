@@ -8,6 +8,7 @@ exist at a time; the forward pass stops at the final norm (the unembedding is ne
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -47,6 +48,7 @@ def run_batches(
     device: torch.device,
     after_batch: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    run_lock=None,
 ) -> None:
     """Run ``batches[b]`` for each b in ``batch_numbers``, folding activations into ``states``
     and the final norm's scale into ``scales[global index]``. ``after_batch(b, tokens)`` follows
@@ -72,7 +74,7 @@ def run_batches(
         ids, mask, index = batch_inputs(tokenized, batches[number], device)
         current.update(mask=mask, index=index)
         current.pop("scale", None)
-        with torch.inference_mode():
+        with torch.inference_mode(), run_lock or contextlib.nullcontext():
             try:
                 bridge.run_with_hooks(ids, fwd_hooks=hooks)
             except _ReachedFinalNorm:

@@ -72,6 +72,7 @@ class NeuronEngine:
         self._lock = threading.RLock()
         self._source = None
         self._bridge = None
+        self.run_lock = threading.Lock()  # one forward pass at a time: hooks are set on shared modules
         self._device = None
         self._unembeds: dict[tuple[Projection, str], object] = {}
         self._info: ModelInfo | None = None

@@ -248,3 +248,40 @@ async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lif
         assert "on text" in text and "⟦" in text and "density" in text
         await pilot.press("escape", "[")  # another layer: its evidence comes from the cache
         await wait_for(pilot, lambda: showing(app, 0) and listing.neurons.lift is not None)
+
+
+async def test_the_text_probe_shows_the_hardest_firing_neurons_and_opens_one(tiny_llama_dir, tmp_path):
+    import torch
+    from app_helpers import settle, wait_for
+
+    from tui.app import NeuronApp
+    from tui.screens.detail import NeuronDetailScreen
+    from tui.screens.text_probe import TextProbeScreen
+
+    engine = _engine(tiny_llama_dir, tmp_path)
+    app = NeuronApp(engine, ScanSettings())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        layer = app.state.layer
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextProbeScreen))
+        probe = app.screen
+        await pilot.press(*"hello", "enter")
+        await wait_for(pilot, lambda: probe.firing is not None)
+        bridge, tokenizer, _ = engine.activation_model()
+        captured = {}
+        model = bridge.original_model
+        hook = model.model.layers[layer].mlp.down_proj.register_forward_hook(
+            lambda m, i, o: captured.__setitem__("act", i[0][0])  # returns None: the output stays
+        )
+        with torch.no_grad():
+            model(torch.tensor([tokenizer("hello")["input_ids"]]))
+        hook.remove()
+        acts = captured["act"].numpy()
+        expected_first = [int(np.argsort(-row, kind="stable")[0]) for row in acts]
+        shown_first = [probe.rows[3 * p][1] for p in range(len(expected_first))]
+        assert shown_first == expected_first
+        np.testing.assert_allclose(probe.firing.activations[:, 0, 0], acts.max(axis=1), rtol=1e-5)
+        await pilot.press("enter")  # the first row: position 0's hardest-firing neuron
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+        assert app.screen.neuron == expected_first[0]

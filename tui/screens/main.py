@@ -77,6 +77,7 @@ class MainScreen(Screen[None]):
         Binding("slash", "token_search", "Token search", key_display="/", id="token-search"),
         Binding("c", "coverage", "Coverage", id="coverage"),
         Binding("A", "corpus_pass", "Corpus pass", id="corpus-pass"),
+        Binding("t", "text_probe", "Text probe", id="text-probe"),
     ]
 
     # Classes set on the screen as it is resized (Textual applies them before the next layout).
@@ -567,6 +568,31 @@ class MainScreen(Screen[None]):
         layer, neuron = target
         self.state.jump_to(neuron if neuron >= 0 else None)
         self.show_layer(layer)
+
+    def action_text_probe(self) -> None:
+        from tui.screens.text_probe import TextProbeScreen
+
+        if self.vocab is None or self.info is None or self.state.layer is None:
+            return
+        screen = TextProbeScreen(self.state.layer, self.info.n_layers, self.vocab, self._probe)
+        self.app.push_screen(screen, self._open_collected)
+
+    def _probe(self, text: str, layers: list[int], top: int):
+        """Runs in the probe screen's worker: the model on ``text``, and what the neurons that fire
+        hardest promote most (from the scan's results, cached or held)."""
+        from engine.prompt_probe import probe_text
+
+        bridge, tokenizer, device = self.engine.activation_model()
+        with self.engine.run_lock:
+            firing = probe_text(bridge, tokenizer, text, layers, top, device)
+        promoted = {}
+        for index, layer in enumerate(firing.layers):
+            result = self.state.results.get(layer) or self.engine.cached_layer(layer, self.state.settings)
+            if result is None:
+                continue
+            for neuron in set(firing.neurons[:, index, :].flatten().tolist()):
+                promoted[(layer, neuron)] = int(result.promote_ids[neuron, 0])
+        return firing, promoted
 
     def action_token_search(self) -> None:
         from engine.token_search import TokenIndex

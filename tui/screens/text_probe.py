@@ -1,0 +1,143 @@
+"""Type a sentence, see per token the neurons that fire hardest (in the layer on screen, or in
+every layer) and the token each promotes most; Enter opens that neuron."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from engine.tokens import Vocabulary
+from tui.render import token_label
+from tui.widgets.tables import KeyTable
+
+PER_LAYER = 3  # neurons shown per token and layer
+
+
+class TextProbeScreen(Screen[tuple[int, int] | None]):
+    """``probe(text, layers)`` runs the model in a worker (slow the first time: it loads it) and
+    returns an engine.prompt_probe.PromptFiring and, for the neurons shown, the token each promotes
+    most according to the weight scan ({(layer, neuron): token id})."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Back", id="close-probe"),
+        Binding("ctrl+a", "toggle_layers", "This layer / all layers", id="probe-layers"),
+    ]
+
+    DEFAULT_CSS = """
+    TextProbeScreen #probe-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
+    TextProbeScreen #probe-table { height: 1fr; }
+    TextProbeScreen #probe-note { height: 1; color: $text-muted; padding: 0 1; }
+    """
+
+    class Probed(Message):
+        def __init__(self, text: str, firing, promoted: dict | None = None, error: str | None = None) -> None:
+            super().__init__()
+            self.text, self.firing, self.promoted, self.error = text, firing, promoted or {}, error
+
+    def __init__(
+        self,
+        layer: int,
+        n_layers: int,
+        vocab: Vocabulary,
+        probe: Callable,
+    ) -> None:
+        super().__init__()
+        self.shown_layer, self.n_layers, self.vocab = layer, n_layers, vocab
+        self.probe = probe
+        self.all_layers = False
+        self.rows: list[tuple[int, int]] = []
+        self.firing = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="probe-title")
+        yield Input(placeholder="a sentence, e.g. 'She said that she would'", id="probe-input")
+        yield KeyTable(id="probe-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="probe-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("pos", "token", "layer", "neuron", "activation", "promotes most")
+        self._title()
+        self.query_one(Input).focus()
+
+    def _title(self) -> None:
+        scope = f"all {self.n_layers} layers" if self.all_layers else f"layer {self.shown_layer}"
+        self.query_one("#probe-title", Static).update(
+            Text(f"Text probe · {scope} · type, Enter runs the model · Enter on a row opens the neuron")
+        )
+
+    def _layers(self) -> list[int]:
+        return list(range(self.n_layers)) if self.all_layers else [self.shown_layer]
+
+    @on(Input.Submitted, "#probe-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.query_one("#probe-note", Static).update("running the model (the first run loads it)…")
+            self.run_probe(event.value, self._layers())
+
+    @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
+    def run_probe(self, text: str, layers: list[int]) -> None:
+        try:
+            firing, promoted = self.probe(text, layers, PER_LAYER)
+            self.post_message(self.Probed(text, firing, promoted))
+        except Exception as error:  # shown in the note; the screen stays usable
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self.post_message(self.Probed(text, None, error=first))
+
+    def on_text_probe_screen_probed(self, message: Probed) -> None:
+        note = self.query_one("#probe-note", Static)
+        if message.firing is None:
+            note.update(Text(f"cannot run the model: {message.error}"))
+            return
+        self.firing = message.firing
+        table = self.query_one(DataTable)
+        table.clear()
+        self.rows = []
+        firing = message.firing
+        for position, token_id in enumerate(firing.token_ids.tolist()):
+            best = sorted(
+                (
+                    (float(firing.activations[position, li, r]), layer, int(firing.neurons[position, li, r]))
+                    for li, layer in enumerate(firing.layers)
+                    for r in range(firing.neurons.shape[2])
+                ),
+                key=lambda hit: (-hit[0], hit[1], hit[2]),
+            )[:PER_LAYER]
+            for rank, (value, layer, neuron) in enumerate(best):
+                promoted = message.promoted.get((layer, neuron))
+                table.add_row(
+                    str(position) if rank == 0 else "",
+                    Text(token_label(self.vocab.text(token_id), 16) if rank == 0 else ""),
+                    f"L{layer}",
+                    str(neuron),
+                    f"{value:+.3f}",
+                    Text(token_label(self.vocab.text(promoted), 16) if promoted is not None else "…"),
+                )
+                self.rows.append((layer, neuron))
+        table.focus()
+        note.update(
+            Text(f"{len(firing.token_ids)} tokens · top {PER_LAYER} neurons each · ctrl+a: this layer or all")
+        )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if 0 <= event.cursor_row < len(self.rows):
+            self.dismiss(self.rows[event.cursor_row])
+
+    def action_toggle_layers(self) -> None:
+        self.all_layers = not self.all_layers
+        self._title()
+        text = self.query_one(Input).value
+        if text.strip() and self.firing is not None:
+            self.run_probe(text, self._layers())
+
+    def action_close(self) -> None:
+        self.dismiss(None)
