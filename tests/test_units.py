@@ -189,8 +189,8 @@ def test_state_layers_results_and_marks(tmp_path):
 
 def test_state_sort_filter_jump_and_projection():
     state = ExplorerState(ScanSettings())
-    keys = [state.cycle_sort() for _ in range(6)]
-    assert keys[-1] == "max-dot" and len(set(keys)) == 6
+    keys = [state.cycle_sort() for _ in range(7)]
+    assert keys[-1] == "max-dot" and len(set(keys)) == 7 and "lift" in keys
     state.conditions = parse_filter("0.5")
     state.jump_to(7)
     assert state.pending_neuron == 7 and state.conditions == []

@@ -34,6 +34,8 @@ HELP_INTRO = (
     "kurt/class follow Gurnee et al. 2024.\n"
     "Tab moves between the layer picker and the neuron list. Marks (space) and notes (n) form the "
     "collection (m), kept across layers and restarts; e exports it.\n"
+    "A runs the model over a corpus: lift (how often a neuron fires right before a token it promotes, "
+    "against chance) joins the list and top examples the detail; t probes a sentence you type.\n"
 )
 EXIT_CODES = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -120,6 +122,7 @@ class NeuronApp(App[int]):
         from tui.screens.collection import CollectionScreen
         from tui.screens.coverage import CoverageScreen
         from tui.screens.projection import ProjectionScreen
+        from tui.screens.text_probe import TextProbeScreen
         from tui.screens.token_search import TokenSearchScreen
         from tui.widgets.tables import VIM_KEYS
 
@@ -134,6 +137,7 @@ class NeuronApp(App[int]):
             ("token search (/)", list(TokenSearchScreen.BINDINGS)),
             ("coverage (c)", list(CoverageScreen.BINDINGS)),
             ("projection (p)", list(ProjectionScreen.BINDINGS)),
+            ("text probe (t)", list(TextProbeScreen.BINDINGS)),
             ("every table", VIM_KEYS),
         ]
 
