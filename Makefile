@@ -14,7 +14,7 @@ TORCH_WANTED := $(TORCH_SPEC)$(if $(TORCH_INDEX), from $(TORCH_INDEX))
 TORCH_STAMP := $(VENV)/.torch
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench setup torch clean
+.PHONY: run test lint bench bench-gpu setup torch clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test: lint
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The GPU check (about 4 minutes on one H100): exactness on CUDA, throughput against the matmul
+# floor, a real out-of-memory retry, the activation pass against the bare forward pass.
+bench-gpu: setup
+	$(BIN)/python -m bench.gpu_check
 
 clean:
 	rm -rf $(VENV) .cache

@@ -40,17 +40,16 @@ _EXACT_BATCH = 64
 
 
 def default_chunk_tokens(d_mlp: int, device: torch.device) -> int:
-    """Tokens per block: three [tokens, d_mlp] float32 buffers fit the budget.
+    """Tokens per block: the block buffers fit the budget.
 
     On CUDA the budget is half the free memory; on the CPU 48 MiB, which keeps the blocks near the
     caches and the peak memory small next to the weights.
     """
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        budget = free // 2
-    else:
-        budget = 48 << 20
-    return int(max(64, min(budget // (d_mlp * 4 * 3), 1 << 16)))
+        # Three float32 buffers, the histogram's int32 keys and their int64 copy: six float32-sized.
+        return int(max(64, min(free // 2 // (d_mlp * 4 * 6), 1 << 16)))
+    return int(max(64, min((48 << 20) // (d_mlp * 4 * 3), 1 << 16)))
 
 
 def _sort_desc(
@@ -342,3 +341,45 @@ def _rescore_rows_fully(
         )
         for name, value in exact.items():
             ranked[name][batch] = value
+
+
+def scan_shrinking_on_oom(
+    layer: int,
+    w_out: np.ndarray,
+    unembed: ProjectedUnembed,
+    settings,
+    chunk_tokens: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancelled: CancelCheck | None = None,
+    on_shrink: Callable[[int], None] | None = None,
+) -> LayerResult:
+    """Scan a layer; when the device runs out of memory, halve the block and try again
+    (``on_shrink(new_size)`` hears of each halving)."""
+    from engine.errors import UserError
+    from engine.resources import free_device_memory, is_out_of_memory
+
+    chunk = chunk_tokens or default_chunk_tokens(w_out.shape[0], unembed.device)
+    while True:
+        try:
+            return scan_layer(
+                layer,
+                w_out,
+                unembed,
+                settings.top_k,
+                settings.token_top_n,
+                chunk_tokens=chunk,
+                progress=progress,
+                cancelled=cancelled,
+            )
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            free_device_memory(unembed.device)
+            if chunk <= 16:
+                raise UserError(
+                    f"out of memory on {unembed.device} even with {chunk}-token blocks; "
+                    "use --device cpu, --dtype bfloat16 or a machine with more memory"
+                ) from error
+            chunk //= 2
+            if on_shrink is not None:
+                on_shrink(chunk)

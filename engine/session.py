@@ -307,34 +307,18 @@ class NeuronEngine:
             return result
 
     def _scan_shrinking_on_oom(self, layer, w_out, unembed, settings, report, cancelled) -> LayerResult:
-        """Scan a layer; when the device runs out of memory, halve the block and try again."""
-        from engine.resources import free_device_memory, is_out_of_memory
-        from engine.scan import default_chunk_tokens, scan_layer
+        from engine.scan import scan_shrinking_on_oom
 
-        chunk = self.options.chunk_tokens or default_chunk_tokens(w_out.shape[0], unembed.device)
-        while True:
-            try:
-                return scan_layer(
-                    layer,
-                    w_out,
-                    unembed,
-                    settings.top_k,
-                    settings.token_top_n,
-                    chunk_tokens=chunk,
-                    progress=report,
-                    cancelled=cancelled,
-                )
-            except Exception as error:
-                if not is_out_of_memory(error):
-                    raise
-                free_device_memory(unembed.device)
-                if chunk <= 16:
-                    raise UserError(
-                        f"out of memory on {unembed.device} even with {chunk}-token blocks; "
-                        "use --device cpu, --dtype bfloat16 or a machine with more memory"
-                    ) from error
-                chunk //= 2
-                self.shrunk_chunks.append(chunk)
+        return scan_shrinking_on_oom(
+            layer,
+            w_out,
+            unembed,
+            settings,
+            self.options.chunk_tokens,
+            report,
+            cancelled,
+            on_shrink=self.shrunk_chunks.append,
+        )
 
     def layers(
         self,
