@@ -44,17 +44,18 @@ class LayerActivationState:
         self.positive = torch.zeros(d_mlp, dtype=torch.int64, device=device)
         self.hist_counts = torch.zeros((2 * _ACT_PER_SIGN, d_mlp), dtype=torch.int32, device=device)
         self._one = torch.ones((1, 1), dtype=torch.int32, device=device)
+        self._full = False  # every neuron holds keep examples
 
     def update(self, activations: torch.Tensor, index: torch.Tensor) -> None:
         """``activations`` [positions, d_mlp] float32 at global ``index`` [positions] (ascending)."""
         activations = activations.float().contiguous()
         self.positive += (activations > 0).sum(0)
         self._count_bins(activations)
-        # Only entries at or above the bar can enter: the bar is the larger of the state's
-        # keep-th value and the batch's keep-th value (ties at the bar may still enter).
-        width = min(self.keep, activations.shape[0])
-        batch_kth = activations.topk(width, dim=0).values[-1]
-        bar = torch.maximum(self.values[:, -1], batch_kth) if width == self.keep else self.values[:, -1]
+        # Only entries at or above the bar can enter (ties at the bar may still enter). Once the
+        # state is full the bar is its keep-th value; until then it is the batch's keep-th value.
+        bar = self.values[:, -1]
+        if not self._full and activations.shape[0] >= self.keep:
+            bar = torch.maximum(bar, activations.topk(self.keep, dim=0).values[-1])
         rows, neurons = (activations >= bar).nonzero(as_tuple=True)
         if rows.numel() == 0:
             return
@@ -74,6 +75,7 @@ class LayerActivationState:
         self.values, self.index = rank_examples(
             torch.cat([self.values, new_values], 1), torch.cat([self.index, new_index], 1), self.keep
         )
+        self._full = self._full or bool((self.index[:, -1] >= 0).all())
 
     def _count_bins(self, activations: torch.Tensor) -> None:
         keys = torch.bitwise_right_shift(activations.view(torch.int32), KEY_SHIFT)  # negative for < 0
@@ -92,6 +94,7 @@ class LayerActivationState:
         )
         self.positive += other.positive
         self.hist_counts += other.hist_counts
+        self._full = bool((self.index[:, -1] >= 0).all())
 
     # --- a pickle-free byte form, for checkpoints and for gathering across processes ---------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -108,6 +111,7 @@ class LayerActivationState:
         self.index = torch.from_numpy(arrays["index"]).to(device)
         self.positive = torch.from_numpy(arrays["positive"]).to(device)
         self.hist_counts = torch.from_numpy(arrays["hist_counts"]).to(device)
+        self._full = bool((self.index[:, -1] >= 0).all())
 
 
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
