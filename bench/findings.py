@@ -51,8 +51,9 @@ def main(scan_path: str, activations_path: str) -> None:
     acts = read(activations_path, ("lift", "hit_rate", "base_rate", "density"))
     layers = sorted({layer for layer, _ in acts})
     print(
-        "| layer | prediction neurons (of neurons with a lift) | median lift, prediction | median lift, others "
-        "| lift > 2, prediction | lift > 2, others | Spearman(max-dot, lift) | Spearman(null-z, lift) |"
+        "| layer | prediction neurons (of neurons with a lift) | median lift, prediction "
+        "| median lift, others | lift > 2, prediction | lift > 2, others "
+        "| Spearman(max-dot, lift) | Spearman(null-z, lift) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     all_rho = []

@@ -94,7 +94,8 @@ def check_throughput(device: torch.device, shapes: dict) -> None:
         for dtype in (torch.float32, torch.bfloat16):
             row = bench_layers(f"{name}-shaped", w_outs, unembed, texts, device, dtype, seed_sample=16)
             print(
-                f"  {row['model']:<20} {row['layers']:>2} layers {row['dtype']:<8} floor {row['floor_s']:.3f} s "
+                f"  {row['model']:<20} {row['layers']:>2} layers {row['dtype']:<8} "
+                f"floor {row['floor_s']:.3f} s "
                 f"({row['floor_tflops']:.1f} TFLOP/s) · scan {row['scan_s']:.3f} s -> "
                 f"{row['scan_s'] / row['floor_s']:.2f}x its floor ({row['scan_over_floor_throughput']:.2f}x "
                 f"throughput) · seed loop {row['seed_s']:.1f} s -> {row['speedup_vs_seed']:.0f}x faster"
@@ -199,8 +200,8 @@ def check_activation_pass(device: torch.device, shape: dict, tokens: int) -> Non
     bare_s, pass_s = min(timings["bare"][1:]), min(timings["pass"][1:])
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     print(
-        f"  activation pass, {shape['layers']} layers x {shape['d_mlp']} neurons, {tokens} tokens, float32: bare "
-        f"forward {bare_s:.3f} s ({tokens / bare_s:,.0f} tokens/s), pass {pass_s:.3f} s "
+        f"  activation pass, {shape['layers']} layers x {shape['d_mlp']} neurons, {tokens} tokens, "
+        f"float32: bare forward {bare_s:.3f} s ({tokens / bare_s:,.0f} tokens/s), pass {pass_s:.3f} s "
         f"({tokens / pass_s:,.0f} tokens/s) -> {bare_s / pass_s:.2f}x of the bare pass; peak GPU memory "
         f"{peak:.1f} GiB"
     )
