@@ -12,7 +12,8 @@ Definitions (exports and tests rely on them):
 - ``lift`` = hit_rate / base_rate (NaN, exported as null, when base_rate is 0).
 - ``density``: share of all positions where the activation is > 0.
 - ``direct_effect``: mean over the top ``lift_positions`` examples p and over v in ``T_i`` of
-  ``a_i(p) * (W_out[i] ⊙ g) · W_U[:, v] / scale(p)``, where g is the final norm's weight and
+  ``a_i(p) * (W_out[i] ⊙ g) · W_U[:, v] / scale(p)``, where g is the final norm's effective scale
+  (its weight; 1 + weight for Gemma's RMSNorm) and
   scale(p) the final norm's scale at p (``ln_final.hook_scale``: sqrt(mean(x²) + eps) for RMSNorm);
   for a LayerNorm, W_out[i] is centred over d_model first, as the norm centres the residual. It is
   the neuron's contribution, through the frozen final norm, to the logits of its own tokens.

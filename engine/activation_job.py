@@ -183,12 +183,12 @@ class ActivationJob:
     def _finish(
         self, bridge, tokenized: TokenizedCorpus, states, scales: np.ndarray
     ) -> dict[int, LayerActivations]:
+        from engine.sources.bridge_source import bridge_final_norm
+
         unembed = _numpy(bridge.W_U)
-        norm = getattr(bridge, "ln_final", None)
-        norm_weight = (
-            _numpy(norm.w).reshape(-1) if norm is not None and getattr(norm, "w", None) is not None else None
-        )
-        centred = str(getattr(bridge.cfg, "normalization_type", "")).startswith("LN")
+        final_norm = bridge_final_norm(bridge)
+        norm_weight = None if final_norm is None else final_norm.scale
+        centred = final_norm is not None and final_norm.centres
         results = {}
         for layer, state in states.items():
             promote_ids = self.engine.layer(layer, self.scan).promote_ids.astype(np.int64)

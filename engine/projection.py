@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from engine.settings import Projection
+from engine.sources.base import FinalNorm
 
 _COLUMN_CHUNK = 8192
 
@@ -20,12 +21,15 @@ class ProjectedUnembed:
     def __init__(
         self,
         unembed: np.ndarray,
-        final_norm_weight: np.ndarray | None,
+        final_norm: FinalNorm | np.ndarray | None,
         projection: Projection,
         device: torch.device,
         dtype: torch.dtype,
     ):
-        if projection.fold_final_norm and final_norm_weight is None:
+        """``final_norm``: a FinalNorm, or a bare RMSNorm scale vector."""
+        if isinstance(final_norm, np.ndarray):
+            final_norm = FinalNorm(final_norm)
+        if projection.fold_final_norm and final_norm is None:
             from engine.errors import UserError
 
             raise UserError("this model has no final norm weight to fold: use a projection without folding")
@@ -36,11 +40,11 @@ class ProjectedUnembed:
         # gathering a token's column is then a contiguous row read.
         self._columns = torch.from_numpy(np.ascontiguousarray(unembed.T, dtype=np.float32)).to(device)
         self.d_vocab, self.d_model = self._columns.shape
+        folding = projection.fold_final_norm and final_norm is not None
         self._scale = (
-            torch.from_numpy(np.asarray(final_norm_weight, dtype=np.float64)).to(device)
-            if projection.fold_final_norm
-            else None
+            torch.from_numpy(np.asarray(final_norm.scale, dtype=np.float64)).to(device) if folding else None
         )
+        self._centre_tokens = folding and final_norm.centres
         self._row_mean: torch.Tensor | None = None
         self._column_norm: torch.Tensor | None = None
         if projection.center_unembed:
@@ -71,9 +75,12 @@ class ProjectedUnembed:
         return self._scale is not None or self._row_mean is not None or self._column_norm is not None
 
     def _transform(self, columns: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
-        """Apply fold -> center -> cosine to float64 columns (rows of ``columns``)."""
+        """Apply fold (scale, then centring over d_model for a LayerNorm) -> center -> cosine to float64
+        columns (rows of ``columns``)."""
         if self._scale is not None:
             columns = columns * self._scale
+        if self._centre_tokens:  # a folded LayerNorm: each token's column centred over d_model
+            columns = columns - columns.mean(dim=-1, keepdim=True)
         if self._row_mean is not None:
             columns = columns - self._row_mean
         if self._column_norm is not None and ids is not None:

@@ -206,7 +206,7 @@ class NeuronEngine:
                 try:
                     self._unembeds[key] = ProjectedUnembed(
                         unembed,
-                        source.final_norm_weight(),
+                        source.final_norm(),
                         settings.projection,
                         device,
                         torch_dtype(settings.dtype),

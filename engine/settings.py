@@ -13,7 +13,7 @@ from engine.errors import UserError
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
-SCHEMA_VERSION = 5  # 4: layer results record the device; 5: per-neuron score histograms
+SCHEMA_VERSION = 6  # 4: results record the device; 5: score histograms; 6: LayerNorm/Gemma folds
 DEFAULT_TOP_K = 10
 DEFAULT_TOKEN_TOP_N = 8
 

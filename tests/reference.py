@@ -11,8 +11,12 @@ def projected_unembed64(
     unembed: np.ndarray, final_norm: np.ndarray | None, projection: Projection
 ) -> np.ndarray:
     u = unembed.astype(np.float64)
+    centres = getattr(final_norm, "centres", False)
+    scale = getattr(final_norm, "scale", final_norm)
     if projection.fold_final_norm:
-        u = u * final_norm.astype(np.float64)[:, None]
+        u = u * np.asarray(scale, dtype=np.float64)[:, None]
+        if centres:  # a LayerNorm removes the mean over d_model: so does its fold
+            u = u - u.mean(axis=0, keepdims=True)
     if projection.center_unembed:
         u = u - u.mean(axis=1, keepdims=True)
     if projection.cosine:

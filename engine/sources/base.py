@@ -31,6 +31,19 @@ class ModelInfo:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__})
 
 
+@dataclass(frozen=True)
+class FinalNorm:
+    """What the final norm does to the residual, as folding it into W_U needs it.
+
+    ``scale`` is the effective per-dimension factor: the weight for RMSNorm and LayerNorm, 1 + the
+    weight for Gemma's RMSNorm. ``centres``: a LayerNorm subtracts the mean over d_model, so its
+    folded W_U has each token's column centred over d_model too (as TransformerLens folds it).
+    """
+
+    scale: np.ndarray  # [d_model]
+    centres: bool = False
+
+
 class ModelSource(Protocol):
     """Weights as float32 numpy arrays, in TransformerLens orientation."""
 
@@ -41,7 +54,11 @@ class ModelSource(Protocol):
         ...
 
     def final_norm_weight(self) -> np.ndarray | None:
-        """The final norm's scale, shape [d_model], or None when the model has none."""
+        """The final norm's stored weight, shape [d_model], or None when the model has none."""
+        ...
+
+    def final_norm(self) -> FinalNorm | None:
+        """The final norm as folding needs it, or None when the model has none."""
         ...
 
     def mlp_out(self, layer: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
-from engine.sources.base import ModelInfo, check_orientation
+from engine.sources.base import FinalNorm, ModelInfo, check_orientation
 from engine.tokens import Vocabulary, stored_token_to_bytes
 
 
@@ -78,6 +78,19 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
     return bridge, tokenizer
 
 
+def bridge_final_norm(bridge) -> FinalNorm | None:
+    """The bridge's final norm as folding needs it (see engine.sources.base.FinalNorm)."""
+    norm = getattr(bridge, "ln_final", None)
+    if norm is None or getattr(norm, "w", None) is None:
+        return None
+    weight = np.ascontiguousarray(norm.w.detach().to("cpu").float().numpy()).reshape(-1)
+    original = getattr(norm, "original_component", None) or getattr(norm, "_original_component", None)
+    if type(original).__name__.startswith("Gemma"):  # Gemma's RMSNorm multiplies by (1 + weight)
+        weight = weight + np.float32(1.0)
+    centres = str(getattr(bridge.cfg, "normalization_type", "")).startswith("LN")
+    return FinalNorm(weight, centres=centres)
+
+
 class BridgeSource:
     """A checkpoint directory (or a GGUF file through transformers) wrapped by TransformerBridge."""
 
@@ -116,6 +129,11 @@ class BridgeSource:
 
     def unembed(self) -> np.ndarray:
         return check_orientation("W_U", self._numpy(self._bridge.W_U), self.info.d_model, self.info.d_vocab)
+
+    def final_norm(self) -> FinalNorm | None:
+        if not self.info.has_final_norm:
+            return None
+        return bridge_final_norm(self._bridge)
 
     def final_norm_weight(self) -> np.ndarray | None:
         if not self.info.has_final_norm:

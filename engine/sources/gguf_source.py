@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
-from engine.sources.base import ModelInfo, check_orientation
+from engine.sources.base import FinalNorm, ModelInfo, check_orientation
 from engine.tokens import Vocabulary, stored_token_to_bytes
 
 # GGUF token types (llama.cpp's LLAMA_TOKEN_TYPE_*): control and user-defined tokens are literal text.
@@ -115,6 +115,11 @@ class GGUFSource:
     def unembed(self) -> np.ndarray:
         embedding = self._dequantised(self._unembed_name)  # [d_vocab, d_model]
         return check_orientation("W_U", embedding.T, self.info.d_model, self.info.d_vocab)
+
+    def final_norm(self) -> FinalNorm | None:
+        # llama.cpp's converters store the effective RMSNorm scale (Gemma's 1 + w already added).
+        weight = self.final_norm_weight()
+        return None if weight is None else FinalNorm(weight, centres=False)
 
     def final_norm_weight(self) -> np.ndarray | None:
         if not self.info.has_final_norm:
