@@ -114,7 +114,5 @@ def test_scan_of_bridge_loaded_models_equals_reference(fixture, request, tmp_pat
     source = open_source(locate_model(str(folder)))
     for layer in range(engine.info.n_layers):
         result = engine.layer(layer, settings)
-        ref = reference_layer(
-            source.mlp_out(layer), source.unembed(), source.final_norm(), projection, 6, 8
-        )
+        ref = reference_layer(source.mlp_out(layer), source.unembed(), source.final_norm(), projection, 6, 8)
         assert_layer_matches(result, ref)

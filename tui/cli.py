@@ -87,8 +87,9 @@ OPTIONS: dict[str, Option] = {
         dict(
             choices=LOADERS,
             default="auto",
-            help="auto: read GGUF tensors directly, load checkpoints through TransformerLens; "
-            "bridge: load GGUF through transformers + TransformerBridge too",
+            help="auto: read GGUF and safetensors tensors directly (checkpoints fall back to the bridge "
+            "when TransformerLens cannot name their tensors); stream: checkpoints only that way; "
+            "bridge: build the model through transformers + TransformerBridge",
         ),
     ),
     "chunk_tokens": Option(

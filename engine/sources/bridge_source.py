@@ -145,13 +145,18 @@ class BridgeSource:
         return np.ascontiguousarray(check_orientation("W_out", w_out, self.info.d_mlp, self.info.d_model))
 
     def vocabulary(self) -> Vocabulary:
-        size = len(self._tokenizer)
-        stored = self._tokenizer.convert_ids_to_tokens(list(range(size)))
-        stored = [token if isinstance(token, str) else "" for token in stored]
-        special = set(getattr(self._tokenizer, "all_special_ids", []) or [])
-        special |= set(getattr(self._tokenizer, "added_tokens_decoder", {}) or {})
-        style = _tokenizer_style(stored)
-        tokens = [
-            stored_token_to_bytes(text, style, special=index in special) for index, text in enumerate(stored)
-        ]
-        return Vocabulary.from_bytes(tokens[: self.info.d_vocab]).padded_to(self.info.d_vocab)
+        return tokenizer_vocabulary(self._tokenizer, self.info.d_vocab)
+
+
+def tokenizer_vocabulary(tokenizer, d_vocab: int) -> Vocabulary:
+    """Every token's bytes, from a Hugging Face tokenizer, padded to the unembedding's width."""
+    size = len(tokenizer)
+    stored = tokenizer.convert_ids_to_tokens(list(range(size)))
+    stored = [token if isinstance(token, str) else "" for token in stored]
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    special |= set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    style = _tokenizer_style(stored)
+    tokens = [
+        stored_token_to_bytes(text, style, special=index in special) for index, text in enumerate(stored)
+    ]
+    return Vocabulary.from_bytes(tokens[:d_vocab]).padded_to(d_vocab)

