@@ -102,3 +102,21 @@ def barrier(ranks: Ranks) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def send_bytes(payload: bytes, destination: int, device: torch.device) -> None:
+    """Point to point: a length, then the bytes (tensors on the rank's device, as NCCL needs)."""
+    import torch.distributed as dist
+
+    dist.send(torch.tensor([len(payload)], dtype=torch.int64, device=device), destination)
+    dist.send(torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device), destination)
+
+
+def receive_bytes(source: int, device: torch.device) -> bytes:
+    import torch.distributed as dist
+
+    length = torch.zeros(1, dtype=torch.int64, device=device)
+    dist.recv(length, source)
+    data = torch.empty(int(length.item()), dtype=torch.uint8, device=device)
+    dist.recv(data, source)
+    return data.cpu().numpy().tobytes()

@@ -39,6 +39,13 @@ _VOCAB_CHUNK = 4096
 _EXACT_BATCH = 64
 
 
+def device_label(device: torch.device) -> str:
+    """What computed a layer, the same whichever GPU of a machine it was: cpu, or cuda and its model."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def default_chunk_tokens(d_mlp: int, device: torch.device) -> int:
     """Tokens per block: the block buffers fit the budget.
 
@@ -276,7 +283,7 @@ def scan_layer(
         token_unit_best_neuron=unit_best_neuron.cpu().numpy().astype(np.int32),
         score_hist=histogram.result(),
         score_hist_top=histogram.top,
-        device=str(unembed.device),
+        device=device_label(unembed.device),
     )
 
 

@@ -188,6 +188,12 @@ class NeuronEngine:
                 self.warn(note)
         return self._device
 
+    def use_device(self, device) -> None:
+        """Compute on ``device`` from now on (a torchrun rank's own GPU)."""
+        with self._lock:
+            self._device = device
+            self._unembeds.clear()
+
     def device_label(self) -> str:
         """The device name without importing torch when nothing was computed yet."""
         return str(self._device) if self._device is not None else self.options.device

@@ -23,6 +23,11 @@ def _metadata(engine: NeuronEngine, settings: ScanSettings) -> dict:
 
 
 def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:
+    from engine.distributed import ranks_from_environment
+
+    ranks = ranks_from_environment()
+    if ranks.world > 1:
+        return _scan_across_ranks(engine, settings, layers, output, ranks)
     info, vocab = engine.info, engine.vocabulary
     with StderrProgress(layers) as progress:
         null = engine.null_baseline(settings)
@@ -38,6 +43,56 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
     if output != "-":
         print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
     return 0
+
+
+def _scan_across_ranks(
+    engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str, ranks
+) -> int:
+    """Under torchrun: each rank scans its share of the layers on its own device (LOCAL_RANK);
+    rank 0 receives the others' results, caches every layer and writes the output, which is
+    byte-identical to one process's."""
+    from engine import distributed
+    from engine.results import LayerResult
+
+    device = engine.rank_device(ranks)
+    engine.use_device(device)
+    distributed.start(ranks, device)
+    try:
+        owner = {layer: index % ranks.world for index, layer in enumerate(layers)}
+        mine = [layer for layer in layers if owner[layer] == ranks.rank]
+        if not ranks.is_writer:
+            engine.cache = None  # rank 0 owns the cache (on several machines there are several)
+            for layer in mine:
+                result = engine.layer(layer, settings)
+                print(f"rank {ranks.rank}/{ranks.world}: layer {layer} scanned on {device}", file=sys.stderr)
+                distributed.send_bytes(result.to_bytes(), 0, device)
+            return 0
+        info, vocab = engine.info, engine.vocabulary
+        with StderrProgress(mine) as progress:
+            own = {layer: engine.layer(layer, settings, listener=progress) for layer in mine}
+            null = engine.null_baseline(settings)
+        metadata = _metadata(engine, settings)
+
+        def records():
+            for layer in layers:
+                if owner[layer] == 0:
+                    result = own.pop(layer)
+                else:
+                    result = LayerResult.from_bytes(distributed.receive_bytes(owner[layer], device))
+                    if engine.cache:
+                        engine.cache.set(engine.layer_key(layer, settings), result.to_bytes())
+                neurons = LayerNeurons.derive(result, null, settings.projection.cosine)
+                yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
+
+        count = write_records(output, records(), metadata)
+        if output != "-":
+            print(
+                f"wrote {count} neurons from {len(layers)} layer(s) to {output} ({ranks.world} ranks)",
+                file=sys.stderr,
+            )
+        return 0
+    finally:
+        distributed.stop(ranks)
 
 
 def collection(engine: NeuronEngine, settings: ScanSettings, output: str) -> int:
