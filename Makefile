@@ -48,7 +48,7 @@ lint: setup
 
 # Two test processes: most tests wait on subprocesses and terminals, so two share two cores well.
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
 
 bench: setup
 	$(BIN)/python -m bench
