@@ -132,3 +132,41 @@ def write_hf_gpt2(folder: Path, n_layers=2, d_model=32, d_vocab=300, seed=1) -> 
     model.save_pretrained(folder)
     _byte_level_tokenizer(tiny_vocabulary(d_vocab)).save_pretrained(folder)
     return folder
+
+
+def random_hf_model(kind: str, seed: int = 0):
+    """A tiny random transformers model of ``kind`` (llama, gpt2, gpt_neox, gemma, qwen2, mistral),
+    with random final-norm weights (and biases), so that folding the norm shows."""
+    import torch
+    import transformers as t
+
+    small = dict(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
+    torch.manual_seed(seed)
+    if kind == "gpt2":
+        model = t.GPT2LMHeadModel(
+            t.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+        )
+    elif kind == "gpt_neox":
+        model = t.GPTNeoXForCausalLM(t.GPTNeoXConfig(**small, max_position_embeddings=64))
+    elif kind == "gemma":
+        model = t.GemmaForCausalLM(t.GemmaConfig(**small, num_key_value_heads=2, head_dim=8))
+    elif kind == "qwen2":
+        model = t.Qwen2ForCausalLM(t.Qwen2Config(**small, num_key_value_heads=2, tie_word_embeddings=True))
+    elif kind == "mistral":
+        model = t.MistralForCausalLM(t.MistralConfig(**small, num_key_value_heads=2))
+    else:
+        model = t.LlamaForCausalLM(t.LlamaConfig(**small, num_key_value_heads=2))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() == 1 and ("norm" in name or "ln" in name):
+                parameter.uniform_(-0.5, 0.5) if name.endswith("bias") else parameter.uniform_(0.5, 2.0)
+    return model
+
+
+def write_hf_checkpoint(folder: Path, kind: str, seed: int = 0, max_shard_size: str | None = None) -> Path:
+    model = random_hf_model(kind, seed)
+    model.save_pretrained(folder, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    _byte_level_tokenizer(tiny_vocabulary(300)).save_pretrained(folder)
+    return folder

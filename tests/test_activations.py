@@ -114,37 +114,14 @@ ACTIVATION_ARGS = ("--context", "16", "--batch-tokens", "32", "--examples", "3",
 
 
 def test_two_torchrun_ranks_write_the_same_bytes_as_one_process(tiny_llama_dir, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from cli_helpers import ROOT, run_cli
+    from cli_helpers import run_cli, run_torchrun
 
     corpus = _write_jsonl_corpus(tmp_path / "corpus.jsonl", random_documents(3, count=9))
     common = ("activations", "--model", str(tiny_llama_dir), "--corpus", corpus, *ACTIVATION_ARGS)
     single = run_cli(*common, "--cache-dir", str(tmp_path / "one"), "--output", str(tmp_path / "one.jsonl"))
     assert single.returncode == 0, single.stderr
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    ranks = subprocess.run(
-        [
-            str(bin_dir / "torchrun"),
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "--no-python",
-            str(bin_dir / "neuron-tui"),
-            *common,
-            "--cache-dir",
-            str(tmp_path / "two"),
-            "--output",
-            str(tmp_path / "two.jsonl"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    ranks = run_torchrun(
+        *common, "--cache-dir", str(tmp_path / "two"), "--output", str(tmp_path / "two.jsonl")
     )
     assert ranks.returncode == 0, ranks.stderr[-3000:]
     assert "rank 1/2" in ranks.stderr and "rank 0/2" in ranks.stderr

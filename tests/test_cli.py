@@ -183,36 +183,13 @@ def test_unexpected_errors_are_one_line_unless_debugging(tmp_path):
 
 
 def test_two_torchrun_ranks_scan_the_same_bytes_as_one_process_and_rank_0_caches(tiny_gguf, tmp_path):
-    import os
-    import subprocess
-    import sys as _sys
-    from pathlib import Path
-
-    from cli_helpers import ROOT
+    from cli_helpers import run_torchrun
 
     common = ("scan", "--model", str(tiny_gguf), "--top-k", "7")
     single = run_cli(*common, "--cache-dir", str(tmp_path / "one"), "--output", str(tmp_path / "one.jsonl"))
     assert single.returncode == 0, single.stderr
-    bin_dir = Path(_sys.executable).parent
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    ranks = subprocess.run(
-        [
-            str(bin_dir / "torchrun"),
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "--no-python",
-            str(bin_dir / "neuron-tui"),
-            *common,
-            "--cache-dir",
-            str(tmp_path / "two"),
-            "--output",
-            str(tmp_path / "two.jsonl"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    ranks = run_torchrun(
+        *common, "--cache-dir", str(tmp_path / "two"), "--output", str(tmp_path / "two.jsonl")
     )
     assert ranks.returncode == 0, ranks.stderr[-3000:]
     assert "rank 1/2: layer 1 scanned" in ranks.stderr

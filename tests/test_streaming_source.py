@@ -7,48 +7,22 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from cli_helpers import run_cli
-from models import _byte_level_tokenizer, tiny_vocabulary
+from models import write_hf_checkpoint
 
 from engine.session import EngineOptions, NeuronEngine
 from engine.settings import Projection, ScanSettings
 from engine.sources.bridge_source import BridgeSource
 from engine.sources.safetensors_source import SafetensorsSource
 
-SMALL = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-
-
-def _model(kind: str):
-    import transformers as t
-
-    if kind == "gpt2":
-        return t.GPT2LMHeadModel(t.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=64))
-    if kind == "gpt_neox":
-        return t.GPTNeoXForCausalLM(t.GPTNeoXConfig(**SMALL, max_position_embeddings=64))
-    if kind == "gemma":
-        return t.GemmaForCausalLM(t.GemmaConfig(**SMALL, num_key_value_heads=2, head_dim=8))
-    if kind == "qwen2":
-        return t.Qwen2ForCausalLM(t.Qwen2Config(**SMALL, num_key_value_heads=2, tie_word_embeddings=True))
-    if kind == "mistral":
-        return t.MistralForCausalLM(t.MistralConfig(**SMALL, num_key_value_heads=2))
-    return t.LlamaForCausalLM(t.LlamaConfig(**SMALL, num_key_value_heads=2))
-
-
 KINDS = ["llama", "gpt2", "gpt_neox", "gemma", "qwen2", "mistral"]
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def checkpoint(request, tmp_path_factory):
-    torch.manual_seed(KINDS.index(request.param))
-    model = _model(request.param)
-    with torch.no_grad():  # random norms: folding must be visible
-        for name, parameter in model.named_parameters():
-            if parameter.dim() == 1 and ("norm" in name or "ln" in name):
-                parameter.uniform_(-0.5, 0.5) if name.endswith("bias") else parameter.uniform_(0.5, 2.0)
     folder = tmp_path_factory.mktemp(request.param)
-    model.save_pretrained(folder, max_shard_size="40KB")  # several shards and an index
-    _byte_level_tokenizer(tiny_vocabulary(300)).save_pretrained(folder)
+    # Several shards and an index.
+    write_hf_checkpoint(folder, request.param, seed=KINDS.index(request.param), max_shard_size="40KB")
     return request.param, folder
 
 
