@@ -29,9 +29,11 @@ def look_up(engine: NeuronEngine, state: ExplorerState, layer: int):
 
 
 def the_corpus(state: ExplorerState) -> Corpus:
-    if state.corpus is None:
-        state.corpus = load_corpus(state.corpus_spec) if state.corpus_spec else default_corpus()
-    return state.corpus
+    """The corpus given on the command line (loaded and checked before the explorer opened), or
+    the embedded one, built here (seconds; a worker calls this, and it leaves the state alone)."""
+    if state.corpus is not None:
+        return state.corpus
+    return load_corpus(state.corpus_spec) if state.corpus_spec else default_corpus()
 
 
 def corpus_job(engine: NeuronEngine, state: ExplorerState, listener, cancelled) -> ActivationJob:
