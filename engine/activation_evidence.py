@@ -77,13 +77,17 @@ def direct_effect_weights(
     promote_ids: np.ndarray,
 ) -> np.ndarray:
     """Per neuron, the mean over v in T_i of (W_out[i] ⊙ g) · W_U[:, v], in float64."""
-    rows = w_out.astype(np.float64)
-    if centred_norm:
-        rows = rows - rows.mean(axis=1, keepdims=True)
-    if norm_weight is not None:
-        rows = rows * norm_weight.astype(np.float64)
-    columns = unembed.astype(np.float64).T[promote_ids]  # [d_mlp, k, d_model]
-    return np.einsum("nd,nkd->n", rows, columns) / promote_ids.shape[1]
+    tokens = unembed.T  # [d_vocab, d_model], a view: only the gathered columns are widened
+    out = np.empty(w_out.shape[0])
+    for start in range(0, w_out.shape[0], 256):  # bounded memory whatever the model's width
+        rows = w_out[start : start + 256].astype(np.float64)
+        if centred_norm:
+            rows = rows - rows.mean(axis=1, keepdims=True)
+        if norm_weight is not None:
+            rows = rows * norm_weight.astype(np.float64)
+        columns = tokens[promote_ids[start : start + 256]].astype(np.float64)  # [n, k, d_model]
+        out[start : start + 256] = np.einsum("nd,nkd->n", rows, columns) / promote_ids.shape[1]
+    return out
 
 
 def evidence(
