@@ -16,6 +16,13 @@ from reference import reference_layer
 from engine.settings import Projection
 
 
+def _as_from_a_shell() -> None:
+    """Ctrl-C as a shell delivers it: default action, not blocked. A test runner's worker process
+    may hold SIGINT ignored or blocked (after earlier in-process tests), and children inherit both."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_sigint_mid_scan_exits_130_and_keeps_the_cache(tmp_path):
     weights = random_weights(n_layers=4, d_model=128, d_mlp=1024, d_vocab=20000, seed=11)
     model = write_gguf(tmp_path / "medium.gguf", weights)
@@ -37,6 +44,7 @@ def test_sigint_mid_scan_exits_130_and_keeps_the_cache(tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_from_a_shell,
     )
     for line in process.stderr:
         if line.startswith("layer 0:"):
