@@ -35,7 +35,7 @@ def test_sigint_mid_scan_exits_130_and_keeps_the_cache(tmp_path):
         "--cache-dir",
         str(tmp_path / "c"),
         "--chunk-tokens",
-        "8",
+        "32",  # small blocks: layers take seconds each, so Ctrl-C lands mid-scan
         "--top-k",
         "3",
     ]
