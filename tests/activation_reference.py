@@ -13,29 +13,15 @@ from engine.settings import Projection
 
 def _modules(model, layer: int):
     """(MLP output projection, final norm, W_out [d_mlp, d_model], W_U [d_model, vocab], g, centred)."""
-    if hasattr(model, "transformer"):  # GPT-2: Conv1D c_proj stored [d_mlp, d_model], LayerNorm
-        mlp_out = model.transformer.h[layer].mlp.c_proj
+    gpt2 = hasattr(model, "transformer")  # Conv1D c_proj stored [d_mlp, d_model], LayerNorm
+    if gpt2:
+        mlp_out, norm = model.transformer.h[layer].mlp.c_proj, model.transformer.ln_f
         w_out = mlp_out.weight.detach().double().numpy()
-        norm = model.transformer.ln_f
-        return (
-            mlp_out,
-            norm,
-            w_out,
-            model.lm_head.weight.detach().double().numpy().T,
-            norm.weight.detach().double().numpy(),
-            True,
-        )
-    mlp_out = model.model.layers[layer].mlp.down_proj
-    w_out = mlp_out.weight.detach().double().numpy().T
-    norm = model.model.norm
-    return (
-        mlp_out,
-        norm,
-        w_out,
-        model.lm_head.weight.detach().double().numpy().T,
-        norm.weight.detach().double().numpy(),
-        False,
-    )
+    else:  # Linear down_proj stored [d_model, d_mlp], RMSNorm
+        mlp_out, norm = model.model.layers[layer].mlp.down_proj, model.model.norm
+        w_out = mlp_out.weight.detach().double().numpy().T
+    unembed = model.lm_head.weight.detach().double().numpy().T
+    return mlp_out, norm, w_out, unembed, norm.weight.detach().double().numpy(), gpt2
 
 
 def reference_evidence(
