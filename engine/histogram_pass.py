@@ -46,14 +46,16 @@ class HistogramAccumulator:
         self._one = torch.ones((1, 1), dtype=torch.int32, device=device)
 
     def update(self, centred: torch.Tensor, keys: torch.Tensor) -> None:
-        """Fold in a [tokens, neurons] float32 block; ``keys`` is an int32 scratch of its shape."""
+        """Fold in a [tokens, neurons] float32 block; ``keys`` is an int64 scratch of its shape
+        (scatter_add takes int64 indices: writing them there directly spares a copy per block)."""
         torch.bitwise_right_shift(centred.view(torch.int32), KEY_SHIFT, out=keys)
         keys.bitwise_and_(KEY_MASK)
-        self._key_counts.scatter_add_(0, keys.long(), self._one.expand(keys.shape))
+        self._key_counts.scatter_add_(0, keys, self._one.expand(keys.shape))
 
     def result(self) -> np.ndarray:
-        """Counts per neuron and bin: [neurons, 2 * BINS_PER_SIGN] int32."""
+        """Counts per neuron and bin: [neurons, 2 * BINS_PER_SIGN] int32 (no count exceeds the
+        vocabulary size)."""
         table = key_table(self.top, self._key_counts.device)
-        bins = torch.zeros((2 * BINS_PER_SIGN, self.n_neurons), dtype=torch.int64, device=table.device)
-        bins.index_add_(0, table, self._key_counts.long())
-        return bins.T.cpu().numpy().astype(np.int32)
+        bins = torch.zeros((2 * BINS_PER_SIGN, self.n_neurons), dtype=torch.int32, device=table.device)
+        bins.index_add_(0, table, self._key_counts)
+        return np.ascontiguousarray(bins.T.cpu().numpy())

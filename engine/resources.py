@@ -32,3 +32,27 @@ def too_big_message(device, unembed_bytes: int) -> str:
         f"its unembedding alone needs {unembed_bytes / 2**30:.1f} GiB{free}; "
         "use --device cpu or --dtype bfloat16"
     )
+
+
+def return_freed_memory() -> None:
+    """Give memory freed by the last layer back to the operating system.
+
+    glibc raises its mmap threshold to the size of each large block freed, so after the first layer
+    the layer-sized arrays come from the heap, and the heap (one arena per thread, the read-ahead
+    thread's included) keeps their pages when they are freed: peak memory then creeps up layer after
+    layer. ``malloc_trim`` hands the free pages back. Elsewhere than glibc this does nothing.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None

@@ -54,7 +54,7 @@ def default_chunk_tokens(d_mlp: int, device: torch.device) -> int:
     """
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        # Three float32 buffers, the histogram's int32 keys and their int64 copy: six float32-sized.
+        # Three float32 buffers and the histogram's int64 keys: five float32-sized, one spare.
         return int(max(64, min(free // 2 // (d_mlp * 4 * 6), 1 << 16)))
     return int(max(64, min((48 << 20) // (d_mlp * 4 * 3), 1 << 16)))
 
@@ -221,7 +221,7 @@ def scan_layer(
     block_buffer = torch.empty((chunk, d_mlp), device=device)
     work_buffer = torch.empty((chunk, d_mlp), device=device)
     power_buffer = torch.empty((chunk, d_mlp), device=device)
-    key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int32, device=device)
+    key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int64, device=device)
     # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
     row_scale = 1.0 if cosine else float(norms.max())
     histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)

@@ -20,6 +20,7 @@ from engine.cache import ResultCache, open_cache
 from engine.device import check_device_name
 from engine.errors import UserError
 from engine.null import NullBaseline
+from engine.resources import return_freed_memory
 from engine.results import LayerResult
 from engine.settings import SCHEMA_VERSION, Projection, ScanSettings
 from engine.sources.base import ModelInfo
@@ -121,7 +122,7 @@ class NeuronEngine:
             if self._source is None:
                 if listener:
                     listener(ScanProgress("loading"))
-                self._source = open_source(self.location, self.options.loader)
+                self._source = open_source(self.location, self.options.loader, self.cache)
                 self._store_info(self._source.info)
                 self._load_vocabulary()  # cached now, so that a warm start never needs the weights
             return self._source
@@ -304,6 +305,8 @@ class NeuronEngine:
 
             report(0, unembed.d_vocab)
             result = self._scan_shrinking_on_oom(layer, w_out, unembed, settings, report, cancelled)
+            del w_out
+            return_freed_memory()  # so that memory does not creep up layer after layer
             if self.cache:
                 self.cache.set(self.layer_key(layer, settings), result.to_bytes())
             if listener:
@@ -386,5 +389,7 @@ class NeuronEngine:
         return baseline
 
     def close(self) -> None:
+        if self._source is not None and hasattr(self._source, "close"):
+            self._source.close()
         if self.cache:
             self.cache.close()

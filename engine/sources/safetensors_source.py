@@ -16,49 +16,23 @@ Conv1D output projection stored [d_mlp, d_model] where Linear layers store [d_mo
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import UserError
 from engine.sources.base import FinalNorm, ModelInfo
+from engine.sources.tensor_names import JsonStore, tensor_names
 from engine.tokens import Vocabulary
 
 _UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
 
 
-def component_names(hf_config, architecture: str) -> tuple[dict[str, str], dict[str, str], str]:
-    """(top-level module names, MLP submodule names, normalization type) from TransformerLens's
-    adapter for ``architecture``; a UserError when TransformerLens does not know it."""
-    logging.getLogger("transformer_lens").setLevel(logging.ERROR)
-    try:
-        from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
-        from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_config_from_hf
-    except ImportError as error:  # the builder is private to TransformerLens: its place may move
-        raise UserError(
-            f"this TransformerLens cannot name checkpoint tensors ({error}); use --loader bridge"
-        ) from None
-    try:
-        cfg = build_bridge_config_from_hf(hf_config, architecture, architecture, None)
-        mapping = ArchitectureAdapterFactory.select_architecture_adapter(cfg).get_component_mapping()
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"TransformerLens has no adapter for {architecture}: {first}") from None
-    top = {key: component.name for key, component in mapping.items() if getattr(component, "name", None)}
-    blocks = mapping.get("blocks")
-    mlp = getattr(blocks, "submodules", {}).get("mlp") if blocks is not None else None
-    if mlp is None or "out" not in getattr(mlp, "submodules", {}):
-        raise UserError(f"{architecture} has no dense MLP output projection that neuron-tui can read")
-    mlp_names = {key: component.name for key, component in mlp.submodules.items()}
-    top["mlp"] = mlp.name
-    return top, mlp_names, str(getattr(cfg, "normalization_type", "") or "")
-
-
 class SafetensorsSource:
-    def __init__(self, model_dir: Path, fingerprint: str, display_name: str):
-        from transformers import AutoConfig
-
+    def __init__(
+        self, model_dir: Path, fingerprint: str, display_name: str, names_store: JsonStore | None = None
+    ):
+        """``names_store``: where earlier runs kept the tensor names (None: ask TransformerLens)."""
         self.model_dir = model_dir
         config = json.loads((model_dir / "config.json").read_text())
         architectures = config.get("architectures") or []
@@ -67,25 +41,21 @@ class SafetensorsSource:
                 f"{model_dir}/config.json names no architecture: it needs an 'architectures' list"
             )
         self.architecture = architectures[0]
-        hf_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
-        self._top, self._mlp, normalization = component_names(hf_config, self.architecture)
-        self._centres = normalization.startswith("LN")
+        names = tensor_names(model_dir, self.architecture, names_store)
+        self._top, self._mlp = names.top, names.mlp
+        self._centres = names.normalization.startswith("LN")
         self._offset = self.architecture.startswith("Gemma")  # Gemma's RMSNorm scales by 1 + weight
         self._files = self._tensor_files()
-        d_model = int(_first(hf_config, "hidden_size", "n_embd", "d_model"))
-        d_mlp = int(_first(hf_config, "intermediate_size", "n_inner", "ffn_dim") or 4 * d_model)
-        n_layers = int(_first(hf_config, "num_hidden_layers", "n_layer", "num_layers"))
-        self._tied = bool(getattr(hf_config, "tie_word_embeddings", False))
+        # Tied embeddings show in the files: no unembedding tensor, so the embedding is read.
         unembed_shape = self._shape(self._unembed_name())
-        d_vocab = int(max(unembed_shape))
         self.info = ModelInfo(
             name=display_name,
             fingerprint=fingerprint,
             architecture=self.architecture,
-            n_layers=n_layers,
-            d_model=d_model,
-            d_mlp=d_mlp,
-            d_vocab=d_vocab,
+            n_layers=names.n_layers,
+            d_model=names.d_model,
+            d_mlp=names.d_mlp,
+            d_vocab=int(max(unembed_shape)),
             has_final_norm=self._find(f"{self._top.get('ln_final', '')}.weight") is not None,
         )
 
@@ -138,7 +108,8 @@ class SafetensorsSource:
     # --- the tensors a scan needs -------------------------------------------------------------
     def unembed(self) -> np.ndarray:
         matrix = self._read(self._unembed_name())  # [d_vocab, d_model] for lm_head and embeddings
-        return np.ascontiguousarray(matrix.T)
+        # A transposed view, not a copy: the scan keeps W_U's columns as rows, this very layout.
+        return matrix.T
 
     def final_norm_weight(self) -> np.ndarray | None:
         if not self.info.has_final_norm:
@@ -173,11 +144,3 @@ class SafetensorsSource:
         _quiet_transformers()
         tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=False)
         return tokenizer_vocabulary(tokenizer, self.info.d_vocab)
-
-
-def _first(config, *names: str):
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return value
-    return None
