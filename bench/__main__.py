@@ -93,6 +93,7 @@ def seed_loop_per_neuron(
 
 
 def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed_sample: int) -> dict:
+    from engine.block_pass import COMPILED, wanted
     from engine.projection import ProjectedUnembed
     from engine.scan import default_chunk_tokens, scan_layer
     from engine.settings import Projection
@@ -100,6 +101,12 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
     unembed = ProjectedUnembed(unembed_np, None, Projection(), device, dtype)
     chunk = default_chunk_tokens(w_outs[0].shape[0], device)
     floor = matmul_floor(w_outs, unembed, device, dtype, chunk)
+    block_shape = (chunk, w_outs[0].shape[0])
+    compile_s = None
+    if wanted(block_shape, device):  # compiled once per process and shape: timed apart
+        started = time.perf_counter()
+        compiled = COMPILED.get(block_shape, device) is not None
+        compile_s = time.perf_counter() - started if compiled else None
 
     def scan_all() -> None:
         for layer, w_out in enumerate(w_outs):
@@ -115,6 +122,8 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
         "layers": len(w_outs),
         "dtype": str(dtype).replace("torch.", ""),
         "device": str(device),
+        "pass": "compiled" if compile_s is not None else "eager",
+        "compile_s": compile_s,
         "floor_s": floor,
         "scan_s": scan,
         "seed_s": seed,
@@ -229,8 +238,10 @@ def llama_shaped(layers: int, seed: int = 0):
 def report(results: dict, out) -> None:
     print(f"machine: {results['machine']}", file=out)
     for row in results["layers"]:
+        compiled = "" if row["compile_s"] is None else f" (compiled in {row['compile_s']:.1f} s)"
         print(
             f"{row['model']:<28} {row['layers']:>2} layer(s) {row['dtype']:<8} {row['device']:<5} "
+            f"{row['pass']}{compiled} "
             f"floor {row['floor_s']:.2f} s ({row['floor_tflops'] * 1000:.0f} GFLOP/s) · "
             f"scan {row['scan_s']:.2f} s "
             f"-> {row['scan_over_floor_throughput']:.2f}x floor throughput · seed loop {row['seed_s']:.1f} s "

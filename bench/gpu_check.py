@@ -3,7 +3,8 @@
 1. exactness on CUDA: a Llama-3.2-1B-shaped layer scanned on the GPU against a float64 reference on
    the CPU, for a sample of neurons (top-k ids and values, statistics, score histograms);
 2. throughput: all 16 layers of a Llama-3.2-1B-shaped model and 4 layers of a Llama-3.1-8B-shaped
-   one (full width and vocabulary), scan against its bare matrix products, float32 and bfloat16;
+   one (full width and vocabulary), scan against its bare matrix products: float32 with the eager
+   and the compiled block pass (engine.block_pass), and bfloat16;
 3. a real CUDA out-of-memory error (a block far too large) and the halving retry;
 4. the activation pass against the bare forward pass of a random Llama-3.2-1B-shaped model on the
    same tokens (needs transformer_lens; skipped with a note without it).
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -91,10 +93,16 @@ def check_throughput(device: torch.device, shapes: dict) -> None:
     for name, shape in shapes.items():
         w_outs, unembed = random_model(shape)
         texts = [f"t{i}" for i in range(shape["vocab"])]
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype, compile_mode in (
+            (torch.float32, "off"),
+            (torch.float32, "auto"),
+            (torch.bfloat16, "auto"),
+        ):
+            os.environ["NEURON_TUI_COMPILE"] = compile_mode
             row = bench_layers(f"{name}-shaped", w_outs, unembed, texts, device, dtype, seed_sample=16)
+            compiled = "" if row["compile_s"] is None else f" (compiled in {row['compile_s']:.1f} s)"
             print(
-                f"  {row['model']:<20} {row['layers']:>2} layers {row['dtype']:<8} "
+                f"  {row['model']:<20} {row['layers']:>2} layers {row['dtype']:<8} {row['pass']}{compiled} "
                 f"floor {row['floor_s']:.3f} s "
                 f"({row['floor_tflops']:.1f} TFLOP/s) · scan {row['scan_s']:.3f} s -> "
                 f"{row['scan_s'] / row['floor_s']:.2f}x its floor ({row['scan_over_floor_throughput']:.2f}x "
@@ -211,6 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check")
     parser.add_argument("--small", action="store_true", help="tiny shapes (a dry run on a CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-activations", action="store_true", help="leave out step 4")
     args = parser.parse_args()
     device = torch.device(args.device)
     shapes = SMALL if args.small else SHAPES
@@ -226,6 +235,8 @@ def main() -> None:
             lambda: check_activation_pass(device, shapes["llama-3.2-1b"], 2048 if args.small else 32768),
         ),
     )
+    if args.skip_activations:
+        steps = steps[:3]
     for title, step in steps:
         print(title, flush=True)
         try:

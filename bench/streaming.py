@@ -1,11 +1,16 @@
 """Streaming checkpoints against the bridge path, on random bf16 checkpoints made by the bench.
 
 Each path runs in its own process (so peak RSS is its own): open the checkpoint, read W_U and the
-final norm, then scan every layer (W_out read per layer), timing the first layer's result and the
-whole scan. Shapes: Llama-3.2-1B (all 16 layers) and Llama-3.1-8B (4 of its 32 layers, full width
+final norm, then scan every layer (W_out read per layer, the next one read ahead), timing the first
+layer's result and the whole scan. Streaming runs twice: first with an empty cache (TransformerLens
+is imported to name the tensors), then with the names cached, as every later scan of the checkpoint
+finds them. Shapes: Llama-3.2-1B (all 16 layers) and Llama-3.1-8B (4 of its 32 layers, full width
 and vocabulary), sharded safetensors written by transformers.
 
-    python -m bench.streaming [--device cuda] [--shapes 1b,8b] [--small]
+    python -m bench.streaming [--device cuda] [--shapes 1b,8b] [--scan-layers N]
+
+``--scan-layers N`` scans only the first N layers and reads the rest (on a 2-core CPU a 1B-shaped
+layer takes a minute to scan: ``--scan-layers 0`` compares the loading paths alone).
 """
 
 from __future__ import annotations
@@ -56,21 +61,25 @@ def make_checkpoint(folder: Path, shape: dict) -> float:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 2**30
 
 
-def child(path: str, loader: str, device: str) -> None:
+def child(path: str, loader: str, device: str, scan_layers: str, cache_dir: str) -> None:
     """One path, in this process: prints a JSON line with its timings and peak RSS."""
     import torch
 
     from bench.child import peak_rss_kib
     from engine.projection import ProjectedUnembed
+    from engine.resources import return_freed_memory
     from engine.scan import scan_layer
     from engine.settings import Projection
 
     started = time.perf_counter()
     folder = Path(path)
     if loader == "stream":
+        from engine.cache import ResultCache
+        from engine.sources.prefetch import PrefetchingSource
         from engine.sources.safetensors_source import SafetensorsSource
 
-        source = SafetensorsSource(folder, "bench", folder.name)
+        names = ResultCache(Path(cache_dir))
+        source = PrefetchingSource(SafetensorsSource(folder, "bench", folder.name, names))
     else:
         from engine.sources.bridge_source import BridgeSource
 
@@ -80,12 +89,18 @@ def child(path: str, loader: str, device: str) -> None:
     unembed = ProjectedUnembed(source.unembed(), source.final_norm(), Projection(), target, torch.float32)
     first = None
     for layer in range(source.info.n_layers):
-        scan_layer(layer, source.mlp_out(layer), unembed, 10, 8)
+        w_out = source.mlp_out(layer)
+        if layer < int(scan_layers):
+            scan_layer(layer, w_out, unembed, 10, 8)
+        del w_out
+        return_freed_memory()
         if target.type == "cuda":
             torch.cuda.synchronize(target)
         if first is None:
             first = time.perf_counter() - started
     total = time.perf_counter() - started
+    if hasattr(source, "close"):
+        source.close()
     print(
         json.dumps(
             {"open_s": opened, "first_layer_s": first, "total_s": total, "peak_rss_kib": peak_rss_kib()}
@@ -100,6 +115,7 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, default=None, help="write the checkpoints here (default: a temp dir)"
     )
+    parser.add_argument("--scan-layers", type=int, default=None, help="scan only the first N layers")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="neuron-tui-bench-"))
     for name in args.shapes.split(","):
@@ -117,38 +133,39 @@ def main() -> None:
         f32 = 4 * shape["hidden_size"]
         bound_mib = (shape["vocab_size"] * f32 + 2 * shape["intermediate_size"] * f32) / 2**20
         figures = {}
-        for loader in ("stream", "bridge"):
+        # An empty cache: the first streaming run asks TransformerLens, the second finds the names.
+        names = Path(tempfile.mkdtemp(prefix="neuron-tui-names-"))
+        for run, loader in (("stream", "stream"), ("stream+names", "stream"), ("bridge", "bridge")):
             done = subprocess.run(
-                [sys.executable, "-m", "bench.streaming", "--child", str(folder), loader, args.device],
+                [sys.executable, "-m", "bench.streaming", "--child", str(folder), loader, args.device]
+                + [str(args.scan_layers if args.scan_layers is not None else 1 << 30), str(names)],
                 capture_output=True,
                 text=True,
             )
             if done.returncode != 0:
-                print(
-                    f"  {loader}: FAILED "
-                    f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}"
-                )
+                last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+                print(f"  {run}: FAILED {last}")
                 continue
-            figures[loader] = json.loads(done.stdout.strip().splitlines()[-1])
-            f = figures[loader]
+            figures[run] = f = json.loads(done.stdout.strip().splitlines()[-1])
             print(
-                f"  {loader:<6} open {f['open_s']:.1f} s · first layer {f['first_layer_s']:.1f} s · "
-                f"all layers "
-                f"{f['total_s']:.1f} s · peak RSS {f['peak_rss_kib'] / 1024:,.0f} MiB",
+                f"  {run:<12} open {f['open_s']:.1f} s · first layer {f['first_layer_s']:.1f} s · "
+                f"all layers {f['total_s']:.1f} s · peak RSS {f['peak_rss_kib'] / 1024:,.0f} MiB",
                 flush=True,
             )
-        if len(figures) == 2:
-            s, b = figures["stream"], figures["bridge"]
-            print(
-                f"  stream / bridge: first layer {s['first_layer_s'] / b['first_layer_s']:.2f}x, all layers "
-                f"{s['total_s'] / b['total_s']:.2f}x, peak RSS {s['peak_rss_kib'] / b['peak_rss_kib']:.2f}x; "
-                f"float32 W_U + two W_out = {bound_mib:,.0f} MiB",
-                flush=True,
-            )
+        for run in ("stream", "stream+names"):
+            if run in figures and "bridge" in figures:
+                s, b = figures[run], figures["bridge"]
+                print(
+                    f"  {run} / bridge: first layer {s['first_layer_s'] / b['first_layer_s']:.2f}x, "
+                    f"all layers {s['total_s'] / b['total_s']:.2f}x, "
+                    f"peak RSS {s['peak_rss_kib'] / b['peak_rss_kib']:.2f}x",
+                    flush=True,
+                )
+        print(f"  float32 W_U + two W_out = {bound_mib:,.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(*sys.argv[2:5])
+        child(*sys.argv[2:7])
     else:
         main()

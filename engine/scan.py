@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from engine.block_pass import COMPILED
 from engine.errors import ScanCancelled
 from engine.histogram_pass import HistogramAccumulator
 from engine.projection import ProjectedUnembed
@@ -126,17 +127,25 @@ class _RunningExtremes:
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._pending_count = 0
 
-    def update(self, block: torch.Tensor, first_token: int) -> None:
-        """Fold in ``block`` [tokens, neurons] whose row r is token ``first_token + r``."""
+    @property
+    def threshold(self) -> torch.Tensor:
+        """Per neuron, what a new value must beat to enter."""
+        return self.values[:, -1]
+
+    def update(self, block: torch.Tensor, first_token: int, negated: bool = False) -> None:
+        """Fold in ``block`` [tokens, neurons] whose row r is token ``first_token + r`` (its
+        negation when ``negated``: the test is then turned around instead of negating the block)."""
         if not self.filled:
             width = min(self.keep, block.shape[0])
-            values, rows = block.topk(width, dim=0)  # [width, neurons]
+            values, rows = (-block if negated else block).topk(width, dim=0)  # [width, neurons]
             self._merge_dense(values.T, rows.T + first_token)
             self.filled = width == self.keep
             return
-        rows, neurons = (block > self.values[:, -1]).nonzero(as_tuple=True)
+        beats = block < -self.threshold if negated else block > self.threshold
+        rows, neurons = beats.nonzero(as_tuple=True)
         if rows.numel():
-            self._pending.append((neurons, block[rows, neurons], rows + first_token))
+            values = block[rows, neurons]
+            self._pending.append((neurons, -values if negated else values, rows + first_token))
             self._pending_count += rows.numel()
             if self._pending_count >= self.values.numel():
                 self.flush()
@@ -219,9 +228,11 @@ def scan_layer(
     unit_best_neuron = torch.empty(d_vocab, dtype=torch.long, device=device)
     sums = torch.zeros((3, d_mlp), dtype=torch.float64, device=device)  # sum of centred ^2, ^3, ^4
     block_buffer = torch.empty((chunk, d_mlp), device=device)
-    work_buffer = torch.empty((chunk, d_mlp), device=device)
-    power_buffer = torch.empty((chunk, d_mlp), device=device)
-    key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int64, device=device)
+    fused = COMPILED.get((chunk, d_mlp), device)  # the compiled block pass, where it is used
+    if fused is None:  # the eager pass's scratch
+        work_buffer = torch.empty((chunk, d_mlp), device=device)
+        power_buffer = torch.empty((chunk, d_mlp), device=device)
+        key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int64, device=device)
     # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
     row_scale = 1.0 if cosine else float(norms.max())
     histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
@@ -231,13 +242,29 @@ def scan_layer(
             raise ScanCancelled()
         stop = min(start + chunk, d_vocab)
         size = stop - start
-        block, work, power = block_buffer[:size], work_buffer[:size], power_buffer[:size]
+        block = block_buffer[:size]
         if dtype == torch.float32:
             torch.matmul(tokens_fast[start:stop], neurons_fast, out=block)
         else:
             block.copy_(tokens_fast[start:stop] @ neurons_fast)
 
+        if fused is not None:  # one compiled pass (engine.block_pass), then the top-k selections
+            magnitude, best_unit, best_neuron, block_sums = fused(
+                block, mean_fast, inverse_norm, histogram.window_low, histogram.bin_table()
+            )
+            _, best = magnitude.topk(token_keep, dim=1)
+            token_ids[start:stop] = best
+            token_dots[start:stop] = block.gather(1, best)
+            unit_best[start:stop], unit_best_neuron[start:stop] = best_unit, best_neuron
+            largest.update(block, start)
+            smallest.update(block, start, negated=True)
+            sums += torch.stack(block_sums)
+            if progress is not None:
+                progress(stop, d_vocab)
+            continue
+
         # Per token: best neurons by |score|, and the best per unit norm (coverage).
+        work, power = work_buffer[:size], power_buffer[:size]
         torch.abs(block, out=work)
         _, best = work.topk(token_keep, dim=1)
         token_ids[start:stop] = best
@@ -247,8 +274,7 @@ def scan_layer(
 
         # Per neuron: candidates for the largest and the most negative scores.
         largest.update(block, start)
-        torch.neg(block, out=work)
-        smallest.update(work, start)
+        smallest.update(block, start, negated=True)
 
         # Per neuron: centred power sums (float32 sums reduce pairwise: within 1e-6 of float64 here).
         torch.sub(block, mean_fast, out=work)

@@ -8,6 +8,7 @@ and computing are serialised by a lock, cache reads are not.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,6 +69,8 @@ class NeuronEngine:
         self.location: ModelLocation = locate_model(options.model)
         self.cache: ResultCache | None
         self.cache, warning = open_cache(options.cache_dir, options.use_cache)
+        if self.cache:  # compiled kernels (engine.block_pass) are kept beside the results
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache.directory / "compiled"))
         self.warnings: list[str] = [warning] if warning else []
         self.on_warning: Callable[[str], None] | None = None  # told of each warning raised later
         self._lock = threading.RLock()

@@ -130,3 +130,37 @@ def test_per_token_best_unit_alignment(projection):
     )
     np.testing.assert_allclose(result.token_unit_best, unit.max(axis=0), rtol=1e-5)
     np.testing.assert_array_equal(result.token_unit_best_neuron, unit.argmax(axis=0))
+
+
+@pytest.mark.parametrize("projection", [Projection(), Projection(True, True, True)], ids=lambda p: p.label)
+def test_compiled_block_pass_equals_the_reference_and_the_eager_pass(projection, monkeypatch, tmp_path):
+    """With the compiled pass (torch.compile): the same float64 reference, and the
+    eager scan's rankings, token lists, coverage and histogram exactly; moments to 1e-6."""
+    from engine.block_pass import COMPILED
+
+    w, u, g = _random(5, d_model=40, d_mlp=160, d_vocab=3000)
+    unembed = ProjectedUnembed(u, g, projection, torch.device("cpu"), torch.float32)
+    monkeypatch.setenv("NEURON_TUI_COMPILE", "off")
+    eager = scan_layer(2, w, unembed, top_k=10, token_top_n=8, chunk_tokens=256)
+    monkeypatch.setenv("NEURON_TUI_COMPILE", "on")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "compiled"))
+    compiled = scan_layer(2, w, unembed, top_k=10, token_top_n=8, chunk_tokens=256)
+    assert COMPILED.get((256, 160), torch.device("cpu")) is not None, "the pass did not compile"
+    assert_layer_matches(compiled, reference_layer(w, u, g, projection, 10, 8))
+    assert_histogram_matches(compiled, reference_layer(w, u, g, projection, 10, 8)["scores"])
+    for name in (
+        "top_ids",
+        "top_dots",
+        "promote_ids",
+        "suppress_ids",
+        "token_neurons",
+        "token_dots",
+        "token_unit_best",
+        "token_unit_best_neuron",
+        "score_hist",
+        "max_dot",
+        "mean",
+    ):
+        np.testing.assert_array_equal(getattr(compiled, name), getattr(eager, name), err_msg=name)
+    for name in ("std", "skew", "kurtosis"):
+        np.testing.assert_allclose(getattr(compiled, name), getattr(eager, name), rtol=1e-6, atol=1e-7)
