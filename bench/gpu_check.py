@@ -219,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check")
     parser.add_argument("--small", action="store_true", help="tiny shapes (a dry run on a CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-activations", action="store_true", help="leave out step 4")
+    parser.add_argument("--steps", default="1,2,3,4", help="which steps to run, e.g. 2")
     args = parser.parse_args()
     device = torch.device(args.device)
     shapes = SMALL if args.small else SHAPES
@@ -235,8 +235,8 @@ def main() -> None:
             lambda: check_activation_pass(device, shapes["llama-3.2-1b"], 2048 if args.small else 32768),
         ),
     )
-    if args.skip_activations:
-        steps = steps[:3]
+    wanted = {int(number) for number in args.steps.split(",")}
+    steps = tuple(step for number, step in enumerate(steps, 1) if number in wanted)
     for title, step in steps:
         print(title, flush=True)
         try:

@@ -188,6 +188,18 @@ class _RunningExtremes:
         self.values, self.ids = values.view(n_neurons, self.keep), ids.view(n_neurons, self.keep)
 
 
+_FIRST_BLOCK = 4096
+
+
+def _blocks(d_vocab: int, chunk: int, keep: int) -> list[tuple[int, int]]:
+    """Token ranges [start, stop) of the blocks. The first is at most _FIRST_BLOCK tokens (and at
+    least ``keep``): its candidates are a dense top-k down each column, which on a GPU-sized block
+    of 65,536 tokens costs more than the block's product; 4,096 tokens already give thresholds
+    that let few entries of the later blocks through."""
+    first = min(d_vocab, chunk, max(_FIRST_BLOCK, keep))
+    return [(0, first)] + [(start, min(start + chunk, d_vocab)) for start in range(first, d_vocab, chunk)]
+
+
 def scan_layer(
     layer: int,
     w_out: np.ndarray,
@@ -237,10 +249,9 @@ def scan_layer(
     row_scale = 1.0 if cosine else float(norms.max())
     histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
 
-    for start in range(0, d_vocab, chunk):
+    for start, stop in _blocks(d_vocab, chunk, n_candidates):
         if cancelled is not None and cancelled():
             raise ScanCancelled()
-        stop = min(start + chunk, d_vocab)
         size = stop - start
         block = block_buffer[:size]
         if dtype == torch.float32:
