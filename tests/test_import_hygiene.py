@@ -49,7 +49,10 @@ def test_warm_cache_reads_without_torch(tiny_gguf, tmp_path):
         "e = NeuronEngine(options)\n"
         "from engine.settings import ScanSettings\n"
         "r = e.layer(2, ScanSettings()); assert e.vocabulary.text(256) == ' coming' and not e.source_loaded\n"
-        "import tui.screens.detail, tui.screens.main  # the views a warm start opens"
+        "import tui.screens.detail, tui.screens.main  # the views a warm start opens\n"
+        "import tui.app, tui.corpus_pass  # and the evidence look-up it runs as a layer opens\n"
+        "from engine.activation_cache import known_corpus_hash\n"
+        "assert known_corpus_hash(e, 'default') is None"
     )
     loaded = _modules_after(code)
     assert "torch" not in loaded

@@ -31,6 +31,32 @@ def test_quantised_gguf_is_dequantised(tmp_path, tiny_weights):
     assert 0 < np.abs(unembed - tiny_weights.unembed).max() < 0.05
 
 
+def test_gguf_tensors_and_vocabulary_equal_the_gguf_packages_reader(tmp_path, tiny_weights):
+    """The header is walked by neuron-tui itself; the gguf package's own reader is the reference."""
+    import gguf
+
+    path = write_gguf(tmp_path / "q8.gguf", tiny_weights, quantise_embedding=True)
+    source = open_source(locate_model(str(path)))
+    reader = gguf.GGUFReader(path, "r")
+    for tensor in reader.tensors:
+        data, kind = source._tensor_data(tensor.name)
+        assert kind == tensor.tensor_type
+        np.testing.assert_array_equal(data, tensor.data, err_msg=tensor.name)
+    field = reader.fields["tokenizer.ggml.tokens"]
+    assert source._header.arrays["tokenizer.ggml.tokens"] == [bytes(field.parts[i]) for i in field.data]
+
+
+def test_a_gguf_cut_inside_its_tensor_data_is_one_clear_error(tmp_path, tiny_weights):
+    path = write_gguf(tmp_path / "cut.gguf", tiny_weights)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+    source = open_source(locate_model(str(path)))
+    with pytest.raises(UserError, match="ends inside tensor"):
+        for layer in range(source.info.n_layers):
+            source.mlp_out(layer)
+        source.unembed()
+
+
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_gpt2_dir"])
 def test_bridge_source_matches_hf_weights(fixture, request):
     import torch

@@ -176,3 +176,26 @@ def test_peak_memory_of_a_streamed_scan_does_not_grow_with_the_layers(tmp_path):
     w_out_kib = d_mlp * d_model * 4 // 1024  # float32, as scanned
     # Holding every layer would add four more layers' weights (> 4 x 24 MiB in float32).
     assert six - two < 2 * w_out_kib, (two, six)
+
+
+@pytest.mark.parametrize("kind, dtype", [("llama", "bfloat16"), ("gpt2", "float16")])
+def test_tensors_widened_slab_by_slab_equal_whole_ones(kind, dtype, tmp_path, monkeypatch):
+    """bf16 and fp16 tensors are widened a few rows at a time; the result is the exact widening."""
+    import torch
+    from models import _byte_level_tokenizer, random_hf_model, tiny_vocabulary
+    from safetensors.torch import load_file
+
+    import engine.sources.safetensors_source as module
+
+    folder = tmp_path / kind
+    random_hf_model(kind, seed=4).to(getattr(torch, dtype)).save_pretrained(folder)
+    _byte_level_tokenizer(tiny_vocabulary(300)).save_pretrained(folder)
+    monkeypatch.setattr(module, "_SLAB_ELEMENTS", 7 * 32)  # a handful of rows per slab, a ragged end
+    source = SafetensorsSource(folder, "fp", kind)
+    stored = load_file(folder / "model.safetensors")
+    name = "transformer.h.1.mlp.c_proj.weight" if kind == "gpt2" else "model.layers.1.mlp.down_proj.weight"
+    assert stored[name].dtype == getattr(torch, dtype)
+    widened = stored[name].float().numpy()
+    np.testing.assert_array_equal(source.mlp_out(1), widened if kind == "gpt2" else widened.T)
+    embedding = "transformer.wte.weight" if kind == "gpt2" else "lm_head.weight"
+    np.testing.assert_array_equal(source.unembed(), stored[embedding].float().numpy().T)

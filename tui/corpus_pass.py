@@ -4,10 +4,15 @@ running corpus pass reads in the status line. Plain functions; the main screen's
 
 from __future__ import annotations
 
-from engine.activation_job import ActivationJob, ActivationProgress, cached_evidence, known_corpus_hash
+from typing import TYPE_CHECKING
+
+from engine.activation_cache import cached_evidence, known_corpus_hash
 from engine.corpus import Corpus, default_corpus, default_corpus_name, load_corpus
 from engine.session import NeuronEngine
 from tui.state import ExplorerState
+
+if TYPE_CHECKING:  # the job itself needs torch: imported where a pass starts
+    from engine.activation_job import ActivationProgress
 
 
 def corpus_hash(engine: NeuronEngine, state: ExplorerState) -> str | None:
@@ -36,7 +41,10 @@ def the_corpus(state: ExplorerState) -> Corpus:
     return load_corpus(state.corpus_spec) if state.corpus_spec else default_corpus()
 
 
-def corpus_job(engine: NeuronEngine, state: ExplorerState, listener, cancelled) -> ActivationJob:
+def corpus_job(engine: NeuronEngine, state: ExplorerState, listener, cancelled):
+    """The pass over the corpus as an ActivationJob (imported here: it needs torch)."""
+    from engine.activation_job import ActivationJob
+
     layers = list(range(state.n_layers))
     return ActivationJob(
         engine,

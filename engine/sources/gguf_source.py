@@ -9,28 +9,30 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.sources.base import FinalNorm, ModelInfo, check_orientation
+from engine.sources.header import read_gguf_header
 from engine.tokens import Vocabulary, stored_token_to_bytes
 
 # GGUF token types (llama.cpp's LLAMA_TOKEN_TYPE_*): control and user-defined tokens are literal text.
 _LITERAL_TOKEN_TYPES = {3, 4}
 _TOKENIZER_STYLES = {"gpt2": "byte_level", "llama": "sentencepiece"}
 _SLAB_ROWS = 4096
+_VOCABULARY_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type")
+_PLAIN_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 
 
 class GGUFSource:
     """A GGUF checkpoint (llama.cpp layout: ``blk.N.ffn_down.weight``, ``output.weight``...)."""
 
     def __init__(self, path: Path, fingerprint: str, display_name: str | None = None):
-        import gguf
-
         self.path = path
+        # The header is walked directly (the gguf package's reader builds an object per token and
+        # per merge: seconds and 160 MiB for a 49k vocabulary); tensors are views of one memory map.
+        self._header = read_gguf_header(path, arrays=_VOCABULARY_ARRAYS)
+        self._tensors = self._header.tensor_infos
         try:
-            self._reader = gguf.GGUFReader(path, "r")
-        except Exception as error:  # the gguf package raises several types for a damaged file
-            raise UserError(
-                f"cannot read GGUF file {path}: {error}; check that the file is complete and is a GGUF model"
-            ) from error
-        self._tensors = {tensor.name: tensor for tensor in self._reader.tensors}
+            self._map = np.memmap(path, dtype=np.uint8, mode="r")
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read GGUF file {path}: {error}") from error
         arch = self._string_field("general.architecture")
         try:
             n_layers = int(self._scalar_field(f"{arch}.block_count"))
@@ -59,57 +61,72 @@ class GGUFSource:
             has_final_norm="output_norm.weight" in self._tensors,
         )
 
-    def _field(self, key: str):
-        field = self._reader.fields.get(key)
-        if field is None:
-            raise KeyError(key)
-        return field
-
     def _string_field(self, key: str) -> str:
-        try:
-            field = self._field(key)
-        except KeyError:
-            raise UserError(
-                f"GGUF file {self.path} lacks {key}: it does not look like a model file"
-            ) from None
-        return bytes(field.parts[field.data[0]]).decode("utf-8")
+        value = self._header.metadata.get(key)
+        if not isinstance(value, str):
+            raise UserError(f"GGUF file {self.path} lacks {key}: it does not look like a model file")
+        return value
 
     def _scalar_field(self, key: str) -> float:
-        field = self._field(key)
-        return field.parts[field.data[0]][0]
+        value = self._header.metadata.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise KeyError(key)
+        return value
 
     def _tensor_rows(self, name: str) -> int:
         # gguf lists dimensions innermost first: [d_model, d_vocab] for an embedding.
         return int(self._tensors[name].shape[-1])
 
+    def _tensor_data(self, name: str):
+        """(the tensor's bytes as the gguf package lays them out, its quantisation type): plain
+        types as typed arrays in numpy order, quantised ones as rows of blocks' bytes."""
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+        from gguf.quants import quant_shape_to_byte_shape
+
+        info = self._tensors[name]
+        try:
+            kind = GGMLQuantizationType(info.ggml_type)
+            block, type_size = GGML_QUANT_SIZES[kind]
+        except (ValueError, KeyError):
+            raise UserError(f"{name} in {self.path} has an unknown tensor type {info.ggml_type}") from None
+        n_elements = int(np.prod(info.shape))
+        start = self._header.data_start + info.offset
+        stop = start + n_elements * type_size // block
+        if stop > len(self._map):
+            raise UserError(
+                f"GGUF file {self.path} ends inside tensor {name}: check that the file is complete"
+            )
+        raw = self._map[start:stop]
+        shape = tuple(reversed(info.shape))
+        if kind.name in _PLAIN_TYPES:
+            return raw.view(_PLAIN_TYPES[kind.name]).reshape(shape), kind
+        return raw.reshape(quant_shape_to_byte_shape(shape, kind)), kind
+
     def _dequantised(self, name: str) -> np.ndarray:
         """The tensor as float32, dequantised a slab of rows at a time into one array, so the
         peak memory is the result plus one slab (not several full-size temporaries)."""
-        tensor = self._tensors[name]
+        data, kind = self._tensor_data(name)
         try:
-            return self._dequantise_slabs(tensor)
+            return self._dequantise_slabs(data, kind)
         except (NotImplementedError, ValueError) as error:
             raise UserError(
-                f"cannot dequantise {name} ({tensor.tensor_type.name}) in {self.path}: {error}; "
+                f"cannot dequantise {name} ({kind.name}) in {self.path}: {error}; "
                 "use a GGUF with a type the gguf package reads (F32, F16, BF16, Q8_0, Q4_K, ...)"
             ) from error
 
     @staticmethod
-    def _dequantise_slabs(tensor) -> np.ndarray:
+    def _dequantise_slabs(data: np.ndarray, kind) -> np.ndarray:
         import gguf
 
-        data = tensor.data
         if data.ndim < 2 or data.shape[0] <= _SLAB_ROWS:
-            array = gguf.quants.dequantize(data, tensor.tensor_type)
+            array = gguf.quants.dequantize(data, kind)
             # Unquantised tensors come back as read-only views of the memory map: copy them out.
             return np.array(array, dtype=np.float32, order="C", copy=not array.flags.writeable)
-        first = gguf.quants.dequantize(data[:_SLAB_ROWS], tensor.tensor_type)
+        first = gguf.quants.dequantize(data[:_SLAB_ROWS], kind)
         out = np.empty((data.shape[0], *first.shape[1:]), dtype=np.float32)
         out[:_SLAB_ROWS] = first
         for start in range(_SLAB_ROWS, data.shape[0], _SLAB_ROWS):
-            out[start : start + _SLAB_ROWS] = gguf.quants.dequantize(
-                data[start : start + _SLAB_ROWS], tensor.tensor_type
-            )
+            out[start : start + _SLAB_ROWS] = gguf.quants.dequantize(data[start : start + _SLAB_ROWS], kind)
         return out
 
     def unembed(self) -> np.ndarray:
@@ -131,22 +148,12 @@ class GGUFSource:
         return np.ascontiguousarray(check_orientation("W_out", down.T, self.info.d_mlp, self.info.d_model))
 
     def vocabulary(self) -> Vocabulary:
-        tokens_field = self._field("tokenizer.ggml.tokens")
-        stored = [
-            bytes(tokens_field.parts[index]).decode("utf-8", errors="replace") for index in tokens_field.data
-        ]
-        model = (
-            self._string_field("tokenizer.ggml.model")
-            if "tokenizer.ggml.model" in self._reader.fields
-            else "gpt2"
-        )
-        style = _TOKENIZER_STYLES.get(model, "literal")
-        types_field = self._reader.fields.get("tokenizer.ggml.token_type")
-        types = (
-            [int(types_field.parts[index][0]) for index in types_field.data]
-            if types_field
-            else [1] * len(stored)
-        )
+        arrays = self._header.arrays
+        if "tokenizer.ggml.tokens" not in arrays:
+            raise UserError(f"GGUF file {self.path} lacks tokenizer.ggml.tokens: it carries no vocabulary")
+        stored = [raw.decode("utf-8", errors="replace") for raw in arrays["tokenizer.ggml.tokens"]]
+        style = _TOKENIZER_STYLES.get(self._header.metadata.get("tokenizer.ggml.model", "gpt2"), "literal")
+        types = arrays.get("tokenizer.ggml.token_type") or [1] * len(stored)
         tokens = [
             stored_token_to_bytes(text, style, special=kind in _LITERAL_TOKEN_TYPES)
             for text, kind in zip(stored, types)

@@ -34,9 +34,19 @@ _CONFIG_COUNTS = (
 
 
 @dataclass(frozen=True)
+class GGUFTensorInfo:
+    shape: tuple[int, ...]  # innermost dimension first (ggml order)
+    ggml_type: int
+    offset: int  # from the start of the data section
+
+
+@dataclass(frozen=True)
 class GGUFHeader:
     metadata: dict[str, object]  # scalars and strings as values; arrays as their length
     tensors: dict[str, tuple[int, ...]]  # name -> shape, innermost dimension first (ggml order)
+    tensor_infos: dict[str, GGUFTensorInfo]
+    data_start: int  # where tensor data begins in the file
+    arrays: dict[str, list]  # the arrays asked for by name: strings as bytes, numbers as numbers
 
 
 class _Cursor:
@@ -59,6 +69,27 @@ class _Cursor:
         self.at += length
         return raw.decode("utf-8", errors="replace")
 
+    def array(self, kind: int, count: int) -> list:
+        """``count`` items of ``kind``: strings as raw bytes (token strings are data), numbers as is."""
+        if kind == _STRING:
+            items = []
+            for _ in range(count):
+                length = self.take("Q")
+                if self.at + length > len(self.data):
+                    raise EOFError
+                items.append(self.data[self.at : self.at + length])
+                self.at += length
+            return items
+        if kind not in _SCALARS:
+            raise ValueError(f"unknown metadata array type {kind}")
+        fmt = f"<{count}{_SCALARS[kind]}"
+        size = struct.calcsize(fmt)
+        if self.at + size > len(self.data):
+            raise EOFError
+        items = list(struct.unpack_from(fmt, self.data, self.at))
+        self.at += size
+        return items
+
     def skip_value(self, kind: int) -> None:
         if kind == _STRING:
             length = self.take("Q")  # read before moving: `self.at += self.take(...)` loses the 8 bytes
@@ -71,8 +102,9 @@ class _Cursor:
             raise EOFError
 
 
-def read_gguf_header(path: Path) -> GGUFHeader:
-    """The header of a GGUF file (version 2 or 3); a damaged or foreign file is a ``UserError``."""
+def read_gguf_header(path: Path, arrays: tuple[str, ...] = ()) -> GGUFHeader:
+    """The header of a GGUF file (version 2 or 3); a damaged or foreign file is a ``UserError``.
+    The metadata arrays named in ``arrays`` (a vocabulary, say) are read too; others are skipped."""
     size = 4 << 20  # enough for most headers; a large vocabulary's needs a second, larger read
     while True:
         try:
@@ -81,7 +113,7 @@ def read_gguf_header(path: Path) -> GGUFHeader:
         except OSError as error:
             raise UserError(f"cannot read GGUF file {path}: {error.strerror}") from error
         try:
-            return _parse_gguf_header(path, data)
+            return _parse_gguf_header(path, data, arrays)
         except EOFError:
             if len(data) < size:  # the whole file was read: it ends inside its header
                 raise UserError(
@@ -91,7 +123,7 @@ def read_gguf_header(path: Path) -> GGUFHeader:
             size *= 4
 
 
-def _parse_gguf_header(path: Path, data: bytes) -> GGUFHeader:
+def _parse_gguf_header(path: Path, data: bytes, wanted: tuple[str, ...] = ()) -> GGUFHeader:
     if len(data) < 24 or data[:4] != GGUF_MAGIC:
         what = "is empty" if not data else "does not start with the GGUF magic bytes"
         raise UserError(
@@ -105,13 +137,16 @@ def _parse_gguf_header(path: Path, data: bytes) -> GGUFHeader:
             raise UserError(f"cannot read GGUF file {path}: version {version} is not supported (2 or 3 are)")
         n_tensors, n_kv = cursor.take("Q"), cursor.take("Q")
         metadata: dict[str, object] = {}
+        arrays: dict[str, list] = {}
         for _ in range(n_kv):
             key, kind = cursor.string(), cursor.take("I")
             if kind == _STRING:
                 metadata[key] = cursor.string()
             elif kind == _ARRAY:
                 item_kind, count = cursor.take("I"), cursor.take("Q")
-                if item_kind in _SCALARS:
+                if key in wanted:
+                    arrays[key] = cursor.array(item_kind, count)
+                elif item_kind in _SCALARS:
                     cursor.at += count * struct.calcsize("<" + _SCALARS[item_kind])
                 else:
                     for _ in range(count):
@@ -121,16 +156,18 @@ def _parse_gguf_header(path: Path, data: bytes) -> GGUFHeader:
                 metadata[key] = cursor.take(_SCALARS[kind])
             else:
                 raise ValueError(f"unknown metadata type {kind} for {key}")
-        tensors: dict[str, tuple[int, ...]] = {}
+        infos: dict[str, GGUFTensorInfo] = {}
         for _ in range(n_tensors):
             name, n_dims = cursor.string(), cursor.take("I")
             shape = tuple(cursor.take("Q") for _ in range(n_dims))
-            cursor.take("I")  # type
-            cursor.take("Q")  # offset
-            tensors[name] = shape
+            infos[name] = GGUFTensorInfo(shape, cursor.take("I"), cursor.take("Q"))
     except (ValueError, struct.error) as error:
         raise UserError(f"cannot read GGUF file {path}: {error}; check that the file is complete") from None
-    return GGUFHeader(metadata, tensors)
+    alignment = metadata.get("general.alignment", 32)
+    alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
+    data_start = -(-cursor.at // alignment) * alignment
+    tensors = {name: info.shape for name, info in infos.items()}
+    return GGUFHeader(metadata, tensors, infos, data_start, arrays)
 
 
 def gguf_vocab_size(path: Path) -> int:
