@@ -38,7 +38,8 @@ async def test_go_to_a_neuron_and_step_through_the_detail(tiny_gguf, tmp_path):
             await answer_prompt(pilot, app, "g", typed)
             await wait_for(pilot, lambda layer=layer: showing(app, layer))
             await wait_for(pilot, lambda neuron=neuron: listing.current_neuron == neuron)
-            assert cursor_visible(listing), typed
+            # The list scrolls to the cursor on its next refresh: wait for that, not for a clock.
+            await wait_for(pilot, lambda: cursor_visible(listing))
         await answer_prompt(pilot, app, "g", "L9/N1")  # out of range: said, nothing moves
         assert listing.current_neuron == 77
         await pilot.press("enter")
