@@ -136,8 +136,12 @@ def test_per_token_best_unit_alignment(projection):
 def test_compiled_block_pass_equals_the_reference_and_the_eager_pass(projection, monkeypatch, tmp_path):
     """With the compiled pass (torch.compile): the same float64 reference, and the
     eager scan's rankings, token lists, coverage and histogram exactly; moments to 1e-6."""
+    import shutil
+
     from engine.block_pass import COMPILED
 
+    if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+        pytest.skip("no C++ compiler: torch.compile cannot build CPU kernels here (scans stay eager)")
     w, u, g = _random(5, d_model=40, d_mlp=160, d_vocab=3000)
     unembed = ProjectedUnembed(u, g, projection, torch.device("cpu"), torch.float32)
     monkeypatch.setenv("NEURON_TUI_COMPILE", "off")
