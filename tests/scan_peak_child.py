@@ -8,16 +8,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from engine.session import EngineOptions, NeuronEngine
-from engine.settings import ScanSettings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: find bench/
 
-
-def peak_rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
+from bench.child import peak_rss_kib  # noqa: E402
+from engine.session import EngineOptions, NeuronEngine  # noqa: E402
+from engine.settings import ScanSettings  # noqa: E402
 
 if __name__ == "__main__":
     model, cache_dir, first, last = sys.argv[1:5]
