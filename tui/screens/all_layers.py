@@ -10,10 +10,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from engine.summary import LayerSummary
+from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
 COLUMNS = ("layer", "p50", "p90", "p99", "max", "kurt p99", "★ null-z>3", "pred", "supp")
@@ -52,7 +53,7 @@ class AllLayersScreen(Screen[int | None]):
             yield PlotextPlot(id="max-dot-by-layer")
             yield PlotextPlot(id="classes-by-layer")
         yield KeyTable(id="all-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from engine.collection import Collection, Marked
@@ -24,6 +24,7 @@ from engine.tokens import Vocabulary
 from tui.neuron_ref import neuron_label
 from tui.render import signed_token
 from tui.screens.prompt import PromptScreen
+from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
 COLUMNS = ("neuron", "max-dot", "null-z", "kurt", "class", "top tokens", "note")
@@ -66,7 +67,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
     def compose(self) -> ComposeResult:
         yield Static(id="collection-title")
         yield KeyTable(id="collection-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(KeyTable)

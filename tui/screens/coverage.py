@@ -8,11 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from engine.coverage import Coverage
 from engine.tokens import Vocabulary
 from tui.render import token_label
+from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
 BAR_WIDTH = 20
@@ -70,7 +71,7 @@ class CoverageScreen(Screen[tuple[int, int] | None]):
                 yield KeyTable(id="best-tokens", cursor_type="row", zebra_stripes=True)
                 yield Static("least covered", classes="list-title")
                 yield KeyTable(id="worst-tokens", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         c = self.coverage

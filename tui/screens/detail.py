@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
@@ -29,6 +29,7 @@ from engine.sources.base import ModelInfo
 from engine.tokens import Vocabulary, display_token
 from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
+from tui.widgets.footer import KeyFooter
 
 TOKEN_CELLS = 14
 DETAIL_TOKENS = 50
@@ -146,7 +147,7 @@ class NeuronDetailScreen(Screen[None]):
             with Vertical(id="detail-plots"):
                 yield PlotextPlot(id="score-hist")
                 yield PlotextPlot(id="null-hist")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.show_neuron(self.neuron)

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.collection import Collection, collection_records
@@ -36,6 +36,7 @@ from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
 from tui.screens.prompt import PromptScreen
 from tui.state import ExplorerState
+from tui.widgets.footer import KeyFooter
 from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
@@ -112,7 +113,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="right"):
                 yield MaxDotHistogram(id="histogram")
                 yield NeuronList(id="neurons")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(NeuronList).focus()

@@ -11,10 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from engine.tokens import Vocabulary
 from tui.render import token_label
+from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
 PER_LAYER = 3  # neurons shown per token and layer
@@ -60,7 +61,7 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
         yield Input(placeholder="a sentence, e.g. 'She said that she would'", id="probe-input")
         yield KeyTable(id="probe-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="probe-note")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

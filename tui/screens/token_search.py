@@ -11,11 +11,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, OptionList, Static
+from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.token_search import TokenIndex, TokenMatch
 from tui.render import score_style, token_label
+from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyOptionList, KeyTable
 
 TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: neurons [V, N], dots [V, N]
@@ -56,7 +57,7 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
             with Vertical(id="token-neurons"):
                 yield KeyTable(id="neuron-hits", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="search-note")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
