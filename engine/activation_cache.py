@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.activation_evidence import LayerActivations
 from engine.activation_windows import ActivationSettings
-from engine.corpus import Corpus
+from engine.corpus import AnyCorpus
 from engine.settings import ScanSettings
 
 
@@ -31,7 +31,7 @@ def cached_evidence(
         return None
 
 
-def remember_corpus(engine, corpus: Corpus) -> None:
+def remember_corpus(engine, corpus: AnyCorpus) -> None:
     """Note the corpus's content hash under its name, so that the explorer can find evidence for
     the embedded corpus without rebuilding it (seconds) at every start."""
     if engine.cache:

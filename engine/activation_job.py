@@ -21,7 +21,7 @@ from engine.activation_cache import cached_evidence, evidence_key, remember_corp
 from engine.activation_evidence import LayerActivations, direct_effect_weights, evidence
 from engine.activation_state import ACT_TOP, LayerActivationState, pack, unpack
 from engine.activation_windows import ActivationSettings, TokenizedCorpus, tokenize_corpus
-from engine.corpus import Corpus
+from engine.corpus import AnyCorpus
 from engine.distributed import Ranks
 from engine.settings import ScanSettings
 
@@ -44,7 +44,7 @@ class ActivationJob:
         self,
         engine,
         layers: list[int],
-        corpus: Corpus,
+        corpus: AnyCorpus,
         settings: ActivationSettings,
         scan: ScanSettings,
         ranks: Ranks = distributed.SINGLE,
@@ -94,6 +94,7 @@ class ActivationJob:
             lambda text: tokenizer(text)["input_ids"],
             self.settings.context,
             self.settings.max_tokens,
+            encode_more=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
         )
         d_mlp = int(bridge.cfg.d_mlp)
         states = {layer: LayerActivationState(d_mlp, self.settings.keep, device) for layer in self.layers}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.corpus import Corpus
+from engine.corpus import AnyCorpus
 from engine.errors import UserError
 
 
@@ -81,28 +81,67 @@ class TokenizedCorpus:
 
 
 def tokenize_corpus(
-    corpus: Corpus, encode: Callable[[str], list[int]], context: int, max_tokens: int | None
+    corpus: AnyCorpus,
+    encode: Callable[[str], list[int]],
+    context: int,
+    max_tokens: int | None,
+    encode_more: Callable[[str], list[int]] | None = None,
 ) -> TokenizedCorpus:
-    """``encode(text)`` is the tokenizer as ``tokenizer(text)["input_ids"]`` gives it by default."""
-    ids_parts, doc_parts, position_parts, next_parts, windows = [], [], [], [], []
+    """``encode(text)`` is the tokenizer as ``tokenizer(text)["input_ids"]`` gives it by default;
+    ``encode_more`` tokenizes the later pieces of a long document (no special tokens: they are not
+    its start). The corpus is read a piece at a time and reading stops once ``max_tokens``
+    positions (and the token after the last of them) are known."""
+    encode_more = encode_more or encode
+    ids_parts: list[np.ndarray] = []
+    doc_parts: list[np.ndarray] = []
+    position_parts: list[np.ndarray] = []
+    next_parts: list[np.ndarray] = []
+    windows: list[tuple[int, int]] = []
     total = 0
-    for number, text in enumerate(corpus.documents):
-        ids = np.asarray(encode(text), dtype=np.int64)
-        if ids.size == 0:
-            continue
-        following = np.append(ids[1:], -1)  # the next token even past a cap: it is real text
+    doc_start, doc_length = 0, 0  # the current document's first global index and tokens kept
+    held: tuple[int, np.ndarray] | None = None  # a piece whose last token's successor is not known yet
+
+    def emit(number: int, ids: np.ndarray, following: np.ndarray) -> None:
+        nonlocal total, doc_length
         if max_tokens is not None:
-            room = max_tokens - total
-            if room <= 0:
-                break
-            ids, following = ids[:room], following[:room]
-        for start in range(0, ids.size, context):
-            windows.append((total + start, total + min(start + context, ids.size)))
+            ids, following = ids[: max_tokens - total], following[: max_tokens - total]
         ids_parts.append(ids)
         next_parts.append(following)
         doc_parts.append(np.full(ids.size, number, dtype=np.int32))
-        position_parts.append(np.arange(ids.size, dtype=np.int32))
+        position_parts.append(np.arange(doc_length, doc_length + ids.size, dtype=np.int32))
         total += ids.size
+        doc_length += ids.size
+
+    def end_document() -> None:
+        """Windows of ``context`` tokens from the document's start, over the tokens kept."""
+        nonlocal doc_start, doc_length
+        for start in range(0, doc_length, context):
+            windows.append((doc_start + start, doc_start + min(start + context, doc_length)))
+        doc_start, doc_length = total, 0
+
+    def full() -> bool:
+        return max_tokens is not None and total >= max_tokens
+
+    for number, first, text in corpus.pieces():
+        ids = np.asarray((encode if first else encode_more)(text), dtype=np.int64)
+        if held is not None:
+            held_number, held_ids = held
+            if held_number == number and ids.size:  # the next token is this piece's first (real text)
+                emit(held_number, held_ids, np.append(held_ids[1:], ids[0]))
+                held = None
+            elif held_number != number:
+                emit(held_number, held_ids, np.append(held_ids[1:], -1))  # a document's last token
+                held = None
+                end_document()
+        if full():
+            break
+        if ids.size and held is None:
+            held = (number, ids)
+    else:
+        if held is not None:
+            emit(held[0], held[1], np.append(held[1][1:], -1))
+    if doc_length:
+        end_document()
     if total == 0:
         raise UserError(f"corpus {corpus.name} gives no tokens: pass a corpus with text in it")
     return TokenizedCorpus(

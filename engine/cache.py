@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import diskcache
@@ -77,9 +78,13 @@ class ResultCache:
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self.on_warning: Callable[[str], None] | None = None  # told of a failed write, once
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(directory, 0o700)  # the cache may hold results of private models
+            if not directory.is_dir():
+                # A folder made here is private (it may hold results of private models); one that
+                # exists keeps its mode: a team's shared cache (mode 2775, say) stays shared.
+                directory.mkdir(parents=True, mode=0o700)
+                os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
             self._cache = diskcache.Cache(
                 str(directory), disk=BytesOnlyDisk, size_limit=2**40, eviction_policy="none"
             )
@@ -113,10 +118,16 @@ class ResultCache:
             self._cache.set(key, _seal(payload), retry=True)
             return True
         except (OSError, sqlite3.Error) as error:
-            message = f"cache write failed in {self.directory} ({error}); continuing without caching"
-            if message not in self.warnings:
+            if not self.warnings:  # one failed write says it all: the next ones fail the same way
+                message = (
+                    f"warning: cannot write to the cache in {self.directory} ({error}): results are "
+                    "not being kept and will be computed again next time; free space or pass --cache-dir"
+                )
                 self.warnings.append(message)
-                log.warning(message)
+                if self.on_warning is not None:
+                    self.on_warning(message)
+                else:
+                    log.warning(message)
             self.delete(key)
             return False
 

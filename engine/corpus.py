@@ -5,46 +5,135 @@ in sorted name order), a ``.jsonl`` file with a ``"text"`` field per line, or ``
 for a dataset already in the local Hugging Face datasets cache (nothing is downloaded). Without it
 the embedded default is used: real English text that ships with Python itself (``default_corpus``).
 
-Every check happens here, before a model is loaded, and fails with one line.
+Corpora on disk are never held whole: opening one reads it once as a stream (checking it and
+hashing its content, in blocks), and the pass reads it again as a stream of pieces, a document at a
+time and a very long document in pieces of about ``PIECE_CHARACTERS`` characters cut at a line end,
+so memory is bounded by a piece, not by the corpus, and a token cap stops the reading. Every check
+happens when the corpus is opened, before a model is loaded, and fails with one line.
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
 import hashlib
 import json
+import re
 import sys
 import sysconfig
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import UserError
 
 DEFAULT_NAME = "python-docs"
 _DEFAULT_CHARACTERS = 1_200_000  # the reference manual (~465k characters) plus docstrings: ~250k tokens
+PIECE_CHARACTERS = 1 << 18  # a document longer than this is tokenized in pieces (256k characters)
+_READ_BYTES = 1 << 20  # files are read in blocks of this size
+# Where a long document is cut: after a line end, before a character that is not a space (a seam
+# there changes no token for byte-level BPE tokenizers); else between two words; else anywhere.
+_LINE_SEAM = re.compile(r"\n(?=\S)")
+_WORD_SEAM = re.compile(r"(?<=\S) (?=\S)")
+
+
+def _cut(text: str, limit: int) -> int:
+    """Where to end the first piece of ``text`` (longer than ``limit``): decided by text[:limit + 1]."""
+    window = text[limit // 2 : limit + 1]
+    for seam in (_LINE_SEAM, _WORD_SEAM):
+        matches = [match.start() for match in seam.finditer(window)]
+        if matches:
+            return limit // 2 + matches[-1] + (1 if seam is _LINE_SEAM else 0)
+    return limit
+
+
+def split_pieces(text: str, limit: int | None = None) -> Iterator[str]:
+    """``text`` in pieces of at most ``limit`` characters (default ``PIECE_CHARACTERS``), the same
+    pieces as ``_stream_pieces`` reads from a file."""
+    limit = limit or PIECE_CHARACTERS
+    while len(text) > limit:
+        cut = _cut(text, limit)
+        yield text[:cut]
+        text = text[cut:]
+    if text:
+        yield text
+
+
+Piece = tuple[int, bool, str]  # document number, first piece of its document, text
+
+
+class _Hasher:
+    """The content hash: every kept document's UTF-8 length, then its bytes, in order."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.documents = 0
+        self.characters = 0
+
+    def document(self, encoded_length: int, parts: Iterable[bytes], characters: int) -> None:
+        self.digest.update(encoded_length.to_bytes(8, "little"))
+        for part in parts:
+            self.digest.update(part)
+        self.documents += 1
+        self.characters += characters
+
+    @property
+    def value(self) -> str:
+        return self.digest.hexdigest()[:20]
 
 
 @dataclass(frozen=True)
 class Corpus:
+    """Documents held in memory (the embedded default, tests): the same interface as a corpus read
+    from disk (``StreamedCorpus``)."""
+
     name: str  # what the user passed, or the default's name
     documents: tuple[str, ...]
 
     @property
     def content_hash(self) -> str:
         """Identifies the text itself (not where it came from): part of every cache key."""
-        digest = hashlib.sha256()
+        hasher = _Hasher()
         for document in self.documents:
             encoded = document.encode("utf-8")
-            digest.update(len(encoded).to_bytes(8, "little"))
-            digest.update(encoded)
-        return digest.hexdigest()[:20]
+            hasher.document(len(encoded), (encoded,), len(document))
+        return hasher.value
 
     @property
     def characters(self) -> int:
         return sum(len(d) for d in self.documents)
 
+    @property
+    def n_documents(self) -> int:
+        return len(self.documents)
 
-def load_corpus(spec: str | None) -> Corpus:
+    def pieces(self) -> Iterator[Piece]:
+        for number, document in enumerate(self.documents):
+            for index, piece in enumerate(split_pieces(document)):
+                yield number, index == 0, piece
+
+
+@dataclass(frozen=True)
+class StreamedCorpus:
+    """A corpus on disk, checked and hashed when opened and read again, piece by piece, by the pass."""
+
+    name: str
+    content_hash: str
+    n_documents: int
+    characters: int
+    # Each kept document as a function that reads it in pieces, in order.
+    _documents: Callable[[], Iterator[Callable[[], Iterator[str]]]] = field(repr=False)
+
+    def pieces(self) -> Iterator[Piece]:
+        for number, read in enumerate(self._documents()):
+            for index, piece in enumerate(read()):
+                yield number, index == 0, piece
+
+
+AnyCorpus = Corpus | StreamedCorpus
+
+
+def load_corpus(spec: str | None) -> AnyCorpus:
     if spec is None or spec == DEFAULT_NAME:
         return default_corpus()
     if spec.startswith("hf:"):
@@ -58,57 +147,146 @@ def load_corpus(spec: str | None) -> Corpus:
         files = sorted(p for p in path.iterdir() if p.suffix == ".txt" and p.is_file())
         if not files:
             raise UserError(f"corpus folder {spec} holds no .txt files: put one document per .txt file")
-        return _checked(spec, [_read_text(p) for p in files])
+        return _text_files(spec, files)
     if path.suffix == ".jsonl":
-        return _checked(spec, _jsonl_documents(path))
+        return _jsonl(spec, path)
     if path.suffix == ".txt":
-        return _checked(spec, [_read_text(path)])
+        return _text_files(spec, [path])
     raise UserError(
         f"corpus {spec} is neither .txt nor .jsonl: pass a .txt or .jsonl file, a folder or hf:NAME"
     )
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise UserError(f"corpus file {path} looks binary (it holds NUL bytes): pass UTF-8 text")
+# --- .txt files ---------------------------------------------------------------------------------
+def _blocks(path: Path) -> Iterator[bytes]:
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(
-            f"corpus file {path} is not valid UTF-8 (byte {error.start}): convert it to UTF-8"
-        ) from None
+        with path.open("rb") as handle:
+            while block := handle.read(_READ_BYTES):
+                yield block
+    except OSError as error:
+        raise UserError(f"cannot read corpus file {path}: {error.strerror}") from None
 
 
-def _jsonl_documents(path: Path) -> list[str]:
-    text = _read_text(path)
-    documents = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+def _check_text_file(path: Path, hasher: _Hasher) -> bool:
+    """Read ``path`` once: refuse NUL bytes and invalid UTF-8, hash it if it holds text. False:
+    only white space (the document is left out, as an empty one is)."""
+    try:
+        size = path.stat().st_size  # valid UTF-8 is its own encoding: the document's encoded length
+    except OSError as error:
+        raise UserError(f"cannot read corpus file {path}: {error.strerror}") from None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    trial = hasher.digest.copy()  # kept only if the file holds text
+    trial.update(size.to_bytes(8, "little"))
+    read, characters, has_text = 0, 0, False
+    for block in _blocks(path):
+        if b"\x00" in block:
+            raise UserError(f"corpus file {path} looks binary (it holds NUL bytes): pass UTF-8 text")
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
+            text = decoder.decode(block)
+        except UnicodeDecodeError as error:
             raise UserError(
-                f"{path} line {number} is not JSON ({error.msg}): one JSON object per line"
+                f"corpus file {path} is not valid UTF-8 (byte {read + error.start}): convert it to UTF-8"
             ) from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise UserError(
-                f'{path} line {number} has no "text" string field: each line needs {{"text": ...}}'
-            )
-        documents.append(record["text"])
-    return documents
+        trial.update(block)
+        read += len(block)
+        characters += len(text)
+        has_text = has_text or (bool(text) and not text.isspace())
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise UserError(f"corpus file {path} is not valid UTF-8 (it ends inside a character)") from None
+    if read != size:
+        raise UserError(f"corpus file {path} changed while it was read: let it finish, then try again")
+    if not has_text:
+        return False
+    hasher.digest = trial
+    hasher.documents += 1
+    hasher.characters += characters
+    return True
 
 
-def _checked(name: str, documents: list[str]) -> Corpus:
-    kept = tuple(d for d in documents if d.strip())
+def _stream_pieces(path: Path) -> Iterator[str]:
+    """The file's text in the pieces ``split_pieces`` would cut it into, read a block at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    buffer = ""
+    for block in _blocks(path):
+        buffer += decoder.decode(block)
+        while len(buffer) > PIECE_CHARACTERS:  # _cut needs limit + 1 characters, and has them
+            cut = _cut(buffer, PIECE_CHARACTERS)
+            yield buffer[:cut]
+            buffer = buffer[cut:]
+    buffer += decoder.decode(b"", final=True)
+    yield from split_pieces(buffer)
+
+
+def _text_files(name: str, files: list[Path]) -> StreamedCorpus:
+    hasher = _Hasher()
+    kept = tuple(path for path in files if _check_text_file(path, hasher))
     if not kept:
         raise UserError(f"corpus {name} holds no text: pass a corpus with at least one non-empty document")
-    return Corpus(name, kept)
+
+    def documents() -> Iterator[Callable[[], Iterator[str]]]:
+        for path in kept:
+            yield lambda path=path: _stream_pieces(path)
+
+    return StreamedCorpus(name, hasher.value, hasher.documents, hasher.characters, documents)
 
 
-def _hf_dataset(spec: str) -> Corpus:
-    """``hf:NAME[:SPLIT]`` from the local datasets cache only."""
+# --- .jsonl files ---------------------------------------------------------------------------------
+def _jsonl_texts(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line with a non-empty text, read a line at a time."""
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise UserError(f"cannot read corpus file {path}: {error.strerror}") from None
+    offset = 0
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if b"\x00" in raw:
+                raise UserError(f"corpus file {path} looks binary (it holds NUL bytes): pass UTF-8 text")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise UserError(
+                    f"corpus file {path} is not valid UTF-8 (byte {offset + error.start}): "
+                    "convert it to UTF-8"
+                ) from None
+            offset += len(raw)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(
+                    f"{path} line {number} is not JSON ({error.msg}): one JSON object per line"
+                ) from None
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise UserError(
+                    f'{path} line {number} has no "text" string field: each line needs {{"text": ...}}'
+                )
+            if record["text"].strip():
+                yield number, record["text"]
+
+
+def _jsonl(name: str, path: Path) -> StreamedCorpus:
+    hasher = _Hasher()
+    for _, text in _jsonl_texts(path):
+        encoded = text.encode("utf-8")
+        hasher.document(len(encoded), (encoded,), len(text))
+    if not hasher.documents:
+        raise UserError(f"corpus {name} holds no text: pass a corpus with at least one non-empty document")
+
+    def documents() -> Iterator[Callable[[], Iterator[str]]]:
+        for _, text in _jsonl_texts(path):
+            yield lambda text=text: split_pieces(text)
+
+    return StreamedCorpus(name, hasher.value, hasher.documents, hasher.characters, documents)
+
+
+# --- datasets -----------------------------------------------------------------------------------
+def _hf_dataset(spec: str) -> StreamedCorpus:
+    """``hf:NAME[:SPLIT]`` from the local datasets cache only (memory-mapped Arrow files, read a
+    row at a time)."""
     parts = spec[3:].split(":")
     name, split = parts[0], (parts[1] if len(parts) > 1 else "train")
     if not name:
@@ -131,7 +309,25 @@ def _hf_dataset(spec: str) -> Corpus:
         ) from None
     if "text" not in dataset.column_names:
         raise UserError(f'dataset {name} has no "text" column (it has {", ".join(dataset.column_names)})')
-    return _checked(spec, [str(t) for t in dataset["text"]])
+
+    def texts() -> Iterator[str]:
+        for row in dataset.select_columns(["text"]):
+            text = str(row["text"])
+            if text.strip():
+                yield text
+
+    hasher = _Hasher()
+    for text in texts():
+        encoded = text.encode("utf-8")
+        hasher.document(len(encoded), (encoded,), len(text))
+    if not hasher.documents:
+        raise UserError(f"corpus {spec} holds no text: pass a corpus with at least one non-empty document")
+
+    def documents() -> Iterator[Callable[[], Iterator[str]]]:
+        for text in texts():
+            yield lambda text=text: split_pieces(text)
+
+    return StreamedCorpus(spec, hasher.value, hasher.documents, hasher.characters, documents)
 
 
 def default_corpus() -> Corpus:

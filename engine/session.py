@@ -69,10 +69,11 @@ class NeuronEngine:
         self.location: ModelLocation = locate_model(options.model)
         self.cache: ResultCache | None
         self.cache, warning = open_cache(options.cache_dir, options.use_cache)
-        if self.cache:  # compiled kernels (engine.block_pass) are kept beside the results
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache.directory / "compiled"))
         self.warnings: list[str] = [warning] if warning else []
         self.on_warning: Callable[[str], None] | None = None  # told of each warning raised later
+        if self.cache:  # compiled kernels (engine.block_pass) are kept beside the results
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache.directory / "compiled"))
+            self.cache.on_warning = self.warn  # a full or read-only disk, said once, where the user looks
         self._lock = threading.RLock()
         self._source = None
         self._bridge = None
@@ -108,6 +109,19 @@ class NeuronEngine:
         if self.options.device not in ("auto", "cpu"):
             _ = self.device  # an explicit CUDA device must exist, even when every result is cached
 
+    def check_layer(self, layer: int) -> None:
+        """Refuse a layer the model does not have, from the cache or the model file's header."""
+        n_layers = self._cached_info().n_layers if self._cached_info() else self._header_layer_count()
+        if n_layers is not None and not 0 <= layer < n_layers:
+            raise UserError(f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
+
+    def _header_layer_count(self) -> int | None:
+        from engine.sources.header import config_layer_count, gguf_layer_count
+
+        if self.location.kind == "gguf":
+            return gguf_layer_count(self.location.path)
+        return config_layer_count(self.location.path)
+
     def _header_vocab_size(self) -> int | None:
         from engine.sources.header import config_vocab_size, gguf_vocab_size
 
@@ -125,7 +139,7 @@ class NeuronEngine:
             if self._source is None:
                 if listener:
                     listener(ScanProgress("loading"))
-                self._source = open_source(self.location, self.options.loader, self.cache)
+                self._source = open_source(self.location, self.options.loader, self.cache, self.warn)
                 self._store_info(self._source.info)
                 self._load_vocabulary()  # cached now, so that a warm start never needs the weights
             return self._source
@@ -158,7 +172,9 @@ class NeuronEngine:
 
     def _load_vocabulary(self) -> Vocabulary:
         if self._vocab is None:
-            key = self._key("vocab")
+            # Token strings come from the tokenizer files, not the weights: the same weights beside
+            # another tokenizer must not show the first one's strings.
+            key = self._key("vocab", self.location.vocabulary_fingerprint)
             payload = self.cache.get(key) if self.cache else None
             if payload is not None:
                 try:
@@ -369,13 +385,24 @@ class NeuronEngine:
             )
 
     # --- null baseline ----------------------------------------------------------------------
+    def _null_key(self, settings: ScanSettings) -> str:
+        from engine.null import NULL_SAMPLES, NULL_SEED
+
+        return self._key("null", settings.projection.label, settings.dtype, NULL_SAMPLES, NULL_SEED)
+
+    def has_null_baseline(self, settings: ScanSettings) -> bool:
+        """Whether the baseline is at hand (held, or in the cache): reading it then takes no model."""
+        if (settings.projection, settings.dtype) in self._nulls:
+            return True
+        return bool(self.cache) and self.cache.contains(self._null_key(settings))
+
     def null_baseline(self, settings: ScanSettings) -> NullBaseline:
         memo_key = (settings.projection, settings.dtype)
         if memo_key in self._nulls:
             return self._nulls[memo_key]
-        from engine.null import NULL_SAMPLES, NULL_SEED
+        from engine.null import NULL_SAMPLES
 
-        key = self._key("null", settings.projection.label, settings.dtype, NULL_SAMPLES, NULL_SEED)
+        key = self._null_key(settings)
         payload = self.cache.get(key) if self.cache else None
         values = None
         if payload is not None and len(payload) == 8 * NULL_SAMPLES:

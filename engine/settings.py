@@ -33,6 +33,13 @@ class Projection:
         parts = [name for name, on in flags if on]
         return "+".join(parts) if parts else "raw"
 
+    @property
+    def short_label(self) -> str:
+        """The label in at most 12 characters, for a status line at 80 columns."""
+        flags = (("fold", self.fold_final_norm), ("ctr", self.center_unembed), ("cos", self.cosine))
+        parts = [name for name, on in flags if on]
+        return "+".join(parts) if parts else "raw"
+
 
 GURNEE = Projection(fold_final_norm=True, center_unembed=True, cosine=True)
 

@@ -82,6 +82,12 @@ def bytes_to_text(raw: bytes) -> str:
 _VISIBLE_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def _invisible_space(char: str) -> bool:
+    """Spaces other than the plain one (NBSP, thin and ideographic spaces...) draw as blanks that
+    cannot be told apart from ␣ or from nothing: they are shown as escapes too."""
+    return char != " " and unicodedata.category(char) == "Zs"
+
+
 def display_token(text: str) -> str:
     """Text safe to draw in a terminal: leading/trailing spaces as ``␣``, control and format
     characters (ANSI escapes, NUL, bidi overrides) as backslash escapes.
@@ -92,7 +98,7 @@ def display_token(text: str) -> str:
     for char in text:
         if char in _VISIBLE_CONTROLS:
             out.append(_VISIBLE_CONTROLS[char])
-        elif unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+        elif unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs") or _invisible_space(char):
             code = ord(char)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:

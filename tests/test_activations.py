@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from activation_reference import reference_evidence
+from activation_reference import assert_examples_match, reference_evidence
 
 from engine.activation_job import ActivationJob
 from engine.activation_windows import ActivationSettings
@@ -38,24 +38,11 @@ def test_activation_pass_equals_brute_force(model, request, tmp_path):
         ref = reference_evidence(
             bridge.original_model, tokenizer, corpus.documents, layer, 24, 40, settings.keep, 12
         )
-        expected_doc = ref["doc"][ref["top_index"]]
-        np.testing.assert_array_equal(got.doc, expected_doc)
-        np.testing.assert_allclose(got.values, ref["top_values"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(got.token_id, ref["token_ids"][ref["top_index"]])
+        assert_examples_match(got, ref, 12, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(got.density, ref["density"], rtol=0, atol=0)
         np.testing.assert_allclose(got.base_rate, ref["base_rate"], rtol=1e-12)
-        np.testing.assert_allclose(got.hit_rate, ref["hit_rate"], rtol=1e-12)
-        np.testing.assert_allclose(got.lift, ref["lift"], rtol=1e-12)
-        np.testing.assert_allclose(got.direct_effect, ref["direct_effect"], rtol=1e-4, atol=1e-7)
         assert (got.act_hist.sum(axis=1) == got.n_positions).all()
         assert np.isfinite(got.lift).any() and (got.hit_rate > 0).any()  # the test exercises hits
-        np.testing.assert_array_equal(got.position, _positions(ref)[ref["top_index"]])
-
-
-def _positions(ref) -> np.ndarray:
-    doc = ref["doc"]
-    starts = np.r_[0, np.flatnonzero(np.diff(doc)) + 1]
-    return np.arange(len(doc)) - np.repeat(starts, np.diff(np.r_[starts, len(doc)]))
 
 
 def test_a_killed_pass_resumes_from_its_last_batch_and_ends_identical(tiny_llama_dir, tmp_path):

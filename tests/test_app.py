@@ -395,7 +395,8 @@ async def test_command_palette_lists_the_actions(tiny_gguf, tmp_path):
             "All layers",
             "Token search",
             "Coverage",
-            "Mark",
+            "Mark, next row",
+            "Undo mark/note",
             "Detail",
         ):
             assert expected in titles

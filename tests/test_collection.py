@@ -72,7 +72,7 @@ async def test_collection_view_notes_unmarks_opens_and_exports(tiny_gguf, tmp_pa
         assert [(m.layer, m.neuron) for m in screen.rows] == sorted([(2, first), (2, second), (1, third)])
         table = screen.query_one("#collection-table")
         row = [m.neuron for m in screen.rows].index(first)
-        assert str(table.get_cell_at((row, 6))) == "looks like [bold]x"
+        assert str(table.get_cell_at((row, 5))) == "looks like [bold]x"
         max_dot = float(str(table.get_cell_at((row, 1))))
         assert max_dot == round(float(app.engine.cached_layer(2, app.state.settings).max_dot[first]), 3)
         assert "3 neurons from 2 layers" in str(screen.query_one("#collection-title").render())

@@ -62,7 +62,7 @@ def test_an_architecture_transformer_lens_does_not_know_gets_one_line(tmp_path, 
     config = json.loads((tiny_llama_dir / "config.json").read_text())
     config["architectures"] = ["NoSuchModelForCausalLM"]
     (folder / "config.json").write_text(json.dumps(config))
-    for file in tiny_llama_dir.glob("*.safetensors"):
+    for file in [*tiny_llama_dir.glob("*.safetensors"), *tiny_llama_dir.glob("tokenizer*")]:
         (folder / file.name).write_bytes(file.read_bytes())
     done = run_cli(
         "scan", "--model", str(folder), "--loader", "stream", "--layers", "0", "-o", str(tmp_path / "o.jsonl")

@@ -173,15 +173,15 @@ def test_state_layers_results_and_marks(tmp_path):
     for layer in range(RESULTS_KEPT + 2):
         state.keep(random_result(layer=layer))
     assert list(state.results) == list(range(2, RESULTS_KEPT + 2))
-    state.toggle_mark(3)  # no collection yet: nothing to keep marks in
+    state.toggle_mark(9, 3)  # no collection yet: nothing to keep marks in
     assert state.marked == set()
     state.collection = Collection.for_model("m", "f" * 64, tmp_path)
-    state.toggle_mark(3)
-    state.toggle_mark(5)
-    state.toggle_mark(3)
+    state.toggle_mark(9, 3)
+    state.toggle_mark(9, 5)
+    state.toggle_mark(9, 3)
     assert state.marked == {5}
     assert state.show(2) is not None and state.marked == set(), "layer 2 has no marks"
-    state.toggle_mark(7)
+    state.toggle_mark(2, 7)
     assert state.show(9) is None and state.marked == {5}, "marks stay with their layer"
     assert [(m.layer, m.neuron) for m in state.collection.items()] == [(2, 7), (9, 5)]
     assert list(state.results)[-1] == 2
@@ -192,8 +192,8 @@ def test_state_sort_filter_jump_and_projection():
     keys = [state.cycle_sort() for _ in range(7)]
     assert keys[-1] == "max-dot" and len(set(keys)) == 7 and "lift" in keys
     state.conditions = parse_filter("0.5")
-    state.jump_to(7)
-    assert state.pending_neuron == 7 and state.conditions == []
+    state.jump_to(7)  # the filter stays: the screen clears it only if it hides neuron 7
+    assert state.pending_neuron == 7 and [str(c) for c in state.conditions] == ["max_dot>=0.5"]
     state.keep(random_result(layer=1))
     state.null = NULL
     assert not state.switch_projection(Projection())

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from engine.activation_windows import ActivationSettings
-from engine.corpus import Corpus
+from engine.corpus import AnyCorpus
 from engine.session import NeuronEngine
 from engine.settings import ScanSettings
 from tui.screens.detail import NeuronDetailScreen
@@ -62,7 +62,7 @@ class NeuronApp(App[int]):
         handle_signals: bool = False,
         on_exit: Callable[[int], None] | None = None,
         activation: ActivationSettings | None = None,
-        corpus: Corpus | None = None,
+        corpus: AnyCorpus | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -74,6 +74,7 @@ class NeuronApp(App[int]):
         self.handle_signals = handle_signals
         self.on_exit = on_exit  # told the exit code as soon as an exit is asked for (the watchdog)
         self.fatal_error: str | None = None  # set when the app ends because the model cannot be used
+        self.fatal_exception: BaseException | None = None  # and the unexpected error behind it, if any
         self.main = MainScreen(engine, self.state, start_layer, export_dir or Path.cwd())
 
     def get_default_screen(self) -> Screen:
@@ -88,11 +89,12 @@ class NeuronApp(App[int]):
             self.on_exit(return_code)
         super().exit(result, return_code, message)
 
-    def fail(self, text: str) -> None:
+    def fail(self, text: str, error: BaseException | None = None) -> None:
         """End the app because nothing can be shown (the model cannot be opened): exit 2, and the
-        command line prints ``text`` once the terminal is restored."""
-        self.fatal_error = text
-        self.exit(None, 2)
+        command line prints ``text`` once the terminal is restored. ``error``: an unexpected
+        exception behind it, which the command line reports as an internal error (exit 1)."""
+        self.fatal_error, self.fatal_exception = text, error
+        self.exit(None, 1 if error is not None else 2)
 
     def _exit_on_signals(self) -> None:
         """A dropped SSH connection (SIGHUP), Ctrl-C sent as a signal (SIGINT) or SIGTERM: leave as

@@ -63,7 +63,8 @@ OPTIONS: dict[str, Option] = {
         dict(
             metavar="M",
             help="a .gguf file, a Hugging Face model directory, or a model name in the local HF cache "
-            "(default: the bundled SmolLM2-135M-Instruct GGUF)",
+            "(default: the bundled SmolLM2-135M-Instruct GGUF, a Q4_1 quantisation whose numbers "
+            "differ somewhat from the published checkpoint's)",
         ),
     ),
     "device": Option(
@@ -256,7 +257,17 @@ class Command:
             if option.group is not None:
                 target = groups.setdefault(option.group, parser.add_argument_group(option.group))
             target.add_argument(*option.flags, **settings)
+        parser.add_argument("--version", action="version", version=f"{PROGRAM} {_version()}")
         return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("neuron-tui")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _cache_help() -> str:
@@ -285,6 +296,8 @@ def _run_explorer(args, engine, settings, layers) -> int:
     from engine.corpus import load_corpus
     from tui.launch import run_explorer
 
+    if args.layer is not None:
+        engine.check_layer(args.layer)  # before the terminal is taken over
     corpus = load_corpus(args.corpus) if args.corpus else None  # a bad corpus: one line, before the screen
     return run_explorer(
         engine, settings, start_layer=args.layer, activation=_activation_settings(args), corpus=corpus

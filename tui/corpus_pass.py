@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.activation_cache import cached_evidence, known_corpus_hash
-from engine.corpus import Corpus, default_corpus, default_corpus_name, load_corpus
+from engine.corpus import AnyCorpus, default_corpus, default_corpus_name, load_corpus
 from engine.session import NeuronEngine
 from tui.state import ExplorerState
 
@@ -33,7 +33,7 @@ def look_up(engine: NeuronEngine, state: ExplorerState, layer: int):
     return cached_evidence(engine, digest, state.activation, state.settings, layer)
 
 
-def the_corpus(state: ExplorerState) -> Corpus:
+def the_corpus(state: ExplorerState) -> AnyCorpus:
     """The corpus given on the command line (loaded and checked before the explorer opened), or
     the embedded one, built here (seconds; a worker calls this, and it leaves the state alone)."""
     if state.corpus is not None:

@@ -12,7 +12,15 @@ from engine.neurons import LayerNeurons
 
 SORT_KEYS = ("max-dot", "neuron", "null-z", "kurtosis", "skew", "class", "lift")
 FILTER_FIELDS = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class", "lift", "density")
-CLASS_VALUES = {"prediction": "prediction", "suppression": "suppression", "none": ""}
+# The words the screen shows are accepted as typed: the list's column titles and class tags.
+FIELD_ALIASES = {"kurt": "kurtosis", "maxdot": "max_dot", "max": "max_dot", "z": "null_z"}
+CLASS_VALUES = {
+    "prediction": "prediction",
+    "pred": "prediction",
+    "suppression": "suppression",
+    "supp": "suppression",
+    "none": "",
+}
 _OPERATORS = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -58,13 +66,16 @@ def parse_filter(text: str) -> list[Condition]:
             )
         field, op, raw = match.groups()
         field = field.replace("-", "_")
+        field = FIELD_ALIASES.get(field, field)
         if field not in FILTER_FIELDS:
             raise FilterError(f"unknown field {field!r}: use one of {', '.join(FILTER_FIELDS)}")
         if field == "class":
             if op not in ("=", "=="):
                 raise FilterError("class takes = (class=prediction, class=suppression or class=none)")
             if raw not in CLASS_VALUES:
-                raise FilterError(f"class is one of {', '.join(CLASS_VALUES)}; got {raw!r}")
+                raise FilterError(
+                    f"class is one of prediction (pred), suppression (supp) or none; got {raw!r}"
+                )
             conditions.append(Condition(field, "=", CLASS_VALUES[raw]))
             continue
         try:

@@ -280,7 +280,7 @@ def activations(
         **_metadata(engine, settings),
         "corpus": corpus.name,
         "corpus_hash": corpus.content_hash,
-        "documents": len(corpus.documents),
+        "documents": corpus.n_documents,
         "positions": any_result.n_positions,
         **asdict(activation_settings),
     }

@@ -76,6 +76,8 @@ def run_explorer(
         stop.set()
         for worker in app.workers:
             worker.cancel()
+    if app.fatal_exception is not None:
+        raise app.fatal_exception  # the command line reports it as an internal error
     if app.fatal_error:
         raise UserError(app.fatal_error)
     return app.return_code or 0

@@ -15,7 +15,7 @@ import numpy as np
 from engine.activation_evidence import LayerActivations
 from engine.activation_windows import ActivationSettings
 from engine.collection import Collection
-from engine.corpus import Corpus
+from engine.corpus import AnyCorpus
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.results import LayerResult
@@ -50,7 +50,7 @@ class ExplorerState:
     # evidence the cache does not hold.
     activation: ActivationSettings = field(default_factory=ActivationSettings)
     corpus_spec: str | None = None
-    corpus: Corpus | None = None
+    corpus: AnyCorpus | None = None
     evidence: OrderedDict[int, LayerActivations] = field(default_factory=OrderedDict)
     evidence_missing: set[int] = field(default_factory=set)
 
@@ -130,15 +130,13 @@ class ExplorerState:
             return set()
         return self.collection.in_layer(self.layer)
 
-    def toggle_mark(self, neuron: int) -> None:
-        if self.collection is not None and self.layer is not None:
-            self.collection.toggle(self.layer, neuron)
+    def toggle_mark(self, layer: int, neuron: int) -> None:
+        if self.collection is not None:
+            self.collection.toggle(layer, neuron)
 
     def jump_to(self, neuron: int | None) -> None:
-        """The next result shown puts the cursor on ``neuron``, which must pass the filter to be listed."""
+        """The next result shown puts the cursor on ``neuron`` (the filter stays if it passes)."""
         self.pending_neuron = neuron
-        if neuron is not None:
-            self.conditions = []
 
     def switch_projection(self, projection: Projection) -> bool:
         """Change the projection; everything computed under the old one is dropped. False: no change."""

@@ -203,3 +203,62 @@ def config_vocab_size(folder: Path) -> int | None:
     config = read_config(folder)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     return config.get("vocab_size") or text.get("vocab_size")
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Refuse, from its header alone, a ``.safetensors`` file that is cut short or not one: its
+    first 8 bytes give the header's length, the header every tensor's byte range."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise UserError(
+                    f"{path} is not a complete safetensors file ({size} bytes): copy or download it again"
+                )
+            (header_bytes,) = struct.unpack("<Q", head)
+            if 8 + header_bytes > size:
+                raise UserError(
+                    f"{path} ends inside its header ({size} of at least {8 + header_bytes} bytes): "
+                    "the file is truncated; copy or download it again"
+                )
+            if header_bytes > 100 << 20:
+                raise UserError(f"{path} claims a {header_bytes}-byte header: it is not a safetensors file")
+            header = json.loads(handle.read(header_bytes))
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{path} has a damaged header: it is not a complete safetensors file") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{path} has a damaged header: it is not a complete safetensors file")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = entry["data_offsets"]
+            end = max(end, int(stop))
+        except (TypeError, KeyError, ValueError):
+            raise UserError(f"{path}: tensor {name!r} has no valid data_offsets in the header") from None
+    needed = 8 + header_bytes + end
+    if size < needed:
+        raise UserError(
+            f"{path} is truncated: it holds {size:,} of the {needed:,} bytes its header describes; "
+            "copy or download it again"
+        )
+
+
+def gguf_layer_count(path: Path) -> int | None:
+    header = read_gguf_header(path)
+    count = header.metadata.get(f"{header.metadata.get('general.architecture')}.block_count")
+    return count if isinstance(count, int) and count > 0 else None
+
+
+def config_layer_count(folder: Path) -> int | None:
+    config = read_config(folder)
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    for section in (config, text):
+        for field in ("num_hidden_layers", "n_layer", "num_layers"):
+            if isinstance(section.get(field), int):
+                return section[field]
+    return None

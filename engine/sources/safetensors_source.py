@@ -29,6 +29,28 @@ _UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
 _SLAB_ELEMENTS = 1 << 24  # 64 MiB of float32 per slab
 
 
+def checkpoint_architecture(model_dir: Path, config: dict) -> str:
+    """The model class that config.json names, or, as transformers does when it names none, the
+    causal language model registered for its ``model_type``."""
+    architectures = config.get("architectures") or []
+    if architectures and isinstance(architectures[0], str):
+        return architectures[0]
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        found = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+        if isinstance(found, str):
+            return found
+        raise UserError(
+            f"{model_dir}/config.json names no architecture and transformers knows no causal language "
+            f"model of type {model_type!r}: add an 'architectures' list"
+        )
+    raise UserError(
+        f"{model_dir}/config.json names neither an architecture nor a model_type: add an 'architectures' list"
+    )
+
+
 class SafetensorsSource:
     def __init__(
         self, model_dir: Path, fingerprint: str, display_name: str, names_store: JsonStore | None = None
@@ -36,12 +58,7 @@ class SafetensorsSource:
         """``names_store``: where earlier runs kept the tensor names (None: ask TransformerLens)."""
         self.model_dir = model_dir
         config = json.loads((model_dir / "config.json").read_text())
-        architectures = config.get("architectures") or []
-        if not architectures:
-            raise UserError(
-                f"{model_dir}/config.json names no architecture: it needs an 'architectures' list"
-            )
-        self.architecture = architectures[0]
+        self.architecture = checkpoint_architecture(model_dir, config)
         names = tensor_names(model_dir, self.architecture, names_store)
         self._top, self._mlp = names.top, names.mlp
         self._centres = names.normalization.startswith("LN")

@@ -27,16 +27,24 @@ from tui.screens.prompt import PromptScreen
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
-COLUMNS = ("neuron", "max-dot", "null-z", "kurt", "class", "top tokens", "note")
+# The note before the tokens: at 80 columns the tokens are cut, and the note is the user's own.
+COLUMNS = ("neuron", "max-dot", "null-z", "kurt", "class", "note", "top tokens")
+NOTE_SHOWN = 24  # characters of a note in the table (the whole note is in the n dialog)
 TOKENS_SHOWN = 3
+
+
+def _note_cell(note: str) -> Text:
+    shown = note if len(note) <= NOTE_SHOWN else note[: NOTE_SHOWN - 1] + "…"
+    return Text(shown.replace("\n", " "))
 
 
 class CollectionScreen(Screen[tuple[int, int] | None]):
     BINDINGS = [
         Binding("escape,q,m", "close", "Back", id="close-collection"),
         Binding("enter", "open", "Detail", id="collection-detail"),
-        Binding("space", "unmark", "Unmark", id="collection-unmark"),
+        Binding("space", "unmark", "Unmark (keeps the note)", id="collection-unmark"),
         Binding("n", "note", "Note", id="collection-note"),
+        Binding("u", "undo", "Undo", id="collection-undo"),
         Binding("e", "export", "Export", id="collection-export"),
     ]
 
@@ -73,9 +81,11 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         table = self.query_one(KeyTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
+        self.collection.refresh()  # what another explorer saved since this one last looked
         self.redraw()
         table.focus()
         self.load_layers()
+        self.set_interval(1.0, self._follow_file)
 
     @work(thread=True, exclusive=True, group="collection", exit_on_error=False)
     def load_layers(self) -> None:
@@ -111,7 +121,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         label = neuron_label(marked.layer, marked.neuron)
         neurons = self.loaded.get(marked.layer)
         if neurons is None:
-            return [label, Text("…", style="dim"), "", "", "", "", Text(marked.note)]
+            return [label, Text("…", style="dim"), "", "", "", _note_cell(marked.note), ""]
         s = neurons.stats(marked.neuron)
         result, n = neurons.result, marked.neuron
         tokens = Text()
@@ -129,8 +139,8 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
             "" if s.null_z is None else f"{s.null_z:.1f}",
             f"{s.kurtosis:.1f}",
             {"prediction": "pred", "suppression": "supp"}.get(s.klass, ""),
+            _note_cell(marked.note),
             tokens,
-            Text(marked.note),
         ]
 
     def _current(self) -> Marked | None:
@@ -168,6 +178,30 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         self.app.push_screen(
             PromptScreen(f"Note for {label}", marked.note, "Enter saves, Escape cancels"), save
         )
+
+    def action_undo(self) -> None:
+        try:
+            undone = self.collection.undo()
+        except UserError as error:
+            self.notify(str(error), title="undo not saved", severity="error")
+            return
+        if undone is None:
+            self.notify("nothing to undo: no mark or note was changed in this explorer", severity="warning")
+        else:
+            self.notify(f"undid the {undone}", title="undo")
+        self.redraw()
+
+    def _follow_file(self) -> None:
+        """Another explorer's marks and notes show here as they are saved."""
+        try:
+            changed = self.collection.refresh()
+        except UserError:
+            return
+        if changed:
+            self.redraw()
+            missing = set(self.collection.layers()) - set(self.loaded)
+            if missing:
+                self.load_layers()
 
     def action_export(self) -> None:
         self.export()

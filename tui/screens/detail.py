@@ -94,6 +94,12 @@ class NeuronDetailScreen(Screen[None]):
         Binding("escape,q", "close", "Back", id="back"),
         Binding("right,l", "step(1)", "Next neuron", priority=True, id="next-neuron"),
         Binding("left,h", "step(-1)", "Prev neuron", priority=True, id="previous-neuron"),
+        Binding("down,j", "scroll_tokens('down')", "Scroll down", show=False, id="detail-down"),
+        Binding("up,k", "scroll_tokens('up')", "Scroll up", show=False, id="detail-up"),
+        Binding("pagedown", "scroll_tokens('page_down')", "Page down", show=False, id="detail-page-down"),
+        Binding("pageup", "scroll_tokens('page_up')", "Page up", show=False, id="detail-page-up"),
+        Binding("home,g", "scroll_tokens('home')", "Top", show=False, id="detail-top"),
+        Binding("end,G", "scroll_tokens('end')", "Bottom", show=False, id="detail-bottom"),
     ]
 
     DEFAULT_CSS = """
@@ -276,6 +282,19 @@ class NeuronDetailScreen(Screen[None]):
         self.lists_table = self._promote_suppress(self.neuron, message.scores)
         self.query_one("#detail-lists", Static).update(self.lists_table)
         self.query_one("#detail-lists-note", Static).update("")
+
+    def action_scroll_tokens(self, where: str) -> None:
+        """The statistics, token lists and examples scroll with the list keys (j/k, Home/End)."""
+        panel = self.query_one("#detail-tokens", VerticalScroll)
+        moves = {
+            "down": panel.scroll_down,
+            "up": panel.scroll_up,
+            "page_down": panel.scroll_page_down,
+            "page_up": panel.scroll_page_up,
+            "home": panel.scroll_home,
+            "end": panel.scroll_end,
+        }
+        moves[where](animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

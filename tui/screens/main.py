@@ -34,6 +34,7 @@ from tui.filtering import FilterError, parse_filter
 from tui.messages import Activity, EngineReady, EvidenceReady, LayerReady, LayerSummarised, NullReady
 from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
 from tui.state import ExplorerState
 from tui.widgets.footer import KeyFooter
@@ -43,6 +44,7 @@ from tui.widgets.neuron_list import NeuronList
 from tui.widgets.status_bar import Status, StatusBar
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the scanner
+COLLECTION_POLL = 1.0  # seconds between looks at the collection file (another explorer's changes)
 
 
 def describe(error: BaseException) -> str:
@@ -69,6 +71,7 @@ class MainScreen(Screen[None]):
         Binding("g", "go_to", "Go to", id="go-to"),
         Binding("m", "collection", "Collection", id="collection"),
         Binding("n", "note", "Note", id="note"),
+        Binding("u", "undo", "Undo mark/note", show=False, id="undo"),
         Binding("e", "export", "Export", id="export"),
         Binding("E", "export_listed", "Export listed", id="export-listed"),
         Binding("h", "toggle_histogram", "Hist/curve", id="histogram"),
@@ -119,7 +122,22 @@ class MainScreen(Screen[None]):
         self.query_one(NeuronList).focus()
         self.refresh_status()
         self.engine.on_warning = self._warn_from_any_thread
+        for warning in self.engine.warnings:  # raised before the screen existed (an unusable cache)
+            self.notify(warning, severity="warning", timeout=20)
+        self.set_interval(COLLECTION_POLL, self._follow_collection_file)
         self.start_engine()
+
+    def _follow_collection_file(self) -> None:
+        """Another explorer on the same model may have marked or noted neurons: show them."""
+        collection = self.state.collection
+        if collection is None:
+            return
+        try:
+            changed = collection.refresh()
+        except UserError:
+            return  # said when a change is saved; a passing read error is no news
+        if changed:
+            self._refresh_marks()
 
     def _warn_from_any_thread(self, text: str) -> None:
         """Engine warnings (a CPU-only torch beside a GPU...) come from workers: shown on screen."""
@@ -137,6 +155,7 @@ class MainScreen(Screen[None]):
             model=self.info.name if self.info else self.engine.location.display_name,
             device=self.engine.device_label(),
             projection=state.settings.projection.label,
+            projection_short=state.settings.projection.short_label,
             layer=state.layer,
             last_layer=state.n_layers - 1 if state.n_layers else 0,
             marked=len(state.collection) if state.collection is not None else 0,
@@ -158,8 +177,11 @@ class MainScreen(Screen[None]):
         if event.state != WorkerState.ERROR or event.worker.error is None:
             return
         text = describe(event.worker.error)
-        if event.worker.group == "engine" and isinstance(event.worker.error, UserError):
-            self.app.fail(text)  # the model cannot be opened: nothing to explore
+        if event.worker.group == "engine":
+            # The model cannot be opened: nothing to explore, so the explorer ends and the command
+            # line prints the reason (an unexpected error as one, with how to see its traceback).
+            error = event.worker.error
+            self.app.fail(text, None if isinstance(error, UserError) else error)
             return
         if event.worker.group == "export":
             self.notify(text, title="export failed", severity="error")
@@ -235,7 +257,9 @@ class MainScreen(Screen[None]):
             if target is None:
                 break
             if target == NULL_BASELINE:
-                self.post_message(Activity("computing the null baseline", None))
+                cached = self.engine.has_null_baseline(settings)
+                verb = "reading" if cached else "computing"
+                self.post_message(Activity(f"{verb} the null baseline", None))
                 null = self.engine.null_baseline(settings)
                 self.post_message(NullReady(null, generation))
                 continue
@@ -377,6 +401,15 @@ class MainScreen(Screen[None]):
         state = self.state
         self.neurons = neurons = state.neurons(result)
         order = state.order(neurons)
+        if state.pending_neuron is not None and state.conditions and state.pending_neuron not in order:
+            hidden = ", ".join(map(str, state.conditions))
+            state.conditions = []
+            order = state.order(neurons)
+            self.notify(
+                f"{neuron_label(result.layer, state.pending_neuron)} does not pass the filter {hidden}: "
+                "the filter was cleared to show it",
+                title="go to",
+            )
         listing = self.query_one(NeuronList)
         listing.show_layer(neurons, self.vocab, order, state.marked)
         if from_top:
@@ -409,10 +442,27 @@ class MainScreen(Screen[None]):
         self._mark_histogram(message.neuron)
 
     def on_neuron_list_mark_toggled(self, message: NeuronList.MarkToggled) -> None:
+        # The layer comes with the message: by now another layer may be on screen (keys typed ahead).
         try:
-            self.state.toggle_mark(message.neuron)
+            self.state.toggle_mark(message.layer, message.neuron)
         except UserError as error:  # the collection file could not be written
             self.notify(str(error), title="mark not saved", severity="error")
+        self._refresh_marks()
+
+    def action_undo(self) -> None:
+        """Undo this explorer's last mark, unmark or note (the collection file is changed back)."""
+        collection = self.state.collection
+        if collection is None:
+            return
+        try:
+            undone = collection.undo()
+        except UserError as error:
+            self.notify(str(error), title="undo not saved", severity="error")
+            return
+        if undone is None:
+            self.notify("nothing to undo: no mark or note was changed in this explorer", severity="warning")
+        else:
+            self.notify(f"undid the {undone}", title="undo")
         self._refresh_marks()
 
     def _refresh_marks(self) -> None:
@@ -662,12 +712,44 @@ class MainScreen(Screen[None]):
         title = f"Export the {listed} listed neurons of layer {self.result.layer}"
         self._ask_path(title, f"neurons-layer{self.result.layer}.csv", self._export_listed)
 
-    def _ask_path(self, title: str, name: str, then) -> None:
+    def _ask_path(self, title: str, name: str, then: Callable[[str], None]) -> None:
+        """Ask for a file to write; refuse what the explorer cannot write to, and ask before
+        replacing a file that exists (Enter replaces it, Escape keeps it)."""
         hint = ".csv, .json or .jsonl, by extension; ~ is your home"
-        self.app.push_screen(PromptScreen(title, str(self.export_dir / name), hint), then)
 
-    def _export_listed(self, path: str | None) -> None:
-        if not path or self.neurons is None or self.info is None or self.vocab is None:
+        def chosen(text: str | None) -> None:
+            path = (text or "").strip()
+            if not path:
+                return
+            if path == "-":
+                self.notify(
+                    "'-' means standard output, which the explorer draws on: give a file path "
+                    "(or use neuron-tui collection -o - from a shell)",
+                    title="export",
+                    severity="error",
+                )
+                return
+            target = Path(path).expanduser()
+            if target.is_dir():
+                self.notify(
+                    f"{path} is a folder: add a file name ending in .csv, .json or .jsonl",
+                    title="export",
+                    severity="error",
+                )
+                return
+            if target.exists():
+                question = f"{target} exists. Replace it?"
+                self.app.push_screen(
+                    ConfirmScreen(question, "Enter replaces it, Escape keeps the old file"),
+                    lambda yes: then(path) if yes else self.notify(f"kept {target}", title="export"),
+                )
+                return
+            then(path)
+
+        self.app.push_screen(PromptScreen(title, str(self.export_dir / name), hint), chosen)
+
+    def _export_listed(self, path: str) -> None:
+        if self.neurons is None or self.info is None or self.vocab is None:
             return
         neurons, chosen, settings = (
             self.neurons,
@@ -679,9 +761,9 @@ class MainScreen(Screen[None]):
             path.strip(), lambda: neuron_records(name, vocab, neurons, chosen, k=settings.top_k), settings
         )
 
-    def _export_collection(self, path: str | None) -> None:
+    def _export_collection(self, path: str) -> None:
         collection = self.state.collection
-        if not path or collection is None or self.info is None or self.vocab is None:
+        if collection is None or self.info is None or self.vocab is None:
             return
         settings, engine, name, vocab = self.state.settings, self.engine, self.info.name, self.vocab
 

@@ -58,7 +58,7 @@ class NeuronList(ScrollView, can_focus=True):
         Binding("pageup", "page_up", "Page up", show=False, id="page-up"),
         Binding("home", "first", "First", show=False, id="first"),
         Binding("end,G", "last", "Last", show=False, id="last"),
-        Binding("space", "toggle_mark", "Mark", id="mark"),
+        Binding("space", "toggle_mark", "Mark, next row", id="mark"),
         Binding("enter", "select", "Detail", id="detail"),
     ]
 
@@ -85,11 +85,13 @@ class NeuronList(ScrollView, can_focus=True):
             self.neuron = neuron
 
     class MarkToggled(Message):
-        """Space on a row: the screen owns the marks and updates them."""
+        """Space on a row: the screen owns the marks and updates them. The message names the
+        layer as well as the neuron: keys typed ahead (space, then ]) are handled after the layer
+        on screen has changed, and the mark belongs to the row that was highlighted."""
 
-        def __init__(self, neuron: int) -> None:
+        def __init__(self, layer: int, neuron: int) -> None:
             super().__init__()
-            self.neuron = neuron
+            self.layer, self.neuron = layer, neuron
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -187,9 +189,9 @@ class NeuronList(ScrollView, can_focus=True):
 
     def action_toggle_mark(self) -> None:
         neuron = self.current_neuron
-        if neuron is None:
+        if neuron is None or self.neurons is None:
             return
-        self.post_message(self.MarkToggled(neuron))
+        self.post_message(self.MarkToggled(self.neurons.layer, neuron))
         self._move(1)
 
     def action_select(self) -> None:

@@ -1,6 +1,6 @@
-"""The status line: the layer as ``Layer N / M``, the sort and its direction, the filter, the
-marked count and background work first; model, device and projection fill what room is left
-(the model name is shortened first)."""
+"""The status line: the layer as ``Layer N / M``, the projection (short when room is tight), the
+sort and its direction, the filter, the marked count and background work first; model and device
+fill what room is left (the model name is shortened first)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class Status:
     model: str
     device: str
     projection: str
+    projection_short: str
     layer: int | None
     last_layer: int
     marked: int
@@ -32,12 +33,13 @@ def status_text(status: Status, width: int) -> Text:
     essentials: list[tuple[str, str]] = []
     if status.layer is not None:
         essentials.append((f"Layer {status.layer} / {status.last_layer}", "bold reverse"))
+    # The projection says what the numbers mean (raw dots or cosines): it is never dropped.
+    essentials.append((status.projection_short, "bold"))
     essentials.append((f"by {status.sort}", ""))
     if status.filter_text:
         essentials.append((status.filter_text, "yellow"))
     if status.marked:
         essentials.append((f"{status.marked} marked", "bold yellow"))
-    extras = [(status.device, ""), (status.projection, "")]  # in display order
     if status.activity:
         essentials.append((status.activity, "italic"))
 
@@ -45,12 +47,15 @@ def status_text(status: Status, width: int) -> Text:
         return sum(len(text) for text, _ in parts) + len(SEPARATOR) * max(len(parts) - 1, 0)
 
     room = width - 1 - length(essentials)
-    shown = set()
-    for index in (1, 0):  # the projection matters more than the device
-        if room - len(extras[index][0]) - len(SEPARATOR) >= 0:
-            shown.add(index)
-            room -= len(extras[index][0]) + len(SEPARATOR)
-    shown_extras = [extra for index, extra in enumerate(extras) if index in shown]
+    at = 1 if status.layer is not None else 0
+    longer = len(status.projection) - len(status.projection_short)
+    if longer > 0 and room - longer >= len(SEPARATOR) + len(status.device):
+        essentials[at] = (status.projection, "bold")  # the full label while it fits
+        room -= longer
+    shown_extras = []
+    if room - len(status.device) - len(SEPARATOR) >= 0:
+        shown_extras.append((status.device, ""))
+        room -= len(status.device) + len(SEPARATOR)
     model = status.model
     room -= len(SEPARATOR)
     if room < len(model):
