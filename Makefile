@@ -14,7 +14,7 @@ TORCH_WANTED := $(TORCH_SPEC)$(if $(TORCH_INDEX), from $(TORCH_INDEX))
 TORCH_STAMP := $(VENV)/.torch
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-gpu setup torch clean
+.PHONY: run test test-fast lint bench bench-gpu setup torch clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ lint: setup
 # Two test processes: most tests wait on subprocesses and terminals, so two share two cores well.
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+
+# The quick loop: everything but the tests marked slow (the bundled model, terminal batteries).
+test-fast: setup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 bench: setup
 	$(BIN)/python -m bench
