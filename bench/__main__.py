@@ -93,9 +93,9 @@ def seed_loop_per_neuron(
 
 
 def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed_sample: int) -> dict:
-    from engine.block_pass import COMPILED, wanted
-    from engine.projection import ProjectedUnembed
-    from engine.scan import default_chunk_tokens, scan_layer
+    from engine.scan.block_pass import COMPILED, wanted
+    from engine.scan.layer_scan import default_chunk_tokens, scan_layer
+    from engine.scan.projection import ProjectedUnembed
     from engine.settings import Projection
 
     unembed = ProjectedUnembed(unembed_np, None, Projection(), device, dtype)
@@ -154,8 +154,8 @@ def _peak_kib(stderr: str) -> int:
 
 def bench_end_to_end(device: torch.device) -> dict:
     """(d) cold scan of every layer, (e) warm start, (f) peak memory; bundled model."""
-    from engine.projection import ProjectedUnembed
-    from engine.scan import default_chunk_tokens
+    from engine.scan.layer_scan import default_chunk_tokens
+    from engine.scan.projection import ProjectedUnembed
     from engine.settings import Projection
     from engine.sources.resolve import locate_model, open_source
 
@@ -181,7 +181,7 @@ def bench_end_to_end(device: torch.device) -> dict:
             [
                 sys.executable,
                 "-c",
-                "import torch, engine.scan, engine.sources.gguf_source; "
+                "import torch, engine.scan.layer_scan, engine.sources.gguf_source; "
                 "from bench.child import peak_rss_kib; print(peak_rss_kib())",
             ],
             cwd=ROOT,

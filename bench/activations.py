@@ -28,12 +28,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
 
-    from engine.activation_pass import run_batches
-    from engine.activation_state import LayerActivationState
-    from engine.activation_windows import ActivationSettings, tokenize_corpus
+    from engine.activations.forward_pass import run_batches
+    from engine.activations.state import LayerActivationState
+    from engine.activations.windows import tokenize_corpus
     from engine.corpus import default_corpus
     from engine.distributed import SINGLE
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+    from engine.settings import ActivationSettings
 
     engine = NeuronEngine(EngineOptions(model=args.model, device=args.device, use_cache=False))
     started = time.perf_counter()
@@ -55,7 +56,7 @@ def main() -> None:
             torch.cuda.synchronize(device)
 
     def bare() -> None:
-        from engine.activation_pass import batch_inputs
+        from engine.activations.forward_pass import batch_inputs
 
         with torch.inference_mode():
             for number in numbers:

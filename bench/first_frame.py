@@ -23,7 +23,7 @@ def bare() -> None:
 
 
 def explorer(cache_dir: str) -> None:
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
     from tui.app import NeuronApp
 
     shown: list[int] = []
@@ -45,7 +45,7 @@ def explorer(cache_dir: str) -> None:
 
 def detail(cache_dir: str) -> None:
     """Open the first listed neuron's detail once the layer shows; print the seconds to its frame."""
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
     from tui.app import NeuronApp
     from tui.screens.detail import NeuronDetailScreen
     from tui.widgets.neuron_list import NeuronList

@@ -4,7 +4,7 @@
    the CPU, for a sample of neurons (top-k ids and values, statistics, score histograms);
 2. throughput: all 16 layers of a Llama-3.2-1B-shaped model and 4 layers of a Llama-3.1-8B-shaped
    one (full width and vocabulary), scan against its bare matrix products: float32 with the eager
-   and the compiled block pass (engine.block_pass), and bfloat16;
+   and the compiled block pass (engine.scan.block_pass), and bfloat16;
 3. a real CUDA out-of-memory error (a block far too large) and the halving retry;
 4. the activation pass against the bare forward pass of a random Llama-3.2-1B-shaped model on the
    same tokens (needs transformer_lens; skipped with a note without it).
@@ -44,8 +44,8 @@ def random_model(shape: dict, seed: int = 0):
 
 
 def check_exactness(device: torch.device, shape: dict, sample: int = 48) -> None:
-    from engine.projection import ProjectedUnembed
-    from engine.scan import scan_layer
+    from engine.scan.layer_scan import scan_layer
+    from engine.scan.projection import ProjectedUnembed
     from engine.score_histogram import BINS_PER_SIGN
     from engine.settings import Projection
 
@@ -114,8 +114,8 @@ def check_throughput(device: torch.device, shapes: dict) -> None:
 
 
 def check_out_of_memory(device: torch.device, shape: dict) -> None:
-    from engine.projection import ProjectedUnembed
-    from engine.scan import scan_layer, scan_shrinking_on_oom
+    from engine.scan.layer_scan import scan_layer, scan_shrinking_on_oom
+    from engine.scan.projection import ProjectedUnembed
     from engine.settings import Projection, ScanSettings
 
     w_outs, unembed_np = random_model(dict(shape, layers=1), seed=3)
@@ -143,9 +143,9 @@ def check_activation_pass(device: torch.device, shape: dict, tokens: int) -> Non
         return
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from engine.activation_pass import run_batches
-    from engine.activation_state import LayerActivationState
-    from engine.activation_windows import TokenizedCorpus
+    from engine.activations.forward_pass import run_batches
+    from engine.activations.state import LayerActivationState
+    from engine.activations.windows import TokenizedCorpus
 
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -185,7 +185,7 @@ def check_activation_pass(device: torch.device, shape: dict, tokens: int) -> Non
             torch.cuda.synchronize(device)
 
     def bare() -> None:
-        from engine.activation_pass import batch_inputs
+        from engine.activations.forward_pass import batch_inputs
 
         with torch.inference_mode():
             for batch in batches:

@@ -66,17 +66,17 @@ def child(path: str, loader: str, device: str, scan_layers: str, cache_dir: str)
     import torch
 
     from bench.child import peak_rss_kib
-    from engine.projection import ProjectedUnembed
     from engine.resources import return_freed_memory
-    from engine.scan import scan_layer
+    from engine.scan.layer_scan import scan_layer
+    from engine.scan.projection import ProjectedUnembed
     from engine.settings import Projection
 
     started = time.perf_counter()
     folder = Path(path)
     if loader == "stream":
-        from engine.cache import ResultCache
         from engine.sources.prefetch import PrefetchingSource
         from engine.sources.safetensors_source import SafetensorsSource
+        from engine.store.cache import ResultCache
 
         names = ResultCache(Path(cache_dir))
         source = PrefetchingSource(SafetensorsSource(folder, "bench", folder.name, names))

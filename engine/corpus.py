@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.errors import UserError, first_line
 
 DEFAULT_NAME = "python-docs"
 _DEFAULT_CHARACTERS = 1_200_000  # the reference manual (~465k characters) plus docstrings: ~250k tokens
@@ -302,7 +302,7 @@ def _hf_dataset(spec: str) -> StreamedCorpus:
     try:
         dataset = datasets.load_dataset(name, split=split)
     except Exception as error:  # datasets raises many types for a missing local copy
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise UserError(
             f"dataset {name} (split {split}) is not in the local Hugging Face cache ({first[:120]}): "
             "download it once elsewhere, or pass a .txt or .jsonl file"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.activation_evidence import LayerActivations
+from engine.evidence import LayerActivations
 from engine.null import NullBaseline, per_unit_max_dot
 from engine.results import LayerResult, prediction_class
 

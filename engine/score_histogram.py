@@ -9,7 +9,7 @@ next to zero, so the counts are exact at that resolution and always sum to the v
 
 The detail view redraws a neuron's histogram from these counts on linear bins (``linear_counts``)
 without the model. This module needs only numpy (the explorer's warm start never imports torch);
-the scan's side is ``engine.histogram_pass``.
+the scan's side is ``engine.scan.histogram_pass``.
 """
 
 from __future__ import annotations

@@ -77,3 +77,39 @@ class ScanSettings:
             **asdict(self.projection),
             "token_top_n": self.token_top_n,
         }
+
+
+@dataclass(frozen=True)
+class ActivationSettings:
+    """What an activation pass computes; validated when built."""
+
+    context: int = 256  # tokens per window
+    examples: int = 20  # top examples shown and exported per neuron
+    lift_positions: int = 100  # top examples the lift is measured on
+    max_tokens: int | None = None  # cap on positions read from the corpus
+    batch_tokens: int = 2048  # tokens per forward pass (whole windows)
+
+    def __post_init__(self) -> None:
+        for name in ("context", "examples", "lift_positions", "batch_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.context < 2:
+            raise UserError(f"context must be at least 2 tokens, got {self.context}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UserError(f"max-tokens must be at least 1, got {self.max_tokens}")
+
+    @property
+    def keep(self) -> int:
+        """Top examples kept per neuron: enough for both the shown examples and the lift."""
+        return max(self.examples, self.lift_positions)
+
+    @property
+    def windows_per_batch(self) -> int:
+        return max(1, self.batch_tokens // self.context)
+
+    @property
+    def cache_tag(self) -> str:
+        return (
+            f"a1-c{self.context}-e{self.examples}-l{self.lift_positions}-m{self.max_tokens}"
+            f"-b{self.windows_per_batch}"
+        )

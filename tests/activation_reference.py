@@ -1,4 +1,4 @@
-"""Activation evidence by brute force, from the definitions in engine.activation_evidence: every
+"""Activation evidence by brute force, from the definitions in engine.evidence: every
 activation of every position (each window run alone through the plain Hugging Face model, read
 with PyTorch forward hooks), fully sorted, and every rate counted directly."""
 

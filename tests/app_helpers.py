@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 
 from engine.errors import ScanCancelled
-from engine.session import EngineOptions, NeuronEngine, ScanProgress
+from engine.neuron_engine import EngineOptions, NeuronEngine
+from engine.progress import ScanProgress
 from engine.settings import ScanSettings
 from tui.app import NeuronApp
 

@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: find bench/
 
 from bench.child import peak_rss_kib  # noqa: E402
-from engine.session import EngineOptions, NeuronEngine  # noqa: E402
+from engine.neuron_engine import EngineOptions, NeuronEngine  # noqa: E402
 from engine.settings import ScanSettings  # noqa: E402
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from activation_reference import assert_examples_match, reference_evidence
 
-from engine.activation_job import ActivationJob
-from engine.activation_windows import ActivationSettings
+from engine.activations.job import ActivationJob
 from engine.corpus import Corpus
-from engine.session import EngineOptions, NeuronEngine
-from engine.settings import ScanSettings
+from engine.neuron_engine import EngineOptions, NeuronEngine
+from engine.settings import ActivationSettings, ScanSettings
 
 
 def random_documents(seed: int, count: int = 6) -> tuple[str, ...]:
@@ -82,7 +81,7 @@ def test_a_killed_pass_resumes_from_its_last_batch_and_ends_identical(tiny_llama
 
 
 def again_windows(engine, corpus, settings):
-    from engine.activation_windows import tokenize_corpus
+    from engine.activations.windows import tokenize_corpus
 
     _, tokenizer, _ = engine.activation_model()
     return tokenize_corpus(

@@ -123,7 +123,7 @@ async def test_sort_and_filter(tiny_gguf, tmp_path):
         await pilot.press("s")
         assert app.state.sort_key == "neuron" and neurons.listed_neurons == list(range(96))
         await pilot.press("s")
-        assert app.state.sort_key == "null-z"
+        assert app.state.sort_key == "null_z"
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
         threshold = float(np.median(app.main.result.max_dot))

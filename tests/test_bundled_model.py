@@ -169,12 +169,11 @@ def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
     evidence and records against every activation of the plain Hugging Face model, fully sorted."""
     from activation_reference import assert_examples_match, reference_evidence
 
-    from engine.activation_export import activation_records
-    from engine.activation_job import ActivationJob
-    from engine.activation_windows import ActivationSettings
+    from engine.activations.job import ActivationJob
     from engine.corpus import Corpus, default_corpus
-    from engine.session import EngineOptions, NeuronEngine
-    from engine.settings import ScanSettings
+    from engine.evidence_records import activation_records
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+    from engine.settings import ActivationSettings, ScanSettings
 
     corpus = Corpus("manual", default_corpus().documents[:3])
     engine = NeuronEngine(EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))

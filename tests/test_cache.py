@@ -10,9 +10,9 @@ import stat
 import numpy as np
 import pytest
 
-from engine.cache import ResultCache
-from engine.session import EngineOptions, NeuronEngine
+from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import Projection, ScanSettings
+from engine.store.cache import ResultCache
 
 
 def _engine(model, tmp_path) -> NeuronEngine:

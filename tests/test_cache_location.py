@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cli_helpers import ROOT
 
-import engine.cache_location as location
+import engine.store.location as location
 
 
 def test_the_order_of_cache_locations(monkeypatch, tmp_path):
@@ -29,7 +29,7 @@ def test_the_order_of_cache_locations(monkeypatch, tmp_path):
 def _installed_scan(tiny_gguf: Path, cwd: Path, home: Path) -> subprocess.CompletedProcess:
     """`neuron-tui scan` as an installed copy runs it (no source checkout), from ``cwd``."""
     code = (
-        "import sys, engine.cache_location as l\n"
+        "import sys, engine.store.location as l\n"
         "l.source_checkout = lambda: None\n"
         "from tui.cli import main\n"
         f"sys.exit(main(['scan', '--model', {str(tiny_gguf)!r}, '--device', 'cpu', '--layers', '0', "

@@ -163,7 +163,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(tmp_path):
     from cli_helpers import ROOT
 
     code = (
-        "import tui.headless as headless\n"
+        "import tui.cli.headless as headless\n"
         "def broken(*args):\n    raise RuntimeError('boom')\n"
         "headless.scan = broken\n"
         "from tui.cli import main\nraise SystemExit(main(['scan']))"

@@ -12,8 +12,8 @@ import pytest
 from app_helpers import answer_prompt, make_app, settle, showing, wait_for
 from cli_helpers import run_cli
 
-from engine.collection import Collection
 from engine.settings import ScanSettings
+from engine.store.collection import Collection
 from tui.screens.collection import CollectionScreen
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.prompt import PromptScreen
@@ -101,7 +101,7 @@ async def test_collection_view_notes_unmarks_opens_and_exports(tiny_gguf, tmp_pa
 
 
 def test_collection_command_exports_the_explorers_marks(tiny_gguf, tmp_path):
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
 
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c"))
     info = engine.info
@@ -180,7 +180,7 @@ def test_marks_on_two_layers_survive_a_restart_and_export_exactly(tiny_gguf, tmp
     marked = Collection.for_model("tiny-llama", rows[0]["fingerprint"], tmp_path / "data").items()
     assert [(int(r["layer"]), int(r["neuron"])) for r in rows] == [(m.layer, m.neuron) for m in marked]
     assert sorted({m.layer for m in marked}) == [1, 2] and len(marked) == 3
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
 
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c"))
     for row in rows:

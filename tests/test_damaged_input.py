@@ -15,7 +15,7 @@ from cli_helpers import run_cli
 from terminal import Terminal
 
 from engine.errors import UserError
-from engine.session import EngineOptions, NeuronEngine
+from engine.neuron_engine import EngineOptions, NeuronEngine
 
 
 def _copy(source, destination):
@@ -94,7 +94,7 @@ def test_a_corpus_larger_than_memory_is_read_as_a_stream_and_the_cap_stops_the_r
     peak of Python allocations stays far below the file's size), no piece handed to the tokenizer
     exceeds the piece size, and the reading stops a piece or two after the cap."""
     from engine import corpus as corpus_module
-    from engine.activation_windows import tokenize_corpus
+    from engine.activations.windows import tokenize_corpus
 
     line = "the quick brown fox jumps over the lazy dog, again and again\n"
     path = tmp_path / "big.txt"
@@ -127,7 +127,7 @@ def test_pieces_of_a_long_document_tokenize_as_the_whole_for_a_tokenizer_that_sp
     """With a tokenizer that works character by character, cutting documents into pieces changes
     nothing: positions, next tokens, windows and the cap are those of the whole documents."""
     from engine import corpus as corpus_module
-    from engine.activation_windows import tokenize_corpus
+    from engine.activations.windows import tokenize_corpus
 
     rng = np.random.default_rng(5)
     encode = lambda text: [ord(c) for c in text]  # noqa: E731
@@ -160,18 +160,18 @@ async def test_an_unusable_cache_is_said_inside_the_explorer(tiny_gguf, tmp_path
         assert any("running without the cache" in m for m in messages), messages
 
 
-def test_a_cache_write_failure_is_told_once_and_says_results_are_not_kept(tmp_path, monkeypatch):
-    from engine.cache import ResultCache
+def test_a_cache_write_failure_is_told_once_and_says_results_are_not_kept(tmp_path, monkeypatch, caplog):
+    from engine.store.cache import ResultCache
 
     cache = ResultCache(tmp_path / "cache")
-    told: list[str] = []
-    cache.on_warning = told.append
 
     def full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cache._cache, "set", full)
-    assert not cache.set("a", b"x") and not cache.set("b", b"y")
+    with caplog.at_level("WARNING"):
+        assert not cache.set("a", b"x") and not cache.set("b", b"y")
+    told = [r.getMessage() for r in caplog.records]
     assert len(told) == 1 and "not being kept" in told[0]
     cache.close()
 
@@ -288,3 +288,17 @@ async def test_notes_are_on_screen_in_the_collection_at_80_columns(tiny_gguf, tm
         await wait_for(pilot, lambda: app.screen.loaded)
         await pilot.pause(0.2)
         assert "pronouns" in app.export_screenshot()
+
+
+async def test_warnings_raised_while_the_explorer_runs_show_on_screen_not_on_stderr(tiny_gguf, tmp_path):
+    """Logging is the one channel; while the app runs no handler writes to the real stderr."""
+    import logging
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    before = list(logging.getLogger().handlers)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert logging.getLogger().handlers == [app.log_handler]
+        logging.getLogger("engine.store.cache").warning("warning: the disk is full (a test)")
+        await wait_for(pilot, lambda: any("disk is full" in str(n.message) for n in app._notifications))
+    assert logging.getLogger().handlers == before

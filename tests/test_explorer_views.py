@@ -10,7 +10,7 @@ import pytest
 from app_helpers import answer_prompt, make_app, settle, showing, wait_for
 from reference import reference_scores
 
-from engine.session import NeuronEngine
+from engine.neuron_engine import NeuronEngine
 from engine.settings import Projection
 from tui.screens.all_layers import AllLayersScreen
 from tui.screens.detail import NeuronDetailScreen

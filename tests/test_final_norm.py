@@ -10,7 +10,7 @@ import torch
 from models import write_hf_checkpoint
 from reference import projected_unembed64
 
-from engine.projection import ProjectedUnembed
+from engine.scan.projection import ProjectedUnembed
 from engine.settings import Projection
 from engine.sources.bridge_source import BridgeSource
 

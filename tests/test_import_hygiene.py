@@ -36,14 +36,14 @@ def test_help_imports_neither_torch_nor_textual():
 
 
 def test_warm_cache_reads_without_torch(tiny_gguf, tmp_path):
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
     from engine.settings import ScanSettings
 
     NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c")).layer(
         2, ScanSettings()
     )
     code = (
-        "from engine.session import EngineOptions, NeuronEngine\n"
+        "from engine.neuron_engine import EngineOptions, NeuronEngine\n"
         f"options = EngineOptions(model={str(tiny_gguf)!r}, device='cpu', "
         f"cache_dir={str(tmp_path / 'c')!r})\n"
         "e = NeuronEngine(options)\n"
@@ -51,8 +51,7 @@ def test_warm_cache_reads_without_torch(tiny_gguf, tmp_path):
         "r = e.layer(2, ScanSettings()); assert e.vocabulary.text(256) == ' coming' and not e.source_loaded\n"
         "import tui.screens.detail, tui.screens.main  # the views a warm start opens\n"
         "import tui.app, tui.corpus_pass  # and the evidence look-up it runs as a layer opens\n"
-        "from engine.activation_cache import known_corpus_hash\n"
-        "assert known_corpus_hash(e, 'default') is None"
+        "assert e.known_corpus_hash('default') is None"
     )
     loaded = _modules_after(code)
     assert "torch" not in loaded

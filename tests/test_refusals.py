@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import ROOT, run_cli
 
 from engine.errors import UserError
-from engine.session import EngineOptions, NeuronEngine
+from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import ScanSettings
 
 
@@ -122,15 +122,15 @@ def test_the_explorer_without_a_terminal_exits_at_once(tiny_gguf, tmp_path):
     assert not (tmp_path / "c").exists(), "nothing was opened"
 
 
-def test_cpu_only_torch_beside_a_gpu_is_said_once(tiny_gguf, tmp_path, monkeypatch):
+def test_cpu_only_torch_beside_a_gpu_is_said_once(tiny_gguf, tmp_path, monkeypatch, caplog):
     import engine.device
 
     monkeypatch.setattr(engine.device, "nvidia_gpu_present", lambda: True)
-    heard = []
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="auto", cache_dir=tmp_path / "c"))
-    engine.on_warning = heard.append
-    engine.layer(0, ScanSettings())
-    engine.layer(1, ScanSettings())
+    with caplog.at_level("WARNING"):
+        engine.layer(0, ScanSettings())
+        engine.layer(1, ScanSettings())
+    heard = [r.getMessage() for r in caplog.records if "CPU-only" in r.getMessage()]
     assert len(heard) == 1 and "CPU-only build" in heard[0] and "TORCH_SPEC=torch" in heard[0]
     assert engine.warnings.count(heard[0]) == 1
 

@@ -331,8 +331,8 @@ def test_hostile_tokens_stay_intact_in_exports(tiny_gguf, tmp_path):
 def test_out_of_memory_shrinks_the_block_and_retries(tiny_gguf, tiny_weights, tmp_path, monkeypatch):
     import torch
 
-    import engine.scan as scan_module
-    from engine.session import EngineOptions, NeuronEngine
+    import engine.scan.layer_scan as scan_module
+    from engine.neuron_engine import EngineOptions, NeuronEngine
 
     real = scan_module.scan_layer
     calls = []
@@ -357,9 +357,9 @@ def test_out_of_memory_shrinks_the_block_and_retries(tiny_gguf, tiny_weights, tm
 def test_model_too_big_for_the_device_says_so(tiny_gguf, tmp_path, monkeypatch):
     import torch
 
-    import engine.projection as projection_module
+    import engine.scan.projection as projection_module
     from engine.errors import UserError
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
 
     def no_room(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")

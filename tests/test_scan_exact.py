@@ -10,8 +10,8 @@ import torch
 from exactness import assert_histogram_matches, assert_layer_matches
 from reference import reference_layer, reference_scores
 
-from engine.projection import ProjectedUnembed
-from engine.scan import scan_layer
+from engine.scan.layer_scan import scan_layer
+from engine.scan.projection import ProjectedUnembed
 from engine.settings import Projection
 
 ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, True], repeat=3)]
@@ -138,7 +138,7 @@ def test_compiled_block_pass_equals_the_reference_and_the_eager_pass(projection,
     eager scan's rankings, token lists, coverage and histogram exactly; moments to 1e-6."""
     import shutil
 
-    from engine.block_pass import COMPILED
+    from engine.scan.block_pass import COMPILED
 
     if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
         pytest.skip("no C++ compiler: torch.compile cannot build CPU kernels here (scans stay eager)")

@@ -47,7 +47,7 @@ def _same_token(ours: str, printed: str) -> bool:
 
 
 def test_seed_table_layer_13(tmp_path):
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
     from engine.settings import ScanSettings
 
     try:

@@ -130,7 +130,7 @@ def test_scan_of_bridge_loaded_models_equals_reference(fixture, request, tmp_pat
     from exactness import assert_layer_matches
     from reference import reference_layer
 
-    from engine.session import EngineOptions, NeuronEngine
+    from engine.neuron_engine import EngineOptions, NeuronEngine
     from engine.settings import Projection, ScanSettings
 
     folder = request.getfixturevalue(fixture)

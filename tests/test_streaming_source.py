@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import run_cli
 from models import write_hf_checkpoint
 
-from engine.session import EngineOptions, NeuronEngine
+from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import Projection, ScanSettings
 from engine.sources.bridge_source import BridgeSource
 from engine.sources.safetensors_source import SafetensorsSource
@@ -77,8 +77,8 @@ def test_tensor_names_kept_in_the_cache_spare_the_transformer_lens_import(tmp_pa
     imported, and the tensors are the same; a damaged entry is asked for again."""
     import hashlib
 
-    from engine.cache import ResultCache
     from engine.sources.tensor_names import names_key
+    from engine.store.cache import ResultCache
 
     folder = write_hf_checkpoint(tmp_path / "gpt2", "gpt2", seed=3, max_shard_size="40KB")
     cache = ResultCache(tmp_path / "cache")
@@ -90,7 +90,7 @@ def test_tensor_names_kept_in_the_cache_spare_the_transformer_lens_import(tmp_pa
         "import hashlib, sys\n"
         "import numpy as np\n"
         "from pathlib import Path\n"
-        "from engine.cache import ResultCache\n"
+        "from engine.store.cache import ResultCache\n"
         "from engine.sources.safetensors_source import SafetensorsSource\n"
         f"cache = ResultCache(Path({str(tmp_path / 'cache')!r}))\n"
         f"source = SafetensorsSource(Path({str(folder)!r}), 'fp', 'gpt2', cache)\n"

@@ -10,10 +10,10 @@ import pytest
 from cli_helpers import run_cli
 from reference import reference_scores
 
-from engine.coverage import compute_coverage
 from engine.null import NullBaseline
+from engine.scan.coverage import compute_coverage
+from engine.scan.token_search import TokenIndex
 from engine.settings import Projection
-from engine.token_search import TokenIndex
 from engine.tokens import Vocabulary
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from results import random_result
 
-from engine.collection import Collection
 from engine.errors import UserError
 from engine.layers import parse_layer_spec
+from engine.neuron_engine import EngineOptions
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
-from engine.session import EngineOptions
 from engine.settings import DEFAULT_TOP_K, GURNEE, Projection, ScanSettings
+from engine.store.collection import Collection
 from engine.summary import STANDOUT_Z, summarise
 from tui.filtering import Condition, FilterError, neuron_order, parse_filter
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
@@ -190,7 +190,7 @@ def test_state_layers_results_and_marks(tmp_path):
 def test_state_sort_filter_jump_and_projection():
     state = ExplorerState(ScanSettings())
     keys = [state.cycle_sort() for _ in range(7)]
-    assert keys[-1] == "max-dot" and len(set(keys)) == 7 and "lift" in keys
+    assert keys[-1] == "max_dot" and len(set(keys)) == 7 and "lift" in keys
     state.conditions = parse_filter("0.5")
     state.jump_to(7)  # the filter stays: the screen clears it only if it hides neuron 7
     assert state.pending_neuron == 7 and [str(c) for c in state.conditions] == ["max_dot>=0.5"]

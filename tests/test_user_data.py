@@ -16,8 +16,8 @@ from app_helpers import answer_prompt, make_app, settle, wait_for
 from cli_helpers import run_cli
 from terminal import Terminal
 
-from engine.collection import Collection
-from engine.session import EngineOptions, NeuronEngine
+from engine.neuron_engine import EngineOptions, NeuronEngine
+from engine.store.collection import Collection
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
 from tui.widgets.neuron_list import NeuronList

@@ -16,10 +16,10 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from engine.activation_windows import ActivationSettings
 from engine.corpus import AnyCorpus
-from engine.session import NeuronEngine
-from engine.settings import ScanSettings
+from engine.neuron_engine import NeuronEngine
+from engine.settings import ActivationSettings, ScanSettings
+from tui.notify_log import NotifyHandler
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.main import MainScreen
 from tui.state import ExplorerState
@@ -76,13 +76,18 @@ class NeuronApp(App[int]):
         self.fatal_error: str | None = None  # set when the app ends because the model cannot be used
         self.fatal_exception: BaseException | None = None  # and the unexpected error behind it, if any
         self.main = MainScreen(engine, self.state, start_layer, export_dir or Path.cwd())
+        self.log_handler = NotifyHandler(self)
 
     def get_default_screen(self) -> Screen:
         return self.main
 
     def on_mount(self) -> None:
+        self.log_handler.install()  # warnings from now on: notifications, not lines under the screen
         if self.handle_signals:
             self._exit_on_signals()
+
+    def on_unmount(self) -> None:
+        self.log_handler.remove()
 
     def exit(self, result=None, return_code: int = 0, message=None) -> None:
         if self.on_exit is not None:

@@ -4,15 +4,13 @@ running corpus pass reads in the status line. Plain functions; the main screen's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from engine.activation_cache import cached_evidence, known_corpus_hash
 from engine.corpus import AnyCorpus, default_corpus, default_corpus_name, load_corpus
-from engine.session import NeuronEngine
+from engine.evidence import LayerActivations
+from engine.neuron_engine import NeuronEngine
+from engine.progress import ActivationProgress
 from tui.state import ExplorerState
-
-if TYPE_CHECKING:  # the job itself needs torch: imported where a pass starts
-    from engine.activation_job import ActivationProgress
 
 
 def corpus_hash(engine: NeuronEngine, state: ExplorerState) -> str | None:
@@ -21,7 +19,7 @@ def corpus_hash(engine: NeuronEngine, state: ExplorerState) -> str | None:
     if state.corpus is not None:
         return state.corpus.content_hash
     if state.corpus_spec is None:
-        return known_corpus_hash(engine, default_corpus_name())
+        return engine.known_corpus_hash(default_corpus_name())
     return None
 
 
@@ -30,7 +28,7 @@ def look_up(engine: NeuronEngine, state: ExplorerState, layer: int):
     digest = corpus_hash(engine, state)
     if digest is None:
         return None
-    return cached_evidence(engine, digest, state.activation, state.settings, layer)
+    return engine.evidence(layer, digest, state.activation, state.settings)
 
 
 def the_corpus(state: ExplorerState) -> AnyCorpus:
@@ -41,37 +39,35 @@ def the_corpus(state: ExplorerState) -> AnyCorpus:
     return load_corpus(state.corpus_spec) if state.corpus_spec else default_corpus()
 
 
-def corpus_job(engine: NeuronEngine, state: ExplorerState, listener, cancelled):
-    """The pass over the corpus as an ActivationJob (imported here: it needs torch)."""
-    from engine.activation_job import ActivationJob
-
+def run_corpus_pass(
+    engine: NeuronEngine,
+    state: ExplorerState,
+    listener: Callable[[ActivationProgress], None],
+    cancelled: Callable[[], bool],
+) -> dict[int, LayerActivations] | None:
+    """The pass over the corpus for every layer, through the engine (a worker calls this)."""
     layers = list(range(state.n_layers))
-    return ActivationJob(
-        engine,
-        layers,
-        the_corpus(state),
-        state.activation,
-        state.settings,
-        listener=listener,
-        cancelled=cancelled,
+    corpus = the_corpus(state)
+    return engine.corpus_pass(
+        layers, corpus, state.activation, state.settings, listener=listener, cancelled=cancelled
     )
 
 
 def activity(progress: ActivationProgress) -> tuple[str, float | None]:
     """Status-line text and progress fraction of a running corpus pass."""
     if progress.stage == "running" and progress.total_tokens:
-        rate = progress.done_tokens / progress.seconds if progress.seconds > 0 else 0.0
-        left = (progress.total_tokens - progress.done_tokens) / rate if rate > 0 else 0.0
+        left = progress.seconds_left
         return (
-            f"corpus pass {progress.done_tokens:,}/{progress.total_tokens:,} tokens · {rate:,.0f}/s · "
-            f"{left / 60:.0f} min left",
-            progress.done_tokens / progress.total_tokens,
+            f"corpus pass {progress.done_tokens:,}/{progress.total_tokens:,} tokens · "
+            f"{progress.rate:,.0f}/s · {'?' if left is None else f'{left / 60:.0f}'} min left",
+            progress.fraction,
         )
-    words = {
+    words: dict[str, str] = {
         "loading": "corpus pass: loading the model",
         "tokenizing": "corpus pass: tokenizing",
+        "running": "corpus pass: starting",
         "merging": "corpus pass: finishing",
         "cached": "corpus pass: from cache",
         "done": "corpus pass done",
     }
-    return words.get(progress.stage, f"corpus pass: {progress.stage}"), None
+    return words[progress.stage], None

@@ -8,19 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.columns import CLASS_WORDS, COLUMNS, FILTERABLE, SORT_ORDER, column_for
 from engine.neurons import LayerNeurons
 
-SORT_KEYS = ("max-dot", "neuron", "null-z", "kurtosis", "skew", "class", "lift")
-FILTER_FIELDS = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class", "lift", "density")
-# The words the screen shows are accepted as typed: the list's column titles and class tags.
-FIELD_ALIASES = {"kurt": "kurtosis", "maxdot": "max_dot", "max": "max_dot", "z": "null_z"}
-CLASS_VALUES = {
-    "prediction": "prediction",
-    "pred": "prediction",
-    "suppression": "suppression",
-    "supp": "suppression",
-    "none": "",
-}
+SORT_KEYS = SORT_ORDER
 _OPERATORS = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -64,53 +55,42 @@ def parse_filter(text: str) -> list[Condition]:
             raise FilterError(
                 f"cannot read {part.strip()!r}: write e.g. 0.5, max_dot>=0.5, kurtosis>10 or class=prediction"
             )
-        field, op, raw = match.groups()
-        field = field.replace("-", "_")
-        field = FIELD_ALIASES.get(field, field)
-        if field not in FILTER_FIELDS:
-            raise FilterError(f"unknown field {field!r}: use one of {', '.join(FILTER_FIELDS)}")
-        if field == "class":
+        word, op, raw = match.groups()
+        column = column_for(word)
+        if column is None or column.name not in FILTERABLE:
+            names = ", ".join(FILTERABLE)
+            raise FilterError(f"unknown field {word.replace('-', '_')!r}: use one of {names}")
+        if column.kind == "class":
             if op not in ("=", "=="):
                 raise FilterError("class takes = (class=prediction, class=suppression or class=none)")
-            if raw not in CLASS_VALUES:
+            if raw not in CLASS_WORDS:
                 raise FilterError(
                     f"class is one of prediction (pred), suppression (supp) or none; got {raw!r}"
                 )
-            conditions.append(Condition(field, "=", CLASS_VALUES[raw]))
+            conditions.append(Condition(column.name, "=", CLASS_WORDS[raw]))
             continue
         try:
-            conditions.append(Condition(field, op, float(raw)))
+            conditions.append(Condition(column.name, op, float(raw)))
         except ValueError:
             raise FilterError(f"{raw!r} is not a number") from None
     return conditions
 
 
 def neuron_order(neurons: LayerNeurons, sort_key: str, conditions: list[Condition]) -> np.ndarray:
-    """Indices of the neurons that pass ``conditions``, in ``sort_key`` order (descending scores)."""
-    result = neurons.result
-    columns = {
-        "max_dot": result.max_dot,
-        "kurtosis": np.nan_to_num(result.kurtosis, nan=0.0),
-        "skew": np.nan_to_num(result.skew, nan=0.0),
-        "norm": result.norm,
-        "null_z": neurons.null_z if neurons.null_z is not None else np.zeros(result.d_mlp),
-        "class": neurons.classes,
-        # Without a corpus pass every lift is unknown (NaN): no condition on it holds.
-        "lift": neurons.lift if neurons.lift is not None else np.full(result.d_mlp, np.nan),
-        "density": (
-            neurons.evidence.density if neurons.evidence is not None else np.full(result.d_mlp, np.nan)
-        ),
-    }
-    keep = np.ones(result.d_mlp, dtype=bool)
+    """Indices of the neurons that pass ``conditions``, in ``sort_key``'s natural order (largest
+    first; neurons by id; classes prediction, suppression, then none, each by max-dot)."""
+    keep = np.ones(neurons.d_mlp, dtype=bool)
     for condition in conditions:
-        keep &= np.asarray(_OPERATORS[condition.op](columns[condition.field], condition.value), dtype=bool)
+        values = COLUMNS[condition.field].read(neurons)  # unknown values (NaN) pass no condition
+        keep &= np.asarray(_OPERATORS[condition.op](values, condition.value), dtype=bool)
     index = np.flatnonzero(keep)
-    if sort_key == "neuron":
-        return index
-    if sort_key == "class":
+    column = COLUMNS[sort_key]
+    if column.kind == "class":
         classes = neurons.classes
         rank = np.select([classes == "prediction", classes == "suppression"], [0, 1], 2)
-        return index[np.lexsort((-result.max_dot[index], rank[index]))]
-    values = columns[{"max-dot": "max_dot", "null-z": "null_z"}.get(sort_key, sort_key)][index]
+        return index[np.lexsort((-neurons.result.max_dot[index], rank[index]))]
+    values = column.read(neurons)[index]
+    if not column.descending:
+        return index[np.argsort(values, kind="stable")]
     values = np.where(np.isnan(values), -np.inf, values)  # unknown (lift without a corpus pass) last
     return index[np.argsort(-values, kind="stable")]

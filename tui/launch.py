@@ -16,7 +16,7 @@ import termios
 import threading
 
 from engine.errors import UserError
-from engine.session import NeuronEngine
+from engine.neuron_engine import NeuronEngine
 from engine.settings import ScanSettings
 
 GRACE_SECONDS = 3.0  # a clean exit has this long before the watchdog ends the process
@@ -73,6 +73,7 @@ def run_explorer(
     try:
         app.run()
     finally:
+        app.log_handler.remove()  # also when the app never got to unmount
         stop.set()
         for worker in app.workers:
             worker.cancel()

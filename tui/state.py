@@ -12,14 +12,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from engine.activation_evidence import LayerActivations
-from engine.activation_windows import ActivationSettings
-from engine.collection import Collection
+from engine.columns import COLUMNS
 from engine.corpus import AnyCorpus
+from engine.evidence import LayerActivations
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.results import LayerResult
-from engine.settings import Projection, ScanSettings
+from engine.settings import ActivationSettings, Projection, ScanSettings
+from engine.store.collection import Collection
 from engine.summary import LayerSummary, summarise
 from tui.filtering import SORT_KEYS, Condition, neuron_order
 
@@ -107,8 +107,9 @@ class ExplorerState:
     @property
     def sort_label(self) -> str:
         """The sort key and the direction of its values on screen: ↓ largest first, ↑ smallest."""
-        ascending = (self.sort_key == "neuron") != self.reverse
-        return f"{self.sort_key} {'↑' if ascending else '↓'}"
+        column = COLUMNS[self.sort_key]
+        ascending = (not column.descending) != self.reverse
+        return f"{column.title} {'↑' if ascending else '↓'}"
 
     def summarise(self, result: LayerResult) -> LayerSummary:
         summary = summarise(self.neurons(result))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import UserError
+from engine.errors import UserError, first_line
 from engine.sources.base import FinalNorm, ModelInfo, check_orientation
 from engine.tokens import Vocabulary, stored_token_to_bytes
 
@@ -61,19 +61,19 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
             model_dir, trust_remote_code=False, **({"gguf_file": gguf_file} if gguf_file else {})
         )
     except OSError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise UserError(
             f"cannot load the model in {model_dir}: {first}; "
             "neuron-tui reads safetensors or GGUF weights only"
         ) from error
     except ValueError as error:
-        raise UserError(f"cannot load the model in {model_dir}: {str(error).splitlines()[0]}") from error
+        raise UserError(f"cannot load the model in {model_dir}: {first_line(error)}") from error
     try:
         bridge = TransformerBridge.boot_transformers(
             str(model_dir), hf_model=hf_model, tokenizer=tokenizer, trust_remote_code=False
         )
     except (ValueError, NotImplementedError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise UserError(f"TransformerLens cannot wrap the model in {model_dir}: {first}") from error
     return bridge, tokenizer
 

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
-from engine.errors import UserError
+from engine.errors import UserError, first_line
 
 _FORMAT = 1  # bump when the fields below change meaning
 
@@ -100,7 +100,7 @@ def names_from_adapter(model_dir: Path, architecture: str) -> TensorNames:
         cfg = build_bridge_config_from_hf(hf_config, architecture, architecture, None)
         mapping = ArchitectureAdapterFactory.select_architecture_adapter(cfg).get_component_mapping()
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise UserError(f"TransformerLens has no adapter for {architecture}: {first}") from None
     top = {key: component.name for key, component in mapping.items() if getattr(component, "name", None)}
     blocks = mapping.get("blocks")

@@ -17,9 +17,10 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from engine.collection import Collection, Marked
-from engine.errors import UserError
+from engine.columns import COLUMNS
+from engine.errors import UserError, describe
 from engine.neurons import LayerNeurons
+from engine.store.collection import Collection, Marked
 from engine.tokens import Vocabulary
 from tui.neuron_ref import neuron_label
 from tui.render import signed_token
@@ -28,7 +29,8 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
 # The note before the tokens: at 80 columns the tokens are cut, and the note is the user's own.
-COLUMNS = ("neuron", "max-dot", "null-z", "kurt", "class", "note", "top tokens")
+STAT_COLUMNS = [COLUMNS[name] for name in ("max_dot", "null_z", "kurtosis", "class")]
+TITLES = ("neuron", *(c.title for c in STAT_COLUMNS), "note", "top tokens")
 NOTE_SHOWN = 24  # characters of a note in the table (the whole note is in the n dialog)
 TOKENS_SHOWN = 3
 
@@ -79,8 +81,8 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(KeyTable)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
+        for title in TITLES:
+            table.add_column(title, key=title)
         self.collection.refresh()  # what another explorer saved since this one last looked
         self.redraw()
         table.focus()
@@ -96,9 +98,8 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The layers could not be read or computed: say so; the marks and notes stay listed."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            error = event.worker.error
-            text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
-            self.notify(text.splitlines()[0], title="statistics unavailable", severity="error", timeout=15)
+            text = describe(event.worker.error)
+            self.notify(text, title="statistics unavailable", severity="error", timeout=15)
 
     def on_collection_screen_layers_loaded(self, message: LayersLoaded) -> None:
         self.loaded = message.layers
@@ -121,8 +122,8 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         label = neuron_label(marked.layer, marked.neuron)
         neurons = self.loaded.get(marked.layer)
         if neurons is None:
-            return [label, Text("…", style="dim"), "", "", "", _note_cell(marked.note), ""]
-        s = neurons.stats(marked.neuron)
+            waiting = [Text("…", style="dim")] + [""] * (len(STAT_COLUMNS) - 1)
+            return [label, *waiting, _note_cell(marked.note), ""]
         result, n = neurons.result, marked.neuron
         tokens = Text()
         for rank in range(min(TOKENS_SHOWN, result.top_k)):
@@ -133,15 +134,11 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
                     self.vocab.text(int(result.top_ids[n, rank])), float(result.top_dots[n, rank]), 14
                 )
             )
-        return [
-            label,
-            f"{s.max_dot:.3f}",
-            "" if s.null_z is None else f"{s.null_z:.1f}",
-            f"{s.kurtosis:.1f}",
-            {"prediction": "pred", "suppression": "supp"}.get(s.klass, ""),
-            _note_cell(marked.note),
-            tokens,
+        stats = [
+            "" if column.name == "null_z" and neurons.null_z is None else column.cell(column.read(neurons)[n])
+            for column in STAT_COLUMNS
         ]
+        return [label, *stats, _note_cell(marked.note), tokens]
 
     def _current(self) -> Marked | None:
         row = self.query_one(KeyTable).cursor_row

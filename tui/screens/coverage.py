@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from engine.coverage import Coverage
+from engine.scan.coverage import Coverage
 from engine.tokens import Vocabulary
 from tui.render import token_label
 from tui.widgets.footer import KeyFooter

@@ -23,6 +23,8 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
+from engine.columns import COLUMNS
+from engine.errors import describe
 from engine.neurons import LayerNeurons
 from engine.score_histogram import linear_counts
 from engine.sources.base import ModelInfo
@@ -54,7 +56,7 @@ def evidence_view(evidence, neuron: int, vocab: Vocabulary) -> Text:
     """Where the neuron fires on the corpus, beside its weights: density, lift, direct effect, and
     its top examples with the firing token in ⟦ ⟧ and a bar as long as its activation (so intensity
     reads without colour)."""
-    from engine.activation_export import MARK_CLOSE, MARK_OPEN, example_context
+    from engine.evidence_records import MARK_CLOSE, MARK_OPEN, example_context
 
     if evidence is None:
         return Text("on text: no corpus pass for this layer yet (A runs one)", style="dim")
@@ -215,14 +217,25 @@ class NeuronDetailScreen(Screen[None]):
         table = Table(box=None, show_header=False, padding=(0, 1))
         table.add_column(style="bold")
         table.add_column(justify="right")
+
+        def row(name: str) -> tuple[str, str]:
+            column = COLUMNS[name]
+            value = column.read(self.neurons)[s.neuron]
+            shown = (str(value) or "—") if column.kind == "class" else column.detail_format.format(value)
+            return column.detail_label, shown
+
         rows = [
-            ("max |dot|", f"{s.max_dot:.4f}"),
-            ("|W_out[i]|", f"{s.norm:.4f}"),
+            row("max_dot"),
+            row("norm"),
             ("mean / std", f"{s.mean:+.4f} / {s.std:.4f}"),
-            ("skew", f"{s.skew:+.3f}"),
-            ("kurtosis", f"{s.kurtosis:.2f}"),
-            ("class", s.klass or "—"),
+            row("skew"),
+            row("kurtosis"),
+            row("class"),
         ]
+        placed = {"max_dot", "norm", "skew", "kurtosis", "class"}
+        for column in COLUMNS.values():  # any other statistic the registry shows in the detail
+            if column.detail_label and column.name not in placed and column.values(self.neurons) is not None:
+                rows.append(row(column.name))
         if s.null_z is not None:
             rows.append(("null z / pct", f"{s.null_z:+.2f} / {s.null_pct:.1f}%"))
         for name, value in rows:
@@ -265,9 +278,8 @@ class NeuronDetailScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            error = event.worker.error  # shown in the plot's title; the screen stays usable
-            text = str(error).splitlines()[0] if str(error) else type(error).__name__
-            self.post_message(self.ScoresReady(self.neuron, None, text))
+            # Shown in the plot's title; the screen stays usable.
+            self.post_message(self.ScoresReady(self.neuron, None, describe(event.worker.error)))
 
     def on_neuron_detail_screen_scores_ready(self, message: ScoresReady) -> None:
         if message.neuron != self.neuron:

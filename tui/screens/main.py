@@ -7,7 +7,6 @@ draws and answers keys. What the explorer knows lives in the app's ``ExplorerSta
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,13 +21,14 @@ from textual.signal import Signal
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from engine.collection import Collection, collection_records
-from engine.errors import ScanCancelled, UserError
-from engine.export import export_settings, neuron_records, write_records
+from engine.errors import ScanCancelled, UserError, describe
+from engine.neuron_engine import NeuronEngine
 from engine.neurons import LayerNeurons
+from engine.progress import ActivationProgress, ScanProgress
 from engine.results import LayerResult
-from engine.session import NeuronEngine, ScanProgress
 from engine.settings import Projection, ScanSettings
+from engine.store.collection import Collection, collection_records
+from engine.store.export import export_settings, neuron_records, write_records
 from engine.summary import LayerSummary, summarise
 from tui.filtering import FilterError, parse_filter
 from tui.messages import Activity, EngineReady, EvidenceReady, LayerReady, LayerSummarised, NullReady
@@ -45,14 +45,6 @@ from tui.widgets.status_bar import Status, StatusBar
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the scanner
 COLLECTION_POLL = 1.0  # seconds between looks at the collection file (another explorer's changes)
-
-
-def describe(error: BaseException) -> str:
-    """One line for the user: a ``UserError`` as it is, anything else by type and first line."""
-    if isinstance(error, UserError):
-        return str(error)
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else 'no details'}"
 
 
 def _import_detail_view() -> None:
@@ -121,9 +113,8 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(NeuronList).focus()
         self.refresh_status()
-        self.engine.on_warning = self._warn_from_any_thread
         for warning in self.engine.warnings:  # raised before the screen existed (an unusable cache)
-            self.notify(warning, severity="warning", timeout=20)
+            self.notify(warning.removeprefix("warning: "), severity="warning", timeout=20)
         self.set_interval(COLLECTION_POLL, self._follow_collection_file)
         self.start_engine()
 
@@ -138,13 +129,6 @@ class MainScreen(Screen[None]):
             return  # said when a change is saved; a passing read error is no news
         if changed:
             self._refresh_marks()
-
-    def _warn_from_any_thread(self, text: str) -> None:
-        """Engine warnings (a CPU-only torch beside a GPU...) come from workers: shown on screen."""
-        if threading.current_thread() is threading.main_thread():
-            self.notify(text, severity="warning", timeout=15)
-        else:
-            self.app.call_from_thread(self.notify, text, severity="warning", timeout=15)
 
     # --- status -----------------------------------------------------------------------------
     def refresh_status(self) -> None:
@@ -363,16 +347,16 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="corpus-pass", exit_on_error=False)
     def run_corpus_pass(self, generation: int) -> None:
-        from tui.corpus_pass import activity, corpus_job
+        from tui.corpus_pass import activity, run_corpus_pass
 
         worker = get_current_worker()
 
-        def listen(progress) -> None:
+        def listen(progress: ActivationProgress) -> None:
             text, fraction = activity(progress)
             self.post_message(Activity(text, fraction))
 
         self.post_message(Activity("corpus pass: reading the corpus", None))
-        results = corpus_job(self.engine, self.state, listen, lambda: worker.is_cancelled).run()
+        results = run_corpus_pass(self.engine, self.state, listen, lambda: worker.is_cancelled)
         if results is None:
             return
         for layer in sorted(results, key=lambda layer: layer == self.state.layer):  # the shown layer last
@@ -625,28 +609,17 @@ class MainScreen(Screen[None]):
 
         if self.vocab is None or self.info is None or self.state.layer is None:
             return
-        screen = TextProbeScreen(self.state.layer, self.info.n_layers, self.vocab, self._probe)
+        # What the probe's worker may read, taken here on the event loop: workers never read the state.
+        engine, settings, held = self.engine, self.state.settings, dict(self.state.results)
+
+        def probe(text: str, layers: list[int], top: int):
+            return engine.probe(text, layers, top, settings, held)
+
+        screen = TextProbeScreen(self.state.layer, self.info.n_layers, self.vocab, probe)
         self.app.push_screen(screen, self._open_collected)
 
-    def _probe(self, text: str, layers: list[int], top: int):
-        """Runs in the probe screen's worker: the model on ``text``, and what the neurons that fire
-        hardest promote most (from the scan's results, cached or held)."""
-        from engine.prompt_probe import probe_text
-
-        bridge, tokenizer, device = self.engine.activation_model()
-        with self.engine.run_lock:
-            firing = probe_text(bridge, tokenizer, text, layers, top, device)
-        promoted = {}
-        for index, layer in enumerate(firing.layers):
-            result = self.state.results.get(layer) or self.engine.cached_layer(layer, self.state.settings)
-            if result is None:
-                continue
-            for neuron in set(firing.neurons[:, index, :].flatten().tolist()):
-                promoted[(layer, neuron)] = int(result.promote_ids[neuron, 0])
-        return firing, promoted
-
     def action_token_search(self) -> None:
-        from engine.token_search import TokenIndex
+        from engine.scan.token_search import TokenIndex
         from tui.screens.token_search import TokenSearchScreen
 
         if self.vocab is None or self.info is None:
@@ -659,7 +632,7 @@ class MainScreen(Screen[None]):
         )
 
     def action_coverage(self) -> None:
-        from engine.coverage import coverage_from_layers
+        from engine.scan.coverage import coverage_from_layers
         from tui.screens.coverage import CoverageScreen
 
         if self.info is None or self.vocab is None:

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
+from engine.errors import describe
 from engine.tokens import Vocabulary
 from tui.render import token_label
 from tui.widgets.footer import KeyFooter
@@ -23,7 +24,7 @@ PER_LAYER = 3  # neurons shown per token and layer
 
 class TextProbeScreen(Screen[tuple[int, int] | None]):
     """``probe(text, layers)`` runs the model in a worker (slow the first time: it loads it) and
-    returns an engine.prompt_probe.PromptFiring and, for the neurons shown, the token each promotes
+    returns an engine.activations.probe.PromptFiring and, for the neurons shown, the token each promotes
     most according to the weight scan ({(layer, neuron): token id})."""
 
     BINDINGS = [
@@ -90,8 +91,7 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
             firing, promoted = self.probe(text, layers, PER_LAYER)
             self.post_message(self.Probed(text, firing, promoted))
         except Exception as error:  # shown in the note; the screen stays usable
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            self.post_message(self.Probed(text, None, error=first))
+            self.post_message(self.Probed(text, None, error=describe(error)))
 
     def on_text_probe_screen_probed(self, message: Probed) -> None:
         note = self.query_one("#probe-note", Static)

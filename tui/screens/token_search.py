@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.token_search import TokenIndex, TokenMatch
+from engine.scan.token_search import TokenIndex, TokenMatch
 from tui.render import score_style, token_label
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyOptionList, KeyTable

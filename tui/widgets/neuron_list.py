@@ -20,31 +20,39 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from engine.columns import COLUMNS, NeuronColumn
 from engine.neurons import LayerNeurons
 from engine.results import LayerResult
 from engine.tokens import Vocabulary
 from tui.render import signed_token
 
-CLASS_TAGS = {"prediction": ("pred", "bold green"), "suppression": ("supp", "bold red"), "": ("", "")}
+CLASS_STYLES = {"prediction": "bold green", "suppression": "bold red", "": ""}
 
 
 @dataclass(frozen=True)
-class Column:
-    title: str
+class ListColumn:
+    """Where a registry column sits in the list: its width, and the list width it needs."""
+
+    column: NeuronColumn
     width: int
     min_total_width: int  # shown only when the list is at least this wide
+    style: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.column.title
 
 
 # At 80 terminal columns the list is about 55 wide: everything that sort and filter use fits, with
 # room for a token or two; skew joins at 120 terminal columns.
-COLUMNS = [
-    Column("neuron", 6, 0),
-    Column("max-dot", 7, 0),
-    Column("null-z", 6, 40),
-    Column("kurt", 6, 46),
-    Column("skew", 6, 85),
-    Column("class", 5, 52),
-    Column("lift", 5, 0),  # once a corpus pass has run for the layer
+LIST_COLUMNS = [
+    ListColumn(COLUMNS["neuron"], 6, 0),
+    ListColumn(COLUMNS["max_dot"], 7, 0, "bold"),
+    ListColumn(COLUMNS["null_z"], 6, 40),
+    ListColumn(COLUMNS["kurtosis"], 6, 46),
+    ListColumn(COLUMNS["skew"], 6, 85),
+    ListColumn(COLUMNS["class"], 5, 52),
+    ListColumn(COLUMNS["lift"], 5, 0),  # once a corpus pass has run for the layer
 ]
 
 
@@ -100,6 +108,7 @@ class NeuronList(ScrollView, can_focus=True):
         self.order = np.zeros(0, dtype=np.int64)
         self.marked: Collection[int] = frozenset()  # read only: the screen's state owns the marks
         self.placeholder = "no layer loaded yet"
+        self._read: dict[tuple[int, str], np.ndarray] = {}
 
     # --- data -------------------------------------------------------------------------------
     @property
@@ -210,23 +219,34 @@ class NeuronList(ScrollView, can_focus=True):
         self.call_after_refresh(self._scroll_cursor_into_view)  # once the new size is laid out
 
     # --- drawing ----------------------------------------------------------------------------
-    def _columns(self) -> list[Column]:
+    def _columns(self) -> list[ListColumn]:
         has_lift = self.neurons is not None and self.neurons.lift is not None
         return [
-            c for c in COLUMNS if self.size.width >= c.min_total_width and (c.title != "lift" or has_lift)
+            c
+            for c in LIST_COLUMNS
+            if self.size.width >= c.min_total_width and (c.column.name != "lift" or has_lift)
         ]
 
     def _header(self) -> Text:
         text = Text("  ")
         for column in self._columns():
             text.append(
-                column.title.rjust(column.width)
-                if column.title != "class"
-                else column.title.ljust(column.width)
+                column.title.ljust(column.width)
+                if column.column.kind == "class"
+                else column.title.rjust(column.width)
             )
             text.append(" ")
         text.append("top tokens by |dot|: + promotes (green), − suppresses (red)")
         return text
+
+    def _values(self, column: NeuronColumn) -> np.ndarray:
+        """A column's values for the layer shown, read once per layer (not once per row)."""
+        assert self.neurons is not None
+        key = (id(self.neurons), column.name)
+        if key not in self._read:
+            self._read = {k: v for k, v in self._read.items() if k[0] == id(self.neurons)}
+            self._read[key] = column.read(self.neurons)
+        return self._read[key]
 
     def _row(self, index: int) -> Text:
         assert self.neurons is not None and self.vocab is not None
@@ -234,25 +254,17 @@ class NeuronList(ScrollView, can_focus=True):
         result = self.neurons.result
         marked = neuron in self.marked
         text = Text("● " if marked else "  ")
-        for column in self._columns():
-            if column.title == "neuron":
-                text.append(str(neuron).rjust(column.width))
-            elif column.title == "max-dot":
-                text.append(f"{result.max_dot[neuron]:.3f}".rjust(column.width), style="bold")
-            elif column.title == "null-z":
-                null_z = self.neurons.null_z
-                value = "" if null_z is None else f"{null_z[neuron]:.1f}"
-                text.append(value.rjust(column.width))
-            elif column.title == "kurt":
-                text.append(f"{result.kurtosis[neuron]:.1f}".rjust(column.width))
-            elif column.title == "skew":
-                text.append(f"{result.skew[neuron]:+.2f}".rjust(column.width))
-            elif column.title == "class":
-                tag, style = CLASS_TAGS[self.neurons.classes[neuron]]
-                text.append(tag.ljust(column.width), style=style)
-            elif column.title == "lift":
-                lift = float(self.neurons.lift[neuron])
-                text.append(("—" if lift != lift else f"{lift:.1f}").rjust(column.width))
+        for listed in self._columns():
+            column = listed.column
+            value = self._values(column)[neuron]
+            if column.name == "null_z" and self.neurons.null_z is None:
+                cell = ""  # not known until the null baseline is: blank, not 0
+            else:
+                cell = column.cell(value)
+            if column.kind == "class":
+                text.append(cell.ljust(listed.width), style=CLASS_STYLES[str(value)])
+            else:
+                text.append(cell.rjust(listed.width), style=listed.style)
             text.append(" ")
         for rank in range(result.top_k):
             token = self.vocab.text(int(result.top_ids[neuron, rank]))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.columns import exported_columns
 from engine.errors import UserError
 from engine.neurons import LayerNeurons
 from engine.settings import ScanSettings
@@ -55,6 +56,7 @@ def neuron_records(
     """One record per neuron of the layer (or of ``chosen``, in that order), with its first ``k``
     tokens of each list (all that were kept by default)."""
     result = neurons.result
+    extra = exported_columns()
     for neuron in range(result.d_mlp) if chosen is None else chosen:
         stats = neurons.stats(neuron)
         record = {
@@ -76,6 +78,9 @@ def neuron_records(
         if stats.null_z is not None:
             record["null_z"] = stats.null_z
             record["null_pct"] = stats.null_pct
+        for column in extra:
+            value = column.read(neurons)[neuron]
+            record[column.name] = str(value) if column.kind == "class" else _finite(float(value))
         yield record
 
 
@@ -115,6 +120,7 @@ def neutralise_cell(text: str) -> str:
 def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
     """One row per record; a collection's records add their note as the last column."""
     header_written = False
+    extra = [column.name for column in exported_columns()]
     for record in records:
         k = len(record["top"])
         if not header_written:
@@ -135,6 +141,7 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
                 "dtype",
                 "fingerprint",
                 "device",
+                *extra,
             ] + (["note"] if with_note else [])
             yield header
             header_written = True
@@ -157,6 +164,7 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
             settings["fingerprint"],
             record["device"],
         ]
+        row += [record.get(name, "") for name in extra]
         if with_note:
             row.append(neutralise_cell(record.get("note", "")))
         yield row

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from engine.errors import UserError
-from engine.export import export_settings, neuron_records, write_document, write_records, write_rows
+from engine.neuron_engine import NeuronEngine
 from engine.neurons import LayerNeurons
-from engine.session import NeuronEngine
-from engine.settings import ScanSettings
-from tui.progress import StderrProgress
+from engine.settings import ActivationSettings, ScanSettings
+from engine.store.export import export_settings, neuron_records, write_document, write_records, write_rows
+from tui.cli.progress import StderrProgress
+
+if TYPE_CHECKING:
+    from engine.distributed import Ranks
 
 
 def _metadata(engine: NeuronEngine, settings: ScanSettings) -> dict:
@@ -46,41 +51,26 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
 
 
 def _scan_across_ranks(
-    engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str, ranks
+    engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str, ranks: Ranks
 ) -> int:
-    """Under torchrun: each rank scans its share of the layers on its own device (LOCAL_RANK);
-    rank 0 receives the others' results, caches every layer and writes the output, which is
-    byte-identical to one process's."""
-    from engine import distributed
-    from engine.results import LayerResult
+    """Under torchrun: the engine splits the layers over the ranks; rank 0 writes the output,
+    which is byte-identical to one process's."""
+    from engine.distributed import stop
 
-    device = engine.rank_device(ranks)
-    engine.use_device(device)
-    distributed.start(ranks, device)
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
     try:
-        owner = {layer: index % ranks.world for index, layer in enumerate(layers)}
-        mine = [layer for layer in layers if owner[layer] == ranks.rank]
-        if not ranks.is_writer:
-            engine.cache = None  # rank 0 owns the cache (on several machines there are several)
-            for layer in mine:
-                result = engine.layer(layer, settings)
-                print(f"rank {ranks.rank}/{ranks.world}: layer {layer} scanned on {device}", file=sys.stderr)
-                distributed.send_bytes(result.to_bytes(), 0, device)
-            return 0
-        info, vocab = engine.info, engine.vocabulary
-        with StderrProgress(mine) as progress:
-            own = {layer: engine.layer(layer, settings, listener=progress) for layer in mine}
+        with StderrProgress(layers) as progress:
+            results = engine.scan_across_ranks(layers, settings, ranks, listener=progress, said=say)
+            if results is None:
+                return 0  # another rank writes
             null = engine.null_baseline(settings)
+        info, vocab = engine.info, engine.vocabulary
         metadata = _metadata(engine, settings)
 
-        def records():
-            for layer in layers:
-                if owner[layer] == 0:
-                    result = own.pop(layer)
-                else:
-                    result = LayerResult.from_bytes(distributed.receive_bytes(owner[layer], device))
-                    if engine.cache:
-                        engine.cache.set(engine.layer_key(layer, settings), result.to_bytes())
+        def records() -> Iterator[dict]:
+            for result in results:
                 neurons = LayerNeurons.derive(result, null, settings.projection.cosine)
                 yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
 
@@ -92,12 +82,12 @@ def _scan_across_ranks(
             )
         return 0
     finally:
-        distributed.stop(ranks)
+        stop(ranks)
 
 
 def collection(engine: NeuronEngine, settings: ScanSettings, output: str) -> int:
     """The collection marked in the explorer, with notes, statistics and top tokens."""
-    from engine.collection import Collection, collection_records
+    from engine.store.collection import Collection, collection_records
 
     info, vocab = engine.info, engine.vocabulary
     marked = Collection.for_model(info.name, info.fingerprint)
@@ -162,7 +152,7 @@ def tokens(
     exact_only: bool,
     output: str,
 ) -> int:
-    from engine.token_search import TokenIndex
+    from engine.scan.token_search import TokenIndex
 
     vocab = engine.vocabulary
     index = TokenIndex(vocab)
@@ -200,7 +190,7 @@ def tokens(
 
 
 def coverage(engine: NeuronEngine, settings: ScanSettings, layers: list[int], show: int, output: str) -> int:
-    from engine.coverage import compute_coverage, coverage_document, token_row
+    from engine.scan.coverage import compute_coverage, coverage_document, token_row
 
     neurons = _all_layers(engine, settings, layers)
     found = compute_coverage([n.result for n in neurons], engine.null_baseline(settings))
@@ -242,7 +232,7 @@ def activations(
     settings: ScanSettings,
     layers: list[int],
     corpus_spec: str | None,
-    activation_settings,
+    activation_settings: ActivationSettings,
     output: str,
 ) -> int:
     """The activation pass (split across torchrun's ranks when there are several); rank 0 writes."""
@@ -252,24 +242,16 @@ def activations(
         raise UserError(f"activations write .jsonl or .json (each record nests its examples), not {output}")
     corpus = load_corpus(corpus_spec)  # every corpus check before torch is even imported
 
-    from engine.activation_export import activation_records
-    from engine.activation_job import ActivationJob
     from engine.distributed import ranks_from_environment, stop
-    from tui.progress import ActivationStderrProgress
+    from engine.evidence_records import activation_records
+    from tui.cli.progress import ActivationStderrProgress
 
     ranks = ranks_from_environment()
     prefix = f"rank {ranks.rank}/{ranks.world}: " if ranks.world > 1 else ""
-    job = ActivationJob(
-        engine,
-        layers,
-        corpus,
-        activation_settings,
-        settings,
-        ranks,
-        listener=ActivationStderrProgress(prefix),
-    )
     try:
-        results = job.run()
+        results = engine.corpus_pass(
+            layers, corpus, activation_settings, settings, ranks, ActivationStderrProgress(prefix)
+        )
     finally:
         stop(ranks)
     if results is None:

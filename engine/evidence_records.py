@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from engine.activation_evidence import CONTEXT_BEFORE, LayerActivations
+from engine.evidence import CONTEXT_BEFORE, LayerActivations
 from engine.tokens import Vocabulary, bytes_to_text
 
 MARK_OPEN, MARK_CLOSE = "⟦", "⟧"

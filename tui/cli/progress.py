@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from engine.session import ScanProgress
+from engine.progress import ActivationProgress, ScanProgress
 
 
 class StderrProgress:
@@ -44,9 +44,8 @@ class StderrProgress:
         if event.stage == "loading":
             self._say("loading model weights")
         elif event.stage == "scanning" and self._bar is not None:
-            fraction = event.done / event.total if event.total else 0
             self._bar.update(
-                self._task, completed=self._finished + fraction, description=f"layer {event.layer}"
+                self._task, completed=self._finished + event.fraction, description=f"layer {event.layer}"
             )
         elif event.stage in ("done", "cached"):
             self._finished += 1
@@ -74,16 +73,16 @@ class ActivationStderrProgress:
         self.every_seconds = every_seconds
         self._last = -float("inf")
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: ActivationProgress) -> None:
         if event.stage == "running":
             now = time.perf_counter()
             if now - self._last < self.every_seconds and event.done_tokens < event.total_tokens:
                 return
             self._last = now
-            rate = event.done_tokens / event.seconds if event.seconds > 0 else 0.0
-            left = (event.total_tokens - event.done_tokens) / rate if rate > 0 else float("nan")
+            left = event.seconds_left
             self._say(
-                f"{event.done_tokens}/{event.total_tokens} tokens, {rate:,.0f} tokens/s, {left:.0f} s left"
+                f"{event.done_tokens}/{event.total_tokens} tokens, {event.rate:,.0f} tokens/s, "
+                f"{'?' if left is None else f'{left:.0f}'} s left"
             )
         elif event.stage == "loading":
             self._say("loading the model to run it")

@@ -38,7 +38,7 @@ def key_table(top: int, device: torch.device) -> torch.Tensor:
 
 class HistogramAccumulator:
     """Running counts over blocks of centred float32 scores: by bit key [keys, neurons] from the
-    eager pass, by window bin [bins, neurons] from the compiled one (``engine.block_pass``)."""
+    eager pass, by window bin [bins, neurons] from the compiled one (``engine.scan.block_pass``)."""
 
     def __init__(self, n_neurons: int, bound: float, device: torch.device):
         self.top = top_exponent(bound)

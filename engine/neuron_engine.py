@@ -8,39 +8,38 @@ and computing are serialised by a lock, cache reads are not.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.cache import ResultCache, open_cache
+from engine.corpus import AnyCorpus
 from engine.device import check_device_name
 from engine.errors import UserError
+from engine.evidence import LayerActivations
 from engine.null import NullBaseline
+from engine.progress import ActivationListener, ProgressListener, ScanProgress
 from engine.resources import return_freed_memory
 from engine.results import LayerResult
-from engine.settings import SCHEMA_VERSION, Projection, ScanSettings
+from engine.settings import ActivationSettings, Projection, ScanSettings
 from engine.sources.base import ModelInfo
 from engine.sources.resolve import LOADERS, Loader, ModelLocation, locate_model, open_source
+from engine.store.cache import ResultCache, open_cache
+from engine.store.keys import CacheKeys, EvidenceStore, decoded
 from engine.tokens import Vocabulary
 
-
-@dataclass(frozen=True)
-class ScanProgress:
-    """What a scan is doing: ``stage`` is loading, scanning, cached or done."""
-
-    stage: str
-    layer: int | None = None
-    done: int = 0
-    total: int = 0
-    seconds: float = 0.0
+if TYPE_CHECKING:  # torch-bound types: imported where the work runs, never at start-up
+    from engine.activations.probe import PromptFiring
+    from engine.distributed import Ranks
 
 
-ProgressListener = Callable[[ScanProgress], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,13 @@ class NeuronEngine:
         self.location: ModelLocation = locate_model(options.model)
         self.cache: ResultCache | None
         self.cache, warning = open_cache(options.cache_dir, options.use_cache)
-        self.warnings: list[str] = [warning] if warning else []
-        self.on_warning: Callable[[str], None] | None = None  # told of each warning raised later
-        if self.cache:  # compiled kernels (engine.block_pass) are kept beside the results
+        self.keys = CacheKeys(self.location.fingerprint)
+        self.evidence_store = EvidenceStore(self.cache, self.keys)
+        self.warnings: list[str] = []
+        if warning:
+            self.warn(warning)
+        if self.cache:  # compiled kernels (engine.scan.block_pass) are kept beside the results
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache.directory / "compiled"))
-            self.cache.on_warning = self.warn  # a full or read-only disk, said once, where the user looks
         self._lock = threading.RLock()
         self._source = None
         self._bridge = None
@@ -90,11 +91,8 @@ class NeuronEngine:
     def fingerprint(self) -> str:
         return self.location.fingerprint
 
-    def _key(self, *parts: object) -> str:
-        return "/".join([f"v{SCHEMA_VERSION}", self.fingerprint, *map(str, parts)])
-
     def layer_key(self, layer: int, settings: ScanSettings) -> str:
-        return self._key("layer", settings.cache_tag, layer)
+        return self.keys.layer(layer, settings)
 
     # --- checks before any heavy work -------------------------------------------------------
     def check(self, settings: ScanSettings) -> None:
@@ -147,11 +145,11 @@ class NeuronEngine:
     def _store_info(self, info: ModelInfo) -> None:
         self._info = info
         if self.cache:
-            self.cache.set_json(self._key("info"), info.to_dict())
+            self.cache.set_json(self.keys.info(), info.to_dict())
 
     def _cached_info(self) -> ModelInfo | None:
         if self._info is None and self.cache:
-            data = self.cache.get_json(self._key("info"))
+            data = self.cache.get_json(self.keys.info())
             if data is not None:
                 try:
                     self._info = replace(ModelInfo.from_dict(data), name=self.location.display_name)
@@ -174,14 +172,8 @@ class NeuronEngine:
         if self._vocab is None:
             # Token strings come from the tokenizer files, not the weights: the same weights beside
             # another tokenizer must not show the first one's strings.
-            key = self._key("vocab", self.location.vocabulary_fingerprint)
-            payload = self.cache.get(key) if self.cache else None
-            if payload is not None:
-                try:
-                    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-                        self._vocab = Vocabulary(data=archive["data"], offsets=archive["offsets"])
-                except (ValueError, KeyError, OSError):
-                    self.cache.delete(key)
+            key = self.keys.vocabulary(self.location.vocabulary_fingerprint)
+            self._vocab = decoded(self.cache, key, _vocabulary_from_bytes)
             if self._vocab is None:
                 self._vocab = self._ensure_source().vocabulary()
                 if self.cache:
@@ -191,11 +183,11 @@ class NeuronEngine:
         return self._vocab
 
     def warn(self, text: str) -> None:
-        """Record a warning once, and pass it on to whoever listens."""
+        """Record a warning once and log it: logging is the one channel for warnings (the command
+        line prints them on stderr, the explorer shows them as notifications)."""
         if text not in self.warnings:
             self.warnings.append(text)
-            if self.on_warning is not None:
-                self.on_warning(text)
+            log.warning(text)
 
     @property
     def device(self):
@@ -223,7 +215,7 @@ class NeuronEngine:
         with self._lock:
             if key not in self._unembeds:
                 from engine.device import torch_dtype
-                from engine.projection import ProjectedUnembed
+                from engine.scan.projection import ProjectedUnembed
 
                 source = self._ensure_source()
                 device = self.device
@@ -274,18 +266,9 @@ class NeuronEngine:
 
     # --- layers -----------------------------------------------------------------------------
     def cached_layer(self, layer: int, settings: ScanSettings) -> LayerResult | None:
-        if not self.cache:
-            return None
         key = self.layer_key(layer, settings)
-        payload = self.cache.get(key)
-        if payload is None:
-            return None
-        try:
-            result = LayerResult.from_bytes(payload)
-        except (ValueError, KeyError, OSError, TypeError):
-            self.cache.delete(key)
-            return None
-        if result.layer != layer:
+        result = decoded(self.cache, key, LayerResult.from_bytes)
+        if result is not None and result.layer != layer and self.cache:
             self.cache.delete(key)
             return None
         return result
@@ -335,7 +318,7 @@ class NeuronEngine:
             return result
 
     def _scan_shrinking_on_oom(self, layer, w_out, unembed, settings, report, cancelled) -> LayerResult:
-        from engine.scan import scan_shrinking_on_oom
+        from engine.scan.layer_scan import scan_shrinking_on_oom
 
         return scan_shrinking_on_oom(
             layer,
@@ -362,7 +345,7 @@ class NeuronEngine:
         """One neuron's float64 scores against the whole vocabulary (loads the weights if needed)."""
         import torch
 
-        from engine.scan import exact_score_rows, neuron_rows64
+        from engine.scan.layer_scan import exact_score_rows, neuron_rows64
 
         with self._lock:
             unembed = self._unembed(settings)
@@ -376,7 +359,7 @@ class NeuronEngine:
     # --- tokens -----------------------------------------------------------------------------
     def exact_token_neurons(self, token_ids: list[int], layers: list[int], top: int, settings: ScanSettings):
         """Each token's ``top`` neurons over ``layers`` by exact float64 |dot| (loads the weights)."""
-        from engine.token_search import exact_token_neurons
+        from engine.scan.token_search import exact_token_neurons
 
         with self._lock:
             source = self._ensure_source()
@@ -388,7 +371,7 @@ class NeuronEngine:
     def _null_key(self, settings: ScanSettings) -> str:
         from engine.null import NULL_SAMPLES, NULL_SEED
 
-        return self._key("null", settings.projection.label, settings.dtype, NULL_SAMPLES, NULL_SEED)
+        return self.keys.null(settings, NULL_SAMPLES, NULL_SEED)
 
     def has_null_baseline(self, settings: ScanSettings) -> bool:
         """Whether the baseline is at hand (held, or in the cache): reading it then takes no model."""
@@ -418,8 +401,121 @@ class NeuronEngine:
         self._nulls[memo_key] = baseline
         return baseline
 
+    # --- the corpus pass and what it leaves (engine.activations, reached only through here) ---
+    def evidence(
+        self, layer: int, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings
+    ) -> LayerActivations | None:
+        """A layer's activation evidence from the cache (no torch, no model), or None."""
+        return self.evidence_store.evidence(corpus_hash, settings, scan, layer)
+
+    def known_corpus_hash(self, name: str) -> str | None:
+        """The content hash of the corpus of that name that a pass last ran over, if any."""
+        return self.evidence_store.known_corpus_hash(name)
+
+    def corpus_pass(
+        self,
+        layers: list[int],
+        corpus: AnyCorpus,
+        settings: ActivationSettings,
+        scan: ScanSettings,
+        ranks: Ranks | None = None,
+        listener: ActivationListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        checkpoint_seconds: float = 30.0,
+    ) -> dict[int, LayerActivations] | None:
+        """Run the model over ``corpus`` and return each layer's evidence (cached, resumable,
+        split across torchrun ranks); None on ranks other than 0."""
+        from engine.activations.job import ActivationJob
+        from engine.distributed import SINGLE
+
+        job = ActivationJob(
+            self,
+            layers,
+            corpus,
+            settings,
+            scan,
+            ranks or SINGLE,
+            listener,
+            cancelled,
+            checkpoint_seconds,
+        )
+        return job.run()
+
+    def probe(
+        self,
+        text: str,
+        layers: list[int],
+        top: int,
+        settings: ScanSettings,
+        held: Mapping[int, LayerResult] | None = None,
+    ) -> tuple[PromptFiring, dict[tuple[int, int], int]]:
+        """The model on ``text``: per token the ``top`` neurons of each layer that fire hardest,
+        and for each of them the token it promotes most (from the layer's scan: ``held`` in
+        memory, else the cache; neurons of layers not scanned yet are left out of that map)."""
+        from engine.activations.probe import probe_text
+
+        bridge, tokenizer, device = self.activation_model()
+        with self.run_lock:
+            firing = probe_text(bridge, tokenizer, text, layers, top, device)
+        promoted: dict[tuple[int, int], int] = {}
+        for index, layer in enumerate(firing.layers):
+            result = (held or {}).get(layer) or self.cached_layer(layer, settings)
+            if result is None:
+                continue
+            for neuron in set(firing.neurons[:, index, :].flatten().tolist()):
+                promoted[(layer, neuron)] = int(result.promote_ids[neuron, 0])
+        return firing, promoted
+
+    # --- several processes ------------------------------------------------------------------
+    def scan_across_ranks(
+        self,
+        layers: list[int],
+        settings: ScanSettings,
+        ranks: Ranks,
+        listener: ProgressListener | None = None,
+        said: Callable[[str], None] | None = None,
+    ) -> Iterator[LayerResult] | None:
+        """Under torchrun: each rank scans its share of ``layers`` on its own device (LOCAL_RANK).
+        On rank 0, the results of every layer in order (the others' received as bytes and cached
+        here: rank 0 owns the cache); on the other ranks None, once their layers are sent. The
+        caller stops the process group (``engine.distributed.stop``) when done."""
+        from engine import distributed
+
+        device = self.rank_device(ranks)
+        self.use_device(device)
+        distributed.start(ranks, device)
+        owner = {layer: index % ranks.world for index, layer in enumerate(layers)}
+        mine = [layer for layer in layers if owner[layer] == ranks.rank]
+        if not ranks.is_writer:
+            self.cache = None  # rank 0 owns the cache (on several machines there are several)
+            self.evidence_store.cache = None
+            for layer in mine:
+                result = self.layer(layer, settings)
+                if said is not None:
+                    said(f"rank {ranks.rank}/{ranks.world}: layer {layer} scanned on {device}")
+                distributed.send_bytes(result.to_bytes(), 0, device)
+            return None
+        own = {layer: self.layer(layer, settings, listener=listener) for layer in mine}
+
+        def in_order() -> Iterator[LayerResult]:
+            for layer in layers:
+                if owner[layer] == 0:
+                    yield own.pop(layer)
+                    continue
+                result = LayerResult.from_bytes(distributed.receive_bytes(owner[layer], device))
+                if self.cache:
+                    self.cache.set(self.layer_key(layer, settings), result.to_bytes())
+                yield result
+
+        return in_order()
+
     def close(self) -> None:
         if self._source is not None and hasattr(self._source, "close"):
             self._source.close()
         if self.cache:
             self.cache.close()
+
+
+def _vocabulary_from_bytes(payload: bytes) -> Vocabulary:
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        return Vocabulary(data=archive["data"], offsets=archive["offsets"])

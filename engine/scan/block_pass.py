@@ -128,14 +128,12 @@ def _compile(shape: tuple[int, int], device: torch.device) -> Callable | None:
 
 
 def _configure_inductor() -> None:
-    """Compile in this thread (no pool of worker processes left behind), kernels cached on disk."""
+    """Compile in this thread (no pool of worker processes left behind). Kernels are cached on
+    disk where ``TORCHINDUCTOR_CACHE_DIR`` says: the engine points it at its result cache's
+    ``compiled/`` folder; without a cache, torch's own default place."""
     import torch._inductor.config as inductor
 
     inductor.compile_threads = 1
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        from engine.cache_location import default_cache_dir
-
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(default_cache_dir()[0] / "compiled")
 
 
 COMPILED = CompiledPasses()

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from engine.activation_state import LayerActivationState
-from engine.activation_windows import TokenizedCorpus
+from engine.activations.state import LayerActivationState
+from engine.activations.windows import TokenizedCorpus
 from engine.errors import ScanCancelled
 
 

@@ -9,40 +9,45 @@ pass resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from engine import distributed
-from engine.activation_cache import cached_evidence, evidence_key, remember_corpus
-from engine.activation_evidence import LayerActivations, direct_effect_weights, evidence
-from engine.activation_state import ACT_TOP, LayerActivationState, pack, unpack
-from engine.activation_windows import ActivationSettings, TokenizedCorpus, tokenize_corpus
+from engine.activations.state import ACT_TOP, LayerActivationState, pack, unpack
+from engine.activations.windows import TokenizedCorpus, tokenize_corpus
 from engine.corpus import AnyCorpus
 from engine.distributed import Ranks
-from engine.settings import ScanSettings
+from engine.evidence import LayerActivations, direct_effect_weights, evidence
+from engine.progress import ActivationListener, ActivationProgress
+from engine.results import LayerResult
+from engine.settings import ActivationSettings, ScanSettings
+from engine.store.keys import EvidenceStore
 
 
-@dataclass(frozen=True)
-class ActivationProgress:
-    """``stage``: cached, loading, tokenizing, running, merging or done; tokens count positions."""
+class JobHost(Protocol):
+    """What the job needs of the engine that runs it (``NeuronEngine`` is one): the model to run,
+    the device of a rank, the lock that keeps forward passes apart, a layer's scan (the lift's
+    tokens) and where evidence is kept."""
 
-    stage: str
-    done_tokens: int = 0
-    total_tokens: int = 0
-    seconds: float = 0.0
+    run_lock: threading.Lock
+    evidence_store: EvidenceStore
 
+    def rank_device(self, ranks: Ranks) -> torch.device: ...
 
-ActivationListener = Callable[[ActivationProgress], None]
+    def activation_model(self, ranks: Ranks | None = None) -> tuple: ...
+
+    def layer(self, layer: int, settings: ScanSettings) -> LayerResult: ...
 
 
 class ActivationJob:
     def __init__(
         self,
-        engine,
+        engine: JobHost,
         layers: list[int],
         corpus: AnyCorpus,
         settings: ActivationSettings,
@@ -53,6 +58,7 @@ class ActivationJob:
         checkpoint_seconds: float = 30.0,
     ):
         self.engine, self.layers, self.corpus = engine, layers, corpus
+        self.store = engine.evidence_store
         self.settings, self.scan, self.ranks = settings, scan, ranks
         self.listener = listener or (lambda progress: None)
         self.cancelled = cancelled
@@ -60,20 +66,13 @@ class ActivationJob:
         self.batches_run = 0  # batches this process computed (not resumed): for tests
 
     # --- keys ---------------------------------------------------------------------------------
-    def _base(self) -> tuple[str, str]:
-        return self.corpus.content_hash, self.settings.cache_tag
-
-    def result_key(self, layer: int) -> str:
-        return evidence_key(self.engine, self.corpus.content_hash, self.settings, self.scan, layer)
-
     def progress_key(self) -> str:
-        layers = "-".join(map(str, self.layers))
-        return self.engine._key(
-            "activation-progress", *self._base(), layers, f"{self.ranks.rank}of{self.ranks.world}"
+        return self.store.keys.pass_progress(
+            self.corpus.content_hash, self.settings, self.layers, self.ranks.rank, self.ranks.world
         )
 
     def cached(self, layer: int) -> LayerActivations | None:
-        return cached_evidence(self.engine, self.corpus.content_hash, self.settings, self.scan, layer)
+        return self.store.evidence(self.corpus.content_hash, self.settings, self.scan, layer)
 
     # --- the job ------------------------------------------------------------------------------
     def run(self) -> dict[int, LayerActivations] | None:
@@ -124,7 +123,7 @@ class ActivationJob:
                 self._checkpoint(states, scales, done)
                 last_checkpoint = time.perf_counter()
 
-        from engine.activation_pass import run_batches
+        from engine.activations.forward_pass import run_batches
 
         todo = [b for b in mine if b not in done]
         run_batches(
@@ -164,7 +163,7 @@ class ActivationJob:
         return bool(distributed.sum_all(value, self.ranks).item())
 
     def _merge(self, states, scales: np.ndarray, device) -> dict[int, LayerActivationState]:
-        """Every rank's state folded into one (exact: see engine.activation_state)."""
+        """Every rank's state folded into one (exact: see engine.activations.state)."""
         if self.ranks.world > 1:
             total = torch.from_numpy(scales).to(device)
             scales[:] = distributed.sum_all(total, self.ranks).cpu().numpy()  # each position on one rank
@@ -212,25 +211,23 @@ class ActivationJob:
                 self.settings.examples,
                 self.settings.lift_positions,
             )
-            if self.engine.cache:
-                self.engine.cache.set(self.result_key(layer), result.to_bytes())
+            self.store.keep_evidence(self.corpus.content_hash, self.settings, self.scan, result)
             results[layer] = result
-        remember_corpus(self.engine, self.corpus)
+        self.store.remember_corpus(self.corpus.name, self.corpus.content_hash)
         return results
 
     # --- checkpoints --------------------------------------------------------------------------
     def _checkpoint(self, states, scales: np.ndarray, done: set[int]) -> None:
-        if not self.engine.cache:
+        if not self.store.cache:
             return
         arrays: dict[str, np.ndarray] = {"done": np.array(sorted(done), dtype=np.int64), "scales": scales}
         for layer, state in states.items():
             for name, value in state.arrays().items():
                 arrays[f"L{layer}_{name}"] = value
-        self.engine.cache.set(self.progress_key(), pack(arrays))
+        self.store.keep_checkpoint(self.progress_key(), pack(arrays))
 
     def _resume(self, states, scales: np.ndarray) -> set[int]:
-        cache = self.engine.cache
-        blob = cache.get(self.progress_key()) if cache else None
+        blob = self.store.checkpoint(self.progress_key())
         if blob is None:
             return set()
         try:
@@ -242,7 +239,7 @@ class ActivationJob:
             scales[:] = arrays["scales"]
             return set(arrays["done"].tolist())
         except (ValueError, KeyError, OSError, TypeError):
-            cache.delete(self.progress_key())
+            self.store.forget(self.progress_key())
             for layer in states:  # a damaged checkpoint: start this rank afresh
                 states[layer] = LayerActivationState(
                     states[layer].values.shape[0], states[layer].keep, states[layer].values.device
@@ -251,8 +248,7 @@ class ActivationJob:
             return set()
 
     def _forget_progress(self) -> None:
-        if self.engine.cache:
-            self.engine.cache.delete(self.progress_key())
+        self.store.forget(self.progress_key())
 
 
 def _numpy(tensor) -> np.ndarray:

@@ -25,24 +25,15 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from engine.errors import UserError
-from engine.export import neuron_records
 from engine.neurons import LayerNeurons
+from engine.store.export import neuron_records
+from engine.store.location import default_data_dir
 from engine.tokens import Vocabulary
 
-DATA_ENV = "NEURON_TUI_DATA_DIR"
 FORMAT = 2  # 2: notes of unmarked neurons are kept ("kept_notes"); format 1 files read as they are
 NOTE_LIMIT = 500  # characters: a note is a short remark, not a document
 LOCK_SECONDS = 10.0  # another explorer holds the lock for milliseconds; this long means it is stuck
 UNDO_DEPTH = 100
-
-
-def default_data_dir() -> Path:
-    configured = os.environ.get(DATA_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "neuron-tui"
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from engine.block_pass import COMPILED
 from engine.errors import ScanCancelled
-from engine.histogram_pass import HistogramAccumulator
-from engine.projection import ProjectedUnembed
 from engine.results import LayerResult
+from engine.scan.block_pass import COMPILED
+from engine.scan.histogram_pass import HistogramAccumulator
+from engine.scan.projection import ProjectedUnembed
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
@@ -259,7 +259,7 @@ def scan_layer(
         else:
             block.copy_(tokens_fast[start:stop] @ neurons_fast)
 
-        if fused is not None:  # one compiled pass (engine.block_pass), then the top-k selections
+        if fused is not None:  # one compiled pass (engine.scan.block_pass), then the top-k selections
             magnitude, best_unit, best_neuron, block_sums = fused(
                 block, mean_fast, inverse_norm, histogram.window_low, histogram.bin_table()
             )

@@ -2,7 +2,7 @@
 
 This is the only module that knows about argparse. It turns arguments into plain values
 (``EngineOptions``, ``ScanSettings``, layer lists, paths) and hands them to the explorer
-(``tui.launch``) or a headless command (``tui.headless``). Imports run command line -> tui ->
+(``tui.launch``) or a headless command (``tui.cli.headless``). Imports run command line -> tui ->
 engine and never back; ``neuron-tui --help`` imports neither torch nor Textual.
 """
 
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.errors import UserError, describe
 from engine.settings import DTYPES, ScanSettings
 from engine.sources.resolve import LOADERS
 
@@ -271,7 +271,7 @@ def _version() -> str:
 
 
 def _cache_help() -> str:
-    from engine.cache_location import CACHE_ENV, default_cache_dir
+    from engine.store.location import CACHE_ENV, default_cache_dir
 
     path, why = default_cache_dir()
     return (
@@ -281,7 +281,7 @@ def _cache_help() -> str:
 
 
 def _activation_settings(args):
-    from engine.activation_windows import ActivationSettings
+    from engine.settings import ActivationSettings
 
     return ActivationSettings(
         context=args.context,
@@ -305,37 +305,37 @@ def _run_explorer(args, engine, settings, layers) -> int:
 
 
 def _run_scan(args, engine, settings, layers) -> int:
-    from tui.headless import scan
+    from tui.cli.headless import scan
 
     return scan(engine, settings, layers, args.output)
 
 
 def _run_layers(args, engine, settings, layers) -> int:
-    from tui.headless import layer_table
+    from tui.cli.headless import layer_table
 
     return layer_table(engine, settings, layers, args.output)
 
 
 def _run_tokens(args, engine, settings, layers) -> int:
-    from tui.headless import tokens
+    from tui.cli.headless import tokens
 
     return tokens(engine, settings, layers, args.texts, args.top, args.exact_only, args.output)
 
 
 def _run_coverage(args, engine, settings, layers) -> int:
-    from tui.headless import coverage
+    from tui.cli.headless import coverage
 
     return coverage(engine, settings, layers, args.show, args.output)
 
 
 def _run_activations(args, engine, settings, layers) -> int:
-    from tui.headless import activations
+    from tui.cli.headless import activations
 
     return activations(engine, settings, layers, args.corpus, _activation_settings(args), args.output)
 
 
 def _run_collection(args, engine, settings, layers) -> int:
-    from tui.headless import collection
+    from tui.cli.headless import collection
 
     return collection(engine, settings, args.output)
 
@@ -440,7 +440,7 @@ COMMANDS: dict[str, Command] = {
 
 
 def engine_options(args: argparse.Namespace):
-    from engine.session import EngineOptions
+    from engine.neuron_engine import EngineOptions
 
     return EngineOptions(
         model=args.model,
@@ -459,6 +459,17 @@ def scan_settings(args: argparse.Namespace) -> ScanSettings:
     return ScanSettings(top_k=args.top_k, dtype=args.dtype, projection=projection)
 
 
+def with_prefix(text: str) -> str:
+    return text if text.startswith("warning: ") else f"warning: {text}"
+
+
+class WarningFormatter(logging.Formatter):
+    """Each warning on one line, said once to be a warning."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return with_prefix(record.getMessage())
+
+
 def _say(line: str) -> None:
     try:
         print(line, file=sys.stderr)
@@ -470,37 +481,34 @@ def _say(line: str) -> None:
 def opened_engine(command: Command, args: argparse.Namespace) -> Iterator:
     """The engine for a command: every cheap check first (output path, options), set-up warnings
     shown, the cache closed at the end."""
-    from engine.export import check_output_path
     from engine.layers import check_layer_spec
-    from engine.session import NeuronEngine
+    from engine.neuron_engine import NeuronEngine
+    from engine.store.export import check_output_path
 
     if "output" in command.options:
         check_output_path(args.output)
     if "layers" in command.options:
         check_layer_spec(args.layers)
     settings = scan_settings(args)
-    engine = NeuronEngine(engine_options(args))
-    if not command.takes_terminal:
-        engine.on_warning = _say  # a warning that comes up while computing, shown at once
+    engine = NeuronEngine(engine_options(args))  # its warnings go to logging: stderr, at once
     try:
         engine.check(settings)  # the model's header, the device, top-k: before any heavy work
     except BaseException:
         engine.close()
         raise
-    if not command.takes_terminal:
-        for warning in engine.warnings:
-            _say(warning)
     try:
         yield engine, settings
     finally:
         engine.close()
-        if command.takes_terminal:
+        if command.takes_terminal:  # the explorer showed them on screen; they stay readable after it
             for warning in engine.warnings:
-                _say(warning)
+                _say(with_prefix(warning))
 
 
 def _dispatch(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(WarningFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     command = COMMANDS.get(argv[0]) if argv else None
     if command is not None:
         argv = argv[1:]
@@ -539,14 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("NEURON_TUI_DEBUG"):
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
-            f"{PROGRAM}: internal error: {type(error).__name__}: {first}; "
+            f"{PROGRAM}: internal error: {describe(error)}; "
             "rerun with NEURON_TUI_DEBUG=1 for the traceback and report it",
             file=sys.stderr,
         )
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,13 +14,12 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import diskcache
 
-from engine.cache_location import default_cache_dir
 from engine.errors import UserError
+from engine.store.location import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,6 @@ class ResultCache:
 
     def __init__(self, directory: Path):
         self.directory = directory
-        self.on_warning: Callable[[str], None] | None = None  # told of a failed write, once
         try:
             if not directory.is_dir():
                 # A folder made here is private (it may hold results of private models); one that
@@ -124,10 +122,7 @@ class ResultCache:
                     "not being kept and will be computed again next time; free space or pass --cache-dir"
                 )
                 self.warnings.append(message)
-                if self.on_warning is not None:
-                    self.on_warning(message)
-                else:
-                    log.warning(message)
+                log.warning(message)
             self.delete(key)
             return False
 

@@ -1,0 +1,125 @@
+"""The per-neuron columns, each defined once: its one name (what filters, sort keys and exports
+say), its title on screen, how its values are read off a layer, how they print, what an unknown
+value means, and the words a user may type for it.
+
+Sorting, filtering, the neuron list, the detail and the collection all read this registry, so a new
+per-neuron statistic is a new entry here (and its computation in the scan or the corpus pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from engine.neurons import LayerNeurons
+
+Kind = Literal["number", "class"]
+
+
+@dataclass(frozen=True)
+class NeuronColumn:
+    name: str  # the one spelling: filters, sort keys, export fields
+    title: str  # the list's header (short: the list is about 55 cells wide at 80 columns)
+    values: Callable[[LayerNeurons], np.ndarray | None]  # None: not known for this layer yet
+    list_format: str = "{:.3f}"  # in the list and the collection
+    detail_label: str = ""  # in the detail's statistics ("" : not shown there on its own)
+    detail_format: str = "{:.4f}"
+    kind: Kind = "number"
+    aliases: tuple[str, ...] = ()  # other words a user may type (the title always works)
+    descending: bool = True  # the natural sort order: largest first
+    # An unknown value (NaN: no corpus pass for the layer, a constant row) is shown as "—", sorts
+    # last and passes no filter condition; ``unknown_as`` replaces it instead where a number is right.
+    unknown_as: float | None = None
+    # Written into scan records (JSON by name, CSV after ``device``) beside the classic fields;
+    # the classic ones (max_dot, norm, skew, kurtosis, class, null_z...) keep their own places.
+    exported: bool = False
+    words: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", (self.name, self.title, *self.aliases))
+
+    def read(self, neurons: LayerNeurons) -> np.ndarray:
+        """Values for every neuron of the layer; unknown ones NaN (or ``unknown_as``)."""
+        values = self.values(neurons)
+        if values is None:
+            if self.kind == "class":
+                return np.full(neurons.d_mlp, "", dtype=object)
+            return np.full(neurons.d_mlp, np.nan if self.unknown_as is None else self.unknown_as)
+        if self.kind == "number" and self.unknown_as is not None:
+            return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=self.unknown_as)
+        return values
+
+    def cell(self, value: float | str) -> str:
+        """The list's text for one value."""
+        if self.kind == "class":
+            return CLASS_TAGS.get(str(value), "")
+        number = float(value)
+        return "—" if number != number else self.list_format.format(number)
+
+
+CLASS_TAGS = {"prediction": "pred", "suppression": "supp", "": ""}
+CLASS_WORDS = {"prediction": "prediction", "pred": "prediction", "suppression": "suppression"}
+CLASS_WORDS |= {"supp": "suppression", "none": ""}
+
+
+def _evidence(read: Callable[[LayerNeurons], np.ndarray]) -> Callable[[LayerNeurons], np.ndarray | None]:
+    return lambda n: None if n.evidence is None else read(n)
+
+
+COLUMNS: dict[str, NeuronColumn] = {
+    column.name: column
+    for column in (
+        NeuronColumn("neuron", "neuron", lambda n: np.arange(n.d_mlp), "{:.0f}", descending=False),
+        NeuronColumn(
+            "max_dot",
+            "max-dot",
+            lambda n: n.result.max_dot,
+            detail_label="max |dot|",
+            aliases=("maxdot", "max"),
+        ),
+        NeuronColumn("null_z", "null-z", lambda n: n.null_z, "{:.1f}", aliases=("z",), unknown_as=0.0),
+        NeuronColumn(
+            "kurtosis",
+            "kurt",
+            lambda n: n.result.kurtosis,
+            "{:.1f}",
+            detail_label="kurtosis",
+            detail_format="{:.2f}",
+            unknown_as=0.0,
+        ),
+        NeuronColumn(
+            "skew",
+            "skew",
+            lambda n: n.result.skew,
+            "{:+.2f}",
+            detail_label="skew",
+            detail_format="{:+.3f}",
+            unknown_as=0.0,
+        ),
+        NeuronColumn("class", "class", lambda n: n.classes, kind="class", detail_label="class"),
+        NeuronColumn("norm", "norm", lambda n: n.result.norm, detail_label="|W_out[i]|"),
+        NeuronColumn("lift", "lift", _evidence(lambda n: n.evidence.lift), "{:.1f}"),  # type: ignore[union-attr]
+        NeuronColumn("density", "density", _evidence(lambda n: n.evidence.density), "{:.3f}"),  # type: ignore[union-attr]
+    )
+}
+
+# The order ``s`` cycles through; every other column filters but does not sort.
+SORT_ORDER = ("max_dot", "neuron", "null_z", "kurtosis", "skew", "class", "lift")
+FILTERABLE = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class", "lift", "density")
+
+
+def exported_columns() -> list[NeuronColumn]:
+    """The columns that scan records carry by name, in registry order."""
+    return [column for column in COLUMNS.values() if column.exported]
+
+
+def column_for(word: str) -> NeuronColumn | None:
+    """The column a typed word names: its name, its title or an alias (``-`` and ``_`` alike)."""
+    word = word.strip().lower().replace("-", "_")
+    for column in COLUMNS.values():
+        if word in (w.replace("-", "_") for w in column.words):
+            return column
+    return None

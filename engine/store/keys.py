@@ -1,0 +1,115 @@
+"""Every key of the result cache, and the one rule for reading an entry: a value that does not
+decode is dropped and read as a miss (it is then computed again).
+
+Keys are ``v{schema}/{fingerprint}/...``: everything under one model's weights fingerprint, and
+under a schema version that changes when a stored layout does. Nothing here imports torch: the
+explorer reads layers and evidence from the cache on a warm start without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from engine.evidence import LayerActivations
+from engine.settings import SCHEMA_VERSION, ActivationSettings, ScanSettings
+from engine.store.cache import ResultCache
+
+T = TypeVar("T")
+DECODE_ERRORS = (ValueError, KeyError, OSError, TypeError)  # what a damaged payload raises
+
+
+def decoded(cache: ResultCache | None, key: str, decode: Callable[[bytes], T]) -> T | None:
+    """The entry at ``key`` decoded, or None when it is missing or does not decode (then dropped)."""
+    payload = cache.get(key) if cache else None
+    if payload is None or cache is None:
+        return None
+    try:
+        return decode(payload)
+    except DECODE_ERRORS:
+        cache.delete(key)
+        return None
+
+
+class CacheKeys:
+    """The keys of one model (by weights fingerprint)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+
+    def key(self, *parts: object) -> str:
+        return "/".join([f"v{SCHEMA_VERSION}", self.fingerprint, *map(str, parts)])
+
+    def info(self) -> str:
+        return self.key("info")
+
+    def vocabulary(self, vocabulary_fingerprint: str) -> str:
+        return self.key("vocab", vocabulary_fingerprint)
+
+    def layer(self, layer: int, settings: ScanSettings) -> str:
+        return self.key("layer", settings.cache_tag, layer)
+
+    def null(self, settings: ScanSettings, samples: int, seed: int) -> str:
+        return self.key("null", settings.projection.label, settings.dtype, samples, seed)
+
+    def evidence(self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int) -> str:
+        return self.key("activations", corpus_hash, settings.cache_tag, scan.cache_tag, layer)
+
+    def pass_progress(
+        self, corpus_hash: str, settings: ActivationSettings, layers: list[int], rank: int, world: int
+    ) -> str:
+        joined = "-".join(map(str, layers))
+        return self.key("activation-progress", corpus_hash, settings.cache_tag, joined, f"{rank}of{world}")
+
+    def corpora(self) -> str:
+        return self.key("activation-corpora")
+
+
+class EvidenceStore:
+    """Activation evidence in the result cache: each layer's evidence, a running pass's
+    checkpoints, and the content hashes of corpora passed over, by name (so the explorer finds
+    evidence of the embedded corpus without rebuilding it, which takes seconds)."""
+
+    def __init__(self, cache: ResultCache | None, keys: CacheKeys) -> None:
+        self.cache, self.keys = cache, keys
+
+    def evidence(
+        self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
+    ) -> LayerActivations | None:
+        key = self.keys.evidence(corpus_hash, settings, scan, layer)
+        return decoded(self.cache, key, LayerActivations.from_bytes)
+
+    def keep_evidence(
+        self,
+        corpus_hash: str,
+        settings: ActivationSettings,
+        scan: ScanSettings,
+        evidence: LayerActivations,
+    ) -> None:
+        if self.cache:
+            key = self.keys.evidence(corpus_hash, settings, scan, evidence.layer)
+            self.cache.set(key, evidence.to_bytes())
+
+    def checkpoint(self, key: str) -> bytes | None:
+        return self.cache.get(key) if self.cache else None
+
+    def keep_checkpoint(self, key: str, payload: bytes) -> None:
+        if self.cache:
+            self.cache.set(key, payload)
+
+    def forget(self, key: str) -> None:
+        if self.cache:
+            self.cache.delete(key)
+
+    def remember_corpus(self, name: str, content_hash: str) -> None:
+        if self.cache:
+            known = self.cache.get_json(self.keys.corpora()) or {}
+            if known.get(name) != content_hash:
+                self.cache.set_json(self.keys.corpora(), {**known, name: content_hash})
+
+    def known_corpus_hash(self, name: str) -> str | None:
+        if not self.cache:
+            return None
+        known = self.cache.get_json(self.keys.corpora()) or {}
+        value = known.get(name)
+        return value if isinstance(value, str) else None
