@@ -23,6 +23,7 @@ from engine.corpus import AnyCorpus
 from engine.device import check_device_name
 from engine.errors import UserError
 from engine.evidence import LayerActivations
+from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.progress import ActivationListener, ProgressListener, ScanProgress
 from engine.resources import return_freed_memory
@@ -340,6 +341,18 @@ class NeuronEngine:
     ) -> Iterator[LayerResult]:
         for layer in layers:
             yield self.layer(layer, settings, listener=listener, cancelled=cancelled)
+
+    def neurons(
+        self, layer: int, settings: ScanSettings, listener: ProgressListener | None = None
+    ) -> LayerNeurons:
+        """The layer with every per-neuron value derived (class, per-unit max-dot, null z)."""
+        return self.derive(self.layer(layer, settings, listener=listener), settings)
+
+    def derive(
+        self, result: LayerResult, settings: ScanSettings, evidence: LayerActivations | None = None
+    ) -> LayerNeurons:
+        """A layer's results in hand, derived against the null baseline of ``settings``."""
+        return LayerNeurons.derive(result, self.null_baseline(settings), settings.projection.cosine, evidence)
 
     def neuron_scores(self, layer: int, neuron: int, settings: ScanSettings) -> np.ndarray:
         """One neuron's float64 scores against the whole vocabulary (loads the weights if needed)."""

@@ -129,10 +129,10 @@ def test_parse_filter():
 def test_neuron_order_sorts_and_filters():
     neurons = LayerNeurons.derive(random_result(seed=5), NULL, False)
     r = neurons.result
-    by_max = neuron_order(neurons, "max-dot", [])
+    by_max = neuron_order(neurons, "max_dot", [])
     assert np.all(np.diff(r.max_dot[by_max]) <= 0)
     assert neuron_order(neurons, "neuron", []).tolist() == list(range(r.d_mlp))
-    by_z = neuron_order(neurons, "null-z", [])
+    by_z = neuron_order(neurons, "null_z", [])
     assert np.all(np.diff(neurons.null_z[by_z]) <= 0)
     heavy = neuron_order(neurons, "kurtosis", parse_filter("kurtosis>10"))
     assert set(heavy.tolist()) == set(np.flatnonzero(r.kurtosis > 10).tolist())

@@ -35,13 +35,13 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
         return _scan_across_ranks(engine, settings, layers, output, ranks)
     info, vocab = engine.info, engine.vocabulary
     with StderrProgress(layers) as progress:
-        null = engine.null_baseline(settings)
+        engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
         metadata = _metadata(engine, settings)
 
         def records():
             # One layer in memory at a time: its records are written before the next is scanned.
             for result in engine.layers(layers, settings, listener=progress):
-                neurons = LayerNeurons.derive(result, null, settings.projection.cosine)
+                neurons = engine.derive(result, settings)
                 yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
 
         count = write_records(output, records(), metadata)
@@ -65,13 +65,13 @@ def _scan_across_ranks(
             results = engine.scan_across_ranks(layers, settings, ranks, listener=progress, said=say)
             if results is None:
                 return 0  # another rank writes
-            null = engine.null_baseline(settings)
+            engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
         info, vocab = engine.info, engine.vocabulary
         metadata = _metadata(engine, settings)
 
         def records() -> Iterator[dict]:
             for result in results:
-                neurons = LayerNeurons.derive(result, null, settings.projection.cosine)
+                neurons = engine.derive(result, settings)
                 yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
 
         count = write_records(output, records(), metadata)
@@ -97,11 +97,10 @@ def collection(engine: NeuronEngine, settings: ScanSettings, output: str) -> int
         raise UserError(f"the collection of {info.name} is empty: mark neurons in the explorer with space")
     layers = marked.layers()
     with StderrProgress(layers) as progress:
-        null = engine.null_baseline(settings)
+        engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
 
         def layer_neurons(layer: int) -> LayerNeurons:
-            result = engine.layer(layer, settings, listener=progress)
-            return LayerNeurons.derive(result, null, settings.projection.cosine)
+            return engine.neurons(layer, settings, listener=progress)
 
         records = collection_records(info.name, vocab, marked, layer_neurons, k=settings.top_k)
         count = write_records(output, records, _metadata(engine, settings))
@@ -113,8 +112,8 @@ def collection(engine: NeuronEngine, settings: ScanSettings, output: str) -> int
 def _all_layers(engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> list[LayerNeurons]:
     with StderrProgress(layers) as progress:
         results = list(engine.layers(layers, settings, listener=progress))
-        null = engine.null_baseline(settings)
-    return [LayerNeurons.derive(result, null, settings.projection.cosine) for result in results]
+        engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
+    return [engine.derive(result, settings) for result in results]
 
 
 def layer_table(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:

@@ -1,6 +1,7 @@
 """The explorer's main view: the layer picker, the layer's max-dot histogram and its neuron list.
 
-The screen owns its layout, its keys and its workers. Slow work (model shapes, cached layers, the
+The screen owns its layout, its keys and its workers (the parts beyond the layer on screen and the
+background scan are mixins, one module each). Slow work (model shapes, cached layers, the
 background scan, exports) runs in thread workers that post messages back; the event loop only
 draws and answers keys. What the explorer knows lives in the app's ``ExplorerState``.
 """
@@ -8,7 +9,6 @@ draws and answers keys. What the explorer knows lives in the app's ``ExplorerSta
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +24,18 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine.errors import ScanCancelled, UserError, describe
 from engine.neuron_engine import NeuronEngine
 from engine.neurons import LayerNeurons
-from engine.progress import ActivationProgress, ScanProgress
+from engine.progress import ScanProgress
 from engine.results import LayerResult
-from engine.settings import Projection, ScanSettings
-from engine.store.collection import Collection, collection_records
-from engine.store.export import export_settings, neuron_records, write_records
+from engine.store.collection import Collection
 from engine.summary import LayerSummary, summarise
-from tui.filtering import FilterError, parse_filter
-from tui.messages import Activity, EngineReady, EvidenceReady, LayerReady, LayerSummarised, NullReady
-from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
+from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady
+from tui.neuron_ref import neuron_label
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.prompt import PromptScreen
+from tui.screens.main_evidence import EvidenceWork
+from tui.screens.main_export import ExportActions
+from tui.screens.main_list import ListActions
+from tui.screens.main_marks import MarkActions
+from tui.screens.main_views import OtherViews
 from tui.state import ExplorerState
 from tui.widgets.footer import KeyFooter
 from tui.widgets.histogram import MaxDotHistogram
@@ -52,7 +52,9 @@ def _import_detail_view() -> None:
     import tui.screens.detail  # noqa: F401
 
 
-class MainScreen(Screen[None]):
+class MainScreen(MarkActions, ListActions, EvidenceWork, OtherViews, ExportActions, Screen[None]):
+    """Layout, keys, the layer on screen and the background scan; the rest in main_*.py."""
+
     BINDINGS = [
         # The app's layer keys, repeated here so that the footer shows them first.
         Binding("right_square_bracket", "app.next_layer", "Next layer", key_display="]"),
@@ -117,18 +119,6 @@ class MainScreen(Screen[None]):
             self.notify(warning.removeprefix("warning: "), severity="warning", timeout=20)
         self.set_interval(COLLECTION_POLL, self._follow_collection_file)
         self.start_engine()
-
-    def _follow_collection_file(self) -> None:
-        """Another explorer on the same model may have marked or noted neurons: show them."""
-        collection = self.state.collection
-        if collection is None:
-            return
-        try:
-            changed = collection.refresh()
-        except UserError:
-            return  # said when a change is saved; a passing read error is no news
-        if changed:
-            self._refresh_marks()
 
     # --- status -----------------------------------------------------------------------------
     def refresh_status(self) -> None:
@@ -321,55 +311,6 @@ class MainScreen(Screen[None]):
         self.summary_added.publish(summary)  # the all-layers view fills in as layers land
 
     # --- activation evidence -----------------------------------------------------------------
-    def _want_evidence(self, layer: int) -> None:
-        state = self.state
-        if layer not in state.evidence and layer not in state.evidence_missing:
-            self.look_up_evidence(layer, state.generation)
-
-    @work(thread=True, exclusive=True, group="evidence", exit_on_error=False)
-    def look_up_evidence(self, layer: int, generation: int) -> None:
-        from tui.corpus_pass import look_up
-
-        self.post_message(EvidenceReady(layer, look_up(self.engine, self.state, layer), generation))
-
-    def action_corpus_pass(self) -> None:
-        if self.state.n_layers == 0:
-            return
-        if any(w.group == "corpus-pass" and w.is_running for w in self.workers):
-            self.notify("the corpus pass is running; its progress is in the status line")
-            return
-        self.notify(
-            f"running the model over the corpus for all {self.state.n_layers} layers in the background; "
-            "the list gains a lift column and the detail examples when it ends",
-            title="corpus pass",
-        )
-        self.run_corpus_pass(self.state.generation)
-
-    @work(thread=True, exclusive=True, group="corpus-pass", exit_on_error=False)
-    def run_corpus_pass(self, generation: int) -> None:
-        from tui.corpus_pass import activity, run_corpus_pass
-
-        worker = get_current_worker()
-
-        def listen(progress: ActivationProgress) -> None:
-            text, fraction = activity(progress)
-            self.post_message(Activity(text, fraction))
-
-        self.post_message(Activity("corpus pass: reading the corpus", None))
-        results = run_corpus_pass(self.engine, self.state, listen, lambda: worker.is_cancelled)
-        if results is None:
-            return
-        for layer in sorted(results, key=lambda layer: layer == self.state.layer):  # the shown layer last
-            self.post_message(EvidenceReady(layer, results[layer], generation))
-        self.post_message(Activity("corpus pass done: lift in the list, examples in the detail", None))
-
-    def on_evidence_ready(self, message: EvidenceReady) -> None:
-        if message.generation != self.state.generation:
-            return
-        self.state.keep_evidence(message.layer, message.evidence)
-        if message.evidence is not None and self.result is not None and self.result.layer == message.layer:
-            self._show_result(self.result)
-
     def on_null_ready(self, message: NullReady) -> None:
         if message.generation != self.state.generation:
             return
@@ -425,112 +366,9 @@ class MainScreen(Screen[None]):
     def on_neuron_list_highlighted(self, message: NeuronList.Highlighted) -> None:
         self._mark_histogram(message.neuron)
 
-    def on_neuron_list_mark_toggled(self, message: NeuronList.MarkToggled) -> None:
-        # The layer comes with the message: by now another layer may be on screen (keys typed ahead).
-        try:
-            self.state.toggle_mark(message.layer, message.neuron)
-        except UserError as error:  # the collection file could not be written
-            self.notify(str(error), title="mark not saved", severity="error")
-        self._refresh_marks()
-
-    def action_undo(self) -> None:
-        """Undo this explorer's last mark, unmark or note (the collection file is changed back)."""
-        collection = self.state.collection
-        if collection is None:
-            return
-        try:
-            undone = collection.undo()
-        except UserError as error:
-            self.notify(str(error), title="undo not saved", severity="error")
-            return
-        if undone is None:
-            self.notify("nothing to undo: no mark or note was changed in this explorer", severity="warning")
-        else:
-            self.notify(f"undid the {undone}", title="undo")
-        self._refresh_marks()
-
-    def _refresh_marks(self) -> None:
-        listing = self.query_one(NeuronList)
-        listing.marked = self.state.marked
-        listing.refresh()
-        self.refresh_status()
-
-    def action_note(self) -> None:
-        """A short note on the highlighted neuron; writing one marks the neuron."""
-        neuron = self.query_one(NeuronList).current_neuron
-        collection, layer = self.state.collection, self.state.layer
-        if neuron is None or collection is None or layer is None:
-            return
-
-        def save(text: str | None) -> None:
-            if text is None:
-                return
-            try:
-                collection.set_note(layer, neuron, text)
-            except UserError as error:
-                self.notify(str(error), title="note not saved", severity="error")
-            self._refresh_marks()
-
-        label = neuron_label(layer, neuron)
-        hint = "Enter saves (the neuron is marked), Escape cancels"
-        self.app.push_screen(PromptScreen(f"Note for {label}", collection.note(layer, neuron), hint), save)
-
-    def action_go_to(self) -> None:
-        if self.info is None:
-            return
-        hint = "L29/N1135, 29:1135, 29/1135, or a neuron of this layer: 1135"
-        self.app.push_screen(PromptScreen("Go to neuron", "", hint, "L29/N1135"), self._go_to)
-
-    def _go_to(self, text: str | None) -> None:
-        if not text or self.info is None:
-            return
-        try:
-            target = parse_neuron_ref(text, self.state.layer, self.info.n_layers, self.info.d_mlp)
-        except NeuronRefError as error:
-            self.notify(str(error), title="go to", severity="error")
-            return
-        self.jump_to_neuron(target)
-
     def on_layer_picker_chosen(self, message: LayerPicker.Chosen) -> None:
         self.show_layer(message.layer)
         self.query_one(NeuronList).focus()
-
-    # --- list actions -----------------------------------------------------------------------
-    def action_cycle_sort(self) -> None:
-        self.state.cycle_sort()
-        self._resort()
-
-    def action_reverse_sort(self) -> None:
-        self.state.reverse_sort()
-        self._resort()
-
-    def _resort(self) -> None:
-        if self.result is not None:
-            self._show_result(self.result, from_top=True)
-        self.refresh_status()
-
-    def action_filter(self) -> None:
-        current = ", ".join(map(str, self.state.conditions))
-        hint = "a number = minimum max-dot; or e.g. kurtosis>10, null_z>3, class=prediction; empty clears"
-        self.app.push_screen(PromptScreen("Filter neurons", current, hint, "0.5"), self._apply_filter)
-
-    def _apply_filter(self, text: str | None) -> None:
-        if text is None:
-            return
-        try:
-            self.state.conditions = parse_filter(text)
-        except FilterError as error:
-            self.notify(str(error), title="filter not applied", severity="error")
-            return
-        if self.result is not None:
-            self._show_result(self.result, from_top=True)
-        self.refresh_status()
-
-    def action_toggle_histogram(self) -> None:
-        self.query_one(MaxDotHistogram).toggle_mode()
-
-    def action_grow_histogram(self) -> None:
-        self.toggle_class("-tall-histogram")
 
     def on_neuron_list_selected(self, message: NeuronList.Selected) -> None:
         from tui.screens.detail import NeuronDetailScreen
@@ -553,49 +391,6 @@ class MainScreen(Screen[None]):
         listing = self.query_one(NeuronList)
         listing.set_order(listing.order, keep_neuron=neuron)
 
-    # --- other views ------------------------------------------------------------------------
-    def action_all_layers(self) -> None:
-        from tui.screens.all_layers import AllLayersScreen
-
-        if self.info is None:
-            return
-        screen = AllLayersScreen(
-            self.info.name,
-            self.state.settings.projection.label,
-            self.info.n_layers,
-            self.state.summaries,
-            self.state.layer,
-            self.summary_added,
-        )
-        self.app.push_screen(screen, self._jump_to_layer)
-
-    def _jump_to_layer(self, layer: int | None) -> None:
-        if layer is not None:
-            self.show_layer(layer)
-
-    def action_collection(self) -> None:
-        from tui.screens.collection import CollectionScreen
-
-        collection = self.state.collection
-        if collection is None or self.info is None or self.vocab is None:
-            return
-        settings = self.state.settings
-
-        def layer_neurons(layer: int) -> LayerNeurons:
-            return LayerNeurons.derive(
-                self.engine.layer(layer, settings),
-                self.engine.null_baseline(settings),
-                settings.projection.cosine,
-            )
-
-        screen = CollectionScreen(self.info.name, collection, self.vocab, layer_neurons, self.action_export)
-        self.app.push_screen(screen, self._open_collected)
-
-    def _open_collected(self, target: tuple[int, int] | None) -> None:
-        if target is not None:
-            self.state.pending_detail = True
-            self.jump_to_neuron(target)
-
     def jump_to_neuron(self, target: tuple[int, int] | None) -> None:
         """Open ``(layer, neuron)`` with the cursor on that neuron (neuron -1: just the layer)."""
         if target is None:
@@ -603,156 +398,3 @@ class MainScreen(Screen[None]):
         layer, neuron = target
         self.state.jump_to(neuron if neuron >= 0 else None)
         self.show_layer(layer)
-
-    def action_text_probe(self) -> None:
-        from tui.screens.text_probe import TextProbeScreen
-
-        if self.vocab is None or self.info is None or self.state.layer is None:
-            return
-        # What the probe's worker may read, taken here on the event loop: workers never read the state.
-        engine, settings, held = self.engine, self.state.settings, dict(self.state.results)
-
-        def probe(text: str, layers: list[int], top: int):
-            return engine.probe(text, layers, top, settings, held)
-
-        screen = TextProbeScreen(self.state.layer, self.info.n_layers, self.vocab, probe)
-        self.app.push_screen(screen, self._open_collected)
-
-    def action_token_search(self) -> None:
-        from engine.scan.token_search import TokenIndex
-        from tui.screens.token_search import TokenSearchScreen
-
-        if self.vocab is None or self.info is None:
-            return
-        if self.token_index is None:
-            self.token_index = TokenIndex(self.vocab)
-        tables = dict(sorted(self.state.token_tables.items()))
-        self.app.push_screen(
-            TokenSearchScreen(self.token_index, tables, self.info.n_layers), self.jump_to_neuron
-        )
-
-    def action_coverage(self) -> None:
-        from engine.scan.coverage import coverage_from_layers
-        from tui.screens.coverage import CoverageScreen
-
-        if self.info is None or self.vocab is None:
-            return
-        if self.state.null is None or not self.state.unit_best:
-            self.notify(
-                "coverage needs the null baseline and at least one computed layer: still computing",
-                severity="warning",
-            )
-            return
-        coverage = coverage_from_layers(self.state.unit_best, self.state.null)
-        label = self.state.settings.projection.label
-        screen = CoverageScreen(self.info.name, label, coverage, self.vocab, self.info.n_layers)
-        self.app.push_screen(screen, self.jump_to_neuron)
-
-    def action_projection(self) -> None:
-        from tui.screens.projection import ProjectionScreen
-
-        self.app.push_screen(ProjectionScreen(self.state.settings.projection), self.apply_projection)
-
-    def apply_projection(self, projection: Projection | None) -> None:
-        """Switch projection: every layer is read from the cache or computed again under it."""
-        if projection is None or self.info is None or not self.state.switch_projection(projection):
-            return
-        self.neurons = None
-        self.query_one(LayerPicker).clear_summaries()
-        if self.state.layer is not None:
-            self.show_layer(self.state.layer)
-        self.run_scanner()
-
-    # --- export -----------------------------------------------------------------------------
-    def action_export(self) -> None:
-        """Export the collection (every marked neuron, all layers); with nothing marked, say how."""
-        collection = self.state.collection
-        if collection is None or not len(collection):
-            self.notify(
-                "the collection is empty: mark neurons with space, or press E to export the listed neurons",
-                severity="warning",
-            )
-            return
-        layers = collection.layers()
-        title = f"Export the collection: {len(collection)} neurons from {len(layers)} layer(s)"
-        self._ask_path(title, "neurons-collection.csv", self._export_collection)
-
-    def action_export_listed(self) -> None:
-        if self.result is None:
-            self.notify("nothing to export yet: the layer is still being computed", severity="warning")
-            return
-        listed = len(self.query_one(NeuronList).order)
-        title = f"Export the {listed} listed neurons of layer {self.result.layer}"
-        self._ask_path(title, f"neurons-layer{self.result.layer}.csv", self._export_listed)
-
-    def _ask_path(self, title: str, name: str, then: Callable[[str], None]) -> None:
-        """Ask for a file to write; refuse what the explorer cannot write to, and ask before
-        replacing a file that exists (Enter replaces it, Escape keeps it)."""
-        hint = ".csv, .json or .jsonl, by extension; ~ is your home"
-
-        def chosen(text: str | None) -> None:
-            path = (text or "").strip()
-            if not path:
-                return
-            if path == "-":
-                self.notify(
-                    "'-' means standard output, which the explorer draws on: give a file path "
-                    "(or use neuron-tui collection -o - from a shell)",
-                    title="export",
-                    severity="error",
-                )
-                return
-            target = Path(path).expanduser()
-            if target.is_dir():
-                self.notify(
-                    f"{path} is a folder: add a file name ending in .csv, .json or .jsonl",
-                    title="export",
-                    severity="error",
-                )
-                return
-            if target.exists():
-                question = f"{target} exists. Replace it?"
-                self.app.push_screen(
-                    ConfirmScreen(question, "Enter replaces it, Escape keeps the old file"),
-                    lambda yes: then(path) if yes else self.notify(f"kept {target}", title="export"),
-                )
-                return
-            then(path)
-
-        self.app.push_screen(PromptScreen(title, str(self.export_dir / name), hint), chosen)
-
-    def _export_listed(self, path: str) -> None:
-        if self.neurons is None or self.info is None or self.vocab is None:
-            return
-        neurons, chosen, settings = (
-            self.neurons,
-            self.query_one(NeuronList).listed_neurons,
-            self.state.settings,
-        )
-        name, vocab = self.info.name, self.vocab
-        self.write_export(
-            path.strip(), lambda: neuron_records(name, vocab, neurons, chosen, k=settings.top_k), settings
-        )
-
-    def _export_collection(self, path: str) -> None:
-        collection = self.state.collection
-        if collection is None or self.info is None or self.vocab is None:
-            return
-        settings, engine, name, vocab = self.state.settings, self.engine, self.info.name, self.vocab
-
-        def records():
-            null = engine.null_baseline(settings)
-
-            def layer_neurons(layer: int) -> LayerNeurons:
-                return LayerNeurons.derive(engine.layer(layer, settings), null, settings.projection.cosine)
-
-            return collection_records(name, vocab, collection, layer_neurons, k=settings.top_k)
-
-        self.write_export(path.strip(), records, settings)
-
-    @work(thread=True, group="export", exit_on_error=False)
-    def write_export(self, path: str, records: Callable[[], Iterator[dict]], settings: ScanSettings) -> None:
-        """Records are made here, in the worker: a collection may need layers read or computed."""
-        assert self.info is not None
-        count = write_records(path, records(), export_settings(self.info, settings))
-        self.app.call_from_thread(self.notify, f"wrote {count} neurons to {path}", title="exported")

@@ -1,0 +1,134 @@
+"""The explorer's exports: ask for a file, refuse what cannot be written, confirm before replacing
+one, write in a worker.
+
+A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
+checker; the methods run as the screen's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.screen import Screen
+
+from engine.neuron_engine import NeuronEngine
+from engine.neurons import LayerNeurons
+from engine.settings import ScanSettings
+from engine.sources.base import ModelInfo
+from engine.store.collection import collection_records
+from engine.store.export import export_settings, neuron_records, write_records
+from engine.tokens import Vocabulary
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.prompt import PromptScreen
+from tui.state import ExplorerState
+from tui.widgets.neuron_list import NeuronList
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    _Base = Screen[None]
+else:
+    _Base = object
+
+
+class ExportActions(_Base):
+    engine: NeuronEngine
+    state: ExplorerState
+    info: ModelInfo | None
+    vocab: Vocabulary | None
+    neurons: LayerNeurons | None
+    export_dir: Path
+    activity: str
+
+    def action_export(self) -> None:
+        """Export the collection (every marked neuron, all layers); with nothing marked, say how."""
+        collection = self.state.collection
+        if collection is None or not len(collection):
+            self.notify(
+                "the collection is empty: mark neurons with space, or press E to export the listed neurons",
+                severity="warning",
+            )
+            return
+        layers = collection.layers()
+        title = f"Export the collection: {len(collection)} neurons from {len(layers)} layer(s)"
+        self._ask_path(title, "neurons-collection.csv", self._export_collection)
+
+    def action_export_listed(self) -> None:
+        if self.result is None:
+            self.notify("nothing to export yet: the layer is still being computed", severity="warning")
+            return
+        listed = len(self.query_one(NeuronList).order)
+        title = f"Export the {listed} listed neurons of layer {self.result.layer}"
+        self._ask_path(title, f"neurons-layer{self.result.layer}.csv", self._export_listed)
+
+    def _ask_path(self, title: str, name: str, then: Callable[[str], None]) -> None:
+        """Ask for a file to write; refuse what the explorer cannot write to, and ask before
+        replacing a file that exists (Enter replaces it, Escape keeps it)."""
+        hint = ".csv, .json or .jsonl, by extension; ~ is your home"
+
+        def chosen(text: str | None) -> None:
+            path = (text or "").strip()
+            if not path:
+                return
+            if path == "-":
+                self.notify(
+                    "'-' means standard output, which the explorer draws on: give a file path "
+                    "(or use neuron-tui collection -o - from a shell)",
+                    title="export",
+                    severity="error",
+                )
+                return
+            target = Path(path).expanduser()
+            if target.is_dir():
+                self.notify(
+                    f"{path} is a folder: add a file name ending in .csv, .json or .jsonl",
+                    title="export",
+                    severity="error",
+                )
+                return
+            if target.exists():
+                question = f"{target} exists. Replace it?"
+                self.app.push_screen(
+                    ConfirmScreen(question, "Enter replaces it, Escape keeps the old file"),
+                    lambda yes: then(path) if yes else self.notify(f"kept {target}", title="export"),
+                )
+                return
+            then(path)
+
+        self.app.push_screen(PromptScreen(title, str(self.export_dir / name), hint), chosen)
+
+    def _export_listed(self, path: str) -> None:
+        if self.neurons is None or self.info is None or self.vocab is None:
+            return
+        neurons, chosen, settings = (
+            self.neurons,
+            self.query_one(NeuronList).listed_neurons,
+            self.state.settings,
+        )
+        name, vocab = self.info.name, self.vocab
+        self.write_export(
+            path.strip(), lambda: neuron_records(name, vocab, neurons, chosen, k=settings.top_k), settings
+        )
+
+    def _export_collection(self, path: str) -> None:
+        collection = self.state.collection
+        if collection is None or self.info is None or self.vocab is None:
+            return
+        settings, engine, name, vocab = self.state.settings, self.engine, self.info.name, self.vocab
+
+        def records() -> Iterator[dict]:
+            return collection_records(
+                name, vocab, collection, lambda layer: engine.neurons(layer, settings), k=settings.top_k
+            )
+
+        self.write_export(path.strip(), records, settings)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def write_export(self, path: str, records: Callable[[], Iterator[dict]], settings: ScanSettings) -> None:
+        """Records are made here, in the worker: a collection may need layers read or computed."""
+        assert self.info is not None
+        count = write_records(path, records(), export_settings(self.info, settings))
+        self.app.call_from_thread(self.notify, f"wrote {count} neurons to {path}", title="exported")

@@ -1,0 +1,102 @@
+"""Marks and notes from the main screen: each key acts on the neuron it was pressed on, every
+change goes to the shared collection file, u undoes, and other explorers' changes show up.
+
+A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
+checker; the methods run as the screen's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.screen import Screen
+
+from engine.errors import UserError
+from engine.neuron_engine import NeuronEngine
+from engine.neurons import LayerNeurons
+from engine.sources.base import ModelInfo
+from engine.tokens import Vocabulary
+from tui.neuron_ref import neuron_label
+from tui.screens.prompt import PromptScreen
+from tui.state import ExplorerState
+from tui.widgets.neuron_list import NeuronList
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    _Base = Screen[None]
+else:
+    _Base = object
+
+
+class MarkActions(_Base):
+    engine: NeuronEngine
+    state: ExplorerState
+    info: ModelInfo | None
+    vocab: Vocabulary | None
+    neurons: LayerNeurons | None
+    export_dir: Path
+    activity: str
+
+    def _follow_collection_file(self) -> None:
+        """Another explorer on the same model may have marked or noted neurons: show them."""
+        collection = self.state.collection
+        if collection is None:
+            return
+        try:
+            changed = collection.refresh()
+        except UserError:
+            return  # said when a change is saved; a passing read error is no news
+        if changed:
+            self._refresh_marks()
+
+    def on_neuron_list_mark_toggled(self, message: NeuronList.MarkToggled) -> None:
+        # The layer comes with the message: by now another layer may be on screen (keys typed ahead).
+        try:
+            self.state.toggle_mark(message.layer, message.neuron)
+        except UserError as error:  # the collection file could not be written
+            self.notify(str(error), title="mark not saved", severity="error")
+        self._refresh_marks()
+
+    def action_undo(self) -> None:
+        """Undo this explorer's last mark, unmark or note (the collection file is changed back)."""
+        collection = self.state.collection
+        if collection is None:
+            return
+        try:
+            undone = collection.undo()
+        except UserError as error:
+            self.notify(str(error), title="undo not saved", severity="error")
+            return
+        if undone is None:
+            self.notify("nothing to undo: no mark or note was changed in this explorer", severity="warning")
+        else:
+            self.notify(f"undid the {undone}", title="undo")
+        self._refresh_marks()
+
+    def _refresh_marks(self) -> None:
+        listing = self.query_one(NeuronList)
+        listing.marked = self.state.marked
+        listing.refresh()
+        self.refresh_status()
+
+    def action_note(self) -> None:
+        """A short note on the highlighted neuron; writing one marks the neuron."""
+        neuron = self.query_one(NeuronList).current_neuron
+        collection, layer = self.state.collection, self.state.layer
+        if neuron is None or collection is None or layer is None:
+            return
+
+        def save(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                collection.set_note(layer, neuron, text)
+            except UserError as error:
+                self.notify(str(error), title="note not saved", severity="error")
+            self._refresh_marks()
+
+        label = neuron_label(layer, neuron)
+        hint = "Enter saves (the neuron is marked), Escape cancels"
+        self.app.push_screen(PromptScreen(f"Note for {label}", collection.note(layer, neuron), hint), save)

@@ -1,0 +1,135 @@
+"""The views the main screen opens: all layers, the collection, the text probe, the token search,
+coverage and the projection dialog.
+
+A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
+checker; the methods run as the screen's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.screen import Screen
+
+from engine.neuron_engine import NeuronEngine
+from engine.neurons import LayerNeurons
+from engine.settings import Projection
+from engine.sources.base import ModelInfo
+from engine.tokens import Vocabulary
+from tui.state import ExplorerState
+from tui.widgets.layer_picker import LayerPicker
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    _Base = Screen[None]
+else:
+    _Base = object
+
+
+class OtherViews(_Base):
+    engine: NeuronEngine
+    state: ExplorerState
+    info: ModelInfo | None
+    vocab: Vocabulary | None
+    neurons: LayerNeurons | None
+    export_dir: Path
+    activity: str
+
+    def action_all_layers(self) -> None:
+        from tui.screens.all_layers import AllLayersScreen
+
+        if self.info is None:
+            return
+        screen = AllLayersScreen(
+            self.info.name,
+            self.state.settings.projection.label,
+            self.info.n_layers,
+            self.state.summaries,
+            self.state.layer,
+            self.summary_added,
+        )
+        self.app.push_screen(screen, self._jump_to_layer)
+
+    def _jump_to_layer(self, layer: int | None) -> None:
+        if layer is not None:
+            self.show_layer(layer)
+
+    def action_collection(self) -> None:
+        from tui.screens.collection import CollectionScreen
+
+        collection = self.state.collection
+        if collection is None or self.info is None or self.vocab is None:
+            return
+        settings = self.state.settings
+
+        def layer_neurons(layer: int) -> LayerNeurons:
+            return self.engine.neurons(layer, settings)
+
+        screen = CollectionScreen(self.info.name, collection, self.vocab, layer_neurons, self.action_export)
+        self.app.push_screen(screen, self._open_collected)
+
+    def _open_collected(self, target: tuple[int, int] | None) -> None:
+        if target is not None:
+            self.state.pending_detail = True
+            self.jump_to_neuron(target)
+
+    def action_text_probe(self) -> None:
+        from tui.screens.text_probe import TextProbeScreen
+
+        if self.vocab is None or self.info is None or self.state.layer is None:
+            return
+        # What the probe's worker may read, taken here on the event loop: workers never read the state.
+        engine, settings, held = self.engine, self.state.settings, dict(self.state.results)
+
+        def probe(text: str, layers: list[int], top: int):
+            return engine.probe(text, layers, top, settings, held)
+
+        screen = TextProbeScreen(self.state.layer, self.info.n_layers, self.vocab, probe)
+        self.app.push_screen(screen, self._open_collected)
+
+    def action_token_search(self) -> None:
+        from engine.scan.token_search import TokenIndex
+        from tui.screens.token_search import TokenSearchScreen
+
+        if self.vocab is None or self.info is None:
+            return
+        if self.token_index is None:
+            self.token_index = TokenIndex(self.vocab)
+        tables = dict(sorted(self.state.token_tables.items()))
+        self.app.push_screen(
+            TokenSearchScreen(self.token_index, tables, self.info.n_layers), self.jump_to_neuron
+        )
+
+    def action_coverage(self) -> None:
+        from engine.scan.coverage import coverage_from_layers
+        from tui.screens.coverage import CoverageScreen
+
+        if self.info is None or self.vocab is None:
+            return
+        if self.state.null is None or not self.state.unit_best:
+            self.notify(
+                "coverage needs the null baseline and at least one computed layer: still computing",
+                severity="warning",
+            )
+            return
+        coverage = coverage_from_layers(self.state.unit_best, self.state.null)
+        label = self.state.settings.projection.label
+        screen = CoverageScreen(self.info.name, label, coverage, self.vocab, self.info.n_layers)
+        self.app.push_screen(screen, self.jump_to_neuron)
+
+    def action_projection(self) -> None:
+        from tui.screens.projection import ProjectionScreen
+
+        self.app.push_screen(ProjectionScreen(self.state.settings.projection), self.apply_projection)
+
+    def apply_projection(self, projection: Projection | None) -> None:
+        """Switch projection: every layer is read from the cache or computed again under it."""
+        if projection is None or self.info is None or not self.state.switch_projection(projection):
+            return
+        self.neurons = None
+        self.query_one(LayerPicker).clear_summaries()
+        if self.state.layer is not None:
+            self.show_layer(self.state.layer)
+        self.run_scanner()
