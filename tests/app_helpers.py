@@ -70,7 +70,7 @@ async def wait_for(pilot, predicate, step: float = 0.05) -> None:
 
 def all_computed(app: NeuronApp) -> bool:
     main = app.main
-    return main.activity.startswith("all ") and app.state.null is not None and main.result is not None
+    return app.state.scan_complete and app.state.null is not None and main.result is not None
 
 
 def showing(app: NeuronApp, layer: int) -> bool:

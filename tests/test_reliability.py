@@ -153,7 +153,7 @@ async def test_explorer_and_scan_share_a_cache(medium, medium_reference, tmp_pat
         model, cache, settings=__import__("engine.settings").settings.ScanSettings(top_k=5), chunk_tokens=256
     )
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.main.activity.startswith("all "))
+        await wait_for(pilot, lambda: app.state.scan_complete)
         np.testing.assert_array_equal(
             app.main.result.top_ids[:, :5], medium_reference[N_LAYERS - 1]["top_ids"]
         )

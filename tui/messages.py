@@ -52,6 +52,14 @@ class NullReady(Message):
         self.null, self.generation = null, generation
 
 
+class ScanFinished(Message):
+    """The background scan has every layer and the null baseline of this generation."""
+
+    def __init__(self, generation: int) -> None:
+        super().__init__()
+        self.generation = generation
+
+
 class Activity(Message):
     """What the background is doing; a newer one replaces a queued older one."""
 

@@ -38,6 +38,7 @@ class ExplorerState:
     conditions: list[Condition] = field(default_factory=list)
     collection: Collection | None = None  # the model's marked neurons, known once the model is
     generation: int = 0  # bumps when the settings change: results of older settings are dropped
+    scan_complete: bool = False  # every layer and the null baseline of this generation are in
     null: NullBaseline | None = None
     results: OrderedDict[int, LayerResult] = field(default_factory=OrderedDict)
     summaries: dict[int, LayerSummary] = field(default_factory=dict)
@@ -145,6 +146,7 @@ class ExplorerState:
             return False
         self.settings = replace(self.settings, projection=projection)
         self.generation += 1
+        self.scan_complete = False
         self.results.clear()
         self.summaries.clear()
         self.token_tables.clear()

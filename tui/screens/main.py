@@ -28,20 +28,21 @@ from engine.progress import ScanProgress
 from engine.results import LayerResult
 from engine.store.collection import Collection
 from engine.summary import LayerSummary, summarise
-from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady
+from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady, ScanFinished
 from tui.neuron_ref import neuron_label
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
 from tui.screens.main_evidence import EvidenceWork
 from tui.screens.main_export import ExportActions
 from tui.screens.main_list import ListActions
 from tui.screens.main_marks import MarkActions
+from tui.screens.main_status import StatusLine
 from tui.screens.main_views import OtherViews
 from tui.state import ExplorerState
 from tui.widgets.footer import KeyFooter
 from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
-from tui.widgets.status_bar import Status, StatusBar
+from tui.widgets.status_bar import StatusBar
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the scanner
 COLLECTION_POLL = 1.0  # seconds between looks at the collection file (another explorer's changes)
@@ -52,7 +53,7 @@ def _import_detail_view() -> None:
     import tui.screens.detail  # noqa: F401
 
 
-class MainScreen(MarkActions, ListActions, EvidenceWork, OtherViews, ExportActions, Screen[None]):
+class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews, ExportActions, Screen[None]):
     """Layout, keys, the layer on screen and the background scan; the rest in main_*.py."""
 
     BINDINGS = [
@@ -121,31 +122,6 @@ class MainScreen(MarkActions, ListActions, EvidenceWork, OtherViews, ExportActio
         self.start_engine()
 
     # --- status -----------------------------------------------------------------------------
-    def refresh_status(self) -> None:
-        if not self.is_mounted:
-            return
-        state = self.state
-        status = Status(
-            model=self.info.name if self.info else self.engine.location.display_name,
-            device=self.engine.device_label(),
-            projection=state.settings.projection.label,
-            projection_short=state.settings.projection.short_label,
-            layer=state.layer,
-            last_layer=state.n_layers - 1 if state.n_layers else 0,
-            marked=len(state.collection) if state.collection is not None else 0,
-            activity=self.activity,
-            sort=state.sort_label,
-            filter_text="filter " + ", ".join(map(str, state.conditions)) if state.conditions else "",
-        )
-        self.query_one(StatusBar).show(status)
-
-    def on_activity(self, message: Activity) -> None:
-        self.activity = message.text
-        self.query_one(StatusBar).progress(message.fraction)
-        if self.query(LayerPicker):
-            self.query_one(LayerPicker).set_computing(message.layer)
-        self.refresh_status()
-
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Every worker of this screen that fails ends up here, shown and never raised."""
         if event.state != WorkerState.ERROR or event.worker.error is None:
@@ -259,6 +235,11 @@ class MainScreen(MarkActions, ListActions, EvidenceWork, OtherViews, ExportActio
             )
         if not worker.is_cancelled:
             self.post_message(Activity(f"all {n_layers} layers computed", None))
+            self.post_message(ScanFinished(generation))
+
+    def on_scan_finished(self, message: ScanFinished) -> None:
+        if message.generation == self.state.generation:
+            self.state.scan_complete = True
 
     # --- layers -----------------------------------------------------------------------------
     def show_layer(self, layer: int) -> None:

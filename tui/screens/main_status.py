@@ -1,0 +1,54 @@
+"""The status line of the main screen: what is on screen, how it is sorted and filtered, and what
+the background is doing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.screen import Screen
+
+from engine.neuron_engine import NeuronEngine
+from engine.sources.base import ModelInfo
+from tui.messages import Activity
+from tui.state import ExplorerState
+from tui.widgets.layer_picker import LayerPicker
+from tui.widgets.status_bar import Status, StatusBar
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    _Base = Screen[None]
+else:
+    _Base = object
+
+
+class StatusLine(_Base):
+    engine: NeuronEngine
+    state: ExplorerState
+    info: ModelInfo | None
+    activity: str
+
+    def refresh_status(self) -> None:
+        if not self.is_mounted:
+            return
+        state = self.state
+        status = Status(
+            model=self.info.name if self.info else self.engine.location.display_name,
+            device=self.engine.device_label(),
+            projection=state.settings.projection.label,
+            projection_short=state.settings.projection.short_label,
+            layer=state.layer,
+            last_layer=state.n_layers - 1 if state.n_layers else 0,
+            marked=len(state.collection) if state.collection is not None else 0,
+            activity=self.activity,
+            sort=state.sort_label,
+            filter_text="filter " + ", ".join(map(str, state.conditions)) if state.conditions else "",
+        )
+        self.query_one(StatusBar).show(status)
+
+    def on_activity(self, message: Activity) -> None:
+        self.activity = message.text
+        self.query_one(StatusBar).progress(message.fraction)
+        if self.query(LayerPicker):
+            self.query_one(LayerPicker).set_computing(message.layer)
+        self.refresh_status()
