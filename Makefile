@@ -50,9 +50,9 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
 
-# The quick loop: everything but the tests marked slow (the bundled model, terminal batteries).
+# The quick loop: the unit and engine tests, less those marked slow (the bundled model).
 test-fast: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" tests/unit tests/engine
 
 bench: setup
 	$(BIN)/python -m bench

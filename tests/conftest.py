@@ -2,15 +2,12 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from models import random_weights, write_gguf, write_hf_gpt2, write_hf_llama  # noqa: E402
+from tests.helpers.models import random_weights, write_gguf, write_hf_gpt2, write_hf_llama
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,0 +1,1 @@
+"""The explorer driven with Pilot, and its snapshots."""

@@ -1,0 +1,1 @@
+"""The command line: commands, refusals, set-up."""

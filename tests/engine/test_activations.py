@@ -1,0 +1,249 @@
+"""The activation pass against a brute-force reference, on tiny random models of two
+architectures; resuming, caching, and corpora."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.activations.job import ActivationJob
+from engine.corpus import Corpus
+from engine.neuron_engine import EngineOptions, NeuronEngine
+from engine.settings import ActivationSettings, ScanSettings
+from tests.helpers.activation_reference import assert_examples_match, reference_evidence
+
+
+def random_documents(seed: int, count: int = 6) -> tuple[str, ...]:
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghij klmnop,.\n")
+    return tuple("".join(rng.choice(letters, size=int(rng.integers(20, 200)))) for _ in range(count))
+
+
+def _engine(model_dir, tmp_path) -> NeuronEngine:
+    return NeuronEngine(EngineOptions(model=str(model_dir), device="cpu", cache_dir=tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("model", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_activation_pass_equals_brute_force(model, request, tmp_path):
+    model_dir = request.getfixturevalue(model)
+    engine = _engine(model_dir, tmp_path)
+    corpus = Corpus("random", random_documents(1))
+    settings = ActivationSettings(context=24, examples=5, lift_positions=12, batch_tokens=72)
+    scan = ScanSettings(top_k=40)
+    results = ActivationJob(engine, [0, 1], corpus, settings, scan).run()
+    bridge, tokenizer, _ = engine.activation_model(None)
+    for layer in (0, 1):
+        got = results[layer]
+        ref = reference_evidence(
+            bridge.original_model, tokenizer, corpus.documents, layer, 24, 40, settings.keep, 12
+        )
+        assert_examples_match(got, ref, 12, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.density, ref["density"], rtol=0, atol=0)
+        np.testing.assert_allclose(got.base_rate, ref["base_rate"], rtol=1e-12)
+        assert (got.act_hist.sum(axis=1) == got.n_positions).all()
+        assert np.isfinite(got.lift).any() and (got.hit_rate > 0).any()  # the test exercises hits
+
+
+def test_a_killed_pass_resumes_from_its_last_batch_and_ends_identical(tiny_llama_dir, tmp_path):
+    from engine.errors import ScanCancelled
+
+    corpus = Corpus("random", random_documents(2, count=8))
+    settings = ActivationSettings(context=16, examples=4, lift_positions=8, batch_tokens=32)
+    scan = ScanSettings(top_k=20)
+    fresh = ActivationJob(_engine(tiny_llama_dir, tmp_path / "fresh"), [1], corpus, settings, scan).run()
+
+    engine = _engine(tiny_llama_dir, tmp_path / "killed")
+    finished = []
+    killed = ActivationJob(
+        engine,
+        [1],
+        corpus,
+        settings,
+        scan,
+        listener=lambda p: finished.append(p) if p.stage == "running" else None,
+        cancelled=lambda: len(finished) >= 3,
+        checkpoint_seconds=0,
+    )
+    with pytest.raises(ScanCancelled):
+        killed.run()
+    assert killed.batches_run == 3
+    again = ActivationJob(engine, [1], corpus, settings, scan)
+    resumed = again.run()
+    total_batches = len(
+        range(0, sum(1 for _ in again_windows(engine, corpus, settings)), settings.windows_per_batch)
+    )
+    assert again.batches_run == total_batches - 3
+    assert resumed[1].to_bytes() == fresh[1].to_bytes()
+    # Now cached: a third job reads the evidence without running the model.
+    third = ActivationJob(_engine(tiny_llama_dir, tmp_path / "killed"), [1], corpus, settings, scan)
+    assert third.run()[1].to_bytes() == fresh[1].to_bytes() and third.batches_run == 0
+    assert third.engine._bridge is None
+
+
+def again_windows(engine, corpus, settings):
+    from engine.activations.windows import tokenize_corpus
+
+    _, tokenizer, _ = engine.activation_model()
+    return tokenize_corpus(
+        corpus, lambda t: tokenizer(t)["input_ids"], settings.context, settings.max_tokens
+    ).windows
+
+
+def _write_jsonl_corpus(path, documents) -> str:
+    import json
+
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in documents), encoding="utf-8")
+    return str(path)
+
+
+ACTIVATION_ARGS = ("--context", "16", "--batch-tokens", "32", "--examples", "3", "--lift-positions", "6")
+
+
+def test_two_torchrun_ranks_write_the_same_bytes_as_one_process(tiny_llama_dir, tmp_path):
+    from tests.helpers.cli import run_cli, run_torchrun
+
+    corpus = _write_jsonl_corpus(tmp_path / "corpus.jsonl", random_documents(3, count=9))
+    common = ("activations", "--model", str(tiny_llama_dir), "--corpus", corpus, *ACTIVATION_ARGS)
+    single = run_cli(*common, "--cache-dir", str(tmp_path / "one"), "--output", str(tmp_path / "one.jsonl"))
+    assert single.returncode == 0, single.stderr
+    ranks = run_torchrun(
+        *common, "--cache-dir", str(tmp_path / "two"), "--output", str(tmp_path / "two.jsonl")
+    )
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    assert "rank 1/2" in ranks.stderr and "rank 0/2" in ranks.stderr
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda d: str(d / "missing.txt"), "does not exist"),
+        (lambda d: _bytes(d / "binary.txt", b"ab\x00cd"), "looks binary"),
+        (lambda d: _bytes(d / "empty.txt", b"  \n"), "holds no text"),
+        (lambda d: _bytes(d / "bad.jsonl", b'{"text": "a"}\n{"title": "b"}\n'), 'line 2 has no "text"'),
+        (lambda d: _bytes(d / "latin.txt", "caf\u00e9".encode("latin-1")), "not valid UTF-8"),
+        (lambda d: "hf:no-such-dataset-anywhere", "not in the local Hugging Face cache"),
+        (lambda d: _bytes(d / "notes.md", b"text"), "neither .txt nor .jsonl"),
+        (lambda d: str(_folder(d)), "holds no .txt files"),
+    ],
+    ids=[
+        "missing",
+        "binary",
+        "empty",
+        "no-text-field",
+        "latin-1",
+        "unknown-dataset",
+        "suffix",
+        "empty-folder",
+    ],
+)
+def test_bad_corpora_exit_2_with_one_line_before_loading_the_model(make, expected, tiny_llama_dir, tmp_path):
+    from tests.helpers.cli import run_cli
+
+    done = run_cli(
+        "activations",
+        "--model",
+        str(tiny_llama_dir),
+        "--corpus",
+        make(tmp_path),
+        "-o",
+        str(tmp_path / "o.jsonl"),
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def _bytes(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def _folder(directory):
+    folder = directory / "empty-folder"
+    folder.mkdir()
+    (folder / "readme.md").write_text("not a txt")
+    return folder
+
+
+def test_the_default_corpus_is_real_text_of_about_200k_tokens():
+    from engine.corpus import default_corpus
+
+    corpus = default_corpus()
+    assert corpus.characters >= 1_000_000 and len(corpus.documents) > 100
+    assert any("assignment statement" in d for d in corpus.documents)  # the reference manual
+    assert corpus.content_hash == default_corpus().content_hash  # deterministic
+
+
+async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lift_and_examples(
+    tiny_llama_dir, tmp_path
+):
+    from tests.helpers.app import settle, showing, wait_for
+    from tui.app import NeuronApp
+    from tui.screens.detail import NeuronDetailScreen
+    from tui.widgets.neuron_list import NeuronList
+
+    corpus = Corpus("random", random_documents(4))
+    settings = ActivationSettings(context=24, examples=4, lift_positions=8, batch_tokens=48)
+    engine = _engine(tiny_llama_dir, tmp_path)
+    app = NeuronApp(engine, ScanSettings(top_k=20), activation=settings, corpus=corpus)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        listing = app.query_one(NeuronList)
+        assert listing.neurons.lift is None
+        await pilot.press("A")
+        await pilot.press("j", "j")  # keys keep working while the pass runs
+        await wait_for(pilot, lambda: listing.neurons.lift is not None)
+        assert "lift" in str(listing._header())
+        expected = ActivationJob(engine, [1], corpus, settings, ScanSettings(top_k=20)).cached(1)
+        np.testing.assert_array_equal(listing.neurons.lift, expected.lift)
+        while app.state.sort_key != "lift":
+            await pilot.press("s")
+        lifts = expected.lift[listing.order]
+        known = int(np.isfinite(lifts).sum())
+        assert np.isfinite(lifts[:known]).all() and np.isnan(lifts[known:]).all()  # unknown last
+        assert (np.diff(lifts[:known]) <= 0).all()  # largest lift first
+        await pilot.press("home", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+        text = app.screen.evidence_text.plain
+        assert "on text" in text and "⟦" in text and "density" in text
+        await pilot.press("escape", "[")  # another layer: its evidence comes from the cache
+        await wait_for(pilot, lambda: showing(app, 0) and listing.neurons.lift is not None)
+
+
+async def test_the_text_probe_shows_the_hardest_firing_neurons_and_opens_one(tiny_llama_dir, tmp_path):
+    import torch
+
+    from tests.helpers.app import settle, wait_for
+    from tui.app import NeuronApp
+    from tui.screens.detail import NeuronDetailScreen
+    from tui.screens.text_probe import TextProbeScreen
+
+    engine = _engine(tiny_llama_dir, tmp_path)
+    app = NeuronApp(engine, ScanSettings())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        layer = app.state.layer
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextProbeScreen))
+        probe = app.screen
+        await pilot.press(*"hello", "enter")
+        await wait_for(pilot, lambda: probe.firing is not None)
+        bridge, tokenizer, _ = engine.activation_model()
+        captured = {}
+        model = bridge.original_model
+        hook = model.model.layers[layer].mlp.down_proj.register_forward_hook(
+            lambda m, i, o: captured.__setitem__("act", i[0][0])  # returns None: the output stays
+        )
+        with torch.no_grad():
+            model(torch.tensor([tokenizer("hello")["input_ids"]]))
+        hook.remove()
+        acts = captured["act"].numpy()
+        expected_first = [int(np.argsort(-row, kind="stable")[0]) for row in acts]
+        shown_first = [probe.rows[3 * p][1] for p in range(len(expected_first))]
+        assert shown_first == expected_first
+        np.testing.assert_allclose(probe.firing.activations[:, 0, 0], acts.max(axis=1), rtol=1e-5)
+        await pilot.press("enter")  # the first row: position 0's hardest-firing neuron
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+        assert app.screen.neuron == expected_first[0]

@@ -1,0 +1,189 @@
+"""The real bundled model (SmolLM2-135M-Instruct, Q4_1 GGUF), end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.settings import Projection
+from engine.sources.resolve import bundled_model_path, locate_model, open_source
+from tests.helpers.cli import run_cli
+from tests.helpers.exactness import assert_ranked_equal
+from tests.helpers.reference import reference_layer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return open_source(locate_model(None))
+
+
+def test_bundled_model_shapes(bundled):
+    info = bundled.info
+    assert (info.n_layers, info.d_model, info.d_mlp, info.d_vocab) == (30, 576, 1536, 49152)
+    vocab = bundled.vocabulary()
+    assert vocab.text(314) == " is"
+    assert vocab.text(0) == "<|endoftext|>"
+
+
+def _records_to_arrays(records, field):
+    ids = np.array([[t["token_id"] for t in r[field]] for r in records])
+    dots = np.array([[t["dot"] for t in r[field]] for r in records])
+    return ids, dots
+
+
+def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_path):
+    out = tmp_path / "x.jsonl"
+    args = [
+        "scan",
+        "--layers",
+        "0,13,29",
+        "--top-k",
+        "10",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    cold = run_cli(*args, "--output", str(out))
+    assert cold.returncode == 0, cold.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 4608
+    unembed = bundled.unembed()
+    for layer in (0, 13, 29):
+        rows = [r for r in records if r["layer"] == layer]
+        ref = reference_layer(bundled.mlp_out(layer), unembed, None, Projection(), 10, 8)
+        scores = ref["scores"]
+        for field, key, ref_ids in (
+            ("top", np.abs, ref["top_ids"]),
+            ("promote", None, ref["promote_ids"]),
+            ("suppress", None, ref["suppress_ids"]),
+        ):
+            ids, dots = _records_to_arrays(rows, field)
+
+            assert_ranked_equal(ids, dots, scores, ref_ids, key or (lambda x: x))
+        np.testing.assert_allclose([r["max_dot"] for r in rows], ref["max_dot"], rtol=1e-5)
+        np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
+        np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
+    warm = run_cli(*args, "--output", str(tmp_path / "y.jsonl"))
+    assert warm.returncode == 0 and "computed" not in warm.stderr
+    assert "loading model weights" not in warm.stderr, "a warm run reads the cache, not the weights"
+    assert warm.stderr.count("from cache") == 3
+    assert (tmp_path / "y.jsonl").read_text() == out.read_text()
+
+
+def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
+    """Gurnee et al.'s setting (fold + center + cosine): promote/suppress tokens, skew and kurtosis
+    of every neuron of layers 0 and 29 equal the float64 reference."""
+    out = tmp_path / "flags.jsonl"
+    done = run_cli(
+        "scan",
+        "--layers",
+        "0,29",
+        "--top-k",
+        "10",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--fold-final-norm",
+        "--center-unembed",
+        "--cosine",
+        "--output",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[0]["settings"]["projection"] == "fold+center+cosine"
+    projection = Projection(fold_final_norm=True, center_unembed=True, cosine=True)
+    unembed, norm = bundled.unembed(), bundled.final_norm_weight()
+
+    for layer in (0, 29):
+        rows = [r for r in records if r["layer"] == layer]
+        ref = reference_layer(bundled.mlp_out(layer), unembed, norm, projection, 10, 8)
+        for field, key, ref_ids in (
+            ("top", np.abs, ref["top_ids"]),
+            ("promote", None, ref["promote_ids"]),
+            ("suppress", None, ref["suppress_ids"]),
+        ):
+            ids, dots = _records_to_arrays(rows, field)
+            assert_ranked_equal(ids, dots, ref["scores"], ref_ids, key or (lambda x: x))
+        np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
+        np.testing.assert_allclose([r["std"] for r in rows], ref["std"], rtol=1e-5)
+
+
+def test_direct_gguf_read_equals_transformer_bridge(bundled):
+    """The fast GGUF reader gives the very tensors TransformerLens's TransformerBridge gives."""
+    from engine.sources.bridge_source import BridgeSource
+
+    path = bundled_model_path()
+    bridge = BridgeSource(path.parent, "x", "bridge", gguf_file=path.name)
+    assert bridge.info.n_layers == 30 and bridge.info.d_mlp == 1536
+    for layer in (0, 29):
+        np.testing.assert_array_equal(bridge.mlp_out(layer), bundled.mlp_out(layer))
+    np.testing.assert_array_equal(bridge.unembed(), bundled.unembed())
+    np.testing.assert_array_equal(bridge.final_norm_weight(), bundled.final_norm_weight())
+    bridge_vocab, direct_vocab = bridge.vocabulary(), bundled.vocabulary()
+    assert bridge_vocab.texts[:2000] == direct_vocab.texts[:2000]
+
+
+def test_tokens_command_over_all_layers_equals_reference(bundled, tmp_path):
+    """`tokens " the" " coming" "St" --top 5`: each exact token's 5 best neurons over all 30 layers."""
+    out = tmp_path / "t.jsonl"
+    done = run_cli(
+        "tokens",
+        " the",
+        " coming",
+        "St",
+        "--top",
+        "5",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--output",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    unembed = bundled.unembed()
+    w_outs = [bundled.mlp_out(layer).astype(np.float64) for layer in range(30)]
+    for query in (" the", " coming", "St"):
+        got = [r for r in rows if r["query"] == query and r["exact"]]
+        assert len(got) == 5 and all(r["token"] == query for r in got)
+        column = unembed[:, got[0]["token_id"]].astype(np.float64)
+        hits = sorted(
+            ((abs(d), layer, n, d) for layer, w in enumerate(w_outs) for n, d in enumerate(w @ column)),
+            key=lambda h: (-h[0], h[1], h[2]),
+        )[:5]
+        assert [(r["layer"], r["neuron"]) for r in got] == [(layer, n) for _, layer, n, _ in hits]
+        np.testing.assert_allclose([r["dot"] for r in got], [d for *_, d in hits], rtol=1e-12)
+
+
+def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
+    """The GGUF model run through transformers and TransformerBridge, on real text: the pass's
+    evidence and records against every activation of the plain Hugging Face model, fully sorted."""
+    from engine.activations.job import ActivationJob
+    from engine.corpus import Corpus, default_corpus
+    from engine.evidence_records import activation_records
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+    from engine.settings import ActivationSettings, ScanSettings
+    from tests.helpers.activation_reference import assert_examples_match, reference_evidence
+
+    corpus = Corpus("manual", default_corpus().documents[:3])
+    engine = NeuronEngine(EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))
+    settings = ActivationSettings(context=200, examples=3, lift_positions=20, max_tokens=600)
+    got = ActivationJob(engine, [29], corpus, settings, ScanSettings()).run()[29]
+    bridge, tokenizer, _ = engine.activation_model()
+    ref = reference_evidence(bridge.original_model, tokenizer, corpus.documents, 29, 200, 10, 20, 20, 600)
+    assert got.n_positions == 600
+    # Two code paths (hooks on the bridge, the plain model) round differently: near-equal
+    # activations may swap places, so examples are compared tie-aware.
+    assert_examples_match(got, ref, 20, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got.density, ref["density"], atol=0)
+    records = list(activation_records("SmolLM2", engine.vocabulary, got))
+    assert len(records) == 1536 and all("⟦" in e["context"] for r in records[:50] for e in r["examples"])

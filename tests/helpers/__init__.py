@@ -1,0 +1,1 @@
+"""What the tests share: tiny random models, float64 references, app and terminal drivers."""

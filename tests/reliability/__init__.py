@@ -1,0 +1,1 @@
+"""Kills, damage, full disks, closed terminals."""
