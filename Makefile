@@ -1,5 +1,5 @@
 # make run: set up .venv and open the explorer on the bundled model.
-# make test: set up .venv, lint, and run every test.
+# make test: set up .venv, lint (ruff, import contracts, mypy), and run every test.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -45,6 +45,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Two test processes: most tests wait on subprocesses and terminals, so two share two cores well.
 test: lint

@@ -23,6 +23,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from engine.errors import UserError, first_line
@@ -227,7 +228,7 @@ def _text_files(name: str, files: list[Path]) -> StreamedCorpus:
 
     def documents() -> Iterator[Callable[[], Iterator[str]]]:
         for path in kept:
-            yield lambda path=path: _stream_pieces(path)
+            yield partial(_stream_pieces, path)
 
     return StreamedCorpus(name, hasher.value, hasher.documents, hasher.characters, documents)
 
@@ -278,7 +279,7 @@ def _jsonl(name: str, path: Path) -> StreamedCorpus:
 
     def documents() -> Iterator[Callable[[], Iterator[str]]]:
         for _, text in _jsonl_texts(path):
-            yield lambda text=text: split_pieces(text)
+            yield partial(split_pieces, text)
 
     return StreamedCorpus(name, hasher.value, hasher.documents, hasher.characters, documents)
 
@@ -325,7 +326,7 @@ def _hf_dataset(spec: str) -> StreamedCorpus:
 
     def documents() -> Iterator[Callable[[], Iterator[str]]]:
         for text in texts():
-            yield lambda text=text: split_pieces(text)
+            yield partial(split_pieces, text)
 
     return StreamedCorpus(spec, hasher.value, hasher.documents, hasher.characters, documents)
 

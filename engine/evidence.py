@@ -57,7 +57,7 @@ class LayerActivations:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez(buffer, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        np.savez(buffer, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
         return buffer.getvalue()
 
     @classmethod

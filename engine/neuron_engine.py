@@ -29,7 +29,7 @@ from engine.progress import ActivationListener, ProgressListener, ScanProgress
 from engine.resources import return_freed_memory
 from engine.results import LayerResult
 from engine.settings import ActivationSettings, Projection, ScanSettings
-from engine.sources.base import ModelInfo
+from engine.sources.base import ModelInfo, ModelSource
 from engine.sources.resolve import LOADERS, Loader, ModelLocation, locate_model, open_source
 from engine.store.cache import ResultCache, open_cache
 from engine.store.keys import CacheKeys, EvidenceStore, decoded
@@ -77,8 +77,8 @@ class NeuronEngine:
         if self.cache:  # compiled kernels (engine.scan.block_pass) are kept beside the results
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache.directory / "compiled"))
         self._lock = threading.RLock()
-        self._source = None
-        self._bridge = None
+        self._source: ModelSource | None = None
+        self._bridge: tuple | None = None  # (TransformerBridge, tokenizer, device), built once
         self.run_lock = threading.Lock()  # one forward pass at a time: hooks are set on shared modules
         self._device = None
         self._unembeds: dict[tuple[Projection, str], object] = {}
@@ -99,7 +99,8 @@ class NeuronEngine:
     def check(self, settings: ScanSettings) -> None:
         """Refuse, in milliseconds, what would fail later: a damaged model file or config, a
         device that is not there, settings the model cannot satisfy."""
-        d_vocab = self._cached_info().d_vocab if self._cached_info() else self._header_vocab_size()
+        info = self._cached_info()
+        d_vocab = info.d_vocab if info is not None else self._header_vocab_size()
         if d_vocab is not None and settings.top_k > d_vocab:
             raise UserError(
                 f"top-k {settings.top_k} is more than the model's vocabulary of {d_vocab} tokens: "
@@ -110,7 +111,8 @@ class NeuronEngine:
 
     def check_layer(self, layer: int) -> None:
         """Refuse a layer the model does not have, from the cache or the model file's header."""
-        n_layers = self._cached_info().n_layers if self._cached_info() else self._header_layer_count()
+        info = self._cached_info()
+        n_layers = info.n_layers if info is not None else self._header_layer_count()
         if n_layers is not None and not 0 <= layer < n_layers:
             raise UserError(f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
 
@@ -275,7 +277,7 @@ class NeuronEngine:
         return result
 
     def is_cached(self, layer: int, settings: ScanSettings) -> bool:
-        return bool(self.cache) and self.cache.contains(self.layer_key(layer, settings))
+        return self.cache is not None and self.cache.contains(self.layer_key(layer, settings))
 
     def layer(
         self,
@@ -390,7 +392,7 @@ class NeuronEngine:
         """Whether the baseline is at hand (held, or in the cache): reading it then takes no model."""
         if (settings.projection, settings.dtype) in self._nulls:
             return True
-        return bool(self.cache) and self.cache.contains(self._null_key(settings))
+        return self.cache is not None and self.cache.contains(self._null_key(settings))
 
     def null_baseline(self, settings: ScanSettings) -> NullBaseline:
         memo_key = (settings.projection, settings.dtype)

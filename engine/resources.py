@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def is_out_of_memory(error: BaseException) -> bool:
     """CUDA's OutOfMemoryError, or the CPU allocator's equivalent."""
@@ -42,7 +44,7 @@ def return_freed_memory() -> None:
     thread's included) keeps their pages when they are freed: peak memory then creeps up layer after
     layer. ``malloc_trim`` hands the free pages back. Elsewhere than glibc this does nothing.
     """
-    global _malloc_trim
+    global _malloc_trim  # a ctypes function, or False where there is none
     if _malloc_trim is None:
         import ctypes
         import ctypes.util
@@ -51,8 +53,8 @@ def return_freed_memory() -> None:
             _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _malloc_trim = False
-    if _malloc_trim:
+    if callable(_malloc_trim):
         _malloc_trim(0)
 
 
-_malloc_trim = None
+_malloc_trim: Callable[[int], int] | bool | None = None  # glibc's, False where there is none

@@ -50,7 +50,7 @@ class LayerResult:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
         return buffer.getvalue()
 
     @classmethod

@@ -13,8 +13,9 @@ from functools import partial
 from pathlib import Path
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.widget import Widget
 
 from engine.corpus import AnyCorpus
 from engine.neuron_engine import NeuronEngine
@@ -37,6 +38,13 @@ HELP_INTRO = (
     "A runs the model over a corpus: lift (how often a neuron fires right before a token it promotes, "
     "against chance) joins the list and top examples the detail; t probes a sentence you type.\n"
 )
+
+
+def _bindings(declared: Iterable[BindingType]) -> list[Binding]:
+    """A class's bindings as ``Binding`` objects (Textual also takes tuples)."""
+    return [b if isinstance(b, Binding) else Binding(*b) for b in declared]
+
+
 EXIT_CODES = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -134,18 +142,18 @@ class NeuronApp(App[int]):
         from tui.widgets.tables import VIM_KEYS
 
         return [
-            ("anywhere", list(self.BINDINGS)),
-            ("main view", list(MainScreen.BINDINGS)),
-            ("neuron list", list(NeuronList.BINDINGS)),
-            ("layer picker", list(LayerPicker.BINDINGS)),
-            ("neuron detail", list(NeuronDetailScreen.BINDINGS)),
-            ("collection (m)", list(CollectionScreen.BINDINGS)),
-            ("all layers (a)", list(AllLayersScreen.BINDINGS)),
-            ("token search (/)", list(TokenSearchScreen.BINDINGS)),
-            ("coverage (c)", list(CoverageScreen.BINDINGS)),
-            ("projection (p)", list(ProjectionScreen.BINDINGS)),
-            ("text probe (t)", list(TextProbeScreen.BINDINGS)),
-            ("every table", VIM_KEYS),
+            ("anywhere", _bindings(self.BINDINGS)),
+            ("main view", _bindings(MainScreen.BINDINGS)),
+            ("neuron list", _bindings(NeuronList.BINDINGS)),
+            ("layer picker", _bindings(LayerPicker.BINDINGS)),
+            ("neuron detail", _bindings(NeuronDetailScreen.BINDINGS)),
+            ("collection (m)", _bindings(CollectionScreen.BINDINGS)),
+            ("all layers (a)", _bindings(AllLayersScreen.BINDINGS)),
+            ("token search (/)", _bindings(TokenSearchScreen.BINDINGS)),
+            ("coverage (c)", _bindings(CoverageScreen.BINDINGS)),
+            ("projection (p)", _bindings(ProjectionScreen.BINDINGS)),
+            ("text probe (t)", _bindings(TextProbeScreen.BINDINGS)),
+            ("every table", _bindings(VIM_KEYS)),
         ]
 
     def action_help(self) -> None:
@@ -158,7 +166,11 @@ class NeuronApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        targets = {"anywhere": self, "main view": self.main, "neuron list": self.main.query_one(NeuronList)}
+        targets: dict[str, App | Widget] = {
+            "anywhere": self,
+            "main view": self.main,
+            "neuron list": self.main.query_one(NeuronList),
+        }
         for where, bindings in self.binding_groups():
             if where not in targets:
                 continue

@@ -83,7 +83,7 @@ class ActivationJob:
         all_cached = self.ranks.is_writer and all(v is not None for v in found.values())
         if self._agree(all_cached):
             self.listener(ActivationProgress("cached", seconds=time.perf_counter() - started))
-            return found if self.ranks.is_writer else None
+            return {layer: e for layer, e in found.items() if e is not None} if self.ranks.is_writer else None
 
         self.listener(ActivationProgress("loading"))
         bridge, tokenizer, device = self.engine.activation_model(self.ranks)

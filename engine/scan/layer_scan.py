@@ -338,14 +338,14 @@ def _finish_candidates(
     largest.flush()
     smallest.flush()
     pos_ids, neg_ids = largest.ids, smallest.ids
-    ranked: dict[str, torch.Tensor] = {}
+    parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, rows64.shape[0], 128):  # float64 gathers small enough to stay in cache
         rows = slice(start, start + 128)
         pos_exact = torch.einsum("cd,ckd->ck", rows64[rows], unembed.exact_columns(pos_ids[rows]))
         neg_exact = torch.einsum("cd,ckd->ck", rows64[rows], unembed.exact_columns(neg_ids[rows]))
         for name, value in _rank_candidates(pos_ids[rows], pos_exact, neg_ids[rows], neg_exact, k).items():
-            ranked.setdefault(name, []).append(value)
-    ranked = {name: torch.cat(parts) for name, parts in ranked.items()}
+            parts.setdefault(name, []).append(value)
+    ranked = {name: torch.cat(chunks) for name, chunks in parts.items()}
     if check_bounds and pos_ids.shape[1] < unembed.d_vocab:
         # Any token outside the candidates scores at most largest's last value + err (at least
         # -(smallest's last value) - err); the exact k-th values must clear that for the ranking to be exact.

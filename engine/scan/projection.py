@@ -40,11 +40,13 @@ class ProjectedUnembed:
         # gathering a token's column is then a contiguous row read.
         self._columns = torch.from_numpy(np.ascontiguousarray(unembed.T, dtype=np.float32)).to(device)
         self.d_vocab, self.d_model = self._columns.shape
-        folding = projection.fold_final_norm and final_norm is not None
+        folded = final_norm if projection.fold_final_norm else None
         self._scale = (
-            torch.from_numpy(np.asarray(final_norm.scale, dtype=np.float64)).to(device) if folding else None
+            None
+            if folded is None
+            else torch.from_numpy(np.asarray(folded.scale, dtype=np.float64)).to(device)
         )
-        self._centre_tokens = folding and final_norm.centres
+        self._centre_tokens = folded is not None and folded.centres
         self._row_mean: torch.Tensor | None = None
         self._column_norm: torch.Tensor | None = None
         if projection.center_unembed:

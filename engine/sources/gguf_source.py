@@ -152,7 +152,8 @@ class GGUFSource:
         if "tokenizer.ggml.tokens" not in arrays:
             raise UserError(f"GGUF file {self.path} lacks tokenizer.ggml.tokens: it carries no vocabulary")
         stored = [raw.decode("utf-8", errors="replace") for raw in arrays["tokenizer.ggml.tokens"]]
-        style = _TOKENIZER_STYLES.get(self._header.metadata.get("tokenizer.ggml.model", "gpt2"), "literal")
+        model = self._header.metadata.get("tokenizer.ggml.model", "gpt2")
+        style = _TOKENIZER_STYLES.get(model, "literal") if isinstance(model, str) else "literal"
         types = arrays.get("tokenizer.ggml.token_type") or [1] * len(stored)
         tokens = [
             stored_token_to_bytes(text, style, special=kind in _LITERAL_TOKEN_TYPES)

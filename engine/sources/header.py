@@ -189,7 +189,7 @@ def read_config(folder: Path) -> dict:
         raise UserError(f"cannot read {path}: {error}; fix or replace the file") from None
     if not isinstance(config, dict):
         raise UserError(f"{path} is not a JSON object: fix or replace the file")
-    for section in (config, config.get("text_config") if isinstance(config.get("text_config"), dict) else {}):
+    for section in (config, _text_config(config)):
         for field in _CONFIG_COUNTS:
             value = section.get(field)
             if value is None:
@@ -201,8 +201,13 @@ def read_config(folder: Path) -> dict:
 
 def config_vocab_size(folder: Path) -> int | None:
     config = read_config(folder)
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
-    return config.get("vocab_size") or text.get("vocab_size")
+    return config.get("vocab_size") or _text_config(config).get("vocab_size")
+
+
+def _text_config(config: dict) -> dict:
+    """A multimodal config's language model section (``text_config``), or an empty one."""
+    text = config.get("text_config")
+    return text if isinstance(text, dict) else {}
 
 
 def check_safetensors_file(path: Path) -> None:
@@ -256,9 +261,9 @@ def gguf_layer_count(path: Path) -> int | None:
 
 def config_layer_count(folder: Path) -> int | None:
     config = read_config(folder)
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
-    for section in (config, text):
+    for section in (config, _text_config(config)):
         for field in ("num_hidden_layers", "n_layer", "num_layers"):
-            if isinstance(section.get(field), int):
-                return section[field]
+            value = section.get(field)
+            if isinstance(value, int):
+                return value
     return None

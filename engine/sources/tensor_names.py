@@ -97,12 +97,13 @@ def names_from_adapter(model_dir: Path, architecture: str) -> TensorNames:
         ) from None
     hf_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
     try:
-        cfg = build_bridge_config_from_hf(hf_config, architecture, architecture, None)
+        # dtype None: TransformerLens's default (the tensors are not built, only named)
+        cfg = build_bridge_config_from_hf(hf_config, architecture, architecture, None)  # type: ignore[arg-type]
         mapping = ArchitectureAdapterFactory.select_architecture_adapter(cfg).get_component_mapping()
     except Exception as error:
         first = first_line(error)
         raise UserError(f"TransformerLens has no adapter for {architecture}: {first}") from None
-    top = {key: component.name for key, component in mapping.items() if getattr(component, "name", None)}
+    top = {key: str(component.name) for key, component in mapping.items() if getattr(component, "name", None)}
     blocks = mapping.get("blocks")
     mlp = getattr(blocks, "submodules", {}).get("mlp") if blocks is not None else None
     if mlp is None or "out" not in getattr(mlp, "submodules", {}):

@@ -197,7 +197,7 @@ def _write_stream(handle: io.TextIOBase, fmt: str, records: Iterable[dict], sett
 def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
     """Write records to ``path`` (``-`` = JSONL on stdout); a file appears whole or not at all."""
     if path == "-":
-        return _write_stream(sys.stdout, ".jsonl", records, settings)
+        return _write_stream(sys.stdout, ".jsonl", records, settings)  # type: ignore[arg-type]
     check_output_path(path)
     target = Path(path).expanduser()
     fmt = target.suffix.lower()
@@ -274,12 +274,17 @@ def _atomic_write(target: Path, write, newline: str | None) -> None:
             raise _WriteFailed(error) from error
     except _WriteFailed as failed:
         Path(temporary).unlink(missing_ok=True)
-        error = failed.__cause__
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        cause = failed.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         raise UserError(f"cannot write {target}: {reason}; nothing was written") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _dump(document: dict, handle: io.TextIOBase) -> None:
+    json.dump(document, handle, ensure_ascii=False, indent=1)
+    handle.write("\n")
 
 
 def write_document(path: str, document: dict) -> None:
@@ -287,6 +292,6 @@ def write_document(path: str, document: dict) -> None:
     check_output_path(path)
     _atomic_write(
         Path(path).expanduser(),
-        lambda handle: (json.dump(document, handle, ensure_ascii=False, indent=1), handle.write("\n")),
+        lambda handle: _dump(document, handle),
         newline=None,
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from engine.errors import UserError, describe
 from engine.settings import DTYPES, ScanSettings
@@ -29,7 +30,7 @@ _DEFAULTS = ScanSettings()
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports bad input in one line and exits 2 (its usage dump is noise here)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
@@ -253,7 +254,7 @@ class Command:
                 settings["help"] = self.helps[name]
             if name == "cache_dir":
                 settings["help"] = _cache_help()
-            target = parser
+            target: argparse.ArgumentParser | argparse._ArgumentGroup = parser
             if option.group is not None:
                 target = groups.setdefault(option.group, parser.add_argument_group(option.group))
             target.add_argument(*option.flags, **settings)

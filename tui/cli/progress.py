@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from engine.progress import ActivationProgress, ScanProgress
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class StderrProgress:
@@ -14,8 +18,8 @@ class StderrProgress:
     def __init__(self, layers: list[int]):
         self.layers = layers
         self.interactive = sys.stderr.isatty()
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
         self._finished = 0
         self._started = time.perf_counter()
 
@@ -43,14 +47,14 @@ class StderrProgress:
     def __call__(self, event: ScanProgress) -> None:
         if event.stage == "loading":
             self._say("loading model weights")
-        elif event.stage == "scanning" and self._bar is not None:
+        elif event.stage == "scanning" and self._bar is not None and self._task is not None:
             self._bar.update(
                 self._task, completed=self._finished + event.fraction, description=f"layer {event.layer}"
             )
         elif event.stage in ("done", "cached"):
             self._finished += 1
             how = "from cache" if event.stage == "cached" else f"computed in {event.seconds:.2f} s"
-            if self._bar is not None:
+            if self._bar is not None and self._task is not None:
                 self._bar.update(self._task, completed=self._finished, description=f"layer {event.layer}")
             else:
                 self._say(

@@ -119,8 +119,9 @@ class AllLayersScreen(Screen[int | None]):
                     [self.summaries[layer].n_prediction for layer in layers],
                     [self.summaries[layer].n_suppression for layer in layers],
                 ],
-                labels=["prediction", "suppression"],
-                color=["green", "red"],
+                # plotext takes these lists; textual-plotext's stub names only the single forms
+                labels=["prediction", "suppression"],  # type: ignore[call-arg]
+                color=["green", "red"],  # type: ignore[arg-type]
             )
             plot.xlabel("layer")
         lower.refresh()
@@ -131,7 +132,7 @@ class AllLayersScreen(Screen[int | None]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.dismiss(int(event.row_key.value))
+        self.dismiss(int(str(event.row_key.value)))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -254,7 +255,12 @@ class NeuronDetailScreen(Screen[None]):
             down_ids = np.argsort(scores, kind="stable")[:DETAIL_TOKENS]
             up_dots, down_dots = scores[up_ids], scores[down_ids]
         table = Table(box=None, padding=(0, 1), header_style="bold")
-        for title, justify in (("id", "right"), ("+ promotes", "left"), ("dot", "right")) * 2:
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("id", "right"),
+            ("+ promotes", "left"),
+            ("dot", "right"),
+        )
+        for title, justify in columns * 2:
             table.add_column(Text(title), justify=justify, no_wrap=True)
         for rank in range(len(up_ids)):
             up = _token_cells(int(up_ids[rank]), float(up_dots[rank]), self.vocab)

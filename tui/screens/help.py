@@ -64,6 +64,3 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll():
             yield Static(self.intro, markup=False)
             yield Static(bindings_table(self.groups))
-
-    def action_dismiss(self) -> None:
-        self.dismiss(None)

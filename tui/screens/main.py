@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from textual import work
@@ -26,8 +27,11 @@ from engine.neuron_engine import NeuronEngine
 from engine.neurons import LayerNeurons
 from engine.progress import ScanProgress
 from engine.results import LayerResult
+from engine.scan.token_search import TokenIndex
+from engine.sources.base import ModelInfo
 from engine.store.collection import Collection
 from engine.summary import LayerSummary, summarise
+from engine.tokens import Vocabulary
 from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady, ScanFinished
 from tui.neuron_ref import neuron_label
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
@@ -43,6 +47,9 @@ from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
 from tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from tui.app import NeuronApp
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the scanner
 COLLECTION_POLL = 1.0  # seconds between looks at the collection file (another explorer's changes)
@@ -89,12 +96,12 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
         super().__init__()
         self.engine, self.state = engine, state
         self.start_layer, self.export_dir = start_layer, export_dir
-        self.info = None
-        self.vocab = None
+        self.info: ModelInfo | None = None
+        self.vocab: Vocabulary | None = None
         self.neurons: LayerNeurons | None = None  # the layer on screen, derived for display
         self.activity = "starting"
         self.scanner_waits_for_first_frame = False
-        self.token_index = None  # engine.token_search.TokenIndex, built on the first search
+        self.token_index: TokenIndex | None = None  # built on the first token search
         self.summary_added: Signal[LayerSummary] = Signal(self, "summary-added")
 
     @property
@@ -131,7 +138,7 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
             # The model cannot be opened: nothing to explore, so the explorer ends and the command
             # line prints the reason (an unexpected error as one, with how to see its traceback).
             error = event.worker.error
-            self.app.fail(text, None if isinstance(error, UserError) else error)
+            cast("NeuronApp", self.app).fail(text, None if isinstance(error, UserError) else error)
             return
         if event.worker.group == "export":
             self.notify(text, title="export failed", severity="error")

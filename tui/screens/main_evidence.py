@@ -1,44 +1,20 @@
 """Activation evidence on the main screen: looked up in the cache as a layer opens, and the corpus
 pass (A) in a background worker.
 
-A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
-checker; the methods run as the screen's own.
+A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the screen's own.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from textual import work
-from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from engine.neuron_engine import NeuronEngine
-from engine.neurons import LayerNeurons
 from engine.progress import ActivationProgress
-from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary
 from tui.messages import Activity, EvidenceReady
-from tui.state import ExplorerState
-
-if TYPE_CHECKING:
-    from textual.screen import Screen
-
-    _Base = Screen[None]
-else:
-    _Base = object
+from tui.screens.main_parts import MainParts
 
 
-class EvidenceWork(_Base):
-    engine: NeuronEngine
-    state: ExplorerState
-    info: ModelInfo | None
-    vocab: Vocabulary | None
-    neurons: LayerNeurons | None
-    export_dir: Path
-    activity: str
-
+class EvidenceWork(MainParts):
     def _want_evidence(self, layer: int) -> None:
         state = self.state
         if layer not in state.evidence and layer not in state.evidence_missing:

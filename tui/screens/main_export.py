@@ -1,48 +1,26 @@
 """The explorer's exports: ask for a file, refuse what cannot be written, confirm before replacing
 one, write in a worker.
 
-A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
-checker; the methods run as the screen's own.
+A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the screen's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual import work
-from textual.screen import Screen
 
-from engine.neuron_engine import NeuronEngine
-from engine.neurons import LayerNeurons
 from engine.settings import ScanSettings
-from engine.sources.base import ModelInfo
 from engine.store.collection import collection_records
 from engine.store.export import export_settings, neuron_records, write_records
-from engine.tokens import Vocabulary
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.main_parts import MainParts
 from tui.screens.prompt import PromptScreen
-from tui.state import ExplorerState
 from tui.widgets.neuron_list import NeuronList
 
-if TYPE_CHECKING:
-    from textual.screen import Screen
 
-    _Base = Screen[None]
-else:
-    _Base = object
-
-
-class ExportActions(_Base):
-    engine: NeuronEngine
-    state: ExplorerState
-    info: ModelInfo | None
-    vocab: Vocabulary | None
-    neurons: LayerNeurons | None
-    export_dir: Path
-    activity: str
-
+class ExportActions(MainParts):
     def action_export(self) -> None:
         """Export the collection (every marked neuron, all layers); with nothing marked, say how."""
         collection = self.state.collection

@@ -1,43 +1,18 @@
 """The neuron list's sort, reverse, filter and go-to, and the histogram's two keys.
 
-A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
-checker; the methods run as the screen's own.
+A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the screen's own.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from textual.screen import Screen
-
-from engine.neuron_engine import NeuronEngine
-from engine.neurons import LayerNeurons
-from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary
 from tui.filtering import FilterError, parse_filter
 from tui.neuron_ref import NeuronRefError, parse_neuron_ref
+from tui.screens.main_parts import MainParts
 from tui.screens.prompt import PromptScreen
-from tui.state import ExplorerState
 from tui.widgets.histogram import MaxDotHistogram
 
-if TYPE_CHECKING:
-    from textual.screen import Screen
 
-    _Base = Screen[None]
-else:
-    _Base = object
-
-
-class ListActions(_Base):
-    engine: NeuronEngine
-    state: ExplorerState
-    info: ModelInfo | None
-    vocab: Vocabulary | None
-    neurons: LayerNeurons | None
-    export_dir: Path
-    activity: str
-
+class ListActions(MainParts):
     def action_cycle_sort(self) -> None:
         self.state.cycle_sort()
         self._resort()

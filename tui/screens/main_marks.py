@@ -1,44 +1,19 @@
 """Marks and notes from the main screen: each key acts on the neuron it was pressed on, every
 change goes to the shared collection file, u undoes, and other explorers' changes show up.
 
-A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
-checker; the methods run as the screen's own.
+A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the screen's own.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from textual.screen import Screen
-
 from engine.errors import UserError
-from engine.neuron_engine import NeuronEngine
-from engine.neurons import LayerNeurons
-from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary
 from tui.neuron_ref import neuron_label
+from tui.screens.main_parts import MainParts
 from tui.screens.prompt import PromptScreen
-from tui.state import ExplorerState
 from tui.widgets.neuron_list import NeuronList
 
-if TYPE_CHECKING:
-    from textual.screen import Screen
 
-    _Base = Screen[None]
-else:
-    _Base = object
-
-
-class MarkActions(_Base):
-    engine: NeuronEngine
-    state: ExplorerState
-    info: ModelInfo | None
-    vocab: Vocabulary | None
-    neurons: LayerNeurons | None
-    export_dir: Path
-    activity: str
-
+class MarkActions(MainParts):
     def _follow_collection_file(self) -> None:
         """Another explorer on the same model may have marked or noted neurons: show them."""
         collection = self.state.collection

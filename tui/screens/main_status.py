@@ -3,31 +3,13 @@ the background is doing."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from textual.screen import Screen
-
-from engine.neuron_engine import NeuronEngine
-from engine.sources.base import ModelInfo
 from tui.messages import Activity
-from tui.state import ExplorerState
+from tui.screens.main_parts import MainParts
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.status_bar import Status, StatusBar
 
-if TYPE_CHECKING:
-    from textual.screen import Screen
 
-    _Base = Screen[None]
-else:
-    _Base = object
-
-
-class StatusLine(_Base):
-    engine: NeuronEngine
-    state: ExplorerState
-    info: ModelInfo | None
-    activity: str
-
+class StatusLine(MainParts):
     def refresh_status(self) -> None:
         if not self.is_mounted:
             return

@@ -1,42 +1,18 @@
 """The views the main screen opens: all layers, the collection, the text probe, the token search,
 coverage and the projection dialog.
 
-A part of ``MainScreen`` (a mixin): the screen's attributes are declared below for the type
-checker; the methods run as the screen's own.
+A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the screen's own.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from textual.screen import Screen
-
-from engine.neuron_engine import NeuronEngine
 from engine.neurons import LayerNeurons
 from engine.settings import Projection
-from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary
-from tui.state import ExplorerState
+from tui.screens.main_parts import MainParts
 from tui.widgets.layer_picker import LayerPicker
 
-if TYPE_CHECKING:
-    from textual.screen import Screen
 
-    _Base = Screen[None]
-else:
-    _Base = object
-
-
-class OtherViews(_Base):
-    engine: NeuronEngine
-    state: ExplorerState
-    info: ModelInfo | None
-    vocab: Vocabulary | None
-    neurons: LayerNeurons | None
-    export_dir: Path
-    activity: str
-
+class OtherViews(MainParts):
     def action_all_layers(self) -> None:
         from tui.screens.all_layers import AllLayersScreen
 

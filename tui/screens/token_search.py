@@ -95,11 +95,11 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
 
     @on(OptionList.OptionHighlighted, "#matches")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self.show_token(int(event.option.id))
+        self.show_token(int(str(event.option.id)))
 
     @on(OptionList.OptionSelected, "#matches")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.show_token(int(event.option.id))
+        self.show_token(int(str(event.option.id)))
         self.query_one(DataTable).focus()
 
     def show_token(self, token_id: int) -> None:

@@ -95,9 +95,10 @@ class LayerPicker(OptionList):
 
     def set_computing(self, layer: int | None) -> None:
         previous, self.computing = self.computing, layer
-        for index in {previous, layer} - {None}:
-            self._redraw(index)
+        for index in {previous, layer}:
+            if index is not None:
+                self._redraw(index)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.post_message(self.Chosen(int(event.option.id)))
+        self.post_message(self.Chosen(int(str(event.option.id))))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, OptionList
 
-VIM_KEYS = [
+VIM_KEYS: list[BindingType] = [
     Binding("j", "cursor_down", "Down", show=False),
     Binding("k", "cursor_up", "Up", show=False),
 ]
 
 
 class KeyTable(DataTable):
-    BINDINGS = VIM_KEYS
+    BINDINGS: ClassVar[list[BindingType]] = VIM_KEYS
 
 
 class KeyOptionList(OptionList):
-    BINDINGS = VIM_KEYS
+    BINDINGS: ClassVar[list[BindingType]] = VIM_KEYS
