@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from engine import distributed
+from engine.activations.evidence import direct_effect_weights, evidence
 from engine.activations.state import ACT_TOP, LayerActivationState, pack, unpack
 from engine.activations.windows import TokenizedCorpus, tokenize_corpus
 from engine.corpus import AnyCorpus
 from engine.distributed import Ranks
-from engine.evidence import LayerActivations, direct_effect_weights, evidence
+from engine.evidence import LayerActivations
 from engine.progress import ActivationListener, ActivationProgress
 from engine.results import LayerResult
 from engine.settings import ActivationSettings, ScanSettings
