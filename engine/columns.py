@@ -36,6 +36,7 @@ class NeuronColumn:
     # Written into scan records (JSON by name, CSV after ``device``) beside the classic fields;
     # the classic ones (max_dot, norm, skew, kurtosis, class, null_z...) keep their own places.
     exported: bool = False
+    filterable: bool = True  # f accepts conditions on it
     words: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -72,7 +73,9 @@ def _evidence(read: Callable[[LayerNeurons], np.ndarray]) -> Callable[[LayerNeur
 COLUMNS: dict[str, NeuronColumn] = {
     column.name: column
     for column in (
-        NeuronColumn("neuron", "neuron", lambda n: np.arange(n.d_mlp), "{:.0f}", descending=False),
+        NeuronColumn(
+            "neuron", "neuron", lambda n: np.arange(n.d_mlp), "{:.0f}", descending=False, filterable=False
+        ),
         NeuronColumn(
             "max_dot",
             "max-dot",
@@ -108,7 +111,7 @@ COLUMNS: dict[str, NeuronColumn] = {
 
 # The order ``s`` cycles through; every other column filters but does not sort.
 SORT_ORDER = ("max_dot", "neuron", "null_z", "kurtosis", "skew", "class", "lift")
-FILTERABLE = ("max_dot", "null_z", "kurtosis", "skew", "norm", "class", "lift", "density")
+FILTERABLE = tuple(name for name, column in COLUMNS.items() if column.filterable)
 
 
 def exported_columns() -> list[NeuronColumn]:
