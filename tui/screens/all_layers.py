@@ -10,12 +10,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
 from engine.summary import LayerSummary
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
+from tui.widgets.title_bar import TitleBar
 
 COLUMNS = ("layer", "p50", "p90", "p99", "max", "kurt p99", "★ null-z>3", "pred", "supp")
 
@@ -27,7 +28,6 @@ class AllLayersScreen(Screen[int | None]):
     ]
 
     DEFAULT_CSS = """
-    AllLayersScreen #all-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     AllLayersScreen #all-plots { height: 1fr; min-height: 8; }
     AllLayersScreen #all-table { height: 1fr; }
     AllLayersScreen PlotextPlot { width: 1fr; }
@@ -48,7 +48,7 @@ class AllLayersScreen(Screen[int | None]):
         self.summary_added = summary_added  # layers that land while the view is open
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(f"{self.model} · {self.projection} · all {self.n_layers} layers"), id="all-title")
+        yield TitleBar(Text(f"{self.model} · {self.projection} · all {self.n_layers} layers"), id="all-title")
         with Horizontal(id="all-plots"):
             yield PlotextPlot(id="max-dot-by-layer")
             yield PlotextPlot(id="classes-by-layer")

@@ -27,6 +27,7 @@ from tui.render import signed_token
 from tui.screens.prompt import PromptScreen
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
+from tui.widgets.title_bar import TitleBar
 
 # The note before the tokens: at 80 columns the tokens are cut, and the note is the user's own.
 STAT_COLUMNS = [COLUMNS[name] for name in ("max_dot", "null_z", "kurtosis", "class")]
@@ -51,7 +52,6 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
     ]
 
     DEFAULT_CSS = """
-    CollectionScreen #collection-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     CollectionScreen KeyTable { height: 1fr; }
     """
 
@@ -75,7 +75,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         self.rows: list[Marked] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(id="collection-title")
+        yield TitleBar(id="collection-title")
         yield KeyTable(id="collection-table", cursor_type="row", zebra_stripes=True)
         yield KeyFooter()
 

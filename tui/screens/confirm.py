@@ -5,11 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from tui.screens.dialog import Dialog
 
-class ConfirmScreen(ModalScreen[bool]):
+
+class ConfirmScreen(Dialog[bool]):
     """Ask before doing something that cannot be taken back (overwriting a file)."""
 
     BINDINGS = [
@@ -18,17 +19,7 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical {
-        width: 70;
-        max-width: 95%;
-        height: auto;
-        border: thick $warning;
-        background: $surface;
-        padding: 1 2;
-    }
-    ConfirmScreen Label { width: 1fr; }
-    ConfirmScreen #confirm-hint { color: $text-muted; }
+    ConfirmScreen > Vertical { border: thick $warning; }
     """
 
     def __init__(self, question: str, hint: str) -> None:
@@ -38,10 +29,13 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.question, id="confirm-question", markup=False)
-            yield Label(self.hint, id="confirm-hint", markup=False)
+            yield Label(self.hint, id="confirm-hint", classes="dialog-hint", markup=False)
 
     def action_confirm(self) -> None:
         self.dismiss(True)
 
     def action_decline(self) -> None:
+        self.dismiss(False)
+
+    def action_cancel(self) -> None:
         self.dismiss(False)

@@ -33,6 +33,7 @@ from engine.tokens import Vocabulary, display_token
 from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
 from tui.widgets.footer import KeyFooter
+from tui.widgets.title_bar import TitleBar
 
 TOKEN_CELLS = 14
 DETAIL_TOKENS = 50
@@ -106,7 +107,6 @@ class NeuronDetailScreen(Screen[None]):
     ]
 
     DEFAULT_CSS = """
-    NeuronDetailScreen #detail-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     NeuronDetailScreen #detail-body { height: 1fr; }
     NeuronDetailScreen #detail-tokens { width: 62; }
     NeuronDetailScreen #detail-plots { width: 1fr; }
@@ -146,7 +146,7 @@ class NeuronDetailScreen(Screen[None]):
         return self.neurons.result
 
     def compose(self) -> ComposeResult:
-        yield Static(id="detail-title")
+        yield TitleBar(id="detail-title")
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-tokens"):
                 yield Static(id="detail-stats")

@@ -47,6 +47,7 @@ from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
 from tui.widgets.status_bar import StatusBar
+from tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
     from tui.app import NeuronApp
@@ -113,7 +114,7 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
         yield StatusBar(id="status")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield Static("Layers", id="left-title")
+                yield TitleBar("Layers", id="left-title")
                 yield Static("loading model…", id="loading-note")
             with Vertical(id="right"):
                 yield MaxDotHistogram(id="histogram")

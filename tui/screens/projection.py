@@ -6,10 +6,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Label
 
 from engine.settings import Projection
+from tui.screens.dialog import Dialog
 
 FLAGS = [
     ("fold_final_norm", "fold the final norm's weight into W_U"),
@@ -27,26 +27,13 @@ class FlagBox(Checkbox):
         return "X" if self.value else " "
 
 
-class ProjectionScreen(ModalScreen[Projection | None]):
+class ProjectionScreen(Dialog[Projection | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel-projection"),
         Binding("enter", "apply", "Apply", priority=True, id="apply-projection"),  # before the box's own
         Binding("g", "gurnee", "Tick all three (Gurnee et al.)", id="gurnee"),
         Binding("r", "raw", "Untick all (raw)", id="raw"),
     ]
-
-    DEFAULT_CSS = """
-    ProjectionScreen { align: center middle; }
-    ProjectionScreen > Vertical {
-        width: 70;
-        max-width: 95%;
-        height: auto;
-        border: thick $accent;
-        background: $surface;
-        padding: 1 2;
-    }
-    ProjectionScreen #projection-hint { color: $text-muted; }
-    """
 
     def __init__(self, current: Projection) -> None:
         super().__init__()
@@ -60,6 +47,7 @@ class ProjectionScreen(ModalScreen[Projection | None]):
             yield Label(
                 "space toggles · g all three · r none · enter applies · esc cancels",
                 id="projection-hint",
+                classes="dialog-hint",
             )
 
     def _chosen(self) -> Projection:

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from tui.screens.dialog import Dialog
 
-class PromptScreen(ModalScreen[str | None]):
+
+class PromptScreen(Dialog[str | None]):
     """Ask for one value: Enter confirms, Escape cancels."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
-
-    DEFAULT_CSS = """
-    PromptScreen { align: center middle; }
-    PromptScreen > Vertical {
-        width: 70;
-        max-width: 95%;
-        height: auto;
-        border: thick $accent;
-        background: $surface;
-        padding: 1 2;
-    }
-    PromptScreen Label { width: 1fr; }
-    PromptScreen #prompt-hint { color: $text-muted; }
-    """
 
     def __init__(self, title: str, value: str, hint: str = "", placeholder: str = "") -> None:
         super().__init__()
@@ -36,7 +20,7 @@ class PromptScreen(ModalScreen[str | None]):
         with Vertical():
             yield Label(self.title_text, id="prompt-title", markup=False)
             yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
-            yield Label(self.hint, id="prompt-hint", markup=False)
+            yield Label(self.hint, id="prompt-hint", classes="dialog-hint", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -44,6 +28,3 @@ class PromptScreen(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss(event.value)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

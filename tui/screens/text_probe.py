@@ -18,6 +18,7 @@ from engine.tokens import Vocabulary
 from tui.render import token_label
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
+from tui.widgets.title_bar import TitleBar
 
 PER_LAYER = 3  # neurons shown per token and layer
 
@@ -33,7 +34,6 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
     ]
 
     DEFAULT_CSS = """
-    TextProbeScreen #probe-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     TextProbeScreen #probe-table { height: 1fr; }
     TextProbeScreen #probe-note { height: 1; color: $text-muted; padding: 0 1; }
     """
@@ -58,7 +58,7 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
         self.firing = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="probe-title")
+        yield TitleBar(id="probe-title")
         yield Input(placeholder="a sentence, e.g. 'She said that she would'", id="probe-input")
         yield KeyTable(id="probe-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="probe-note")

@@ -18,6 +18,7 @@ from engine.scan.token_search import TokenIndex, TokenMatch
 from tui.render import score_style, token_label
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyOptionList, KeyTable
+from tui.widgets.title_bar import TitleBar
 
 TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: neurons [V, N], dots [V, N]
 
@@ -29,7 +30,6 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
     ]
 
     DEFAULT_CSS = """
-    TokenSearchScreen #search-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     TokenSearchScreen #search-body { height: 1fr; }
     TokenSearchScreen #matches { width: 32; height: 1fr; }
     TokenSearchScreen #token-neurons { width: 1fr; height: 1fr; }
@@ -50,7 +50,9 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
         self.rows: list[tuple[int, int]] = []
 
     def compose(self) -> ComposeResult:
-        yield Static("Token search: type a token's text (a leading space matters: ' the')", id="search-title")
+        yield TitleBar(
+            "Token search: type a token's text (a leading space matters: ' the')", id="search-title"
+        )
         yield Input(placeholder="token text, e.g. ' coming'", id="search-input")
         with Horizontal(id="search-body"):
             yield KeyOptionList(id="matches")
