@@ -401,10 +401,13 @@ class NeuronEngine:
         from engine.null import NULL_SAMPLES
 
         key = self._null_key(settings)
-        payload = self.cache.get(key) if self.cache else None
-        values = None
-        if payload is not None and len(payload) == 8 * NULL_SAMPLES:
-            values = np.frombuffer(payload, dtype="<f8").copy()
+
+        def null_values(payload: bytes) -> np.ndarray:
+            if len(payload) != 8 * NULL_SAMPLES:
+                raise ValueError("a null baseline of another size")
+            return np.frombuffer(payload, dtype="<f8").copy()
+
+        values = decoded(self.cache, key, null_values)
         if values is None:
             from engine.null import compute_null
 
