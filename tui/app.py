@@ -33,8 +33,9 @@ HELP_INTRO = (
     "+ promotes (green), − suppresses (red).\n"
     "null-z compares a neuron's max-dot per unit norm with random directions; "
     "kurt/class follow Gurnee et al. 2024.\n"
-    "Tab moves between the layer picker and the neuron list. Marks (space) and notes (n) form the "
-    "collection (m), kept across layers and restarts; e exports it.\n"
+    "Tab moves between the layer picker and the neuron list. Marks (space marks and moves to the next "
+    "row) and notes (n) form the collection (m), kept across layers and restarts and shared with other "
+    "explorers of the model; u undoes the last change; unmarking keeps the note; e exports it.\n"
     "A runs the model over a corpus: lift (how often a neuron fires right before a token it promotes, "
     "against chance) joins the list and top examples the detail; t probes a sentence you type.\n"
 )
