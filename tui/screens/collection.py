@@ -36,6 +36,19 @@ NOTE_SHOWN = 24  # characters of a note in the table (the whole note is in the n
 TOKENS_SHOWN = 3
 
 
+def undo_and_say(collection: Collection, screen: Screen) -> None:
+    """Undo this explorer's last collection change, and say what was undone (or why nothing was)."""
+    try:
+        undone = collection.undo()
+    except UserError as error:
+        screen.notify(str(error), title="undo not saved", severity="error")
+        return
+    if undone is None:
+        screen.notify("nothing to undo: no mark or note was changed in this explorer", severity="warning")
+    else:
+        screen.notify(f"undid the {undone}", title="undo")
+
+
 def _note_cell(note: str) -> Text:
     shown = note if len(note) <= NOTE_SHOWN else note[: NOTE_SHOWN - 1] + "…"
     return Text(shown.replace("\n", " "))
@@ -177,15 +190,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         )
 
     def action_undo(self) -> None:
-        try:
-            undone = self.collection.undo()
-        except UserError as error:
-            self.notify(str(error), title="undo not saved", severity="error")
-            return
-        if undone is None:
-            self.notify("nothing to undo: no mark or note was changed in this explorer", severity="warning")
-        else:
-            self.notify(f"undid the {undone}", title="undo")
+        undo_and_say(self.collection, self)
         self.redraw()
 
     def _follow_file(self) -> None:

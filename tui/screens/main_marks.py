@@ -39,15 +39,9 @@ class MarkActions(MainParts):
         collection = self.state.collection
         if collection is None:
             return
-        try:
-            undone = collection.undo()
-        except UserError as error:
-            self.notify(str(error), title="undo not saved", severity="error")
-            return
-        if undone is None:
-            self.notify("nothing to undo: no mark or note was changed in this explorer", severity="warning")
-        else:
-            self.notify(f"undid the {undone}", title="undo")
+        from tui.screens.collection import undo_and_say
+
+        undo_and_say(collection, self)
         self._refresh_marks()
 
     def _refresh_marks(self) -> None:
