@@ -3,8 +3,9 @@
 Both run the same batches (the pass's own windows of the embedded corpus) on the same device and
 dtype, alternating, best of ``--repeat``: the bare pass is the Hugging Face model's forward with no
 hooks (it includes the unembedding, which the activation pass skips); the activation pass reads
-every layer's MLP activations through TransformerLens hooks and folds them into the per-neuron
-state. Peak memory is the process's high-water mark over the model, one batch and the state.
+every layer's MLP activations (and, for a gated MLP, its gate and up values) through
+TransformerLens hooks and folds them into the per-neuron state: both poles and the four sign
+cases; it is timed once more without the cases. Peak memory is the process's high-water mark over the model, one batch and the state.
 
     python -m bench.activations [--model M] [--device cpu] [--tokens 8192] [--layers all]
 """
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
 
-    from engine.activations.forward_pass import run_batches
+    from engine.activations.forward_pass import is_gated, run_batches
     from engine.activations.state import LayerActivationState
     from engine.activations.windows import tokenize_corpus
     from engine.corpus import default_corpus
@@ -64,19 +65,31 @@ def main() -> None:
                 model(ids)
         sync()
 
-    def activation_pass() -> None:
-        states = {layer: LayerActivationState(d_mlp, settings.keep, device) for layer in layers}
+    gated = {layer: is_gated(bridge, layer) for layer in layers}
+
+    def activation_pass(cases: bool) -> None:
+        states = {
+            layer: LayerActivationState(
+                d_mlp, settings.keep, settings.examples, cases and gated[layer], device
+            )
+            for layer in layers
+        }
         scales = np.zeros(tokenized.n_positions)
         run_batches(bridge, tokenized, batches, numbers, states, scales, device)
         sync()
 
-    timings: dict[str, list[float]] = {"bare": [], "pass": []}
+    timings: dict[str, list[float]] = {"bare": [], "pass": [], "poles": []}
+    runs = (
+        ("bare", bare),
+        ("pass", lambda: activation_pass(True)),
+        ("poles", lambda: activation_pass(False)),
+    )
     for _ in range(args.repeat):
-        for name, run in (("bare", bare), ("pass", activation_pass)):
+        for name, run in runs:
             begun = time.perf_counter()
             run()
             timings[name].append(time.perf_counter() - begun)
-    bare_s, pass_s = min(timings["bare"]), min(timings["pass"])
+    bare_s, pass_s, poles_s = min(timings["bare"]), min(timings["pass"]), min(timings["poles"])
     tokens = tokenized.n_positions
     print(
         f"model {engine.location.display_name}, {len(layers)} layers, d_mlp {d_mlp}, device {device}, "
@@ -90,7 +103,14 @@ def main() -> None:
         f"bare forward {bare_s:.2f} s ({tokens / bare_s:,.0f} tokens/s); activation pass over all layers "
         f"{pass_s:.2f} s ({tokens / pass_s:,.0f} tokens/s) -> {bare_s / pass_s:.2f}x of the bare pass"
     )
-    state_mib = len(layers) * (d_mlp * settings.keep * 12 + d_mlp * 512 * 4 + d_mlp * 8) / 2**20
+    if any(gated.values()):
+        print(
+            f"the same pass without the gate/up sign cases (both poles): {poles_s:.2f} s "
+            f"-> {bare_s / poles_s:.2f}x of the bare pass; the cases cost {pass_s / poles_s - 1:+.1%}"
+        )
+    per_layer = 2 * d_mlp * settings.keep * 12 + d_mlp * 512 * 4 + 2 * d_mlp * 8
+    per_layer += 4 * d_mlp * (settings.examples * 12 + 8) if any(gated.values()) else 0
+    state_mib = len(layers) * per_layer / 2**20
     print(
         f"peak RSS {peak_rss_kib() / 1024:.0f} MiB; after loading the model {rss_model_kib / 1024:.0f} MiB; "
         f"per-neuron state {state_mib:.0f} MiB"

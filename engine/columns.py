@@ -66,8 +66,9 @@ CLASS_WORDS = {"prediction": "prediction", "pred": "prediction", "suppression": 
 CLASS_WORDS |= {"supp": "suppression", "none": ""}
 
 
-def _evidence(read: Callable[[LayerNeurons], np.ndarray]) -> Callable[[LayerNeurons], np.ndarray | None]:
-    return lambda n: None if n.evidence is None else read(n)
+def _pole(pole: str, name: str) -> Callable[[LayerNeurons], np.ndarray | None]:
+    """A corpus-pass value of one pole (None until the layer has a pass)."""
+    return lambda n: None if n.evidence is None else getattr(n.evidence.pole(pole), name)
 
 
 COLUMNS: dict[str, NeuronColumn] = {
@@ -104,13 +105,22 @@ COLUMNS: dict[str, NeuronColumn] = {
         ),
         NeuronColumn("class", "class", lambda n: n.classes, kind="class", detail_label="class"),
         NeuronColumn("norm", "norm", lambda n: n.result.norm, detail_label="|W_out[i]|"),
-        NeuronColumn("lift", "lift", _evidence(lambda n: n.evidence.lift), "{:.1f}"),  # type: ignore[union-attr]
-        NeuronColumn("density", "density", _evidence(lambda n: n.evidence.density), "{:.3f}"),  # type: ignore[union-attr]
+        # The corpus pass, per pole: the positive pole's columns keep their plain names.
+        NeuronColumn("lift", "lift", _pole("positive", "lift"), "{:.1f}", aliases=("pos_lift",)),
+        NeuronColumn("density", "density", _pole("positive", "density"), "{:.3f}"),
+        NeuronColumn("input_forms", "in-forms", _pole("positive", "input_forms"), "{:.0f}", descending=False),
+        NeuronColumn("input_entropy", "in-bits", _pole("positive", "input_entropy"), "{:.1f}"),
+        NeuronColumn("neg_lift", "nlift", _pole("negative", "lift"), "{:.1f}", aliases=("lift_neg",)),
+        NeuronColumn("neg_density", "ndensity", _pole("negative", "density"), "{:.3f}"),
+        NeuronColumn(
+            "neg_input_forms", "nin-forms", _pole("negative", "input_forms"), "{:.0f}", descending=False
+        ),
+        NeuronColumn("neg_input_entropy", "nin-bits", _pole("negative", "input_entropy"), "{:.1f}"),
     )
 }
 
 # The order ``s`` cycles through; every other column filters but does not sort.
-SORT_ORDER = ("max_dot", "neuron", "null_z", "kurtosis", "skew", "class", "lift")
+SORT_ORDER = ("max_dot", "neuron", "null_z", "kurtosis", "skew", "class", "lift", "neg_lift")
 FILTERABLE = tuple(name for name, column in COLUMNS.items() if column.filterable)
 
 

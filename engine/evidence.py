@@ -1,23 +1,36 @@
 """A layer's activation evidence, per neuron, as plain arrays (computed by
-``engine.activations.evidence`` at the end of a corpus pass): the top examples, density, the
-activation histogram, and how often the neuron fires right before one of the tokens its weights
-promote (lift), with the direct effect of those firings on the logits of those tokens.
+``engine.activations.evidence`` at the end of a corpus pass): for each pole (the positive and the
+negative activations) its top examples, density, how often the neuron fires right before one of
+the tokens that pole promotes (lift), the direct effect of those firings on the logits of those
+tokens, and how many distinct words it fires on; for a gated MLP the four gate/up sign cases; and
+the histogram of activations over both signs.
 
-Definitions (exports and tests rely on them):
+Definitions (exports and tests rely on them), for a pole P of neuron i:
 
-- ``T_i``: neuron i's ``promote`` tokens from the weight scan (same top-k and projection).
+- the pole's **positions**: where the activation is > 0 (positive pole) or < 0 (negative pole);
+  its **examples** are its positions by |activation|, largest first, ties by lower document, then
+  lower position.
+- ``T_i``: the tokens the pole promotes, from the weight scan (same top-k and projection): the
+  neuron's ``promote`` tokens for the positive pole and its ``suppress`` tokens for the negative
+  one (a negative activation writes -W_out, which promotes them).
 - ``next token`` of a position: the token at position + 1 of the same document; a document's last
   position has none and counts nowhere (neither in a numerator nor in a denominator).
 - ``base_rate``: share of the corpus's positions (with a next token) whose next token is in ``T_i``.
-- ``hit_rate``: the same share among neuron i's top ``lift_positions`` examples.
+- ``hit_rate``: the same share among the pole's top ``lift_positions`` examples.
 - ``lift`` = hit_rate / base_rate (NaN, exported as null, when base_rate is 0).
-- ``density``: share of all positions where the activation is > 0.
-- ``direct_effect``: mean over the top ``lift_positions`` examples p and over v in ``T_i`` of
-  ``a_i(p) * (W_out[i] ⊙ g) · W_U[:, v] / scale(p)``, where g is the final norm's effective scale
-  (its weight; 1 + weight for Gemma's RMSNorm) and
-  scale(p) the final norm's scale at p (``ln_final.hook_scale``: sqrt(mean(x²) + eps) for RMSNorm);
-  for a LayerNorm, W_out[i] is centred over d_model first, as the norm centres the residual. It is
-  the neuron's contribution, through the frozen final norm, to the logits of its own tokens.
+- ``density``: share of all positions in the pole (activation > 0, resp. < 0).
+- ``direct_effect``: mean over the pole's top ``lift_positions`` examples p and over v in ``T_i``
+  of ``a_i(p) * (W_out[i] ⊙ g) · W_U[:, v] / scale(p)``, with a_i(p) the activation as it is
+  (negative for the negative pole), g the final norm's effective scale (its weight; 1 + weight for
+  Gemma's RMSNorm) and scale(p) the final norm's scale at p (``ln_final.hook_scale``:
+  sqrt(mean(x²) + eps) for RMSNorm); for a LayerNorm, W_out[i] is centred over d_model first, as
+  the norm centres the residual. It is the neuron's contribution, through the frozen final norm,
+  to the logits of the pole's own tokens: positive when the pole raises them.
+- ``input_forms``: distinct normalised forms (``engine.forms``) of the tokens at the pole's top
+  ``lift_positions`` examples (the tokens it fires on); ``input_entropy``: the entropy in bits of
+  their distribution (0: always the same word).
+- ``cases`` (gated MLPs only): the share of all positions in each case of (sign of the gate's
+  pre-activation, sign of up), > 0 being +; each case keeps its top examples by |activation|.
 """
 
 from __future__ import annotations
@@ -29,14 +42,16 @@ import numpy as np
 
 CONTEXT_BEFORE = 8
 CONTEXT_AFTER = 4
+CASES = ("gate+up+", "gate+up-", "gate-up+", "gate-up-")  # (gate pre-activation sign, up sign)
+CASE_SIGNS = (1.0, -1.0, -1.0, 1.0)  # the activation's sign in each case: sign(act(gate)) * sign(up)
 
 
 @dataclass
-class LayerActivations:
-    layer: int
-    n_positions: int
-    values: np.ndarray  # [d_mlp, keep] float32, activation of each top example, descending
-    doc: np.ndarray  # [d_mlp, keep] int32 (-1: fewer positions than keep)
+class PoleEvidence:
+    """One pole of every neuron of a layer."""
+
+    values: np.ndarray  # [d_mlp, keep] float32, the activation (signed) of each top example
+    doc: np.ndarray  # [d_mlp, keep] int32 (-1: fewer positions in the pole than keep)
     position: np.ndarray  # [d_mlp, keep] int32
     token_id: np.ndarray  # [d_mlp, keep] int32
     next_id: np.ndarray  # [d_mlp, keep] int32, -1 where there is none
@@ -47,6 +62,29 @@ class LayerActivations:
     base_rate: np.ndarray  # [d_mlp] float64
     lift: np.ndarray  # [d_mlp] float64, NaN when base_rate is 0
     direct_effect: np.ndarray  # [d_mlp] float64
+    input_forms: np.ndarray  # [d_mlp] int32
+    input_entropy: np.ndarray  # [d_mlp] float64, NaN when the pole has no example with a form
+
+
+@dataclass
+class CaseEvidence:
+    """The four gate/up sign cases (engine.activations.state.CASES) of every neuron of a layer."""
+
+    shares: np.ndarray  # [d_mlp, 4] float64, share of all positions in each case
+    values: np.ndarray  # [d_mlp, 4, examples] float32, signed activations, by |activation|
+    doc: np.ndarray  # [d_mlp, 4, examples] int32 (-1: fewer positions in the case)
+    position: np.ndarray  # [d_mlp, 4, examples] int32
+    token_id: np.ndarray  # [d_mlp, 4, examples] int32
+    context_ids: np.ndarray  # [d_mlp, 4, examples, BEFORE + 1 + AFTER] int32
+
+
+@dataclass
+class LayerActivations:
+    layer: int
+    n_positions: int
+    positive: PoleEvidence
+    negative: PoleEvidence
+    cases: CaseEvidence | None  # None for a non-gated MLP
     act_hist: np.ndarray  # [d_mlp, 2 * BINS_PER_SIGN] int32 (engine.score_histogram bins)
     act_hist_top: int
     examples: int
@@ -54,17 +92,42 @@ class LayerActivations:
 
     @property
     def d_mlp(self) -> int:
-        return int(self.density.shape[0])
+        return int(self.positive.density.shape[0])
+
+    def pole(self, name: str) -> PoleEvidence:
+        return self.positive if name == "positive" else self.negative
 
     def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (PoleEvidence, CaseEvidence)):
+                arrays.update(
+                    {f"{f.name}.{g.name}": np.asarray(getattr(value, g.name)) for g in fields(value)}
+                )
+            elif value is not None:
+                arrays[f.name] = np.asarray(value)
         buffer = io.BytesIO()
-        np.savez(buffer, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> LayerActivations:
         with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
-            values = {f.name: archive[f.name] for f in fields(cls)}
-        for name in ("layer", "n_positions", "act_hist_top", "examples", "lift_positions"):
-            values[name] = int(values[name])
-        return cls(**values)
+            names = set(archive.files)
+
+            def part(kind, prefix: str):
+                return kind(**{g.name: archive[f"{prefix}.{g.name}"] for g in fields(kind)})
+
+            cases = part(CaseEvidence, "cases") if "cases.shares" in names else None
+            return cls(
+                layer=int(archive["layer"]),
+                n_positions=int(archive["n_positions"]),
+                positive=part(PoleEvidence, "positive"),
+                negative=part(PoleEvidence, "negative"),
+                cases=cases,
+                act_hist=archive["act_hist"],
+                act_hist_top=int(archive["act_hist_top"]),
+                examples=int(archive["examples"]),
+                lift_positions=int(archive["lift_positions"]),
+            )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from engine.evidence import CONTEXT_BEFORE, LayerActivations
+from engine.evidence import CASES, CONTEXT_BEFORE, CaseEvidence, LayerActivations, PoleEvidence
 from engine.tokens import Vocabulary, bytes_to_text
 
 MARK_OPEN, MARK_CLOSE = "⟦", "⟧"
@@ -31,37 +31,82 @@ def example_context(context_ids: np.ndarray, vocab: Vocabulary) -> tuple[str, st
     return bytes_to_text(before), bytes_to_text(firing), bytes_to_text(after)
 
 
-def examples_of(
-    evidence: LayerActivations, neuron: int, vocab: Vocabulary, count: int | None = None
-) -> list[dict]:
+def example(
+    vocab: Vocabulary, doc: int, position: int, token_id: int, activation: float, context_ids: np.ndarray
+) -> dict:
+    before, firing, after = example_context(context_ids, vocab)
+    return {
+        "doc": int(doc),
+        "position": int(position),
+        "token_id": int(token_id),
+        "token": vocab.text(int(token_id)),
+        "activation": float(activation),
+        "context": f"{before}{MARK_OPEN}{firing}{MARK_CLOSE}{after}",
+    }
+
+
+def examples_of(pole: PoleEvidence, neuron: int, vocab: Vocabulary, count: int) -> list[dict]:
+    """The pole's first ``count`` examples of ``neuron``, strongest first."""
     shown = []
-    for rank in range(min(count or evidence.examples, evidence.examples)):
-        if evidence.doc[neuron, rank] < 0:
+    for rank in range(min(count, pole.context_ids.shape[1])):
+        if pole.doc[neuron, rank] < 0:
             break
-        before, firing, after = example_context(evidence.context_ids[neuron, rank], vocab)
         shown.append(
-            {
-                "doc": int(evidence.doc[neuron, rank]),
-                "position": int(evidence.position[neuron, rank]),
-                "token_id": int(evidence.token_id[neuron, rank]),
-                "token": vocab.text(int(evidence.token_id[neuron, rank])),
-                "activation": float(evidence.values[neuron, rank]),
-                "context": f"{before}{MARK_OPEN}{firing}{MARK_CLOSE}{after}",
-            }
+            example(
+                vocab,
+                pole.doc[neuron, rank],
+                pole.position[neuron, rank],
+                pole.token_id[neuron, rank],
+                pole.values[neuron, rank],
+                pole.context_ids[neuron, rank],
+            )
         )
     return shown
 
 
+def case_examples_of(
+    cases: CaseEvidence, neuron: int, case: int, vocab: Vocabulary, count: int
+) -> list[dict]:
+    """Case ``case``'s first ``count`` examples of ``neuron``, by |activation|."""
+    shown = []
+    for rank in range(min(count, cases.doc.shape[2])):
+        if cases.doc[neuron, case, rank] < 0:
+            break
+        shown.append(
+            example(
+                vocab,
+                cases.doc[neuron, case, rank],
+                cases.position[neuron, case, rank],
+                cases.token_id[neuron, case, rank],
+                cases.values[neuron, case, rank],
+                cases.context_ids[neuron, case, rank],
+            )
+        )
+    return shown
+
+
+def pole_fields(pole: PoleEvidence, neuron: int, vocab: Vocabulary, examples: int) -> dict:
+    return {
+        "density": float(pole.density[neuron]),
+        "lift": _number(pole.lift[neuron]),
+        "hit_rate": _number(pole.hit_rate[neuron]),
+        "base_rate": float(pole.base_rate[neuron]),
+        "direct_effect": float(pole.direct_effect[neuron]),
+        "input_forms": int(pole.input_forms[neuron]),
+        "input_entropy": _number(pole.input_entropy[neuron]),
+        "examples": examples_of(pole, neuron, vocab, examples),
+    }
+
+
 def activation_records(model: str, vocab: Vocabulary, evidence: LayerActivations) -> Iterator[dict]:
+    """One record per neuron: the positive pole's fields at the top level, the negative pole's
+    under ``negative`` and, for a gated MLP, the four sign cases' shares under ``cases``."""
     for neuron in range(evidence.d_mlp):
-        yield {
-            "model": model,
-            "layer": evidence.layer,
-            "neuron": neuron,
-            "density": float(evidence.density[neuron]),
-            "lift": _number(evidence.lift[neuron]),
-            "hit_rate": _number(evidence.hit_rate[neuron]),
-            "base_rate": float(evidence.base_rate[neuron]),
-            "direct_effect": float(evidence.direct_effect[neuron]),
-            "examples": examples_of(evidence, neuron, vocab),
-        }
+        record = {"model": model, "layer": evidence.layer, "neuron": neuron}
+        record |= pole_fields(evidence.positive, neuron, vocab, evidence.examples)
+        record["negative"] = pole_fields(evidence.negative, neuron, vocab, evidence.examples)
+        if evidence.cases is not None:
+            record["cases"] = {
+                name: float(evidence.cases.shares[neuron, number]) for number, name in enumerate(CASES)
+            }
+        yield record

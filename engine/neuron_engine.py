@@ -84,6 +84,7 @@ class NeuronEngine:
         self._unembeds: dict[tuple[Projection, str], object] = {}
         self._info: ModelInfo | None = None
         self._vocab: Vocabulary | None = None
+        self._forms: np.ndarray | None = None
         self._nulls: dict[tuple[Projection, str], NullBaseline] = {}
         self.shrunk_chunks: list[int] = []  # block sizes an out-of-memory error made us fall back to
 
@@ -184,6 +185,18 @@ class NeuronEngine:
                     np.savez(buffer, data=self._vocab.data, offsets=self._vocab.offsets)
                     self.cache.set(key, buffer.getvalue())
         return self._vocab
+
+    def token_forms(self, size: int) -> np.ndarray:
+        """[size] int32: each token id's normalised form as a number (engine.forms), -1 for none;
+        ids past the tokenizer's vocabulary have none."""
+        if self._forms is None or self._forms.shape[0] != size:
+            from engine.forms import form_ids
+
+            forms = form_ids(self.vocabulary)
+            if forms.shape[0] < size:
+                forms = np.concatenate([forms, np.full(size - forms.shape[0], -1, dtype=np.int32)])
+            self._forms = forms[:size]
+        return self._forms
 
     def warn(self, text: str) -> None:
         """Record a warning once and log it: logging is the one channel for warnings (the command

@@ -63,7 +63,7 @@ class LayerNeurons:
 
     @property
     def lift(self) -> np.ndarray | None:
-        return None if self.evidence is None else self.evidence.lift
+        return None if self.evidence is None else self.evidence.positive.lift
 
     @property
     def layer(self) -> int:

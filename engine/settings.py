@@ -110,6 +110,6 @@ class ActivationSettings:
     @property
     def cache_tag(self) -> str:
         return (
-            f"a1-c{self.context}-e{self.examples}-l{self.lift_positions}-m{self.max_tokens}"
+            f"a2-c{self.context}-e{self.examples}-l{self.lift_positions}-m{self.max_tokens}"
             f"-b{self.windows_per_batch}"
         )

@@ -1,6 +1,8 @@
 """One pass of a model over a tokenized corpus, reading every chosen layer's MLP activations with
 TransformerLens hooks (``blocks.{l}.mlp.hook_post``: the input of the MLP's output projection) and
-the final norm's scale (``ln_final.hook_scale``) at every position.
+the final norm's scale (``ln_final.hook_scale``) at every position. For a gated MLP the gate's
+pre-activation (``hook_pre``) and the up projection (``hook_pre_linear``) are read too: they run
+before the activation, so they are held until its hook fires.
 
 The per-neuron state is updated inside the hooks, so only one batch's activations of one layer
 exist at a time; the forward pass stops at the final norm (the unembedding is never computed).
@@ -38,6 +40,11 @@ def batch_inputs(
     return ids.to(device), mask.to(device), index.to(device)
 
 
+def is_gated(bridge, layer: int) -> bool:
+    """Whether the layer's MLP multiplies an activated gate by an up projection (SwiGLU, GeGLU)."""
+    return f"blocks.{layer}.mlp.hook_pre_linear" in bridge.hook_dict
+
+
 def run_batches(
     bridge,
     tokenized: TokenizedCorpus,
@@ -57,8 +64,22 @@ def run_batches(
 
     def read_layer(layer: int):
         def hook(activations: torch.Tensor, hook=None):
-            states[layer].update(activations[current["mask"]], current["index"])
+            mask = current["mask"]
+            gate, up = current.pop(f"gate{layer}", None), current.pop(f"up{layer}", None)
+            states[layer].update(
+                activations[mask],
+                current["index"],
+                None if gate is None else gate[mask],
+                None if up is None else up[mask],
+            )
             return activations
+
+        return hook
+
+    def hold(name: str):
+        def hook(values: torch.Tensor, hook=None):
+            current[name] = values
+            return values
 
         return hook
 
@@ -66,7 +87,12 @@ def run_batches(
         current["scale"] = scale[current["mask"]].reshape(-1)
         raise _ReachedFinalNorm()
 
-    hooks = [(f"blocks.{layer}.mlp.hook_post", read_layer(layer)) for layer in states]
+    hooks = []
+    for layer, state in states.items():
+        if state.gated:
+            hooks.append((f"blocks.{layer}.mlp.hook_pre", hold(f"gate{layer}")))
+            hooks.append((f"blocks.{layer}.mlp.hook_pre_linear", hold(f"up{layer}")))
+        hooks.append((f"blocks.{layer}.mlp.hook_post", read_layer(layer)))
     hooks.append(("ln_final.hook_scale", read_scale))
     for number in batch_numbers:
         if cancelled is not None and cancelled():

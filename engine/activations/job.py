@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from engine import distributed
-from engine.activations.evidence import direct_effect_weights, evidence
+from engine.activations.evidence import CorpusFacts, direct_effect_weights, layer_evidence
 from engine.activations.state import ACT_TOP, LayerActivationState, pack, unpack
 from engine.activations.windows import TokenizedCorpus, tokenize_corpus
 from engine.corpus import AnyCorpus
@@ -33,7 +33,7 @@ from engine.store.keys import EvidenceStore
 class JobHost(Protocol):
     """What the job needs of the engine that runs it (``NeuronEngine`` is one): the model to run,
     the device of a rank, the lock that keeps forward passes apart, a layer's scan (the lift's
-    tokens) and where evidence is kept."""
+    tokens), each token's normalised form and where evidence is kept."""
 
     run_lock: threading.Lock
     evidence_store: EvidenceStore
@@ -43,6 +43,8 @@ class JobHost(Protocol):
     def activation_model(self, ranks: Ranks | None = None) -> tuple: ...
 
     def layer(self, layer: int, settings: ScanSettings) -> LayerResult: ...
+
+    def token_forms(self, size: int) -> np.ndarray: ...
 
 
 class ActivationJob:
@@ -96,8 +98,15 @@ class ActivationJob:
             self.settings.max_tokens,
             encode_more=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
         )
+        from engine.activations.forward_pass import is_gated
+
         d_mlp = int(bridge.cfg.d_mlp)
-        states = {layer: LayerActivationState(d_mlp, self.settings.keep, device) for layer in self.layers}
+        states = {
+            layer: LayerActivationState(
+                d_mlp, self.settings.keep, self.settings.examples, is_gated(bridge, layer), device
+            )
+            for layer in self.layers
+        }
         scales = np.zeros(tokenized.n_positions, dtype=np.float64)
         batches = tokenized.batches(self.settings.windows_per_batch)
         mine = [b for b in range(len(batches)) if self.ranks.owns(b)]
@@ -169,17 +178,14 @@ class ActivationJob:
             total = torch.from_numpy(scales).to(device)
             scales[:] = distributed.sum_all(total, self.ranks).cpu().numpy()  # each position on one rank
             for state in states.values():
-                values = distributed.gather_all(state.values, self.ranks)
-                index = distributed.gather_all(state.index, self.ranks)
-                distributed.sum_all(state.positive, self.ranks)
-                distributed.sum_all(state.hist_counts, self.ranks)
-                state.values, state.index = values[0], index[0]
-                for other_values, other_index in zip(values[1:], index[1:]):
-                    other = LayerActivationState(state.values.shape[0], state.keep, state.values.device)
-                    other.values, other.index = other_values, other_index
-                    other.positive.zero_()
-                    other.hist_counts.zero_()
-                    state.merge(other)
+                for count in state.counts.values():
+                    distributed.sum_all(count, self.ranks)
+                for lists in state.lists.values():
+                    values = distributed.gather_all(lists.values, self.ranks)
+                    index = distributed.gather_all(lists.index, self.ranks)
+                    lists.values, lists.index = values[0], index[0]
+                    for other_values, other_index in zip(values[1:], index[1:]):
+                        lists.merge_lists(other_values, other_index)
         return states
 
     def _finish(
@@ -191,24 +197,27 @@ class ActivationJob:
         final_norm = bridge_final_norm(bridge)
         norm_weight = None if final_norm is None else final_norm.scale
         centred = final_norm is not None and final_norm.centres
+        facts = CorpusFacts(
+            tokenized,
+            scales,
+            tokenized.next_token_counts(int(unembed.shape[1])),
+            self.engine.token_forms(int(unembed.shape[1])),
+        )
         results = {}
         for layer, state in states.items():
-            promote_ids = self.engine.layer(layer, self.scan).promote_ids.astype(np.int64)
-            weights = direct_effect_weights(
-                _numpy(bridge.blocks[layer].mlp.W_out), unembed, norm_weight, centred, promote_ids
-            )
-            result = evidence(
+            scan = self.engine.layer(layer, self.scan)
+            w_out = _numpy(bridge.blocks[layer].mlp.W_out)
+            promote_ids = scan.promote_ids.astype(np.int64)
+            suppress_ids = scan.suppress_ids.astype(np.int64)
+            result = layer_evidence(
                 layer,
-                state.values.cpu().numpy(),
-                state.index.cpu().numpy(),
-                state.positive.cpu().numpy(),
-                state.histogram(),
+                state,
                 ACT_TOP,
-                tokenized,
-                scales,
+                facts,
                 promote_ids,
-                weights,
-                int(unembed.shape[1]),
+                suppress_ids,
+                direct_effect_weights(w_out, unembed, norm_weight, centred, promote_ids),
+                direct_effect_weights(w_out, unembed, norm_weight, centred, suppress_ids),
                 self.settings.examples,
                 self.settings.lift_positions,
             )
@@ -242,9 +251,7 @@ class ActivationJob:
         except (ValueError, KeyError, OSError, TypeError):
             self.store.forget(self.progress_key())
             for layer in states:  # a damaged checkpoint: start this rank afresh
-                states[layer] = LayerActivationState(
-                    states[layer].values.shape[0], states[layer].keep, states[layer].values.device
-                )
+                states[layer] = states[layer].fresh()
             scales[:] = 0.0
             return set()
 

@@ -1,8 +1,15 @@
-"""Per neuron of one layer, what the activation pass keeps while it reads the corpus: the top
-examples, the histogram of activations and how many positions were positive.
+"""Per neuron of one layer, what the activation pass keeps while it reads the corpus.
 
-Everything merges exactly: the top examples by (activation descending, global index ascending),
-the counts by addition. So batches, resumed runs and processes can be combined in any grouping and
+- Each **pole** (positive: activation > 0, negative: activation < 0) keeps its top examples by
+  |activation| and how many positions fell in it. A negative activation writes -W_out, so the
+  negative pole is a neuron of its own that promotes what the weights list as suppressed.
+- For a gated MLP (SwiGLU, GeGLU: activation = act(gate) * up), each of the four **sign cases** of
+  (gate pre-activation, up) — ``gate+up+``, ``gate+up-``, ``gate-up+``, ``gate-up-``, where > 0 is
+  + and anything else - — keeps its top examples by |activation| and its count of positions.
+- The histogram of activations covers both signs.
+
+Everything merges exactly: top examples by (|activation| descending, global index ascending), the
+counts by addition. So batches, resumed runs and processes can be combined in any grouping and
 give the same state as one pass in order.
 """
 
@@ -23,6 +30,8 @@ ACT_TOP = 127 + ACT_TOP_POWER  # the window's upper end as a biased float32 expo
 _ACT_PER_SIGN = ACT_OCTAVES << MANTISSA_BITS
 _ACT_LOW = (ACT_TOP - ACT_OCTAVES) << MANTISSA_BITS
 
+_TINY = float(torch.finfo(torch.float32).smallest_normal) * float(2.0**-23)  # the least positive float32
+
 
 def rank_examples(values: torch.Tensor, index: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's ``keep`` best (value, index) pairs: larger value first, ties by lower index.
@@ -34,84 +43,181 @@ def rank_examples(values: torch.Tensor, index: torch.Tensor, keep: int) -> tuple
     return values.gather(1, order), index.gather(1, order)
 
 
+class TopLists:
+    """Per unit, the ``keep`` best (score, global index) pairs offered so far."""
+
+    def __init__(self, units: int, keep: int, device: torch.device):
+        self.keep = keep
+        self.values = torch.full((units, keep), -torch.inf, device=device)
+        self.index = torch.full((units, keep), -1, dtype=torch.int64, device=device)
+
+    @property
+    def units(self) -> int:
+        return int(self.values.shape[0])
+
+    def bar(self) -> torch.Tensor:
+        """[units] the score an entry must reach to enter (ties at the bar may still enter)."""
+        return self.values[:, -1]
+
+    def unfilled(self) -> torch.Tensor:
+        return self.index[:, -1] < 0
+
+    def admit(self, units: torch.Tensor, scores: torch.Tensor, index: torch.Tensor) -> None:
+        """Entrants (unit, score, global index), in any order."""
+        if units.numel() == 0:
+            return
+        counts = torch.bincount(units, minlength=self.units)
+        width = int(counts.max())
+        # Scatter the entrants into a dense [units, width] block, padded with empty slots.
+        order = torch.argsort(units, stable=True)
+        units, scores, index = units[order], scores[order], index[order]
+        start = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(units.numel(), device=units.device) - start[units]
+        new_values = torch.full((self.units, width), -torch.inf, device=self.values.device)
+        new_index = torch.full((self.units, width), -1, dtype=torch.int64, device=self.values.device)
+        new_values[units, slot] = scores
+        new_index[units, slot] = index
+        self.merge_lists(new_values, new_index)
+
+    def merge_lists(self, values: torch.Tensor, index: torch.Tensor) -> None:
+        self.values, self.index = rank_examples(
+            torch.cat([self.values, values], 1), torch.cat([self.index, index], 1), self.keep
+        )
+
+
+def raised_bar(
+    bar: torch.Tensor,
+    unfilled: torch.Tensor,
+    keep: int,
+    scores: torch.Tensor,
+    member: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``bar`` [units] raised, for units whose list is not yet full, to the batch's own keep-th
+    score (entries below it cannot make the list). ``scores`` [positions, units]; ``member`` masks
+    the entries that belong to each unit."""
+    if scores.shape[0] < keep or not bool(unfilled.any()):
+        return bar
+    columns = unfilled.nonzero().squeeze(1)
+    part = scores[:, columns]
+    if member is not None:
+        part = torch.where(member[:, columns], part, -torch.inf)
+    bar = bar.clone()
+    bar[columns] = torch.maximum(bar[columns], part.topk(keep, dim=0).values[-1])
+    return bar
+
+
 class LayerActivationState:
     """Running per-neuron state of one layer; ``update`` takes a batch's valid positions."""
 
-    def __init__(self, d_mlp: int, keep: int, device: torch.device):
-        self.keep = keep
-        self.values = torch.full((d_mlp, keep), -torch.inf, device=device)
-        self.index = torch.full((d_mlp, keep), -1, dtype=torch.int64, device=device)
-        self.positive = torch.zeros(d_mlp, dtype=torch.int64, device=device)
-        self.hist_counts = torch.zeros((2 * _ACT_PER_SIGN, d_mlp), dtype=torch.int32, device=device)
+    def __init__(self, d_mlp: int, keep: int, case_keep: int, gated: bool, device: torch.device):
+        self.d_mlp, self.keep, self.case_keep, self.gated = d_mlp, keep, case_keep, gated
+        self.device = device
+        self.lists = {"positive": TopLists(d_mlp, keep, device), "negative": TopLists(d_mlp, keep, device)}
+        self.counts = {
+            "positive": torch.zeros(d_mlp, dtype=torch.int64, device=device),
+            "negative": torch.zeros(d_mlp, dtype=torch.int64, device=device),
+            "hist_counts": torch.zeros((2 * _ACT_PER_SIGN, d_mlp), dtype=torch.int32, device=device),
+        }
+        if gated:  # case c of neuron n is unit c * d_mlp + n
+            self.lists["cases"] = TopLists(4 * d_mlp, case_keep, device)
+            self.counts["cases"] = torch.zeros((4, d_mlp), dtype=torch.int64, device=device)
         self._one = torch.ones((1, 1), dtype=torch.int32, device=device)
-        self._full = False  # every neuron holds keep examples
 
-    def update(self, activations: torch.Tensor, index: torch.Tensor) -> None:
-        """``activations`` [positions, d_mlp] float32 at global ``index`` [positions] (ascending)."""
+    def fresh(self) -> LayerActivationState:
+        return LayerActivationState(self.d_mlp, self.keep, self.case_keep, self.gated, self.device)
+
+    def update(
+        self,
+        activations: torch.Tensor,
+        index: torch.Tensor,
+        gate: torch.Tensor | None = None,
+        up: torch.Tensor | None = None,
+    ) -> None:
+        """``activations`` [positions, d_mlp] at global ``index`` [positions] (ascending); for a
+        gated MLP also its gate pre-activations and up projections at the same positions."""
         activations = activations.float().contiguous()
-        self.positive += (activations > 0).sum(0)
+        self.counts["positive"] += (activations > 0).sum(0)
+        self.counts["negative"] += (activations < 0).sum(0)
         self._count_bins(activations)
-        # Only entries at or above the bar can enter (ties at the bar may still enter). Once the
-        # state is full the bar is its keep-th value; until then it is the batch's keep-th value.
-        bar = self.values[:, -1]
-        if not self._full and activations.shape[0] >= self.keep:
-            bar = torch.maximum(bar, activations.topk(self.keep, dim=0).values[-1])
-        rows, neurons = (activations >= bar).nonzero(as_tuple=True)
-        if rows.numel() == 0:
-            return
-        counts = torch.bincount(neurons, minlength=self.values.shape[0])
-        width = int(counts.max())
-        # Scatter the entrants into a dense [d_mlp, width] block, padded with empty slots.
-        order = torch.argsort(neurons, stable=True)
-        neurons, rows = neurons[order], rows[order]
-        start = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(neurons.numel(), device=neurons.device) - start[neurons]
-        new_values = torch.full((self.values.shape[0], width), -torch.inf, device=self.values.device)
-        new_index = torch.full(
-            (self.values.shape[0], width), -1, dtype=torch.int64, device=self.values.device
+        self._offer_pole(self.lists["positive"], activations, index)
+        self._offer_pole(self.lists["negative"], activations.neg(), index)
+        if self.gated:
+            if gate is None or up is None:
+                raise ValueError("a gated layer's update needs its gate and up values")
+            self._offer_cases(activations, gate, up, index)
+
+    @staticmethod
+    def _offer_pole(lists: TopLists, scores: torch.Tensor, index: torch.Tensor) -> None:
+        """Entries with score > 0 that reach the bar (the pole's examples are its own sign only)."""
+        bar = raised_bar(lists.bar(), lists.unfilled(), lists.keep, scores).clamp_min(_TINY)
+        rows, units = (scores >= bar).nonzero(as_tuple=True)
+        lists.admit(units, scores[rows, units], index[rows])
+
+    def _offer_cases(
+        self, activations: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, index: torch.Tensor
+    ) -> None:
+        gate_plus, up_plus = gate > 0, up > 0
+        both = (gate_plus & up_plus).sum(0)
+        n_gate, n_up = gate_plus.sum(0), up_plus.sum(0)
+        self.counts["cases"] += torch.stack(
+            [both, n_gate - both, n_up - both, activations.shape[0] - n_gate - n_up + both]
         )
-        new_values[neurons, slot] = activations[rows, neurons]
-        new_index[neurons, slot] = index[rows]
-        self.values, self.index = rank_examples(
-            torch.cat([self.values, new_values], 1), torch.cat([self.index, new_index], 1), self.keep
+        magnitude = activations.abs()
+        lists = self.lists["cases"]
+        bars = lists.bar().view(4, self.d_mlp)
+        unfilled = lists.unfilled().view(4, self.d_mlp)
+        if bool(unfilled.any()) and activations.shape[0] >= lists.keep:
+            members = (gate_plus & up_plus, gate_plus & ~up_plus, ~gate_plus & up_plus, ~gate_plus & ~up_plus)
+            bars = torch.stack(
+                [raised_bar(bars[c], unfilled[c], lists.keep, magnitude, members[c]) for c in range(4)]
+            )
+        # Each entry's bar is its own case's: one pass over the block, whatever the case.
+        bar = torch.where(
+            gate_plus, torch.where(up_plus, bars[0], bars[1]), torch.where(up_plus, bars[2], bars[3])
         )
-        self._full = self._full or bool((self.index[:, -1] >= 0).all())
+        rows, neurons = (magnitude >= bar).nonzero(as_tuple=True)
+        case = (~gate_plus[rows, neurons]).long() * 2 + (~up_plus[rows, neurons]).long()
+        lists.admit(case * self.d_mlp + neurons, magnitude[rows, neurons], index[rows])
 
     def _count_bins(self, activations: torch.Tensor) -> None:
         keys = torch.bitwise_right_shift(activations.view(torch.int32), KEY_SHIFT)  # negative for < 0
         negative = keys < 0
         step = (keys.bitwise_and_(SIGN_KEY - 1) - _ACT_LOW).clamp_(0, _ACT_PER_SIGN - 1)
         bins = torch.where(negative, _ACT_PER_SIGN - 1 - step, _ACT_PER_SIGN + step)
-        self.hist_counts.scatter_add_(0, bins.long(), self._one.expand(bins.shape))
+        self.counts["hist_counts"].scatter_add_(0, bins.long(), self._one.expand(bins.shape))
 
     def histogram(self) -> np.ndarray:
         """[d_mlp, 2 * ACT_OCTAVES * 8] int32 counts, engine.score_histogram's layout, top ACT_TOP."""
-        return self.hist_counts.T.cpu().numpy().astype(np.int32)
+        return self.counts["hist_counts"].T.cpu().numpy().astype(np.int32)
 
     def merge(self, other: LayerActivationState) -> None:
-        self.values, self.index = rank_examples(
-            torch.cat([self.values, other.values], 1), torch.cat([self.index, other.index], 1), self.keep
-        )
-        self.positive += other.positive
-        self.hist_counts += other.hist_counts
-        self._full = bool((self.index[:, -1] >= 0).all())
+        for name, lists in self.lists.items():
+            lists.merge_lists(other.lists[name].values, other.lists[name].index)
+        for name, count in self.counts.items():
+            count += other.counts[name]
 
     # --- a pickle-free byte form, for checkpoints and for gathering across processes ---------
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "values": self.values.cpu().numpy(),
-            "index": self.index.cpu().numpy(),
-            "positive": self.positive.cpu().numpy(),
-            "hist_counts": self.hist_counts.cpu().numpy(),
-        }
+        out = {}
+        for name, lists in self.lists.items():
+            out[f"{name}_values"] = lists.values.cpu().numpy()
+            out[f"{name}_index"] = lists.index.cpu().numpy()
+        for name, count in self.counts.items():
+            out[f"{name}_count" if name != "hist_counts" else name] = count.cpu().numpy()
+        return out
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        device = self.values.device
-        self.values = torch.from_numpy(arrays["values"]).to(device)
-        self.index = torch.from_numpy(arrays["index"]).to(device)
-        self.positive = torch.from_numpy(arrays["positive"]).to(device)
-        self.hist_counts = torch.from_numpy(arrays["hist_counts"]).to(device)
-        self._full = bool((self.index[:, -1] >= 0).all())
+        for name, lists in self.lists.items():
+            values, index = arrays[f"{name}_values"], arrays[f"{name}_index"]
+            if values.shape != lists.values.shape or index.shape != lists.index.shape:
+                raise ValueError("a checkpoint of other settings")
+            lists.values = torch.from_numpy(values).to(self.device)
+            lists.index = torch.from_numpy(index).to(self.device)
+        for name in self.counts:
+            value = arrays[f"{name}_count" if name != "hist_counts" else name]
+            if value.shape != self.counts[name].shape:
+                raise ValueError("a checkpoint of other settings")
+            self.counts[name] = torch.from_numpy(value).to(self.device)
 
 
 def pack(arrays: dict[str, np.ndarray]) -> bytes:

@@ -10,7 +10,7 @@ from engine.activations.job import ActivationJob
 from engine.corpus import Corpus
 from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
-from tests.helpers.activation_reference import assert_examples_match, reference_evidence
+from tests.helpers.activation_reference import assert_cases_match, assert_examples_match, reference_evidence
 
 
 def random_documents(seed: int, count: int = 6) -> tuple[str, ...]:
@@ -32,16 +32,24 @@ def test_activation_pass_equals_brute_force(model, request, tmp_path):
     scan = ScanSettings(top_k=40)
     results = ActivationJob(engine, [0, 1], corpus, settings, scan).run()
     bridge, tokenizer, _ = engine.activation_model(None)
+    forms = engine.token_forms(bridge.cfg.d_vocab)
     for layer in (0, 1):
         got = results[layer]
         ref = reference_evidence(
-            bridge.original_model, tokenizer, corpus.documents, layer, 24, 40, settings.keep, 12
+            bridge.original_model, tokenizer, corpus.documents, layer, 24, 40, settings.keep, 12, forms=forms
         )
-        assert_examples_match(got, ref, 12, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got.density, ref["density"], rtol=0, atol=0)
-        np.testing.assert_allclose(got.base_rate, ref["base_rate"], rtol=1e-12)
+        for pole in ("positive", "negative"):
+            ref_pole = ref[pole] | {name: ref[name] for name in ("acts", "doc", "position", "token_ids")}
+            assert_examples_match(got.pole(pole), ref_pole, 12, rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(got.pole(pole).density, ref[pole]["density"])
+            np.testing.assert_allclose(got.pole(pole).base_rate, ref[pole]["base_rate"], rtol=1e-12)
+            assert np.isfinite(got.pole(pole).lift).any() and (got.pole(pole).hit_rate > 0).any()
+        assert (got.negative.values <= 0).all() and (got.positive.values >= 0).all()
         assert (got.act_hist.sum(axis=1) == got.n_positions).all()
-        assert np.isfinite(got.lift).any() and (got.hit_rate > 0).any()  # the test exercises hits
+        if model == "tiny_llama_dir":
+            assert_cases_match(got.cases, ref, rtol=1e-5, atol=1e-6)
+        else:
+            assert got.cases is None  # GPT-2's MLP is not gated
 
 
 def test_a_killed_pass_resumes_from_its_last_batch_and_ends_identical(tiny_llama_dir, tmp_path):
@@ -197,10 +205,10 @@ async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lif
         await wait_for(pilot, lambda: listing.neurons.lift is not None)
         assert "lift" in str(listing._header())
         expected = ActivationJob(engine, [1], corpus, settings, ScanSettings(top_k=20)).cached(1)
-        np.testing.assert_array_equal(listing.neurons.lift, expected.lift)
+        np.testing.assert_array_equal(listing.neurons.lift, expected.positive.lift)
         while app.state.sort_key != "lift":
             await pilot.press("s")
-        lifts = expected.lift[listing.order]
+        lifts = expected.positive.lift[listing.order]
         known = int(np.isfinite(lifts).sum())
         assert np.isfinite(lifts[:known]).all() and np.isnan(lifts[known:]).all()  # unknown last
         assert (np.diff(lifts[:known]) <= 0).all()  # largest lift first
@@ -208,6 +216,7 @@ async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lif
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
         text = app.screen.evidence_text.plain
         assert "on text" in text and "⟦" in text and "density" in text
+        assert "+ pole" in text and "− pole" in text and "gate-up+" in text  # both poles, the cases
         await pilot.press("escape", "[")  # another layer: its evidence comes from the cache
         await wait_for(pilot, lambda: showing(app, 0) and listing.neurons.lift is not None)
 

@@ -172,18 +172,33 @@ def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
     from engine.evidence_records import activation_records
     from engine.neuron_engine import EngineOptions, NeuronEngine
     from engine.settings import ActivationSettings, ScanSettings
-    from tests.helpers.activation_reference import assert_examples_match, reference_evidence
+    from tests.helpers.activation_reference import (
+        assert_cases_match,
+        assert_examples_match,
+        reference_evidence,
+    )
 
     corpus = Corpus("manual", default_corpus().documents[:3])
     engine = NeuronEngine(EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))
     settings = ActivationSettings(context=200, examples=3, lift_positions=20, max_tokens=600)
     got = ActivationJob(engine, [29], corpus, settings, ScanSettings()).run()[29]
     bridge, tokenizer, _ = engine.activation_model()
-    ref = reference_evidence(bridge.original_model, tokenizer, corpus.documents, 29, 200, 10, 20, 20, 600)
+    forms = engine.token_forms(49152)
+    ref = reference_evidence(
+        bridge.original_model, tokenizer, corpus.documents, 29, 200, 10, 20, 20, 600, forms=forms
+    )
     assert got.n_positions == 600
     # Two code paths (hooks on the bridge, the plain model) round differently: near-equal
     # activations may swap places, so examples are compared tie-aware.
-    assert_examples_match(got, ref, 20, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(got.density, ref["density"], atol=0)
+    for pole in ("positive", "negative"):
+        ref_pole = ref[pole] | {name: ref[name] for name in ("acts", "doc", "position", "token_ids")}
+        assert_examples_match(got.pole(pole), ref_pole, 20, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.pole(pole).density, ref[pole]["density"], atol=0)
+    # SwiGLU: about half of the activity is negative (the negative pole is not a rounding artefact).
+    assert 0.3 < got.negative.density.mean() < 0.7
+    assert_cases_match(got.cases, ref, rtol=1e-4, atol=1e-5)
     records = list(activation_records("SmolLM2", engine.vocabulary, got))
     assert len(records) == 1536 and all("⟦" in e["context"] for r in records[:50] for e in r["examples"])
+    assert all(e["activation"] < 0 for r in records[:50] for e in r["negative"]["examples"])
+    assert set(records[0]["cases"]) == {"gate+up+", "gate+up-", "gate-up+", "gate-up-"}
+    assert abs(sum(records[0]["cases"].values()) - 1) < 1e-12

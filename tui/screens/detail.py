@@ -54,39 +54,74 @@ def _text_part(text: str) -> str:
     return "".join(display_token(char) if not char.isprintable() else char for char in text)
 
 
-def evidence_view(evidence, neuron: int, vocab: Vocabulary) -> Text:
-    """Where the neuron fires on the corpus, beside its weights: density, lift, direct effect, and
-    its top examples with the firing token in ⟦ ⟧ and a bar as long as its activation (so intensity
-    reads without colour)."""
+def _example_line(text: Text, value: float, top: float, context_ids, vocab: Vocabulary, first: bool) -> None:
+    """One example: its activation, a bar as long as |activation| (intensity reads without colour),
+    and its context with the firing token in ⟦ ⟧."""
     from engine.evidence_records import MARK_CLOSE, MARK_OPEN, example_context
 
+    bar = "█" * max(1, round(6 * abs(value) / top)) if top > 0 and value != 0 else "·"
+    before, firing, after = example_context(context_ids, vocab)
+    text.append(f"{value:+7.2f} {bar:<6} ", style="bold" if first else "")
+    text.append(_text_part(before)[-24:])
+    text.append(f"{MARK_OPEN}{_text_part(firing)}{MARK_CLOSE}", style="bold reverse")
+    text.append(_text_part(after)[:16] + "\n")
+
+
+def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabulary) -> None:
+    pole = evidence.pole(pole_name)
+    sign, tokens = ("+", "promote") if pole_name == "positive" else ("−", "suppress")
+    lift, hit, base = float(pole.lift[neuron]), float(pole.hit_rate[neuron]), float(pole.base_rate[neuron])
+    lift_text = "— (its tokens never come next)" if lift != lift else f"{lift:.2f}"
+    text.append(f"\n{sign} pole ", style="bold")
+    text.append(f"(writes {sign}W_out: raises its {tokens} tokens) · density {pole.density[neuron]:.1%}\n")
+    text.append(f"lift {lift_text}")
+    if hit == hit:
+        text.append(f" ({hit:.1%} of top {evidence.lift_positions} vs {base:.2%} overall)")
+    entropy = float(pole.input_entropy[neuron])
+    text.append(
+        f"\ndirect effect {pole.direct_effect[neuron]:+.3f} · fires on {int(pole.input_forms[neuron])} "
+        f"words{'' if entropy != entropy else f' ({entropy:.1f} bits)'}\n"
+    )
+    top = abs(float(pole.values[neuron, 0])) if pole.doc[neuron, 0] >= 0 else 0.0
+    for rank in range(evidence.examples):
+        if pole.doc[neuron, rank] < 0:
+            break
+        _example_line(
+            text, float(pole.values[neuron, rank]), top, pole.context_ids[neuron, rank], vocab, rank == 0
+        )
+    if pole.doc[neuron, 0] < 0:
+        text.append("never fires with this sign\n", style="dim")
+
+
+CASE_EXAMPLES = 3
+
+
+def _cases_view(text: Text, cases, neuron: int, vocab: Vocabulary) -> None:
+    from engine.evidence import CASES
+
+    text.append("\ngate/up sign cases", style="bold")
+    text.append(" (share of positions; top examples by |activation|)\n")
+    top = float(np.abs(cases.values[neuron]).max(initial=0.0))
+    for number, name in enumerate(CASES):
+        text.append(f"{name} {cases.shares[neuron, number]:6.1%}\n", style="bold")
+        for rank in range(min(CASE_EXAMPLES, cases.doc.shape[2])):
+            if cases.doc[neuron, number, rank] < 0:
+                break
+            value = float(cases.values[neuron, number, rank])
+            _example_line(text, value, top, cases.context_ids[neuron, number, rank], vocab, False)
+
+
+def evidence_view(evidence, neuron: int, vocab: Vocabulary) -> Text:
+    """Where the neuron fires on the corpus, beside its weights: each pole's density, lift, direct
+    effect and top examples, then (gated MLPs) the four gate/up sign cases."""
     if evidence is None:
         return Text("on text: no corpus pass for this layer yet (A runs one)", style="dim")
-    lift, hit, base = (
-        float(evidence.lift[neuron]),
-        float(evidence.hit_rate[neuron]),
-        float(evidence.base_rate[neuron]),
-    )
-    lift_text = "— (its tokens never come next)" if lift != lift else f"{lift:.2f}"
     text = Text()
     text.append(f"on text ({evidence.n_positions:,} tokens)\n", style="bold")
-    text.append(f"density {evidence.density[neuron]:.1%} · lift {lift_text}")
-    if hit == hit:
-        text.append(
-            f" (next token promoted: {hit:.1%} of top {evidence.lift_positions} vs {base:.2%} overall)"
-        )
-    text.append(f"\ndirect effect on its tokens' logits {evidence.direct_effect[neuron]:+.3f}\n")
-    top = float(evidence.values[neuron, 0]) if evidence.doc[neuron, 0] >= 0 else 0.0
-    for rank in range(evidence.examples):
-        if evidence.doc[neuron, rank] < 0:
-            break
-        value = float(evidence.values[neuron, rank])
-        bar = "█" * max(1, round(6 * value / top)) if top > 0 and value > 0 else "·"
-        before, firing, after = example_context(evidence.context_ids[neuron, rank], vocab)
-        text.append(f"{value:7.2f} {bar:<6} ", style="bold" if rank == 0 else "")
-        text.append(_text_part(before)[-24:])
-        text.append(f"{MARK_OPEN}{_text_part(firing)}{MARK_CLOSE}", style="bold reverse")
-        text.append(_text_part(after)[:16] + "\n")
+    for pole in ("positive", "negative"):
+        _pole_view(text, evidence, pole, neuron, vocab)
+    if evidence.cases is not None:
+        _cases_view(text, evidence.cases, neuron, vocab)
     return text
 
 

@@ -52,8 +52,10 @@ LIST_COLUMNS = [
     ListColumn(COLUMNS["kurtosis"], 6, 46),
     ListColumn(COLUMNS["skew"], 6, 85),
     ListColumn(COLUMNS["class"], 5, 52),
-    ListColumn(COLUMNS["lift"], 5, 0),  # once a corpus pass has run for the layer
+    ListColumn(COLUMNS["lift"], 5, 0),  # these two once a corpus pass has run for the layer
+    ListColumn(COLUMNS["neg_lift"], 5, 100),
 ]
+_PASS_COLUMNS = ("lift", "neg_lift")
 
 
 class NeuronList(ScrollView, can_focus=True):
@@ -224,7 +226,7 @@ class NeuronList(ScrollView, can_focus=True):
         return [
             c
             for c in LIST_COLUMNS
-            if self.size.width >= c.min_total_width and (c.column.name != "lift" or has_lift)
+            if self.size.width >= c.min_total_width and (c.column.name not in _PASS_COLUMNS or has_lift)
         ]
 
     def _header(self) -> Text:
