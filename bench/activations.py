@@ -5,7 +5,8 @@ dtype, alternating, best of ``--repeat``: the bare pass is the Hugging Face mode
 hooks (it includes the unembedding, which the activation pass skips); the activation pass reads
 every layer's MLP activations (and, for a gated MLP, its gate and up values) through
 TransformerLens hooks and folds them into the per-neuron state: both poles and the four sign
-cases; it is timed once more without the cases. Peak memory is the process's high-water mark over the model, one batch and the state.
+cases; it is timed once more without the cases. Peak memory is the process's high-water mark
+over the model, one batch and the state.
 
     python -m bench.activations [--model M] [--device cpu] [--tokens 8192] [--layers all]
 """
