@@ -1,9 +1,19 @@
-"""Does vocabulary alignment predict that a neuron fires right before its token?
+"""Whole neurons, per layer: both poles' lift, one word or a concept, one input token or many, and
+whether a neuron reads what it writes.
 
 Reads a weight scan and an activation pass of the same model and settings (both JSONL, as
-``neuron-tui scan`` and ``neuron-tui activations`` write them) and prints, per layer, the median
-lift of prediction neurons (kurtosis > 10, skew > 0) against the other neurons, and the Spearman
-rank correlation of max-dot and of null-z with lift, over the neurons whose lift is defined.
+``neuron-tui scan`` and ``neuron-tui activations`` write them) and prints four tables:
+
+1. lift of each pole for prediction and suppression neurons (Gurnee et al.'s classes), and the
+   Spearman rank correlation of max-dot with the positive pole's lift;
+2. among the aligned neurons (null-z > 3), the share that is one word (``forms`` <= 2 on the list
+   of its strongest token: promote when that token's dot is positive, else suppress) and the share
+   that is a concept (``forms`` > 2 and ``coherence_z`` > 3);
+3. for the same neurons, on the pole that writes that list (positive for promote, negative for
+   suppress): the share firing on one word (``input_forms`` <= 2) and the median input entropy;
+4. the input side: the share of neurons whose input rows read a form their output writes (a form
+   shared between the up row's (or W_in's) ``plus`` tokens and the promote tokens, or between its
+   ``minus`` tokens and the suppress tokens), and the IO classes of Gerstner & Schütze.
 
     python -m bench.findings scan.jsonl activations.jsonl
 """
@@ -12,8 +22,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 
 import numpy as np
+
+from engine.forms import normalise_form
+
+ALIGNED_Z = 3.0
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -37,44 +52,114 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(average_ranks(a), average_ranks(b))[0, 1])
 
 
-def read(path: str, fields: tuple[str, ...]) -> dict[tuple[int, int], dict]:
+def read(path: str) -> dict[tuple[int, int], dict]:
     rows = {}
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             record = json.loads(line)
-            rows[(record["layer"], record["neuron"])] = {f: record.get(f) for f in fields}
+            rows[(record["layer"], record["neuron"])] = record
     return rows
 
 
+def _forms(tokens: list[dict]) -> set[str]:
+    found = (normalise_form(entry["token"].encode("utf-8", "surrogatepass")) for entry in tokens)
+    return {form for form in found if form is not None}
+
+
+def _median(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{np.median(values):.1f}" if values else "—"
+
+
+def _share(flags) -> str:
+    flags = list(flags)
+    return f"{np.mean(flags):.0%}" if flags else "—"
+
+
 def main(scan_path: str, activations_path: str) -> None:
-    scan = read(scan_path, ("max_dot", "null_z", "class"))
-    acts = read(activations_path, ("lift", "hit_rate", "base_rate", "density"))
+    scan, acts = read(scan_path), read(activations_path)
     layers = sorted({layer for layer, _ in acts})
+
+    print("1. Lift of each pole: prediction (P) and suppression (S) neurons")
     print(
-        "| layer | prediction neurons (of neurons with a lift) | median lift, prediction "
-        "| median lift, others | lift > 2, prediction | lift > 2, others "
-        "| Spearman(max-dot, lift) | Spearman(null-z, lift) |"
+        "| layer | P / S | P: lift + | P: lift − | S: lift + | S: lift − | S: lift − > 2 "
+        "| Spearman(max-dot, lift +) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    all_rho = []
     for layer in layers:
-        keys = [k for k in acts if k[0] == layer and acts[k]["lift"] is not None and k in scan]
-        lift = np.array([acts[k]["lift"] for k in keys])
-        max_dot = np.array([scan[k]["max_dot"] for k in keys])
-        null_z = np.array([scan[k]["null_z"] if scan[k]["null_z"] is not None else np.nan for k in keys])
-        prediction = np.array([scan[k]["class"] == "prediction" for k in keys])
-        med_p = np.median(lift[prediction]) if prediction.any() else float("nan")
-        med_o = np.median(lift[~prediction]) if (~prediction).any() else float("nan")
-        rho_dot = spearman(max_dot, lift)
-        rho_z = spearman(null_z, lift) if np.isfinite(null_z).all() else float("nan")
-        all_rho.append(rho_dot)
-        above_p = (lift[prediction] > 2).mean() if prediction.any() else float("nan")
-        above_o = (lift[~prediction] > 2).mean() if (~prediction).any() else float("nan")
-        print(
-            f"| {layer} | {int(prediction.sum())} ({len(keys)}) | {med_p:.1f} | {med_o:.1f} "
-            f"| {above_p:.0%} | {above_o:.0%} | {rho_dot:+.2f} | {rho_z:+.2f} |"
+        keys = [k for k in acts if k[0] == layer and k in scan]
+        pred = [k for k in keys if scan[k]["class"] == "prediction"]
+        supp = [k for k in keys if scan[k]["class"] == "suppression"]
+        lifted = [k for k in keys if acts[k]["lift"] is not None]
+        rho = spearman(
+            np.array([scan[k]["max_dot"] for k in lifted]), np.array([acts[k]["lift"] for k in lifted])
         )
-    print(f"\nmedian over layers of Spearman(max-dot, lift): {np.nanmedian(all_rho):+.2f}")
+        s_neg = [acts[k]["negative"]["lift"] for k in supp if acts[k]["negative"]["lift"] is not None]
+        print(
+            f"| {layer} | {len(pred)} / {len(supp)} | {_median(acts[k]['lift'] for k in pred)} "
+            f"| {_median(acts[k]['negative']['lift'] for k in pred)} "
+            f"| {_median(acts[k]['lift'] for k in supp)} "
+            f"| {_median(acts[k]['negative']['lift'] for k in supp)} "
+            f"| {_share(v > 2 for v in s_neg)} | {rho:+.2f} |"
+        )
+
+    print("\n2-3. Aligned neurons (null-z > 3): one word or a concept; one input word or many")
+    print(
+        "| layer | aligned | one word (forms ≤ 2) | concept (forms > 2, coh-z > 3) | neither "
+        "| fires on one word (input forms ≤ 2) | median input entropy (bits) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for layer in layers:
+        keys = [k for k in acts if k[0] == layer and k in scan and (scan[k].get("null_z") or 0) > ALIGNED_Z]
+        one = concept = 0
+        fires_one, entropy = [], []
+        for k in keys:
+            record = scan[k]
+            promote_side = record["top"][0]["dot"] > 0
+            forms = record["forms"] if promote_side else record["supp_forms"]
+            z = record["coherence_z"] if promote_side else record["supp_coherence_z"]
+            one += forms is not None and forms <= 2
+            concept += forms is not None and forms > 2 and z is not None and z > 3
+            pole = acts[k] if promote_side else acts[k]["negative"]
+            if pole["input_entropy"] is not None:
+                fires_one.append(pole["input_forms"] <= 2)
+                entropy.append(pole["input_entropy"])
+        n = max(len(keys), 1)
+        print(
+            f"| {layer} | {len(keys)} | {one / n:.0%} | {concept / n:.0%} "
+            f"| {(len(keys) - one - concept) / n:.0%} "
+            f"| {_share(fires_one)} | {_median(entropy)} |"
+        )
+
+    print("\n4. Input side: reads what it writes; IO classes (Gerstner & Schütze)")
+    print(
+        "| layer | reads a form it writes (all) | same, aligned | enrichment (all kinds) "
+        "| depletion (all kinds) | orthogonal output |"
+    )
+    print("|---|---|---|---|---|---|")
+    for layer in layers:
+        keys = [k for k in scan if k[0] == layer and "input" in scan[k]]
+        if not keys:
+            continue
+        same, same_aligned = [], []
+        classes: Counter[str] = Counter()
+        for k in keys:
+            record = scan[k]
+            row = record["input"].get("up") or record["input"]["in"]
+            shared = bool(_forms(row["plus"]) & _forms(record["promote"])) or bool(
+                _forms(row["minus"]) & _forms(record["suppress"])
+            )
+            same.append(shared)
+            if (record.get("null_z") or 0) > ALIGNED_Z:
+                same_aligned.append(shared)
+            classes[record["io_class"]] += 1
+        n = len(keys)
+        enrich = sum(c for name, c in classes.items() if "enrichment" in name)
+        deplete = sum(c for name, c in classes.items() if "depletion" in name)
+        print(
+            f"| {layer} | {_share(same)} | {_share(same_aligned)} | {enrich / n:.0%} | {deplete / n:.0%} "
+            f"| {classes['orthogonal output'] / n:.0%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -66,6 +66,11 @@ CLASS_WORDS = {"prediction": "prediction", "pred": "prediction", "suppression": 
 CLASS_WORDS |= {"supp": "suppression", "none": ""}
 
 
+def _concept(name: str) -> Callable[[LayerNeurons], np.ndarray | None]:
+    """A "one token or a concept?" value of the scan (None for results kept without them)."""
+    return lambda n: getattr(n.result, name)
+
+
 def _pole(pole: str, name: str) -> Callable[[LayerNeurons], np.ndarray | None]:
     """A corpus-pass value of one pole (None until the layer has a pass)."""
     return lambda n: None if n.evidence is None else getattr(n.evidence.pole(pole), name)
@@ -105,6 +110,24 @@ COLUMNS: dict[str, NeuronColumn] = {
         ),
         NeuronColumn("class", "class", lambda n: n.classes, kind="class", detail_label="class"),
         NeuronColumn("norm", "norm", lambda n: n.result.norm, detail_label="|W_out[i]|"),
+        # One token or a concept? (engine.concepts), over the promote list and the suppress list.
+        NeuronColumn("forms", "forms", _concept("promote_forms"), "{:.0f}", descending=False, exported=True),
+        NeuronColumn("form_share", "fshare", _concept("promote_form_share"), "{:.2f}", exported=True),
+        NeuronColumn("coherence", "coh", _concept("promote_coherence"), "{:.2f}", exported=True),
+        NeuronColumn(
+            "coherence_z",
+            "coh-z",
+            _concept("promote_coherence_z"),
+            "{:.1f}",
+            aliases=("cohz",),
+            exported=True,
+        ),
+        NeuronColumn(
+            "supp_forms", "sforms", _concept("suppress_forms"), "{:.0f}", descending=False, exported=True
+        ),
+        NeuronColumn("supp_form_share", "sfshare", _concept("suppress_form_share"), "{:.2f}", exported=True),
+        NeuronColumn("supp_coherence", "scoh", _concept("suppress_coherence"), "{:.2f}", exported=True),
+        NeuronColumn("supp_coherence_z", "scoh-z", _concept("suppress_coherence_z"), "{:.1f}", exported=True),
         # The corpus pass, per pole: the positive pole's columns keep their plain names.
         NeuronColumn("lift", "lift", _pole("positive", "lift"), "{:.1f}", aliases=("pos_lift",)),
         NeuronColumn("density", "density", _pole("positive", "density"), "{:.3f}"),
@@ -120,7 +143,18 @@ COLUMNS: dict[str, NeuronColumn] = {
 }
 
 # The order ``s`` cycles through; every other column filters but does not sort.
-SORT_ORDER = ("max_dot", "neuron", "null_z", "kurtosis", "skew", "class", "lift", "neg_lift")
+SORT_ORDER = (
+    "max_dot",
+    "neuron",
+    "null_z",
+    "kurtosis",
+    "skew",
+    "class",
+    "forms",
+    "coherence_z",
+    "lift",
+    "neg_lift",
+)
 FILTERABLE = tuple(name for name, column in COLUMNS.items() if column.filterable)
 
 

@@ -23,6 +23,7 @@ from engine.corpus import AnyCorpus
 from engine.device import check_device_name
 from engine.errors import UserError
 from engine.evidence import LayerActivations
+from engine.inputs import LayerInputs
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.progress import ActivationListener, ProgressListener, ScanProgress
@@ -85,6 +86,8 @@ class NeuronEngine:
         self._info: ModelInfo | None = None
         self._vocab: Vocabulary | None = None
         self._forms: np.ndarray | None = None
+        self._embedding: np.ndarray | None = None
+        self._coherence_nulls: dict = {}
         self._nulls: dict[tuple[Projection, str], NullBaseline] = {}
         self.shrunk_chunks: list[int] = []  # block sizes an out-of-memory error made us fall back to
 
@@ -305,13 +308,18 @@ class NeuronEngine:
                 f"layer {layer} is out of range: this model has layers 0-{self.info.n_layers - 1}"
             )
         cached = self.cached_layer(layer, settings)
+        if cached is not None and not cached.has_concepts:  # kept by a version without them
+            with self._lock:
+                cached = self._with_concepts(cached, settings)
+                if self.cache:
+                    self.cache.set(self.layer_key(layer, settings), cached.to_bytes())
         if cached is not None:
             if listener:
                 listener(ScanProgress("cached", layer, cached.d_mlp, cached.d_mlp))
             return cached
         with self._lock:
             cached = self.cached_layer(layer, settings)  # another thread may have just computed it
-            if cached is not None:
+            if cached is not None and cached.has_concepts:
                 return cached
             unembed = self._unembed(settings)
             w_out = self._ensure_source(listener).mlp_out(layer)
@@ -323,6 +331,7 @@ class NeuronEngine:
 
             report(0, unembed.d_vocab)
             result = self._scan_shrinking_on_oom(layer, w_out, unembed, settings, report, cancelled)
+            result = self._with_concepts(result, settings)
             del w_out
             return_freed_memory()  # so that memory does not creep up layer after layer
             if self.cache:
@@ -332,6 +341,63 @@ class NeuronEngine:
                     ScanProgress("done", layer, result.d_mlp, result.d_mlp, time.perf_counter() - started)
                 )
             return result
+
+    def _with_concepts(self, result: LayerResult, settings: ScanSettings) -> LayerResult:
+        """The layer with its "one token or a concept?" numbers (engine.concepts) added."""
+        from engine.concepts import coherence_null, token_set_numbers
+
+        unembed = self._unembed(settings)
+
+        def exact_columns(ids):
+            return unembed.exact_columns(ids.to(unembed.device))
+
+        memo = (settings.projection, settings.dtype, result.top_k)
+        if memo not in self._coherence_nulls:
+            self._coherence_nulls[memo] = coherence_null(unembed.d_vocab, result.top_k, exact_columns)
+        null = self._coherence_nulls[memo]
+        forms = self.token_forms(unembed.d_vocab)
+        promote = token_set_numbers(result.promote_ids, result.promote_dots, forms, exact_columns, null)
+        suppress = token_set_numbers(result.suppress_ids, result.suppress_dots, forms, exact_columns, null)
+        return replace(
+            result,
+            promote_forms=promote.forms,
+            promote_form_share=promote.form_share,
+            promote_coherence=promote.coherence,
+            promote_coherence_z=promote.coherence_z,
+            suppress_forms=suppress.forms,
+            suppress_form_share=suppress.form_share,
+            suppress_coherence=suppress.coherence,
+            suppress_coherence_z=suppress.coherence_z,
+        )
+
+    # --- the input side ---------------------------------------------------------------------
+    def inputs(self, layer: int, settings: ScanSettings) -> LayerInputs:
+        """The layer's input side (engine.inputs), from the cache or computed from the weights."""
+        key = self.keys.inputs(layer, settings.top_k)
+        found = decoded(self.cache, key, LayerInputs.from_bytes)
+        if found is not None:
+            return found
+        from engine.scan.input_side import layer_inputs
+
+        with self._lock:
+            source = self._ensure_source()
+            if self._embedding is None:
+                self._embedding = source.embedding()
+            found = layer_inputs(
+                layer,
+                source.mlp_in(layer),
+                source.mlp_norm(layer),
+                source.mlp_out(layer),
+                self._embedding,
+                settings.top_k,
+                self.device,
+            )
+        if self.cache:
+            self.cache.set(key, found.to_bytes())
+        return found
+
+    def cached_inputs(self, layer: int, settings: ScanSettings) -> LayerInputs | None:
+        return decoded(self.cache, self.keys.inputs(layer, settings.top_k), LayerInputs.from_bytes)
 
     def _scan_shrinking_on_oom(self, layer, w_out, unembed, settings, report, cancelled) -> LayerResult:
         from engine.scan.layer_scan import scan_shrinking_on_oom
@@ -364,10 +430,16 @@ class NeuronEngine:
         return self.derive(self.layer(layer, settings, listener=listener), settings)
 
     def derive(
-        self, result: LayerResult, settings: ScanSettings, evidence: LayerActivations | None = None
+        self,
+        result: LayerResult,
+        settings: ScanSettings,
+        evidence: LayerActivations | None = None,
+        inputs: LayerInputs | None = None,
     ) -> LayerNeurons:
         """A layer's results in hand, derived against the null baseline of ``settings``."""
-        return LayerNeurons.derive(result, self.null_baseline(settings), settings.projection.cosine, evidence)
+        return LayerNeurons.derive(
+            result, self.null_baseline(settings), settings.projection.cosine, evidence, inputs
+        )
 
     def neuron_scores(self, layer: int, neuron: int, settings: ScanSettings) -> np.ndarray:
         """One neuron's float64 scores against the whole vocabulary (loads the weights if needed)."""

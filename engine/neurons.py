@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.evidence import LayerActivations
+from engine.inputs import LayerInputs
 from engine.null import NullBaseline, per_unit_max_dot
 from engine.results import LayerResult, prediction_class
 
@@ -44,6 +45,7 @@ class LayerNeurons:
     null_z: np.ndarray | None  # [d_mlp] float64, None until the null baseline is known
     null_pct: np.ndarray | None  # [d_mlp] float64, in %
     evidence: LayerActivations | None = None  # from a corpus pass, when one was run for the layer
+    inputs: LayerInputs | None = None  # the input side, when it was computed for the layer
 
     @classmethod
     def derive(
@@ -52,6 +54,7 @@ class LayerNeurons:
         null: NullBaseline | None,
         cosine: bool,
         evidence: LayerActivations | None = None,
+        inputs: LayerInputs | None = None,
     ) -> LayerNeurons:
         per_unit = per_unit_max_dot(result.max_dot, result.norm, cosine)
         null_z = null.z_score(per_unit) if null is not None else None
@@ -59,7 +62,9 @@ class LayerNeurons:
         classes = prediction_class(result.kurtosis, result.skew)
         if evidence is not None and evidence.d_mlp != result.d_mlp:
             evidence = None
-        return cls(result, null, cosine, classes, per_unit, null_z, null_pct, evidence)
+        if inputs is not None and inputs.d_mlp != result.d_mlp:
+            inputs = None
+        return cls(result, null, cosine, classes, per_unit, null_z, null_pct, evidence, inputs)
 
     @property
     def lift(self) -> np.ndarray | None:

@@ -38,6 +38,15 @@ class LayerResult:
     score_hist: np.ndarray  # [d_mlp, 2 * BINS_PER_SIGN] int32: counts of score - mean (score_histogram)
     score_hist_top: int  # the histogram window's upper end, a biased float32 exponent
     device: str = "unknown"  # what computed the layer (cpu, cuda:0): part of the results, not the run
+    # "One token or a concept?" per list (engine.concepts), added by the engine after the scan.
+    promote_forms: np.ndarray | None = None  # [d_mlp] int32
+    promote_form_share: np.ndarray | None = None  # [d_mlp] float64
+    promote_coherence: np.ndarray | None = None  # [d_mlp] float64
+    promote_coherence_z: np.ndarray | None = None  # [d_mlp] float64
+    suppress_forms: np.ndarray | None = None
+    suppress_form_share: np.ndarray | None = None
+    suppress_coherence: np.ndarray | None = None
+    suppress_coherence_z: np.ndarray | None = None
 
     @property
     def d_mlp(self) -> int:
@@ -47,16 +56,28 @@ class LayerResult:
     def top_k(self) -> int:
         return int(self.top_ids.shape[1])
 
+    @property
+    def has_concepts(self) -> bool:
+        return self.promote_forms is not None
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        arrays = {
+            f.name: np.asarray(getattr(self, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> LayerResult:
         with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
-            values = {f.name: archive[f.name] for f in fields(cls)}
+            values = {
+                f.name: archive[f.name]
+                for f in fields(cls)
+                if f.name in archive.files or f.default is not None
+            }
         values["layer"] = int(values["layer"])
         values["score_hist_top"] = int(values["score_hist_top"])
         values["device"] = str(values["device"])

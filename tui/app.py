@@ -36,8 +36,12 @@ HELP_INTRO = (
     "Tab moves between the layer picker and the neuron list. Marks (space marks and moves to the next "
     "row) and notes (n) form the collection (m), kept across layers and restarts and shared with other "
     "explorers of the model; u undoes the last change; unmarking keeps the note; e exports it.\n"
-    "A runs the model over a corpus: lift (how often a neuron fires right before a token it promotes, "
-    "against chance) joins the list and top examples the detail; t probes a sentence you type.\n"
+    "forms = distinct words among its promoted tokens (1-2: one word), coh-z = how alike they are in "
+    "the unembedding against random tokens (> 3: a concept); the detail adds what drives it (reads ←).\n"
+    "A runs the model over a corpus. Each neuron has two poles: + (activation > 0) raises its promoted "
+    "tokens, − (< 0) its suppressed ones. lift / nlift (how often a pole fires right before one of its "
+    "tokens, against chance) join the list; each pole's top examples and the four gate/up sign cases "
+    "the detail; t probes a sentence you type.\n"
 )
 
 

@@ -64,13 +64,14 @@ def run_batches(
 
     def read_layer(layer: int):
         def hook(activations: torch.Tensor, hook=None):
-            mask = current["mask"]
             gate, up = current.pop(f"gate{layer}", None), current.pop(f"up{layer}", None)
-            states[layer].update(
-                activations[mask],
+            width = activations.shape[-1]
+            states[layer].update(  # the whole batch, flat, and which of its rows are real positions
+                activations.reshape(-1, width),
                 current["index"],
-                None if gate is None else gate[mask],
-                None if up is None else up[mask],
+                None if gate is None else gate.reshape(-1, width),
+                None if up is None else up.reshape(-1, width),
+                rows=current["rows"],
             )
             return activations
 
@@ -98,7 +99,7 @@ def run_batches(
         if cancelled is not None and cancelled():
             raise ScanCancelled()
         ids, mask, index = batch_inputs(tokenized, batches[number], device)
-        current.update(mask=mask, index=index)
+        current.update(mask=mask, index=index, rows=mask.reshape(-1).nonzero().squeeze(1))
         current.pop("scale", None)
         with torch.inference_mode(), run_lock or contextlib.nullcontext():
             try:

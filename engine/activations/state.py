@@ -20,6 +20,7 @@ import io
 import numpy as np
 import torch
 
+from engine.activations import fused_update
 from engine.score_histogram import KEY_SHIFT, MANTISSA_BITS, SIGN_KEY
 
 # Activation histograms: a fixed window of octaves below 2^ACT_TOP_POWER (larger values fall in the
@@ -77,7 +78,15 @@ class TopLists:
         new_index = torch.full((self.units, width), -1, dtype=torch.int64, device=self.values.device)
         new_values[units, slot] = scores
         new_index[units, slot] = index
-        self.merge_lists(new_values, new_index)
+        if int(index.min()) > int(self.index.max()):
+            # Entrants come after everything kept (a pass reads positions in order) and, per unit,
+            # in index order: one stable sort by value then gives ties by lower index.
+            values = torch.cat([self.values, new_values], 1)
+            order = torch.argsort(values, dim=1, descending=True, stable=True)[:, : self.keep]
+            self.values = values.gather(1, order)
+            self.index = torch.cat([self.index, new_index], 1).gather(1, order)
+        else:
+            self.merge_lists(new_values, new_index)
 
     def merge_lists(self, values: torch.Tensor, index: torch.Tensor) -> None:
         self.values, self.index = rank_examples(
@@ -132,9 +141,20 @@ class LayerActivationState:
         index: torch.Tensor,
         gate: torch.Tensor | None = None,
         up: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
     ) -> None:
-        """``activations`` [positions, d_mlp] at global ``index`` [positions] (ascending); for a
-        gated MLP also its gate pre-activations and up projections at the same positions."""
+        """``activations`` [n, d_mlp] whose ``rows`` (all by default) are real positions, at
+        global ``index`` [len(rows)] (ascending); for a gated MLP also its gate pre-activations
+        and up projections, laid out alike."""
+        if self.gated and (gate is None or up is None):
+            raise ValueError("a gated layer's update needs its gate and up values")
+        if fused_update.AVAILABLE and activations.device.type == "cpu":
+            self._update_fused(activations, index, gate, up, rows)
+            return
+        if rows is not None:
+            activations = activations[rows]
+            gate = None if gate is None else gate[rows]
+            up = None if up is None else up[rows]
         activations = activations.float().contiguous()
         self.counts["positive"] += (activations > 0).sum(0)
         self.counts["negative"] += (activations < 0).sum(0)
@@ -142,9 +162,116 @@ class LayerActivationState:
         self._offer_pole(self.lists["positive"], activations, index)
         self._offer_pole(self.lists["negative"], activations.neg(), index)
         if self.gated:
-            if gate is None or up is None:
-                raise ValueError("a gated layer's update needs its gate and up values")
+            assert gate is not None and up is not None
             self._offer_cases(activations, gate, up, index)
+
+    def _update_fused(self, activations, index, gate, up, rows) -> None:
+        """The same update in one compiled sweep (engine.activations.fused_update)."""
+        activations = activations.float().contiguous()
+        if rows is None:
+            rows = torch.arange(activations.shape[0])
+        positive, negative = self.lists["positive"], self.lists["negative"]
+        gated = self.gated and gate is not None and up is not None
+        if gated:
+            gate, up = gate.float().contiguous(), up.float().contiguous()
+        else:
+            gate = up = activations  # unread placeholders of the right type
+        pos_bar, neg_bar = positive.bar().clone(), negative.bar().clone()
+        case_bar = self.lists["cases"].bar().view(4, self.d_mlp).clone() if gated else torch.zeros((4, 1))
+        self._raise_open_bars(activations, rows, gate, up, gated, pos_bar, neg_bar, case_bar)
+        pos_bar, neg_bar = pos_bar.clamp_min(_TINY), neg_bar.clamp_min(_TINY)
+        codes = torch.empty((rows.shape[0], self.d_mlp), dtype=torch.uint8)
+        fused_update.sweep(
+            activations.numpy(),
+            activations.view(torch.int32).numpy(),
+            rows.numpy(),
+            gate.numpy(),
+            up.numpy(),
+            gated,
+            pos_bar.contiguous().numpy(),
+            neg_bar.contiguous().numpy(),
+            case_bar.contiguous().numpy(),
+            KEY_SHIFT,
+            SIGN_KEY,
+            _ACT_LOW,
+            _ACT_PER_SIGN,
+            self.counts["positive"].numpy(),
+            self.counts["negative"].numpy(),
+            self.counts["hist_counts"].numpy(),
+            self.counts["cases"].numpy() if gated else np.zeros((4, 1), dtype=np.int64),
+            codes.numpy(),
+        )
+        at, neurons = codes.nonzero(as_tuple=True)
+        if at.numel() == 0:
+            return
+        code = codes[at, neurons]
+        value = activations[rows[at], neurons]
+        where = index[at]
+        for bit, lists, score in (
+            (fused_update.POSITIVE, positive, value),
+            (fused_update.NEGATIVE, negative, value.neg()),
+        ):
+            chosen = (code & bit) != 0
+            lists.admit(neurons[chosen], score[chosen], where[chosen])
+        if gated:
+            chosen = (code & fused_update.CASE) != 0
+            case = ((code[chosen] >> 2) & 3).long()
+            self.lists["cases"].admit(case * self.d_mlp + neurons[chosen], value[chosen].abs(), where[chosen])
+
+    def _raise_open_bars(self, activations, rows, gate, up, gated, pos_bar, neg_bar, case_bar) -> None:
+        """Raise, in place, the bars of units whose list is not yet full to this batch's own
+        keep-th score (the eager path's ``raised_bar``, computed by a compiled selection)."""
+        positive, negative = self.lists["positive"], self.lists["negative"]
+        pos_open = (
+            positive.unfilled()
+            if rows.shape[0] >= positive.keep
+            else torch.zeros(self.d_mlp, dtype=torch.bool)
+        )
+        neg_open = (
+            negative.unfilled()
+            if rows.shape[0] >= negative.keep
+            else torch.zeros(self.d_mlp, dtype=torch.bool)
+        )
+        if gated and rows.shape[0] >= self.case_keep:
+            case_open = self.lists["cases"].unfilled().view(4, self.d_mlp)
+        else:
+            case_open = torch.zeros((4, self.d_mlp), dtype=torch.bool)
+        if not (bool(pos_open.any()) or bool(neg_open.any()) or bool(case_open.any())):
+            return
+        pos_found, neg_found = torch.full_like(pos_bar, -torch.inf), torch.full_like(neg_bar, -torch.inf)
+        case_found = torch.full((4, self.d_mlp), -torch.inf)
+        fused_update.batch_bars(
+            activations.numpy(),
+            rows.numpy(),
+            gate.numpy(),
+            up.numpy(),
+            gated,
+            positive.keep,
+            self.case_keep,
+            pos_open.numpy(),
+            neg_open.numpy(),
+            case_open.contiguous().numpy(),
+            pos_found.numpy(),
+            neg_found.numpy(),
+            case_found.numpy(),
+        )
+        torch.maximum(pos_bar, pos_found, out=pos_bar)
+        torch.maximum(neg_bar, neg_found, out=neg_bar)
+        if gated:
+            torch.maximum(case_bar, case_found, out=case_bar)
+
+    def _case_bars(self, activations: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        lists = self.lists["cases"]
+        bars = lists.bar().view(4, self.d_mlp)
+        unfilled = lists.unfilled().view(4, self.d_mlp)
+        if not bool(unfilled.any()) or activations.shape[0] < lists.keep:
+            return bars
+        gate_plus, up_plus = gate > 0, up > 0
+        magnitude = activations.abs()
+        members = (gate_plus & up_plus, gate_plus & ~up_plus, ~gate_plus & up_plus, ~gate_plus & ~up_plus)
+        return torch.stack(
+            [raised_bar(bars[c], unfilled[c], lists.keep, magnitude, members[c]) for c in range(4)]
+        )
 
     @staticmethod
     def _offer_pole(lists: TopLists, scores: torch.Tensor, index: torch.Tensor) -> None:
@@ -164,13 +291,7 @@ class LayerActivationState:
         )
         magnitude = activations.abs()
         lists = self.lists["cases"]
-        bars = lists.bar().view(4, self.d_mlp)
-        unfilled = lists.unfilled().view(4, self.d_mlp)
-        if bool(unfilled.any()) and activations.shape[0] >= lists.keep:
-            members = (gate_plus & up_plus, gate_plus & ~up_plus, ~gate_plus & up_plus, ~gate_plus & ~up_plus)
-            bars = torch.stack(
-                [raised_bar(bars[c], unfilled[c], lists.keep, magnitude, members[c]) for c in range(4)]
-            )
+        bars = self._case_bars(activations, gate, up)
         # Each entry's bar is its own case's: one pass over the block, whatever the case.
         bar = torch.where(
             gate_plus, torch.where(up_plus, bars[0], bars[1]), torch.where(up_plus, bars[2], bars[3])

@@ -44,6 +44,15 @@ class FinalNorm:
     centres: bool = False
 
 
+@dataclass(frozen=True)
+class MlpInputs:
+    """A layer's input rows, [d_mlp, d_model] each: the gate's and up's for a gated MLP
+    (activation = act(gate · x) * (up · x)), or ``up`` alone holding W_in for a plain one."""
+
+    up: np.ndarray
+    gate: np.ndarray | None = None
+
+
 class ModelSource(Protocol):
     """Weights as float32 numpy arrays, in TransformerLens orientation."""
 
@@ -63,6 +72,18 @@ class ModelSource(Protocol):
 
     def mlp_out(self, layer: int) -> np.ndarray:
         """W_out of one layer, shape [d_mlp, d_model]."""
+        ...
+
+    def embedding(self) -> np.ndarray:
+        """W_E, shape [d_vocab, d_model] (the embedding's own row count)."""
+        ...
+
+    def mlp_in(self, layer: int) -> MlpInputs:
+        """The layer's MLP input rows (biases are not read: only directions are compared)."""
+        ...
+
+    def mlp_norm(self, layer: int) -> FinalNorm | None:
+        """The norm right before the layer's MLP, as FinalNorm describes a norm, or None."""
         ...
 
     def vocabulary(self) -> Vocabulary: ...

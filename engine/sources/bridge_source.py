@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError, first_line
-from engine.sources.base import FinalNorm, ModelInfo, check_orientation
+from engine.sources.base import FinalNorm, MlpInputs, ModelInfo, check_orientation
 from engine.tokens import Vocabulary, stored_token_to_bytes
 
 
@@ -80,7 +80,11 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
 
 def bridge_final_norm(bridge) -> FinalNorm | None:
     """The bridge's final norm as folding needs it (see engine.sources.base.FinalNorm)."""
-    norm = getattr(bridge, "ln_final", None)
+    return bridge_norm(bridge, getattr(bridge, "ln_final", None))
+
+
+def bridge_norm(bridge, norm) -> FinalNorm | None:
+    """One of the bridge's norms, described as engine.sources.base.FinalNorm describes one."""
     if norm is None or getattr(norm, "w", None) is None:
         return None
     weight = np.ascontiguousarray(norm.w.detach().to("cpu").float().numpy()).reshape(-1)
@@ -143,6 +147,22 @@ class BridgeSource:
     def mlp_out(self, layer: int) -> np.ndarray:
         w_out = self._numpy(self._bridge.blocks[layer].mlp.W_out)
         return np.ascontiguousarray(check_orientation("W_out", w_out, self.info.d_mlp, self.info.d_model))
+
+    def mlp_in(self, layer: int) -> MlpInputs:
+        mlp = self._bridge.blocks[layer].mlp
+        d_mlp, d_model = self.info.d_mlp, self.info.d_model
+
+        def rows(name: str, tensor) -> np.ndarray:  # TransformerLens stores W_in as [d_model, d_mlp]
+            return np.ascontiguousarray(check_orientation(name, self._numpy(tensor).T, d_mlp, d_model))
+
+        gate = getattr(mlp, "W_gate", None)
+        return MlpInputs(up=rows("W_in", mlp.W_in), gate=None if gate is None else rows("W_gate", gate))
+
+    def mlp_norm(self, layer: int) -> FinalNorm | None:
+        return bridge_norm(self._bridge, getattr(self._bridge.blocks[layer], "ln2", None))
+
+    def embedding(self) -> np.ndarray:
+        return self._numpy(self._bridge.W_E)
 
     def vocabulary(self) -> Vocabulary:
         return tokenizer_vocabulary(self._tokenizer, self.info.d_vocab)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
-from engine.sources.base import FinalNorm, ModelInfo, check_orientation
+from engine.sources.base import FinalNorm, MlpInputs, ModelInfo, check_orientation
 from engine.sources.header import read_gguf_header
 from engine.tokens import Vocabulary, stored_token_to_bytes
 
@@ -146,6 +146,32 @@ class GGUFSource:
     def mlp_out(self, layer: int) -> np.ndarray:
         down = self._dequantised(f"blk.{layer}.ffn_down.weight")  # [d_model, d_mlp], as nn.Linear stores it
         return np.ascontiguousarray(check_orientation("W_out", down.T, self.info.d_mlp, self.info.d_model))
+
+    def mlp_in(self, layer: int) -> MlpInputs:
+        d_mlp, d_model = self.info.d_mlp, self.info.d_model
+
+        def rows(name: str) -> np.ndarray:  # [d_mlp, d_model], as nn.Linear stores an input projection
+            return np.ascontiguousarray(check_orientation(name, self._dequantised(name), d_mlp, d_model))
+
+        if f"blk.{layer}.ffn_up.weight" not in self._tensors:
+            raise UserError(
+                f"GGUF file {self.path} has no blk.{layer}.ffn_up.weight: its MLP inputs cannot be read"
+            )
+        up = rows(f"blk.{layer}.ffn_up.weight")
+        gate_name = f"blk.{layer}.ffn_gate.weight"
+        return MlpInputs(up=up, gate=rows(gate_name) if gate_name in self._tensors else None)
+
+    def mlp_norm(self, layer: int) -> FinalNorm | None:
+        name = f"blk.{layer}.ffn_norm.weight"
+        if name not in self._tensors:
+            return None
+        # The effective scale, as for the final norm; a LayerNorm is the one with a bias.
+        centres = f"blk.{layer}.ffn_norm.bias" in self._tensors
+        return FinalNorm(self._dequantised(name).reshape(-1), centres=centres)
+
+    def embedding(self) -> np.ndarray:
+        embedding = self._dequantised("token_embd.weight")  # [d_vocab, d_model]
+        return check_orientation("W_E", embedding, embedding.shape[0], self.info.d_model)
 
     def vocabulary(self) -> Vocabulary:
         arrays = self._header.arrays

@@ -1,6 +1,7 @@
 """Hugging Face checkpoints read tensor by tensor, without building the model.
 
-A scan needs W_U, the final norm and one layer's W_out at a time. This source opens the
+A scan needs W_U, the final norm and one layer's W_out at a time (the input side: W_E, and one
+layer's input rows and the norm before its MLP). This source opens the
 safetensors files memory-mapped (shard by shard through ``model.safetensors.index.json``), reads
 only those tensors, in their stored dtype (bf16, fp16, fp32; converted to float32 one tensor at a
 time), and names them from TransformerLens 4's architecture adapters: the adapter's component
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
-from engine.sources.base import FinalNorm, ModelInfo
+from engine.sources.base import FinalNorm, MlpInputs, ModelInfo
 from engine.sources.tensor_names import JsonStore, tensor_names
 from engine.tokens import Vocabulary
 
@@ -60,7 +61,7 @@ class SafetensorsSource:
         config = json.loads((model_dir / "config.json").read_text())
         self.architecture = checkpoint_architecture(model_dir, config)
         names = tensor_names(model_dir, self.architecture, names_store)
-        self._top, self._mlp = names.top, names.mlp
+        self._top, self._mlp, self._block = names.top, names.mlp, names.block
         self._centres = names.normalization.startswith("LN")
         self._offset = self.architecture.startswith("Gemma")  # Gemma's RMSNorm scales by 1 + weight
         self._files = self._tensor_files()
@@ -151,19 +152,43 @@ class SafetensorsSource:
             return None
         return FinalNorm(weight + np.float32(1.0) if self._offset else weight, centres=self._centres)
 
-    def mlp_out(self, layer: int) -> np.ndarray:
-        name = (
-            f"{self._top['blocks']}.{layer}.{self._top['mlp'].rsplit('.', 1)[-1]}.{self._mlp['out']}.weight"
-        )
+    def _mlp_tensor(self, layer: int, part: str) -> str:
+        mlp = self._top["mlp"].rsplit(".", 1)[-1]
+        return f"{self._top['blocks']}.{layer}.{mlp}.{self._mlp[part]}.weight"
+
+    def _per_neuron(self, name: str, conv1d_rows_are_neurons: bool) -> np.ndarray:
+        """A projection's weight as [d_mlp, d_model]: Linear layers store [out, in]; GPT-2's
+        Conv1D stores [in, out] (so its output projection already has a row per neuron)."""
         matrix = self._read(self._require(name))
         d_mlp, d_model = self.info.d_mlp, self.info.d_model
-        if self.architecture.startswith("GPT2"):  # Conv1D: stored [in, out] = [d_mlp, d_model]
-            return matrix
-        if matrix.shape == (d_model, d_mlp):  # Linear: stored [out, in]
+        if self.architecture.startswith("GPT2"):
+            return matrix if conv1d_rows_are_neurons else np.ascontiguousarray(matrix.T)
+        if matrix.shape == (d_model, d_mlp):
             return np.ascontiguousarray(matrix.T)
         if matrix.shape == (d_mlp, d_model):
             return matrix
         raise UserError(f"{name} has shape {matrix.shape}, expected [{d_model}, {d_mlp}] or its transpose")
+
+    def mlp_out(self, layer: int) -> np.ndarray:
+        return self._per_neuron(self._mlp_tensor(layer, "out"), conv1d_rows_are_neurons=True)
+
+    def mlp_in(self, layer: int) -> MlpInputs:
+        up = self._per_neuron(self._mlp_tensor(layer, "in"), conv1d_rows_are_neurons=False)
+        if "gate" not in self._mlp:
+            return MlpInputs(up=up)
+        return MlpInputs(up=up, gate=self._per_neuron(self._mlp_tensor(layer, "gate"), False))
+
+    def mlp_norm(self, layer: int) -> FinalNorm | None:
+        if "ln2" not in self._block:
+            return None
+        stored = self._find(f"{self._top['blocks']}.{layer}.{self._block['ln2']}.weight")
+        if stored is None:
+            return None
+        weight = self._read(stored).reshape(-1)
+        return FinalNorm(weight + np.float32(1.0) if self._offset else weight, centres=self._centres)
+
+    def embedding(self) -> np.ndarray:
+        return self._read(self._require(f"{self._top['embed']}.weight"))
 
     def vocabulary(self) -> Vocabulary:
         from transformers import AutoTokenizer

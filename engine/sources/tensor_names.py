@@ -18,7 +18,7 @@ from typing import Protocol
 
 from engine.errors import UserError, first_line
 
-_FORMAT = 1  # bump when the fields below change meaning
+_FORMAT = 2  # bump when the fields below change meaning
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class TensorNames:
 
     top: dict[str, str]  # top-level components: blocks, mlp, ln_final, unembed, embed
     mlp: dict[str, str]  # the MLP's submodules: out, and in / gate where the MLP has them
+    block: dict[str, str]  # a block's submodules: ln1, ln2 (the norm before the MLP), attn, mlp
     normalization: str  # TransformerLens's normalization_type: RMS, LN, ...
     d_model: int
     d_mlp: int
@@ -77,6 +78,7 @@ def _parse(data) -> TensorNames | None:
     well_formed = (
         isinstance(names.top, dict)
         and isinstance(names.mlp, dict)
+        and isinstance(names.block, dict)
         and "out" in names.mlp
         and all(isinstance(size, int) and size > 0 for size in (names.d_model, names.d_mlp, names.n_layers))
     )
@@ -113,6 +115,7 @@ def names_from_adapter(model_dir: Path, architecture: str) -> TensorNames:
     return TensorNames(
         top=top,
         mlp={key: component.name for key, component in mlp.submodules.items()},
+        block={key: str(component.name) for key, component in getattr(blocks, "submodules", {}).items()},
         normalization=str(getattr(cfg, "normalization_type", "") or ""),
         d_model=d_model,
         d_mlp=int(_first(hf_config, "intermediate_size", "n_inner", "ffn_dim") or 4 * d_model),

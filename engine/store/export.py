@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.columns import exported_columns
 from engine.errors import UserError
+from engine.inputs import IO_CLASSES, LayerInputs
 from engine.neurons import LayerNeurons
 from engine.settings import ScanSettings
 from engine.sources.base import ModelInfo
@@ -81,7 +82,32 @@ def neuron_records(
         for column in extra:
             value = column.read(neurons)[neuron]
             record[column.name] = str(value) if column.kind == "class" else _finite(float(value))
+        if neurons.inputs is not None:
+            record |= input_fields(neurons.inputs, neuron, vocab, k)
         yield record
+
+
+def input_fields(inputs: LayerInputs, neuron: int, vocab: Vocabulary, k: int | None = None) -> dict:
+    """The input side of one neuron (engine.inputs): per input row the tokens whose embeddings
+    raise (``plus``) and lower (``minus``) it, the rows' cosines with W_out, and the IO class."""
+
+    def cosines(ids: np.ndarray, values: np.ndarray) -> list[dict]:
+        return [
+            {"token_id": int(token_id), "token": vocab.text(int(token_id)), "cos": float(value)}
+            for token_id, value in zip(ids.tolist(), values.tolist())
+        ]
+
+    fields: dict = {"input": {}}
+    for row, name in enumerate(inputs.rows):
+        fields["input"][name] = {
+            "plus": cosines(inputs.plus_ids[row, neuron, :k], inputs.plus_cos[row, neuron, :k]),
+            "minus": cosines(inputs.minus_ids[row, neuron, :k], inputs.minus_cos[row, neuron, :k]),
+        }
+        fields[f"cos_{name}_out"] = float(inputs.cos_out[row, neuron])
+    if inputs.gated:
+        fields["cos_gate_up"] = float(inputs.cos_gate_up[neuron])
+    fields["io_class"] = IO_CLASSES[int(inputs.io_class[neuron])]
+    return fields
 
 
 def check_output_path(path: str) -> None:

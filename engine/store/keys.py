@@ -49,6 +49,10 @@ class CacheKeys:
     def layer(self, layer: int, settings: ScanSettings) -> str:
         return self.key("layer", settings.cache_tag, layer)
 
+    def inputs(self, layer: int, top_k: int) -> str:
+        """A layer's input side: the weights and k only (no projection applies to it)."""
+        return self.key("inputs", f"i1-k{top_k}", layer)
+
     def null(self, settings: ScanSettings, samples: int, seed: int) -> str:
         return self.key("null", settings.projection.label, settings.dtype, samples, seed)
 

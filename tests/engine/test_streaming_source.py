@@ -43,6 +43,17 @@ def test_streamed_tensors_equal_the_bridge_ones(checkpoint):
     np.testing.assert_array_equal(ours.scale, theirs.scale)
     assert ours.centres == theirs.centres == (kind in ("gpt2", "gpt_neox"))
     assert streamed.vocabulary().texts == bridge.vocabulary().texts
+    # The input side's tensors: W_E, each layer's input rows and the norm before its MLP.
+    np.testing.assert_array_equal(streamed.embedding(), bridge.embedding())
+    for layer in range(streamed.info.n_layers):
+        ours_in, theirs_in = streamed.mlp_in(layer), bridge.mlp_in(layer)
+        np.testing.assert_array_equal(ours_in.up, theirs_in.up)
+        assert (ours_in.gate is None) == (theirs_in.gate is None) == (kind in ("gpt2", "gpt_neox"))
+        if ours_in.gate is not None:
+            np.testing.assert_array_equal(ours_in.gate, theirs_in.gate)
+        ours_norm, theirs_norm = streamed.mlp_norm(layer), bridge.mlp_norm(layer)
+        np.testing.assert_array_equal(ours_norm.scale, theirs_norm.scale)
+        assert ours_norm.centres == theirs_norm.centres
 
 
 def test_scans_through_both_loaders_are_identical(checkpoint, tmp_path):

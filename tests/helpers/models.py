@@ -34,6 +34,9 @@ class TinyWeights:
     unembed: np.ndarray  # [d_model, d_vocab]
     final_norm: np.ndarray  # [d_model]
     tokens: list[bytes]
+    w_gate: list[np.ndarray]  # per layer [d_mlp, d_model]
+    w_up: list[np.ndarray]  # per layer [d_mlp, d_model]
+    mlp_norm: list[np.ndarray]  # per layer [d_model]: the norm before the MLP
 
 
 def tiny_vocabulary(size: int) -> list[bytes]:
@@ -45,16 +48,27 @@ def tiny_vocabulary(size: int) -> list[bytes]:
 
 def random_weights(n_layers=3, d_model=32, d_mlp=96, d_vocab=400, seed=0) -> TinyWeights:
     rng = np.random.default_rng(seed)
-    return TinyWeights(
+    weights = TinyWeights(
         w_out=[rng.standard_normal((d_mlp, d_model)).astype(np.float32) for _ in range(n_layers)],
         unembed=rng.standard_normal((d_model, d_vocab)).astype(np.float32),
         final_norm=rng.uniform(0.5, 2.0, d_model).astype(np.float32),
         tokens=tiny_vocabulary(d_vocab),
+        w_gate=[],
+        w_up=[],
+        mlp_norm=[],
     )
+    # Drawn after the rest, from their own stream: the scan's weights stay what they always were.
+    inputs = np.random.default_rng(seed + 1000)
+    for _ in range(n_layers):
+        weights.w_gate.append(inputs.standard_normal((d_mlp, d_model)).astype(np.float32))
+        weights.w_up.append(inputs.standard_normal((d_mlp, d_model)).astype(np.float32))
+        weights.mlp_norm.append(inputs.uniform(0.5, 2.0, d_model).astype(np.float32))
+    return weights
 
 
 def write_gguf(path: Path, weights: TinyWeights, quantise_embedding: bool = False) -> Path:
-    """A llama-architecture GGUF holding exactly what a scan reads (plus a byte-level vocabulary)."""
+    """A llama-architecture GGUF holding what a scan reads, the MLP input rows and the norms
+    before the MLPs (plus a byte-level vocabulary)."""
     import gguf
 
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -77,6 +91,10 @@ def write_gguf(path: Path, weights: TinyWeights, quantise_embedding: bool = Fals
     writer.add_tensor("output_norm.weight", weights.final_norm)
     for layer, w_out in enumerate(weights.w_out):
         writer.add_tensor(f"blk.{layer}.ffn_down.weight", np.ascontiguousarray(w_out.T))  # nn.Linear layout
+        if weights.w_gate:
+            writer.add_tensor(f"blk.{layer}.ffn_gate.weight", weights.w_gate[layer])
+            writer.add_tensor(f"blk.{layer}.ffn_up.weight", weights.w_up[layer])
+            writer.add_tensor(f"blk.{layer}.ffn_norm.weight", weights.mlp_norm[layer])
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -27,6 +27,15 @@ def _metadata(engine: NeuronEngine, settings: ScanSettings) -> dict:
     return export_settings(engine.info, settings)
 
 
+def _input_side(engine: NeuronEngine, layer: int, settings: ScanSettings):
+    """The layer's input side for its records, or None (said once) where the weights lack it."""
+    try:
+        return engine.inputs(layer, settings)
+    except UserError as error:
+        engine.warn(f"records carry no input side: {error}")
+        return None
+
+
 def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:
     from engine.distributed import ranks_from_environment
 
@@ -41,7 +50,7 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
         def records():
             # One layer in memory at a time: its records are written before the next is scanned.
             for result in engine.layers(layers, settings, listener=progress):
-                neurons = engine.derive(result, settings)
+                neurons = engine.derive(result, settings, inputs=_input_side(engine, result.layer, settings))
                 yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
 
         count = write_records(output, records(), metadata)
@@ -71,7 +80,7 @@ def _scan_across_ranks(
 
         def records() -> Iterator[dict]:
             for result in results:
-                neurons = engine.derive(result, settings)
+                neurons = engine.derive(result, settings, inputs=_input_side(engine, result.layer, settings))
                 yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
 
         count = write_records(output, records(), metadata)

@@ -26,12 +26,14 @@ from textual_plotext import PlotextPlot
 
 from engine.columns import COLUMNS
 from engine.errors import describe
+from engine.inputs import LayerInputs
 from engine.neurons import LayerNeurons
 from engine.score_histogram import linear_counts
 from engine.sources.base import ModelInfo
 from engine.tokens import Vocabulary, display_token
 from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
+from tui.screens.neuron_io import reads_writes_view
 from tui.widgets.footer import KeyFooter
 from tui.widgets.title_bar import TitleBar
 
@@ -155,6 +157,11 @@ class NeuronDetailScreen(Screen[None]):
             super().__init__()
             self.neuron = neuron
 
+    class InputsReady(Message):
+        def __init__(self, inputs) -> None:
+            super().__init__()
+            self.inputs = inputs
+
     class ScoresReady(Message):
         def __init__(self, neuron: int, scores: np.ndarray | None, error: str | None = None) -> None:
             super().__init__()
@@ -168,9 +175,14 @@ class NeuronDetailScreen(Screen[None]):
         neuron: int,
         vocab: Vocabulary,
         score_row: Callable[[int], np.ndarray],
+        layer_inputs: Callable[[], LayerInputs] | None = None,
     ) -> None:
+        """``layer_inputs()`` computes the layer's input side (slow: it may read the weights), so it
+        runs in a worker too."""
         super().__init__()
         self.info, self.neurons, self.vocab, self.score_row = info, neurons, vocab, score_row
+        self.layer_inputs = layer_inputs
+        self.inputs: LayerInputs | None = neurons.inputs
         self.order = order if neuron in order else [neuron]
         self.neuron = neuron
         self.scores: np.ndarray | None = None
@@ -187,6 +199,7 @@ class NeuronDetailScreen(Screen[None]):
                 yield Static(id="detail-stats")
                 yield Static(id="detail-lists")
                 yield Static(id="detail-lists-note")
+                yield Static(id="detail-io")
                 yield Static(id="detail-evidence")
             with Vertical(id="detail-plots"):
                 yield PlotextPlot(id="score-hist")
@@ -195,6 +208,8 @@ class NeuronDetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.show_neuron(self.neuron)
+        if self.inputs is None and self.layer_inputs is not None:
+            self.call_after_refresh(self.load_inputs)
 
     # --- one neuron -------------------------------------------------------------------------
     def show_neuron(self, neuron: int) -> None:
@@ -211,6 +226,7 @@ class NeuronDetailScreen(Screen[None]):
         self.query_one("#detail-stats", Static).update(self.stats_table)
         self.evidence_text = evidence_view(self.neurons.evidence, neuron, self.vocab)
         self.query_one("#detail-evidence", Static).update(self.evidence_text)
+        self._show_io()
         self.query_one("#detail-lists", Static).update(self.lists_table)
         self.query_one("#detail-tokens", VerticalScroll).scroll_home(animate=False)
         self._draw_score_histogram(neuron)
@@ -311,6 +327,20 @@ class NeuronDetailScreen(Screen[None]):
             self.show_neuron(self.order[position])
             self.post_message(self.Moved(self.neuron))
 
+    def _show_io(self) -> None:
+        self.io_text = reads_writes_view(self.inputs, self.result, self.neuron, self.vocab)
+        self.query_one("#detail-io", Static).update(self.io_text)
+
+    # --- its input side -----------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="layer-inputs", exit_on_error=False)
+    def load_inputs(self) -> None:
+        assert self.layer_inputs is not None
+        self.post_message(self.InputsReady(self.layer_inputs()))
+
+    def on_neuron_detail_screen_inputs_ready(self, message: InputsReady) -> None:
+        self.inputs = message.inputs
+        self._show_io()
+
     # --- its scores over the vocabulary -----------------------------------------------------
     @work(thread=True, exclusive=True, group="neuron-scores", exit_on_error=False)
     def load_scores(self, neuron: int) -> None:
@@ -318,6 +348,10 @@ class NeuronDetailScreen(Screen[None]):
         self.post_message(self.ScoresReady(neuron, self.score_row(neuron)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.group == "layer-inputs":
+            error = describe(event.worker.error) if event.worker.error is not None else "failed"
+            self.query_one("#detail-io", Static).update(Text(f"reads ←: {error}", style="dim"))
+            return
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             # Shown in the plot's title; the screen stays usable.
             self.post_message(self.ScoresReady(self.neuron, None, describe(event.worker.error)))

@@ -9,6 +9,7 @@ draws and answers keys. What the explorer knows lives in the app's ``ExplorerSta
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -369,10 +370,17 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
         def score_row(neuron: int) -> np.ndarray:
             return self.engine.neuron_scores(neurons.layer, neuron, settings)
 
+        def layer_inputs():
+            return self.engine.inputs(neurons.layer, settings)
+
         listing = self.query_one(NeuronList)
         order = listing.listed_neurons
+        if neurons.inputs is None:  # computed once, kept in the cache: a later open reads it at once
+            found = self.engine.cached_inputs(neurons.layer, settings)
+            if found is not None:
+                neurons = replace(neurons, inputs=found)
         self.app.push_screen(
-            NeuronDetailScreen(self.info, neurons, order, message.neuron, self.vocab, score_row)
+            NeuronDetailScreen(self.info, neurons, order, message.neuron, self.vocab, score_row, layer_inputs)
         )
 
     def follow_neuron(self, neuron: int) -> None:

@@ -1,0 +1,88 @@
+"""One token or a concept? Numbers over each neuron's top-k ``promote`` (and ``suppress``) tokens.
+
+Definitions (exports and tests rely on them), for one list of k tokens with scores s_j:
+
+- ``forms``: distinct normalised forms among the k tokens (engine.forms: a leading space marker
+  dropped, casefolded, surrounding punctuation stripped; tokens left empty count nowhere). 1 or 2
+  is one word in its spellings (`` Paris``, ``Paris``, ``PARIS``); more is several words.
+- ``form_share``: the share of the list's summed |s_j| held by its most frequent form (ties: the
+  form with the larger summed |s|).
+- ``coherence``: the mean pairwise cosine of the k tokens' W_U columns, as projected (the same
+  projection flags as the scores).
+- ``coherence_z``: (coherence − μ) / σ, μ and σ the mean and standard deviation of the same
+  quantity over ``COHERENCE_SAMPLES`` random sets of k distinct tokens (seeded). A large z means
+  the tokens are far more alike in the unembedding than tokens picked at random: one concept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.forms import distinct_forms, top_form_share
+
+COHERENCE_SAMPLES = 2000
+COHERENCE_SEED = 0
+_ROWS = 256
+
+
+@dataclass(frozen=True)
+class CoherenceNull:
+    mean: float
+    std: float
+
+
+def mean_pairwise_cosine(columns: torch.Tensor) -> torch.Tensor:
+    """[n, k, d] float64 columns -> [n] the mean cosine over the k(k-1)/2 pairs (0 for k < 2)."""
+    k = columns.shape[1]
+    if k < 2:
+        return torch.zeros(columns.shape[0], dtype=torch.float64, device=columns.device)
+    unit = columns / torch.linalg.vector_norm(columns, dim=2, keepdim=True).clamp_min(1e-300)
+    total = unit.sum(dim=1)
+    # sum over all ordered pairs (i != j) of u_i . u_j = |sum u|^2 - sum |u_i|^2
+    square = (total * total).sum(dim=1) - (unit * unit).sum(dim=(1, 2))
+    return square / (k * (k - 1))
+
+
+def coherence(ids: np.ndarray, exact_columns) -> np.ndarray:
+    """Per row of token ids [n, k], the mean pairwise cosine of their projected W_U columns;
+    ``exact_columns(ids tensor) -> float64 [.., d_model]`` (engine.scan.projection)."""
+    out = np.empty(ids.shape[0])
+    for start in range(0, ids.shape[0], _ROWS):
+        part = torch.from_numpy(ids[start : start + _ROWS].astype(np.int64))
+        out[start : start + _ROWS] = mean_pairwise_cosine(exact_columns(part)).cpu().numpy()
+    return out
+
+
+def coherence_null(d_vocab: int, k: int, exact_columns) -> CoherenceNull:
+    """Mean pairwise cosine of random sets of k distinct tokens: its mean and standard deviation."""
+    rng = np.random.default_rng(COHERENCE_SEED)
+    sets = np.stack([rng.choice(d_vocab, size=k, replace=False) for _ in range(COHERENCE_SAMPLES)])
+    values = coherence(sets, exact_columns)
+    return CoherenceNull(float(values.mean()), float(values.std()))
+
+
+@dataclass(frozen=True)
+class TokenSetNumbers:
+    forms: np.ndarray  # [d_mlp] int32
+    form_share: np.ndarray  # [d_mlp] float64
+    coherence: np.ndarray  # [d_mlp] float64
+    coherence_z: np.ndarray  # [d_mlp] float64
+
+
+def token_set_numbers(
+    ids: np.ndarray, scores: np.ndarray, token_forms: np.ndarray, exact_columns, null: CoherenceNull
+) -> TokenSetNumbers:
+    """The numbers of one list per neuron: ``ids`` / ``scores`` [d_mlp, k], ``token_forms`` each
+    token's form number (-1: none)."""
+    forms = token_forms[ids]
+    value = coherence(ids, exact_columns)
+    z = (value - null.mean) / null.std if null.std > 0 else np.full(value.shape, np.nan)
+    return TokenSetNumbers(
+        forms=distinct_forms(forms),
+        form_share=top_form_share(forms, np.abs(scores)),
+        coherence=value,
+        coherence_z=z,
+    )

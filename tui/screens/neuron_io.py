@@ -1,0 +1,53 @@
+"""A neuron's input side beside its output side, in the detail: which tokens' embeddings drive
+each of its input rows (reads ←) and which tokens its output row raises and lowers (writes →),
+with the rows' cosines and the Gerstner & Schütze IO class (engine.inputs)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from engine.inputs import IO_CLASSES, LayerInputs
+from engine.results import LayerResult
+from engine.tokens import Vocabulary
+from tui.render import token_label
+
+SHOWN = 6
+CELL = 10
+
+
+def _tokens(text: Text, ids, values, vocab: Vocabulary, style: str) -> None:
+    for token_id, value in list(zip(ids, values))[:SHOWN]:
+        text.append(f"{token_label(vocab.text(int(token_id)), CELL)}", style=style)
+        text.append(f" {value:+.2f}  ", style="dim")
+
+
+def reads_writes_view(
+    inputs: LayerInputs | None, result: LayerResult, neuron: int, vocab: Vocabulary
+) -> Text:
+    text = Text()
+    if inputs is None:
+        text.append("reads ←: reading the input weights…", style="dim")
+        return text
+    text.append("reads ← ", style="bold")
+    text.append("(tokens whose embedding drives each input row; cosine)\n", style="dim")
+    for row, name in enumerate(inputs.rows):
+        text.append(f"{name:>4} + ", style="bold")
+        _tokens(text, inputs.plus_ids[row, neuron], inputs.plus_cos[row, neuron], vocab, "green")
+        text.append(f"\n{'':>4} − ", style="bold")
+        _tokens(text, inputs.minus_ids[row, neuron], inputs.minus_cos[row, neuron], vocab, "red")
+        text.append("\n")
+    text.append("writes → ", style="bold")
+    text.append("(tokens its output row raises and lowers; dot)\n", style="dim")
+    text.append(f"{'out':>4} + ", style="bold")
+    _tokens(text, result.promote_ids[neuron], result.promote_dots[neuron], vocab, "green")
+    text.append(f"\n{'':>4} − ", style="bold")
+    _tokens(text, result.suppress_ids[neuron], result.suppress_dots[neuron], vocab, "red")
+    cosines = " · ".join(
+        f"cos({name}, out) {inputs.cos_out[row, neuron]:+.2f}" for row, name in enumerate(inputs.rows)
+    )
+    if inputs.gated:
+        cosines += f" · cos(gate, up) {inputs.cos_gate_up[neuron]:+.2f}"
+    text.append(f"\n{cosines}\nIO class: ")
+    text.append(IO_CLASSES[int(inputs.io_class[neuron])], style="bold")
+    text.append(" (Gerstner & Schütze)\n", style="dim")
+    return text
