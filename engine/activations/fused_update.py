@@ -21,7 +21,7 @@ try:  # numba is a dependency; a broken install falls back to the eager path
 
     AVAILABLE = os.environ.get("NEURON_TUI_EAGER", "") != "1"
 except ImportError:  # pragma: no cover
-    numba = None
+    numba = None  # type: ignore[assignment]
     AVAILABLE = False
 
 POSITIVE, NEGATIVE, CASE = 1, 2, 16
