@@ -43,8 +43,9 @@ class ListColumn:
         return self.column.title
 
 
-# At 80 terminal columns the list is about 55 wide: everything that sort and filter use fits, with
-# room for a token or two; skew joins at 120 terminal columns.
+# At 80 terminal columns the list is about 55 wide: the main sort keys fit, with room for a token or
+# two; skew and forms join at 120 terminal columns, coh-z and nlift on wider screens. Every column
+# sorts and filters whether it is shown or not.
 LIST_COLUMNS = [
     ListColumn(COLUMNS["neuron"], 6, 0),
     ListColumn(COLUMNS["max_dot"], 7, 0, "bold"),
@@ -52,6 +53,8 @@ LIST_COLUMNS = [
     ListColumn(COLUMNS["kurtosis"], 6, 46),
     ListColumn(COLUMNS["skew"], 6, 85),
     ListColumn(COLUMNS["class"], 5, 52),
+    ListColumn(COLUMNS["forms"], 5, 90),
+    ListColumn(COLUMNS["coherence_z"], 5, 100),
     ListColumn(COLUMNS["lift"], 5, 0),  # these two once a corpus pass has run for the layer
     ListColumn(COLUMNS["neg_lift"], 5, 100),
 ]
