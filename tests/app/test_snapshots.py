@@ -42,7 +42,11 @@ def test_detail_screen(snap_compare, tiny_gguf, tmp_path, size):
         await pilot.press("enter")
         await wait_for(
             pilot,
-            lambda: isinstance(pilot.app.screen, NeuronDetailScreen) and pilot.app.screen.scores_settled,
+            lambda: (
+                isinstance(pilot.app.screen, NeuronDetailScreen)
+                and pilot.app.screen.scores_settled
+                and pilot.app.screen.inputs is not None
+            ),
         )
         await pilot.pause(0.3)
 

@@ -54,6 +54,20 @@ def test_jsonl_records_equal_the_reference(tiny_gguf, tiny_weights, tmp_path):
         np.testing.assert_array_equal(ids, ref["top_ids"])
         np.testing.assert_allclose(dots, ref["top_dots"], rtol=1e-12)
         np.testing.assert_allclose([r["max_dot"] for r in rows], ref["max_dot"], rtol=1e-12)
+        # The input side: each input row against the embedding, from the definition in float64.
+        gamma = tiny_weights.mlp_norm[layer].astype(np.float64)
+        embed = tiny_weights.unembed.T.astype(np.float64)  # the tiny GGUF's token_embd
+        embed = embed / np.linalg.norm(embed, axis=1, keepdims=True)
+        for name, rows_of in (("gate", tiny_weights.w_gate), ("up", tiny_weights.w_up)):
+            row = rows_of[layer].astype(np.float64) * gamma
+            cos = (row / np.linalg.norm(row, axis=1, keepdims=True)) @ embed.T
+            best = np.argsort(-cos, axis=1, kind="stable")[:, :4]
+            got = np.array([[t["token_id"] for t in r["input"][name]["plus"]] for r in rows])
+            np.testing.assert_array_equal(got, best)
+            got_cos = np.array([[t["cos"] for t in r["input"][name]["plus"]] for r in rows])
+            np.testing.assert_allclose(got_cos, np.take_along_axis(cos, best, 1), rtol=1e-9)
+    assert {"forms", "form_share", "coherence", "coherence_z", "supp_forms", "io_class"} <= set(records[0])
+    assert {"cos_gate_out", "cos_up_out", "cos_gate_up"} <= set(records[0])
     settings = records[0]["settings"]
     assert settings["top_k"] == 4 and settings["dtype"] == "float32" and settings["projection"] == "raw"
     assert len(settings["fingerprint"]) == 64

@@ -108,6 +108,8 @@ ACTIVATION_ARGS = ("--context", "16", "--batch-tokens", "32", "--examples", "3",
 
 
 def test_two_torchrun_ranks_write_the_same_bytes_as_one_process(tiny_llama_dir, tmp_path):
+    import json
+
     from tests.helpers.cli import run_cli, run_torchrun
 
     corpus = _write_jsonl_corpus(tmp_path / "corpus.jsonl", random_documents(3, count=9))
@@ -120,6 +122,24 @@ def test_two_torchrun_ranks_write_the_same_bytes_as_one_process(tiny_llama_dir, 
     assert ranks.returncode == 0, ranks.stderr[-3000:]
     assert "rank 1/2" in ranks.stderr and "rank 0/2" in ranks.stderr
     assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    # The record fields users rely on: the positive pole at the top level, the negative pole and
+    # the sign cases beside it.
+    record = json.loads((tmp_path / "one.jsonl").read_text().splitlines()[0])
+    pole_fields = {
+        "density",
+        "lift",
+        "hit_rate",
+        "base_rate",
+        "direct_effect",
+        "input_forms",
+        "input_entropy",
+    }
+    assert pole_fields | {"examples", "negative", "cases"} <= set(record)
+    assert pole_fields | {"examples"} == set(record["negative"])
+    assert all(e["activation"] < 0 for e in record["negative"]["examples"])
+    assert all(e["activation"] > 0 for e in record["examples"])
+    assert list(record["cases"]) == ["gate+up+", "gate+up-", "gate-up+", "gate-up-"]
+    assert abs(sum(record["cases"].values()) - 1) < 1e-12
 
 
 @pytest.mark.parametrize(
@@ -217,6 +237,9 @@ async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lif
         text = app.screen.evidence_text.plain
         assert "on text" in text and "⟦" in text and "density" in text
         assert "+ pole" in text and "− pole" in text and "gate-up+" in text  # both poles, the cases
+        await wait_for(pilot, lambda: app.screen.inputs is not None)  # the input side, from a worker
+        shown = app.screen.io_text.plain
+        assert "reads ←" in shown and "writes →" in shown and "IO class" in shown and "gate +" in shown
         await pilot.press("escape", "[")  # another layer: its evidence comes from the cache
         await wait_for(pilot, lambda: showing(app, 0) and listing.neurons.lift is not None)
 
