@@ -8,7 +8,8 @@ Reads a weight scan and an activation pass of the same model and settings (both 
    Spearman rank correlation of max-dot with the positive pole's lift;
 2. among the aligned neurons (null-z > 3), the share that is one word (``forms`` <= 2 on the list
    of its strongest token: promote when that token's dot is positive, else suppress) and the share
-   that is a concept (``forms`` > 2 and ``coherence_z`` > 3);
+   that is a concept (``forms`` > 2 and ``coherence_z`` > 3; and, stricter, ``coherence_dir_z`` > 3,
+   against which "neither" is counted);
 3. for the same neurons, on the pole that writes that list (positive for promote, negative for
    suppress): the share firing on one word (``input_forms`` <= 2) and the median input entropy;
 4. the input side: the share of neurons whose input rows read a form their output writes (a form
@@ -105,29 +106,32 @@ def main(scan_path: str, activations_path: str) -> None:
 
     print("\n2-3. Aligned neurons (null-z > 3): one word or a concept; one input word or many")
     print(
-        "| layer | aligned | one word (forms ≤ 2) | concept (forms > 2, coh-z > 3) | neither "
+        "| layer | aligned | one word (forms ≤ 2) | concept vs random tokens (forms > 2, coh-z > 3) "
+        "| concept vs random directions (forms > 2, coh-dir-z > 3) | neither "
         "| fires on one word (input forms ≤ 2) | median input entropy (bits) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for layer in layers:
         keys = [k for k in acts if k[0] == layer and k in scan and (scan[k].get("null_z") or 0) > ALIGNED_Z]
-        one = concept = 0
+        one = concept = strict = 0
         fires_one, entropy = [], []
         for k in keys:
             record = scan[k]
             promote_side = record["top"][0]["dot"] > 0
             forms = record["forms"] if promote_side else record["supp_forms"]
             z = record["coherence_z"] if promote_side else record["supp_coherence_z"]
+            dir_z = record["coherence_dir_z"] if promote_side else record["supp_coherence_dir_z"]
             one += forms is not None and forms <= 2
             concept += forms is not None and forms > 2 and z is not None and z > 3
+            strict += forms is not None and forms > 2 and dir_z is not None and dir_z > 3
             pole = acts[k] if promote_side else acts[k]["negative"]
             if pole["input_entropy"] is not None:
                 fires_one.append(pole["input_forms"] <= 2)
                 entropy.append(pole["input_entropy"])
         n = max(len(keys), 1)
         print(
-            f"| {layer} | {len(keys)} | {one / n:.0%} | {concept / n:.0%} "
-            f"| {(len(keys) - one - concept) / n:.0%} "
+            f"| {layer} | {len(keys)} | {one / n:.0%} | {concept / n:.0%} | {strict / n:.0%} "
+            f"| {(len(keys) - one - strict) / n:.0%} "
             f"| {_share(fires_one)} | {_median(entropy)} |"
         )
 

@@ -37,6 +37,7 @@ class NeuronColumn:
     # the classic ones (max_dot, norm, skew, kurtosis, class, null_z...) keep their own places.
     exported: bool = False
     filterable: bool = True  # f accepts conditions on it
+    whole: bool = False  # a count: exported as an integer
     words: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -111,7 +112,9 @@ COLUMNS: dict[str, NeuronColumn] = {
         NeuronColumn("class", "class", lambda n: n.classes, kind="class", detail_label="class"),
         NeuronColumn("norm", "norm", lambda n: n.result.norm, detail_label="|W_out[i]|"),
         # One token or a concept? (engine.concepts), over the promote list and the suppress list.
-        NeuronColumn("forms", "forms", _concept("promote_forms"), "{:.0f}", descending=False, exported=True),
+        NeuronColumn(
+            "forms", "forms", _concept("promote_forms"), "{:.0f}", descending=False, exported=True, whole=True
+        ),
         NeuronColumn("form_share", "fshare", _concept("promote_form_share"), "{:.2f}", exported=True),
         NeuronColumn("coherence", "coh", _concept("promote_coherence"), "{:.2f}", exported=True),
         NeuronColumn(
@@ -123,11 +126,23 @@ COLUMNS: dict[str, NeuronColumn] = {
             exported=True,
         ),
         NeuronColumn(
-            "supp_forms", "sforms", _concept("suppress_forms"), "{:.0f}", descending=False, exported=True
+            "coherence_dir_z", "coh-dz", _concept("promote_coherence_dir_z"), "{:.1f}", exported=True
+        ),
+        NeuronColumn(
+            "supp_forms",
+            "sforms",
+            _concept("suppress_forms"),
+            "{:.0f}",
+            descending=False,
+            exported=True,
+            whole=True,
         ),
         NeuronColumn("supp_form_share", "sfshare", _concept("suppress_form_share"), "{:.2f}", exported=True),
         NeuronColumn("supp_coherence", "scoh", _concept("suppress_coherence"), "{:.2f}", exported=True),
         NeuronColumn("supp_coherence_z", "scoh-z", _concept("suppress_coherence_z"), "{:.1f}", exported=True),
+        NeuronColumn(
+            "supp_coherence_dir_z", "scoh-dz", _concept("suppress_coherence_dir_z"), "{:.1f}", exported=True
+        ),
         # The corpus pass, per pole: the positive pole's columns keep their plain names.
         NeuronColumn("lift", "lift", _pole("positive", "lift"), "{:.1f}", aliases=("pos_lift",)),
         NeuronColumn("density", "density", _pole("positive", "density"), "{:.3f}"),

@@ -11,7 +11,12 @@ Definitions (exports and tests rely on them), for one list of k tokens with scor
   projection flags as the scores).
 - ``coherence_z``: (coherence − μ) / σ, μ and σ the mean and standard deviation of the same
   quantity over ``COHERENCE_SAMPLES`` random sets of k distinct tokens (seeded). A large z means
-  the tokens are far more alike in the unembedding than tokens picked at random: one concept.
+  the tokens are far more alike in the unembedding than tokens picked at random.
+- ``coherence_dir_z``: the same against the top-k tokens of ``DIRECTION_SAMPLES`` random
+  directions (seeded Gaussian in d_model, scored in float64 through the same projection). Any
+  top-k list is more alike than random tokens, because its tokens share the direction that chose
+  them; this z asks whether the neuron's tokens are more alike than that selection alone makes
+  them: the stricter test of a concept.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from engine.forms import distinct_forms, top_form_share
 
 COHERENCE_SAMPLES = 2000
 COHERENCE_SEED = 0
+DIRECTION_SAMPLES = 256
+_VOCAB_CHUNK = 8192
 _ROWS = 256
 
 
@@ -64,25 +71,49 @@ def coherence_null(d_vocab: int, k: int, exact_columns) -> CoherenceNull:
     return CoherenceNull(float(values.mean()), float(values.std()))
 
 
+def direction_coherence_null(d_vocab: int, d_model: int, k: int, exact_columns) -> CoherenceNull:
+    """Mean pairwise cosine of the top-k tokens (largest float64 score, ties by lower id) of
+    seeded random directions: its mean and standard deviation."""
+    generator = torch.Generator().manual_seed(COHERENCE_SEED)
+    directions = torch.randn((DIRECTION_SAMPLES, d_model), generator=generator, dtype=torch.float64)
+    scores = torch.empty((DIRECTION_SAMPLES, d_vocab), dtype=torch.float64)
+    for start in range(0, d_vocab, _VOCAB_CHUNK):
+        ids = torch.arange(start, min(start + _VOCAB_CHUNK, d_vocab))
+        scores[:, start : start + len(ids)] = directions @ exact_columns(ids).cpu().T
+    top = torch.argsort(-scores, dim=1, stable=True)[:, :k].numpy()
+    values = coherence(top, exact_columns)
+    return CoherenceNull(float(values.mean()), float(values.std()))
+
+
 @dataclass(frozen=True)
 class TokenSetNumbers:
     forms: np.ndarray  # [d_mlp] int32
     form_share: np.ndarray  # [d_mlp] float64
     coherence: np.ndarray  # [d_mlp] float64
     coherence_z: np.ndarray  # [d_mlp] float64
+    coherence_dir_z: np.ndarray  # [d_mlp] float64
+
+
+def _z(value: np.ndarray, null: CoherenceNull) -> np.ndarray:
+    return (value - null.mean) / null.std if null.std > 0 else np.full(value.shape, np.nan)
 
 
 def token_set_numbers(
-    ids: np.ndarray, scores: np.ndarray, token_forms: np.ndarray, exact_columns, null: CoherenceNull
+    ids: np.ndarray,
+    scores: np.ndarray,
+    token_forms: np.ndarray,
+    exact_columns,
+    null: CoherenceNull,
+    direction_null: CoherenceNull,
 ) -> TokenSetNumbers:
     """The numbers of one list per neuron: ``ids`` / ``scores`` [d_mlp, k], ``token_forms`` each
     token's form number (-1: none)."""
     forms = token_forms[ids]
     value = coherence(ids, exact_columns)
-    z = (value - null.mean) / null.std if null.std > 0 else np.full(value.shape, np.nan)
     return TokenSetNumbers(
         forms=distinct_forms(forms),
         form_share=top_form_share(forms, np.abs(scores)),
         coherence=value,
-        coherence_z=z,
+        coherence_z=_z(value, null),
+        coherence_dir_z=_z(value, direction_null),
     )

@@ -344,7 +344,7 @@ class NeuronEngine:
 
     def _with_concepts(self, result: LayerResult, settings: ScanSettings) -> LayerResult:
         """The layer with its "one token or a concept?" numbers (engine.concepts) added."""
-        from engine.concepts import coherence_null, token_set_numbers
+        from engine.concepts import coherence_null, direction_coherence_null, token_set_numbers
 
         unembed = self._unembed(settings)
 
@@ -353,21 +353,26 @@ class NeuronEngine:
 
         memo = (settings.projection, settings.dtype, result.top_k)
         if memo not in self._coherence_nulls:
-            self._coherence_nulls[memo] = coherence_null(unembed.d_vocab, result.top_k, exact_columns)
-        null = self._coherence_nulls[memo]
+            self._coherence_nulls[memo] = (
+                coherence_null(unembed.d_vocab, result.top_k, exact_columns),
+                direction_coherence_null(unembed.d_vocab, unembed.d_model, result.top_k, exact_columns),
+            )
+        nulls = self._coherence_nulls[memo]
         forms = self.token_forms(unembed.d_vocab)
-        promote = token_set_numbers(result.promote_ids, result.promote_dots, forms, exact_columns, null)
-        suppress = token_set_numbers(result.suppress_ids, result.suppress_dots, forms, exact_columns, null)
+        promote = token_set_numbers(result.promote_ids, result.promote_dots, forms, exact_columns, *nulls)
+        suppress = token_set_numbers(result.suppress_ids, result.suppress_dots, forms, exact_columns, *nulls)
         return replace(
             result,
             promote_forms=promote.forms,
             promote_form_share=promote.form_share,
             promote_coherence=promote.coherence,
             promote_coherence_z=promote.coherence_z,
+            promote_coherence_dir_z=promote.coherence_dir_z,
             suppress_forms=suppress.forms,
             suppress_form_share=suppress.form_share,
             suppress_coherence=suppress.coherence,
             suppress_coherence_z=suppress.coherence_z,
+            suppress_coherence_dir_z=suppress.coherence_dir_z,
         )
 
     # --- the input side ---------------------------------------------------------------------

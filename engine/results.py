@@ -43,10 +43,12 @@ class LayerResult:
     promote_form_share: np.ndarray | None = None  # [d_mlp] float64
     promote_coherence: np.ndarray | None = None  # [d_mlp] float64
     promote_coherence_z: np.ndarray | None = None  # [d_mlp] float64
+    promote_coherence_dir_z: np.ndarray | None = None  # [d_mlp] float64
     suppress_forms: np.ndarray | None = None
     suppress_form_share: np.ndarray | None = None
     suppress_coherence: np.ndarray | None = None
     suppress_coherence_z: np.ndarray | None = None
+    suppress_coherence_dir_z: np.ndarray | None = None
 
     @property
     def d_mlp(self) -> int:
@@ -58,7 +60,7 @@ class LayerResult:
 
     @property
     def has_concepts(self) -> bool:
-        return self.promote_forms is not None
+        return self.promote_forms is not None and self.promote_coherence_dir_z is not None
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

@@ -81,7 +81,11 @@ def neuron_records(
             record["null_pct"] = stats.null_pct
         for column in extra:
             value = column.read(neurons)[neuron]
-            record[column.name] = str(value) if column.kind == "class" else _finite(float(value))
+            number = None if column.kind == "class" else _finite(float(value))
+            if column.kind == "class":
+                record[column.name] = str(value)
+            else:
+                record[column.name] = int(number) if column.whole and number is not None else number
         if neurons.inputs is not None:
             record |= input_fields(neurons.inputs, neuron, vocab, k)
         yield record

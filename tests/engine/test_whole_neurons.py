@@ -102,7 +102,7 @@ def test_io_classes_follow_gerstner_and_schuetze():
 
 
 def test_concept_numbers_equal_a_brute_force_count(tiny_llama_dir, tmp_path):
-    from engine.concepts import COHERENCE_SAMPLES, COHERENCE_SEED
+    from engine.concepts import COHERENCE_SAMPLES, COHERENCE_SEED, DIRECTION_SAMPLES
 
     settings = ScanSettings(top_k=6, projection=Projection(True, True, False))
     engine = NeuronEngine(EngineOptions(model=str(tiny_llama_dir), device="cpu", cache_dir=tmp_path / "c"))
@@ -123,6 +123,13 @@ def test_concept_numbers_equal_a_brute_force_count(tiny_llama_dir, tmp_path):
     null = np.array(
         [mean_cos(rng.choice(unembed.d_vocab, size=6, replace=False)) for _ in range(COHERENCE_SAMPLES)]
     )
+    # The stricter null: the top-k tokens of seeded random directions, scored in float64.
+    columns = np.stack([column(v) for v in range(unembed.d_vocab)])  # [d_vocab, d_model]
+    generator = torch.Generator().manual_seed(COHERENCE_SEED)
+    directions = torch.randn((DIRECTION_SAMPLES, unembed.d_model), generator=generator, dtype=torch.float64)
+    scores = directions.numpy() @ columns.T
+    top = [sorted(range(unembed.d_vocab), key=lambda v, row=row: (-row[v], v))[:6] for row in scores]
+    directed = np.array([mean_cos(ids) for ids in top])
     for neuron in range(0, result.d_mlp, 7):
         for prefix in ("promote", "suppress"):
             ids = getattr(result, f"{prefix}_ids")[neuron]
@@ -142,6 +149,10 @@ def test_concept_numbers_equal_a_brute_force_count(tiny_llama_dir, tmp_path):
             )
             z = (coherence - null.mean()) / null.std()
             assert getattr(result, f"{prefix}_coherence_z")[neuron] == pytest.approx(z, rel=1e-6, abs=1e-9)
+            z = (coherence - directed.mean()) / directed.std()
+            assert getattr(result, f"{prefix}_coherence_dir_z")[neuron] == pytest.approx(
+                z, rel=1e-6, abs=1e-9
+            )
 
 
 @pytest.mark.parametrize(

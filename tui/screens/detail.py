@@ -290,6 +290,15 @@ class NeuronDetailScreen(Screen[None]):
                 rows.append(row(column.name))
         if s.null_z is not None:
             rows.append(("null z / pct", f"{s.null_z:+.2f} / {s.null_pct:.1f}%"))
+        r = self.result
+        if r.has_concepts:  # one token or a concept? over the promote list / the suppress list
+            n = s.neuron
+            rows.append(("words + / −", f"{r.promote_forms[n]} / {r.suppress_forms[n]}"))
+            rows.append(
+                ("coh z + / −", f"{r.promote_coherence_z[n]:+.1f} / {r.suppress_coherence_z[n]:+.1f}")
+            )
+            directed = f"{r.promote_coherence_dir_z[n]:+.1f} / {r.suppress_coherence_dir_z[n]:+.1f}"
+            rows.append(("coh dir-z + / −", directed))
         for name, value in rows:
             table.add_row(Text(name), Text(value))  # Text: "[i]" is not markup
         return table
