@@ -16,7 +16,12 @@ Reads a weight scan and an activation pass of the same model and settings (both 
    shared between the up row's (or W_in's) ``plus`` tokens and the promote tokens, or between its
    ``minus`` tokens and the suppress tokens), and the IO classes of Gerstner & Schütze.
 
-    python -m bench.findings scan.jsonl activations.jsonl
+    python -m bench.findings scan.jsonl activations.jsonl [concepts.jsonl]
+
+``concepts.jsonl``, a scan of the same model under another projection, is read for tables 2-3's
+weight-side numbers (forms, coherence, null-z, the strongest token's sign) when given: coherence
+under the raw projection is dominated by the unembedding's shared mean direction, so the centred
+cosine setting (``--fold-final-norm --center-unembed --cosine``) is the one to read it in.
 """
 
 from __future__ import annotations
@@ -77,8 +82,9 @@ def _share(flags) -> str:
     return f"{np.mean(flags):.0%}" if flags else "—"
 
 
-def main(scan_path: str, activations_path: str) -> None:
+def main(scan_path: str, activations_path: str, concepts_path: str | None = None) -> None:
     scan, acts = read(scan_path), read(activations_path)
+    concepts = read(concepts_path) if concepts_path else scan
     layers = sorted({layer for layer, _ in acts})
 
     print("1. Lift of each pole: prediction (P) and suppression (S) neurons")
@@ -112,11 +118,15 @@ def main(scan_path: str, activations_path: str) -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for layer in layers:
-        keys = [k for k in acts if k[0] == layer and k in scan and (scan[k].get("null_z") or 0) > ALIGNED_Z]
+        keys = [
+            k
+            for k in acts
+            if k[0] == layer and k in concepts and (concepts[k].get("null_z") or 0) > ALIGNED_Z
+        ]
         one = concept = strict = 0
         fires_one, entropy = [], []
         for k in keys:
-            record = scan[k]
+            record = concepts[k]
             promote_side = record["top"][0]["dot"] > 0
             forms = record["forms"] if promote_side else record["supp_forms"]
             z = record["coherence_z"] if promote_side else record["supp_coherence_z"]
@@ -167,4 +177,4 @@ def main(scan_path: str, activations_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -63,10 +63,11 @@ def _example_line(text: Text, value: float, top: float, context_ids, vocab: Voca
 
     bar = "█" * max(1, round(6 * abs(value) / top)) if top > 0 and value != 0 else "·"
     before, firing, after = example_context(context_ids, vocab)
+    # One line in the 62-cell panel: 15 for the value and bar, the rest for the context.
     text.append(f"{value:+7.2f} {bar:<6} ", style="bold" if first else "")
-    text.append(_text_part(before)[-24:])
-    text.append(f"{MARK_OPEN}{_text_part(firing)}{MARK_CLOSE}", style="bold reverse")
-    text.append(_text_part(after)[:16] + "\n")
+    text.append(_text_part(before)[-20:])
+    text.append(f"{MARK_OPEN}{_text_part(firing)[:12]}{MARK_CLOSE}", style="bold reverse")
+    text.append(_text_part(after)[:12] + "\n")
 
 
 def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabulary) -> None:
@@ -74,10 +75,10 @@ def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabul
     sign, tokens = ("+", "promote") if pole_name == "positive" else ("−", "suppress")
     lift, hit, base = float(pole.lift[neuron]), float(pole.hit_rate[neuron]), float(pole.base_rate[neuron])
     lift_text = "— (its tokens never come next)" if lift != lift else f"{lift:.2f}"
-    text.append(f"\n{sign} pole ", style="bold")
-    text.append(f"(writes {sign}W_out: raises its {tokens} tokens) · density {pole.density[neuron]:.1%}\n")
+    text.append(f"\n{sign} pole", style="bold")
+    text.append(f" raises its {tokens} tokens · density {pole.density[neuron]:.1%}\n")
     text.append(f"lift {lift_text}")
-    if hit == hit:
+    if hit == hit and lift == lift:
         text.append(f" ({hit:.1%} of top {evidence.lift_positions} vs {base:.2%} overall)")
     entropy = float(pole.input_entropy[neuron])
     text.append(
@@ -102,7 +103,7 @@ def _cases_view(text: Text, cases, neuron: int, vocab: Vocabulary) -> None:
     from engine.evidence import CASES
 
     text.append("\ngate/up sign cases", style="bold")
-    text.append(" (share of positions; top examples by |activation|)\n")
+    text.append(": share of positions, top examples\n")
     top = float(np.abs(cases.values[neuron]).max(initial=0.0))
     for number, name in enumerate(CASES):
         text.append(f"{name} {cases.shares[neuron, number]:6.1%}\n", style="bold")

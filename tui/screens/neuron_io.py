@@ -12,12 +12,16 @@ from engine.tokens import Vocabulary
 from tui.render import token_label
 
 SHOWN = 6
+PER_LINE = 3  # the detail's left panel is 62 cells wide
 CELL = 10
 
 
 def _tokens(text: Text, ids, values, vocab: Vocabulary, style: str) -> None:
-    for token_id, value in list(zip(ids, values))[:SHOWN]:
-        text.append(f"{token_label(vocab.text(int(token_id)), CELL)}", style=style)
+    """Up to SHOWN tokens with their values, PER_LINE to a line (later lines indented)."""
+    for rank, (token_id, value) in enumerate(list(zip(ids, values))[:SHOWN]):
+        if rank and rank % PER_LINE == 0:
+            text.append("\n" + " " * 7)
+        text.append(f"{token_label(vocab.text(int(token_id)), CELL):<{CELL}}", style=style)
         text.append(f" {value:+.2f}  ", style="dim")
 
 
