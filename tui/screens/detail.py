@@ -106,7 +106,9 @@ def _cases_view(text: Text, cases, neuron: int, vocab: Vocabulary) -> None:
     text.append(": share of positions, top examples\n")
     top = float(np.abs(cases.values[neuron]).max(initial=0.0))
     for number, name in enumerate(CASES):
-        text.append(f"{name} {cases.shares[neuron, number]:6.1%}\n", style="bold")
+        share = float(cases.shares[neuron, number])
+        shown = "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"  # a handful of positions is not 0
+        text.append(f"{name} {shown:>6}\n", style="bold")
         for rank in range(min(CASE_EXAMPLES, cases.doc.shape[2])):
             if cases.doc[neuron, number, rank] < 0:
                 break
