@@ -182,8 +182,9 @@ async def test_keys_named_as_typed_in_every_view(tiny_gguf, tmp_path):
 
 
 class _HeldScores(NeuronEngine):
-    """Exact score rows wait until the test lets them through, so the test sees the detail as it is
-    before the model could have loaded."""
+    """Exact score rows (and the layer's input side, also read from the weights) wait until the
+    test lets them through, so the test sees the detail as it is before the model could have
+    loaded."""
 
     def __init__(self, options) -> None:
         super().__init__(options)
@@ -192,6 +193,10 @@ class _HeldScores(NeuronEngine):
     def neuron_scores(self, layer, neuron, settings):
         self.scores_open.wait()
         return super().neuron_scores(layer, neuron, settings)
+
+    def inputs(self, layer, settings):
+        self.scores_open.wait()
+        return super().inputs(layer, settings)
 
 
 async def test_the_detail_histogram_comes_from_the_cache_without_the_model(tiny_gguf, tiny_weights, tmp_path):
