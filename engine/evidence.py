@@ -46,6 +46,24 @@ CASES = ("gate+up+", "gate+up-", "gate-up+", "gate-up-")  # (gate pre-activation
 CASE_SIGNS = (1.0, -1.0, -1.0, 1.0)  # the activation's sign in each case: sign(act(gate)) * sign(up)
 
 
+@dataclass(frozen=True)
+class EvidenceReading:
+    """How much of its corpus a layer's evidence has read: ``read`` positions of the ``of`` the
+    pass was set to read (its token cap, or the whole corpus: ``cap`` None). Incomplete evidence
+    is exactly what a pass capped at ``read`` tokens gives (a stopped pass, or one still running)."""
+
+    cap: int | None
+    read: int
+    of: int
+    complete: bool
+
+    @property
+    def label(self) -> str:
+        if self.complete:
+            return f"{self.read:,} tokens" + ("" if self.cap is None else " (capped)")
+        return f"{self.read:,} of {self.of:,} tokens read"
+
+
 @dataclass
 class PoleEvidence:
     """One pole of every neuron of a layer."""

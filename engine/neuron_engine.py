@@ -22,7 +22,7 @@ import numpy as np
 from engine.corpus import AnyCorpus
 from engine.device import check_device_name
 from engine.errors import UserError
-from engine.evidence import LayerActivations
+from engine.evidence import EvidenceReading, LayerActivations
 from engine.inputs import LayerInputs
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
@@ -33,12 +33,14 @@ from engine.settings import ActivationSettings, Projection, ScanSettings
 from engine.sources.base import ModelInfo, ModelSource
 from engine.sources.resolve import LOADERS, Loader, ModelLocation, locate_model, open_source
 from engine.store.cache import ResultCache, open_cache
-from engine.store.keys import CacheKeys, EvidenceStore, decoded
+from engine.store.evidence_store import EvidenceStore
+from engine.store.keys import CacheKeys, decoded
 from engine.tokens import Vocabulary
 
 if TYPE_CHECKING:  # torch-bound types: imported where the work runs, never at start-up
-    from engine.activations.probe import PromptFiring
+    from engine.activations.job import Landed
     from engine.distributed import Ranks
+    from engine.firing import LayerFiring, PromptFiring
 
 
 log = logging.getLogger(__name__)
@@ -516,6 +518,13 @@ class NeuronEngine:
         """A layer's activation evidence from the cache (no torch, no model), or None."""
         return self.evidence_store.evidence(corpus_hash, settings, scan, layer)
 
+    def best_evidence(
+        self, layer: int, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings
+    ) -> tuple[LayerActivations, EvidenceReading] | None:
+        """The layer's evidence that has read the most of this corpus under any token cap (a
+        finished pass, or the first tokens of a stopped or running one), and how much it read."""
+        return self.evidence_store.best_evidence(corpus_hash, settings, scan, layer)
+
     def known_corpus_hash(self, name: str) -> str | None:
         """The content hash of the corpus of that name that a pass last ran over, if any."""
         return self.evidence_store.known_corpus_hash(name)
@@ -530,9 +539,14 @@ class NeuronEngine:
         listener: ActivationListener | None = None,
         cancelled: Callable[[], bool] | None = None,
         checkpoint_seconds: float = 30.0,
+        on_landed: Landed | None = None,
+        land_seconds: float | None = None,
     ) -> dict[int, LayerActivations] | None:
         """Run the model over ``corpus`` and return each layer's evidence (cached, resumable,
-        split across torchrun ranks); None on ranks other than 0."""
+        split across torchrun ranks); None on ranks other than 0. With one layer it is that
+        layer's pass: the forward pass stops after it once the final norm's scales of the
+        windows are known. ``on_landed`` hears the evidence of the tokens read so far as it
+        lands (engine.activations.job.ActivationJob); a stopped pass raises ScanCancelled."""
         from engine.activations.job import ActivationJob
         from engine.distributed import SINGLE
 
@@ -546,6 +560,8 @@ class NeuronEngine:
             listener,
             cancelled,
             checkpoint_seconds,
+            on_landed,
+            land_seconds,
         )
         return job.run()
 
@@ -556,23 +572,35 @@ class NeuronEngine:
         top: int,
         settings: ScanSettings,
         held: Mapping[int, LayerResult] | None = None,
-    ) -> tuple[PromptFiring, dict[tuple[int, int], int]]:
+    ) -> tuple[PromptFiring, dict[tuple[int, int], tuple[int, int]]]:
         """The model on ``text``: per token the ``top`` neurons of each layer that fire hardest,
-        and for each of them the token it promotes most (from the layer's scan: ``held`` in
-        memory, else the cache; neurons of layers not scanned yet are left out of that map)."""
+        and for each of them the token it promotes most and the one it suppresses most (from the
+        layer's scan: ``held`` in memory, else the cache; neurons of layers not scanned yet are
+        left out of that map)."""
         from engine.activations.probe import probe_text
 
         bridge, tokenizer, device = self.activation_model()
         with self.run_lock:
             firing = probe_text(bridge, tokenizer, text, layers, top, device)
-        promoted: dict[tuple[int, int], int] = {}
+        promoted: dict[tuple[int, int], tuple[int, int]] = {}
         for index, layer in enumerate(firing.layers):
             result = (held or {}).get(layer) or self.cached_layer(layer, settings)
             if result is None:
                 continue
             for neuron in set(firing.neurons[:, index, :].flatten().tolist()):
-                promoted[(layer, neuron)] = int(result.promote_ids[neuron, 0])
+                promoted[(layer, neuron)] = (
+                    int(result.promote_ids[neuron, 0]),
+                    int(result.suppress_ids[neuron, 0]),
+                )
         return firing, promoted
+
+    def probe_layer(self, text: str, layer: int) -> LayerFiring:
+        """The model on ``text``, up to ``layer``: every neuron's activation on every token."""
+        from engine.activations.probe import probe_layer
+
+        bridge, tokenizer, device = self.activation_model()
+        with self.run_lock:
+            return probe_layer(bridge, tokenizer, text, layer, device)
 
     # --- several processes ------------------------------------------------------------------
     def scan_across_ranks(

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 ScanStage = Literal["loading", "scanning", "cached", "done"]
-ActivationStage = Literal["cached", "loading", "tokenizing", "running", "merging", "done"]
+ActivationStage = Literal[
+    "cached", "loading", "tokenizing", "resuming", "running", "merging", "stopped", "done"
+]
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,14 @@ class ScanProgress:
 
 @dataclass(frozen=True)
 class ActivationProgress:
-    """The corpus pass: ``done_tokens`` of ``total_tokens`` positions after ``seconds``."""
+    """The corpus pass: ``done_tokens`` of ``total_tokens`` positions, ``start_tokens`` of them
+    read by an earlier run (a resumed pass) and the rest in this run's ``seconds``."""
 
     stage: ActivationStage
     done_tokens: int = 0
     total_tokens: int = 0
     seconds: float = 0.0
+    start_tokens: int = 0
 
     @property
     def fraction(self) -> float:
@@ -42,8 +46,8 @@ class ActivationProgress:
 
     @property
     def rate(self) -> float:
-        """Tokens per second so far (0 before the first batch)."""
-        return self.done_tokens / self.seconds if self.seconds > 0 else 0.0
+        """Tokens per second so far in this run (0 before its first batch)."""
+        return (self.done_tokens - self.start_tokens) / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def seconds_left(self) -> float | None:

@@ -109,7 +109,10 @@ class ActivationSettings:
 
     @property
     def cache_tag(self) -> str:
-        return (
-            f"a2-c{self.context}-e{self.examples}-l{self.lift_positions}-m{self.max_tokens}"
-            f"-b{self.windows_per_batch}"
-        )
+        return f"{self.base_tag}-m{self.max_tokens}"
+
+    @property
+    def base_tag(self) -> str:
+        """Everything but the token cap: passes with different caps read the same windows in the
+        same batches, so one is a prefix of the other."""
+        return f"a2-c{self.context}-e{self.examples}-l{self.lift_positions}-b{self.windows_per_batch}"

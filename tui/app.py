@@ -38,10 +38,15 @@ HELP_INTRO = (
     "explorers of the model; u undoes the last change; unmarking keeps the note; e exports it.\n"
     "forms = distinct words among its promoted tokens (1-2: one word), coh-z = how alike they are in "
     "the unembedding against random tokens (> 3: a concept); the detail adds what drives it (reads ←).\n"
-    "A runs the model over a corpus. Each neuron has two poles: + (activation > 0) raises its promoted "
-    "tokens, − (< 0) its suppressed ones. lift / nlift (how often a pole fires right before one of its "
-    "tokens, against chance) join the list; each pole's top examples and the four gate/up sign cases "
-    "the detail; t probes a sentence you type.\n"
+    "Where neurons fire on text: in the detail, a reads the corpus for that layer only (examples "
+    "fill in as it reads; a again stops, what was read is kept and the next a resumes); A runs a pass "
+    "you steer (this layer or all, and a token cap: the first 50,000 tokens on a CPU, the whole "
+    "corpus on a GPU; A again stops it). Each neuron has two poles: + (activation > 0) raises its "
+    "promoted tokens, − (< 0) its suppressed ones. lift / nlift (how often a pole fires right before "
+    "one of its tokens, against chance) join the list; each pole's top examples and the four gate/up "
+    "sign cases the detail. t probes a sentence you type (in the detail: that neuron on every token; "
+    "position 0 and special tokens are marked *, on another scale). Space and n mark and note the "
+    "neuron shown in the detail, the probes, the token search and coverage too.\n"
 )
 
 
@@ -141,6 +146,8 @@ class NeuronApp(App[int]):
         from tui.screens.all_layers import AllLayersScreen
         from tui.screens.collection import CollectionScreen
         from tui.screens.coverage import CoverageScreen
+        from tui.screens.neuron_probe import NeuronProbeScreen
+        from tui.screens.pass_dialog import PassDialog
         from tui.screens.projection import ProjectionScreen
         from tui.screens.text_probe import TextProbeScreen
         from tui.screens.token_search import TokenSearchScreen
@@ -158,6 +165,8 @@ class NeuronApp(App[int]):
             ("coverage (c)", _bindings(CoverageScreen.BINDINGS)),
             ("projection (p)", _bindings(ProjectionScreen.BINDINGS)),
             ("text probe (t)", _bindings(TextProbeScreen.BINDINGS)),
+            ("one neuron on text (t in the detail)", _bindings(NeuronProbeScreen.BINDINGS)),
+            ("corpus pass dialog (A)", _bindings(PassDialog.BINDINGS)),
             ("every table", _bindings(VIM_KEYS)),
         ]
 

@@ -1,16 +1,22 @@
-"""The explorer's side of activation evidence: which corpus, where its evidence is, and how a
-running corpus pass reads in the status line. Plain functions; the main screen's workers call them.
+"""The explorer's side of activation evidence: which corpus, where its evidence is, what a pass
+reads by default, and how a running pass reads in a status line. Plain functions and a plain plan;
+the screens' workers call them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from engine.corpus import AnyCorpus, default_corpus, default_corpus_name, load_corpus
-from engine.evidence import LayerActivations
+from engine.evidence import EvidenceReading, LayerActivations
 from engine.neuron_engine import NeuronEngine
 from engine.progress import ActivationProgress
+from engine.settings import ActivationSettings, ScanSettings
 from tui.state import ExplorerState
+
+CPU_TOKEN_CAP = 50_000  # what a pass reads by default on a CPU: minutes, not an hour
+LAND_SECONDS = 2.0  # a one-layer pass shows its evidence this often (a full pass: at checkpoints)
 
 
 def corpus_hash(engine: NeuronEngine, state: ExplorerState) -> str | None:
@@ -23,12 +29,72 @@ def corpus_hash(engine: NeuronEngine, state: ExplorerState) -> str | None:
     return None
 
 
-def look_up(engine: NeuronEngine, state: ExplorerState, layer: int):
-    """The layer's evidence from the cache, or None."""
+def look_up(
+    engine: NeuronEngine, state: ExplorerState, layer: int
+) -> tuple[LayerActivations, EvidenceReading] | None:
+    """The layer's evidence in the cache that has read the most of the corpus, or None."""
     digest = corpus_hash(engine, state)
     if digest is None:
         return None
-    return engine.evidence(layer, digest, state.activation, state.settings)
+    return engine.best_evidence(layer, digest, state.activation, state.settings)
+
+
+def default_cap(engine: NeuronEngine, state: ExplorerState) -> int | None:
+    """The token cap a pass starts with: the command line's --max-tokens, else the first 50,000
+    tokens on a CPU and the whole corpus (None) on a GPU."""
+    if state.activation.max_tokens is not None:
+        return state.activation.max_tokens
+    return CPU_TOKEN_CAP if engine.device.type == "cpu" else None
+
+
+def cap_words(cap: int | None) -> str:
+    return "the whole corpus" if cap is None else f"the first {cap:,} tokens"
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """One corpus pass as the user chose it, with everything its worker needs (taken on the event
+    loop: workers never read the state)."""
+
+    layers: list[int]
+    cap: int | None
+    settings: ActivationSettings
+    scan: ScanSettings
+    state: ExplorerState  # for the corpus only: ``the_corpus`` reads it and changes nothing
+
+    @property
+    def capped(self) -> ActivationSettings:
+        return replace(self.settings, max_tokens=self.cap)
+
+    @property
+    def label(self) -> str:
+        layers = f"L{self.layers[0]}" if len(self.layers) == 1 else f"{len(self.layers)} layers"
+        return f"{layers}, {cap_words(self.cap)}"
+
+
+def plan_pass(state: ExplorerState, layers: list[int], cap: int | None) -> PassPlan:
+    return PassPlan(list(layers), cap, state.activation, state.settings, state)
+
+
+def run_planned_pass(
+    engine: NeuronEngine,
+    plan: PassPlan,
+    listener: Callable[[ActivationProgress], None],
+    cancelled: Callable[[], bool],
+    on_landed: Callable[[int, LayerActivations, EvidenceReading], None],
+) -> dict[int, LayerActivations] | None:
+    """The pass through the engine (a worker calls this); each layer's evidence lands as it is
+    read: every 2 s for one layer, at every checkpoint for several. Stopped: ScanCancelled."""
+    return engine.corpus_pass(
+        plan.layers,
+        the_corpus(plan.state),
+        plan.capped,
+        plan.scan,
+        listener=listener,
+        cancelled=cancelled,
+        on_landed=on_landed,
+        land_seconds=LAND_SECONDS if len(plan.layers) == 1 else None,
+    )
 
 
 def the_corpus(state: ExplorerState) -> AnyCorpus:
@@ -39,35 +105,31 @@ def the_corpus(state: ExplorerState) -> AnyCorpus:
     return load_corpus(state.corpus_spec) if state.corpus_spec else default_corpus()
 
 
-def run_corpus_pass(
-    engine: NeuronEngine,
-    state: ExplorerState,
-    listener: Callable[[ActivationProgress], None],
-    cancelled: Callable[[], bool],
-) -> dict[int, LayerActivations] | None:
-    """The pass over the corpus for every layer, through the engine (a worker calls this)."""
-    layers = list(range(state.n_layers))
-    corpus = the_corpus(state)
-    return engine.corpus_pass(
-        layers, corpus, state.activation, state.settings, listener=listener, cancelled=cancelled
-    )
+def _time_left(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def activity(progress: ActivationProgress) -> tuple[str, float | None]:
-    """Status-line text and progress fraction of a running corpus pass."""
-    if progress.stage == "running" and progress.total_tokens:
-        left = progress.seconds_left
+def activity(progress: ActivationProgress, name: str = "corpus pass") -> tuple[str, float | None]:
+    """Status-line text and progress fraction of a running pass (``name`` says which)."""
+    done, total = progress.done_tokens, progress.total_tokens
+    if progress.stage == "running" and total:
         return (
-            f"corpus pass {progress.done_tokens:,}/{progress.total_tokens:,} tokens · "
-            f"{progress.rate:,.0f}/s · {'?' if left is None else f'{left / 60:.0f}'} min left",
+            f"{name} {done:,}/{total:,} tokens · {progress.rate:,.0f}/s · "
+            f"{_time_left(progress.seconds_left)} left",
             progress.fraction,
         )
+    if progress.stage == "resuming":
+        return f"{name}: resuming at {done:,} of {total:,} tokens", progress.fraction
+    if progress.stage == "stopped":
+        return f"{name} stopped at {done:,} of {total:,} tokens: what it read is kept", None
     words: dict[str, str] = {
-        "loading": "corpus pass: loading the model",
-        "tokenizing": "corpus pass: tokenizing",
-        "running": "corpus pass: starting",
-        "merging": "corpus pass: finishing",
-        "cached": "corpus pass: from cache",
-        "done": "corpus pass done",
+        "loading": f"{name}: loading the model",
+        "tokenizing": f"{name}: tokenizing",
+        "running": f"{name}: starting",
+        "merging": f"{name}: finishing",
+        "cached": f"{name}: from cache",
+        "done": f"{name} done",
     }
     return words[progress.stage], None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from engine.evidence import LayerActivations
+from engine.evidence import EvidenceReading, LayerActivations
 from engine.null import NullBaseline
 from engine.results import LayerResult
 from engine.sources.base import ModelInfo
@@ -51,6 +51,7 @@ class EvidenceReady(Message):
     layer: int
     evidence: LayerActivations | None
     generation: int
+    reading: EvidenceReading | None = None  # how much of the corpus it read
 
 
 @dataclass(eq=False)  # identity, as a message is one event

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.columns import COLUMNS
 from engine.corpus import AnyCorpus
-from engine.evidence import LayerActivations
+from engine.evidence import EvidenceReading, LayerActivations
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.results import LayerResult
@@ -53,6 +53,7 @@ class ExplorerState:
     corpus_spec: str | None = None
     corpus: AnyCorpus | None = None
     evidence: OrderedDict[int, LayerActivations] = field(default_factory=OrderedDict)
+    readings: dict[int, EvidenceReading] = field(default_factory=dict)  # how much each has read
     evidence_missing: set[int] = field(default_factory=set)
 
     # --- layers -----------------------------------------------------------------------------
@@ -91,15 +92,28 @@ class ExplorerState:
         evidence = self.evidence.get(result.layer)
         return LayerNeurons.derive(result, self.null, self.settings.projection.cosine, evidence)
 
-    def keep_evidence(self, layer: int, evidence: LayerActivations | None) -> None:
+    def keep_evidence(
+        self, layer: int, evidence: LayerActivations | None, reading: EvidenceReading | None = None
+    ) -> bool:
+        """Hold a layer's evidence unless what is held has read more; False: not kept."""
         if evidence is None:
-            self.evidence_missing.add(layer)
-            return
+            if layer not in self.evidence:
+                self.evidence_missing.add(layer)
+            return False
+        held = self.readings.get(layer)
+        if layer in self.evidence and held is not None and reading is not None and held.read > reading.read:
+            return False  # another pass (or another explorer's) landed more of this layer already
         self.evidence_missing.discard(layer)
         self.evidence[layer] = evidence
+        if reading is not None:
+            self.readings[layer] = reading
+        else:
+            self.readings.pop(layer, None)
         self.evidence.move_to_end(layer)
         while len(self.evidence) > RESULTS_KEPT:
-            self.evidence.popitem(last=False)
+            dropped, _ = self.evidence.popitem(last=False)
+            self.readings.pop(dropped, None)
+        return True
 
     def order(self, neurons: LayerNeurons) -> np.ndarray:
         order = neuron_order(neurons, self.sort_key, self.conditions)
@@ -152,6 +166,7 @@ class ExplorerState:
         self.token_tables.clear()
         self.unit_best.clear()
         self.evidence.clear()  # the lift's target tokens come from the projection
+        self.readings.clear()
         self.evidence_missing.clear()
         self.null = None
         return True

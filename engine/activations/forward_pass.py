@@ -5,7 +5,8 @@ pre-activation (``hook_pre``) and the up projection (``hook_pre_linear``) are re
 before the activation, so they are held until its hook fires.
 
 The per-neuron state is updated inside the hooks, so only one batch's activations of one layer
-exist at a time; the forward pass stops at the final norm (the unembedding is never computed).
+exist at a time; the forward pass stops at the final norm (the unembedding is never computed), or
+right after the deepest chosen layer when the final norm's scales of the batch are known already.
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ def run_batches(
     after_batch: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     run_lock=None,
+    scale_known: Callable[[int], bool] | None = None,
 ) -> None:
     """Run ``batches[b]`` for each b in ``batch_numbers``, folding activations into ``states``
     and the final norm's scale into ``scales[global index]``. ``after_batch(b, tokens)`` follows
-    each finished batch (checkpoints, progress)."""
-    current: dict[str, torch.Tensor] = {}
+    each finished batch (checkpoints, progress). A batch whose scales are known already
+    (``scale_known(b)``) stops after the deepest chosen layer: the layers above it never run."""
+    current: dict = {}
+    deepest = max(states)
 
     def read_layer(layer: int):
         def hook(activations: torch.Tensor, hook=None):
@@ -73,6 +77,8 @@ def run_batches(
                 None if up is None else up.reshape(-1, width),
                 rows=current["rows"],
             )
+            if layer == deepest and current["stop_early"]:
+                raise _ReachedFinalNorm()
             return activations
 
         return hook
@@ -99,15 +105,19 @@ def run_batches(
         if cancelled is not None and cancelled():
             raise ScanCancelled()
         ids, mask, index = batch_inputs(tokenized, batches[number], device)
-        current.update(mask=mask, index=index, rows=mask.reshape(-1).nonzero().squeeze(1))
+        stop_early = scale_known is not None and scale_known(number)
+        current.update(
+            mask=mask, index=index, rows=mask.reshape(-1).nonzero().squeeze(1), stop_early=stop_early
+        )
         current.pop("scale", None)
         with torch.inference_mode(), run_lock or contextlib.nullcontext():
             try:
                 bridge.run_with_hooks(ids, fwd_hooks=hooks)
             except _ReachedFinalNorm:
                 pass
-        if "scale" not in current:
-            raise RuntimeError("the model's final norm reported no scale: its hook never ran")
-        scales[index.cpu().numpy()] = current["scale"].double().cpu().numpy()
+        if not stop_early:
+            if "scale" not in current:
+                raise RuntimeError("the model's final norm reported no scale: its hook never ran")
+            scales[index.cpu().numpy()] = current["scale"].double().cpu().numpy()
         if after_batch is not None:
             after_batch(number, int(mask.sum()))

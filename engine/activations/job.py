@@ -23,11 +23,12 @@ from engine.activations.state import ACT_TOP, LayerActivationState, pack, unpack
 from engine.activations.windows import TokenizedCorpus, tokenize_corpus
 from engine.corpus import AnyCorpus
 from engine.distributed import Ranks
-from engine.evidence import LayerActivations
+from engine.errors import ScanCancelled
+from engine.evidence import EvidenceReading, LayerActivations
 from engine.progress import ActivationListener, ActivationProgress
 from engine.results import LayerResult
 from engine.settings import ActivationSettings, ScanSettings
-from engine.store.keys import EvidenceStore
+from engine.store.evidence_store import EvidenceStore
 
 
 class JobHost(Protocol):
@@ -47,6 +48,9 @@ class JobHost(Protocol):
     def token_forms(self, size: int) -> np.ndarray: ...
 
 
+Landed = Callable[[int, LayerActivations, EvidenceReading], None]
+
+
 class ActivationJob:
     def __init__(
         self,
@@ -59,7 +63,12 @@ class ActivationJob:
         listener: ActivationListener | None = None,
         cancelled: Callable[[], bool] | None = None,
         checkpoint_seconds: float = 30.0,
+        on_landed: Landed | None = None,
+        land_seconds: float | None = None,
     ):
+        """``on_landed(layer, evidence, reading)`` hears each layer's evidence of the tokens read so
+        far: at every checkpoint (kept in the cache too), when stopped, and (single process) every
+        ``land_seconds`` from the first batch on, for a front end to show as the pass reads."""
         self.engine, self.layers, self.corpus = engine, layers, corpus
         self.store = engine.evidence_store
         self.settings, self.scan, self.ranks = settings, scan, ranks
@@ -67,6 +76,9 @@ class ActivationJob:
         self.cancelled = cancelled
         self.checkpoint_seconds = checkpoint_seconds
         self.batches_run = 0  # batches this process computed (not resumed): for tests
+        self.batches_short = 0  # of them, those that stopped after the deepest chosen layer
+        self.on_landed = on_landed
+        self.land_seconds = land_seconds if on_landed is not None else None
 
     # --- keys ---------------------------------------------------------------------------------
     def progress_key(self) -> str:
@@ -79,7 +91,8 @@ class ActivationJob:
 
     # --- the job ------------------------------------------------------------------------------
     def run(self) -> dict[int, LayerActivations] | None:
-        """Every chosen layer's evidence on rank 0; None on the other ranks."""
+        """Every chosen layer's evidence on rank 0; None on the other ranks. Stopped (``cancelled``
+        or Ctrl+C), it keeps a checkpoint and lands what it has read, then raises."""
         started = time.perf_counter()
         distributed.start(self.ranks, self.engine.rank_device(self.ranks))
         found = {layer: self.cached(layer) for layer in self.layers} if self.ranks.is_writer else {}
@@ -98,7 +111,7 @@ class ActivationJob:
             self.settings.max_tokens,
             encode_more=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
         )
-        from engine.activations.forward_pass import is_gated
+        from engine.activations.forward_pass import is_gated, run_batches
 
         d_mlp = int(bridge.cfg.d_mlp)
         states = {
@@ -111,57 +124,102 @@ class ActivationJob:
         batches = tokenized.batches(self.settings.windows_per_batch)
         mine = [b for b in range(len(batches)) if self.ranks.owns(b)]
         done = self._resume(states, scales)
+        scaled = self._known_scales(tokenized, batches, mine, scales)
         total = sum(stop - start for b in mine for start, stop in batches[b])
-        progress = {"tokens": sum(stop - start for b in done for start, stop in batches[b])}
-        run_started, last_checkpoint = time.perf_counter(), time.perf_counter()
-        resumed_tokens = progress["tokens"]
+        resumed = sum(stop - start for b in done for start, stop in batches[b])
+        self.lander = _Lander(self, bridge, tokenized, total)
+        if resumed:
+            self.listener(ActivationProgress("resuming", resumed, total, start_tokens=resumed))
+        progress = {"tokens": resumed}
+        run_started = last_checkpoint = time.perf_counter()
+        last_landing: float | None = None
 
         def after_batch(number: int, tokens: int) -> None:
-            nonlocal last_checkpoint
+            nonlocal last_checkpoint, last_landing
             done.add(number)
             self.batches_run += 1
             progress["tokens"] += tokens
+            now = time.perf_counter()
             self.listener(
-                ActivationProgress(
-                    "running",
-                    progress["tokens"] - resumed_tokens,
-                    total - resumed_tokens,
-                    time.perf_counter() - run_started,
-                )
+                ActivationProgress("running", progress["tokens"], total, now - run_started, resumed)
             )
-            if time.perf_counter() - last_checkpoint >= self.checkpoint_seconds:
+            if now - last_checkpoint >= self.checkpoint_seconds:
                 self._checkpoint(states, scales, done)
-                last_checkpoint = time.perf_counter()
-
-        from engine.activations.forward_pass import run_batches
+                self.lander.land(states, scales, done, batches, keep=True)
+                last_checkpoint = last_landing = time.perf_counter()
+            elif self.land_seconds is not None and (
+                last_landing is None or now - last_landing >= self.land_seconds
+            ):
+                self.lander.land(states, scales, done, batches, keep=False)
+                last_landing = time.perf_counter()
 
         todo = [b for b in mine if b not in done]
-        run_batches(
-            bridge,
-            tokenized,
-            batches,
-            todo,
-            states,
-            scales,
-            device,
-            after_batch,
-            self.cancelled,
-            run_lock=self.engine.run_lock,
-        )
+        self.batches_short = sum(1 for b in todo if b in scaled)
+        try:
+            run_batches(
+                bridge,
+                tokenized,
+                batches,
+                todo,
+                states,
+                scales,
+                device,
+                after_batch,
+                self.cancelled,
+                run_lock=self.engine.run_lock,
+                scale_known=scaled.__contains__,
+            )
+        except (ScanCancelled, KeyboardInterrupt):
+            self._checkpoint(states, scales, done)
+            self.lander.land(states, scales, done, batches, keep=True)
+            self.listener(
+                ActivationProgress(
+                    "stopped", progress["tokens"], total, time.perf_counter() - run_started, resumed
+                )
+            )
+            raise
         if todo:
             self._checkpoint(states, scales, done)
 
-        self.listener(ActivationProgress("merging"))
+        self.listener(ActivationProgress("merging", progress["tokens"], total, start_tokens=resumed))
         merged = self._merge(states, scales, device)
         if not self.ranks.is_writer:
             distributed.barrier(self.ranks)
             self._forget_progress()
             return None
-        results = self._finish(bridge, tokenized, merged, scales)
+        results = self._finish(tokenized, merged, scales)
+        self.lander.keep_scales(tokenized, batches, set(range(len(batches))), scales)
         distributed.barrier(self.ranks)
         self._forget_progress()
-        self.listener(ActivationProgress("done", total, total, time.perf_counter() - started))
+        self.listener(ActivationProgress("done", total, total, time.perf_counter() - started, resumed))
         return results
+
+    def _known_scales(
+        self, tokenized: TokenizedCorpus, batches, mine: list[int], scales: np.ndarray
+    ) -> set[int]:
+        """The batches of this rank whose final-norm scales an earlier pass over the same windows
+        kept (filled into ``scales``): their forward pass can stop after the deepest chosen layer."""
+        known = self.store.scales(
+            self.corpus.content_hash, self.settings.context, self.settings.windows_per_batch
+        )
+        if known is None:
+            return set()
+        windows, known_scales = known
+        ours = np.asarray(tokenized.windows, dtype=np.int64).reshape(-1, 2)[: windows.shape[0]]
+        same = (ours == windows[: ours.shape[0]]).all(axis=1)
+        matching = int(same.shape[0] if same.all() else np.argmin(same))  # windows equal up to here
+        found: set[int] = set()
+        first_window = 0
+        for number, batch in enumerate(batches):
+            if first_window + len(batch) > matching:
+                break
+            if number in mine:
+                start, stop = batch[0][0], batch[-1][1]
+                if stop <= known_scales.shape[0]:
+                    scales[start:stop] = known_scales[start:stop]
+                    found.add(number)
+            first_window += len(batch)
+        return found
 
     def _agree(self, flag: bool) -> bool:
         """Rank 0's answer, for every rank (their caches may be on other machines)."""
@@ -188,39 +246,10 @@ class ActivationJob:
                         lists.merge_lists(other_values, other_index)
         return states
 
-    def _finish(
-        self, bridge, tokenized: TokenizedCorpus, states, scales: np.ndarray
-    ) -> dict[int, LayerActivations]:
-        from engine.sources.bridge_source import bridge_final_norm
-
-        unembed = _numpy(bridge.W_U)
-        final_norm = bridge_final_norm(bridge)
-        norm_weight = None if final_norm is None else final_norm.scale
-        centred = final_norm is not None and final_norm.centres
-        facts = CorpusFacts(
-            tokenized,
-            scales,
-            tokenized.next_token_counts(int(unembed.shape[1])),
-            self.engine.token_forms(int(unembed.shape[1])),
-        )
+    def _finish(self, tokenized: TokenizedCorpus, states, scales: np.ndarray) -> dict[int, LayerActivations]:
         results = {}
         for layer, state in states.items():
-            scan = self.engine.layer(layer, self.scan)
-            w_out = _numpy(bridge.blocks[layer].mlp.W_out)
-            promote_ids = scan.promote_ids.astype(np.int64)
-            suppress_ids = scan.suppress_ids.astype(np.int64)
-            result = layer_evidence(
-                layer,
-                state,
-                ACT_TOP,
-                facts,
-                promote_ids,
-                suppress_ids,
-                direct_effect_weights(w_out, unembed, norm_weight, centred, promote_ids),
-                direct_effect_weights(w_out, unembed, norm_weight, centred, suppress_ids),
-                self.settings.examples,
-                self.settings.lift_positions,
-            )
+            result = self.lander.evidence(layer, state, tokenized, scales)
             self.store.keep_evidence(self.corpus.content_hash, self.settings, self.scan, result)
             results[layer] = result
         self.store.remember_corpus(self.corpus.name, self.corpus.content_hash)
@@ -257,6 +286,103 @@ class ActivationJob:
 
     def _forget_progress(self) -> None:
         self.store.forget(self.progress_key())
+
+
+class _Lander:
+    """Evidence of the tokens read so far. A single process reads its batches in order, so what it
+    has read is the corpus's first N positions, and the evidence is exactly that of a pass capped
+    at N tokens (a test holds it to the byte); with several processes only the end lands."""
+
+    def __init__(self, job: ActivationJob, bridge, tokenized: TokenizedCorpus, total: int) -> None:
+        from engine.sources.bridge_source import bridge_final_norm
+
+        self.job, self.bridge, self.full, self.total = job, bridge, tokenized, total
+        self.unembed = _numpy(bridge.W_U)
+        final_norm = bridge_final_norm(bridge)
+        self.norm_weight = None if final_norm is None else final_norm.scale
+        self.centred = final_norm is not None and final_norm.centres
+        self.forms = job.engine.token_forms(int(self.unembed.shape[1]))
+        self._weights: dict[int, tuple] = {}  # per layer: the lift's tokens and the effect weights
+
+    def layer_inputs(self, layer: int) -> tuple:
+        if layer not in self._weights:
+            scan = self.job.engine.layer(layer, self.job.scan)
+            w_out = _numpy(self.bridge.blocks[layer].mlp.W_out)
+            promote_ids = scan.promote_ids.astype(np.int64)
+            suppress_ids = scan.suppress_ids.astype(np.int64)
+            self._weights[layer] = (
+                promote_ids,
+                suppress_ids,
+                direct_effect_weights(w_out, self.unembed, self.norm_weight, self.centred, promote_ids),
+                direct_effect_weights(w_out, self.unembed, self.norm_weight, self.centred, suppress_ids),
+            )
+        return self._weights[layer]
+
+    def evidence(
+        self, layer: int, state: LayerActivationState, tokenized: TokenizedCorpus, scales: np.ndarray
+    ) -> LayerActivations:
+        facts = CorpusFacts(
+            tokenized,
+            scales[: tokenized.n_positions],
+            tokenized.next_token_counts(int(self.unembed.shape[1])),
+            self.forms,
+        )
+        settings = self.job.settings
+        promote_ids, suppress_ids, promote_weights, suppress_weights = self.layer_inputs(layer)
+        return layer_evidence(
+            layer,
+            state,
+            ACT_TOP,
+            facts,
+            promote_ids,
+            suppress_ids,
+            promote_weights,
+            suppress_weights,
+            settings.examples,
+            settings.lift_positions,
+        )
+
+    def read_prefix(self, done: set[int], batches) -> int:
+        """Positions read in order from the start (0 with several processes)."""
+        if self.job.ranks.world > 1:
+            return 0
+        count = 0
+        while count in done:
+            count += 1
+        return batches[count - 1][-1][1] if count else 0
+
+    def land(self, states, scales: np.ndarray, done: set[int], batches, keep: bool) -> None:
+        n = self.read_prefix(done, batches)
+        if n == 0:
+            return
+        tokenized = self.full.prefix(n)
+        if keep:
+            self.keep_scales(self.full, batches, done, scales)
+        for layer, state in states.items():
+            evidence = self.evidence(layer, state, tokenized, scales)
+            reading = EvidenceReading(self.job.settings.max_tokens, n, self.total, n >= self.total)
+            if keep and not reading.complete:
+                job = self.job
+                job.store.keep_partial(job.corpus.content_hash, job.settings, job.scan, evidence, self.total)
+            if self.job.on_landed is not None:
+                self.job.on_landed(layer, evidence, reading)
+
+    def keep_scales(self, tokenized: TokenizedCorpus, batches, done: set[int], scales: np.ndarray) -> None:
+        """The final-norm scales of the windows read in order, for later passes that stop early."""
+        count = 0
+        while count in done and count < len(batches):
+            count += 1
+        if count == 0 or self.job.ranks.world > 1 and count < len(batches):
+            return
+        windows = np.asarray([w for batch in batches[:count] for w in batch], dtype=np.int64)
+        job = self.job
+        job.store.keep_scales(
+            job.corpus.content_hash,
+            job.settings.context,
+            job.settings.windows_per_batch,
+            windows,
+            scales[: int(windows[-1, 1])],
+        )
 
 
 def _numpy(tensor) -> np.ndarray:

@@ -1,22 +1,52 @@
-"""One typed text through the model: per token, the neurons that fire hardest.
+"""One typed text through the model: per token, the neurons that fire hardest, or every neuron
+of one layer (the probe of one neuron).
 
 The same hooks as the corpus pass (``blocks.{l}.mlp.hook_post``), on one sequence; the forward
-pass stops at the final norm. Returns plain arrays."""
+pass stops after the deepest layer asked for. Position 0 and special tokens (a BOS) are marked:
+their activations are on another scale (the first position is an attention sink), so the front
+ends show them apart and leave them out of rankings. Returns plain arrays."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from engine.firing import LayerFiring, PromptFiring
 
-@dataclass
-class PromptFiring:
-    token_ids: np.ndarray  # [positions] int64, as tokenizer(text) gives them
-    layers: list[int]
-    neurons: np.ndarray  # [positions, len(layers), top] int64: hardest-firing neurons, best first
-    activations: np.ndarray  # [positions, len(layers), top] float32
+
+def marked_positions(tokenizer, ids: list[int]) -> np.ndarray:
+    """Position 0 and every special token (BOS, chat markers)."""
+    special = set(getattr(tokenizer, "all_special_ids", None) or ())
+    marked = np.array([token in special for token in ids], dtype=bool)
+    if marked.size:
+        marked[0] = True
+    return marked
+
+
+def _run_to(bridge, ids: list[int], hooks: list, device: torch.device) -> None:
+    """The forward pass, stopped by the deepest hook raising ``_Stop``."""
+    with torch.inference_mode():
+        try:
+            bridge.run_with_hooks(torch.tensor([ids], device=device), fwd_hooks=hooks)
+        except _Stop:
+            pass
+
+
+def probe_layer(bridge, tokenizer, text: str, layer: int, device: torch.device) -> LayerFiring:
+    ids = tokenizer(text)["input_ids"]
+    d_mlp = int(bridge.cfg.d_mlp)
+    if not ids:
+        return LayerFiring(np.zeros(0, np.int64), layer, np.zeros((0, d_mlp), np.float32), np.zeros(0, bool))
+    found: dict[str, np.ndarray] = {}
+
+    def read(activations: torch.Tensor, hook=None):
+        found["values"] = activations[0].float().cpu().numpy()
+        raise _Stop()
+
+    _run_to(bridge, ids, [(f"blocks.{layer}.mlp.hook_post", read)], device)
+    return LayerFiring(
+        np.asarray(ids, dtype=np.int64), layer, found["values"], marked_positions(tokenizer, ids)
+    )
 
 
 class _Stop(Exception):
@@ -33,28 +63,30 @@ def probe_text(
             layers,
             np.zeros((0, len(layers), top), np.int64),
             np.zeros((0, len(layers), top), np.float32),
+            np.zeros(0, bool),
         )
     found: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    deepest = max(layers)
 
     def read(layer: int):
         def hook(activations: torch.Tensor, hook=None):
             # Ties: the lower neuron first (a stable sort, descending).
             values, order = torch.sort(activations[0].float(), dim=1, descending=True, stable=True)
             found[layer] = (order[:, :top], values[:, :top])
+            if layer == deepest:
+                raise _Stop()
             return activations
 
         return hook
 
-    def stop(_tensor, hook=None):
-        raise _Stop()
-
-    hooks = [(f"blocks.{layer}.mlp.hook_post", read(layer)) for layer in layers]
-    hooks.append(("ln_final.hook_in", stop))
-    with torch.inference_mode():
-        try:
-            bridge.run_with_hooks(torch.tensor([ids], device=device), fwd_hooks=hooks)
-        except _Stop:
-            pass
+    _run_to(bridge, ids, [(f"blocks.{layer}.mlp.hook_post", read(layer)) for layer in layers], device)
     neurons = np.stack([found[layer][0].cpu().numpy() for layer in layers], axis=1)
     values = np.stack([found[layer][1].cpu().numpy() for layer in layers], axis=1)
-    return PromptFiring(np.asarray(ids, dtype=np.int64), layers, neurons, values.astype(np.float32))
+    return PromptFiring(
+        np.asarray(ids, dtype=np.int64),
+        layers,
+        neurons,
+        values.astype(np.float32),
+        marked_positions(tokenizer, ids),
+    )

@@ -38,6 +38,20 @@ class TokenizedCorpus:
             self.windows[i : i + windows_per_batch] for i in range(0, len(self.windows), windows_per_batch)
         ]
 
+    def prefix(self, n_positions: int) -> TokenizedCorpus:
+        """The first ``n_positions`` positions, as a pass capped there would have read them: the
+        windows that end by then, and each position's next token as it is (``n_positions`` falls
+        on a window's end, so no window is cut)."""
+        if n_positions >= self.n_positions:
+            return self
+        return TokenizedCorpus(
+            token_ids=self.token_ids[:n_positions],
+            doc=self.doc[:n_positions],
+            position=self.position[:n_positions],
+            next_ids=self.next_ids[:n_positions],
+            windows=[window for window in self.windows if window[1] <= n_positions],
+        )
+
     def next_token_counts(self, d_vocab: int) -> np.ndarray:
         """How often each token is some position's next token (positions without one count nowhere)."""
         has_next = self.next_ids >= 0

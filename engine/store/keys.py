@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from engine.evidence import LayerActivations
 from engine.settings import SCHEMA_VERSION, ActivationSettings, ScanSettings
 from engine.store.cache import ResultCache
 
@@ -59,6 +58,22 @@ class CacheKeys:
     def evidence(self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int) -> str:
         return self.key("activations", corpus_hash, settings.cache_tag, scan.cache_tag, layer)
 
+    def partial_evidence(
+        self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
+    ) -> str:
+        """The evidence of the first tokens of a pass that has not read all it was set to."""
+        return self.key("activations-partial", corpus_hash, settings.cache_tag, scan.cache_tag, layer)
+
+    def evidence_readings(
+        self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
+    ) -> str:
+        """Which token caps have evidence for this layer, and how much of each is read."""
+        return self.key("activations-read", corpus_hash, settings.base_tag, scan.cache_tag, layer)
+
+    def corpus_scales(self, corpus_hash: str, context: int, windows_per_batch: int) -> str:
+        """The final norm's scale at every position of the first batches read (any layer's pass)."""
+        return self.key("activation-scales", corpus_hash, f"c{context}-b{windows_per_batch}")
+
     def pass_progress(
         self, corpus_hash: str, settings: ActivationSettings, layers: list[int], rank: int, world: int
     ) -> str:
@@ -67,53 +82,3 @@ class CacheKeys:
 
     def corpora(self) -> str:
         return self.key("activation-corpora")
-
-
-class EvidenceStore:
-    """Activation evidence in the result cache: each layer's evidence, a running pass's
-    checkpoints, and the content hashes of corpora passed over, by name (so the explorer finds
-    evidence of the embedded corpus without rebuilding it, which takes seconds)."""
-
-    def __init__(self, cache: ResultCache | None, keys: CacheKeys) -> None:
-        self.cache, self.keys = cache, keys
-
-    def evidence(
-        self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
-    ) -> LayerActivations | None:
-        key = self.keys.evidence(corpus_hash, settings, scan, layer)
-        return decoded(self.cache, key, LayerActivations.from_bytes)
-
-    def keep_evidence(
-        self,
-        corpus_hash: str,
-        settings: ActivationSettings,
-        scan: ScanSettings,
-        evidence: LayerActivations,
-    ) -> None:
-        if self.cache:
-            key = self.keys.evidence(corpus_hash, settings, scan, evidence.layer)
-            self.cache.set(key, evidence.to_bytes())
-
-    def checkpoint(self, key: str) -> bytes | None:
-        return self.cache.get(key) if self.cache else None
-
-    def keep_checkpoint(self, key: str, payload: bytes) -> None:
-        if self.cache:
-            self.cache.set(key, payload)
-
-    def forget(self, key: str) -> None:
-        if self.cache:
-            self.cache.delete(key)
-
-    def remember_corpus(self, name: str, content_hash: str) -> None:
-        if self.cache:
-            known = self.cache.get_json(self.keys.corpora()) or {}
-            if known.get(name) != content_hash:
-                self.cache.set_json(self.keys.corpora(), {**known, name: content_hash})
-
-    def known_corpus_hash(self, name: str) -> str | None:
-        if not self.cache:
-            return None
-        known = self.cache.get_json(self.keys.corpora()) or {}
-        value = known.get(name)
-        return value if isinstance(value, str) else None

@@ -220,11 +220,17 @@ async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lif
         await settle(pilot, app)
         listing = app.query_one(NeuronList)
         assert listing.neurons.lift is None
+        from tui.screens.pass_dialog import PassDialog
+
         await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, PassDialog))
+        await pilot.press("down", "space", "enter")  # all layers, the default cap
         await pilot.press("j", "j")  # keys keep working while the pass runs
         await wait_for(pilot, lambda: listing.neurons.lift is not None)
         assert "lift" in str(listing._header())
-        expected = ActivationJob(engine, [1], corpus, settings, ScanSettings(top_k=20)).cached(1)
+        # The dialog's default cap on a CPU (50,000 tokens) is more than this corpus holds.
+        expected, reading = engine.best_evidence(1, corpus.content_hash, settings, ScanSettings(top_k=20))
+        assert reading.cap == 50_000 and reading.complete
         np.testing.assert_array_equal(listing.neurons.lift, expected.positive.lift)
         while app.state.sort_key != "lift":
             await pilot.press("s")
@@ -273,9 +279,15 @@ async def test_the_text_probe_shows_the_hardest_firing_neurons_and_opens_one(tin
         hook.remove()
         acts = captured["act"].numpy()
         expected_first = [int(np.argsort(-row, kind="stable")[0]) for row in acts]
-        shown_first = [probe.rows[3 * p][1] for p in range(len(expected_first))]
-        assert shown_first == expected_first
+        # Position 0 is shown on one row, marked and not ranked; each later position has three rows.
+        assert probe.rows[0] is None
+        shown_first = [probe.rows[1 + 3 * (p - 1)][1] for p in range(1, len(expected_first))]
+        assert shown_first == expected_first[1:]
         np.testing.assert_allclose(probe.firing.activations[:, 0, 0], acts.max(axis=1), rtol=1e-5)
-        await pilot.press("enter")  # the first row: position 0's hardest-firing neuron
+        await pilot.press("down", "enter")  # position 1's hardest-firing neuron: its own probe
+        from tui.screens.neuron_probe import NeuronProbeScreen
+
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronProbeScreen))
+        await pilot.press("ctrl+o")  # open it in the list, with its detail
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
-        assert app.screen.neuron == expected_first[0]
+        assert app.screen.neuron == expected_first[1]

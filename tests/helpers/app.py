@@ -49,6 +49,45 @@ class GatedEngine(NeuronEngine):
         return super().layer(layer, settings, listener=listener, cancelled=cancelled)
 
 
+class PassGatedEngine(NeuronEngine):
+    """An engine whose corpus passes land at every batch (checkpoints too) and, once every chosen
+    layer has landed, wait at a gate before the next batch until the test opens it: a test sees
+    evidence on screen while the pass is provably still reading, on a machine of any speed."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        super().__init__(options)
+        self.gate = threading.Event()
+        self.landings: list[tuple[int, object]] = []  # (layer, reading) as they landed
+
+    def corpus_pass(
+        self,
+        layers,
+        corpus,
+        settings,
+        scan,
+        ranks=None,
+        listener=None,
+        cancelled=None,
+        checkpoint_seconds=30.0,
+        on_landed=None,
+        land_seconds=None,
+    ):
+        def landed(layer, evidence, reading):
+            self.landings.append((layer, reading))
+            if on_landed is not None:
+                on_landed(layer, evidence, reading)
+
+        def listen(progress):
+            if listener is not None:
+                listener(progress)
+            if progress.stage == "running" and self.landings:  # after the first batch's landings
+                self.gate.wait()
+
+        return super().corpus_pass(
+            layers, corpus, settings, scan, ranks, listen, cancelled, 0.0, landed, land_seconds
+        )
+
+
 def make_app(
     model: Path,
     cache: Path,

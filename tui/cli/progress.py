@@ -88,6 +88,13 @@ class ActivationStderrProgress:
                 f"{event.done_tokens}/{event.total_tokens} tokens, {event.rate:,.0f} tokens/s, "
                 f"{'?' if left is None else f'{left:.0f}'} s left"
             )
+        elif event.stage == "resuming":
+            self._say(f"resuming at {event.done_tokens:,} of {event.total_tokens:,} tokens")
+        elif event.stage == "stopped":
+            self._say(
+                f"stopped at {event.done_tokens:,} of {event.total_tokens:,} tokens: the evidence of "
+                "what was read is kept, and the same command resumes from there"
+            )
         elif event.stage == "loading":
             self._say("loading the model to run it")
         elif event.stage == "tokenizing":

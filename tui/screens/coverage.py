@@ -13,14 +13,15 @@ from textual.widgets import DataTable, Static
 from engine.scan.coverage import Coverage
 from engine.tokens import Vocabulary
 from tui.render import token_label
+from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
 BAR_WIDTH = 20
 
 
-class CoverageScreen(Screen[tuple[int, int] | None]):
-    BINDINGS = [Binding("escape,q,c", "close", "Back", id="close-coverage")]
+class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
+    BINDINGS = [Binding("escape,q,c", "close", "Back", id="close-coverage"), *mark_bindings("coverage")]
 
     DEFAULT_CSS = """
     CoverageScreen #coverage-title { height: auto; background: $panel; padding: 0 1; }
@@ -99,6 +100,16 @@ class CoverageScreen(Screen[tuple[int, int] | None]):
                 )
                 self.targets[table_id].append((int(c.best_layer[token_id]), int(c.best_neuron[token_id])))
         self.query_one("#best-tokens", DataTable).focus()
+
+    def marking_target(self) -> tuple[int, int] | None:
+        """The best neuron of the token under the cursor, in the token list that has focus."""
+        focused = self.focused
+        if not isinstance(focused, DataTable):
+            return None
+        targets = self.targets.get(focused.id or "")
+        if not targets or not 0 <= focused.cursor_row < len(targets):
+            return None
+        return targets[focused.cursor_row]
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -26,13 +26,18 @@ from textual_plotext import PlotextPlot
 
 from engine.columns import COLUMNS
 from engine.errors import describe
+from engine.evidence import EvidenceReading
+from engine.firing import LayerFiring
 from engine.inputs import LayerInputs
 from engine.neurons import LayerNeurons
 from engine.score_histogram import linear_counts
 from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary, display_token
+from engine.tokens import Vocabulary
 from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
+from tui.screens.detail_evidence import evidence_view
+from tui.screens.detail_pass import LayerPass, LayerPassWork
+from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.screens.neuron_io import reads_writes_view
 from tui.widgets.footer import KeyFooter
 from tui.widgets.title_bar import TitleBar
@@ -51,86 +56,7 @@ def _token_cells(token_id: int, dot: float, vocab: Vocabulary) -> list[Text]:
     ]
 
 
-def _text_part(text: str) -> str:
-    """Context text drawn on one line: newlines and other controls as visible escapes."""
-    return "".join(display_token(char) if not char.isprintable() else char for char in text)
-
-
-def _example_line(text: Text, value: float, top: float, context_ids, vocab: Vocabulary, first: bool) -> None:
-    """One example: its activation, a bar as long as |activation| (intensity reads without colour),
-    and its context with the firing token in ⟦ ⟧."""
-    from engine.evidence_records import MARK_CLOSE, MARK_OPEN, example_context
-
-    bar = "█" * max(1, round(6 * abs(value) / top)) if top > 0 and value != 0 else "·"
-    before, firing, after = example_context(context_ids, vocab)
-    # One line in the 62-cell panel: 15 for the value and bar, the rest for the context.
-    text.append(f"{value:+7.2f} {bar:<6} ", style="bold" if first else "")
-    text.append(_text_part(before)[-20:])
-    text.append(f"{MARK_OPEN}{_text_part(firing)[:12]}{MARK_CLOSE}", style="bold reverse")
-    text.append(_text_part(after)[:12] + "\n")
-
-
-def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabulary) -> None:
-    pole = evidence.pole(pole_name)
-    sign, tokens = ("+", "promote") if pole_name == "positive" else ("−", "suppress")
-    lift, hit, base = float(pole.lift[neuron]), float(pole.hit_rate[neuron]), float(pole.base_rate[neuron])
-    lift_text = "— (its tokens never come next)" if lift != lift else f"{lift:.2f}"
-    text.append(f"\n{sign} pole", style="bold")
-    text.append(f" raises its {tokens} tokens · density {pole.density[neuron]:.1%}\n")
-    text.append(f"lift {lift_text}")
-    if hit == hit and lift == lift:
-        text.append(f" ({hit:.1%} of top {evidence.lift_positions} vs {base:.2%} overall)")
-    entropy = float(pole.input_entropy[neuron])
-    text.append(
-        f"\ndirect effect {pole.direct_effect[neuron]:+.3f} · fires on {int(pole.input_forms[neuron])} "
-        f"words{'' if entropy != entropy else f' ({entropy:.1f} bits)'}\n"
-    )
-    top = abs(float(pole.values[neuron, 0])) if pole.doc[neuron, 0] >= 0 else 0.0
-    for rank in range(evidence.examples):
-        if pole.doc[neuron, rank] < 0:
-            break
-        _example_line(
-            text, float(pole.values[neuron, rank]), top, pole.context_ids[neuron, rank], vocab, rank == 0
-        )
-    if pole.doc[neuron, 0] < 0:
-        text.append("never fires with this sign\n", style="dim")
-
-
-CASE_EXAMPLES = 3
-
-
-def _cases_view(text: Text, cases, neuron: int, vocab: Vocabulary) -> None:
-    from engine.evidence import CASES
-
-    text.append("\ngate/up sign cases", style="bold")
-    text.append(": share of positions, top examples\n")
-    top = float(np.abs(cases.values[neuron]).max(initial=0.0))
-    for number, name in enumerate(CASES):
-        share = float(cases.shares[neuron, number])
-        shown = "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"  # a handful of positions is not 0
-        text.append(f"{name} {shown:>6}\n", style="bold")
-        for rank in range(min(CASE_EXAMPLES, cases.doc.shape[2])):
-            if cases.doc[neuron, number, rank] < 0:
-                break
-            value = float(cases.values[neuron, number, rank])
-            _example_line(text, value, top, cases.context_ids[neuron, number, rank], vocab, False)
-
-
-def evidence_view(evidence, neuron: int, vocab: Vocabulary) -> Text:
-    """Where the neuron fires on the corpus, beside its weights: each pole's density, lift, direct
-    effect and top examples, then (gated MLPs) the four gate/up sign cases."""
-    if evidence is None:
-        return Text("on text: no corpus pass for this layer yet (A runs one)", style="dim")
-    text = Text()
-    text.append(f"on text ({evidence.n_positions:,} tokens)\n", style="bold")
-    for pole in ("positive", "negative"):
-        _pole_view(text, evidence, pole, neuron, vocab)
-    if evidence.cases is not None:
-        _cases_view(text, evidence.cases, neuron, vocab)
-    return text
-
-
-class NeuronDetailScreen(Screen[None]):
+class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
     """``score_row(neuron)`` computes a neuron's float64 scores against the whole vocabulary (slow:
     it may load the weights), so it runs in a worker."""
 
@@ -144,6 +70,9 @@ class NeuronDetailScreen(Screen[None]):
         Binding("pageup", "scroll_tokens('page_up')", "Page up", show=False, id="detail-page-up"),
         Binding("home,g", "scroll_tokens('home')", "Top", show=False, id="detail-top"),
         Binding("end,G", "scroll_tokens('end')", "Bottom", show=False, id="detail-bottom"),
+        Binding("a", "read_layer", "Read text (a stops)", id="detail-read"),
+        Binding("t", "probe_neuron", "Probe", id="detail-probe"),
+        *mark_bindings("detail"),
     ]
 
     DEFAULT_CSS = """
@@ -151,6 +80,7 @@ class NeuronDetailScreen(Screen[None]):
     NeuronDetailScreen #detail-tokens { width: 62; }
     NeuronDetailScreen #detail-plots { width: 1fr; }
     NeuronDetailScreen PlotextPlot { height: 1fr; }
+    NeuronDetailScreen #detail-activity { height: 1; padding: 0 1; background: $panel; display: none; }
     """
 
     class Moved(Message):
@@ -179,10 +109,16 @@ class NeuronDetailScreen(Screen[None]):
         vocab: Vocabulary,
         score_row: Callable[[int], np.ndarray],
         layer_inputs: Callable[[], LayerInputs] | None = None,
+        reading: EvidenceReading | None = None,
+        layer_pass: LayerPass | None = None,
+        probe_layer: Callable[[str], LayerFiring] | None = None,
     ) -> None:
         """``layer_inputs()`` computes the layer's input side (slow: it may read the weights), so it
-        runs in a worker too."""
+        runs in a worker too; ``reading`` says how much of the corpus the evidence read;
+        ``layer_pass`` runs the model over the corpus for this layer (a); ``probe_layer(text)``
+        runs it on typed text (t)."""
         super().__init__()
+        self.reading, self.layer_pass, self.probe_layer = reading, layer_pass, probe_layer
         self.info, self.neurons, self.vocab, self.score_row = info, neurons, vocab, score_row
         self.layer_inputs = layer_inputs
         self.inputs: LayerInputs | None = neurons.inputs
@@ -197,6 +133,7 @@ class NeuronDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield TitleBar(id="detail-title")
+        yield Static(id="detail-activity")
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-tokens"):
                 yield Static(id="detail-stats")
@@ -227,8 +164,7 @@ class NeuronDetailScreen(Screen[None]):
         self.query_one("#detail-title", Static).update(Text(title))
         self.stats_table, self.lists_table = self._stats(stats), self._promote_suppress(neuron)
         self.query_one("#detail-stats", Static).update(self.stats_table)
-        self.evidence_text = evidence_view(self.neurons.evidence, neuron, self.vocab)
-        self.query_one("#detail-evidence", Static).update(self.evidence_text)
+        self.show_evidence()
         self._show_io()
         self.query_one("#detail-lists", Static).update(self.lists_table)
         self.query_one("#detail-tokens", VerticalScroll).scroll_home(animate=False)
@@ -250,6 +186,23 @@ class NeuronDetailScreen(Screen[None]):
         else:
             null_plot.title("null baseline not computed yet")
         null_widget.refresh()
+
+    def show_evidence(self) -> None:
+        self.evidence_text = evidence_view(self.neurons.evidence, self.neuron, self.vocab, self.reading)
+        self.query_one("#detail-evidence", Static).update(self.evidence_text)
+
+    def marking_target(self) -> tuple[int, int] | None:
+        return self.result.layer, self.neuron
+
+    def action_probe_neuron(self) -> None:
+        """Type text and see this neuron's activation on every token."""
+        from tui.screens.neuron_probe import NeuronProbeScreen, NeuronTokens
+
+        if self.probe_layer is None:
+            return
+        r, n = self.result, self.neuron
+        tokens = NeuronTokens(int(r.promote_ids[n, 0]), int(r.suppress_ids[n, 0]))
+        self.app.push_screen(NeuronProbeScreen(r.layer, n, self.vocab, self.probe_layer, tokens))
 
     def _draw_score_histogram(self, neuron: int) -> None:
         """The neuron's scores over the whole vocabulary, from the scan's stored counts."""

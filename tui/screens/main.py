@@ -379,9 +379,33 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
             found = self.engine.cached_inputs(neurons.layer, settings)
             if found is not None:
                 neurons = replace(neurons, inputs=found)
-        self.app.push_screen(
-            NeuronDetailScreen(self.info, neurons, order, message.neuron, self.vocab, score_row, layer_inputs)
+        plan, engine, landed_here = self.layer_pass_plan(neurons.layer), self.engine, self.evidence_landed
+
+        def layer_pass(listener, cancelled, on_landed):
+            from tui.corpus_pass import run_planned_pass
+
+            def landed(layer, evidence, reading):
+                on_landed(layer, evidence, reading)
+                landed_here(layer, evidence, reading)  # the list's lift too
+
+            return run_planned_pass(engine, plan, listener, cancelled, landed)
+
+        def probe_layer(text: str):
+            return engine.probe_layer(text, neurons.layer)
+
+        screen = NeuronDetailScreen(
+            self.info,
+            neurons,
+            order,
+            message.neuron,
+            self.vocab,
+            score_row,
+            layer_inputs,
+            reading=self.state.readings.get(neurons.layer),
+            layer_pass=layer_pass,
+            probe_layer=probe_layer,
         )
+        self.app.push_screen(screen)
 
     def follow_neuron(self, neuron: int) -> None:
         """The detail stepped to another neuron: the list's cursor follows."""

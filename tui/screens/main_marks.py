@@ -24,7 +24,7 @@ class MarkActions(MainParts):
         except UserError:
             return  # said when a change is saved; a passing read error is no news
         if changed:
-            self._refresh_marks()
+            self.refresh_marks()
 
     def on_neuron_list_mark_toggled(self, message: NeuronList.MarkToggled) -> None:
         # The layer comes with the message: by now another layer may be on screen (keys typed ahead).
@@ -32,7 +32,7 @@ class MarkActions(MainParts):
             self.state.toggle_mark(message.layer, message.neuron)
         except UserError as error:  # the collection file could not be written
             self.notify(str(error), title="mark not saved", severity="error")
-        self._refresh_marks()
+        self.refresh_marks()
 
     def action_undo(self) -> None:
         """Undo this explorer's last mark, unmark or note (the collection file is changed back)."""
@@ -42,9 +42,9 @@ class MarkActions(MainParts):
         from tui.screens.collection import undo_and_say
 
         undo_and_say(collection, self)
-        self._refresh_marks()
+        self.refresh_marks()
 
-    def _refresh_marks(self) -> None:
+    def refresh_marks(self) -> None:
         listing = self.query_one(NeuronList)
         listing.marked = self.state.marked
         listing.refresh()
@@ -64,7 +64,7 @@ class MarkActions(MainParts):
                 collection.set_note(layer, neuron, text)
             except UserError as error:
                 self.notify(str(error), title="note not saved", severity="error")
-            self._refresh_marks()
+            self.refresh_marks()
 
         label = neuron_label(layer, neuron)
         hint = "Enter saves (the neuron is marked), Escape cancels"

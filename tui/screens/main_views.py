@@ -62,7 +62,10 @@ class OtherViews(MainParts):
         def probe(text: str, layers: list[int], top: int):
             return engine.probe(text, layers, top, settings, held)
 
-        screen = TextProbeScreen(self.state.layer, self.info.n_layers, self.vocab, probe)
+        def probe_layer(layer: int):
+            return lambda text: engine.probe_layer(text, layer)
+
+        screen = TextProbeScreen(self.state.layer, self.info.n_layers, self.vocab, probe, probe_layer)
         self.app.push_screen(screen, self._open_collected)
 
     def action_token_search(self) -> None:

@@ -1,5 +1,7 @@
 """Type a sentence, see per token the neurons that fire hardest (in the layer on screen, or in
-every layer) and the token each promotes most; Enter opens that neuron."""
+every layer) and the token each promotes most; Enter probes that one neuron on the same text.
+Position 0 and special tokens (a BOS) are shown, marked, and not ranked: their activations are on
+another scale."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from engine.errors import describe
+from engine.firing import LayerFiring
 from engine.tokens import Vocabulary
 from tui.render import token_label
+from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
@@ -23,14 +27,16 @@ from tui.widgets.title_bar import TitleBar
 PER_LAYER = 3  # neurons shown per token and layer
 
 
-class TextProbeScreen(Screen[tuple[int, int] | None]):
+class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
     """``probe(text, layers)`` runs the model in a worker (slow the first time: it loads it) and
-    returns an engine.activations.probe.PromptFiring and, for the neurons shown, the token each promotes
-    most according to the weight scan ({(layer, neuron): token id})."""
+    returns an engine.firing.PromptFiring and, for the neurons shown, the tokens each promotes and
+    suppresses most according to the weight scan ({(layer, neuron): (token id, token id)});
+    ``probe_layer(layer)`` gives the one-neuron probe's runner for a layer."""
 
     BINDINGS = [
         Binding("escape", "close", "Back", id="close-probe"),
         Binding("ctrl+a", "toggle_layers", "This layer / all layers", id="probe-layers"),
+        *mark_bindings("probe"),
     ]
 
     DEFAULT_CSS = """
@@ -49,12 +55,15 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
         n_layers: int,
         vocab: Vocabulary,
         probe: Callable,
+        probe_layer: Callable[[int], Callable[[str], LayerFiring]] | None = None,
     ) -> None:
         super().__init__()
         self.shown_layer, self.n_layers, self.vocab = layer, n_layers, vocab
-        self.probe = probe
+        self.probe, self.probe_layer = probe, probe_layer
         self.all_layers = False
-        self.rows: list[tuple[int, int]] = []
+        self.rows: list[tuple[int, int] | None] = []  # None: a marked position's row
+        self.promoted: dict[tuple[int, int], tuple[int, int]] = {}
+        self.text = ""
         self.firing = None
 
     def compose(self) -> ComposeResult:
@@ -98,12 +107,23 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
         if message.firing is None:
             note.update(Text(f"cannot run the model: {message.error}"))
             return
-        self.firing = message.firing
+        self.firing, self.promoted, self.text = message.firing, message.promoted, message.text
         table = self.query_one(DataTable)
         table.clear()
         self.rows = []
         firing = message.firing
         for position, token_id in enumerate(firing.token_ids.tolist()):
+            if firing.marked[position]:
+                table.add_row(
+                    f"{position}*",
+                    Text(token_label(self.vocab.text(token_id), 16), style="dim"),
+                    "",
+                    "",
+                    "",
+                    Text("not ranked: another scale", style="dim"),
+                )
+                self.rows.append(None)
+                continue
             best = sorted(
                 (
                     (float(firing.activations[position, li, r]), layer, int(firing.neurons[position, li, r]))
@@ -113,7 +133,8 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
                 key=lambda hit: (-hit[0], hit[1], hit[2]),
             )[:PER_LAYER]
             for rank, (value, layer, neuron) in enumerate(best):
-                promoted = message.promoted.get((layer, neuron))
+                tokens = message.promoted.get((layer, neuron))
+                promoted = None if tokens is None else tokens[0] if value >= 0 else tokens[1]
                 table.add_row(
                     str(position) if rank == 0 else "",
                     Text(token_label(self.vocab.text(token_id), 16) if rank == 0 else ""),
@@ -125,13 +146,36 @@ class TextProbeScreen(Screen[tuple[int, int] | None]):
                 self.rows.append((layer, neuron))
         table.focus()
         note.update(
-            Text(f"{len(firing.token_ids)} tokens · top {PER_LAYER} neurons each · ctrl+a: this layer or all")
+            Text(
+                f"{len(firing.token_ids)} tokens · top {PER_LAYER} neurons each (* not ranked) · "
+                "Enter: that neuron on this text · ctrl+a: this layer or all"
+            )
         )
 
+    def marking_target(self) -> tuple[int, int] | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.rows[row] if 0 <= row < len(self.rows) else None
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        from tui.screens.neuron_probe import NeuronProbeScreen, NeuronTokens
+
         event.stop()
-        if 0 <= event.cursor_row < len(self.rows):
-            self.dismiss(self.rows[event.cursor_row])
+        target = self.rows[event.cursor_row] if 0 <= event.cursor_row < len(self.rows) else None
+        if target is None:
+            return
+        if self.probe_layer is None:
+            self.dismiss(target)
+            return
+        layer, neuron = target
+        known = self.promoted.get(target)
+        tokens = None if known is None else NeuronTokens(*known)
+        screen = NeuronProbeScreen(layer, neuron, self.vocab, self.probe_layer(layer), tokens, self.text)
+
+        def opened(chosen: tuple[int, int] | None) -> None:
+            if chosen is not None:
+                self.dismiss(chosen)  # ctrl+o there: open the neuron in the list
+
+        self.app.push_screen(screen, opened)
 
     def action_toggle_layers(self) -> None:
         self.all_layers = not self.all_layers

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 
 from engine.scan.token_search import TokenIndex, TokenMatch
 from tui.render import score_style, token_label
+from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyOptionList, KeyTable
 from tui.widgets.title_bar import TitleBar
@@ -23,10 +24,11 @@ from tui.widgets.title_bar import TitleBar
 TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: neurons [V, N], dots [V, N]
 
 
-class TokenSearchScreen(Screen[tuple[int, int] | None]):
+class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
     BINDINGS = [
         Binding("escape", "close", "Back", id="close-search"),
         Binding("tab", "focus_next", "Next pane", show=False),
+        *mark_bindings("search"),  # the text field types a space: these act in the lists
     ]
 
     DEFAULT_CSS = """
@@ -124,6 +126,11 @@ class TokenSearchScreen(Screen[tuple[int, int] | None]):
         if pending:
             note += f"; {pending} still pending"
         self.query_one("#search-note", Static).update(Text(note + " · Enter opens the neuron"))
+
+    def marking_target(self) -> tuple[int, int] | None:
+        """The neuron row under the cursor (the best neuron of the token when the list has focus)."""
+        row = self.query_one(DataTable).cursor_row
+        return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

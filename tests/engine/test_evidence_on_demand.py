@@ -1,0 +1,116 @@
+"""Evidence on demand: one layer's pass gives the bytes of the full pass; a pass lands the evidence
+of the tokens read so far (as a pass capped there would give it), keeps it when stopped, and says
+where it resumes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from engine.activations.job import ActivationJob
+from engine.corpus import Corpus
+from engine.errors import ScanCancelled
+from engine.settings import ActivationSettings, ScanSettings
+from tests.engine.test_activations import _engine, random_documents
+
+SETTINGS = ActivationSettings(context=16, examples=4, lift_positions=8, batch_tokens=32)
+SCAN = ScanSettings(top_k=12)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    return Corpus("random", random_documents(7, count=9))
+
+
+@pytest.mark.parametrize("model", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_one_layers_pass_writes_the_full_pass_bytes(model, corpus, request, tmp_path):
+    model_dir = request.getfixturevalue(model)
+    settings = replace(SETTINGS, max_tokens=300)
+    full = ActivationJob(_engine(model_dir, tmp_path / "full"), [0, 1], corpus, settings, SCAN).run()
+
+    engine = _engine(model_dir, tmp_path / "one")
+    last = ActivationJob(engine, [1], corpus, settings, SCAN)
+    assert last.run()[1].to_bytes() == full[1].to_bytes()
+    assert last.batches_short == 0  # no scales known yet: this pass ran to the final norm
+    # Now the final norm's scales of these windows are known: layer 0's pass stops after layer 0.
+    first = ActivationJob(engine, [0], corpus, settings, SCAN)
+    assert first.run()[0].to_bytes() == full[0].to_bytes()
+    assert first.batches_short == first.batches_run > 0
+    key = engine.keys.evidence(corpus.content_hash, settings, SCAN, 0)
+    assert engine.cache.get(key) == full[0].to_bytes()  # the same cache entry as the full pass
+
+
+def test_a_stopped_pass_keeps_what_it_read_and_resumes_from_there(tiny_llama_dir, corpus, tmp_path):
+    engine = _engine(tiny_llama_dir, tmp_path / "stopped")
+    events, landed = [], []
+    stopped = ActivationJob(
+        engine,
+        [1],
+        corpus,
+        SETTINGS,
+        SCAN,
+        listener=events.append,
+        cancelled=lambda: sum(e.stage == "running" for e in events) >= 3,
+        on_landed=lambda layer, evidence, reading: landed.append((layer, evidence, reading)),
+        land_seconds=0,
+    )
+    with pytest.raises(ScanCancelled):
+        stopped.run()
+    assert events[-1].stage == "stopped"
+    # Landed after every batch (land_seconds 0), growing, then once more when stopped.
+    reads = [reading.read for _, _, reading in landed]
+    assert reads[0] > 0 and reads == sorted(reads) and len(reads) >= 3
+    read = reads[-1]
+    assert all(not reading.complete and reading.of == events[-1].total_tokens for *_, reading in landed)
+
+    # What was read is in the cache, and is exactly a pass capped at that many tokens.
+    found, reading = engine.best_evidence(1, corpus.content_hash, SETTINGS, SCAN)
+    assert (reading.read, reading.complete) == (read, False)
+    assert reading.label == f"{read:,} of {reading.of:,} tokens read"
+    capped = ActivationJob(
+        _engine(tiny_llama_dir, tmp_path / "capped"), [1], corpus, replace(SETTINGS, max_tokens=read), SCAN
+    ).run()
+    assert found.to_bytes() == capped[1].to_bytes() == landed[-1][1].to_bytes()
+    first_landing_read = reads[0]
+    first_capped = ActivationJob(
+        _engine(tiny_llama_dir, tmp_path / "first"),
+        [1],
+        corpus,
+        replace(SETTINGS, max_tokens=first_landing_read),
+        SCAN,
+    ).run()
+    assert landed[0][1].to_bytes() == first_capped[1].to_bytes()
+
+    # Resuming says where it starts and counts from there.
+    events.clear()
+    whole = ActivationJob(engine, [1], corpus, SETTINGS, SCAN, listener=events.append).run()
+    resuming = [e for e in events if e.stage == "resuming"]
+    assert len(resuming) == 1 and resuming[0].done_tokens == read
+    running = [e for e in events if e.stage == "running"]
+    assert running[0].start_tokens == read and running[0].done_tokens > read
+    assert running[-1].done_tokens == running[-1].total_tokens
+    fresh = ActivationJob(_engine(tiny_llama_dir, tmp_path / "fresh"), [1], corpus, SETTINGS, SCAN).run()
+    assert whole[1].to_bytes() == fresh[1].to_bytes()
+    # The finished pass supersedes the partial one.
+    found, reading = engine.best_evidence(1, corpus.content_hash, SETTINGS, SCAN)
+    assert reading.complete and found.to_bytes() == fresh[1].to_bytes()
+    assert engine.cache.get(engine.keys.partial_evidence(corpus.content_hash, SETTINGS, SCAN, 1)) is None
+
+
+def test_the_most_read_evidence_is_found_under_any_cap(tiny_llama_dir, corpus, tmp_path):
+    engine = _engine(tiny_llama_dir, tmp_path / "caps")
+    small = ActivationJob(engine, [0], corpus, replace(SETTINGS, max_tokens=96), SCAN).run()
+    found, reading = engine.best_evidence(0, corpus.content_hash, SETTINGS, SCAN)
+    assert (reading.cap, reading.read, reading.complete) == (96, 96, True)
+    assert found.to_bytes() == small[0].to_bytes()
+    larger = ActivationJob(engine, [0], corpus, replace(SETTINGS, max_tokens=200), SCAN).run()
+    found, reading = engine.best_evidence(0, corpus.content_hash, SETTINGS, SCAN)
+    assert reading.cap == 200 and found.to_bytes() == larger[0].to_bytes()
+    # A damaged index loses nothing: the evidence of the asked settings is still found by its key.
+    key = engine.keys.evidence_readings(corpus.content_hash, SETTINGS, SCAN, 0)
+    engine.cache.set(key, b"not json")
+    asked = replace(SETTINGS, max_tokens=96)
+    found, reading = engine.best_evidence(0, corpus.content_hash, asked, SCAN)
+    assert found.to_bytes() == small[0].to_bytes() and reading.complete
+    assert engine.best_evidence(1, corpus.content_hash, SETTINGS, SCAN) is None

@@ -1,0 +1,93 @@
+"""Where a neuron fires on text, as the detail shows it: each pole's density, lift, direct effect
+and top examples (a bar as long as |activation|, readable without colour), then the four gate/up
+sign cases, under a heading that says how much of the corpus the evidence has read."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+
+from engine.evidence import EvidenceReading
+from engine.tokens import Vocabulary, display_token
+
+
+def _text_part(text: str) -> str:
+    """Context text drawn on one line: newlines and other controls as visible escapes."""
+    return "".join(display_token(char) if not char.isprintable() else char for char in text)
+
+
+def _example_line(text: Text, value: float, top: float, context_ids, vocab: Vocabulary, first: bool) -> None:
+    """One example: its activation, a bar as long as |activation| (intensity reads without colour),
+    and its context with the firing token in ⟦ ⟧."""
+    from engine.evidence_records import MARK_CLOSE, MARK_OPEN, example_context
+
+    bar = "█" * max(1, round(6 * abs(value) / top)) if top > 0 and value != 0 else "·"
+    before, firing, after = example_context(context_ids, vocab)
+    # One line in the 62-cell panel: 15 for the value and bar, the rest for the context.
+    text.append(f"{value:+7.2f} {bar:<6} ", style="bold" if first else "")
+    text.append(_text_part(before)[-20:])
+    text.append(f"{MARK_OPEN}{_text_part(firing)[:12]}{MARK_CLOSE}", style="bold reverse")
+    text.append(_text_part(after)[:12] + "\n")
+
+
+def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabulary) -> None:
+    pole = evidence.pole(pole_name)
+    sign, tokens = ("+", "promote") if pole_name == "positive" else ("−", "suppress")
+    lift, hit, base = float(pole.lift[neuron]), float(pole.hit_rate[neuron]), float(pole.base_rate[neuron])
+    lift_text = "— (its tokens never come next)" if lift != lift else f"{lift:.2f}"
+    text.append(f"\n{sign} pole", style="bold")
+    text.append(f" raises its {tokens} tokens · density {pole.density[neuron]:.1%}\n")
+    text.append(f"lift {lift_text}")
+    if hit == hit and lift == lift:
+        text.append(f" ({hit:.1%} of top {evidence.lift_positions} vs {base:.2%} overall)")
+    entropy = float(pole.input_entropy[neuron])
+    text.append(
+        f"\ndirect effect {pole.direct_effect[neuron]:+.3f} · fires on {int(pole.input_forms[neuron])} "
+        f"words{'' if entropy != entropy else f' ({entropy:.1f} bits)'}\n"
+    )
+    top = abs(float(pole.values[neuron, 0])) if pole.doc[neuron, 0] >= 0 else 0.0
+    for rank in range(evidence.examples):
+        if pole.doc[neuron, rank] < 0:
+            break
+        _example_line(
+            text, float(pole.values[neuron, rank]), top, pole.context_ids[neuron, rank], vocab, rank == 0
+        )
+    if pole.doc[neuron, 0] < 0:
+        text.append("never fires with this sign\n", style="dim")
+
+
+CASE_EXAMPLES = 3
+
+
+def _cases_view(text: Text, cases, neuron: int, vocab: Vocabulary) -> None:
+    from engine.evidence import CASES
+
+    text.append("\ngate/up sign cases", style="bold")
+    text.append(": share of positions, top examples\n")
+    top = float(np.abs(cases.values[neuron]).max(initial=0.0))
+    for number, name in enumerate(CASES):
+        share = float(cases.shares[neuron, number])
+        shown = "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"  # a handful of positions is not 0
+        text.append(f"{name} {shown:>6}\n", style="bold")
+        for rank in range(min(CASE_EXAMPLES, cases.doc.shape[2])):
+            if cases.doc[neuron, number, rank] < 0:
+                break
+            value = float(cases.values[neuron, number, rank])
+            _example_line(text, value, top, cases.context_ids[neuron, number, rank], vocab, False)
+
+
+def evidence_view(evidence, neuron: int, vocab: Vocabulary, reading: EvidenceReading | None = None) -> Text:
+    """Where the neuron fires on the corpus, beside its weights: each pole's density, lift, direct
+    effect and top examples, then (gated MLPs) the four gate/up sign cases."""
+    if evidence is None:
+        return Text(
+            "on text: not read yet (a reads this layer's examples; A runs a corpus pass)", style="dim"
+        )
+    text = Text()
+    label = reading.label if reading is not None else f"{evidence.n_positions:,} tokens"
+    text.append(f"on text ({label})\n", style="bold")
+    for pole in ("positive", "negative"):
+        _pole_view(text, evidence, pole, neuron, vocab)
+    if evidence.cases is not None:
+        _cases_view(text, evidence.cases, neuron, vocab)
+    return text

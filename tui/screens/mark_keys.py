@@ -1,0 +1,83 @@
+"""Space marks and n notes the neuron a view shows, in every view that shows one (the detail, the
+token search, the coverage view, the probes): the same collection as the main list, saved at once,
+undone with u in the list or the collection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.binding import Binding
+
+from engine.errors import UserError
+from tui.neuron_ref import neuron_label
+from tui.screens.prompt import PromptScreen
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from tui.app import NeuronApp
+
+
+def mark_bindings(view: str) -> list[Binding]:
+    return [
+        Binding("space", "mark_shown", "Mark", id=f"{view}-mark"),
+        Binding("n", "note_shown", "Note", id=f"{view}-note"),
+    ]
+
+
+class MarkKeys:
+    """A screen's mark and note keys; the screen says which neuron it shows."""
+
+    def marking_target(self) -> tuple[int, int] | None:
+        """(layer, neuron) the keys act on, or None (nothing to mark here)."""
+        raise NotImplementedError
+
+    def _screen(self) -> Screen:
+        return cast("Screen", self)
+
+    def _explorer(self) -> NeuronApp:
+        return cast("NeuronApp", self._screen().app)
+
+    def action_mark_shown(self) -> None:
+        target, app = self.marking_target(), self._explorer()
+        collection = app.state.collection
+        if target is None or collection is None:
+            return
+        layer, neuron = target
+        try:
+            collection.toggle(layer, neuron)
+        except UserError as error:
+            self._screen().notify(str(error), title="mark not saved", severity="error")
+            return
+        marked = neuron in collection.in_layer(layer)
+        self._screen().notify(f"{neuron_label(layer, neuron)} {'marked' if marked else 'unmarked'}")
+        self._marks_changed()
+
+    def action_note_shown(self) -> None:
+        target, app = self.marking_target(), self._explorer()
+        collection = app.state.collection
+        if target is None or collection is None:
+            return
+        layer, neuron = target
+
+        def save(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                collection.set_note(layer, neuron, text)
+            except UserError as error:
+                self._screen().notify(str(error), title="note not saved", severity="error")
+                return
+            self._screen().notify(f"note kept on {neuron_label(layer, neuron)} (it is marked)")
+            self._marks_changed()
+
+        hint = "Enter saves (the neuron is marked), Escape cancels"
+        label = neuron_label(layer, neuron)
+        app.push_screen(PromptScreen(f"Note for {label}", collection.note(layer, neuron), hint), save)
+
+    def _marks_changed(self) -> None:
+        self._explorer().main.refresh_marks()
+        self.marks_changed()
+
+    def marks_changed(self) -> None:
+        """The screen's own mark display, if it has one."""
