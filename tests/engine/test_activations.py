@@ -224,7 +224,7 @@ async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lif
 
         await pilot.press("A")
         await wait_for(pilot, lambda: isinstance(app.screen, PassDialog))
-        await pilot.press("down", "space", "enter")  # all layers, the default cap
+        await pilot.press("down", "enter")  # all layers, the default cap
         await pilot.press("j", "j")  # keys keep working while the pass runs
         await wait_for(pilot, lambda: listing.neurons.lift is not None)
         assert "lift" in str(listing._header())

@@ -202,3 +202,48 @@ def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
     assert all(e["activation"] < 0 for r in records[:50] for e in r["negative"]["examples"])
     assert set(records[0]["cases"]) == {"gate+up+", "gate+up-", "gate-up+", "gate-up-"}
     assert abs(sum(records[0]["cases"].values()) - 1) < 1e-12
+
+
+def test_one_layers_pass_on_the_bundled_model_stays_under_1_5_gib(tmp_path):
+    """The per-layer pass holds the model, one batch and one layer's state: a process of its own
+    (the command line's, layer 29, as the detail's a runs it, with the layer's scan in the cache as
+    the explorer has it) peaks under 1.5 GiB of RSS."""
+    import subprocess
+    import sys
+
+    from tests.helpers.cli import ROOT, run_cli
+
+    scanned = run_cli("scan", "--layers", "29", "--cache-dir", str(tmp_path / "cache"), "-o", "-")
+    assert scanned.returncode == 0, scanned.stderr
+
+    command = [
+        sys.executable,
+        "-m",
+        "tui.cli",
+        "activations",
+        "--layers",
+        "29",
+        "--max-tokens",
+        "2048",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output",
+        str(tmp_path / "l29.jsonl"),
+    ]
+    # A wrapper of its own, so that the high-water mark is this child's only.
+    wrapper = (
+        "import resource, subprocess, sys; "
+        f"done = subprocess.run({command!r}, capture_output=True, text=True); "
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "print(done.stderr[-2000:], file=sys.stderr)"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", wrapper],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+    code, peak_kib = map(int, ran.stdout.split())
+    assert code == 0, ran.stderr
+    assert peak_kib < 1.5 * 2**20, f"peak RSS {peak_kib / 1024:.0f} MiB"

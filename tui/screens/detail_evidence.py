@@ -16,6 +16,9 @@ def _text_part(text: str) -> str:
     return "".join(display_token(char) if not char.isprintable() else char for char in text)
 
 
+CONTEXT_CELLS = 44
+
+
 def _example_line(text: Text, value: float, top: float, context_ids, vocab: Vocabulary, first: bool) -> None:
     """One example: its activation, a bar as long as |activation| (intensity reads without colour),
     and its context with the firing token in ⟦ ⟧."""
@@ -23,11 +26,14 @@ def _example_line(text: Text, value: float, top: float, context_ids, vocab: Voca
 
     bar = "█" * max(1, round(6 * abs(value) / top)) if top > 0 and value != 0 else "·"
     before, firing, after = example_context(context_ids, vocab)
-    # One line in the 62-cell panel: 15 for the value and bar, the rest for the context.
+    # One line in the 62-cell panel (60 inside its scroll bar): 15 for the value and bar, at most
+    # 44 for the context, whatever the lengths of the firing token and what comes before it.
+    shown_before, shown_firing = _text_part(before)[-20:], _text_part(firing)[:12]
+    room_after = max(0, min(12, CONTEXT_CELLS - 2 - len(shown_before) - len(shown_firing)))
     text.append(f"{value:+7.2f} {bar:<6} ", style="bold" if first else "")
-    text.append(_text_part(before)[-20:])
-    text.append(f"{MARK_OPEN}{_text_part(firing)[:12]}{MARK_CLOSE}", style="bold reverse")
-    text.append(_text_part(after)[:12] + "\n")
+    text.append(shown_before)
+    text.append(f"{MARK_OPEN}{shown_firing}{MARK_CLOSE}", style="bold reverse")
+    text.append(_text_part(after)[:room_after] + "\n")
 
 
 def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabulary) -> None:
