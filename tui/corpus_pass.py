@@ -60,7 +60,8 @@ class PassPlan:
     cap: int | None
     settings: ActivationSettings
     scan: ScanSettings
-    state: ExplorerState  # for the corpus only: ``the_corpus`` reads it and changes nothing
+    corpus: AnyCorpus | None  # given on the command line, else built from corpus_spec or the default
+    corpus_spec: str | None
 
     @property
     def capped(self) -> ActivationSettings:
@@ -73,7 +74,7 @@ class PassPlan:
 
 
 def plan_pass(state: ExplorerState, layers: list[int], cap: int | None) -> PassPlan:
-    return PassPlan(list(layers), cap, state.activation, state.settings, state)
+    return PassPlan(list(layers), cap, state.activation, state.settings, state.corpus, state.corpus_spec)
 
 
 def run_planned_pass(
@@ -87,7 +88,7 @@ def run_planned_pass(
     read: every 2 s for one layer, at every checkpoint for several. Stopped: ScanCancelled."""
     return engine.corpus_pass(
         plan.layers,
-        the_corpus(plan.state),
+        the_corpus(plan.corpus, plan.corpus_spec),
         plan.capped,
         plan.scan,
         listener=listener,
@@ -97,12 +98,12 @@ def run_planned_pass(
     )
 
 
-def the_corpus(state: ExplorerState) -> AnyCorpus:
+def the_corpus(corpus: AnyCorpus | None, spec: str | None) -> AnyCorpus:
     """The corpus given on the command line (loaded and checked before the explorer opened), or
-    the embedded one, built here (seconds; a worker calls this, and it leaves the state alone)."""
-    if state.corpus is not None:
-        return state.corpus
-    return load_corpus(state.corpus_spec) if state.corpus_spec else default_corpus()
+    the embedded one, built here (seconds: a worker calls this)."""
+    if corpus is not None:
+        return corpus
+    return load_corpus(spec) if spec else default_corpus()
 
 
 def _time_left(seconds: float | None) -> str:

@@ -224,7 +224,7 @@ def test_one_layers_pass_on_the_bundled_model_stays_under_1_5_gib(tmp_path):
         "--layers",
         "29",
         "--max-tokens",
-        "2048",
+        "600",
         "--cache-dir",
         str(tmp_path / "cache"),
         "--output",
