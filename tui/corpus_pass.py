@@ -68,9 +68,8 @@ class PassPlan:
         return replace(self.settings, max_tokens=self.cap)
 
     @property
-    def label(self) -> str:
-        layers = f"L{self.layers[0]}" if len(self.layers) == 1 else f"{len(self.layers)} layers"
-        return f"{layers}, {cap_words(self.cap)}"
+    def layers_label(self) -> str:
+        return f"L{self.layers[0]}" if len(self.layers) == 1 else f"{len(self.layers)} layers"
 
 
 def plan_pass(state: ExplorerState, layers: list[int], cap: int | None) -> PassPlan:

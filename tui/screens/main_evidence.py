@@ -73,7 +73,7 @@ class EvidenceWork(MainParts):
             layers = list(range(self.state.n_layers)) if choice.all_layers else [layer]
             plan = plan_pass(self.state, layers, choice.cap)
             self.notify(
-                f"reading {cap_words(choice.cap)} for {plan.label.split(',')[0]}; evidence shows as it "
+                f"reading {cap_words(choice.cap)} for {plan.layers_label}; evidence shows as it "
                 "lands (the list's lift, the detail's examples); A stops",
                 title="corpus pass",
             )
@@ -86,7 +86,7 @@ class EvidenceWork(MainParts):
         from tui.corpus_pass import activity, run_planned_pass
 
         worker = get_current_worker()
-        name = f"corpus pass ({plan.label.split(',')[0]})"
+        name = f"corpus pass ({plan.layers_label})"
 
         def listen(progress: ActivationProgress) -> None:
             text, fraction = activity(progress, name)
