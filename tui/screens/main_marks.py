@@ -7,9 +7,8 @@ A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the scre
 from __future__ import annotations
 
 from engine.errors import UserError
-from tui.neuron_ref import neuron_label
 from tui.screens.main_parts import MainParts
-from tui.screens.prompt import PromptScreen
+from tui.screens.mark_keys import ask_note
 from tui.widgets.neuron_list import NeuronList
 
 
@@ -57,15 +56,4 @@ class MarkActions(MainParts):
         if neuron is None or collection is None or layer is None:
             return
 
-        def save(text: str | None) -> None:
-            if text is None:
-                return
-            try:
-                collection.set_note(layer, neuron, text)
-            except UserError as error:
-                self.notify(str(error), title="note not saved", severity="error")
-            self.refresh_marks()
-
-        label = neuron_label(layer, neuron)
-        hint = "Enter saves (the neuron is marked), Escape cancels"
-        self.app.push_screen(PromptScreen(f"Note for {label}", collection.note(layer, neuron), hint), save)
+        ask_note(self, collection, layer, neuron, lambda saved: self.refresh_marks())

@@ -4,6 +4,7 @@ undone with u in the list or the collection."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from textual.binding import Binding
@@ -15,6 +16,7 @@ from tui.screens.prompt import PromptScreen
 if TYPE_CHECKING:
     from textual.screen import Screen
 
+    from engine.store.collection import Collection
     from tui.app import NeuronApp
 
 
@@ -23,6 +25,28 @@ def mark_bindings(view: str) -> list[Binding]:
         Binding("space", "mark_shown", "Mark", id=f"{view}-mark"),
         Binding("n", "note_shown", "Note", id=f"{view}-note"),
     ]
+
+
+def ask_note(
+    screen: Screen, collection: Collection, layer: int, neuron: int, after: Callable[[bool], None]
+) -> None:
+    """The note dialog for one neuron; a note written marks it. ``after(saved)`` follows a note
+    typed, also when saving failed (the error is said; the views show what the file holds)."""
+
+    def save(text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            collection.set_note(layer, neuron, text)
+        except UserError as error:
+            screen.notify(str(error), title="note not saved", severity="error")
+            after(False)
+            return
+        after(True)
+
+    hint = "Enter saves (the neuron is marked), Escape cancels"
+    prompt = PromptScreen(f"Note for {neuron_label(layer, neuron)}", collection.note(layer, neuron), hint)
+    screen.app.push_screen(prompt, save)
 
 
 class MarkKeys:
@@ -54,26 +78,17 @@ class MarkKeys:
         self._marks_changed()
 
     def action_note_shown(self) -> None:
-        target, app = self.marking_target(), self._explorer()
-        collection = app.state.collection
+        target, collection = self.marking_target(), self._explorer().state.collection
         if target is None or collection is None:
             return
         layer, neuron = target
 
-        def save(text: str | None) -> None:
-            if text is None:
-                return
-            try:
-                collection.set_note(layer, neuron, text)
-            except UserError as error:
-                self._screen().notify(str(error), title="note not saved", severity="error")
-                return
-            self._screen().notify(f"note kept on {neuron_label(layer, neuron)} (it is marked)")
+        def saved(ok: bool) -> None:
+            if ok:
+                self._screen().notify(f"note kept on {neuron_label(layer, neuron)} (it is marked)")
             self._marks_changed()
 
-        hint = "Enter saves (the neuron is marked), Escape cancels"
-        label = neuron_label(layer, neuron)
-        app.push_screen(PromptScreen(f"Note for {label}", collection.note(layer, neuron), hint), save)
+        ask_note(self._screen(), collection, layer, neuron, saved)
 
     def _marks_changed(self) -> None:
         self._explorer().main.refresh_marks()
