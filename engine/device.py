@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.settings import Dtype
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -59,4 +60,20 @@ def cpu_only_torch_warning() -> str | None:
 def torch_dtype(name: str):
     import torch
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def default_precision(device_name: str) -> Dtype:
+    """The product precision ``--dtype auto`` means: bf16 where the scan runs on CUDA (tensor cores
+    multiply bf16 an order of magnitude faster, and the results are still exact), float32 on a CPU
+    (where torch's bf16 products round to bf16, and the exact path emulates them at float32 speed).
+    Decided without importing torch unless this machine has an NVIDIA GPU."""
+    if device_name == "cpu":
+        return "float32"
+    if device_name.startswith("cuda"):
+        return "bfloat16"
+    if not nvidia_gpu_present():
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() else "float32"

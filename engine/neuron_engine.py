@@ -340,7 +340,14 @@ class NeuronEngine:
                 self.cache.set(self.layer_key(layer, settings), result.to_bytes())
             if listener:
                 listener(
-                    ScanProgress("done", layer, result.d_mlp, result.d_mlp, time.perf_counter() - started)
+                    ScanProgress(
+                        "done",
+                        layer,
+                        result.d_mlp,
+                        result.d_mlp,
+                        time.perf_counter() - started,
+                        result.products,
+                    )
                 )
             return result
 

@@ -23,6 +23,7 @@ class ScanProgress:
     done: int = 0
     total: int = 0
     seconds: float = 0.0
+    products: str = ""  # a computed layer's product precision (engine.scan.precision's label)
 
     @property
     def fraction(self) -> float:

@@ -38,6 +38,7 @@ class LayerResult:
     score_hist: np.ndarray  # [d_mlp, 2 * BINS_PER_SIGN] int32: counts of score - mean (score_histogram)
     score_hist_top: int  # the histogram window's upper end, a biased float32 exponent
     device: str = "unknown"  # what computed the layer (cpu, cuda:0): part of the results, not the run
+    products: str = "unknown"  # the fast product's precision (engine.scan.precision's label)
     # "One token or a concept?" per list (engine.concepts), added by the engine after the scan.
     promote_forms: np.ndarray | None = None  # [d_mlp] int32
     promote_form_share: np.ndarray | None = None  # [d_mlp] float64
@@ -83,6 +84,7 @@ class LayerResult:
         values["layer"] = int(values["layer"])
         values["score_hist_top"] = int(values["score_hist_top"])
         values["device"] = str(values["device"])
+        values["products"] = str(values["products"])
         return cls(**values)
 
 

@@ -11,9 +11,11 @@ from typing import Literal, get_args
 
 from engine.errors import UserError
 
-Dtype = Literal["float32", "bfloat16", "float16"]
+Dtype = Literal["float32", "bfloat16"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
-SCHEMA_VERSION = 6  # 4: results record the device; 5: score histograms; 6: LayerNorm/Gemma folds
+# 4: results record the device; 5: score histograms; 6: LayerNorm/Gemma folds; 7: exact bf16
+# products (split operands, the bound checked at every precision), results record the precision.
+SCHEMA_VERSION = 7
 DEFAULT_TOP_K = 10
 DEFAULT_TOKEN_TOP_N = 8
 
@@ -47,7 +49,7 @@ GURNEE = Projection(fold_final_norm=True, center_unembed=True, cosine=True)
 @dataclass(frozen=True)
 class ScanSettings:
     top_k: int = DEFAULT_TOP_K  # tokens kept per neuron
-    dtype: Dtype = "float32"  # compute dtype of the big product; reported scores are float64
+    dtype: Dtype = "float32"  # precision of the big product (engine.scan.precision); scores are float64
     projection: Projection = field(default_factory=Projection)
     token_top_n: int = DEFAULT_TOKEN_TOP_N  # neurons kept per vocabulary token (column-wise top-N)
 

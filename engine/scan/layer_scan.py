@@ -26,6 +26,7 @@ from engine.errors import ScanCancelled
 from engine.results import LayerResult
 from engine.scan.block_pass import COMPILED
 from engine.scan.histogram_pass import HistogramAccumulator
+from engine.scan.precision import BlockProduct, ProductPlan, split_columns
 from engine.scan.projection import ProjectedUnembed
 
 ProgressCallback = Callable[[int, int], None]
@@ -35,7 +36,6 @@ CANDIDATE_MARGIN = (
     16  # extra candidates kept beyond k, so float32 rounding cannot push a true top-k token out
 )
 TOKEN_MARGIN = 8  # likewise for each token's best neurons, which are rescored when a token is queried
-_FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 _VOCAB_CHUNK = 4096
 _EXACT_BATCH = 64
 
@@ -103,11 +103,53 @@ def exact_score_rows(rows64: torch.Tensor, unembed: ProjectedUnembed) -> torch.T
 
 def neuron_rows64(w_out: torch.Tensor, cosine: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 neuron directions as projected (unit norm under --cosine) and their raw norms."""
-    rows = w_out.double()
-    norms = rows.norm(dim=1)
-    if cosine:
-        rows = rows / norms.clamp_min(torch.finfo(torch.float64).tiny).unsqueeze(1)
-    return rows, norms
+    rows = NeuronRows(w_out, cosine)
+    return rows.exact(slice(None)), rows.norms
+
+
+class NeuronRows:
+    """A layer's neuron directions as projected (unit norm under --cosine), float64 on demand.
+
+    The float32 weights widen exactly to float64; rows are widened a batch at a time where they are
+    needed, so an 8B-sized layer never holds a second, float64 copy of itself (0.45 GiB).
+    """
+
+    def __init__(self, w: torch.Tensor, cosine: bool):
+        self.w = w
+        self.cosine = cosine
+        self.count = w.shape[0]
+        self.norms = torch.empty(w.shape[0], dtype=torch.float64, device=w.device)
+        for start in range(0, w.shape[0], _ROW_BATCH):
+            self.norms[start : start + _ROW_BATCH] = w[start : start + _ROW_BATCH].double().norm(dim=1)
+        self._scale = 1.0 / self.norms.clamp_min(torch.finfo(torch.float64).tiny) if cosine else None
+
+    def exact(self, rows) -> torch.Tensor:
+        """Float64 rows (a slice or an index tensor), as projected."""
+        wide = self.w[rows].double()
+        return wide * self._scale[rows].unsqueeze(1) if self._scale is not None else wide
+
+    def project(self, vector: torch.Tensor) -> torch.Tensor:
+        """Each row's float64 dot product with a float64 [d_model] vector."""
+        out = torch.empty(self.count, dtype=torch.float64, device=self.w.device)
+        for start in range(0, self.count, _ROW_BATCH):
+            out[start : start + _ROW_BATCH] = self.exact(slice(start, start + _ROW_BATCH)) @ vector
+        return out
+
+    def fast_float32(self) -> torch.Tensor:
+        """The projected rows rounded to float32 [d_mlp, d_model] (the weights themselves without
+        --cosine)."""
+        if self._scale is None:
+            return self.w
+        out = torch.empty_like(self.w)
+        for start in range(0, self.count, _ROW_BATCH):
+            out[start : start + _ROW_BATCH] = self.exact(slice(start, start + _ROW_BATCH))
+        return out
+
+    def rows_for_split(self, start: int, stop: int) -> torch.Tensor:
+        return self.w[start:stop] if self._scale is None else self.exact(slice(start, stop))
+
+
+_ROW_BATCH = 1024
 
 
 class _RunningExtremes:
@@ -214,21 +256,20 @@ def scan_layer(
 
     ``progress(done, total)`` counts vocabulary tokens; ``cancelled()`` is polled between blocks.
     """
-    device, dtype = unembed.device, unembed.dtype
+    device = unembed.device
     d_mlp = w_out.shape[0]
     d_vocab = unembed.d_vocab
     cosine = unembed.projection.cosine
     w = torch.from_numpy(np.ascontiguousarray(w_out, dtype=np.float32)).to(device)
-    rows64, norms = neuron_rows64(w, cosine)
+    rows = NeuronRows(w, cosine)
+    norms = rows.norms
     k = min(top_k, d_vocab)
     n_candidates = min(k + CANDIDATE_MARGIN, d_vocab)
     token_keep = min(token_top_n + TOKEN_MARGIN, d_mlp)
     chunk = chunk_tokens or default_chunk_tokens(d_mlp, device)
 
-    # The fast operands: neurons as columns ([d_model, d_mlp]) and tokens as rows ([d_vocab, d_model]).
-    neurons_fast = (rows64.to(dtype) if (cosine or dtype != torch.float32) else w).T.contiguous()
-    tokens_fast = unembed.operand.T
-    mean = rows64 @ unembed.column_mean  # exact mean score of each neuron over the vocabulary
+    product = _product(unembed, rows, w)
+    mean = rows.project(unembed.column_mean)  # exact mean score of each neuron over the vocabulary
     mean_fast = mean.float()
     inverse_norm = (torch.ones_like(norms) if cosine else 1.0 / norms.clamp_min(1e-30)).float()
 
@@ -243,7 +284,8 @@ def scan_layer(
     fused = COMPILED.get((chunk, d_mlp), device)  # the compiled block pass, where it is used
     if fused is None:  # the eager pass's scratch
         work_buffer = torch.empty((chunk, d_mlp), device=device)
-        power_buffer = torch.empty((chunk, d_mlp), device=device)
+        power_buffer = torch.empty((chunk, d_mlp), dtype=torch.float64, device=device)
+        wide_buffer = torch.empty((chunk, d_mlp), dtype=torch.float64, device=device)
         key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int64, device=device)
     # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
     row_scale = 1.0 if cosine else float(norms.max())
@@ -254,10 +296,7 @@ def scan_layer(
             raise ScanCancelled()
         size = stop - start
         block = block_buffer[:size]
-        if dtype == torch.float32:
-            torch.matmul(tokens_fast[start:stop], neurons_fast, out=block)
-        else:
-            block.copy_(tokens_fast[start:stop] @ neurons_fast)
+        product.multiply(start, stop, block)
 
         if fused is not None:  # one compiled pass (engine.scan.block_pass), then the top-k selections
             magnitude, best_unit, best_neuron, block_sums = fused(
@@ -275,7 +314,7 @@ def scan_layer(
             continue
 
         # Per token: best neurons by |score|, and the best per unit norm (coverage).
-        work, power = work_buffer[:size], power_buffer[:size]
+        work, power = work_buffer[:size], power_buffer
         torch.abs(block, out=work)
         _, best = work.topk(token_keep, dim=1)
         token_ids[start:stop] = best
@@ -287,17 +326,19 @@ def scan_layer(
         largest.update(block, start)
         smallest.update(block, start, negated=True)
 
-        # Per neuron: centred power sums (float32 sums reduce pairwise: within 1e-6 of float64 here).
+        # Per neuron: centred power sums, in float64 (a float32 square overflows past 1.8e19).
         torch.sub(block, mean_fast, out=work)
         histogram.update(work, key_buffer[:size])
-        torch.mul(work, work, out=power)
-        sums[0] += power.sum(0)
-        sums[2] += torch.mul(power, power, out=block).sum(0)
-        sums[1] += torch.mul(power, work, out=block).sum(0)
+        wide, square = wide_buffer[:size], power[:size]
+        wide.copy_(work)
+        torch.mul(wide, wide, out=square)
+        sums[0] += square.sum(0)
+        sums[1] += torch.mul(square, wide, out=wide).sum(0)
+        sums[2] += torch.mul(square, square, out=square).sum(0)
         if progress is not None:
             progress(stop, d_vocab)
 
-    ranked = _finish_candidates(largest, smallest, rows64, norms, unembed, k, cosine, dtype == torch.float32)
+    ranked = _finish_candidates(largest, smallest, rows, unembed, k, product.plan, (mean, mean_fast, sums))
     m2 = sums[0] / d_vocab
     safe_m2 = m2.clamp_min(torch.finfo(torch.float64).tiny)
     return LayerResult(
@@ -321,37 +362,72 @@ def scan_layer(
         score_hist=histogram.result(),
         score_hist_top=histogram.top,
         device=device_label(unembed.device),
+        products=product.plan.label,
     )
+
+
+class _Float32Product:
+    """Blocks of float32 scores from float32 operands: tokens [d_vocab, d] against neurons [d, d_mlp]."""
+
+    def __init__(self, unembed: ProjectedUnembed, neurons: torch.Tensor):
+        assert unembed.operand is not None, "a float32 unembedding has a float32 operand"
+        self.plan = ProductPlan("float32", unembed.d_model)
+        self._tokens = unembed.operand.T
+        self._neurons = neurons
+
+    def multiply(self, start: int, stop: int, out: torch.Tensor) -> None:
+        torch.matmul(self._tokens[start:stop], self._neurons, out=out)
+
+
+def _product(unembed: ProjectedUnembed, rows: NeuronRows, w: torch.Tensor) -> _Float32Product | BlockProduct:
+    """The layer's block product in the unembedding's precision."""
+    if unembed.split is None:
+        return _Float32Product(unembed, (rows.fast_float32() if rows.cosine else w).T.contiguous())
+    parts = split_columns(rows.count, unembed.d_model, rows.rows_for_split, w.device, _ROW_BATCH)
+    return BlockProduct(unembed.split, parts.transposed(), w.device)
 
 
 def _finish_candidates(
     largest: _RunningExtremes,
     smallest: _RunningExtremes,
-    rows64: torch.Tensor,
-    norms: torch.Tensor,
+    rows: NeuronRows,
     unembed: ProjectedUnembed,
     k: int,
-    cosine: bool,
-    check_bounds: bool,
+    plan: ProductPlan,
+    moments: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
-    """Rescore the candidates in float64, rank them, and recompute rows the bound cannot clear."""
+    """Rescore the candidates in float64, rank them, and recompute rows the bound cannot clear.
+
+    ``moments`` (exact mean, the fast pass's float32 mean, the centred power sums [3, d_mlp]): the
+    candidates are the tails that dominate the third and fourth powers, so their fast terms in the
+    sums are swapped for float64 ones; rows recomputed in full get float64 sums outright.
+    """
     largest.flush()
     smallest.flush()
     pos_ids, neg_ids = largest.ids, smallest.ids
     parts: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, rows64.shape[0], 128):  # float64 gathers small enough to stay in cache
-        rows = slice(start, start + 128)
-        pos_exact = torch.einsum("cd,ckd->ck", rows64[rows], unembed.exact_columns(pos_ids[rows]))
-        neg_exact = torch.einsum("cd,ckd->ck", rows64[rows], unembed.exact_columns(neg_ids[rows]))
-        for name, value in _rank_candidates(pos_ids[rows], pos_exact, neg_ids[rows], neg_exact, k).items():
+    for start in range(0, rows.count, 128):  # float64 gathers small enough to stay in cache
+        batch = slice(start, start + 128)
+        exact = rows.exact(batch)
+        pos_exact = torch.einsum("cd,ckd->ck", exact, unembed.exact_columns(pos_ids[batch]))
+        neg_exact = torch.einsum("cd,ckd->ck", exact, unembed.exact_columns(neg_ids[batch]))
+        for name, value in _rank_candidates(pos_ids[batch], pos_exact, neg_ids[batch], neg_exact, k).items():
             parts.setdefault(name, []).append(value)
+        _swap_candidate_terms(
+            moments,
+            batch,
+            (pos_ids[batch], largest.values[batch], pos_exact),
+            (neg_ids[batch], -smallest.values[batch], neg_exact),
+        )
     ranked = {name: torch.cat(chunks) for name, chunks in parts.items()}
-    if check_bounds and pos_ids.shape[1] < unembed.d_vocab:
+    if pos_ids.shape[1] < unembed.d_vocab:
         # Any token outside the candidates scores at most largest's last value + err (at least
-        # -(smallest's last value) - err); the exact k-th values must clear that for the ranking to be exact.
-        gamma = (unembed.d_model + 4) * _FLOAT32_EPS * 1.01
-        row_scale = torch.ones_like(norms) if cosine else norms
-        err = gamma * row_scale * unembed.max_column_norm
+        # -(smallest's last value) - err); the exact k-th values must clear that for the ranking
+        # to be exact. err bounds the fast product's error for this row (engine.scan.precision).
+        row_scale = torch.ones_like(rows.norms) if rows.cosine else rows.norms
+        err = plan.coefficient * row_scale * unembed.max_column_norm + plan.underflow * (
+            row_scale + unembed.max_column_norm
+        )
         pos_last = largest.values[:, -1].double()
         neg_last = -smallest.values[:, -1].double()
         outside = torch.maximum(pos_last, -neg_last) + err
@@ -361,21 +437,44 @@ def _finish_candidates(
             | (ranked["top_dots"][:, -1].abs() <= outside)
         )
         if bool(unsafe.any()):
-            _rescore_rows_fully(ranked, rows64, unsafe, unembed, k)
+            _rescore_rows_fully(ranked, rows, unsafe, unembed, k, moments)
     return ranked
+
+
+def _swap_candidate_terms(moments, batch: slice, positive, negative) -> None:
+    """In the power sums of rows ``batch``, replace each candidate token's fast centred powers by
+    float64 ones. ``positive``/``negative``: (ids, fast float32 scores, float64 scores) [rows, c];
+    a token among both sets (tiny vocabularies) is swapped once."""
+    mean, mean_fast, sums = moments
+    pos_ids, pos_fast, pos_exact = positive
+    neg_ids, neg_fast, neg_exact = negative
+    once = ~(neg_ids.unsqueeze(2) == pos_ids.unsqueeze(1)).any(dim=2)
+    fast = torch.cat([pos_fast, torch.where(once, neg_fast, 0.0)], dim=1)
+    exact = torch.cat([pos_exact, neg_exact], dim=1)
+    counted = torch.cat([torch.ones_like(pos_fast, dtype=torch.bool), once], dim=1)
+    centred_fast = (fast - mean_fast[batch].unsqueeze(1)).double()  # as the pass centred them
+    centred_exact = exact - mean[batch].unsqueeze(1)
+    for power in (2, 3, 4):
+        change = torch.where(counted, centred_exact.pow(power) - centred_fast.pow(power), 0.0)
+        sums[power - 2, batch] += change.sum(dim=1)
 
 
 def _rescore_rows_fully(
     ranked: dict[str, torch.Tensor],
-    rows64: torch.Tensor,
+    rows: NeuronRows,
     unsafe: torch.Tensor,
     unembed: ProjectedUnembed,
     k: int,
+    moments,
 ) -> None:
-    """Replace the rankings of ``unsafe`` rows with ones from full float64 score rows."""
+    """Replace the rankings and power sums of ``unsafe`` rows with ones from full float64 rows."""
+    mean, _mean_fast, sums = moments
     indices = unsafe.nonzero().flatten()
     for batch in indices.split(_EXACT_BATCH):
-        full = exact_score_rows(rows64[batch], unembed)
+        full = exact_score_rows(rows.exact(batch), unembed)
+        centred = full - mean[batch].unsqueeze(1)
+        square = centred * centred
+        sums[:, batch] = torch.stack([square.sum(1), (square * centred).sum(1), (square * square).sum(1)])
         all_ids = torch.arange(unembed.d_vocab, device=full.device).expand_as(full)
         width = min(2 * k, unembed.d_vocab)
         pos_exact, pos_ids = _sort_desc(full, all_ids, full)

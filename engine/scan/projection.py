@@ -1,7 +1,8 @@
 """The unembedding as a scan sees it: W_U after the projection flags, in two precisions.
 
-The fast pass multiplies in the compute dtype; selected columns are then rebuilt in float64 from the
-float32 source weights (an exact conversion) so that every reported score is a float64 score.
+The fast pass multiplies in the product precision (float32, or bf16 parts:
+``engine.scan.precision``); selected columns are then rebuilt in float64 from the float32 source
+weights (an exact conversion) so that every reported score is a float64 score.
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ class ProjectedUnembed:
             ids = torch.arange(start, min(start + _COLUMN_CHUNK, self.d_vocab), device=device)
             column_sum += self.exact_columns(ids).sum(0)
         self.column_mean = column_sum / self.d_vocab
-        self.operand = self._fast_operand()
+        # The product's operand: [d_model, d_vocab] float32, or None where bf16 parts stand in.
+        self.operand: torch.Tensor | None = None
+        if dtype == torch.float32:
+            self.operand = self._fast_operand()
+        self.split = None if dtype == torch.float32 else self._split_operand()
 
     @property
     def transforms(self) -> bool:
@@ -94,14 +99,34 @@ class ProjectedUnembed:
         return self._transform(self._columns[ids].double(), ids)
 
     def _fast_operand(self) -> torch.Tensor:
-        """[d_model, d_vocab] in the compute dtype, for the big matrix product."""
-        if not self.transforms and self.dtype == torch.float32:
+        """[d_model, d_vocab] float32, for the big matrix product."""
+        if not self.transforms:
             return self._columns.T  # a view: matmul reads it transposed without a copy
-        out = torch.empty((self.d_vocab, self.d_model), dtype=self.dtype, device=self.device)
+        out = torch.empty((self.d_vocab, self.d_model), dtype=torch.float32, device=self.device)
         for start in range(0, self.d_vocab, _COLUMN_CHUNK):
-            ids = torch.arange(start, min(start + _COLUMN_CHUNK, self.d_vocab), device=self.device)
-            out[start : start + len(ids)] = self.exact_columns(ids).to(self.dtype)
+            out[start : start + _COLUMN_CHUNK] = self.float32_columns(start, start + _COLUMN_CHUNK)
         return out.T
+
+    def _split_operand(self):
+        """The transformed columns [d_vocab, d_model] as bf16 parts (one where they are exact)."""
+        from engine.scan.precision import split_columns
+
+        def rows(start: int, stop: int) -> torch.Tensor:
+            if not self.transforms:
+                return self._columns[start:stop]
+            return self.exact_columns(torch.arange(start, stop, device=self.device))
+
+        return split_columns(self.d_vocab, self.d_model, rows, self.device, _COLUMN_CHUNK)
+
+    def float32_columns(self, start: int, stop: int) -> torch.Tensor:
+        """Transformed columns of tokens [start, stop) in float32, [n, d_model] (a view when the
+        projection leaves W_U as it is)."""
+        stop = min(stop, self.d_vocab)
+        if not self.transforms:
+            return self._columns[start:stop]
+        if self.operand is not None:
+            return self.operand.T[start:stop]
+        return self.exact_columns(torch.arange(start, stop, device=self.device)).float()
 
     @property
     def max_column_norm(self) -> float:

@@ -75,6 +75,7 @@ def neuron_records(
             "kurtosis": _finite(stats.kurtosis),
             "class": stats.klass,
             "device": result.device,
+            "products": result.products,
         }
         if stats.null_z is not None:
             record["null_z"] = stats.null_z
@@ -171,6 +172,7 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
                 "dtype",
                 "fingerprint",
                 "device",
+                "products",
                 *extra,
             ] + (["note"] if with_note else [])
             yield header
@@ -193,6 +195,7 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
             settings["dtype"],
             settings["fingerprint"],
             record["device"],
+            record["products"],
         ]
         row += [record.get(name, "") for name in extra]
         if with_note:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -114,6 +115,33 @@ def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
         np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
         np.testing.assert_allclose([r["std"] for r in rows], ref["std"], rtol=1e-5)
+
+
+def test_bf16_products_of_the_bundled_model_equal_the_float64_reference(bundled, tmp_path):
+    """``--dtype bfloat16``: the dequantised GGUF weights are not bf16, so both operands are split
+    into bf16 parts; every list and statistic of layers 0 and 29 still equals float64's."""
+    out = tmp_path / "bf16.jsonl"
+    args = ["scan", "--layers", "0,29", "--dtype", "bfloat16", "--device", "cpu"]
+    done = run_cli(*args, "--cache-dir", str(tmp_path / "c"), "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    said = re.findall(r"products in (bfloat16 x\d \(W_U in 3 parts, W_out in \d parts\))", done.stderr)
+    assert len(said) == 2, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["products"] for r in records} == set(said)
+    unembed = bundled.unembed()
+    for layer in (0, 29):
+        rows = [r for r in records if r["layer"] == layer]
+        ref = reference_layer(bundled.mlp_out(layer), unembed, None, Projection(), 10, 8)
+        for field, key, ref_ids in (
+            ("top", np.abs, ref["top_ids"]),
+            ("promote", None, ref["promote_ids"]),
+            ("suppress", None, ref["suppress_ids"]),
+        ):
+            ids, dots = _records_to_arrays(rows, field)
+            assert_ranked_equal(ids, dots, ref["scores"], ref_ids, key or (lambda x: x))
+        np.testing.assert_allclose([r["std"] for r in rows], ref["std"], rtol=1e-5)
+        np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
 
 
 def test_direct_gguf_read_equals_transformer_bridge(bundled):

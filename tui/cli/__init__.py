@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import UserError, describe
-from engine.settings import DTYPES, ScanSettings
+from engine.settings import DTYPES, Dtype, ScanSettings
 from engine.sources.resolve import LOADERS
 
 PROGRAM = "neuron-tui"
@@ -77,10 +77,12 @@ OPTIONS: dict[str, Option] = {
         ("--dtype",),
         MODEL,
         dict(
-            choices=DTYPES,
-            default=_DEFAULTS.dtype,
-            help=f"compute dtype of the big matrix product; reported scores are rescored in float64 "
-            f"(default: {_DEFAULTS.dtype})",
+            choices=("auto", *DTYPES),
+            default="auto",
+            help="precision of the big matrix product: float32, or bfloat16 (tensor cores; inputs that "
+            "are not bf16 are split into two bf16 parts); either way candidates are chosen with a "
+            "rigorous error bound and every reported score is rescored in float64 "
+            "(default: auto = bfloat16 on CUDA, float32 on a CPU)",
         ),
     ),
     "loader": Option(
@@ -457,7 +459,10 @@ def scan_settings(args: argparse.Namespace) -> ScanSettings:
     from engine.settings import Projection
 
     projection = Projection(args.fold_final_norm, args.center_unembed, args.cosine)
-    return ScanSettings(top_k=args.top_k, dtype=args.dtype, projection=projection)
+    from engine.device import default_precision
+
+    dtype: Dtype = default_precision(args.device) if args.dtype == "auto" else args.dtype
+    return ScanSettings(top_k=args.top_k, dtype=dtype, projection=projection)
 
 
 def with_prefix(text: str) -> str:

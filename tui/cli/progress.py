@@ -53,7 +53,11 @@ class StderrProgress:
             )
         elif event.stage in ("done", "cached"):
             self._finished += 1
-            how = "from cache" if event.stage == "cached" else f"computed in {event.seconds:.2f} s"
+            how = "from cache"
+            if event.stage == "done":
+                how = f"computed in {event.seconds:.2f} s" + (
+                    f", products in {event.products}" if event.products else ""
+                )
             if self._bar is not None and self._task is not None:
                 self._bar.update(self._task, completed=self._finished, description=f"layer {event.layer}")
             else:
