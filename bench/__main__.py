@@ -64,9 +64,10 @@ def timed(function, device: torch.device, repeat: int = 1) -> float:
 def matmul_floor(
     w_outs: list[np.ndarray], unembed, device: torch.device, dtype: torch.dtype, chunk: int
 ) -> float:
-    """The bare products W_U[:, block]^T @ W_out^T over the same blocks the scan uses."""
+    """The bare products W_U[:, block]^T @ W_out^T over the same blocks the scan uses, in ``dtype``
+    (bf16: one product of bf16 operands, however many the scan's split needs)."""
     neurons = [torch.from_numpy(w).to(device, dtype).T.contiguous() for w in w_outs]
-    tokens = unembed.operand.T
+    tokens = unembed.operand.T if dtype == torch.float32 else unembed.split.parts[0]
     out = torch.empty((chunk, neurons[0].shape[1]), device=device, dtype=dtype)
 
     def run() -> None:
@@ -93,6 +94,7 @@ def seed_loop_per_neuron(
 
 
 def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed_sample: int) -> dict:
+    from engine.scan import fused_block
     from engine.scan.block_pass import COMPILED, wanted
     from engine.scan.layer_scan import default_chunk_tokens, scan_layer
     from engine.scan.projection import ProjectedUnembed
@@ -100,20 +102,33 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
 
     unembed = ProjectedUnembed(unembed_np, None, Projection(), device, dtype)
     chunk = default_chunk_tokens(w_outs[0].shape[0], device)
+    scan_layer(0, w_outs[0][:64], unembed, 10, 8, chunk_tokens=chunk)  # compiles the sweeps (once)
     floor = matmul_floor(w_outs, unembed, device, dtype, chunk)
     block_shape = (chunk, w_outs[0].shape[0])
     compile_s = None
     if wanted(block_shape, device):  # compiled once per process and shape: timed apart
         started = time.perf_counter()
+        COMPILED.get(block_shape, device)  # starts it (in the background under auto)
+        COMPILED.wait()
         compiled = COMPILED.get(block_shape, device) is not None
         compile_s = time.perf_counter() - started if compiled else None
 
+    products = []
+
     def scan_all() -> None:
         for layer, w_out in enumerate(w_outs):
-            scan_layer(layer, w_out, unembed, 10, 8, chunk_tokens=chunk)
+            products.append(scan_layer(layer, w_out, unembed, 10, 8, chunk_tokens=chunk).products)
 
     scan = timed(scan_all, device)
-    per_neuron = seed_loop_per_neuron(w_outs[0], unembed.operand, vocab_texts, seed_sample)
+    eager = None
+    if device.type == "cpu" and fused_block.AVAILABLE:  # the reference pass, for before/after
+        fused_block.AVAILABLE = False
+        try:
+            eager = timed(scan_all, device)
+        finally:
+            fused_block.AVAILABLE = True
+    matrix = unembed.operand if dtype == torch.float32 else unembed.split.parts[0].T
+    per_neuron = seed_loop_per_neuron(w_outs[0], matrix, vocab_texts, seed_sample)
     seed = per_neuron * w_outs[0].shape[0] * len(w_outs)
     d_mlp, d_model = w_outs[0].shape
     flop = 2.0 * d_mlp * d_model * unembed.d_vocab * len(w_outs)
@@ -122,7 +137,12 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
         "layers": len(w_outs),
         "dtype": str(dtype).replace("torch.", ""),
         "device": str(device),
-        "pass": "compiled" if compile_s is not None else "eager",
+        "pass": "compiled"
+        if compile_s is not None
+        else ("numba sweeps" if device.type == "cpu" and fused_block.AVAILABLE else "eager"),
+        "products": sorted(set(products)),
+        "eager_s": eager,
+        "eager_over_floor_throughput": None if eager is None else floor / eager,
         "compile_s": compile_s,
         "floor_s": floor,
         "scan_s": scan,
@@ -248,6 +268,14 @@ def report(results: dict, out) -> None:
             f"-> scan {row['speedup_vs_seed']:.1f}x faster",
             file=out,
         )
+        print(f"{'':<28} products: {'; '.join(row['products'])}", file=out)
+        if row["eager_s"] is not None:
+            print(
+                f"{'':<28} eager pass (the reference): scan {row['eager_s']:.2f} s -> "
+                f"{row['eager_over_floor_throughput']:.2f}x floor throughput; sweeps "
+                f"{row['eager_s'] / row['scan_s']:.2f}x faster",
+                file=out,
+            )
     e2e = results.get("end_to_end")
     if e2e:
         print(

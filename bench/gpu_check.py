@@ -34,12 +34,14 @@ SMALL = {
 
 
 def random_model(shape: dict, seed: int = 0):
+    """Random weights stored as bf16 checkpoints store them (bf16 values, read into float32)."""
     generator = torch.Generator().manual_seed(seed)
-    unembed = (torch.randn(shape["d_model"], shape["vocab"], generator=generator) * 0.02).numpy()
-    w_outs = [
-        (torch.randn(shape["d_mlp"], shape["d_model"], generator=generator) * 0.02).numpy()
-        for _ in range(shape["layers"])
-    ]
+
+    def weights(*size: int) -> np.ndarray:
+        return (torch.randn(*size, generator=generator) * 0.02).bfloat16().float().numpy()
+
+    unembed = weights(shape["d_model"], shape["vocab"])
+    w_outs = [weights(shape["d_mlp"], shape["d_model"]) for _ in range(shape["layers"])]
     return w_outs, unembed
 
 
@@ -50,9 +52,12 @@ def check_exactness(device: torch.device, shape: dict, sample: int = 48) -> None
     from engine.settings import Projection
 
     w_outs, unembed_np = random_model(dict(shape, layers=2), seed=1)
-    for projection in (Projection(), Projection(True, True, True)):
+    cases = [
+        (p, d) for p in (Projection(), Projection(True, True, True)) for d in (torch.float32, torch.bfloat16)
+    ]
+    for projection, dtype in cases:
         norm = np.random.default_rng(2).uniform(0.5, 2.0, shape["d_model"]).astype(np.float32)
-        unembed = ProjectedUnembed(unembed_np, norm, projection, device, torch.float32)
+        unembed = ProjectedUnembed(unembed_np, norm, projection, device, dtype)
         for layer, w_out in enumerate(w_outs):
             started = time.perf_counter()
             result = scan_layer(layer, w_out, unembed, 10, 8)
@@ -80,11 +85,15 @@ def check_exactness(device: torch.device, shape: dict, sample: int = 48) -> None
             m2 = (centred**2).mean(axis=1)
             kurtosis = (centred**4).mean(axis=1) / m2**2
             kurtosis_error = np.abs(result.kurtosis[rows] / kurtosis - 1).max()
+            skew = (centred**3).mean(axis=1) / m2**1.5
+            skew_error = np.abs(result.skew[rows] - skew).max()
             counts_ok = (result.score_hist[rows].sum(axis=1) == shape["vocab"]).all()
             print(
-                f"  exactness, {projection.label}, layer {layer} on {device} ({seconds:.2f} s): promote ids "
+                f"  exactness, {projection.label}, {result.products}, layer {layer} on {device} "
+                f"({seconds:.2f} s): promote ids "
                 f"{ids_equal:.1%} equal, suppress ids {low_equal:.1%} equal, max relative value error "
-                f"{value_error:.1e}, kurtosis {kurtosis_error:.1e}, histogram counts sum to the vocabulary "
+                f"{value_error:.1e}, kurtosis {kurtosis_error:.1e} (relative), skew {skew_error:.1e} "
+                f"(absolute), histogram counts sum to the vocabulary "
                 f"{'yes' if counts_ok else 'NO'} ({2 * BINS_PER_SIGN} bins) [{sample} neurons vs float64]"
             )
 
@@ -106,7 +115,8 @@ def check_throughput(device: torch.device, shapes: dict) -> None:
                 f"floor {row['floor_s']:.3f} s "
                 f"({row['floor_tflops']:.1f} TFLOP/s) · scan {row['scan_s']:.3f} s -> "
                 f"{row['scan_s'] / row['floor_s']:.2f}x its floor ({row['scan_over_floor_throughput']:.2f}x "
-                f"throughput) · seed loop {row['seed_s']:.1f} s -> {row['speedup_vs_seed']:.0f}x faster"
+                f"throughput) · seed loop {row['seed_s']:.1f} s -> {row['speedup_vs_seed']:.0f}x faster "
+                f"· products {'; '.join(row['products'])}"
             )
         del w_outs, unembed
         if device.type == "cuda":
@@ -193,8 +203,10 @@ def check_activation_pass(device: torch.device, shape: dict, tokens: int) -> Non
         sync()
 
     def activation_pass() -> None:
+        # As the job keeps them: 100 positions per pole, 20 per gate/up sign case; SwiGLU (gated).
         states = {
-            layer: LayerActivationState(shape["d_mlp"], 100, device) for layer in range(shape["layers"])
+            layer: LayerActivationState(shape["d_mlp"], 100, 20, True, device)
+            for layer in range(shape["layers"])
         }
         run_batches(bridge, tokenized, batches, list(range(len(batches))), states, np.zeros(tokens), device)
         sync()

@@ -16,10 +16,12 @@ The top-k selections (each token's best neurons, the candidates' threshold tests
 stay eager: they are library kernels the compiler calls as they are.
 
 Compiling takes seconds (7-13 s on a 2-core CPU, about 3 s when the kernels are already in the
-disk cache, kept beside the results), once per process and device. Where compiling fails (no
-C++ compiler, no Triton), scans stay in eager mode. ``NEURON_TUI_COMPILE``: ``auto`` (the default:
-on GPUs, for blocks of at least ``AUTO_MIN_ELEMENTS`` scores), ``on`` (any device and size) or
-``off``.
+disk cache, kept beside the results), once per process and device: under ``auto`` it runs in the
+background while the first layers scan eagerly. Where compiling fails (no C++ compiler, no
+Triton), scans stay in eager mode. ``NEURON_TUI_COMPILE``: ``auto`` (the default: on GPUs, for
+blocks of at least ``AUTO_MIN_ELEMENTS`` scores), ``on`` (any device and size, compiled before the
+first block) or ``off``. On a CPU the numba sweeps (``engine.scan.fused_block``) are the fused
+pass; this one runs there only when asked for.
 """
 
 from __future__ import annotations
@@ -75,14 +77,18 @@ def compile_mode() -> str:
 class CompiledPasses:
     """Compiled versions of ``block_statistics``, one per device.
 
-    ``get`` compiles on first use (seconds; the calling thread waits, so that a layer's numbers
-    never depend on how fast a compiler ran) and returns None where the pass is not compiled: off,
-    below the size worth it, or where compiling failed.
+    ``get`` returns None where the pass is not compiled: off, below the size worth it, where
+    compiling failed, or (``auto``) while it is still compiling. Under ``auto`` the compile runs in
+    a background thread and layers scan in eager mode until it is ready, so the first layer of a
+    GPU scan never waits seconds for a compiler; under ``on`` the calling thread waits for it, so
+    that every layer of a run takes the same path (the two agree on every ranking and count, and
+    on the moments to float64 rounding).
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._compiled: dict[tuple, Callable | None] = {}
+        self._compiling: dict[tuple, threading.Thread] = {}
 
     def get(self, shape: tuple[int, int], device: torch.device) -> Callable | None:
         """The pass for blocks of ``shape`` [tokens, neurons] on ``device`` (compiled with dynamic
@@ -91,16 +97,47 @@ class CompiledPasses:
         if not wanted(shape, device):
             return None
         key = (device.type, device.index)
-        with self._lock:  # one compile at a time; a second thread asking for it waits for it
-            if key not in self._compiled:
-                self._compiled[key] = _compile((min(shape[0], 1024), shape[1]), device)
-            return self._compiled[key]
+        example = (min(shape[0], 1024), shape[1])
+        if compile_mode() == "on":
+            with self._lock:  # one compile at a time; a second thread asking for it waits for it
+                if key not in self._compiled:
+                    self._compiled[key] = _compile(example, device)
+                return self._compiled[key]
+        with self._lock:
+            if key in self._compiled:
+                return self._compiled[key]
+            if key not in self._compiling:
+                worker = threading.Thread(
+                    target=self._compile_in_background,
+                    args=(key, example, device),
+                    name="neuron-tui-compile",
+                    daemon=True,
+                )
+                self._compiling[key] = worker
+                worker.start()
+            return None
+
+    def _compile_in_background(self, key: tuple, shape: tuple[int, int], device: torch.device) -> None:
+        compiled = _compile(shape, device)
+        with self._lock:
+            self._compiled[key] = compiled
+            self._compiling.pop(key, None)
+
+    def wait(self) -> None:
+        """Block until background compiles finish (a benchmark timing the compiled pass)."""
+        while True:
+            with self._lock:
+                workers = list(self._compiling.values())
+            if not workers:
+                return
+            for worker in workers:
+                worker.join()
 
 
 def wanted(shape: tuple[int, int], device: torch.device) -> bool:
     """``auto`` compiles on GPUs, for blocks of at least AUTO_MIN_ELEMENTS scores: there the fused
-    pass saves most. On a CPU it saved 15% of a SmolLM2 scan for 7-13 s of compiling (3 s once the
-    kernels are cached), so there it runs only when asked for (``on``)."""
+    pass saves most. On a CPU the numba sweeps are faster, so there it runs only when asked for
+    (``on``)."""
     mode = compile_mode()
     if mode == "off":
         return False

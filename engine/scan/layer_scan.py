@@ -24,7 +24,9 @@ import torch
 
 from engine.errors import ScanCancelled
 from engine.results import LayerResult
+from engine.scan import fused_block
 from engine.scan.block_pass import COMPILED
+from engine.scan.candidate_scores import candidate_scores
 from engine.scan.histogram_pass import HistogramAccumulator
 from engine.scan.precision import BlockProduct, ProductPlan, split_columns
 from engine.scan.projection import ProjectedUnembed
@@ -122,6 +124,12 @@ class NeuronRows:
         for start in range(0, w.shape[0], _ROW_BATCH):
             self.norms[start : start + _ROW_BATCH] = w[start : start + _ROW_BATCH].double().norm(dim=1)
         self._scale = 1.0 / self.norms.clamp_min(torch.finfo(torch.float64).tiny) if cosine else None
+
+    def scale(self, rows) -> torch.Tensor:
+        """What each of ``rows`` is multiplied by as projected: 1, or 1/|w| under --cosine."""
+        if self._scale is None:
+            return torch.ones(self.w[rows].shape[0], dtype=torch.float64, device=self.w.device)
+        return self._scale[rows]
 
     def exact(self, rows) -> torch.Tensor:
         """Float64 rows (a slice or an index tensor), as projected."""
@@ -281,15 +289,22 @@ def scan_layer(
     unit_best_neuron = torch.empty(d_vocab, dtype=torch.long, device=device)
     sums = torch.zeros((3, d_mlp), dtype=torch.float64, device=device)  # sum of centred ^2, ^3, ^4
     block_buffer = torch.empty((chunk, d_mlp), device=device)
+    # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
+    row_scale = 1.0 if cosine else float(norms.max())
+    histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
     fused = COMPILED.get((chunk, d_mlp), device)  # the compiled block pass, where it is used
-    if fused is None:  # the eager pass's scratch
+    sweeps = None  # the numba sweeps (engine.scan.fused_block): the CPU's pass
+    if fused is None and device.type == "cpu" and fused_block.AVAILABLE:
+        sweeps = fused_block.FusedBlockPass(d_mlp, n_candidates, sums.numpy(), histogram.bin_table().numpy())
+        block_rows = block_buffer.numpy()
+        token_arrays = (token_ids.numpy(), token_dots.numpy(), unit_best.numpy(), unit_best_neuron.numpy())
+        mean_array, inverse_array = mean_fast.numpy(), inverse_norm.numpy()
+        window_low = int(histogram.window_low)
+    elif fused is None:  # the eager pass's scratch
         work_buffer = torch.empty((chunk, d_mlp), device=device)
         power_buffer = torch.empty((chunk, d_mlp), dtype=torch.float64, device=device)
         wide_buffer = torch.empty((chunk, d_mlp), dtype=torch.float64, device=device)
         key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int64, device=device)
-    # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
-    row_scale = 1.0 if cosine else float(norms.max())
-    histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
 
     for start, stop in _blocks(d_vocab, chunk, n_candidates):
         if cancelled is not None and cancelled():
@@ -309,6 +324,19 @@ def scan_layer(
             largest.update(block, start)
             smallest.update(block, start, negated=True)
             sums += torch.stack(block_sums)
+            if progress is not None:
+                progress(stop, d_vocab)
+            continue
+
+        if sweeps is not None:  # the two numba sweeps read everything off the block
+            sweeps.update(
+                block_rows[:size],
+                start,
+                mean_array,
+                inverse_array,
+                window_low,
+                tuple(array[start:stop] for array in token_arrays),  # type: ignore[arg-type]
+            )
             if progress is not None:
                 progress(stop, d_vocab)
             continue
@@ -338,6 +366,10 @@ def scan_layer(
         if progress is not None:
             progress(stop, d_vocab)
 
+    if sweeps is not None:
+        (pos_values, pos_ids), (neg_values, neg_ids) = sweeps.extremes()
+        largest.values, largest.ids = torch.from_numpy(pos_values), torch.from_numpy(pos_ids)
+        smallest.values, smallest.ids = torch.from_numpy(neg_values), torch.from_numpy(neg_ids)
     ranked = _finish_candidates(largest, smallest, rows, unembed, k, product.plan, (mean, mean_fast, sums))
     m2 = sums[0] / d_vocab
     safe_m2 = m2.clamp_min(torch.finfo(torch.float64).tiny)
@@ -382,7 +414,8 @@ class _Float32Product:
 def _product(unembed: ProjectedUnembed, rows: NeuronRows, w: torch.Tensor) -> _Float32Product | BlockProduct:
     """The layer's block product in the unembedding's precision."""
     if unembed.split is None:
-        return _Float32Product(unembed, (rows.fast_float32() if rows.cosine else w).T.contiguous())
+        # A transposed view: the product reads it as it lies, without a second copy of the layer.
+        return _Float32Product(unembed, (rows.fast_float32() if rows.cosine else w).T)
     parts = split_columns(rows.count, unembed.d_model, rows.rows_for_split, w.device, _ROW_BATCH)
     return BlockProduct(unembed.split, parts.transposed(), w.device)
 
@@ -408,9 +441,8 @@ def _finish_candidates(
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, rows.count, 128):  # float64 gathers small enough to stay in cache
         batch = slice(start, start + 128)
-        exact = rows.exact(batch)
-        pos_exact = torch.einsum("cd,ckd->ck", exact, unembed.exact_columns(pos_ids[batch]))
-        neg_exact = torch.einsum("cd,ckd->ck", exact, unembed.exact_columns(neg_ids[batch]))
+        pos_exact = candidate_scores(rows, unembed, pos_ids[batch], batch)
+        neg_exact = candidate_scores(rows, unembed, neg_ids[batch], batch)
         for name, value in _rank_candidates(pos_ids[batch], pos_exact, neg_ids[batch], neg_exact, k).items():
             parts.setdefault(name, []).append(value)
         _swap_candidate_terms(
