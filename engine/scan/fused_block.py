@@ -216,6 +216,29 @@ def _token_sweep(block, inverse_norm, token_ids, token_dots, unit_best, unit_neu
             unit_neuron[t] = best_neuron
 
 
+def _row_candidates(
+    block, first_token, inverse,
+    pos_values, pos_ids, pos_size, pos_bar, neg_values, neg_ids, neg_size, neg_bar,
+):  # fmt: skip
+    """Per row of ``block`` [rows, tokens] (token t of the row is ``first_token + t``), the running
+    largest and most negative of ``block[r, t] * inverse[t]`` (float32, as torch multiplies them):
+    the candidates of the input side, whose rows are neurons."""
+    n_rows, width = block.shape
+    keep = pos_values.shape[1]
+    for r in numba.prange(n_rows):
+        row = block[r]
+        for t in range(width):
+            score = row[t] * inverse[first_token + t]
+            if score > pos_bar[r]:
+                pos_size[r] = _push_pair(pos_values[r], pos_ids[r], pos_size[r], score, first_token + t)
+                if pos_size[r] == keep:
+                    pos_bar[r] = pos_values[r, 0]
+            if -score > neg_bar[r]:
+                neg_size[r] = _push_pair(neg_values[r], neg_ids[r], neg_size[r], -score, first_token + t)
+                if neg_size[r] == keep:
+                    neg_bar[r] = neg_values[r, 0]
+
+
 _compiled: dict = {}
 
 
@@ -268,6 +291,34 @@ class FusedBlockPass:
     def extremes(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """(values, ids) of the largest and of the negated smallest scores, each row sorted larger
         first (ties by token id), as ``_RunningExtremes`` keeps them."""
+        return _sorted(self.pos_values, self.pos_ids), _sorted(self.neg_values, self.neg_ids)
+
+
+class RowCandidates:
+    """Running candidates of each row of [rows, tokens] blocks: the ``keep`` largest and the
+    ``keep`` most negative scaled scores, with their token ids."""
+
+    def __init__(self, n_rows: int, keep: int):
+        self.keep = keep
+        shape = (n_rows, keep)
+        self.pos_values = np.full(shape, -np.inf, dtype=np.float32)
+        self.pos_ids = np.full(shape, -1, dtype=np.int64)
+        self.neg_values = np.full(shape, -np.inf, dtype=np.float32)
+        self.neg_ids = np.full(shape, -1, dtype=np.int64)
+        self.pos_size = np.zeros(n_rows, dtype=np.int64)
+        self.neg_size = np.zeros(n_rows, dtype=np.int64)
+        self.pos_bar = np.full(n_rows, -np.inf, dtype=np.float32)
+        self.neg_bar = np.full(n_rows, -np.inf, dtype=np.float32)
+
+    def update(self, block: np.ndarray, first_token: int, inverse: np.ndarray) -> None:
+        _kernel(_row_candidates)(
+            block, first_token, inverse,
+            self.pos_values, self.pos_ids, self.pos_size, self.pos_bar,
+            self.neg_values, self.neg_ids, self.neg_size, self.neg_bar,
+        )  # fmt: skip
+
+    def extremes(self):
+        """(largest values, ids) descending and (negated smallest values, ids) descending."""
         return _sorted(self.pos_values, self.pos_ids), _sorted(self.neg_values, self.neg_ids)
 
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from engine.inputs import LayerInputs, io_classes
+from engine.scan import fused_block
+from engine.scan.candidate_scores import row_dots
 from engine.sources.base import FinalNorm, MlpInputs
 
 _CHUNK = 4096
@@ -46,20 +48,29 @@ def _ranked(ids: torch.Tensor, values: torch.Tensor, k: int, descending: bool):
     return ids.gather(1, order), values.gather(1, order)
 
 
-def signed_top_cosines(
-    rows: np.ndarray, table: np.ndarray, k: int, device: torch.device
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``rows`` [n, d] (float64), the k rows v of ``table`` [V, d] with the largest and
-    the k with the most negative cos(table[v], row): (plus_ids, plus_cos, minus_ids, minus_cos)."""
-    vocab, d_model = table.shape
-    k = min(k, vocab)
-    keep = min(k + _MARGIN, vocab)
-    unit64 = torch.from_numpy(_unit(rows)).to(device)
-    table32 = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32)).to(device)
-    table_norm = torch.linalg.vector_norm(table32.double(), dim=1).clamp_min(np.finfo(np.float64).tiny)
-    inverse32 = (1.0 / table_norm).float()
-    unit32 = unit64.float()
-    n = unit64.shape[0]
+Candidates = tuple[torch.Tensor, torch.Tensor]  # (fast scores, token ids) [rows, keep]
+
+
+def _candidates_swept(unit32, table32, inverse32, keep: int) -> tuple[Candidates, Candidates]:
+    """The largest (descending) and most negative (ascending) fast cosines of each row, by the numba
+    heaps of ``engine.scan.fused_block``: one product per chunk and one sweep, no merge."""
+    n, vocab = unit32.shape[0], table32.shape[0]
+    running = fused_block.RowCandidates(n, keep)
+    product = torch.empty((n, min(_CHUNK, vocab)))
+    inverse = inverse32.numpy()
+    for start in range(0, vocab, _CHUNK):
+        stop = min(start + _CHUNK, vocab)
+        block = product if stop - start == product.shape[1] else torch.empty((n, stop - start))
+        torch.matmul(unit32, table32[start:stop].T, out=block)
+        running.update(block.numpy(), start, inverse)
+    (pos_values, pos_ids), (neg_values, neg_ids) = running.extremes()
+    best = torch.from_numpy(pos_values), torch.from_numpy(pos_ids)
+    return best, (torch.from_numpy(-neg_values), torch.from_numpy(neg_ids))
+
+
+def _candidates_merged(unit32, table32, inverse32, keep: int) -> tuple[Candidates, Candidates]:
+    """The same candidates by merging each chunk's scores with torch's top-k (any device)."""
+    n, vocab, device = unit32.shape[0], table32.shape[0], unit32.device
     best = (
         torch.full((n, 0), -torch.inf, device=device),
         torch.zeros((n, 0), dtype=torch.long, device=device),
@@ -78,15 +89,34 @@ def signed_top_cosines(
         merged = torch.cat([worst[0], scores], 1), torch.cat([worst[1], ids], 1)
         low = merged[0].topk(min(keep, merged[0].shape[1]), dim=1, largest=False)
         worst = low.values, merged[1].gather(1, low.indices)
+    return best, worst
+
+
+def signed_top_cosines(
+    rows: np.ndarray, table: np.ndarray, k: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``rows`` [n, d] (float64), the k rows v of ``table`` [V, d] with the largest and
+    the k with the most negative cos(table[v], row): (plus_ids, plus_cos, minus_ids, minus_cos)."""
+    vocab, d_model = table.shape
+    k = min(k, vocab)
+    keep = min(k + _MARGIN, vocab)
+    unit64 = torch.from_numpy(_unit(rows)).to(device)
+    table32 = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32)).to(device)
+    table_norm = torch.linalg.vector_norm(table32, dim=1, dtype=torch.float64)
+    table_norm = table_norm.clamp_min(np.finfo(np.float64).tiny)
+    inverse32 = (1.0 / table_norm).float()
+    unit32 = unit64.float()
+    n = unit64.shape[0]
+    if device.type == "cpu" and fused_block.AVAILABLE:
+        best, worst = _candidates_swept(unit32, table32, inverse32, keep)
+    else:
+        best, worst = _candidates_merged(unit32, table32, inverse32, keep)
 
     def exact(ids: torch.Tensor) -> torch.Tensor:
         out = torch.empty(ids.shape, dtype=torch.float64, device=device)
         for start in range(0, n, 256):  # bounded memory: 256 rows' candidates at a time
             part = ids[start : start + 256]
-            out[start : start + 256] = (
-                torch.einsum("nd,nkd->nk", unit64[start : start + 256], table32[part].double())
-                / table_norm[part]
-            )
+            out[start : start + 256] = row_dots(unit64[start : start + 256], table32, part) / table_norm[part]
         return out
 
     plus_ids, plus_cos = _ranked(best[1], exact(best[1]), k, descending=True)
