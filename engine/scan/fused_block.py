@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover
 
 _STRIPE = 64  # neurons per parallel stripe of the neuron sweep
 _ROW_GROUP = 16  # tokens per parallel group of the token sweep
+_MAX_SWEEP_ROWS = 65535  # rows per neuron sweep: its per-block counts are 16-bit
 
 
 def _push_pair(values, ids, size, value, identity):
@@ -104,6 +105,9 @@ def _neuron_sweep(
         width = last - first
         centre = mean[first:last]
         bins = np.empty(width, dtype=np.int32)
+        # The stripe's counts for this block in 16 bits: 40 KiB for 64 neurons, inside L1 (blocks
+        # have fewer than 65,536 rows; the caller splits taller ones), added to ``hist`` at the end.
+        counts = np.zeros((2 * BINS_PER_SIGN, width), dtype=np.uint16)
         square = np.zeros(width, dtype=np.float64)
         cube = np.zeros(width, dtype=np.float64)
         fourth = np.zeros(width, dtype=np.float64)
@@ -121,7 +125,7 @@ def _neuron_sweep(
                 step = min(max(step, 0), BINS_PER_SIGN - 1)
                 bins[j] = BINS_PER_SIGN - 1 - step if key < 0 else BINS_PER_SIGN + step
             for j in range(width):
-                hist[bins[j], first + j] += 1
+                counts[bins[j], j] += 1
             for j in range(width):
                 score = row[j]
                 n = first + j
@@ -133,6 +137,9 @@ def _neuron_sweep(
                     neg_size[n] = _push_pair(neg_values[n], neg_ids[n], neg_size[n], -score, first_token + t)
                     if neg_size[n] == keep:
                         neg_bar[n] = neg_values[n, 0]
+        for b in range(2 * BINS_PER_SIGN):
+            for j in range(width):
+                hist[b, first + j] += counts[b, j]
         for j in range(width):
             sums[0, first + j] += square[j]
             sums[1, first + j] += cube[j]
@@ -281,12 +288,18 @@ class FusedBlockPass:
         """Fold in ``block`` [rows, d_mlp] float32 (row r is token ``first_token + r``); ``tokens``:
         the rows' slices of the per-token outputs (best neurons, their scores, unit best, its
         neuron), written in place."""
+        for offset in range(0, block.shape[0], _MAX_SWEEP_ROWS):  # the 16-bit counts' limit
+            self._neuron_rows(
+                block[offset : offset + _MAX_SWEEP_ROWS], first_token + offset, mean, window_low
+            )
+        _kernel(_token_sweep)(block, inverse_norm, *tokens)
+
+    def _neuron_rows(self, block: np.ndarray, first_token: int, mean: np.ndarray, window_low: int) -> None:
         _kernel(_neuron_sweep)(
             block, first_token, mean, window_low, self.hist, self.sums,
             self.pos_values, self.pos_ids, self.pos_size, self.pos_bar,
             self.neg_values, self.neg_ids, self.neg_size, self.neg_bar,
         )  # fmt: skip
-        _kernel(_token_sweep)(block, inverse_norm, *tokens)
 
     def extremes(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """(values, ids) of the largest and of the negated smallest scores, each row sorted larger

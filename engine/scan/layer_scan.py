@@ -52,13 +52,16 @@ def device_label(device: torch.device) -> str:
 def default_chunk_tokens(d_mlp: int, device: torch.device) -> int:
     """Tokens per block: the block buffers fit the budget.
 
-    On CUDA the budget is half the free memory; on the CPU 48 MiB, which keeps the blocks near the
-    caches and the peak memory small next to the weights.
+    On CUDA the budget is half the free memory. On a CPU the numba sweeps need the block alone:
+    up to 1,024 tokens and 8 MiB, so a block is read back while it is still in cache (1,024 rows
+    measured 3-7% faster than 2,730 on SmolLM2); the eager pass's three buffers get 48 MiB.
     """
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         # Three float32 buffers and the histogram's int64 keys: five float32-sized, one spare.
         return int(max(64, min(free // 2 // (d_mlp * 4 * 6), 1 << 16)))
+    if fused_block.AVAILABLE:
+        return int(max(64, min((8 << 20) // (d_mlp * 4), 1024)))
     return int(max(64, min((48 << 20) // (d_mlp * 4 * 3), 1 << 16)))
 
 

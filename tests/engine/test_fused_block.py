@@ -121,3 +121,18 @@ def test_input_side_candidates_swept_equal_merged():
     for (swept_values, swept_ids), (merged_values, merged_ids) in zip(swept, merged):
         np.testing.assert_array_equal(swept_values.numpy(), merged_values.numpy())
         np.testing.assert_array_equal(swept_ids.numpy(), merged_ids.numpy())
+
+
+def test_a_block_taller_than_the_sweeps_16_bit_counts():
+    """70,000 tokens in one block, a dead neuron whose every centred score lands in one bin: the
+    sweep's per-block 16-bit counts must not wrap."""
+    rng = np.random.default_rng(26)
+    u = rng.standard_normal((8, 70_000)).astype(np.float32)
+    w = rng.standard_normal((4, 8)).astype(np.float32)
+    w[1] = 0.0
+    unembed = ProjectedUnembed(u, None, Projection(), CPU, torch.float32)
+    result = scan_layer(0, w, unembed, top_k=3, token_top_n=2, chunk_tokens=70_000)
+    assert (result.score_hist.sum(axis=1) == 70_000).all()
+    assert result.score_hist[1].max() == 70_000
+    reference = reference_layer(np.delete(w, 1, axis=0), u, None, Projection(), 3, 2)
+    np.testing.assert_allclose(np.delete(result.kurtosis, 1), reference["kurtosis"], rtol=1e-5)
