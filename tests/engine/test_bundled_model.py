@@ -30,13 +30,25 @@ def test_bundled_model_shapes(bundled):
     assert vocab.text(0) == "<|endoftext|>"
 
 
+@pytest.fixture(scope="module")
+def raw_references(bundled):
+    """Float64 references of layers 0, 13 and 29 under the raw projection, computed once for the
+    tests that share them (kept in one xdist group, so in one process)."""
+    unembed = bundled.unembed()
+    return {
+        layer: reference_layer(bundled.mlp_out(layer), unembed, None, Projection(), 10, 8)
+        for layer in (0, 13, 29)
+    }
+
+
 def _records_to_arrays(records, field):
     ids = np.array([[t["token_id"] for t in r[field]] for r in records])
     dots = np.array([[t["dot"] for t in r[field]] for r in records])
     return ids, dots
 
 
-def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_path):
+@pytest.mark.xdist_group("bundled-raw-references")
+def test_scan_of_three_layers_equals_float64_reference_and_caches(raw_references, tmp_path):
     out = tmp_path / "x.jsonl"
     args = [
         "scan",
@@ -53,10 +65,9 @@ def test_scan_of_three_layers_equals_float64_reference_and_caches(bundled, tmp_p
     assert cold.returncode == 0, cold.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 4608
-    unembed = bundled.unembed()
     for layer in (0, 13, 29):
         rows = [r for r in records if r["layer"] == layer]
-        ref = reference_layer(bundled.mlp_out(layer), unembed, None, Projection(), 10, 8)
+        ref = raw_references[layer]
         scores = ref["scores"]
         for field, key, ref_ids in (
             ("top", np.abs, ref["top_ids"]),
@@ -117,7 +128,8 @@ def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
         np.testing.assert_allclose([r["std"] for r in rows], ref["std"], rtol=1e-5)
 
 
-def test_bf16_products_of_the_bundled_model_equal_the_float64_reference(bundled, tmp_path):
+@pytest.mark.xdist_group("bundled-raw-references")
+def test_bf16_products_of_the_bundled_model_equal_the_float64_reference(raw_references, tmp_path):
     """``--dtype bfloat16``: the dequantised GGUF weights are not bf16, so both operands are split
     into bf16 parts; every list and statistic of layers 0 and 29 still equals float64's."""
     out = tmp_path / "bf16.jsonl"
@@ -128,10 +140,9 @@ def test_bf16_products_of_the_bundled_model_equal_the_float64_reference(bundled,
     assert len(said) == 2, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["products"] for r in records} == set(said)
-    unembed = bundled.unembed()
     for layer in (0, 29):
         rows = [r for r in records if r["layer"] == layer]
-        ref = reference_layer(bundled.mlp_out(layer), unembed, None, Projection(), 10, 8)
+        ref = raw_references[layer]
         for field, key, ref_ids in (
             ("top", np.abs, ref["top_ids"]),
             ("promote", None, ref["promote_ids"]),
