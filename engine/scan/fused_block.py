@@ -76,8 +76,18 @@ def _push_pair(values, ids, size, value, identity):
     return size
 
 
-if numba is not None:  # called from the compiled kernels: it must be compiled itself (lazily)
+def _offer(values, ids, sizes, bars, row, value, identity):
+    """Offer ``value`` to row ``row``'s heap if it beats the row's bar; once the heap is full its
+    bar is its smallest value."""
+    if value > bars[row]:  # rare once the heaps are full
+        sizes[row] = _push_pair(values[row], ids[row], sizes[row], value, identity)
+        if sizes[row] == values.shape[1]:
+            bars[row] = values[row, 0]
+
+
+if numba is not None:  # called from the compiled kernels: they must be compiled themselves (lazily)
     _push_pair = numba.njit(cache=True, nogil=True, inline="always")(_push_pair)
+    _offer = numba.njit(cache=True, nogil=True, inline="always")(_offer)
 
     @intrinsic
     def _float_bits(typingctx, value):
@@ -97,7 +107,6 @@ def _neuron_sweep(
     """Per neuron: histogram counts, centred power sums and candidates, over column stripes.
     ``*_bar``: what a score must beat to enter (-inf until the heap is full, then its smallest)."""
     n_rows, d_mlp = block.shape
-    keep = pos_values.shape[1]
     stripes = (d_mlp + _STRIPE - 1) // _STRIPE
     for stripe in numba.prange(stripes):
         first = stripe * _STRIPE
@@ -127,16 +136,8 @@ def _neuron_sweep(
             for j in range(width):
                 counts[bins[j], j] += 1
             for j in range(width):
-                score = row[j]
-                n = first + j
-                if score > pos_bar[n]:  # rare once the heaps are full
-                    pos_size[n] = _push_pair(pos_values[n], pos_ids[n], pos_size[n], score, first_token + t)
-                    if pos_size[n] == keep:
-                        pos_bar[n] = pos_values[n, 0]
-                if -score > neg_bar[n]:
-                    neg_size[n] = _push_pair(neg_values[n], neg_ids[n], neg_size[n], -score, first_token + t)
-                    if neg_size[n] == keep:
-                        neg_bar[n] = neg_values[n, 0]
+                _offer(pos_values, pos_ids, pos_size, pos_bar, first + j, row[j], first_token + t)
+                _offer(neg_values, neg_ids, neg_size, neg_bar, first + j, -row[j], first_token + t)
         for b in range(2 * BINS_PER_SIGN):
             for j in range(width):
                 hist[b, first + j] += counts[b, j]
@@ -231,19 +232,12 @@ def _row_candidates(
     largest and most negative of ``block[r, t] * inverse[t]`` (float32, as torch multiplies them):
     the candidates of the input side, whose rows are neurons."""
     n_rows, width = block.shape
-    keep = pos_values.shape[1]
     for r in numba.prange(n_rows):
         row = block[r]
         for t in range(width):
             score = row[t] * inverse[first_token + t]
-            if score > pos_bar[r]:
-                pos_size[r] = _push_pair(pos_values[r], pos_ids[r], pos_size[r], score, first_token + t)
-                if pos_size[r] == keep:
-                    pos_bar[r] = pos_values[r, 0]
-            if -score > neg_bar[r]:
-                neg_size[r] = _push_pair(neg_values[r], neg_ids[r], neg_size[r], -score, first_token + t)
-                if neg_size[r] == keep:
-                    neg_bar[r] = neg_values[r, 0]
+            _offer(pos_values, pos_ids, pos_size, pos_bar, r, score, first_token + t)
+            _offer(neg_values, neg_ids, neg_size, neg_bar, r, -score, first_token + t)
 
 
 _compiled: dict = {}

@@ -41,6 +41,17 @@ def raw_references(bundled):
     }
 
 
+def _assert_lists_match(rows, ref) -> None:
+    """Records' top, promote and suppress lists against the float64 reference's."""
+    for field, key, ref_ids in (
+        ("top", np.abs, ref["top_ids"]),
+        ("promote", None, ref["promote_ids"]),
+        ("suppress", None, ref["suppress_ids"]),
+    ):
+        ids, dots = _records_to_arrays(rows, field)
+        assert_ranked_equal(ids, dots, ref["scores"], ref_ids, key or (lambda x: x))
+
+
 def _records_to_arrays(records, field):
     ids = np.array([[t["token_id"] for t in r[field]] for r in records])
     dots = np.array([[t["dot"] for t in r[field]] for r in records])
@@ -68,15 +79,7 @@ def test_scan_of_three_layers_equals_float64_reference_and_caches(raw_references
     for layer in (0, 13, 29):
         rows = [r for r in records if r["layer"] == layer]
         ref = raw_references[layer]
-        scores = ref["scores"]
-        for field, key, ref_ids in (
-            ("top", np.abs, ref["top_ids"]),
-            ("promote", None, ref["promote_ids"]),
-            ("suppress", None, ref["suppress_ids"]),
-        ):
-            ids, dots = _records_to_arrays(rows, field)
-
-            assert_ranked_equal(ids, dots, scores, ref_ids, key or (lambda x: x))
+        _assert_lists_match(rows, ref)
         np.testing.assert_allclose([r["max_dot"] for r in rows], ref["max_dot"], rtol=1e-5)
         np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
         np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
@@ -116,13 +119,7 @@ def test_scan_with_all_projection_flags_equals_reference(bundled, tmp_path):
     for layer in (0, 29):
         rows = [r for r in records if r["layer"] == layer]
         ref = reference_layer(bundled.mlp_out(layer), unembed, norm, projection, 10, 8)
-        for field, key, ref_ids in (
-            ("top", np.abs, ref["top_ids"]),
-            ("promote", None, ref["promote_ids"]),
-            ("suppress", None, ref["suppress_ids"]),
-        ):
-            ids, dots = _records_to_arrays(rows, field)
-            assert_ranked_equal(ids, dots, ref["scores"], ref_ids, key or (lambda x: x))
+        _assert_lists_match(rows, ref)
         np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
         np.testing.assert_allclose([r["std"] for r in rows], ref["std"], rtol=1e-5)
@@ -143,13 +140,7 @@ def test_bf16_products_of_the_bundled_model_equal_the_float64_reference(raw_refe
     for layer in (0, 29):
         rows = [r for r in records if r["layer"] == layer]
         ref = raw_references[layer]
-        for field, key, ref_ids in (
-            ("top", np.abs, ref["top_ids"]),
-            ("promote", None, ref["promote_ids"]),
-            ("suppress", None, ref["suppress_ids"]),
-        ):
-            ids, dots = _records_to_arrays(rows, field)
-            assert_ranked_equal(ids, dots, ref["scores"], ref_ids, key or (lambda x: x))
+        _assert_lists_match(rows, ref)
         np.testing.assert_allclose([r["std"] for r in rows], ref["std"], rtol=1e-5)
         np.testing.assert_allclose([r["skew"] for r in rows], ref["skew"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose([r["kurtosis"] for r in rows], ref["kurtosis"], rtol=1e-5)
