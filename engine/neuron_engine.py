@@ -29,7 +29,7 @@ from engine.null import NullBaseline
 from engine.progress import ActivationListener, ProgressListener, ScanProgress
 from engine.resources import return_freed_memory
 from engine.results import LayerResult
-from engine.settings import ActivationSettings, Projection, ScanSettings
+from engine.settings import LOGIT_LENS, ActivationSettings, Lens, Projection, ScanSettings
 from engine.sources.base import ModelInfo, ModelSource
 from engine.sources.resolve import LOADERS, Loader, ModelLocation, locate_model, open_source
 from engine.store.cache import ResultCache, open_cache
@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # torch-bound types: imported where the work runs, never at s
     from engine.activations.job import Landed
     from engine.distributed import Ranks
     from engine.firing import LayerFiring, PromptFiring
+    from engine.lens.artifact import LensFile
+    from engine.lens.fit import FitListener, FitSettings
 
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ class NeuronEngine:
         self._embedding: np.ndarray | None = None
         self._coherence_nulls: dict = {}
         self._nulls: dict[tuple[Projection, str], NullBaseline] = {}
+        self._lenses: dict[str, LensFile] = {}  # the Jacobian lenses opened, by file fingerprint
         self.shrunk_chunks: list[int] = []  # block sizes an out-of-memory error made us fall back to
 
     # --- keys -------------------------------------------------------------------------------
@@ -258,6 +261,79 @@ class NeuronEngine:
                     raise
             return self._unembeds[key]
 
+    # --- lenses (engine.lens) ----------------------------------------------------------------
+    def open_lens(self, spec: str) -> Lens:
+        """``logit``, ``jacobian`` (the newest lens fitted here for this model) or
+        ``jacobian:PATH`` (a lens file): checked against the model's shapes, in one line if wrong."""
+        if spec == "logit":
+            return LOGIT_LENS
+        kind, _, path = spec.partition(":")
+        if kind != "jacobian":
+            raise UserError(f"unknown lens {spec!r}: use logit, jacobian or jacobian:PATH")
+        from engine.lens.artifact import open_lens_file
+        from engine.lens.store import fitted_lenses
+
+        if path:
+            found = Path(path)
+        else:
+            fits = fitted_lenses(self.fingerprint)
+            if not fits:
+                raise UserError(
+                    "no Jacobian lens was fitted for this model yet: run 'neuron-tui lens fit' "
+                    "(same --model), or give a lens file with --lens jacobian:PATH"
+                )
+            found = fits[0]
+        lens_file = open_lens_file(found)
+        lens_file.check_model(self.info.d_model, self.info.n_layers)
+        self._lenses[lens_file.digest] = lens_file
+        return Lens("jacobian", lens_file.digest)
+
+    def lens_file(self, lens: Lens) -> LensFile | None:
+        """The file behind an opened Jacobian lens (None for the logit lens)."""
+        if lens.digest is None:
+            return None
+        if lens.digest not in self._lenses:
+            raise UserError(f"the lens {lens.label} is not open here: pass it with --lens jacobian:PATH")
+        return self._lenses[lens.digest]
+
+    def transport(self, layer: int, settings: ScanSettings) -> np.ndarray | None:
+        """J_l of the settings' lens as float64, or None where the neuron is read as it is."""
+        lens_file = self.lens_file(settings.lens)
+        return None if lens_file is None else lens_file.transport(layer, self.info.n_layers)
+
+    def fit_lens(
+        self,
+        corpus: AnyCorpus,
+        settings: FitSettings,
+        ranks: Ranks | None = None,
+        listener: FitListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Path | None:
+        """Fit a Jacobian lens on ``corpus`` with TransformerLens (engine.lens.fit): resumable,
+        split over torchrun's ranks; the lens file's path on rank 0 (found at once when this fit
+        was done before), None on the others."""
+        from engine.distributed import SINGLE, start
+        from engine.lens.fit import LensFit, corpus_prompts
+
+        ranks = ranks or SINGLE
+        bridge, tokenizer, device = self.activation_model(ranks)
+        start(ranks, device)
+        prompts = corpus_prompts(tokenizer, corpus, settings)
+        fit = LensFit(
+            bridge,
+            prompts,
+            settings,
+            f"{corpus.name}:{corpus.content_hash[:16]}",
+            corpus.content_hash,
+            self.fingerprint,
+            ranks,
+            device,
+            listener=listener,
+            cancelled=cancelled,
+        )
+        with self.run_lock:
+            return fit.run()
+
     # --- a runnable model, for activations ---------------------------------------------------
     def rank_device(self, ranks):
         from engine.distributed import rank_device
@@ -332,7 +408,10 @@ class NeuronEngine:
                     listener(ScanProgress("scanning", layer, done, total, time.perf_counter() - started))
 
             report(0, unembed.d_vocab)
-            result = self._scan_shrinking_on_oom(layer, w_out, unembed, settings, report, cancelled)
+            transport = self.transport(layer, settings)
+            result = self._scan_shrinking_on_oom(
+                layer, w_out, unembed, settings, report, cancelled, transport
+            )
             result = self._with_concepts(result, settings)
             del w_out
             return_freed_memory()  # so that memory does not creep up layer after layer
@@ -413,7 +492,9 @@ class NeuronEngine:
     def cached_inputs(self, layer: int, settings: ScanSettings) -> LayerInputs | None:
         return decoded(self.cache, self.keys.inputs(layer, settings.top_k), LayerInputs.from_bytes)
 
-    def _scan_shrinking_on_oom(self, layer, w_out, unembed, settings, report, cancelled) -> LayerResult:
+    def _scan_shrinking_on_oom(
+        self, layer, w_out, unembed, settings, report, cancelled, transport=None
+    ) -> LayerResult:
         from engine.scan.layer_scan import scan_shrinking_on_oom
 
         return scan_shrinking_on_oom(
@@ -425,6 +506,7 @@ class NeuronEngine:
             report,
             cancelled,
             on_shrink=self.shrunk_chunks.append,
+            transport=transport,
         )
 
     def layers(
@@ -467,7 +549,12 @@ class NeuronEngine:
             row = torch.from_numpy(np.ascontiguousarray(w_out[neuron : neuron + 1], dtype=np.float32)).to(
                 unembed.device
             )
-            rows64, _ = neuron_rows64(row, settings.projection.cosine)
+            transport = self.transport(layer, settings)
+            rows64, _ = neuron_rows64(
+                row,
+                settings.projection.cosine,
+                None if transport is None else torch.from_numpy(transport).to(unembed.device),
+            )
             return exact_score_rows(rows64, unembed)[0].cpu().numpy()
 
     # --- tokens -----------------------------------------------------------------------------
@@ -478,7 +565,13 @@ class NeuronEngine:
         with self._lock:
             source = self._ensure_source()
             return exact_token_neurons(
-                token_ids, layers, source.mlp_out, self._unembed(settings), top, settings.projection.cosine
+                token_ids,
+                layers,
+                source.mlp_out,
+                self._unembed(settings),
+                top,
+                settings.projection.cosine,
+                lambda layer: self.transport(layer, settings),
             )
 
     # --- null baseline ----------------------------------------------------------------------

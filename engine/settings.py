@@ -45,6 +45,37 @@ class Projection:
 
 GURNEE = Projection(fold_final_norm=True, center_unembed=True, cosine=True)
 
+LensKind = Literal["logit", "jacobian"]
+LENS_KINDS: tuple[str, ...] = get_args(LensKind)
+
+
+@dataclass(frozen=True)
+class Lens:
+    """Which frame a neuron's write is read in. ``logit``: as it is (the logit lens on weights).
+    ``jacobian``: through a fitted Jacobian lens (engine.lens), J_l w for a neuron of layer l;
+    ``digest`` is the lens file's content fingerprint, so results are cached per lens."""
+
+    kind: LensKind = "logit"
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LENS_KINDS:
+            raise UserError(f"unknown lens {self.kind!r}: use one of {', '.join(LENS_KINDS)}")
+        if (self.kind == "jacobian") != (self.digest is not None):
+            raise UserError("a Jacobian lens is named by its file's fingerprint, the logit lens by none")
+
+    @property
+    def label(self) -> str:
+        return "logit" if self.digest is None else f"jacobian:{self.digest[:12]}"
+
+    @property
+    def short_label(self) -> str:
+        """At most 8 characters, for a status line at 80 columns."""
+        return "logit" if self.digest is None else "J-lens"
+
+
+LOGIT_LENS = Lens()
+
 
 @dataclass(frozen=True)
 class ScanSettings:
@@ -52,6 +83,7 @@ class ScanSettings:
     dtype: Dtype = "float32"  # precision of the big product (engine.scan.precision); scores are float64
     projection: Projection = field(default_factory=Projection)
     token_top_n: int = DEFAULT_TOKEN_TOP_N  # neurons kept per vocabulary token (column-wise top-N)
+    lens: Lens = field(default_factory=Lens)
 
     def __post_init__(self) -> None:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -66,10 +98,14 @@ class ScanSettings:
             raise UserError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         if not isinstance(self.projection, Projection):
             raise UserError(f"projection must be a Projection, got {type(self.projection).__name__}")
+        if not isinstance(self.lens, Lens):
+            raise UserError(f"lens must be a Lens, got {type(self.lens).__name__}")
 
     @property
     def cache_tag(self) -> str:
-        return f"s{SCHEMA_VERSION}-k{self.top_k}-n{self.token_top_n}-{self.dtype}-{self.projection.label}"
+        tag = f"s{SCHEMA_VERSION}-k{self.top_k}-n{self.token_top_n}-{self.dtype}-{self.projection.label}"
+        # The logit lens adds nothing, so that layers cached before lenses existed stay found.
+        return tag if self.lens.digest is None else f"{tag}-jlens{self.lens.digest[:32]}"
 
     def to_dict(self) -> dict:
         return {
@@ -78,6 +114,7 @@ class ScanSettings:
             "projection": self.projection.label,
             **asdict(self.projection),
             "token_top_n": self.token_top_n,
+            "lens": self.lens.label,
         }
 
 

@@ -18,7 +18,7 @@ from engine.evidence import EvidenceReading, LayerActivations
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
 from engine.results import LayerResult
-from engine.settings import ActivationSettings, Projection, ScanSettings
+from engine.settings import ActivationSettings, Lens, Projection, ScanSettings
 from engine.store.collection import Collection
 from engine.summary import LayerSummary, summarise
 from tui.filtering import SORT_KEYS, Condition, neuron_order
@@ -154,18 +154,20 @@ class ExplorerState:
         """The next result shown puts the cursor on ``neuron`` (the filter stays if it passes)."""
         self.pending_neuron = neuron
 
-    def switch_projection(self, projection: Projection) -> bool:
-        """Change the projection; everything computed under the old one is dropped. False: no change."""
-        if projection == self.settings.projection:
+    def switch_projection(self, projection: Projection, lens: Lens | None = None) -> bool:
+        """Change the projection (and the lens); everything computed under the old ones is dropped.
+        False: no change."""
+        lens = self.settings.lens if lens is None else lens
+        if projection == self.settings.projection and lens == self.settings.lens:
             return False
-        self.settings = replace(self.settings, projection=projection)
+        self.settings = replace(self.settings, projection=projection, lens=lens)
         self.generation += 1
         self.scan_complete = False
         self.results.clear()
         self.summaries.clear()
         self.token_tables.clear()
         self.unit_best.clear()
-        self.evidence.clear()  # the lift's target tokens come from the projection
+        self.evidence.clear()  # the lift's target tokens come from the projection and the lens
         self.readings.clear()
         self.evidence_missing.clear()
         self.null = None

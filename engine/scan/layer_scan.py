@@ -106,27 +106,42 @@ def exact_score_rows(rows64: torch.Tensor, unembed: ProjectedUnembed) -> torch.T
     return out
 
 
-def neuron_rows64(w_out: torch.Tensor, cosine: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 neuron directions as projected (unit norm under --cosine) and their raw norms."""
-    rows = NeuronRows(w_out, cosine)
+def neuron_rows64(
+    w_out: torch.Tensor, cosine: bool, transport: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 neuron directions as projected (through the lens, unit norm under --cosine) and
+    their norms as read."""
+    rows = NeuronRows(w_out, cosine, transport)
     return rows.exact(slice(None)), rows.norms
 
 
 class NeuronRows:
-    """A layer's neuron directions as projected (unit norm under --cosine), float64 on demand.
+    """A layer's neuron directions as read: through the lens's J_l when there is one (engine.lens),
+    unit norm under --cosine; float64 on demand.
 
-    The float32 weights widen exactly to float64; rows are widened a batch at a time where they are
-    needed, so an 8B-sized layer never holds a second, float64 copy of itself (0.45 GiB).
+    The float32 weights widen exactly to float64 and J_l w is formed in float64; rows are built a
+    batch at a time where they are needed, so an 8B-sized layer never holds a second, float64 copy
+    of itself (0.45 GiB). ``norms`` are those of the rows as read (|J_l w| under a lens).
     """
 
-    def __init__(self, w: torch.Tensor, cosine: bool):
+    def __init__(self, w: torch.Tensor, cosine: bool, transport: torch.Tensor | None = None):
         self.w = w
         self.cosine = cosine
+        self.transport = transport  # float64 [d_model, d_model] on w's device, or None
         self.count = w.shape[0]
         self.norms = torch.empty(w.shape[0], dtype=torch.float64, device=w.device)
         for start in range(0, w.shape[0], _ROW_BATCH):
-            self.norms[start : start + _ROW_BATCH] = w[start : start + _ROW_BATCH].double().norm(dim=1)
+            self.norms[start : start + _ROW_BATCH] = self._read(slice(start, start + _ROW_BATCH)).norm(dim=1)
         self._scale = 1.0 / self.norms.clamp_min(torch.finfo(torch.float64).tiny) if cosine else None
+
+    @property
+    def transformed(self) -> bool:
+        """Whether the rows differ from the float32 weights (and so are rounded for the product)."""
+        return self.cosine or self.transport is not None
+
+    def _read(self, rows) -> torch.Tensor:
+        wide = self.w[rows].double()
+        return wide if self.transport is None else wide @ self.transport.T
 
     def scale(self, rows) -> torch.Tensor:
         """What each of ``rows`` is multiplied by as projected: 1, or 1/|w| under --cosine."""
@@ -136,7 +151,7 @@ class NeuronRows:
 
     def exact(self, rows) -> torch.Tensor:
         """Float64 rows (a slice or an index tensor), as projected."""
-        wide = self.w[rows].double()
+        wide = self._read(rows)
         return wide * self._scale[rows].unsqueeze(1) if self._scale is not None else wide
 
     def project(self, vector: torch.Tensor) -> torch.Tensor:
@@ -147,9 +162,9 @@ class NeuronRows:
         return out
 
     def fast_float32(self) -> torch.Tensor:
-        """The projected rows rounded to float32 [d_mlp, d_model] (the weights themselves without
-        --cosine)."""
-        if self._scale is None:
+        """The rows as read, rounded to float32 [d_mlp, d_model] (the weights themselves when
+        nothing transforms them)."""
+        if not self.transformed:
             return self.w
         out = torch.empty_like(self.w)
         for start in range(0, self.count, _ROW_BATCH):
@@ -157,7 +172,7 @@ class NeuronRows:
         return out
 
     def rows_for_split(self, start: int, stop: int) -> torch.Tensor:
-        return self.w[start:stop] if self._scale is None else self.exact(slice(start, stop))
+        return self.exact(slice(start, stop)) if self.transformed else self.w[start:stop]
 
 
 _ROW_BATCH = 1024
@@ -262,8 +277,10 @@ def scan_layer(
     chunk_tokens: int | None = None,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
+    transport: np.ndarray | None = None,
 ) -> LayerResult:
-    """Scan one layer's W_out [d_mlp, d_model] against the projected unembedding.
+    """Scan one layer's W_out [d_mlp, d_model] against the projected unembedding; under a Jacobian
+    lens each direction w is read as ``transport @ w`` (J_l, float64 [d_model, d_model]).
 
     ``progress(done, total)`` counts vocabulary tokens; ``cancelled()`` is polled between blocks.
     """
@@ -272,7 +289,7 @@ def scan_layer(
     d_vocab = unembed.d_vocab
     cosine = unembed.projection.cosine
     w = torch.from_numpy(np.ascontiguousarray(w_out, dtype=np.float32)).to(device)
-    rows = NeuronRows(w, cosine)
+    rows = NeuronRows(w, cosine, None if transport is None else torch.from_numpy(transport).to(device))
     norms = rows.norms
     k = min(top_k, d_vocab)
     n_candidates = min(k + CANDIDATE_MARGIN, d_vocab)
@@ -418,7 +435,7 @@ def _product(unembed: ProjectedUnembed, rows: NeuronRows, w: torch.Tensor) -> _F
     """The layer's block product in the unembedding's precision."""
     if unembed.split is None:
         # A transposed view: the product reads it as it lies, without a second copy of the layer.
-        return _Float32Product(unembed, (rows.fast_float32() if rows.cosine else w).T)
+        return _Float32Product(unembed, rows.fast_float32().T)
     parts = split_columns(rows.count, unembed.d_model, rows.rows_for_split, w.device, _ROW_BATCH)
     return BlockProduct(unembed.split, parts.transposed(), w.device)
 
@@ -530,6 +547,7 @@ def scan_shrinking_on_oom(
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
     on_shrink: Callable[[int], None] | None = None,
+    transport: np.ndarray | None = None,
 ) -> LayerResult:
     """Scan a layer; when the device runs out of memory, halve the block and try again
     (``on_shrink(new_size)`` hears of each halving)."""
@@ -548,6 +566,7 @@ def scan_shrinking_on_oom(
                 chunk_tokens=chunk,
                 progress=progress,
                 cancelled=cancelled,
+                transport=transport,
             )
         except Exception as error:
             if not is_out_of_memory(error):

@@ -88,13 +88,14 @@ class TokenNeuron:
 
 
 def exact_token_neurons(
-    token_ids: list[int], layers: list[int], w_out_of, unembed, top: int, cosine: bool
+    token_ids: list[int], layers: list[int], w_out_of, unembed, top: int, cosine: bool, transport_of=None
 ) -> dict[int, list[TokenNeuron]]:
     """For each token, the ``top`` neurons over ``layers`` with the largest exact |dot|.
 
-    ``w_out_of(layer)`` gives W_out [d_mlp, d_model] (float32); ``unembed`` is the
-    ``ProjectedUnembed`` of the scan's projection. A token's column against a whole layer is one
-    float64 matrix-vector product, so no candidate list can miss anything.
+    ``w_out_of(layer)`` gives W_out [d_mlp, d_model] (float32); ``transport_of(layer)`` the lens's
+    J_l (float64) or None; ``unembed`` is the ``ProjectedUnembed`` of the scan's projection. A
+    token's column against a whole layer is one float64 matrix-vector product, so no candidate list
+    can miss anything.
     """
     import torch
 
@@ -107,6 +108,9 @@ def exact_token_neurons(
             .to(unembed.device)
             .double()
         )
+        transport = transport_of(layer) if transport_of is not None else None
+        if transport is not None:
+            rows = rows @ torch.from_numpy(transport).to(unembed.device).T
         if cosine:
             rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
         dots = (rows @ columns.T).cpu().numpy()  # [d_mlp, t]

@@ -318,6 +318,57 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
         np.testing.assert_array_equal(app.main.result.max_dot, raw_max)
 
 
+async def test_p_switches_to_the_fitted_jacobian_lens_and_back(tiny_gguf, tiny_weights, tmp_path):
+    import torch
+    from transformer_lens.tools.analysis import JacobianLens
+
+    from engine.lens.store import fitted_lens_path
+    from engine.settings import Projection
+    from tests.helpers.exactness import assert_layer_matches
+    from tests.helpers.reference import reference_layer
+    from tui.screens.projection import ProjectionScreen
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    generator = torch.Generator().manual_seed(2)
+    d_model = tiny_weights.w_out[0].shape[1]
+    lens = JacobianLens(
+        {
+            layer: torch.eye(d_model) + 0.5 * torch.randn((d_model, d_model), generator=generator)
+            for layer in (0, 1)
+        },
+        n_prompts=3,
+        d_model=d_model,
+    )
+    path = fitted_lens_path(app.engine.fingerprint, "jlens-test")
+    path.parent.mkdir(parents=True)
+    lens.save(str(path), dtype=torch.float32)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        logit_max = app.main.result.max_dot.copy()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
+        await pilot.click("#jacobian")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.state.settings.lens.digest is not None)
+        await settle(pilot, app)
+        assert "J-lens" in status_text(app)
+        await pilot.press("[", "[")
+        await wait_for(pilot, lambda: showing(app, 0))
+        through = lens.jacobians[0].double().numpy()
+        w = tiny_weights.w_out[0].astype(np.float64) @ through.T
+        reference = reference_layer(w, tiny_weights.unembed, tiny_weights.final_norm, Projection(), 10, 8)
+        assert_layer_matches(app.main.result, reference)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
+        await pilot.click("#jacobian")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.state.settings.lens.digest is None)
+        await pilot.press("]", "]")
+        await wait_for(pilot, lambda: showing(app, 2))
+        await settle(pilot, app)
+        np.testing.assert_array_equal(app.main.result.max_dot, logit_max)
+
+
 async def test_token_search_finds_a_token_and_jumps_to_its_neuron(tiny_gguf, tiny_weights, tmp_path):
     from engine.settings import Projection
     from tests.helpers.reference import reference_scores

@@ -23,10 +23,12 @@ def run_cli(
     )
 
 
-def run_torchrun(*args: str, ranks: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_torchrun(
+    *args: str, ranks: int = 2, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc-per-node RANKS --no-python neuron-tui ARGS``, one thread a rank."""
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
     command = [str(bin_dir / "torchrun"), "--standalone", "--nproc-per-node", str(ranks), "--no-python"]
     return subprocess.run(
         [*command, str(bin_dir / "neuron-tui"), *args],

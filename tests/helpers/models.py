@@ -116,7 +116,11 @@ def _byte_level_tokenizer(tokens: list[bytes]):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
 
 
-def write_hf_llama(folder: Path, n_layers=2, d_model=32, d_mlp=64, d_vocab=300, seed=0) -> Path:
+def write_hf_llama(
+    folder: Path, n_layers=2, d_model=32, d_mlp=64, d_vocab=300, seed=0, with_bos: bool = False
+) -> Path:
+    """A tiny random Llama; ``with_bos``: its last token is the tokenizer's BOS (TransformerLens
+    prepends one to every prompt, and would add a token past the vocabulary otherwise)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -135,7 +139,10 @@ def write_hf_llama(folder: Path, n_layers=2, d_model=32, d_mlp=64, d_vocab=300, 
     with torch.no_grad():  # random norms, so folding the final norm is visible
         model.model.norm.weight.uniform_(0.5, 2.0)
     model.save_pretrained(folder)
-    _byte_level_tokenizer(tiny_vocabulary(d_vocab)).save_pretrained(folder)
+    tokenizer = _byte_level_tokenizer(tiny_vocabulary(d_vocab))
+    if with_bos:
+        tokenizer.bos_token = tiny_vocabulary(d_vocab)[-1].decode()
+    tokenizer.save_pretrained(folder)
     return folder
 
 

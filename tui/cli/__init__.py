@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -100,6 +100,43 @@ OPTIONS: dict[str, Option] = {
         ("--chunk-tokens",),
         MODEL,
         dict(type=_positive_int, default=None, metavar="N", help=argparse.SUPPRESS),
+    ),
+    "lens": Option(
+        ("--lens",),
+        PROJECTION,
+        dict(
+            default="logit",
+            metavar="LENS",
+            help="logit: read each neuron's write as it is (the logit lens on weights); jacobian: "
+            "through the Jacobian lens fitted here by 'neuron-tui lens fit' (J_l w for a neuron of "
+            "layer l); jacobian:PATH: through a TransformerLens lens file (default: logit)",
+        ),
+    ),
+    "prompts": Option(
+        ("--prompts",),
+        None,
+        dict(
+            type=_positive_int,
+            default=32,
+            metavar="N",
+            help="prompts to fit on, windows of the corpus (default: 32; ~100 is what TransformerLens "
+            "calls usable)",
+        ),
+    ),
+    "max_seq_len": Option(
+        ("--max-seq-len",),
+        None,
+        dict(type=_positive_int, default=128, metavar="N", help="tokens per prompt (default: 128)"),
+    ),
+    "dim_batch": Option(
+        ("--dim-batch",),
+        None,
+        dict(
+            type=_positive_int,
+            default=32,
+            metavar="N",
+            help="output dimensions per backward pass: memory against speed, same lens (default: 32)",
+        ),
     ),
     "fold_final_norm": Option(
         ("--fold-final-norm",),
@@ -337,6 +374,12 @@ def _run_activations(args, engine, settings, layers) -> int:
     return activations(engine, settings, layers, args.corpus, _activation_settings(args), args.output)
 
 
+def _run_lens_fit(args, engine, settings, layers) -> int:
+    from tui.cli.headless import fit_lens
+
+    return fit_lens(engine, args.corpus, args.prompts, args.max_seq_len, args.dim_batch)
+
+
 def _run_collection(args, engine, settings, layers) -> int:
     from tui.cli.headless import collection
 
@@ -346,9 +389,19 @@ def _run_collection(args, engine, settings, layers) -> int:
 EXPLORER = Command(
     "",
     "Explore MLP neurons whose output weights point at vocabulary tokens (W_out[i] @ W_U).",
-    ("layer", "top_k", "corpus", "context", "examples", "lift_positions", "max_tokens", "batch_tokens"),
+    (
+        "layer",
+        "top_k",
+        "lens",
+        "corpus",
+        "context",
+        "examples",
+        "lift_positions",
+        "max_tokens",
+        "batch_tokens",
+    ),
     _run_explorer,
-    epilog="Headless commands: scan, layers, tokens, coverage, collection, activations "
+    epilog="Headless commands: scan, layers, tokens, coverage, collection, activations, lens fit "
     "('neuron-tui scan --help' and so on). Without a command, the explorer opens.",
     takes_terminal=True,
 )
@@ -358,7 +411,7 @@ COMMANDS: dict[str, Command] = {
         "Compute (or read from the cache) every neuron's projection onto the vocabulary and write one "
         "record per neuron: model, layer, neuron, max_dot, top (tokens by |dot|, signed), promote, "
         "suppress, norm, mean, std, skew, kurtosis, class, null_z, null_pct.",
-        ("layers", "output", "top_k"),
+        ("layers", "output", "top_k", "lens"),
         _run_scan,
         helps={
             "output": ".jsonl (one object per neuron), .json (settings + neurons), .csv (one row per neuron) "
@@ -373,7 +426,7 @@ COMMANDS: dict[str, Command] = {
         "One row per layer: max-dot quantiles (p50, p90, p99, max), kurtosis p50/p99, neurons whose "
         "max-dot per unit norm is more than 3 null standard deviations up, and prediction/suppression "
         "neuron counts (kurtosis > 10). Computes missing layers.",
-        ("layers", "output", "top_k"),
+        ("layers", "output", "top_k", "lens"),
         _run_layers,
         helps={"output": ".jsonl, .json, .csv or - for a table on stdout (default: -)"},
     ),
@@ -383,7 +436,7 @@ COMMANDS: dict[str, Command] = {
         "without a leading space, other casings, Ġ/▁ read as a space) and print each token's N "
         "neurons with the largest |dot| over the requested layers, exact in float64, as JSONL "
         'records {"query", "token_id", "token", "exact", "layer", "neuron", "dot"}.',
-        ("texts", "top", "exact_only", "layers", "output", "top_k"),
+        ("texts", "top", "exact_only", "layers", "output", "top_k", "lens"),
         _run_tokens,
         helps={"top_k": argparse.SUPPRESS},
     ),
@@ -391,7 +444,7 @@ COMMANDS: dict[str, Command] = {
         "collection",
         "Export the collection: every neuron marked in the explorer (space) for this model, across "
         "layers, with its note, statistics and top tokens (layers missing from the cache are computed).",
-        ("output", "top_k"),
+        ("output", "top_k", "lens"),
         _run_collection,
         helps={
             "output": ".jsonl, .json, .csv or - for JSONL on stdout (default: -)",
@@ -415,6 +468,7 @@ COMMANDS: dict[str, Command] = {
             "batch_tokens",
             "output",
             "top_k",
+            "lens",
         ),
         _run_activations,
         helps={
@@ -432,12 +486,24 @@ COMMANDS: dict[str, Command] = {
         "|dot| with it per unit norm beats the null baseline's 99th percentile (random directions' "
         "max over the vocabulary). Reports the covered share per layer and overall, and the best- "
         "and worst-covered tokens. .json writes that document; .csv/.jsonl write one row per token.",
-        ("show", "layers", "output", "top_k"),
+        ("show", "layers", "output", "top_k", "lens"),
         _run_coverage,
         helps={
             "output": ".json, .jsonl, .csv or - for a summary on stdout (default: -)",
             "top_k": argparse.SUPPRESS,
         },
+    ),
+    "lens fit": Command(
+        "lens fit",
+        "Fit a Jacobian lens for the model with TransformerLens (J_l = E[d h_final / d h_l], one "
+        "d_model x d_model matrix per layer) on the first N windows of the corpus, and keep it with "
+        "your data (not the cache); --lens jacobian then reads every weight-side number through it. "
+        "A prompt costs one forward and d_model/dim-batch backward passes: minutes on a CPU for the "
+        "bundled model, seconds on a GPU.",
+        ("corpus", "prompts", "max_seq_len", "dim_batch"),
+        _run_lens_fit,
+        epilog="Progress goes to stderr; a killed fit resumes at its next prompt. Several GPUs: "
+        "torchrun --nproc-per-node N --no-python neuron-tui lens fit ... (rank 0 merges and writes).",
     ),
 }
 
@@ -462,7 +528,7 @@ def scan_settings(args: argparse.Namespace) -> ScanSettings:
     from engine.device import default_precision
 
     dtype: Dtype = default_precision(args.device) if args.dtype == "auto" else args.dtype
-    return ScanSettings(top_k=args.top_k, dtype=dtype, projection=projection)
+    return ScanSettings(top_k=getattr(args, "top_k", _DEFAULTS.top_k), dtype=dtype, projection=projection)
 
 
 def with_prefix(text: str) -> str:
@@ -498,6 +564,8 @@ def opened_engine(command: Command, args: argparse.Namespace) -> Iterator:
     settings = scan_settings(args)
     engine = NeuronEngine(engine_options(args))  # its warnings go to logging: stderr, at once
     try:
+        if getattr(args, "lens", "logit") != "logit":  # the lens file read and checked: one line if bad
+            settings = replace(settings, lens=engine.open_lens(args.lens))
         engine.check(settings)  # the model's header, the device, top-k: before any heavy work
     except BaseException:
         engine.close()
@@ -515,10 +583,16 @@ def _dispatch(argv: list[str]) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(WarningFormatter())
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    command = COMMANDS.get(argv[0]) if argv else None
+    command = COMMANDS.get(" ".join(argv[:2])) if len(argv) >= 2 else None
     if command is not None:
-        argv = argv[1:]
+        argv = argv[2:]
     else:
+        command = COMMANDS.get(argv[0]) if argv else None
+        if command is not None:
+            argv = argv[1:]
+    if command is None and argv and argv[0] == "lens":
+        raise UserError("'neuron-tui lens' takes one command: fit (see 'neuron-tui lens fit --help')")
+    if command is None:
         command = EXPLORER
     args = command.parser().parse_args(argv)
     if command.takes_terminal and not (sys.stdin.isatty() and sys.stdout.isatty()):

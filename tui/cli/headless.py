@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 
 
 def _metadata(engine: NeuronEngine, settings: ScanSettings) -> dict:
-    return export_settings(engine.info, settings)
+    metadata = export_settings(engine.info, settings)
+    lens_file = engine.lens_file(settings.lens)
+    if lens_file is not None:  # where the lens came from, beside its fingerprint in "lens"
+        metadata.update(lens_file=str(lens_file.path), lens_prompts=lens_file.n_prompts)
+    return metadata
 
 
 def _input_side(engine: NeuronEngine, layer: int, settings: ScanSettings):
@@ -282,4 +286,38 @@ def activations(
     count = write_records(output, records(), metadata)
     if output != "-":
         print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
+    return 0
+
+
+def fit_lens(
+    engine: NeuronEngine, corpus_spec: str | None, prompts: int, max_seq_len: int, dim_batch: int
+) -> int:
+    """Fit a Jacobian lens (split across torchrun's ranks when there are several); rank 0 says where
+    it is."""
+    from engine.corpus import load_corpus
+    from engine.lens.fit import FitSettings
+
+    fit_settings = FitSettings(prompts=prompts, max_seq_len=max_seq_len, dim_batch=dim_batch)
+    corpus = load_corpus(corpus_spec)  # every check before torch is imported
+
+    from engine.distributed import ranks_from_environment, stop
+    from tui.cli.progress import FitStderrProgress
+
+    ranks = ranks_from_environment()
+    prefix = f"rank {ranks.rank}/{ranks.world}: " if ranks.world > 1 else ""
+    print(f"{prefix}loading the model to fit a Jacobian lens on {corpus.name}", file=sys.stderr, flush=True)
+    try:
+        path = engine.fit_lens(corpus, fit_settings, ranks, FitStderrProgress(prefix))
+    finally:
+        stop(ranks)
+    if path is None:
+        return 0  # rank 0 writes
+    from engine.lens.artifact import open_lens_file
+
+    lens_file = open_lens_file(path)
+    print(
+        f"{lens_file.description}: {path}\n"
+        f"read through it with --lens jacobian (the newest fit of this model) or --lens jacobian:{path}",
+        file=sys.stderr,
+    )
     return 0

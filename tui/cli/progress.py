@@ -113,3 +113,28 @@ class ActivationStderrProgress:
             print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
         except OSError:
             pass
+
+
+class FitStderrProgress:
+    """Progress of a lens fit on stderr: a line per prompt, with the time left at the rate so far."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+
+    def __call__(self, event) -> None:  # engine.lens.fit.FitProgress
+        if event.done == event.start:
+            if event.start:
+                self._say(f"resuming at prompt {event.start} of {event.total}")
+            return
+        left = event.seconds_left
+        self._say(
+            f"prompt {event.done}/{event.total} fitted, "
+            f"{(event.seconds / (event.done - event.start)):.1f} s per prompt, "
+            f"{'?' if left is None else f'{left:.0f}'} s left"
+        )
+
+    def _say(self, text: str) -> None:
+        try:
+            print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
+        except OSError:
+            pass

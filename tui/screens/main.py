@@ -29,6 +29,7 @@ from engine.neurons import LayerNeurons
 from engine.progress import ScanProgress
 from engine.results import LayerResult
 from engine.scan.token_search import TokenIndex
+from engine.settings import Lens
 from engine.sources.base import ModelInfo
 from engine.store.collection import Collection
 from engine.summary import LayerSummary, summarise
@@ -104,6 +105,7 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
         self.activity = "starting"
         self.scanner_waits_for_first_frame = False
         self.token_index: TokenIndex | None = None  # built on the first token search
+        self.jacobian_lens: Lens | None = None  # a Jacobian lens switched away from, offered again
         self.summary_added: Signal[LayerSummary] = Signal(self, "summary-added")
 
     @property

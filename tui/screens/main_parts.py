@@ -13,6 +13,7 @@ from engine.neuron_engine import NeuronEngine
 from engine.neurons import LayerNeurons
 from engine.results import LayerResult
 from engine.scan.token_search import TokenIndex
+from engine.settings import Lens
 from engine.sources.base import ModelInfo
 from engine.summary import LayerSummary
 from engine.tokens import Vocabulary
@@ -36,6 +37,7 @@ class MainParts(_Base):
     export_dir: Path
     activity: str
     token_index: TokenIndex | None
+    jacobian_lens: Lens | None  # a Jacobian lens opened before, offered again by the dialog
     summary_added: Signal[LayerSummary]
 
     if TYPE_CHECKING:  # defined by the parts and the screen; declared here so that each part types

@@ -3,10 +3,20 @@ the background is doing."""
 
 from __future__ import annotations
 
+from engine.settings import ScanSettings
 from tui.messages import Activity
 from tui.screens.main_parts import MainParts
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.status_bar import Status, StatusBar
+
+
+def reading_label(settings: ScanSettings, short: bool = False) -> str:
+    """The projection, and the lens where it is not the logit lens: what the numbers mean."""
+    projection = settings.projection.short_label if short else settings.projection.label
+    if settings.lens.digest is None:
+        return projection
+    lens = settings.lens.short_label if short else f"{settings.lens.short_label} {settings.lens.digest[:8]}"
+    return f"{lens} {projection}"
 
 
 class StatusLine(MainParts):
@@ -17,8 +27,8 @@ class StatusLine(MainParts):
         status = Status(
             model=self.info.name if self.info else self.engine.location.display_name,
             device=self.engine.device_label(),
-            projection=state.settings.projection.label,
-            projection_short=state.settings.projection.short_label,
+            projection=reading_label(state.settings),
+            projection_short=reading_label(state.settings, short=True),
             layer=state.layer,
             last_layer=state.n_layers - 1 if state.n_layers else 0,
             marked=len(state.collection) if state.collection is not None else 0,

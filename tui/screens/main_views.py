@@ -6,9 +6,13 @@ A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the scre
 
 from __future__ import annotations
 
+from textual import work
+
+from engine.errors import UserError
 from engine.neurons import LayerNeurons
-from engine.settings import Projection
+from engine.settings import LOGIT_LENS, Lens, Projection
 from tui.screens.main_parts import MainParts
+from tui.screens.main_status import reading_label
 from tui.widgets.layer_picker import LayerPicker
 
 
@@ -20,7 +24,7 @@ class OtherViews(MainParts):
             return
         screen = AllLayersScreen(
             self.info.name,
-            self.state.settings.projection.label,
+            reading_label(self.state.settings),
             self.info.n_layers,
             self.state.summaries,
             self.state.layer,
@@ -94,18 +98,58 @@ class OtherViews(MainParts):
             )
             return
         coverage = coverage_from_layers(self.state.unit_best, self.state.null)
-        label = self.state.settings.projection.label
+        label = reading_label(self.state.settings)
         screen = CoverageScreen(self.info.name, label, coverage, self.vocab, self.info.n_layers)
         self.app.push_screen(screen, self.jump_to_neuron)
+
+    def _jacobian_at_hand(self) -> tuple[Lens | None, str | None]:
+        """The Jacobian lens the dialog can offer, and its description: the one in use or opened
+        before, else the newest fitted here (opened when chosen); (None, None) when there is none."""
+        from engine.lens.store import fitted_lenses
+
+        for lens in (self.state.settings.lens, self.jacobian_lens):
+            if lens is not None and lens.digest is not None:
+                lens_file = self.engine.lens_file(lens)
+                return lens, lens_file.description if lens_file is not None else lens.label
+        fits = fitted_lenses(self.engine.fingerprint)
+        return (None, f"Jacobian lens {fits[0].name}") if fits else (None, None)
 
     def action_projection(self) -> None:
         from tui.screens.projection import ProjectionScreen
 
-        self.app.push_screen(ProjectionScreen(self.state.settings.projection), self.apply_projection)
+        _lens, description = self._jacobian_at_hand()
+        settings = self.state.settings
+        screen = ProjectionScreen(settings.projection, settings.lens.digest is not None, description)
+        self.app.push_screen(screen, self.apply_reading)
 
-    def apply_projection(self, projection: Projection | None) -> None:
-        """Switch projection: every layer is read from the cache or computed again under it."""
-        if projection is None or self.info is None or not self.state.switch_projection(projection):
+    def apply_reading(self, reading: tuple[Projection, bool] | None) -> None:
+        if reading is None:
+            return
+        projection, jacobian = reading
+        if not jacobian:
+            if self.state.settings.lens.digest is not None:
+                self.jacobian_lens = self.state.settings.lens  # offered again without reopening
+            self.apply_projection(projection, LOGIT_LENS)
+            return
+        lens, _description = self._jacobian_at_hand()
+        if lens is not None:
+            self.apply_projection(projection, lens)
+        else:
+            self._open_fitted_lens(projection)
+
+    @work(thread=True, exclusive=True, group="lens", exit_on_error=False)
+    def _open_fitted_lens(self, projection: Projection) -> None:
+        """Read the newest fitted lens off the event loop (tens of MB), then switch to it."""
+        try:
+            lens = self.engine.open_lens("jacobian")
+        except UserError as error:
+            self.app.call_from_thread(self.notify, str(error), severity="error")
+            return
+        self.app.call_from_thread(self.apply_projection, projection, lens)
+
+    def apply_projection(self, projection: Projection | None, lens: Lens | None = None) -> None:
+        """Switch projection (and lens): every layer is read from the cache or computed again under it."""
+        if projection is None or self.info is None or not self.state.switch_projection(projection, lens):
             return
         self.neurons = None
         self.query_one(LayerPicker).clear_summaries()

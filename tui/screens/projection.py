@@ -1,4 +1,5 @@
-"""Choose the projection flags: results come from the cache when that setting was scanned before."""
+"""Choose the projection flags and the lens: results come from the cache when that setting was
+scanned before."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ class FlagBox(Checkbox):
         return "X" if self.value else " "
 
 
-class ProjectionScreen(Dialog[Projection | None]):
+Reading = tuple[Projection, bool]  # the flags, and whether to read through the Jacobian lens
+
+
+class ProjectionScreen(Dialog[Reading | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel-projection"),
         Binding("enter", "apply", "Apply", priority=True, id="apply-projection"),  # before the box's own
@@ -35,23 +39,37 @@ class ProjectionScreen(Dialog[Projection | None]):
         Binding("r", "raw", "Untick all (raw)", id="raw"),
     ]
 
-    def __init__(self, current: Projection) -> None:
+    def __init__(
+        self, current: Projection, jacobian: bool = False, lens_description: str | None = None
+    ) -> None:
+        """``lens_description``: the Jacobian lens at hand, None when this model has none."""
         super().__init__()
         self.current = current
+        self.jacobian = jacobian
+        self.lens_description = lens_description
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text("Projection of W_out[i] onto the vocabulary"), id="projection-title")
             for flag, label in FLAGS:
                 yield FlagBox(Text(label), value=getattr(self.current, flag), id=flag)
+            if self.lens_description is not None:
+                lens_label = Text(f"read through the {self.lens_description} (J_l w)")
+                yield FlagBox(lens_label, value=self.jacobian, id="jacobian")
+            else:
+                yield Label(
+                    "logit lens: no Jacobian lens for this model (neuron-tui lens fit)", classes="dialog-hint"
+                )
             yield Label(
                 "space toggles · g all three · r none · enter applies · esc cancels",
                 id="projection-hint",
                 classes="dialog-hint",
             )
 
-    def _chosen(self) -> Projection:
-        return Projection(**{flag: self.query_one(f"#{flag}", Checkbox).value for flag, _ in FLAGS})
+    def _chosen(self) -> Reading:
+        projection = Projection(**{flag: self.query_one(f"#{flag}", Checkbox).value for flag, _ in FLAGS})
+        jacobian = self.lens_description is not None and self.query_one("#jacobian", Checkbox).value
+        return projection, jacobian
 
     def action_apply(self) -> None:
         self.dismiss(self._chosen())
