@@ -463,6 +463,45 @@ class NeuronEngine:
             suppress_coherence_dir_z=suppress.coherence_dir_z,
         )
 
+    # --- another checkpoint, neuron by neuron (engine.diff) ------------------------------------
+    def mlp_out(self, layer: int) -> np.ndarray:
+        """W_out of ``layer`` [d_mlp, d_model] (loads the weights)."""
+        with self._lock:
+            return self._ensure_source().mlp_out(layer)
+
+    def check_comparable(self, other: NeuronEngine) -> None:
+        from engine.diff import check_comparable
+
+        check_comparable(self.info, other.info)
+        mine, theirs = self.vocabulary, other.vocabulary
+        same = np.array_equal(mine.offsets, theirs.offsets) and np.array_equal(mine.data, theirs.data)
+        if not same:
+            self.warn(
+                f"{self.info.name} and {other.info.name} have different tokenizer files: token ids are "
+                "compared as ids, and the strings shown are this model's"
+            )
+
+    def cached_diff(self, layer: int, other: NeuronEngine, settings: ScanSettings):
+        from engine.diff import LayerDiff
+
+        return decoded(self.cache, self.keys.diff(other.fingerprint, settings, layer), LayerDiff.from_bytes)
+
+    def diff(self, layer: int, other: NeuronEngine, settings: ScanSettings, listener=None):
+        """Layer ``layer`` of this model against ``other`` (same shapes), neuron by neuron: from the
+        cache, or from both scans (each from its own cache or computed) and both weights, one layer
+        of each at a time."""
+        from engine.diff import layer_diff
+
+        found = self.cached_diff(layer, other, settings)
+        if found is not None:
+            return found
+        mine = self.neurons(layer, settings, listener=listener)
+        theirs = other.neurons(layer, settings, listener=listener)
+        found = layer_diff(self.mlp_out(layer), other.mlp_out(layer), mine, theirs, settings.top_k)
+        if self.cache:
+            self.cache.set(self.keys.diff(other.fingerprint, settings, layer), found.to_bytes())
+        return found
+
     # --- the input side ---------------------------------------------------------------------
     def inputs(self, layer: int, settings: ScanSettings) -> LayerInputs:
         """The layer's input side (engine.inputs), from the cache or computed from the weights."""

@@ -246,7 +246,8 @@ def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
 
 
 def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
-    """Flat rows (no nested lists) to .jsonl, .json (``{"settings", key: rows}``) or .csv."""
+    """Rows to .jsonl, .json (``{"settings", key: rows}``) or .csv (a list value, such as a row's
+    tokens, goes into one cell as JSON)."""
     check_output_path(path)
     target = Path(path).expanduser()
     fmt = target.suffix.lower()
@@ -263,10 +264,16 @@ def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
             columns = list(rows[0]) if rows else []
             writer.writerow(columns)
             for row in rows:
-                writer.writerow([neutralise_cell(v) if isinstance(v, str) else v for v in row.values()])
+                writer.writerow([_cell(value) for value in row.values()])
 
     _atomic_write(target, write, newline="" if fmt == ".csv" else None)
     return len(rows)
+
+
+def _cell(value):
+    if isinstance(value, list):
+        value = json.dumps(value, ensure_ascii=False)
+    return neutralise_cell(value) if isinstance(value, str) else value
 
 
 class _WriteFailed(Exception):

@@ -52,6 +52,10 @@ class CacheKeys:
         """A layer's input side: the weights and k only (no projection applies to it)."""
         return self.key("inputs", f"i1-k{top_k}", layer)
 
+    def diff(self, other_fingerprint: str, settings: ScanSettings, layer: int) -> str:
+        """A layer's neuron-by-neuron diff against another checkpoint (engine.diff)."""
+        return self.key("diff", "d1", other_fingerprint, settings.cache_tag, layer)
+
     def null(self, settings: ScanSettings, samples: int, seed: int) -> str:
         return self.key("null", settings.projection.label, settings.dtype, samples, seed)
 

@@ -138,6 +138,16 @@ OPTIONS: dict[str, Option] = {
             help="output dimensions per backward pass: memory against speed, same lens (default: 32)",
         ),
     ),
+    "against": Option(
+        ("--against",),
+        None,
+        dict(
+            required=True,
+            metavar="B",
+            help="the other checkpoint (same architecture and shapes): a .gguf file, a model directory "
+            "or a model name in the local HF cache",
+        ),
+    ),
     "fold_final_norm": Option(
         ("--fold-final-norm",),
         PROJECTION,
@@ -380,6 +390,12 @@ def _run_lens_fit(args, engine, settings, layers) -> int:
     return fit_lens(engine, args.corpus, args.prompts, args.max_seq_len, args.dim_batch)
 
 
+def _run_diff(args, engine, settings, layers) -> int:
+    from tui.cli.headless import diff
+
+    return diff(engine, settings, layers, args.against, args.output)
+
+
 def _run_collection(args, engine, settings, layers) -> int:
     from tui.cli.headless import collection
 
@@ -401,7 +417,7 @@ EXPLORER = Command(
         "batch_tokens",
     ),
     _run_explorer,
-    epilog="Headless commands: scan, layers, tokens, coverage, collection, activations, lens fit "
+    epilog="Headless commands: scan, layers, tokens, coverage, collection, activations, diff, lens fit "
     "('neuron-tui scan --help' and so on). Without a command, the explorer opens.",
     takes_terminal=True,
 )
@@ -492,6 +508,17 @@ COMMANDS: dict[str, Command] = {
             "output": ".json, .jsonl, .csv or - for a summary on stdout (default: -)",
             "top_k": argparse.SUPPRESS,
         },
+    ),
+    "diff": Command(
+        "diff",
+        "Compare two checkpoints of one architecture neuron by neuron (fine-tuning keeps the neuron "
+        "basis): per neuron cos(W_out_A[i], W_out_B[i]), the change in max-dot and null-z (B - A), "
+        "the Jaccard overlap of the top-k promote and suppress tokens and whether the strongest token "
+        "is kept; a summary line per layer on stderr. Both models stream a layer at a time; results "
+        "are cached per pair of weights.",
+        ("against", "layers", "output", "top_k", "lens"),
+        _run_diff,
+        helps={"output": ".jsonl, .json, .csv or - for JSONL on stdout (default: -)"},
     ),
     "lens fit": Command(
         "lens fit",

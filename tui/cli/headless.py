@@ -321,3 +321,90 @@ def fit_lens(
         file=sys.stderr,
     )
     return 0
+
+
+def diff(engine: NeuronEngine, settings: ScanSettings, layers: list[int], against: str, output: str) -> int:
+    """This model against another checkpoint of its shape, neuron by neuron: one record per neuron
+    (JSONL on stdout for -), a summary line per layer on stderr."""
+    from dataclasses import replace
+
+    from engine.neuron_engine import NeuronEngine as Engine
+
+    other = Engine(replace(engine.options, model=against))
+    try:
+        engine.check_comparable(other)  # one line, before either model's weights are read
+        lens_file = engine.lens_file(settings.lens)
+        if lens_file is not None:  # both read through the same lens, the first model's
+            other.open_lens(f"jacobian:{lens_file.path}")
+        metadata = {
+            **_metadata(engine, settings),
+            "against": other.info.name,
+            "against_fingerprint": other.fingerprint,
+        }
+        rows: list[dict] = []
+        with StderrProgress(layers) as progress:
+            engine.null_baseline(settings)
+            other.null_baseline(settings)
+            for layer in layers:
+                found = engine.diff(layer, other, settings, listener=progress)
+                rows += _diff_rows(engine, other, settings, found)
+                progress._say(_diff_line(found.summary()))
+    finally:
+        other.close()
+    if output == "-":
+        for row in rows:
+            print(json.dumps({**row, "settings": metadata}, ensure_ascii=False))
+        return 0
+    count = write_rows(output, rows, metadata, key="neurons")
+    print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
+    return 0
+
+
+def _diff_line(summary: dict) -> str:
+    return (
+        f"layer {summary['layer']}: cos p50 {summary['cos_p50']:.4f} (min {summary['cos_min']:.4f}), "
+        f"{summary['changed']} turned > 2.6°, top token kept {100 * summary['top_kept_share']:.1f}%, "
+        f"promote Jaccard {summary['promote_jaccard_mean']:.3f}, "
+        f"suppress {summary['suppress_jaccard_mean']:.3f}, "
+        f"max-dot change p50 {summary['max_dot_change_p50']:+.4f}"
+    )
+
+
+def _diff_rows(engine: NeuronEngine, other: NeuronEngine, settings: ScanSettings, found) -> list[dict]:
+    k = settings.top_k
+    mine, theirs = engine.neurons(found.layer, settings), other.neurons(found.layer, settings)
+    vocab, their_vocab = engine.vocabulary, other.vocabulary
+    rows = []
+    for neuron in range(found.d_mlp):
+        a, b = mine.result, theirs.result
+        rows.append(
+            {
+                "model": engine.info.name,
+                "against": other.info.name,
+                "layer": found.layer,
+                "neuron": neuron,
+                "cos": _number(found.cosine[neuron]),
+                "max_dot": float(a.max_dot[neuron]),
+                "max_dot_against": float(b.max_dot[neuron]),
+                "max_dot_change": float(found.max_dot_change[neuron]),
+                "null_z": float(mine.null_z[neuron]) if mine.null_z is not None else None,
+                "null_z_against": float(theirs.null_z[neuron]) if theirs.null_z is not None else None,
+                "null_z_change": float(found.null_z_change[neuron]),
+                "promote_jaccard": float(found.promote_jaccard[neuron]),
+                "suppress_jaccard": float(found.suppress_jaccard[neuron]),
+                "top_kept": bool(found.top_kept[neuron]),
+                "top": vocab.text(int(a.top_ids[neuron, 0])),
+                "top_dot": float(a.top_dots[neuron, 0]),
+                "top_against": their_vocab.text(int(b.top_ids[neuron, 0])),
+                "top_dot_against": float(b.top_dots[neuron, 0]),
+                "promote": [vocab.text(int(t)) for t in a.promote_ids[neuron, :k]],
+                "promote_against": [their_vocab.text(int(t)) for t in b.promote_ids[neuron, :k]],
+                "suppress": [vocab.text(int(t)) for t in a.suppress_ids[neuron, :k]],
+                "suppress_against": [their_vocab.text(int(t)) for t in b.suppress_ids[neuron, :k]],
+            }
+        )
+    return rows
+
+
+def _number(value: float) -> float | None:
+    return None if value != value else float(value)

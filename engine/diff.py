@@ -1,0 +1,110 @@
+"""Two checkpoints of one architecture, neuron by neuron.
+
+Fine-tuning keeps the neuron basis (neuron i of layer l is the same unit in both), so the comparison
+is per neuron: how far its write turned (the cosine of W_out_A[i] and W_out_B[i], float64), how its
+max-dot and its null-z moved (B minus A, each under its own model's null), and how much of its
+top-k promote and suppress lists survived (Jaccard of the token sets) and whether its strongest
+token (by |dot|, sign kept) is the same. ``LayerDiff`` is plain data, cached per pair of weights
+fingerprints and settings.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.neurons import LayerNeurons
+from engine.sources.base import ModelInfo
+
+_SHAPES = ("architecture", "n_layers", "d_model", "d_mlp", "d_vocab")
+
+
+def check_comparable(a: ModelInfo, b: ModelInfo) -> None:
+    """Refuse two models that do not share every shape (neuron i must be the same unit in both)."""
+    for name in _SHAPES:
+        if getattr(a, name) != getattr(b, name):
+            raise UserError(
+                f"cannot diff {a.name} against {b.name}: {name} is {getattr(a, name)} in one and "
+                f"{getattr(b, name)} in the other; diff compares checkpoints of one architecture and shape"
+            )
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    layer: int
+    cosine: np.ndarray  # [d_mlp] cos(W_out_A[i], W_out_B[i]); NaN where either row is zero
+    max_dot_change: np.ndarray  # B - A
+    null_z_change: np.ndarray  # B - A, each against its own model's null baseline
+    promote_jaccard: np.ndarray  # |A ∩ B| / |A ∪ B| of the top-k promote token sets
+    suppress_jaccard: np.ndarray
+    top_kept: np.ndarray  # bool: the strongest token (by |dot|, sign kept) is the same
+
+    @property
+    def d_mlp(self) -> int:
+        return self.cosine.shape[0]
+
+    def summary(self) -> dict:
+        """The layer in a few numbers."""
+        cosine = self.cosine[np.isfinite(self.cosine)]
+        return {
+            "layer": self.layer,
+            "cos_p50": float(np.median(cosine)) if cosine.size else float("nan"),
+            "cos_min": float(cosine.min()) if cosine.size else float("nan"),
+            "changed": int((cosine < 0.999).sum()),  # neurons whose write turned by more than ~2.6°
+            "max_dot_change_p50": float(np.median(self.max_dot_change)),
+            "null_z_change_p50": float(np.median(self.null_z_change)),
+            "promote_jaccard_mean": float(self.promote_jaccard.mean()),
+            "suppress_jaccard_mean": float(self.suppress_jaccard.mean()),
+            "top_kept_share": float(self.top_kept.mean()),
+        }
+
+    _ARRAYS = ("cosine", "max_dot_change", "null_z_change", "promote_jaccard", "suppress_jaccard", "top_kept")
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, layer=np.int64(self.layer), **{name: getattr(self, name) for name in self._ARRAYS})
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> LayerDiff:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+            return cls(int(archive["layer"]), *(archive[name] for name in cls._ARRAYS))
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row, the Jaccard index of two [n, k] id sets."""
+    out = np.empty(a.shape[0])
+    for row in range(a.shape[0]):
+        first, second = set(a[row].tolist()), set(b[row].tolist())
+        out[row] = len(first & second) / len(first | second)
+    return out
+
+
+def row_cosines(w_a: np.ndarray, w_b: np.ndarray) -> np.ndarray:
+    """cos of each pair of rows, in float64 (NaN for a zero row)."""
+    a, b = w_a.astype(np.float64), w_b.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, np.einsum("ij,ij->i", a, b) / norms, np.nan)
+
+
+def layer_diff(w_a: np.ndarray, w_b: np.ndarray, a: LayerNeurons, b: LayerNeurons, k: int) -> LayerDiff:
+    """The diff of one layer from both weights and both derived scans (null baselines known)."""
+    if a.null_z is None or b.null_z is None:
+        raise ValueError("both scans need their null baselines")
+    ra, rb = a.result, b.result
+    same_top = (ra.top_ids[:, 0] == rb.top_ids[:, 0]) & (
+        np.sign(ra.top_dots[:, 0]) == np.sign(rb.top_dots[:, 0])
+    )
+    return LayerDiff(
+        layer=ra.layer,
+        cosine=row_cosines(w_a, w_b),
+        max_dot_change=rb.max_dot - ra.max_dot,
+        null_z_change=b.null_z - a.null_z,
+        promote_jaccard=_jaccard(ra.promote_ids[:, :k], rb.promote_ids[:, :k]),
+        suppress_jaccard=_jaccard(ra.suppress_ids[:, :k], rb.suppress_ids[:, :k]),
+        top_kept=same_top,
+    )
