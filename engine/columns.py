@@ -72,6 +72,11 @@ def _concept(name: str) -> Callable[[LayerNeurons], np.ndarray | None]:
     return lambda n: getattr(n.result, name)
 
 
+def _diff(name: str) -> Callable[[LayerNeurons], np.ndarray | None]:
+    """A value of the diff against another checkpoint (None when none is compared)."""
+    return lambda n: None if n.diff is None else np.asarray(getattr(n.diff, name), dtype=np.float64)
+
+
 def _pole(pole: str, name: str) -> Callable[[LayerNeurons], np.ndarray | None]:
     """A corpus-pass value of one pole (None until the layer has a pass)."""
     return lambda n: None if n.evidence is None else getattr(n.evidence.pole(pole), name)
@@ -154,6 +159,22 @@ COLUMNS: dict[str, NeuronColumn] = {
             "neg_input_forms", "nin-forms", _pole("negative", "input_forms"), "{:.0f}", descending=False
         ),
         NeuronColumn("neg_input_entropy", "nin-bits", _pole("negative", "input_entropy"), "{:.1f}"),
+        # Against another checkpoint (neuron-tui --against B): the write's turn and what survived.
+        NeuronColumn(
+            "diff_cos",
+            "cos-B",
+            _diff("cosine"),
+            "{:.4f}",
+            detail_label="cos(W_out, W_out of B)",
+            detail_format="{:.6f}",
+            aliases=("cosb", "cos_b"),
+            descending=False,  # the most changed first
+        ),
+        NeuronColumn("diff_jaccard", "jacc", _diff("promote_jaccard"), "{:.2f}", descending=False),
+        NeuronColumn("diff_supp_jaccard", "sjacc", _diff("suppress_jaccard"), "{:.2f}", descending=False),
+        NeuronColumn("diff_max_dot", "Δmax", _diff("max_dot_change"), "{:+.3f}", aliases=("dmax",)),
+        NeuronColumn("diff_null_z", "Δz", _diff("null_z_change"), "{:+.1f}", aliases=("dz",)),
+        NeuronColumn("diff_top_kept", "kept", _diff("top_kept"), "{:.0f}", descending=False),
     )
 }
 
@@ -169,6 +190,8 @@ SORT_ORDER = (
     "coherence_z",
     "lift",
     "neg_lift",
+    "diff_cos",
+    "diff_jaccard",
 )
 FILTERABLE = tuple(name for name, column in COLUMNS.items() if column.filterable)
 

@@ -8,6 +8,7 @@ else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from engine.evidence import LayerActivations
 from engine.inputs import LayerInputs
 from engine.null import NullBaseline, per_unit_max_dot
 from engine.results import LayerResult, prediction_class
+
+if TYPE_CHECKING:  # engine.diff reads LayerNeurons
+    from engine.diff import LayerDiff
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class LayerNeurons:
     null_pct: np.ndarray | None  # [d_mlp] float64, in %
     evidence: LayerActivations | None = None  # from a corpus pass, when one was run for the layer
     inputs: LayerInputs | None = None  # the input side, when it was computed for the layer
+    diff: LayerDiff | None = None  # against another checkpoint (engine.diff), when one is compared
 
     @classmethod
     def derive(
@@ -55,6 +60,7 @@ class LayerNeurons:
         cosine: bool,
         evidence: LayerActivations | None = None,
         inputs: LayerInputs | None = None,
+        diff: LayerDiff | None = None,
     ) -> LayerNeurons:
         per_unit = per_unit_max_dot(result.max_dot, result.norm, cosine)
         null_z = null.z_score(per_unit) if null is not None else None
@@ -64,7 +70,9 @@ class LayerNeurons:
             evidence = None
         if inputs is not None and inputs.d_mlp != result.d_mlp:
             inputs = None
-        return cls(result, null, cosine, classes, per_unit, null_z, null_pct, evidence, inputs)
+        if diff is not None and diff.d_mlp != result.d_mlp:
+            diff = None
+        return cls(result, null, cosine, classes, per_unit, null_z, null_pct, evidence, inputs, diff)
 
     @property
     def lift(self) -> np.ndarray | None:

@@ -81,7 +81,9 @@ class NeuronApp(App[int]):
         on_exit: Callable[[int], None] | None = None,
         activation: ActivationSettings | None = None,
         corpus: AnyCorpus | None = None,
+        against: NeuronEngine | None = None,
     ) -> None:
+        """``against``: the engine of another checkpoint to compare with, neuron by neuron."""
         super().__init__()
         self.engine = engine
         self.state = ExplorerState(settings or ScanSettings())
@@ -93,7 +95,7 @@ class NeuronApp(App[int]):
         self.on_exit = on_exit  # told the exit code as soon as an exit is asked for (the watchdog)
         self.fatal_error: str | None = None  # set when the app ends because the model cannot be used
         self.fatal_exception: BaseException | None = None  # and the unexpected error behind it, if any
-        self.main = MainScreen(engine, self.state, start_layer, export_dir or Path.cwd())
+        self.main = MainScreen(engine, self.state, start_layer, export_dir or Path.cwd(), against)
         self.log_handler = NotifyHandler(self)
 
     def get_default_screen(self) -> Screen:

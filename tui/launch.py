@@ -53,6 +53,7 @@ def run_explorer(
     start_layer: int | None,
     activation=None,
     corpus=None,
+    against=None,
 ) -> int:
     """``activation`` (ActivationSettings) and ``corpus`` (a loaded Corpus, or None for the embedded
     one) are what the corpus pass (A) runs with."""
@@ -66,6 +67,7 @@ def run_explorer(
         on_exit=arm_watchdog,
         activation=activation,
         corpus=corpus,
+        against=against,
     )
     stop = threading.Event()
     monitor = threading.Thread(target=_watch_terminal, args=(sys.stdin.fileno(), stop), daemon=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from engine.diff import LayerDiff
 from engine.evidence import EvidenceReading, LayerActivations
 from engine.null import NullBaseline
 from engine.results import LayerResult
@@ -52,6 +53,15 @@ class EvidenceReady(Message):
     evidence: LayerActivations | None
     generation: int
     reading: EvidenceReading | None = None  # how much of the corpus it read
+
+
+@dataclass(eq=False)  # identity, as a message is one event
+class DiffReady(Message):
+    """A layer against the other checkpoint (--against), and that model's results of the layer."""
+
+    diff: LayerDiff
+    other: LayerResult
+    generation: int
 
 
 @dataclass(eq=False)  # identity, as a message is one event

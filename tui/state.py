@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.columns import COLUMNS
 from engine.corpus import AnyCorpus
+from engine.diff import LayerDiff
 from engine.evidence import EvidenceReading, LayerActivations
 from engine.neurons import LayerNeurons
 from engine.null import NullBaseline
@@ -55,6 +56,10 @@ class ExplorerState:
     evidence: OrderedDict[int, LayerActivations] = field(default_factory=OrderedDict)
     readings: dict[int, EvidenceReading] = field(default_factory=dict)  # how much each has read
     evidence_missing: set[int] = field(default_factory=set)
+    # Another checkpoint compared neuron by neuron (--against): its name, and per layer the diff
+    # and that model's own results (its tokens in the detail), a few layers in memory.
+    against: str | None = None
+    diffs: OrderedDict[int, tuple[LayerDiff, LayerResult]] = field(default_factory=OrderedDict)
 
     # --- layers -----------------------------------------------------------------------------
     def start_layer(self, asked: int | None) -> tuple[int, str | None]:
@@ -90,7 +95,15 @@ class ExplorerState:
     # --- derived views ----------------------------------------------------------------------
     def neurons(self, result: LayerResult) -> LayerNeurons:
         evidence = self.evidence.get(result.layer)
-        return LayerNeurons.derive(result, self.null, self.settings.projection.cosine, evidence)
+        held = self.diffs.get(result.layer)
+        diff = held[0] if held is not None else None
+        return LayerNeurons.derive(result, self.null, self.settings.projection.cosine, evidence, diff=diff)
+
+    def keep_diff(self, diff: LayerDiff, other: LayerResult) -> None:
+        self.diffs[diff.layer] = (diff, other)
+        self.diffs.move_to_end(diff.layer)
+        while len(self.diffs) > RESULTS_KEPT:
+            self.diffs.popitem(last=False)
 
     def keep_evidence(
         self, layer: int, evidence: LayerActivations | None, reading: EvidenceReading | None = None
@@ -168,6 +181,7 @@ class ExplorerState:
         self.token_tables.clear()
         self.unit_best.clear()
         self.evidence.clear()  # the lift's target tokens come from the projection and the lens
+        self.diffs.clear()
         self.readings.clear()
         self.evidence_missing.clear()
         self.null = None

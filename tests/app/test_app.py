@@ -369,6 +369,35 @@ async def test_p_switches_to_the_fitted_jacobian_lens_and_back(tiny_gguf, tiny_w
         np.testing.assert_array_equal(app.main.result.max_dot, logit_max)
 
 
+async def test_against_another_checkpoint_shows_the_diff_column_and_its_tokens(tmp_path):
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+    from tests.helpers.models import write_hf_llama, write_perturbed_copy
+    from tui.app import NeuronApp
+    from tui.screens.detail import NeuronDetailScreen as Detail
+
+    base = write_hf_llama(tmp_path / "base", n_layers=3, seed=11)
+    write_perturbed_copy(base, tmp_path / "tuned", 2, (5,), scale=0.5)
+    engine = NeuronEngine(EngineOptions(model=str(base), device="cpu", cache_dir=tmp_path / "c"))
+    other = NeuronEngine(EngineOptions(model=str(tmp_path / "tuned"), device="cpu", cache_dir=tmp_path / "c"))
+    app = NeuronApp(engine, against=other)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await wait_for(pilot, lambda: 2 in app.state.diffs)
+        await wait_for(pilot, lambda: app.main.neurons is not None and app.main.neurons.diff is not None)
+        listing = app.query_one(NeuronList)
+        assert "cos-B" in str(listing._header())
+        diff = app.state.diffs[2][0]
+        assert diff.cosine[5] < 0.999 and np.all(np.delete(diff.cosine, 5) > 1 - 1e-12)
+        while app.state.sort_key != "diff_cos":  # s cycles to it: the most turned neuron first
+            await pilot.press("s")
+        await pilot.pause(0.2)
+        assert listing.current_neuron == 5
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, Detail))
+        assert "in tuned" in str(app.screen.against_text)
+    other.close()
+
+
 async def test_token_search_finds_a_token_and_jumps_to_its_neuron(tiny_gguf, tiny_weights, tmp_path):
     from engine.settings import Projection
     from tests.helpers.reference import reference_scores

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +18,12 @@ PERTURBED = (3, 17, 40)  # neurons of layer 1 whose write is turned
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> tuple[Path, Path, dict[int, np.ndarray]]:
     """A tiny Llama and a copy whose layer-1 W_out rows PERTURBED have a known vector added."""
-    from safetensors.numpy import load_file, save_file
-
-    from tests.helpers.models import write_hf_llama
+    from tests.helpers.models import write_hf_llama, write_perturbed_copy
 
     root = tmp_path_factory.mktemp("diff")
     base = write_hf_llama(root / "base", n_layers=3, seed=11)
-    tuned = root / "tuned"
-    shutil.copytree(base, tuned)
-    (weights,) = tuned.glob("*.safetensors")
-    tensors = load_file(weights)
-    name = "model.layers.1.mlp.down_proj.weight"  # [d_model, d_mlp]: column i is neuron i's write
-    rng = np.random.default_rng(0)
-    added = {}
-    for neuron in PERTURBED:
-        added[neuron] = (rng.standard_normal(tensors[name].shape[0]) * 0.05).astype(np.float32)
-        tensors[name][:, neuron] += added[neuron]
-    save_file(tensors, weights, metadata={"format": "pt"})
-    return base, tuned, added
+    added = write_perturbed_copy(base, root / "tuned", 1, PERTURBED)
+    return base, root / "tuned", added
 
 
 def test_diff_against_a_copy_with_layer_1_perturbed(checkpoints, tmp_path):

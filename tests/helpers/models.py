@@ -195,3 +195,25 @@ def write_hf_checkpoint(folder: Path, kind: str, seed: int = 0, max_shard_size: 
     model.save_pretrained(folder, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     _byte_level_tokenizer(tiny_vocabulary(300)).save_pretrained(folder)
     return folder
+
+
+def write_perturbed_copy(
+    base: Path, copy: Path, layer: int, neurons: tuple[int, ...], scale: float = 0.05, seed: int = 0
+) -> dict[int, np.ndarray]:
+    """A copy of the Llama checkpoint ``base`` whose layer-``layer`` W_out rows ``neurons`` have a
+    random vector of about ``scale`` per entry added; returns what was added to each."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(base, copy)
+    (weights,) = copy.glob("*.safetensors")
+    tensors = load_file(weights)
+    name = f"model.layers.{layer}.mlp.down_proj.weight"  # [d_model, d_mlp]: column i is neuron i's write
+    rng = np.random.default_rng(seed)
+    added = {}
+    for neuron in neurons:
+        added[neuron] = (rng.standard_normal(tensors[name].shape[0]) * scale).astype(np.float32)
+        tensors[name][:, neuron] += added[neuron]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    return added

@@ -142,10 +142,10 @@ OPTIONS: dict[str, Option] = {
         ("--against",),
         None,
         dict(
-            required=True,
+            default=None,
             metavar="B",
-            help="the other checkpoint (same architecture and shapes): a .gguf file, a model directory "
-            "or a model name in the local HF cache",
+            help="another checkpoint of the same architecture and shapes to compare with neuron by "
+            "neuron: a .gguf file, a model directory or a model name in the local HF cache",
         ),
     ),
     "fold_final_norm": Option(
@@ -349,9 +349,35 @@ def _run_explorer(args, engine, settings, layers) -> int:
     if args.layer is not None:
         engine.check_layer(args.layer)  # before the terminal is taken over
     corpus = load_corpus(args.corpus) if args.corpus else None  # a bad corpus: one line, before the screen
-    return run_explorer(
-        engine, settings, start_layer=args.layer, activation=_activation_settings(args), corpus=corpus
-    )
+    against = _against_engine(args, engine, settings) if args.against else None
+    try:
+        return run_explorer(
+            engine,
+            settings,
+            start_layer=args.layer,
+            activation=_activation_settings(args),
+            corpus=corpus,
+            against=against,
+        )
+    finally:
+        if against is not None:
+            against.close()
+
+
+def _against_engine(args, engine, settings):
+    """The other checkpoint's engine, checked against this one before the screen is taken."""
+    from engine.neuron_engine import NeuronEngine
+
+    other = NeuronEngine(replace(engine.options, model=args.against))
+    try:
+        engine.check_comparable(other)
+        lens_file = engine.lens_file(settings.lens)
+        if lens_file is not None:
+            other.open_lens(f"jacobian:{lens_file.path}")
+    except BaseException:
+        other.close()
+        raise
+    return other
 
 
 def _run_scan(args, engine, settings, layers) -> int:
@@ -393,6 +419,8 @@ def _run_lens_fit(args, engine, settings, layers) -> int:
 def _run_diff(args, engine, settings, layers) -> int:
     from tui.cli.headless import diff
 
+    if not args.against:
+        raise UserError("diff needs the other checkpoint: --against B (same architecture and shapes)")
     return diff(engine, settings, layers, args.against, args.output)
 
 

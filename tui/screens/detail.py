@@ -30,6 +30,7 @@ from engine.evidence import EvidenceReading
 from engine.firing import LayerFiring
 from engine.inputs import LayerInputs
 from engine.neurons import LayerNeurons
+from engine.results import LayerResult
 from engine.score_histogram import linear_counts
 from engine.sources.base import ModelInfo
 from engine.tokens import Vocabulary
@@ -112,12 +113,15 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         reading: EvidenceReading | None = None,
         layer_pass: LayerPass | None = None,
         probe_layer: Callable[[str], LayerFiring] | None = None,
+        against: tuple[str, LayerResult] | None = None,
     ) -> None:
         """``layer_inputs()`` computes the layer's input side (slow: it may read the weights), so it
         runs in a worker too; ``reading`` says how much of the corpus the evidence read;
         ``layer_pass`` runs the model over the corpus for this layer (a); ``probe_layer(text)``
-        runs it on typed text (t)."""
+        runs it on typed text (t); ``against``: another checkpoint's name and results of this layer
+        (--against), whose lists are shown beside this model's."""
         super().__init__()
+        self.against = against
         self.reading, self.layer_pass, self.probe_layer = reading, layer_pass, probe_layer
         self.info, self.neurons, self.vocab, self.score_row = info, neurons, vocab, score_row
         self.layer_inputs = layer_inputs
@@ -139,6 +143,7 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
                 yield Static(id="detail-stats")
                 yield Static(id="detail-lists")
                 yield Static(id="detail-lists-note")
+                yield Static(id="detail-against")
                 yield Static(id="detail-io")
                 yield Static(id="detail-evidence")
             with Vertical(id="detail-plots"):
@@ -167,6 +172,8 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         self.show_evidence()
         self._show_io()
         self.query_one("#detail-lists", Static).update(self.lists_table)
+        self.against_text = self._against_lists(neuron)
+        self.query_one("#detail-against", Static).update(self.against_text)
         self.query_one("#detail-tokens", VerticalScroll).scroll_home(animate=False)
         self._draw_score_histogram(neuron)
         if self.result.top_k < DETAIL_TOKENS:
@@ -285,6 +292,25 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         table.columns[3].header = Text("id")
         table.columns[4].header = Text("− suppresses")
         return table
+
+    def _against_lists(self, n: int) -> Text:
+        """The other checkpoint's top tokens of this neuron, and which of them this model shares."""
+        if self.against is None:
+            return Text()
+        name, other = self.against
+        mine = self.result
+        text = Text(f"\nin {name} (* not in this model's list):\n", style="bold")
+        for label, ids, dots, own in (
+            ("+", other.promote_ids[n], other.promote_dots[n], set(mine.promote_ids[n].tolist())),
+            ("−", other.suppress_ids[n], other.suppress_dots[n], set(mine.suppress_ids[n].tolist())),
+        ):
+            text.append(f"{label} ")
+            for token_id, dot in zip(ids[:10].tolist(), dots[:10].tolist()):
+                text.append(token_label(self.vocab.text(int(token_id)), TOKEN_CELLS), style=score_style(dot))
+                text.append("" if token_id in own else "*")
+                text.append(f" {dot:+.2f}  ", style="dim")
+            text.append("\n")
+        return text
 
     def action_step(self, delta: int) -> None:
         position = self.order.index(self.neuron) + delta

@@ -34,7 +34,15 @@ from engine.sources.base import ModelInfo
 from engine.store.collection import Collection
 from engine.summary import LayerSummary, summarise
 from engine.tokens import Vocabulary
-from tui.messages import Activity, EngineReady, LayerReady, LayerSummarised, NullReady, ScanFinished
+from tui.messages import (
+    Activity,
+    DiffReady,
+    EngineReady,
+    LayerReady,
+    LayerSummarised,
+    NullReady,
+    ScanFinished,
+)
 from tui.neuron_ref import neuron_label
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
 from tui.screens.main_evidence import EvidenceWork
@@ -94,10 +102,16 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     def __init__(
-        self, engine: NeuronEngine, state: ExplorerState, start_layer: int | None, export_dir: Path
+        self,
+        engine: NeuronEngine,
+        state: ExplorerState,
+        start_layer: int | None,
+        export_dir: Path,
+        against: NeuronEngine | None = None,
     ) -> None:
         super().__init__()
         self.engine, self.state = engine, state
+        self.against = against  # another checkpoint's engine: the diff column and its tokens
         self.start_layer, self.export_dir = start_layer, export_dir
         self.info: ModelInfo | None = None
         self.vocab: Vocabulary | None = None
@@ -350,6 +364,32 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
         self._mark_histogram(listing.current_neuron)
         self.refresh_status()
         self.call_after_refresh(self._want_evidence, result.layer)
+        if self.against is not None and result.layer not in state.diffs:
+            self.fetch_diff(result.layer, state.generation)
+
+    @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
+    def fetch_diff(self, layer: int, generation: int) -> None:
+        """The layer against the other checkpoint: from the cache, or both scans (each model's
+        cache first) and both weights."""
+        assert self.against is not None
+        settings = self.state.settings
+        try:
+            lens_file = self.engine.lens_file(settings.lens)
+            if lens_file is not None:  # the other model is read through the same lens
+                self.against.open_lens(f"jacobian:{lens_file.path}")
+            diff = self.engine.diff(layer, self.against, settings)
+            other = self.against.layer(layer, settings)
+        except UserError as error:
+            self.app.call_from_thread(self.notify, f"diff: {error}", severity="error")
+            return
+        self.post_message(DiffReady(diff, other, generation))
+
+    def on_diff_ready(self, message: DiffReady) -> None:
+        if message.generation != self.state.generation:
+            return
+        self.state.keep_diff(message.diff, message.other)
+        if self.result is not None and self.result.layer == message.diff.layer:
+            self._show_result(self.result)
 
     def _mark_histogram(self, neuron: int | None) -> None:
         if self.result is not None and neuron is not None:
@@ -406,8 +446,16 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
             reading=self.state.readings.get(neurons.layer),
             layer_pass=layer_pass,
             probe_layer=probe_layer,
+            against=self._against_result(neurons.layer),
         )
         self.app.push_screen(screen)
+
+    def _against_result(self, layer: int):
+        """The other checkpoint's name and results of ``layer``, when they are held."""
+        held = self.state.diffs.get(layer)
+        if held is None or self.against is None:
+            return None
+        return self.against.location.display_name, held[1]
 
     def follow_neuron(self, neuron: int) -> None:
         """The detail stepped to another neuron: the list's cursor follows."""

@@ -57,8 +57,11 @@ LIST_COLUMNS = [
     ListColumn(COLUMNS["coherence_z"], 5, 100),
     ListColumn(COLUMNS["lift"], 5, 0),  # these two once a corpus pass has run for the layer
     ListColumn(COLUMNS["neg_lift"], 5, 100),
+    ListColumn(COLUMNS["diff_cos"], 6, 0),  # these two when another checkpoint is compared
+    ListColumn(COLUMNS["diff_jaccard"], 4, 90),
 ]
 _PASS_COLUMNS = ("lift", "neg_lift")
+_DIFF_COLUMNS = ("diff_cos", "diff_jaccard")
 
 
 class NeuronList(ScrollView, can_focus=True):
@@ -226,10 +229,13 @@ class NeuronList(ScrollView, can_focus=True):
     # --- drawing ----------------------------------------------------------------------------
     def _columns(self) -> list[ListColumn]:
         has_lift = self.neurons is not None and self.neurons.lift is not None
+        has_diff = self.neurons is not None and self.neurons.diff is not None
         return [
             c
             for c in LIST_COLUMNS
-            if self.size.width >= c.min_total_width and (c.column.name not in _PASS_COLUMNS or has_lift)
+            if self.size.width >= c.min_total_width
+            and (c.column.name not in _PASS_COLUMNS or has_lift)
+            and (c.column.name not in _DIFF_COLUMNS or has_diff)
         ]
 
     def _header(self) -> Text:
