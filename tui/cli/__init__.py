@@ -437,6 +437,7 @@ EXPLORER = Command(
         "layer",
         "top_k",
         "lens",
+        "against",
         "corpus",
         "context",
         "examples",
