@@ -61,14 +61,24 @@ def test_diff_against_a_copy_with_layer_1_perturbed(checkpoints, tmp_path):
 
 
 def test_diff_against_itself_is_identical(checkpoints, tmp_path):
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+    from engine.settings import ScanSettings
+
     base, _tuned, _ = checkpoints
-    done = run_cli("diff", "--model", str(base), "--against", str(base), "--cache-dir", str(tmp_path / "c"),
-                   "--layers", "0-2")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    records = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(records) == 3 * 64
-    assert all(r["cos"] == pytest.approx(1.0, abs=1e-12) and r["top_kept"] for r in records)
-    assert all(r["promote_jaccard"] == 1.0 and r["max_dot_change"] == 0 for r in records)
+    one, two = (NeuronEngine(EngineOptions(model=str(base), cache_dir=tmp_path / "c")) for _ in range(2))
+    one.check_comparable(two)
+    for layer in range(3):
+        found = one.diff(layer, two, ScanSettings())
+        np.testing.assert_allclose(found.cosine, 1.0, rtol=0, atol=1e-12)
+        assert (
+            found.top_kept.all()
+            and (found.promote_jaccard == 1).all()
+            and (found.suppress_jaccard == 1).all()
+        )
+        assert not found.max_dot_change.any() and not found.null_z_change.any()
+        assert one.cached_diff(layer, two, ScanSettings()) is not None
+    one.close()
+    two.close()
 
 
 def test_diff_refuses_another_shape_in_one_line(checkpoints, tiny_gguf, tmp_path):
