@@ -143,7 +143,7 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
                 yield Static(id="detail-stats")
                 yield Static(id="detail-lists")
                 yield Static(id="detail-lists-note")
-                yield Static(id="detail-against")
+                yield Static(id="detail-against").set_styles(display="block" if self.against else "none")
                 yield Static(id="detail-io")
                 yield Static(id="detail-evidence")
             with Vertical(id="detail-plots"):
