@@ -189,9 +189,9 @@ def test_state_layers_results_and_marks(tmp_path):
 
 def test_state_sort_filter_jump_and_projection():
     state = ExplorerState(ScanSettings())
-    keys = [state.cycle_sort() for _ in range(10)]
-    assert keys[-1] == "max_dot" and len(set(keys)) == 10
-    assert {"lift", "neg_lift", "forms", "coherence_z"} <= set(keys)
+    keys = [state.cycle_sort() for _ in range(12)]
+    assert keys[-1] == "max_dot" and len(set(keys)) == 12
+    assert {"lift", "neg_lift", "forms", "coherence_z", "diff_cos", "diff_jaccard"} <= set(keys)
     state.conditions = parse_filter("0.5")
     state.jump_to(7)  # the filter stays: the screen clears it only if it hides neuron 7
     assert state.pending_neuron == 7 and [str(c) for c in state.conditions] == ["max_dot>=0.5"]
