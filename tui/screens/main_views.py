@@ -112,7 +112,7 @@ class OtherViews(MainParts):
                 lens_file = self.engine.lens_file(lens)
                 return lens, lens_file.description if lens_file is not None else lens.label
         fits = fitted_lenses(self.engine.fingerprint)
-        return (None, f"Jacobian lens {fits[0].name}") if fits else (None, None)
+        return (None, f"the newest fitted here: {fits[0].name}") if fits else (None, None)
 
     def action_projection(self) -> None:
         from tui.screens.projection import ProjectionScreen

@@ -54,8 +54,9 @@ class ProjectionScreen(Dialog[Reading | None]):
             for flag, label in FLAGS:
                 yield FlagBox(Text(label), value=getattr(self.current, flag), id=flag)
             if self.lens_description is not None:
-                lens_label = Text(f"read through the {self.lens_description} (J_l w)")
+                lens_label = Text("read through the Jacobian lens: J_l w")
                 yield FlagBox(lens_label, value=self.jacobian, id="jacobian")
+                yield Label(Text(self.lens_description), id="lens-description", classes="dialog-hint")
             else:
                 yield Label(
                     "logit lens: no Jacobian lens for this model (neuron-tui lens fit)", classes="dialog-hint"
