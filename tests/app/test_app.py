@@ -385,7 +385,7 @@ async def test_against_another_checkpoint_shows_the_diff_column_and_its_tokens(t
         await wait_for(pilot, lambda: 2 in app.state.diffs)
         await wait_for(pilot, lambda: app.main.neurons is not None and app.main.neurons.diff is not None)
         listing = app.query_one(NeuronList)
-        assert "cos-B" in str(listing._header())
+        assert "cos-B" in str(listing._header()) and "base vs tuned" in status_text(app)
         diff = app.state.diffs[2][0]
         assert diff.cosine[5] < 0.999 and np.all(np.delete(diff.cosine, 5) > 1 - 1e-12)
         while app.state.sort_key != "diff_cos":  # s cycles to it: the most turned neuron first

@@ -30,6 +30,7 @@ else:
 
 class MainParts(_Base):
     engine: NeuronEngine
+    against: NeuronEngine | None  # another checkpoint compared neuron by neuron (--against)
     state: ExplorerState
     info: ModelInfo | None
     vocab: Vocabulary | None

@@ -25,7 +25,7 @@ class StatusLine(MainParts):
             return
         state = self.state
         status = Status(
-            model=self.info.name if self.info else self.engine.location.display_name,
+            model=self._model_label(),
             device=self.engine.device_label(),
             projection=reading_label(state.settings),
             projection_short=reading_label(state.settings, short=True),
@@ -37,6 +37,11 @@ class StatusLine(MainParts):
             filter_text="filter " + ", ".join(map(str, state.conditions)) if state.conditions else "",
         )
         self.query_one(StatusBar).show(status)
+
+    def _model_label(self) -> str:
+        name = self.info.name if self.info else self.engine.location.display_name
+        against = self.against
+        return name if against is None else f"{name} vs {against.location.display_name}"
 
     def on_activity(self, message: Activity) -> None:
         self.activity = message.text
