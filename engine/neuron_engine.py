@@ -314,8 +314,12 @@ class NeuronEngine:
         was done before), None on the others."""
         from engine.distributed import SINGLE, start
         from engine.lens.fit import LensFit, corpus_prompts
+        from engine.lens.store import fitted_lens_path
 
         ranks = ranks or SINGLE
+        done = fitted_lens_path(self.fingerprint, settings.tag(corpus.content_hash))
+        if done.is_file():  # fitted before: no model to load
+            return done if ranks.is_writer else None
         bridge, tokenizer, device = self.activation_model(ranks)
         start(ranks, device)
         prompts = corpus_prompts(tokenizer, corpus, settings)

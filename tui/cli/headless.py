@@ -348,7 +348,7 @@ def diff(engine: NeuronEngine, settings: ScanSettings, layers: list[int], agains
             for layer in layers:
                 found = engine.diff(layer, other, settings, listener=progress)
                 rows += _diff_rows(engine, other, settings, found)
-                progress._say(_diff_line(found.summary()))
+                progress.say(_diff_line(found.summary()))
     finally:
         other.close()
     if output == "-":

@@ -46,7 +46,7 @@ class StderrProgress:
 
     def __call__(self, event: ScanProgress) -> None:
         if event.stage == "loading":
-            self._say("loading model weights")
+            self.say("loading model weights")
         elif event.stage == "scanning" and self._bar is not None and self._task is not None:
             self._bar.update(
                 self._task, completed=self._finished + event.fraction, description=f"layer {event.layer}"
@@ -61,11 +61,12 @@ class StderrProgress:
             if self._bar is not None and self._task is not None:
                 self._bar.update(self._task, completed=self._finished, description=f"layer {event.layer}")
             else:
-                self._say(
+                self.say(
                     f"layer {event.layer}: {event.total} neurons {how} ({self._finished}/{len(self.layers)})"
                 )
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
+        """A line on stderr, above the bar when there is one."""
         if self._bar is not None:
             self._bar.console.print(text)
         else:
