@@ -312,16 +312,21 @@ class NeuronEngine:
         """Fit a Jacobian lens on ``corpus`` with TransformerLens (engine.lens.fit): resumable,
         split over torchrun's ranks; the lens file's path on rank 0 (found at once when this fit
         was done before), None on the others."""
-        from engine.distributed import SINGLE, start
+        import torch
+
+        from engine.distributed import SINGLE, start, sum_all
         from engine.lens.fit import LensFit, corpus_prompts
         from engine.lens.store import fitted_lens_path
 
         ranks = ranks or SINGLE
+        device = self.rank_device(ranks)
+        start(ranks, device)
         done = fitted_lens_path(self.fingerprint, settings.tag(corpus.content_hash))
-        if done.is_file():  # fitted before: no model to load
+        # Rank 0's data directory decides (ranks on other machines have their own): all go on or none.
+        fitted = torch.tensor([int(ranks.is_writer and done.is_file())], device=device)
+        if int(sum_all(fitted, ranks).item()):  # fitted before: no model to load
             return done if ranks.is_writer else None
         bridge, tokenizer, device = self.activation_model(ranks)
-        start(ranks, device)
         prompts = corpus_prompts(tokenizer, corpus, settings)
         fit = LensFit(
             bridge,

@@ -157,8 +157,7 @@ class LensFit:
         self.mine = list(range(ranks.rank, len(prompts), ranks.world))
 
     def run(self) -> Path | None:
-        if self.final.is_file():
-            return self.final if self.ranks.is_writer else None
+        """Fit this rank's share (the caller has checked that no earlier fit is on rank 0)."""
         lens = self._fit_share()
         return self._gather(lens)
 
