@@ -326,7 +326,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    from engine.device import resolve_device, torch_dtype
+    from engine.runtime.device import resolve_device, torch_dtype
     from engine.sources.resolve import locate_model, open_source
 
     device = resolve_device(args.device)

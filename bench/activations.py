@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
 
+    from engine.activations.corpus import default_corpus
     from engine.activations.forward_pass import is_gated, run_batches
     from engine.activations.state import LayerActivationState
     from engine.activations.windows import tokenize_corpus
-    from engine.corpus import default_corpus
-    from engine.distributed import SINGLE
     from engine.neuron_engine import EngineOptions, NeuronEngine
+    from engine.runtime.ranks import SINGLE
     from engine.settings import ActivationSettings
 
     engine = NeuronEngine(EngineOptions(model=args.model, device=args.device, use_cache=False))

@@ -32,7 +32,7 @@ from collections import Counter
 
 import numpy as np
 
-from engine.forms import normalise_form
+from engine.scan.forms import normalise_form
 
 ALIGNED_Z = 3.0
 

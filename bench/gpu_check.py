@@ -46,9 +46,9 @@ def random_model(shape: dict, seed: int = 0):
 
 
 def check_exactness(device: torch.device, shape: dict, sample: int = 48) -> None:
+    from engine.data.score_histogram import BINS_PER_SIGN
     from engine.scan.layer_scan import scan_layer
     from engine.scan.projection import ProjectedUnembed
-    from engine.score_histogram import BINS_PER_SIGN
     from engine.settings import Projection
 
     w_outs, unembed_np = random_model(dict(shape, layers=2), seed=1)

@@ -36,9 +36,9 @@ def main() -> None:
     parser.add_argument("--neuron", type=int, default=1135)
     args = parser.parse_args()
 
+    from engine.activations.corpus import default_corpus
     from engine.activations.forward_pass import batch_inputs
     from engine.activations.windows import tokenize_corpus
-    from engine.corpus import default_corpus
     from engine.neuron_engine import EngineOptions, NeuronEngine
     from engine.settings import ActivationSettings, ScanSettings
 
@@ -87,16 +87,16 @@ def main() -> None:
         return seen.get("first", float("nan")), time.perf_counter() - begun, job.batches_short
 
     for layer in layers:
-        engine = NeuronEngine(
-            EngineOptions(model=args.model, device="cpu", cache_dir=Path(tempfile.mkdtemp(prefix="lp-")))
+        # The model loaded once: its load (about 20 s) is not timed.
+        options = EngineOptions(
+            model=args.model, device="cpu", cache_dir=Path(tempfile.mkdtemp(prefix="lp-"))
         )
-        engine._bridge = loader._bridge  # the model loaded once: its load (about 20 s) is not timed
+        engine = NeuronEngine.beside(loader, options)
         engine.layer(layer, scan)  # the scan the lift reads, outside the timings
         bare_s = bare_to(layer)
         cold_first, cold_s, _ = layer_pass(engine, layer)
         # Warm: the evidence goes, the scales this pass kept stay; the forward stops after the layer.
-        engine.cache.delete(engine.keys.evidence(corpus.content_hash, settings, scan, layer))
-        engine.cache.delete(engine.keys.evidence_readings(corpus.content_hash, settings, scan, layer))
+        engine.forget_evidence(layer, corpus.content_hash, settings, scan)
         warm_first, warm_s, short = layer_pass(engine, layer)
         n = tokenized.n_positions
         print(

@@ -66,7 +66,7 @@ def child(path: str, loader: str, device: str, scan_layers: str, cache_dir: str)
     import torch
 
     from bench.child import peak_rss_kib
-    from engine.resources import return_freed_memory
+    from engine.runtime.resources import return_freed_memory
     from engine.scan.layer_scan import scan_layer
     from engine.scan.projection import ProjectedUnembed
     from engine.settings import Projection

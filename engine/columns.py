@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from engine.neurons import LayerNeurons
+from engine.data.neurons import LayerNeurons
 
 Kind = Literal["number", "class"]
 
@@ -116,7 +116,7 @@ COLUMNS: dict[str, NeuronColumn] = {
         ),
         NeuronColumn("class", "class", lambda n: n.classes, kind="class", detail_label="class"),
         NeuronColumn("norm", "norm", lambda n: n.result.norm, detail_label="|W_out[i]|"),
-        # One token or a concept? (engine.concepts), over the promote list and the suppress list.
+        # One token or a concept? (engine.scan.concepts), over the promote list and the suppress list.
         NeuronColumn(
             "forms", "forms", _concept("promote_forms"), "{:.0f}", descending=False, exported=True, whole=True
         ),

@@ -3,49 +3,93 @@
 ``NeuronEngine`` locates the model and fingerprints it cheaply, answers from the cache whenever it
 can, and loads weights only for what is missing. It is safe to call from worker threads: loading
 and computing are serialised by a lock, cache reads are not.
+
+Front ends (the explorer, the command line) talk to the engine through this module only, with the
+value types of ``engine.data``, ``engine.settings``, ``engine.columns`` and ``engine.errors``: what
+they need of the wings (the collection, exports, corpora, lenses, several processes) is a method
+here, or a type re-exported here.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.corpus import AnyCorpus
-from engine.device import check_device_name
+from engine.activations.corpus import AnyCorpus, default_corpus_name, load_corpus
+from engine.data.diff import LayerDiff, check_comparable
+from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.inputs import LayerInputs
+from engine.data.model import ModelInfo
+from engine.data.neurons import LayerNeurons
+from engine.data.null import NullBaseline
+from engine.data.progress import ActivationListener, ProgressListener, ScanProgress
+from engine.data.results import LayerResult
+from engine.data.tokens import Vocabulary
 from engine.errors import UserError
-from engine.evidence import EvidenceReading, LayerActivations
-from engine.inputs import LayerInputs
-from engine.neurons import LayerNeurons
-from engine.null import NullBaseline
-from engine.progress import ActivationListener, ProgressListener, ScanProgress
-from engine.resources import return_freed_memory
-from engine.results import LayerResult
-from engine.settings import LOGIT_LENS, ActivationSettings, Lens, Projection, ScanSettings
-from engine.sources.base import ModelInfo, ModelSource
-from engine.sources.resolve import LOADERS, Loader, ModelLocation, locate_model, open_source
-from engine.store.cache import ResultCache, open_cache
+from engine.lens.shelf import LensShelf
+from engine.runtime.device import check_device_name
+from engine.runtime.ranks import Ranks
+from engine.runtime.resources import return_freed_memory
+from engine.settings import LOADERS, ActivationSettings, Dtype, FitSettings, Lens, Loader, ScanSettings
+from engine.sources.base import ModelSource
+from engine.sources.resolve import (
+    ModelLocation,
+    layer_count,
+    locate_model,
+    open_source,
+    runnable_model,
+    vocab_size,
+)
+from engine.store import products
+from engine.store.cache import open_cache
+from engine.store.collection import Collection, Marked
 from engine.store.evidence_store import EvidenceStore
-from engine.store.keys import CacheKeys, decoded
-from engine.tokens import Vocabulary
+from engine.store.products import ProductStore
 
 if TYPE_CHECKING:  # torch-bound types: imported where the work runs, never at start-up
     from engine.activations.job import Landed
-    from engine.distributed import Ranks
-    from engine.firing import LayerFiring, PromptFiring
+    from engine.data.firing import LayerFiring, PromptFiring
+    from engine.data.progress import FitListener
     from engine.lens.artifact import LensFile
-    from engine.lens.fit import FitListener, FitSettings
+    from engine.scan.token_search import TokenNeuron
 
+# Types a front end holds, re-exported so that it never imports the wings that define them.
+__all__ = [
+    "AnyCorpus",
+    "Collection",
+    "EngineOptions",
+    "Marked",
+    "NeuronEngine",
+    "Ranks",
+    "check_output_path",
+    "default_cache_location",
+]
 
 log = logging.getLogger(__name__)
+
+
+def check_output_path(path: str) -> None:
+    """Refuse, before any work, an output the exports cannot write (a folder, an unknown format)."""
+    from engine.store.export import check_output_path as check
+
+    check(path)
+
+
+def default_cache_location() -> tuple[Path, str, str]:
+    """(the cache directory used when none is given, why that one, the variable that overrides it)."""
+    from engine.store.location import CACHE_ENV, default_cache_dir
+
+    path, why = default_cache_dir()
+    return path, why, CACHE_ENV
 
 
 @dataclass(frozen=True)
@@ -72,44 +116,62 @@ class NeuronEngine:
     def __init__(self, options: EngineOptions):
         self.options = options
         self.location: ModelLocation = locate_model(options.model)
-        self.cache: ResultCache | None
-        self.cache, warning = open_cache(options.cache_dir, options.use_cache)
-        self.keys = CacheKeys(self.location.fingerprint)
-        self.evidence_store = EvidenceStore(self.cache, self.keys)
+        cache, warning = open_cache(options.cache_dir, options.use_cache)
+        self.products = ProductStore(cache, self.location.fingerprint)  # every cached value goes here
+        self.evidence_store = EvidenceStore(self.products)
+        self.lenses = LensShelf(self.location.fingerprint)
         self.warnings: list[str] = []
         if warning:
             self.warn(warning)
-        if self.cache:  # compiled kernels (engine.scan.block_pass) are kept beside the results
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache.directory / "compiled"))
+        if cache:  # compiled kernels (engine.scan.block_pass) are kept beside the results
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache.directory / "compiled"))
         self._lock = threading.RLock()
         self._source: ModelSource | None = None
-        self._bridge: tuple | None = None  # (TransformerBridge, tokenizer, device), built once
+        self._runnable: tuple | None = None  # (TransformerBridge, tokenizer, device), built once
         self.run_lock = threading.Lock()  # one forward pass at a time: hooks are set on shared modules
         self._device = None
-        self._unembeds: dict[tuple[Projection, str], object] = {}
+        self._unembeds: dict[tuple, object] = {}
         self._info: ModelInfo | None = None
         self._vocab: Vocabulary | None = None
         self._forms: np.ndarray | None = None
         self._embedding: np.ndarray | None = None
-        self._coherence_nulls: dict = {}
-        self._nulls: dict[tuple[Projection, str], NullBaseline] = {}
-        self._lenses: dict[str, LensFile] = {}  # the Jacobian lenses opened, by file fingerprint
+        self._concept_nulls: dict = {}
+        self._nulls: dict[tuple, NullBaseline] = {}
         self.shrunk_chunks: list[int] = []  # block sizes an out-of-memory error made us fall back to
 
-    # --- keys -------------------------------------------------------------------------------
+    @classmethod
+    def beside(cls, other: NeuronEngine, options: EngineOptions) -> NeuronEngine:
+        """Another door on the same model file that runs the model ``other`` has already built
+        (a benchmark times a pass without timing the load again)."""
+        engine = cls(options)
+        if engine.fingerprint != other.fingerprint:
+            raise UserError("a door beside another must open the same model")
+        engine._runnable = other._runnable
+        return engine
+
+    # --- identity, cache ---------------------------------------------------------------------
     @property
     def fingerprint(self) -> str:
         return self.location.fingerprint
 
-    def layer_key(self, layer: int, settings: ScanSettings) -> str:
-        return self.keys.layer(layer, settings)
+    @property
+    def cache_directory(self) -> Path | None:
+        """Where results are kept (None: the cache is off or could not be used)."""
+        return self.products.directory
+
+    def warn(self, text: str) -> None:
+        """Record a warning once and log it: logging is the one channel for warnings (the command
+        line prints them on stderr, the explorer shows them as notifications)."""
+        if text not in self.warnings:
+            self.warnings.append(text)
+            log.warning(text)
 
     # --- checks before any heavy work -------------------------------------------------------
     def check(self, settings: ScanSettings) -> None:
         """Refuse, in milliseconds, what would fail later: a damaged model file or config, a
         device that is not there, settings the model cannot satisfy."""
         info = self._cached_info()
-        d_vocab = info.d_vocab if info is not None else self._header_vocab_size()
+        d_vocab = info.d_vocab if info is not None else vocab_size(self.location)
         if d_vocab is not None and settings.top_k > d_vocab:
             raise UserError(
                 f"top-k {settings.top_k} is more than the model's vocabulary of {d_vocab} tokens: "
@@ -121,52 +183,44 @@ class NeuronEngine:
     def check_layer(self, layer: int) -> None:
         """Refuse a layer the model does not have, from the cache or the model file's header."""
         info = self._cached_info()
-        n_layers = info.n_layers if info is not None else self._header_layer_count()
+        n_layers = info.n_layers if info is not None else layer_count(self.location)
         if n_layers is not None and not 0 <= layer < n_layers:
             raise UserError(f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
 
-    def _header_layer_count(self) -> int | None:
-        from engine.sources.header import config_layer_count, gguf_layer_count
+    @staticmethod
+    def precision(device: str, choice: str) -> Dtype:
+        """The product precision for ``--dtype`` on ``--device``: ``auto`` is bfloat16 where the
+        scan runs on CUDA and float32 on a CPU (engine.runtime.device); otherwise the choice."""
+        from engine.runtime.device import default_precision
 
-        if self.location.kind == "gguf":
-            return gguf_layer_count(self.location.path)
-        return config_layer_count(self.location.path)
+        if choice == "auto":
+            return default_precision(device)
+        if choice not in ("float32", "bfloat16"):
+            raise UserError(f"unknown dtype {choice!r}: use auto, float32 or bfloat16")
+        return "float32" if choice == "float32" else "bfloat16"
 
-    def _header_vocab_size(self) -> int | None:
-        from engine.sources.header import config_vocab_size, gguf_vocab_size
-
-        if self.location.kind == "gguf":
-            return gguf_vocab_size(self.location.path)
-        return config_vocab_size(self.location.path)
-
-    # --- model ------------------------------------------------------------------------------
+    # --- the model ---------------------------------------------------------------------------
     @property
     def source_loaded(self) -> bool:
         return self._source is not None
 
-    def _ensure_source(self, listener: ProgressListener | None = None):
+    def _ensure_source(self, listener: ProgressListener | None = None) -> ModelSource:
         with self._lock:
             if self._source is None:
                 if listener:
                     listener(ScanProgress("loading"))
-                self._source = open_source(self.location, self.options.loader, self.cache, self.warn)
-                self._store_info(self._source.info)
+                names = self.products.bound(products.TENSOR_NAMES)
+                self._source = open_source(self.location, self.options.loader, names, self.warn)
+                self._info = self._source.info
+                self.products.put(products.INFO, self._info)
                 self._load_vocabulary()  # cached now, so that a warm start never needs the weights
             return self._source
 
-    def _store_info(self, info: ModelInfo) -> None:
-        self._info = info
-        if self.cache:
-            self.cache.set_json(self.keys.info(), info.to_dict())
-
     def _cached_info(self) -> ModelInfo | None:
-        if self._info is None and self.cache:
-            data = self.cache.get_json(self.keys.info())
-            if data is not None:
-                try:
-                    self._info = replace(ModelInfo.from_dict(data), name=self.location.display_name)
-                except (KeyError, TypeError):
-                    self._info = None
+        if self._info is None:
+            found = self.products.get(products.INFO)
+            if found is not None:
+                self._info = replace(found, name=self.location.display_name)
         return self._info
 
     @property
@@ -182,23 +236,18 @@ class NeuronEngine:
 
     def _load_vocabulary(self) -> Vocabulary:
         if self._vocab is None:
-            # Token strings come from the tokenizer files, not the weights: the same weights beside
-            # another tokenizer must not show the first one's strings.
-            key = self.keys.vocabulary(self.location.vocabulary_fingerprint)
-            self._vocab = decoded(self.cache, key, _vocabulary_from_bytes)
+            key = self.location.vocabulary_fingerprint
+            self._vocab = self.products.get(products.VOCABULARY, key)
             if self._vocab is None:
                 self._vocab = self._ensure_source().vocabulary()
-                if self.cache:
-                    buffer = io.BytesIO()
-                    np.savez(buffer, data=self._vocab.data, offsets=self._vocab.offsets)
-                    self.cache.set(key, buffer.getvalue())
+                self.products.put(products.VOCABULARY, self._vocab, key)
         return self._vocab
 
     def token_forms(self, size: int) -> np.ndarray:
-        """[size] int32: each token id's normalised form as a number (engine.forms), -1 for none;
-        ids past the tokenizer's vocabulary have none."""
+        """[size] int32: each token id's normalised form as a number (engine.scan.forms), -1 for
+        none; ids past the tokenizer's vocabulary have none."""
         if self._forms is None or self._forms.shape[0] != size:
-            from engine.forms import form_ids
+            from engine.scan.forms import form_ids
 
             forms = form_ids(self.vocabulary)
             if forms.shape[0] < size:
@@ -206,23 +255,20 @@ class NeuronEngine:
             self._forms = forms[:size]
         return self._forms
 
-    def warn(self, text: str) -> None:
-        """Record a warning once and log it: logging is the one channel for warnings (the command
-        line prints them on stderr, the explorer shows them as notifications)."""
-        if text not in self.warnings:
-            self.warnings.append(text)
-            log.warning(text)
-
     @property
     def device(self):
         if self._device is None:
-            from engine.device import cpu_only_torch_warning, resolve_device
+            from engine.runtime.device import cpu_only_torch_warning, resolve_device
 
             self._device = resolve_device(self.options.device)
             note = cpu_only_torch_warning()
             if note:
                 self.warn(note)
         return self._device
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device.type == "cpu"
 
     def use_device(self, device) -> None:
         """Compute on ``device`` from now on (a torchrun rank's own GPU)."""
@@ -238,68 +284,59 @@ class NeuronEngine:
         key = (settings.projection, settings.dtype)
         with self._lock:
             if key not in self._unembeds:
-                from engine.device import torch_dtype
-                from engine.scan.projection import ProjectedUnembed
+                from engine.scan.projection import project_unembed
 
                 source = self._ensure_source()
-                device = self.device
                 self._unembeds.clear()  # one projection at a time keeps device memory bounded
-                unembed = source.unembed()
-                try:
-                    self._unembeds[key] = ProjectedUnembed(
-                        unembed,
-                        source.final_norm(),
-                        settings.projection,
-                        device,
-                        torch_dtype(settings.dtype),
-                    )
-                except Exception as error:
-                    from engine.resources import is_out_of_memory, too_big_message
-
-                    if is_out_of_memory(error):
-                        raise UserError(too_big_message(device, unembed.nbytes)) from error
-                    raise
+                self._unembeds[key] = project_unembed(
+                    source.unembed(), source.final_norm(), settings, self.device
+                )
             return self._unembeds[key]
+
+    def mlp_out(self, layer: int) -> np.ndarray:
+        """W_out of ``layer`` [d_mlp, d_model] (loads the weights)."""
+        with self._lock:
+            return self._ensure_source().mlp_out(layer)
+
+    def rank_device(self, ranks: Ranks):
+        from engine.runtime.distributed import rank_device
+
+        return rank_device(ranks, self.device)
+
+    def activation_model(self, ranks: Ranks | None = None):
+        """(TransformerBridge, tokenizer, device) for running the model: the bridge loader's own
+        model when it is the source, else one built through transformers (GGUF files too)."""
+        from engine.runtime.ranks import SINGLE
+
+        with self._lock:
+            if self._runnable is None:
+                device = self.rank_device(ranks or SINGLE)
+                bridge, tokenizer = runnable_model(self.location, self._source)
+                if device.type != "cpu":
+                    bridge = bridge.to(device)
+                bridge.eval()
+                self._runnable = (bridge, tokenizer, device)
+            return self._runnable
 
     # --- lenses (engine.lens) ----------------------------------------------------------------
     def open_lens(self, spec: str) -> Lens:
         """``logit``, ``jacobian`` (the newest lens fitted here for this model) or
         ``jacobian:PATH`` (a lens file): checked against the model's shapes, in one line if wrong."""
         if spec == "logit":
-            return LOGIT_LENS
-        kind, _, path = spec.partition(":")
-        if kind != "jacobian":
-            raise UserError(f"unknown lens {spec!r}: use logit, jacobian or jacobian:PATH")
-        from engine.lens.artifact import open_lens_file
-        from engine.lens.store import fitted_lenses
-
-        if path:
-            found = Path(path)
-        else:
-            fits = fitted_lenses(self.fingerprint)
-            if not fits:
-                raise UserError(
-                    "no Jacobian lens was fitted for this model yet: run 'neuron-tui lens fit' "
-                    "(same --model), or give a lens file with --lens jacobian:PATH"
-                )
-            found = fits[0]
-        lens_file = open_lens_file(found)
-        lens_file.check_model(self.info.d_model, self.info.n_layers)
-        self._lenses[lens_file.digest] = lens_file
-        return Lens("jacobian", lens_file.digest)
+            return self.lenses.open(spec, 0, 0)
+        return self.lenses.open(spec, self.info.d_model, self.info.n_layers)
 
     def lens_file(self, lens: Lens) -> LensFile | None:
         """The file behind an opened Jacobian lens (None for the logit lens)."""
-        if lens.digest is None:
-            return None
-        if lens.digest not in self._lenses:
-            raise UserError(f"the lens {lens.label} is not open here: pass it with --lens jacobian:PATH")
-        return self._lenses[lens.digest]
+        return self.lenses.file(lens)
+
+    def fitted_lenses(self) -> list[Path]:
+        """The lenses fitted here for this model, newest first."""
+        return self.lenses.fitted()
 
     def transport(self, layer: int, settings: ScanSettings) -> np.ndarray | None:
         """J_l of the settings' lens as float64, or None where the neuron is read as it is."""
-        lens_file = self.lens_file(settings.lens)
-        return None if lens_file is None else lens_file.transport(layer, self.info.n_layers)
+        return self.lenses.transport(settings.lens, layer, self.info.n_layers)
 
     def fit_lens(
         self,
@@ -312,75 +349,18 @@ class NeuronEngine:
         """Fit a Jacobian lens on ``corpus`` with TransformerLens (engine.lens.fit): resumable,
         split over torchrun's ranks; the lens file's path on rank 0 (found at once when this fit
         was done before), None on the others."""
-        import torch
+        from engine.lens.fit import fit_lens
+        from engine.runtime.ranks import SINGLE
 
-        from engine.distributed import SINGLE, start, sum_all
-        from engine.lens.fit import LensFit, corpus_prompts
-        from engine.lens.store import fitted_lens_path
-
-        ranks = ranks or SINGLE
-        device = self.rank_device(ranks)
-        start(ranks, device)
-        done = fitted_lens_path(self.fingerprint, settings.tag(corpus.content_hash))
-        # Rank 0's data directory decides (ranks on other machines have their own): all go on or none.
-        fitted = torch.tensor([int(ranks.is_writer and done.is_file())], device=device)
-        if int(sum_all(fitted, ranks).item()):  # fitted before: no model to load
-            return done if ranks.is_writer else None
-        bridge, tokenizer, device = self.activation_model(ranks)
-        prompts = corpus_prompts(tokenizer, corpus, settings)
-        fit = LensFit(
-            bridge,
-            prompts,
-            settings,
-            f"{corpus.name}:{corpus.content_hash[:16]}",
-            corpus.content_hash,
-            self.fingerprint,
-            ranks,
-            device,
-            listener=listener,
-            cancelled=cancelled,
-        )
         with self.run_lock:
-            return fit.run()
+            return fit_lens(self, corpus, settings, ranks or SINGLE, listener, cancelled)
 
-    # --- a runnable model, for activations ---------------------------------------------------
-    def rank_device(self, ranks):
-        from engine.distributed import rank_device
-
-        return rank_device(ranks, self.device)
-
-    def activation_model(self, ranks=None):
-        """(TransformerBridge, tokenizer, device) for running the model: the bridge loader's own
-        model when it is the source, else one built through transformers (GGUF files too)."""
-        from engine.distributed import SINGLE
-        from engine.sources.bridge_source import BridgeSource, load_bridge
-
-        with self._lock:
-            if self._bridge is None:
-                device = self.rank_device(ranks or SINGLE)
-                if isinstance(self._source, BridgeSource):
-                    bridge, tokenizer = self._source.bridge, self._source.tokenizer
-                elif self.location.kind == "gguf":
-                    bridge, tokenizer = load_bridge(self.location.path.parent, self.location.path.name)
-                else:
-                    bridge, tokenizer = load_bridge(self.location.path)
-                if device.type != "cpu":
-                    bridge = bridge.to(device)
-                bridge.eval()
-                self._bridge = (bridge, tokenizer, device)
-            return self._bridge
-
-    # --- layers -----------------------------------------------------------------------------
+    # --- layers ------------------------------------------------------------------------------
     def cached_layer(self, layer: int, settings: ScanSettings) -> LayerResult | None:
-        key = self.layer_key(layer, settings)
-        result = decoded(self.cache, key, LayerResult.from_bytes)
-        if result is not None and result.layer != layer and self.cache:
-            self.cache.delete(key)
-            return None
-        return result
+        return self.products.get(products.LAYER, layer, settings)
 
     def is_cached(self, layer: int, settings: ScanSettings) -> bool:
-        return self.cache is not None and self.cache.contains(self.layer_key(layer, settings))
+        return self.products.has(products.LAYER, layer, settings)
 
     def layer(
         self,
@@ -398,8 +378,7 @@ class NeuronEngine:
         if cached is not None and not cached.has_concepts:  # kept by a version without them
             with self._lock:
                 cached = self._with_concepts(cached, settings)
-                if self.cache:
-                    self.cache.set(self.layer_key(layer, settings), cached.to_bytes())
+                self.products.put(products.LAYER, cached, layer, settings)
         if cached is not None:
             if listener:
                 listener(ScanProgress("cached", layer, cached.d_mlp, cached.d_mlp))
@@ -408,144 +387,28 @@ class NeuronEngine:
             cached = self.cached_layer(layer, settings)  # another thread may have just computed it
             if cached is not None and cached.has_concepts:
                 return cached
-            unembed = self._unembed(settings)
-            w_out = self._ensure_source(listener).mlp_out(layer)
-            started = time.perf_counter()
+            return self._scan_layer(layer, settings, listener, cancelled)
 
-            def report(done: int, total: int) -> None:
-                if listener:
-                    listener(ScanProgress("scanning", layer, done, total, time.perf_counter() - started))
-
-            report(0, unembed.d_vocab)
-            transport = self.transport(layer, settings)
-            result = self._scan_shrinking_on_oom(
-                layer, w_out, unembed, settings, report, cancelled, transport
-            )
-            result = self._with_concepts(result, settings)
-            del w_out
-            return_freed_memory()  # so that memory does not creep up layer after layer
-            if self.cache:
-                self.cache.set(self.layer_key(layer, settings), result.to_bytes())
-            if listener:
-                listener(
-                    ScanProgress(
-                        "done",
-                        layer,
-                        result.d_mlp,
-                        result.d_mlp,
-                        time.perf_counter() - started,
-                        result.products,
-                    )
-                )
-            return result
-
-    def _with_concepts(self, result: LayerResult, settings: ScanSettings) -> LayerResult:
-        """The layer with its "one token or a concept?" numbers (engine.concepts) added."""
-        from engine.concepts import coherence_null, direction_coherence_null, token_set_numbers
-
-        unembed = self._unembed(settings)
-
-        def exact_columns(ids):
-            return unembed.exact_columns(ids.to(unembed.device))
-
-        memo = (settings.projection, settings.dtype, result.top_k)
-        if memo not in self._coherence_nulls:
-            self._coherence_nulls[memo] = (
-                coherence_null(unembed.d_vocab, result.top_k, exact_columns),
-                direction_coherence_null(unembed.d_vocab, unembed.d_model, result.top_k, exact_columns),
-            )
-        nulls = self._coherence_nulls[memo]
-        forms = self.token_forms(unembed.d_vocab)
-        promote = token_set_numbers(result.promote_ids, result.promote_dots, forms, exact_columns, *nulls)
-        suppress = token_set_numbers(result.suppress_ids, result.suppress_dots, forms, exact_columns, *nulls)
-        return replace(
-            result,
-            promote_forms=promote.forms,
-            promote_form_share=promote.form_share,
-            promote_coherence=promote.coherence,
-            promote_coherence_z=promote.coherence_z,
-            promote_coherence_dir_z=promote.coherence_dir_z,
-            suppress_forms=suppress.forms,
-            suppress_form_share=suppress.form_share,
-            suppress_coherence=suppress.coherence,
-            suppress_coherence_z=suppress.coherence_z,
-            suppress_coherence_dir_z=suppress.coherence_dir_z,
-        )
-
-    # --- another checkpoint, neuron by neuron (engine.diff) ------------------------------------
-    def mlp_out(self, layer: int) -> np.ndarray:
-        """W_out of ``layer`` [d_mlp, d_model] (loads the weights)."""
-        with self._lock:
-            return self._ensure_source().mlp_out(layer)
-
-    def check_comparable(self, other: NeuronEngine) -> None:
-        from engine.diff import check_comparable
-
-        check_comparable(self.info, other.info)
-        mine, theirs = self.vocabulary, other.vocabulary
-        same = np.array_equal(mine.offsets, theirs.offsets) and np.array_equal(mine.data, theirs.data)
-        if not same:
-            self.warn(
-                f"{self.info.name} and {other.info.name} have different tokenizer files: token ids are "
-                "compared as ids, and the strings shown are this model's"
-            )
-
-    def cached_diff(self, layer: int, other: NeuronEngine, settings: ScanSettings):
-        from engine.diff import LayerDiff
-
-        return decoded(self.cache, self.keys.diff(other.fingerprint, settings, layer), LayerDiff.from_bytes)
-
-    def diff(self, layer: int, other: NeuronEngine, settings: ScanSettings, listener=None):
-        """Layer ``layer`` of this model against ``other`` (same shapes), neuron by neuron: from the
-        cache, or from both scans (each from its own cache or computed) and both weights, one layer
-        of each at a time."""
-        from engine.diff import layer_diff
-
-        found = self.cached_diff(layer, other, settings)
-        if found is not None:
-            return found
-        mine = self.neurons(layer, settings, listener=listener)
-        theirs = other.neurons(layer, settings, listener=listener)
-        found = layer_diff(self.mlp_out(layer), other.mlp_out(layer), mine, theirs, settings.top_k)
-        if self.cache:
-            self.cache.set(self.keys.diff(other.fingerprint, settings, layer), found.to_bytes())
-        return found
-
-    # --- the input side ---------------------------------------------------------------------
-    def inputs(self, layer: int, settings: ScanSettings) -> LayerInputs:
-        """The layer's input side (engine.inputs), from the cache or computed from the weights."""
-        key = self.keys.inputs(layer, settings.top_k)
-        found = decoded(self.cache, key, LayerInputs.from_bytes)
-        if found is not None:
-            return found
-        from engine.scan.input_side import layer_inputs
-
-        with self._lock:
-            source = self._ensure_source()
-            if self._embedding is None:
-                self._embedding = source.embedding()
-            found = layer_inputs(
-                layer,
-                source.mlp_in(layer),
-                source.mlp_norm(layer),
-                source.mlp_out(layer),
-                self._embedding,
-                settings.top_k,
-                self.device,
-            )
-        if self.cache:
-            self.cache.set(key, found.to_bytes())
-        return found
-
-    def cached_inputs(self, layer: int, settings: ScanSettings) -> LayerInputs | None:
-        return decoded(self.cache, self.keys.inputs(layer, settings.top_k), LayerInputs.from_bytes)
-
-    def _scan_shrinking_on_oom(
-        self, layer, w_out, unembed, settings, report, cancelled, transport=None
+    def _scan_layer(
+        self,
+        layer: int,
+        settings: ScanSettings,
+        listener: ProgressListener | None,
+        cancelled: Callable[[], bool] | None,
     ) -> LayerResult:
+        """Compute a layer (the lock held), keep it, and say so."""
         from engine.scan.layer_scan import scan_shrinking_on_oom
 
-        return scan_shrinking_on_oom(
+        unembed = self._unembed(settings)
+        w_out = self._ensure_source(listener).mlp_out(layer)
+        started = time.perf_counter()
+
+        def report(done: int, total: int) -> None:
+            if listener:
+                listener(ScanProgress("scanning", layer, done, total, time.perf_counter() - started))
+
+        report(0, unembed.d_vocab)
+        result = scan_shrinking_on_oom(
             layer,
             w_out,
             unembed,
@@ -554,8 +417,27 @@ class NeuronEngine:
             report,
             cancelled,
             on_shrink=self.shrunk_chunks.append,
-            transport=transport,
+            transport=self.transport(layer, settings),
         )
+        result = self._with_concepts(result, settings)
+        del w_out
+        return_freed_memory()  # so that memory does not creep up layer after layer
+        self.products.put(products.LAYER, result, layer, settings)
+        if listener:
+            seconds = time.perf_counter() - started
+            listener(ScanProgress("done", layer, result.d_mlp, result.d_mlp, seconds, result.products))
+        return result
+
+    def _with_concepts(self, result: LayerResult, settings: ScanSettings) -> LayerResult:
+        """The layer with its "one token or a concept?" numbers (engine.scan.concepts) added."""
+        from engine.scan.concepts import concept_nulls, with_concepts
+
+        unembed = self._unembed(settings)
+        memo = (settings.projection, settings.dtype, result.top_k)
+        if memo not in self._concept_nulls:
+            self._concept_nulls[memo] = concept_nulls(unembed, result.top_k)
+        forms = self.token_forms(unembed.d_vocab)
+        return with_concepts(result, unembed, forms, self._concept_nulls[memo])
 
     def layers(
         self,
@@ -587,26 +469,17 @@ class NeuronEngine:
 
     def neuron_scores(self, layer: int, neuron: int, settings: ScanSettings) -> np.ndarray:
         """One neuron's float64 scores against the whole vocabulary (loads the weights if needed)."""
-        import torch
-
-        from engine.scan.layer_scan import exact_score_rows, neuron_rows64
+        from engine.scan.layer_scan import neuron_score_row
 
         with self._lock:
-            unembed = self._unembed(settings)
             w_out = self._ensure_source().mlp_out(layer)
-            row = torch.from_numpy(np.ascontiguousarray(w_out[neuron : neuron + 1], dtype=np.float32)).to(
-                unembed.device
-            )
-            transport = self.transport(layer, settings)
-            rows64, _ = neuron_rows64(
-                row,
-                settings.projection.cosine,
-                None if transport is None else torch.from_numpy(transport).to(unembed.device),
-            )
-            return exact_score_rows(rows64, unembed)[0].cpu().numpy()
+            unembed = self._unembed(settings)
+            return neuron_score_row(w_out[neuron], unembed, settings, self.transport(layer, settings))
 
-    # --- tokens -----------------------------------------------------------------------------
-    def exact_token_neurons(self, token_ids: list[int], layers: list[int], top: int, settings: ScanSettings):
+    # --- tokens ------------------------------------------------------------------------------
+    def exact_token_neurons(
+        self, token_ids: list[int], layers: list[int], top: int, settings: ScanSettings
+    ) -> dict[int, list[TokenNeuron]]:
         """Each token's ``top`` neurons over ``layers`` by exact float64 |dot| (loads the weights)."""
         from engine.scan.token_search import exact_token_neurons
 
@@ -622,44 +495,149 @@ class NeuronEngine:
                 lambda layer: self.transport(layer, settings),
             )
 
-    # --- null baseline ----------------------------------------------------------------------
-    def _null_key(self, settings: ScanSettings) -> str:
-        from engine.null import NULL_SAMPLES, NULL_SEED
-
-        return self.keys.null(settings, NULL_SAMPLES, NULL_SEED)
-
+    # --- null baseline -----------------------------------------------------------------------
     def has_null_baseline(self, settings: ScanSettings) -> bool:
         """Whether the baseline is at hand (held, or in the cache): reading it then takes no model."""
-        if (settings.projection, settings.dtype) in self._nulls:
-            return True
-        return self.cache is not None and self.cache.contains(self._null_key(settings))
+        held = (settings.projection, settings.dtype) in self._nulls
+        return held or self.products.has(products.NULL, settings)
 
     def null_baseline(self, settings: ScanSettings) -> NullBaseline:
-        memo_key = (settings.projection, settings.dtype)
-        if memo_key in self._nulls:
-            return self._nulls[memo_key]
-        from engine.null import NULL_SAMPLES
+        memo = (settings.projection, settings.dtype)
+        if memo not in self._nulls:
+            values = self.products.get(products.NULL, settings)
+            if values is None:
+                from engine.scan.null_pass import compute_null
 
-        key = self._null_key(settings)
+                with self._lock:
+                    values = compute_null(self._unembed(settings)).values
+                self.products.put(products.NULL, values, settings)
+            self._nulls[memo] = NullBaseline(values=values)
+        return self._nulls[memo]
 
-        def null_values(payload: bytes) -> np.ndarray:
-            if len(payload) != 8 * NULL_SAMPLES:
-                raise ValueError("a null baseline of another size")
-            return np.frombuffer(payload, dtype="<f8").copy()
+    # --- the input side ----------------------------------------------------------------------
+    def cached_inputs(self, layer: int, settings: ScanSettings) -> LayerInputs | None:
+        return self.products.get(products.INPUTS, layer, settings.top_k)
 
-        values = decoded(self.cache, key, null_values)
-        if values is None:
-            from engine.null import compute_null
+    def inputs(self, layer: int, settings: ScanSettings) -> LayerInputs:
+        """The layer's input side (engine.data.inputs), from the cache or computed from the weights."""
+        found = self.cached_inputs(layer, settings)
+        if found is not None:
+            return found
+        from engine.scan.input_side import layer_inputs
 
-            with self._lock:
-                values = compute_null(self._unembed(settings)).values
-            if self.cache:
-                self.cache.set(key, values.astype("<f8").tobytes())
-        baseline = NullBaseline(values=values)
-        self._nulls[memo_key] = baseline
-        return baseline
+        with self._lock:
+            source = self._ensure_source()
+            if self._embedding is None:
+                self._embedding = source.embedding()
+            found = layer_inputs(
+                layer,
+                source.mlp_in(layer),
+                source.mlp_norm(layer),
+                source.mlp_out(layer),
+                self._embedding,
+                settings.top_k,
+                self.device,
+            )
+        self.products.put(products.INPUTS, found, layer, settings.top_k)
+        return found
+
+    # --- another checkpoint, neuron by neuron (engine.data.diff) -------------------------------
+    def check_comparable(self, other: NeuronEngine) -> None:
+        check_comparable(self.info, other.info)
+        mine, theirs = self.vocabulary, other.vocabulary
+        same = np.array_equal(mine.offsets, theirs.offsets) and np.array_equal(mine.data, theirs.data)
+        if not same:
+            self.warn(
+                f"{self.info.name} and {other.info.name} have different tokenizer files: token ids are "
+                "compared as ids, and the strings shown are this model's"
+            )
+
+    def cached_diff(self, layer: int, other: NeuronEngine, settings: ScanSettings) -> LayerDiff | None:
+        return self.products.get(products.DIFF, other.fingerprint, settings, layer)
+
+    def diff(
+        self,
+        layer: int,
+        other: NeuronEngine,
+        settings: ScanSettings,
+        listener: ProgressListener | None = None,
+    ) -> LayerDiff:
+        """Layer ``layer`` of this model against ``other`` (same shapes), neuron by neuron: from the
+        cache, or from both scans (each from its own cache or computed) and both weights, one layer
+        of each at a time."""
+        from engine.scan.layer_diff import layer_diff
+
+        found = self.cached_diff(layer, other, settings)
+        if found is not None:
+            return found
+        mine = self.neurons(layer, settings, listener=listener)
+        theirs = other.neurons(layer, settings, listener=listener)
+        found = layer_diff(self.mlp_out(layer), other.mlp_out(layer), mine, theirs, settings.top_k)
+        self.products.put(products.DIFF, found, other.fingerprint, settings, layer)
+        return found
+
+    # --- the collection (user data) and exports ------------------------------------------------
+    def collection(self) -> Collection:
+        """The neurons marked for this model, shared by every explorer and command on this machine."""
+        return Collection.for_model(self.info.name, self.fingerprint)
+
+    def export_metadata(self, settings: ScanSettings) -> dict:
+        """What every export says of how it was computed (and through which lens file)."""
+        from engine.store.export import export_settings
+
+        metadata = export_settings(self.info, settings)
+        lens_file = self.lens_file(settings.lens)
+        if lens_file is not None:  # where the lens came from, beside its fingerprint in "lens"
+            metadata.update(lens_file=str(lens_file.path), lens_prompts=lens_file.n_prompts)
+        return metadata
+
+    def neuron_records(
+        self, neurons: LayerNeurons, chosen: Iterable[int] | None, settings: ScanSettings
+    ) -> Iterator[dict]:
+        """One export record per neuron of ``chosen`` (every neuron when None)."""
+        from engine.store.export import neuron_records
+
+        listed = None if chosen is None else list(chosen)
+        return neuron_records(self.info.name, self.vocabulary, neurons, listed, k=settings.top_k)
+
+    def collection_records(
+        self, collection: Collection, settings: ScanSettings, listener: ProgressListener | None = None
+    ) -> Iterator[dict]:
+        """One record per marked neuron with its note, layers read from the cache or computed."""
+        from engine.store.collection import collection_records
+
+        def layer_neurons(layer: int) -> LayerNeurons:
+            return self.neurons(layer, settings, listener=listener)
+
+        return collection_records(self.info.name, self.vocabulary, collection, layer_neurons, settings.top_k)
+
+    def write_records(self, path: str, records: Iterable[dict], metadata: dict) -> int:
+        """Records to ``path`` (.jsonl, .json, .csv, a device or pipe, or - for stdout); the count."""
+        from engine.store.export import write_records
+
+        return write_records(path, records, metadata)
+
+    def write_rows(self, path: str, rows: list[dict], metadata: dict, key: str) -> int:
+        from engine.store.export import write_rows
+
+        return write_rows(path, rows, metadata, key)
+
+    def write_document(self, path: str, document: dict) -> None:
+        from engine.store.export import write_document
+
+        write_document(path, document)
 
     # --- the corpus pass and what it leaves (engine.activations, reached only through here) ---
+    @staticmethod
+    def corpus(spec: str | None) -> AnyCorpus:
+        """The corpus ``spec`` names (a file, a folder, hf:NAME), or the embedded one for None:
+        every check of the files before torch is imported."""
+        return load_corpus(spec)
+
+    @staticmethod
+    def default_corpus_name() -> str:
+        return default_corpus_name()
+
     def evidence(
         self, layer: int, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings
     ) -> LayerActivations | None:
@@ -672,6 +650,12 @@ class NeuronEngine:
         """The layer's evidence that has read the most of this corpus under any token cap (a
         finished pass, or the first tokens of a stopped or running one), and how much it read."""
         return self.evidence_store.best_evidence(corpus_hash, settings, scan, layer)
+
+    def forget_evidence(
+        self, layer: int, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings
+    ) -> None:
+        """Drop a layer's evidence for these settings (the scales of the windows read stay)."""
+        self.evidence_store.forget_evidence(corpus_hash, settings, scan, layer)
 
     def known_corpus_hash(self, name: str) -> str | None:
         """The content hash of the corpus of that name that a pass last ran over, if any."""
@@ -691,12 +675,12 @@ class NeuronEngine:
         land_seconds: float | None = None,
     ) -> dict[int, LayerActivations] | None:
         """Run the model over ``corpus`` and return each layer's evidence (cached, resumable,
-        split across torchrun ranks); None on ranks other than 0. With one layer it is that
+        split across torchrun's ranks); None on ranks other than 0. With one layer it is that
         layer's pass: the forward pass stops after it once the final norm's scales of the
         windows are known. ``on_landed`` hears the evidence of the tokens read so far as it
         lands (engine.activations.job.ActivationJob); a stopped pass raises ScanCancelled."""
         from engine.activations.job import ActivationJob
-        from engine.distributed import SINGLE
+        from engine.runtime.ranks import SINGLE
 
         job = ActivationJob(
             self,
@@ -751,6 +735,20 @@ class NeuronEngine:
             return probe_layer(bridge, tokenizer, text, layer, device)
 
     # --- several processes ------------------------------------------------------------------
+    @staticmethod
+    @contextmanager
+    def process_ranks() -> Iterator[Ranks]:
+        """This process's place among torchrun's ranks (one process without torchrun); the process
+        group, if one was started, is stopped at the end."""
+        from engine.runtime.distributed import stop
+        from engine.runtime.ranks import ranks_from_environment
+
+        ranks = ranks_from_environment()
+        try:
+            yield ranks
+        finally:
+            stop(ranks)
+
     def scan_across_ranks(
         self,
         layers: list[int],
@@ -761,9 +759,8 @@ class NeuronEngine:
     ) -> Iterator[LayerResult] | None:
         """Under torchrun: each rank scans its share of ``layers`` on its own device (LOCAL_RANK).
         On rank 0, the results of every layer in order (the others' received as bytes and cached
-        here: rank 0 owns the cache); on the other ranks None, once their layers are sent. The
-        caller stops the process group (``engine.distributed.stop``) when done."""
-        from engine import distributed
+        here: rank 0 owns the cache); on the other ranks None, once their layers are sent."""
+        from engine.runtime import distributed
 
         device = self.rank_device(ranks)
         self.use_device(device)
@@ -771,8 +768,7 @@ class NeuronEngine:
         owner = {layer: index % ranks.world for index, layer in enumerate(layers)}
         mine = [layer for layer in layers if owner[layer] == ranks.rank]
         if not ranks.is_writer:
-            self.cache = None  # rank 0 owns the cache (on several machines there are several)
-            self.evidence_store.cache = None
+            self.products.detach()  # rank 0 owns the cache (on several machines there are several)
             for layer in mine:
                 result = self.layer(layer, settings)
                 if said is not None:
@@ -787,8 +783,7 @@ class NeuronEngine:
                     yield own.pop(layer)
                     continue
                 result = LayerResult.from_bytes(distributed.receive_bytes(owner[layer], device))
-                if self.cache:
-                    self.cache.set(self.layer_key(layer, settings), result.to_bytes())
+                self.products.put(products.LAYER, result, layer, settings)
                 yield result
 
         return in_order()
@@ -796,10 +791,4 @@ class NeuronEngine:
     def close(self) -> None:
         if self._source is not None and hasattr(self._source, "close"):
             self._source.close()
-        if self.cache:
-            self.cache.close()
-
-
-def _vocabulary_from_bytes(payload: bytes) -> Vocabulary:
-    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-        return Vocabulary(data=archive["data"], offsets=archive["offsets"])
+        self.products.close()

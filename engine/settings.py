@@ -13,6 +13,10 @@ from engine.errors import UserError
 
 Dtype = Literal["float32", "bfloat16"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
+# How weights are read: GGUF and safetensors files directly, or the model built through
+# transformers + TransformerBridge (engine.sources.resolve).
+Loader = Literal["auto", "gguf", "bridge", "stream"]
+LOADERS: tuple[str, ...] = get_args(Loader)
 # 4: results record the device; 5: score histograms; 6: LayerNorm/Gemma folds; 7: exact bf16
 # products (split operands, the bound checked at every precision), results record the precision.
 SCHEMA_VERSION = 7
@@ -155,3 +159,32 @@ class ActivationSettings:
         """Everything but the token cap: passes with different caps read the same windows in the
         same batches, so one is a prefix of the other."""
         return f"a2-c{self.context}-e{self.examples}-l{self.lift_positions}-b{self.windows_per_batch}"
+
+
+# A Jacobian lens fit (engine.lens.fit).
+DEFAULT_PROMPTS = 32
+DEFAULT_MAX_SEQ_LEN = 128
+DEFAULT_DIM_BATCH = 32  # output dimensions per backward pass: memory, not results
+SKIP_FIRST_POSITIONS = 16  # TransformerLens's default: attention-sink positions are left out
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    prompts: int = DEFAULT_PROMPTS
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
+    dim_batch: int = DEFAULT_DIM_BATCH
+    skip_first_positions: int = SKIP_FIRST_POSITIONS
+
+    def __post_init__(self) -> None:
+        for name in ("prompts", "dim_batch"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_seq_len < self.skip_first_positions + 2:
+            raise UserError(
+                f"max-seq-len must be at least {self.skip_first_positions + 2}: the first "
+                f"{self.skip_first_positions} positions and the last are not fitted, got {self.max_seq_len}"
+            )
+
+    def tag(self, corpus_hash: str) -> str:
+        """The lens file's name: what changes its matrices (dim_batch does not)."""
+        return f"jlens-{corpus_hash[:16]}-p{self.prompts}-t{self.max_seq_len}-s{self.skip_first_positions}"

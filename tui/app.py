@@ -17,8 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
 
-from engine.corpus import AnyCorpus
-from engine.neuron_engine import NeuronEngine
+from engine.neuron_engine import AnyCorpus, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
 from tui.notify_log import NotifyHandler
 from tui.screens.detail import NeuronDetailScreen
@@ -176,8 +175,8 @@ class NeuronApp(App[int]):
         from tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            cache = self.engine.cache
-            where = f"cache: {cache.directory}" if cache else "cache: off (results are not kept)"
+            cache = self.engine.cache_directory
+            where = f"cache: {cache}" if cache else "cache: off (results are not kept)"
             self.push_screen(HelpScreen(self.binding_groups(), HELP_INTRO + where + "\n"))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

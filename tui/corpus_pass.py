@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from engine.corpus import AnyCorpus, default_corpus, default_corpus_name, load_corpus
-from engine.evidence import EvidenceReading, LayerActivations
-from engine.neuron_engine import NeuronEngine
-from engine.progress import ActivationProgress
+from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.progress import ActivationProgress
+from engine.neuron_engine import AnyCorpus, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
 from tui.state import ExplorerState
 
@@ -25,7 +24,7 @@ def corpus_hash(engine: NeuronEngine, state: ExplorerState) -> str | None:
     if state.corpus is not None:
         return state.corpus.content_hash
     if state.corpus_spec is None:
-        return engine.known_corpus_hash(default_corpus_name())
+        return engine.known_corpus_hash(engine.default_corpus_name())
     return None
 
 
@@ -44,7 +43,7 @@ def default_cap(engine: NeuronEngine, state: ExplorerState) -> int | None:
     tokens on a CPU and the whole corpus (None) on a GPU."""
     if state.activation.max_tokens is not None:
         return state.activation.max_tokens
-    return CPU_TOKEN_CAP if engine.device.type == "cpu" else None
+    return CPU_TOKEN_CAP if engine.on_cpu else None
 
 
 def cap_words(cap: int | None) -> str:
@@ -102,7 +101,7 @@ def the_corpus(corpus: AnyCorpus | None, spec: str | None) -> AnyCorpus:
     the embedded one, built here (seconds: a worker calls this)."""
     if corpus is not None:
         return corpus
-    return load_corpus(spec) if spec else default_corpus()
+    return NeuronEngine.corpus(spec)
 
 
 def _time_left(seconds: float | None) -> str:

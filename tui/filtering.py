@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.columns import CLASS_WORDS, COLUMNS, FILTERABLE, SORT_ORDER, column_for
-from engine.neurons import LayerNeurons
+from engine.data.neurons import LayerNeurons
 
 SORT_KEYS = SORT_ORDER
 _OPERATORS = {

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from engine.diff import LayerDiff
-from engine.evidence import EvidenceReading, LayerActivations
-from engine.null import NullBaseline
-from engine.results import LayerResult
-from engine.sources.base import ModelInfo
-from engine.summary import LayerSummary
-from engine.tokens import Vocabulary
+from engine.data.diff import LayerDiff
+from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.model import ModelInfo
+from engine.data.null import NullBaseline
+from engine.data.results import LayerResult
+from engine.data.summary import LayerSummary
+from engine.data.tokens import Vocabulary
 from tui.state import TokenTable
 
 

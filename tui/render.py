@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from engine.tokens import display_token
+from engine.data.tokens import display_token
 
 POSITIVE = "green"
 NEGATIVE = "red"

@@ -13,15 +13,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from engine.columns import COLUMNS
-from engine.corpus import AnyCorpus
-from engine.diff import LayerDiff
-from engine.evidence import EvidenceReading, LayerActivations
-from engine.neurons import LayerNeurons
-from engine.null import NullBaseline
-from engine.results import LayerResult
+from engine.data.diff import LayerDiff
+from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.neurons import LayerNeurons
+from engine.data.null import NullBaseline
+from engine.data.results import LayerResult
+from engine.data.summary import LayerSummary, summarise
+from engine.neuron_engine import AnyCorpus, Collection
 from engine.settings import ActivationSettings, Lens, Projection, ScanSettings
-from engine.store.collection import Collection
-from engine.summary import LayerSummary, summarise
 from tui.filtering import SORT_KEYS, Condition, neuron_order
 
 RESULTS_KEPT = 4  # full layer results held in memory; the rest stay in the cache

@@ -1,5 +1,5 @@
 """The evidence of a finished corpus pass, computed from its merged per-neuron state, by the
-definitions in ``engine.evidence`` (everything in float64)."""
+definitions in ``engine.data.evidence`` (everything in float64)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus
-from engine.evidence import (
+from engine.data.evidence import (
     CASE_SIGNS,
     CONTEXT_AFTER,
     CONTEXT_BEFORE,
@@ -17,7 +17,7 @@ from engine.evidence import (
     LayerActivations,
     PoleEvidence,
 )
-from engine.forms import distinct_forms, form_entropy
+from engine.scan.forms import distinct_forms, form_entropy
 
 
 def direct_effect_weights(
@@ -48,7 +48,7 @@ class CorpusFacts:
     tokenized: TokenizedCorpus
     scales: np.ndarray  # [positions] float64
     next_counts: np.ndarray  # [d_vocab] how often each token is some position's next token
-    forms: np.ndarray  # [d_vocab] int32 form number of each token (engine.forms), -1 for none
+    forms: np.ndarray  # [d_vocab] int32 form number of each token (engine.scan.forms), -1 for none
 
     def context(self, index: np.ndarray, found: np.ndarray) -> np.ndarray:
         """Context ids [..., BEFORE + 1 + AFTER] around global ``index`` (valid where ``found``)."""

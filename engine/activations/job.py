@@ -17,16 +17,16 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from engine import distributed
+from engine.activations.corpus import AnyCorpus
 from engine.activations.evidence import CorpusFacts, direct_effect_weights, layer_evidence
 from engine.activations.state import ACT_TOP, LayerActivationState, pack, unpack
 from engine.activations.windows import TokenizedCorpus, tokenize_corpus
-from engine.corpus import AnyCorpus
-from engine.distributed import Ranks
+from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.progress import ActivationListener, ActivationProgress
+from engine.data.results import LayerResult
 from engine.errors import ScanCancelled
-from engine.evidence import EvidenceReading, LayerActivations
-from engine.progress import ActivationListener, ActivationProgress
-from engine.results import LayerResult
+from engine.runtime import distributed
+from engine.runtime.ranks import SINGLE, Ranks
 from engine.settings import ActivationSettings, ScanSettings
 from engine.store.evidence_store import EvidenceStore
 
@@ -59,7 +59,7 @@ class ActivationJob:
         corpus: AnyCorpus,
         settings: ActivationSettings,
         scan: ScanSettings,
-        ranks: Ranks = distributed.SINGLE,
+        ranks: Ranks = SINGLE,
         listener: ActivationListener | None = None,
         cancelled: Callable[[], bool] | None = None,
         checkpoint_seconds: float = 30.0,
@@ -80,11 +80,10 @@ class ActivationJob:
         self.on_landed = on_landed
         self.land_seconds = land_seconds if on_landed is not None else None
 
-    # --- keys ---------------------------------------------------------------------------------
-    def progress_key(self) -> str:
-        return self.store.keys.pass_progress(
-            self.corpus.content_hash, self.settings, self.layers, self.ranks.rank, self.ranks.world
-        )
+    # --- the pass's place in the cache ---------------------------------------------------------
+    def progress_address(self) -> tuple[str, ActivationSettings, list[int], int, int]:
+        """Where this rank's checkpoints of this pass are kept."""
+        return self.corpus.content_hash, self.settings, self.layers, self.ranks.rank, self.ranks.world
 
     def cached(self, layer: int) -> LayerActivations | None:
         return self.store.evidence(self.corpus.content_hash, self.settings, self.scan, layer)
@@ -262,16 +261,16 @@ class ActivationJob:
 
     # --- checkpoints --------------------------------------------------------------------------
     def _checkpoint(self, states, scales: np.ndarray, done: set[int]) -> None:
-        if not self.store.cache:
+        if not self.store.keeps:
             return
         arrays: dict[str, np.ndarray] = {"done": np.array(sorted(done), dtype=np.int64), "scales": scales}
         for layer, state in states.items():
             for name, value in state.arrays().items():
                 arrays[f"L{layer}_{name}"] = value
-        self.store.keep_checkpoint(self.progress_key(), pack(arrays))
+        self.store.keep_checkpoint(pack(arrays), *self.progress_address())
 
     def _resume(self, states, scales: np.ndarray) -> set[int]:
-        blob = self.store.checkpoint(self.progress_key())
+        blob = self.store.checkpoint(*self.progress_address())
         if blob is None:
             return set()
         try:
@@ -283,14 +282,14 @@ class ActivationJob:
             scales[:] = arrays["scales"]
             return set(arrays["done"].tolist())
         except (ValueError, KeyError, OSError, TypeError):
-            self.store.forget(self.progress_key())
+            self.store.forget_checkpoint(*self.progress_address())
             for layer in states:  # a damaged checkpoint: start this rank afresh
                 states[layer] = states[layer].fresh()
             scales[:] = 0.0
             return set()
 
     def _forget_progress(self) -> None:
-        self.store.forget(self.progress_key())
+        self.store.forget_checkpoint(*self.progress_address())
 
 
 class _Lander:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.firing import LayerFiring, PromptFiring
+from engine.data.firing import LayerFiring, PromptFiring
 
 
 def marked_positions(tokenizer, ids: list[int]) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from engine.activations import fused_update
-from engine.score_histogram import KEY_SHIFT, MANTISSA_BITS, SIGN_KEY
+from engine.data.score_histogram import KEY_SHIFT, MANTISSA_BITS, SIGN_KEY
 
 # Activation histograms: a fixed window of octaves below 2^ACT_TOP_POWER (larger values fall in the
 # outermost bins, smaller ones next to zero), in engine.score_histogram's bin layout.

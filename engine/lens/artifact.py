@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError, first_line
-from engine.fingerprint import file_fingerprint
+from engine.runtime.fingerprint import file_fingerprint
 
 
 @dataclass(frozen=True)

@@ -15,57 +15,18 @@ import io
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from engine.corpus import AnyCorpus
+from engine.activations.corpus import AnyCorpus
+from engine.data.progress import FitListener, FitProgress
 from engine.errors import ScanCancelled, UserError, first_line
 from engine.lens import store
+from engine.runtime.ranks import Ranks
+from engine.settings import FitSettings
 
-DEFAULT_PROMPTS = 32
-DEFAULT_MAX_SEQ_LEN = 128
-DEFAULT_DIM_BATCH = 32  # output dimensions per backward pass: memory, not results
-SKIP_FIRST_POSITIONS = 16  # TransformerLens's default: attention-sink positions are left out
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    prompts: int = DEFAULT_PROMPTS
-    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
-    dim_batch: int = DEFAULT_DIM_BATCH
-    skip_first_positions: int = SKIP_FIRST_POSITIONS
-
-    def __post_init__(self) -> None:
-        for name in ("prompts", "dim_batch"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_seq_len < self.skip_first_positions + 2:
-            raise UserError(
-                f"max-seq-len must be at least {self.skip_first_positions + 2}: the first "
-                f"{self.skip_first_positions} positions and the last are not fitted, got {self.max_seq_len}"
-            )
-
-    def tag(self, corpus_hash: str) -> str:
-        """The lens file's name: what changes its matrices (dim_batch does not)."""
-        return f"jlens-{corpus_hash[:16]}-p{self.prompts}-t{self.max_seq_len}-s{self.skip_first_positions}"
-
-
-@dataclass(frozen=True)
-class FitProgress:
-    """``done`` of ``total`` prompts (this rank's share), ``start`` of them by an earlier run."""
-
-    done: int
-    total: int
-    seconds: float = 0.0
-    start: int = 0
-
-    @property
-    def seconds_left(self) -> float | None:
-        fitted = self.done - self.start
-        return (self.total - self.done) * self.seconds / fitted if fitted > 0 else None
-
-
-FitListener = Callable[[FitProgress], None]
+if TYPE_CHECKING:
+    import torch
 
 
 def corpus_prompts(tokenizer, corpus: AnyCorpus, settings: FitSettings) -> list[str]:
@@ -219,7 +180,7 @@ class LensFit:
         import torch
         from transformer_lens.tools.analysis import JacobianLens
 
-        from engine import distributed
+        from engine.runtime import distributed
 
         device = self.device
         if not self.ranks.is_writer:
@@ -241,3 +202,50 @@ class LensFit:
         for path in self.partials:
             path.unlink(missing_ok=True)
         return self.final
+
+
+class FitHost(Protocol):
+    """What a fit needs of the engine that runs it (``NeuronEngine`` is one)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def rank_device(self, ranks: Ranks) -> torch.device: ...
+
+    def activation_model(self, ranks: Ranks | None = None) -> tuple: ...
+
+
+def fit_lens(
+    host: FitHost,
+    corpus: AnyCorpus,
+    settings: FitSettings,
+    ranks: Ranks,
+    listener: FitListener | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Path | None:
+    """Fit (or find) the lens of ``settings`` on ``corpus``; its path on rank 0, None elsewhere."""
+    import torch
+
+    from engine.runtime.distributed import start, sum_all
+
+    device = host.rank_device(ranks)
+    start(ranks, device)
+    done = store.fitted_lens_path(host.fingerprint, settings.tag(corpus.content_hash))
+    # Rank 0's data directory decides (ranks on other machines have their own): all go on or none.
+    fitted = torch.tensor([int(ranks.is_writer and done.is_file())], device=device)
+    if int(sum_all(fitted, ranks).item()):  # fitted before: no model to load
+        return done if ranks.is_writer else None
+    bridge, tokenizer, device = host.activation_model(ranks)
+    fit = LensFit(
+        bridge,
+        corpus_prompts(tokenizer, corpus, settings),
+        settings,
+        f"{corpus.name}:{corpus.content_hash[:16]}",
+        corpus.content_hash,
+        host.fingerprint,
+        ranks,
+        device,
+        listener=listener,
+        cancelled=cancelled,
+    )
+    return fit.run()

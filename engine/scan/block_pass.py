@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import torch
 
-from engine.score_histogram import BINS_PER_SIGN, KEY_SHIFT, SIGN_KEY
+from engine.data.score_histogram import BINS_PER_SIGN, KEY_SHIFT, SIGN_KEY
 
 COMPILE_ENV = "NEURON_TUI_COMPILE"
 AUTO_MIN_ELEMENTS = 1 << 21  # tiny models stay eager: compiling would cost more than it saves

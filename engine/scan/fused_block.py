@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from engine.score_histogram import BINS_PER_SIGN, KEY_SHIFT, SIGN_KEY
+from engine.data.score_histogram import BINS_PER_SIGN, KEY_SHIFT, SIGN_KEY
 
 try:  # numba is a dependency; a broken install falls back to the eager path
     import numba

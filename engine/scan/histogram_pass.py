@@ -1,4 +1,4 @@
-"""The scan's side of the per-neuron score histograms (``engine.score_histogram`` says what the
+"""The scan's side of the per-neuron score histograms (``engine.data.score_histogram`` says what the
 bins are).
 
 Per block, each centred float32 score's bit pattern shifted right gives a 12-bit key (sign,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.score_histogram import (
+from engine.data.score_histogram import (
     BINS_PER_SIGN,
     KEY_MASK,
     KEY_SHIFT,

@@ -1,4 +1,4 @@
-"""A layer's input side (engine.inputs): each input row against every embedding row, by cosine.
+"""A layer's input side (engine.data.inputs): each input row against every embedding row, by cosine.
 
 The product runs in float32 a chunk of tokens at a time, keeping each row's best and worst
 candidates; the candidates are then rescored in float64 and ranked (ties by lower token id). A
@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.inputs import LayerInputs, io_classes
+from engine.data.inputs import LayerInputs, io_classes
+from engine.data.model import FinalNorm, MlpInputs
 from engine.scan import fused_block
 from engine.scan.candidate_scores import row_dots
-from engine.sources.base import FinalNorm, MlpInputs
 
 _CHUNK = 4096
 _MARGIN = 16  # candidates kept beyond k

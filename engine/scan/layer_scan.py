@@ -22,14 +22,15 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from engine.data.results import LayerResult
 from engine.errors import ScanCancelled
-from engine.results import LayerResult
 from engine.scan import fused_block
 from engine.scan.block_pass import COMPILED
 from engine.scan.candidate_scores import candidate_scores
 from engine.scan.histogram_pass import HistogramAccumulator
 from engine.scan.precision import BlockProduct, ProductPlan, split_columns
 from engine.scan.projection import ProjectedUnembed
+from engine.settings import ScanSettings
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
@@ -113,6 +114,16 @@ def neuron_rows64(
     their norms as read."""
     rows = NeuronRows(w_out, cosine, transport)
     return rows.exact(slice(None)), rows.norms
+
+
+def neuron_score_row(
+    w_row: np.ndarray, unembed: ProjectedUnembed, settings: ScanSettings, transport: np.ndarray | None
+) -> np.ndarray:
+    """One neuron's float64 scores against the whole vocabulary, read as a scan reads it."""
+    row = torch.from_numpy(np.ascontiguousarray(w_row[None, :], dtype=np.float32)).to(unembed.device)
+    lens = None if transport is None else torch.from_numpy(transport).to(unembed.device)
+    rows64, _ = neuron_rows64(row, settings.projection.cosine, lens)
+    return exact_score_rows(rows64, unembed)[0].cpu().numpy()
 
 
 class NeuronRows:
@@ -552,7 +563,7 @@ def scan_shrinking_on_oom(
     """Scan a layer; when the device runs out of memory, halve the block and try again
     (``on_shrink(new_size)`` hears of each halving)."""
     from engine.errors import UserError
-    from engine.resources import free_device_memory, is_out_of_memory
+    from engine.runtime.resources import free_device_memory, is_out_of_memory
 
     chunk = chunk_tokens or default_chunk_tokens(w_out.shape[0], unembed.device)
     while True:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.settings import Projection
-from engine.sources.base import FinalNorm
+from engine.data.model import FinalNorm
+from engine.settings import Projection, ScanSettings
 
 _COLUMN_CHUNK = 8192
 
@@ -131,3 +131,21 @@ class ProjectedUnembed:
     @property
     def max_column_norm(self) -> float:
         return float(self.column_norms.max())
+
+
+def project_unembed(
+    unembed: np.ndarray, final_norm: FinalNorm | None, settings: ScanSettings, device: torch.device
+) -> ProjectedUnembed:
+    """W_U under the settings' projection and precision, on ``device``; one line when it does not
+    fit there."""
+    from engine.runtime.device import torch_dtype
+    from engine.runtime.resources import is_out_of_memory, too_big_message
+
+    try:
+        return ProjectedUnembed(unembed, final_norm, settings.projection, device, torch_dtype(settings.dtype))
+    except Exception as error:
+        if is_out_of_memory(error):
+            from engine.errors import UserError
+
+            raise UserError(too_big_message(device, unembed.nbytes)) from error
+        raise

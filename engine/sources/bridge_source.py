@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError, first_line
-from engine.sources.base import FinalNorm, MlpInputs, ModelInfo, check_orientation
-from engine.tokens import Vocabulary, stored_token_to_bytes
+from engine.sources.base import check_orientation
 
 
 def _quiet_transformers() -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError
-from engine.sources.base import FinalNorm, MlpInputs, ModelInfo, check_orientation
+from engine.sources.base import check_orientation
 from engine.sources.header import read_gguf_header
-from engine.tokens import Vocabulary, stored_token_to_bytes
 
 # GGUF token types (llama.cpp's LLAMA_TOKEN_TYPE_*): control and user-defined tokens are literal text.
 _LITERAL_TOKEN_TYPES = {3, 4}

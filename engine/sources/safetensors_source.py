@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.tokens import Vocabulary
 from engine.errors import UserError
-from engine.sources.base import FinalNorm, MlpInputs, ModelInfo
-from engine.sources.tensor_names import JsonStore, tensor_names
-from engine.tokens import Vocabulary
+from engine.sources.tensor_names import NamesStore, tensor_names
 
 _UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
 _SLAB_ELEMENTS = 1 << 24  # 64 MiB of float32 per slab
@@ -54,7 +54,7 @@ def checkpoint_architecture(model_dir: Path, config: dict) -> str:
 
 class SafetensorsSource:
     def __init__(
-        self, model_dir: Path, fingerprint: str, display_name: str, names_store: JsonStore | None = None
+        self, model_dir: Path, fingerprint: str, display_name: str, names_store: NamesStore | None = None
     ):
         """``names_store``: where earlier runs kept the tensor names (None: ask TransformerLens)."""
         self.model_dir = model_dir

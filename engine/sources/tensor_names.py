@@ -41,12 +41,13 @@ def _transformer_lens_version() -> str:
         return "absent"
 
 
-class JsonStore(Protocol):
-    """Where answers are kept: the result cache (engine.cache.ResultCache) has this interface."""
+class NamesStore(Protocol):
+    """Where answers are kept, by the digest ``names_key`` gives (the result cache's TENSOR_NAMES
+    product, engine.store.products)."""
 
-    def get_json(self, key: str): ...
+    def get(self, digest: str) -> dict | None: ...
 
-    def set_json(self, key: str, value) -> bool: ...
+    def put(self, value: dict, digest: str, /) -> None: ...
 
 
 def names_key(architecture: str, config_bytes: bytes) -> str:
@@ -54,18 +55,18 @@ def names_key(architecture: str, config_bytes: bytes) -> str:
     for part in (str(_FORMAT), _transformer_lens_version(), architecture):
         digest.update(part.encode() + b"\0")
     digest.update(config_bytes)
-    return f"tensor-names/{digest.hexdigest()[:32]}"
+    return digest.hexdigest()[:32]
 
 
-def tensor_names(model_dir: Path, architecture: str, store: JsonStore | None) -> TensorNames:
+def tensor_names(model_dir: Path, architecture: str, store: NamesStore | None) -> TensorNames:
     """The names for ``model_dir``, from ``store`` when an earlier run kept them there."""
     key = names_key(architecture, (model_dir / "config.json").read_bytes())
-    stored = _parse(store.get_json(key)) if store is not None else None
+    stored = _parse(store.get(key)) if store is not None else None
     if stored is not None:
         return stored
     names = names_from_adapter(model_dir, architecture)
     if store is not None:
-        store.set_json(key, asdict(names))
+        store.put(asdict(names), key)
     return names
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from engine.data.neurons import LayerNeurons
+from engine.data.tokens import Vocabulary
 from engine.errors import UserError
-from engine.neurons import LayerNeurons
 from engine.store.export import neuron_records
 from engine.store.location import default_data_dir
-from engine.tokens import Vocabulary
 
 FORMAT = 2  # 2: notes of unmarked neurons are kept ("kept_notes"); format 1 files read as they are
 NOTE_LIMIT = 500  # characters: a note is a short remark, not a document

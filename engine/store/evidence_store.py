@@ -4,15 +4,21 @@ final norm's scales of the windows read, and the content hashes of corpora passe
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 
 import numpy as np
 
-from engine.evidence import EvidenceReading, LayerActivations
+from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.settings import ActivationSettings, ScanSettings
-from engine.store.cache import ResultCache
-from engine.store.keys import CacheKeys, decoded
+from engine.store.products import (
+    CORPORA,
+    EVIDENCE,
+    PARTIAL_EVIDENCE,
+    PASS_PROGRESS,
+    READINGS,
+    SCALES,
+    ProductStore,
+)
 
 
 class EvidenceStore:
@@ -20,14 +26,27 @@ class EvidenceStore:
     checkpoints, and the content hashes of corpora passed over, by name (so the explorer finds
     evidence of the embedded corpus without rebuilding it, which takes seconds)."""
 
-    def __init__(self, cache: ResultCache | None, keys: CacheKeys) -> None:
-        self.cache, self.keys = cache, keys
+    def __init__(self, products: ProductStore) -> None:
+        self.products = products
+
+    @property
+    def keeps(self) -> bool:
+        """Whether anything is kept (no cache: checkpoints are not written either)."""
+        return self.products.cache is not None
 
     def evidence(
         self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
     ) -> LayerActivations | None:
-        key = self.keys.evidence(corpus_hash, settings, scan, layer)
-        return decoded(self.cache, key, LayerActivations.from_bytes)
+        return self.products.get(EVIDENCE, corpus_hash, settings, scan, layer)
+
+    def forget_evidence(
+        self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
+    ) -> None:
+        """Drop a layer's evidence under these settings and the index of what was read (the
+        scales of the windows stay: they serve every layer)."""
+        self.products.forget(EVIDENCE, corpus_hash, settings, scan, layer)
+        self.products.forget(PARTIAL_EVIDENCE, corpus_hash, settings, scan, layer)
+        self.products.forget(READINGS, corpus_hash, settings, scan, layer)
 
     def keep_evidence(
         self,
@@ -37,14 +56,13 @@ class EvidenceStore:
         evidence: LayerActivations,
     ) -> None:
         """A finished pass's evidence (it read all it was set to); any partial one it supersedes goes."""
-        if self.cache:
-            key = self.keys.evidence(corpus_hash, settings, scan, evidence.layer)
-            self.cache.set(key, evidence.to_bytes())
+        if self.keeps:
+            self.products.put(EVIDENCE, evidence, corpus_hash, settings, scan, evidence.layer)
             n = evidence.n_positions
             self._note_reading(
                 corpus_hash, settings, scan, evidence.layer, EvidenceReading(settings.max_tokens, n, n, True)
             )
-            self.cache.delete(self.keys.partial_evidence(corpus_hash, settings, scan, evidence.layer))
+            self.products.forget(PARTIAL_EVIDENCE, corpus_hash, settings, scan, evidence.layer)
 
     def keep_partial(
         self,
@@ -56,13 +74,13 @@ class EvidenceStore:
     ) -> None:
         """The evidence of the first ``evidence.n_positions`` of the ``of`` tokens a pass is set to
         read (it lands as the pass goes, and stays when it is stopped); never replaces more."""
-        if not self.cache:
+        if not self.keeps:
             return
         layer = evidence.layer
         known = {r.cap: r for r in self.readings(corpus_hash, settings, scan, layer)}.get(settings.max_tokens)
         if known is not None and (known.complete or known.read >= evidence.n_positions):
             return
-        self.cache.set(self.keys.partial_evidence(corpus_hash, settings, scan, layer), evidence.to_bytes())
+        self.products.put(PARTIAL_EVIDENCE, evidence, corpus_hash, settings, scan, layer)
         reading = EvidenceReading(settings.max_tokens, evidence.n_positions, of, False)
         self._note_reading(corpus_hash, settings, scan, layer, reading)
 
@@ -70,9 +88,7 @@ class EvidenceStore:
         self, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings, layer: int
     ) -> list[EvidenceReading]:
         """What the cache holds for this layer under any token cap (same windows and batches)."""
-        if not self.cache:
-            return []
-        stored = self.cache.get_json(self.keys.evidence_readings(corpus_hash, settings, scan, layer))
+        stored = self.products.get(READINGS, corpus_hash, settings, scan, layer)
         found = []
         for entry in stored.values() if isinstance(stored, dict) else ():
             try:
@@ -111,8 +127,7 @@ class EvidenceStore:
                     else (self.evidence(corpus_hash, capped, scan, layer))
                 )
             else:
-                key = self.keys.partial_evidence(corpus_hash, capped, scan, layer)
-                found = decoded(self.cache, key, LayerActivations.from_bytes)
+                found = self.products.get(PARTIAL_EVIDENCE, corpus_hash, capped, scan, layer)
             if found is not None and found.n_positions == reading.read:
                 return found, reading
         return None
@@ -125,9 +140,7 @@ class EvidenceStore:
         layer: int,
         reading: EvidenceReading,
     ) -> None:
-        assert self.cache is not None
-        key = self.keys.evidence_readings(corpus_hash, settings, scan, layer)
-        stored = self.cache.get_json(key)
+        stored = self.products.get(READINGS, corpus_hash, settings, scan, layer)
         known = dict(stored) if isinstance(stored, dict) else {}
         known[str(reading.cap)] = {
             "cap": reading.cap,
@@ -135,56 +148,56 @@ class EvidenceStore:
             "of": reading.of,
             "complete": reading.complete,
         }
-        self.cache.set_json(key, known)
+        self.products.put(READINGS, known, corpus_hash, settings, scan, layer)
 
     def scales(
         self, corpus_hash: str, context: int, windows_per_batch: int
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """(windows [n, 2], scales of their positions) known for this corpus, or None."""
-        key = self.keys.corpus_scales(corpus_hash, context, windows_per_batch)
-
-        def decode(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-                windows, scales = archive["windows"], archive["scales"]
-            if windows.ndim != 2 or windows.shape[1] != 2 or scales.dtype != np.float64:
-                raise ValueError("not a scales entry")
-            return windows, scales
-
-        return decoded(self.cache, key, decode)
+        return self.products.get(SCALES, corpus_hash, context, windows_per_batch)
 
     def keep_scales(
         self, corpus_hash: str, context: int, windows_per_batch: int, windows: np.ndarray, scales: np.ndarray
     ) -> None:
         """Keep the scales of the first ``len(windows)`` windows unless more are known already."""
-        if not self.cache:
+        if not self.keeps:
             return
         known = self.scales(corpus_hash, context, windows_per_batch)
         if known is not None and known[0].shape[0] >= windows.shape[0]:
             return
-        buffer = io.BytesIO()
-        np.savez(buffer, windows=windows.astype(np.int64), scales=scales.astype(np.float64))
-        self.cache.set(self.keys.corpus_scales(corpus_hash, context, windows_per_batch), buffer.getvalue())
+        self.products.put(SCALES, (windows, scales), corpus_hash, context, windows_per_batch)
 
-    def checkpoint(self, key: str) -> bytes | None:
-        return self.cache.get(key) if self.cache else None
+    def checkpoint(
+        self, corpus_hash: str, settings: ActivationSettings, layers: list[int], rank: int, world: int
+    ) -> bytes | None:
+        """A running pass's last checkpoint (per rank), or None."""
+        return self.products.get(PASS_PROGRESS, corpus_hash, settings, layers, rank, world)
 
-    def keep_checkpoint(self, key: str, payload: bytes) -> None:
-        if self.cache:
-            self.cache.set(key, payload)
+    def keep_checkpoint(
+        self,
+        payload: bytes,
+        corpus_hash: str,
+        settings: ActivationSettings,
+        layers: list[int],
+        rank: int,
+        world: int,
+    ) -> None:
+        self.products.put(PASS_PROGRESS, payload, corpus_hash, settings, layers, rank, world)
 
-    def forget(self, key: str) -> None:
-        if self.cache:
-            self.cache.delete(key)
+    def forget_checkpoint(
+        self, corpus_hash: str, settings: ActivationSettings, layers: list[int], rank: int, world: int
+    ) -> None:
+        self.products.forget(PASS_PROGRESS, corpus_hash, settings, layers, rank, world)
 
     def remember_corpus(self, name: str, content_hash: str) -> None:
-        if self.cache:
-            known = self.cache.get_json(self.keys.corpora()) or {}
-            if known.get(name) != content_hash:
-                self.cache.set_json(self.keys.corpora(), {**known, name: content_hash})
+        known = self._corpora()
+        if self.keeps and known.get(name) != content_hash:
+            self.products.put(CORPORA, {**known, name: content_hash})
 
     def known_corpus_hash(self, name: str) -> str | None:
-        if not self.cache:
-            return None
-        known = self.cache.get_json(self.keys.corpora()) or {}
-        value = known.get(name)
+        value = self._corpora().get(name)
         return value if isinstance(value, str) else None
+
+    def _corpora(self) -> dict:
+        known = self.products.get(CORPORA)
+        return known if isinstance(known, dict) else {}

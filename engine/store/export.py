@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from engine.columns import exported_columns
+from engine.data.inputs import IO_CLASSES, LayerInputs
+from engine.data.model import ModelInfo
+from engine.data.neurons import LayerNeurons
+from engine.data.tokens import Vocabulary
 from engine.errors import UserError
-from engine.inputs import IO_CLASSES, LayerInputs
-from engine.neurons import LayerNeurons
 from engine.settings import ScanSettings
-from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary
 
 FORMATS = (".jsonl", ".json", ".csv")
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -93,7 +93,7 @@ def neuron_records(
 
 
 def input_fields(inputs: LayerInputs, neuron: int, vocab: Vocabulary, k: int | None = None) -> dict:
-    """The input side of one neuron (engine.inputs): per input row the tokens whose embeddings
+    """The input side of one neuron (engine.data.inputs): per input row the tokens whose embeddings
     raise (``plus``) and lower (``minus``) it, the rows' cosines with W_out, and the IO class."""
 
     def cosines(ids: np.ndarray, values: np.ndarray) -> list[dict]:

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from engine.tokens import display_token
+from engine.data.tokens import display_token
 from tests.helpers.app import GatedEngine, make_app, settle, showing, wait_for
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.help import HelpScreen

@@ -200,7 +200,7 @@ class _HeldScores(NeuronEngine):
 
 
 async def test_the_detail_histogram_comes_from_the_cache_without_the_model(tiny_gguf, tiny_weights, tmp_path):
-    from engine.score_histogram import BINS_PER_SIGN
+    from engine.data.score_histogram import BINS_PER_SIGN
     from tests.helpers.exactness import reference_histogram_bins
 
     cache = tmp_path / "c"

@@ -93,7 +93,7 @@ def test_a_corpus_larger_than_memory_is_read_as_a_stream_and_the_cap_stops_the_r
     """A 40 MB single-document .txt with a 2,000-token cap: the corpus is never held whole (the
     peak of Python allocations stays far below the file's size), no piece handed to the tokenizer
     exceeds the piece size, and the reading stops a piece or two after the cap."""
-    from engine import corpus as corpus_module
+    from engine.activations import corpus as corpus_module
     from engine.activations.windows import tokenize_corpus
 
     line = "the quick brown fox jumps over the lazy dog, again and again\n"
@@ -126,7 +126,7 @@ def test_a_corpus_larger_than_memory_is_read_as_a_stream_and_the_cap_stops_the_r
 def test_pieces_of_a_long_document_tokenize_as_the_whole_for_a_tokenizer_that_splits_at_seams():
     """With a tokenizer that works character by character, cutting documents into pieces changes
     nothing: positions, next tokens, windows and the cap are those of the whole documents."""
-    from engine import corpus as corpus_module
+    from engine.activations import corpus as corpus_module
     from engine.activations.windows import tokenize_corpus
 
     rng = np.random.default_rng(5)
@@ -203,7 +203,7 @@ def test_the_filter_takes_the_words_the_screen_shows():
 
 
 def test_invisible_spaces_show_as_escapes():
-    from engine.tokens import display_token
+    from engine.data.tokens import display_token
 
     assert display_token("\u00a0") == "\\xa0"
     assert display_token("a\u2009b") == "a\\u2009b"

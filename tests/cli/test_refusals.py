@@ -123,9 +123,9 @@ def test_the_explorer_without_a_terminal_exits_at_once(tiny_gguf, tmp_path):
 
 
 def test_cpu_only_torch_beside_a_gpu_is_said_once(tiny_gguf, tmp_path, monkeypatch, caplog):
-    import engine.device
+    import engine.runtime.device
 
-    monkeypatch.setattr(engine.device, "nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(engine.runtime.device, "nvidia_gpu_present", lambda: True)
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="auto", cache_dir=tmp_path / "c"))
     with caplog.at_level("WARNING"):
         engine.layer(0, ScanSettings())

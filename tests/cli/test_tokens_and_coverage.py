@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from engine.null import NullBaseline
-from engine.scan.coverage import compute_coverage
-from engine.scan.token_search import TokenIndex
+from engine.data.coverage import compute_coverage
+from engine.data.null import NullBaseline
+from engine.data.token_index import TokenIndex
+from engine.data.tokens import Vocabulary
 from engine.settings import Projection
-from engine.tokens import Vocabulary
 from tests.helpers.cli import run_cli
 from tests.helpers.reference import reference_scores
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.activations.corpus import Corpus
 from engine.activations.job import ActivationJob
-from engine.corpus import Corpus
 from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
 from tests.helpers.activation_reference import assert_cases_match, assert_examples_match, reference_evidence
@@ -85,7 +85,7 @@ def test_a_killed_pass_resumes_from_its_last_batch_and_ends_identical(tiny_llama
     # Now cached: a third job reads the evidence without running the model.
     third = ActivationJob(_engine(tiny_llama_dir, tmp_path / "killed"), [1], corpus, settings, scan)
     assert third.run()[1].to_bytes() == fresh[1].to_bytes() and third.batches_run == 0
-    assert third.engine._bridge is None
+    assert third.engine._runnable is None
 
 
 def again_windows(engine, corpus, settings):
@@ -196,7 +196,7 @@ def _folder(directory):
 
 
 def test_the_default_corpus_is_real_text_of_about_200k_tokens():
-    from engine.corpus import default_corpus
+    from engine.activations.corpus import default_corpus
 
     corpus = default_corpus()
     assert corpus.characters >= 1_000_000 and len(corpus.documents) > 100

@@ -13,6 +13,7 @@ import pytest
 from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import Projection, ScanSettings
 from engine.store.cache import ResultCache
+from engine.store.products import LAYER
 
 
 def _engine(model, tmp_path) -> NeuronEngine:
@@ -51,15 +52,15 @@ def test_every_setting_changes_the_key(tiny_gguf, tmp_path, change):
     default = ScanSettings()
     engine.layer(0, default)
     other = ScanSettings(**change)
-    assert engine.layer_key(0, default) != engine.layer_key(0, other)
+    assert engine.products.key(LAYER, 0, default) != engine.products.key(LAYER, 0, other)
     assert not engine.is_cached(0, other)
     assert engine.is_cached(0, default)
 
 
 def test_layer_and_model_are_in_the_key(tiny_gguf, tmp_path):
     engine = _engine(tiny_gguf, tmp_path)
-    assert engine.layer_key(0, ScanSettings()) != engine.layer_key(1, ScanSettings())
-    assert engine.fingerprint in engine.layer_key(0, ScanSettings())
+    assert engine.products.key(LAYER, 0, ScanSettings()) != engine.products.key(LAYER, 1, ScanSettings())
+    assert engine.fingerprint in engine.products.key(LAYER, 0, ScanSettings())
 
 
 def test_cache_directory_is_private(tmp_path):
@@ -110,7 +111,7 @@ def test_no_cache_reads_and_writes_nothing(tiny_gguf, tmp_path):
         EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=tmp_path / "c", use_cache=False)
     )
     engine.layer(0, ScanSettings())
-    assert engine.cache is None
+    assert engine.cache_directory is None
     assert not (tmp_path / "c").exists()
 
 
@@ -118,6 +119,6 @@ def test_unusable_cache_directory_warns_and_runs_uncached(tiny_gguf, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     engine = NeuronEngine(EngineOptions(model=str(tiny_gguf), device="cpu", cache_dir=blocker / "sub"))
-    assert engine.cache is None
+    assert engine.cache_directory is None
     assert engine.warnings and "running without the cache" in engine.warnings[0]
     assert engine.layer(0, ScanSettings()).d_mlp == 96

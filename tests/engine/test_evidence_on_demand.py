@@ -8,10 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from engine.activations.corpus import Corpus
 from engine.activations.job import ActivationJob
-from engine.corpus import Corpus
 from engine.errors import ScanCancelled
 from engine.settings import ActivationSettings, ScanSettings
+from engine.store.products import EVIDENCE, PARTIAL_EVIDENCE, READINGS
 from tests.engine.test_activations import _engine, random_documents
 
 SETTINGS = ActivationSettings(context=16, examples=4, lift_positions=8, batch_tokens=32)
@@ -37,8 +38,8 @@ def test_one_layers_pass_writes_the_full_pass_bytes(model, corpus, request, tmp_
     first = ActivationJob(engine, [0], corpus, settings, SCAN)
     assert first.run()[0].to_bytes() == full[0].to_bytes()
     assert first.batches_short == first.batches_run > 0
-    key = engine.keys.evidence(corpus.content_hash, settings, SCAN, 0)
-    assert engine.cache.get(key) == full[0].to_bytes()  # the same cache entry as the full pass
+    key = engine.products.key(EVIDENCE, corpus.content_hash, settings, SCAN, 0)
+    assert engine.products.cache.get(key) == full[0].to_bytes()  # the same cache entry as the full pass
 
 
 def test_a_stopped_pass_keeps_what_it_read_and_resumes_from_there(tiny_llama_dir, corpus, tmp_path):
@@ -95,7 +96,7 @@ def test_a_stopped_pass_keeps_what_it_read_and_resumes_from_there(tiny_llama_dir
     # The finished pass supersedes the partial one.
     found, reading = engine.best_evidence(1, corpus.content_hash, SETTINGS, SCAN)
     assert reading.complete and found.to_bytes() == fresh[1].to_bytes()
-    assert engine.cache.get(engine.keys.partial_evidence(corpus.content_hash, SETTINGS, SCAN, 1)) is None
+    assert engine.products.get(PARTIAL_EVIDENCE, corpus.content_hash, SETTINGS, SCAN, 1) is None
 
 
 def test_the_most_read_evidence_is_found_under_any_cap(tiny_llama_dir, corpus, tmp_path):
@@ -108,8 +109,8 @@ def test_the_most_read_evidence_is_found_under_any_cap(tiny_llama_dir, corpus, t
     found, reading = engine.best_evidence(0, corpus.content_hash, SETTINGS, SCAN)
     assert reading.cap == 200 and found.to_bytes() == larger[0].to_bytes()
     # A damaged index loses nothing: the evidence of the asked settings is still found by its key.
-    key = engine.keys.evidence_readings(corpus.content_hash, SETTINGS, SCAN, 0)
-    engine.cache.set(key, b"not json")
+    key = engine.products.key(READINGS, corpus.content_hash, SETTINGS, SCAN, 0)
+    engine.products.cache.set(key, b"not json")
     asked = replace(SETTINGS, max_tokens=96)
     found, reading = engine.best_evidence(0, corpus.content_hash, asked, SCAN)
     assert found.to_bytes() == small[0].to_bytes() and reading.complete

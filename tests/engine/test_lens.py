@@ -121,7 +121,7 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 
 def _corpus(tmp_path: Path):
-    from engine.corpus import load_corpus
+    from engine.activations.corpus import load_corpus
 
     rng = np.random.default_rng(0)
     words = ["alpha", "beta", "gamma", "delta", "the", "of", "x9", "brown", "fox", "zeta", "eta"]
@@ -139,7 +139,8 @@ def _engine(model: Path, tmp_path: Path):
 def test_fit_resumes_and_equals_one_transformer_lens_fit(tiny_llama, tmp_path):
     from transformer_lens.tools.analysis import JacobianLens
 
-    from engine.lens.fit import FitSettings, corpus_prompts
+    from engine.lens.fit import corpus_prompts
+    from engine.settings import FitSettings
 
     engine = _engine(tiny_llama, tmp_path)
     corpus = _corpus(tmp_path)

@@ -90,10 +90,12 @@ def test_tensor_names_kept_in_the_cache_spare_the_transformer_lens_import(tmp_pa
 
     from engine.sources.tensor_names import names_key
     from engine.store.cache import ResultCache
+    from engine.store.products import TENSOR_NAMES, ProductStore
 
     folder = write_hf_checkpoint(tmp_path / "gpt2", "gpt2", seed=3, max_shard_size="40KB")
     cache = ResultCache(tmp_path / "cache")
-    first = SafetensorsSource(folder, "fp", "gpt2", cache)
+    names = ProductStore(cache, "fp").bound(TENSOR_NAMES)
+    first = SafetensorsSource(folder, "fp", "gpt2", names)
     arrays = [first.unembed(), *(first.mlp_out(layer) for layer in range(first.info.n_layers))]
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
     cache.close()
@@ -102,9 +104,11 @@ def test_tensor_names_kept_in_the_cache_spare_the_transformer_lens_import(tmp_pa
         "import numpy as np\n"
         "from pathlib import Path\n"
         "from engine.store.cache import ResultCache\n"
+        "from engine.store.products import TENSOR_NAMES, ProductStore\n"
         "from engine.sources.safetensors_source import SafetensorsSource\n"
         f"cache = ResultCache(Path({str(tmp_path / 'cache')!r}))\n"
-        f"source = SafetensorsSource(Path({str(folder)!r}), 'fp', 'gpt2', cache)\n"
+        "names = ProductStore(cache, 'fp').bound(TENSOR_NAMES)\n"
+        f"source = SafetensorsSource(Path({str(folder)!r}), 'fp', 'gpt2', names)\n"
         "arrays = [source.unembed(), *(source.mlp_out(l) for l in range(source.info.n_layers))]\n"
         "print(hashlib.sha256(b''.join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest())\n"
         "print(sorted(m for m in ('transformer_lens', 'transformers') if m in sys.modules))\n"
@@ -114,11 +118,13 @@ def test_tensor_names_kept_in_the_cache_spare_the_transformer_lens_import(tmp_pa
     assert done.stdout.split() == [digest, "[]"]
 
     cache = ResultCache(tmp_path / "cache")
+    names = ProductStore(cache, "fp").bound(TENSOR_NAMES)
     key = names_key("GPT2LMHeadModel", (folder / "config.json").read_bytes())
-    cache.set_json(key, {"top": "not a mapping"})
-    again = SafetensorsSource(folder, "fp", "gpt2", cache)
+    names.put({"top": "not a mapping"}, key)
+    again = SafetensorsSource(folder, "fp", "gpt2", names)
     assert again.info == first.info
-    assert cache.get_json(key)["mlp"]["out"] == "c_proj"
+    stored = names.get(key)
+    assert stored is not None and stored["mlp"]["out"] == "c_proj"
 
 
 def test_reading_ahead_hands_out_the_same_layers_in_any_order(checkpoint):

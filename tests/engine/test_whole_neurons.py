@@ -1,15 +1,15 @@
 """The weight side of whole neurons against float64 computations from the definitions: the input
-side (engine.inputs) on Llama-, Gemma- and GPT-2-style checkpoints through both loaders, and the
-"one token or a concept?" numbers (engine.concepts)."""
+side (engine.data.inputs) on Llama-, Gemma- and GPT-2-style checkpoints through both loaders, and the
+"one token or a concept?" numbers (engine.scan.concepts)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.forms import normalise_form
-from engine.inputs import IO_CLASSES, io_classes
+from engine.data.inputs import IO_CLASSES, io_classes
 from engine.neuron_engine import EngineOptions, NeuronEngine
+from engine.scan.forms import normalise_form
 from engine.settings import Projection, ScanSettings
 from tests.helpers.models import random_hf_model, write_hf_checkpoint
 
@@ -102,7 +102,7 @@ def test_io_classes_follow_gerstner_and_schuetze():
 
 
 def test_concept_numbers_equal_a_brute_force_count(tiny_llama_dir, tmp_path):
-    from engine.concepts import COHERENCE_SAMPLES, COHERENCE_SEED, DIRECTION_SAMPLES
+    from engine.scan.concepts import COHERENCE_SAMPLES, COHERENCE_SEED, DIRECTION_SAMPLES
 
     settings = ScanSettings(top_k=6, projection=Projection(True, True, False))
     engine = NeuronEngine(EngineOptions(model=str(tiny_llama_dir), device="cpu", cache_dir=tmp_path / "c"))

@@ -10,9 +10,9 @@ import asyncio
 import threading
 from pathlib import Path
 
+from engine.data.progress import ScanProgress
 from engine.errors import ScanCancelled
 from engine.neuron_engine import EngineOptions, NeuronEngine
-from engine.progress import ScanProgress
 from engine.settings import ScanSettings
 from tui.app import NeuronApp
 

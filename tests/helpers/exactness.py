@@ -51,7 +51,7 @@ def assert_layer_matches(result, ref: dict) -> None:
 def reference_histogram_bins(centred: np.ndarray, top: int) -> np.ndarray:
     """Each float64 centred score's bin, from the definition: bins 1/8 octave wide, a window of
     OCTAVES octaves below 2^(top - 127), smaller magnitudes next to zero, negative values first."""
-    from engine.score_histogram import BINS_PER_SIGN, MANTISSA_BITS, OCTAVES
+    from engine.data.score_histogram import BINS_PER_SIGN, MANTISSA_BITS, OCTAVES
 
     mantissa, exponent = np.frexp(np.abs(centred))  # |d| = mantissa * 2^exponent, mantissa in [0.5, 1)
     sub = np.floor((2 * mantissa - 1) * (1 << MANTISSA_BITS)).astype(np.int64)
@@ -64,7 +64,7 @@ def reference_histogram_bins(centred: np.ndarray, top: int) -> np.ndarray:
 def assert_histogram_matches(result, scores: np.ndarray) -> None:
     """Counts sum to the vocabulary, and differ from the float64 binning only by tokens that lie
     within float32 rounding (1e-5 of the neuron's std) of a bin edge."""
-    from engine.score_histogram import BINS_PER_SIGN, bin_edges
+    from engine.data.score_histogram import BINS_PER_SIGN, bin_edges
 
     d_vocab = scores.shape[1]
     assert (result.score_hist.sum(axis=1) == d_vocab).all()

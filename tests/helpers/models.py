@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.tokens import byte_level_alphabet
+from engine.data.tokens import byte_level_alphabet
 
 # Tokens that exercise display and export: markup, ANSI escapes, control characters, invalid UTF-8.
 HOSTILE_TOKENS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.results import LayerResult
-from engine.score_histogram import BINS_PER_SIGN
+from engine.data.results import LayerResult
+from engine.data.score_histogram import BINS_PER_SIGN
 
 
 def random_result(

@@ -1,4 +1,4 @@
-from engine.tokens import Vocabulary, bytes_to_text, display_token, stored_token_to_bytes
+from engine.data.tokens import Vocabulary, bytes_to_text, display_token, stored_token_to_bytes
 
 
 def test_byte_level_tokens_round_trip_to_bytes():

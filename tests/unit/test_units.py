@@ -7,14 +7,14 @@ import dataclasses
 import numpy as np
 import pytest
 
+from engine.data.layers import parse_layer_spec
+from engine.data.neurons import LayerNeurons
+from engine.data.null import NullBaseline
+from engine.data.summary import STANDOUT_Z, summarise
 from engine.errors import UserError
-from engine.layers import parse_layer_spec
 from engine.neuron_engine import EngineOptions
-from engine.neurons import LayerNeurons
-from engine.null import NullBaseline
 from engine.settings import DEFAULT_TOP_K, GURNEE, Projection, ScanSettings
 from engine.store.collection import Collection
-from engine.summary import STANDOUT_Z, summarise
 from tests.helpers.results import random_result
 from tui.filtering import Condition, FilterError, neuron_order, parse_filter
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import UserError, describe
-from engine.settings import DTYPES, Dtype, ScanSettings
-from engine.sources.resolve import LOADERS
+from engine.settings import DTYPES, LOADERS, ScanSettings
 
 PROGRAM = "neuron-tui"
 _DEFAULTS = ScanSettings()
@@ -321,11 +320,11 @@ def _version() -> str:
 
 
 def _cache_help() -> str:
-    from engine.store.location import CACHE_ENV, default_cache_dir
+    from engine.neuron_engine import default_cache_location
 
-    path, why = default_cache_dir()
+    path, why, variable = default_cache_location()
     return (
-        f"cache directory; without it: ${CACHE_ENV}, else a source checkout's .cache/, else "
+        f"cache directory; without it: ${variable}, else a source checkout's .cache/, else "
         f"$XDG_CACHE_HOME/neuron-tui or ~/.cache/neuron-tui (here: {path}, from {why})"
     )
 
@@ -343,12 +342,11 @@ def _activation_settings(args):
 
 
 def _run_explorer(args, engine, settings, layers) -> int:
-    from engine.corpus import load_corpus
     from tui.launch import run_explorer
 
     if args.layer is not None:
         engine.check_layer(args.layer)  # before the terminal is taken over
-    corpus = load_corpus(args.corpus) if args.corpus else None  # a bad corpus: one line, before the screen
+    corpus = engine.corpus(args.corpus) if args.corpus else None  # a bad corpus: one line, before the screen
     against = _against_engine(args, engine, settings) if args.against else None
     try:
         return run_explorer(
@@ -578,12 +576,11 @@ def engine_options(args: argparse.Namespace):
 
 
 def scan_settings(args: argparse.Namespace) -> ScanSettings:
+    from engine.neuron_engine import NeuronEngine
     from engine.settings import Projection
 
     projection = Projection(args.fold_final_norm, args.center_unembed, args.cosine)
-    from engine.device import default_precision
-
-    dtype: Dtype = default_precision(args.device) if args.dtype == "auto" else args.dtype
+    dtype = NeuronEngine.precision(args.device, args.dtype)
     return ScanSettings(top_k=getattr(args, "top_k", _DEFAULTS.top_k), dtype=dtype, projection=projection)
 
 
@@ -609,9 +606,8 @@ def _say(line: str) -> None:
 def opened_engine(command: Command, args: argparse.Namespace) -> Iterator:
     """The engine for a command: every cheap check first (output path, options), set-up warnings
     shown, the cache closed at the end."""
-    from engine.layers import check_layer_spec
-    from engine.neuron_engine import NeuronEngine
-    from engine.store.export import check_output_path
+    from engine.data.layers import check_layer_spec
+    from engine.neuron_engine import NeuronEngine, check_output_path
 
     if "output" in command.options:
         check_output_path(args.output)
@@ -659,7 +655,7 @@ def _dispatch(argv: list[str]) -> int:
     with opened_engine(command, args) as (engine, settings):
         layers: list[int] = []
         if "layers" in command.options:
-            from engine.layers import parse_layer_spec
+            from engine.data.layers import parse_layer_spec
 
             layers = parse_layer_spec(args.layers, engine.info.n_layers)
         return command.run(args, engine, settings, layers)

@@ -10,25 +10,16 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
+from engine.data.neurons import LayerNeurons
 from engine.errors import UserError
-from engine.neuron_engine import NeuronEngine
-from engine.neurons import LayerNeurons
-from engine.settings import ActivationSettings, ScanSettings
-from engine.store.export import export_settings, neuron_records, write_document, write_records, write_rows
+from engine.neuron_engine import NeuronEngine, Ranks
+from engine.settings import ActivationSettings, FitSettings, ScanSettings
 from tui.cli.progress import StderrProgress
-
-if TYPE_CHECKING:
-    from engine.distributed import Ranks
 
 
 def _metadata(engine: NeuronEngine, settings: ScanSettings) -> dict:
-    metadata = export_settings(engine.info, settings)
-    lens_file = engine.lens_file(settings.lens)
-    if lens_file is not None:  # where the lens came from, beside its fingerprint in "lens"
-        metadata.update(lens_file=str(lens_file.path), lens_prompts=lens_file.n_prompts)
-    return metadata
+    return engine.export_metadata(settings)
 
 
 def _input_side(engine: NeuronEngine, layer: int, settings: ScanSettings):
@@ -41,12 +32,9 @@ def _input_side(engine: NeuronEngine, layer: int, settings: ScanSettings):
 
 
 def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:
-    from engine.distributed import ranks_from_environment
-
-    ranks = ranks_from_environment()
-    if ranks.world > 1:
-        return _scan_across_ranks(engine, settings, layers, output, ranks)
-    info, vocab = engine.info, engine.vocabulary
+    with engine.process_ranks() as ranks:
+        if ranks.world > 1:
+            return _scan_across_ranks(engine, settings, layers, output, ranks)
     with StderrProgress(layers) as progress:
         engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
         metadata = _metadata(engine, settings)
@@ -55,9 +43,9 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
             # One layer in memory at a time: its records are written before the next is scanned.
             for result in engine.layers(layers, settings, listener=progress):
                 neurons = engine.derive(result, settings, inputs=_input_side(engine, result.layer, settings))
-                yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
+                yield from engine.neuron_records(neurons, None, settings)
 
-        count = write_records(output, records(), metadata)
+        count = engine.write_records(output, records(), metadata)
     if output != "-":
         print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
     return 0
@@ -68,55 +56,45 @@ def _scan_across_ranks(
 ) -> int:
     """Under torchrun: the engine splits the layers over the ranks; rank 0 writes the output,
     which is byte-identical to one process's."""
-    from engine.distributed import stop
 
     def say(text: str) -> None:
         print(text, file=sys.stderr)
 
-    try:
-        with StderrProgress(layers) as progress:
-            results = engine.scan_across_ranks(layers, settings, ranks, listener=progress, said=say)
-            if results is None:
-                return 0  # another rank writes
-            engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
-        info, vocab = engine.info, engine.vocabulary
-        metadata = _metadata(engine, settings)
+    with StderrProgress(layers) as progress:
+        results = engine.scan_across_ranks(layers, settings, ranks, listener=progress, said=say)
+        if results is None:
+            return 0  # another rank writes
+        engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
+    metadata = _metadata(engine, settings)
 
-        def records() -> Iterator[dict]:
-            for result in results:
-                neurons = engine.derive(result, settings, inputs=_input_side(engine, result.layer, settings))
-                yield from neuron_records(info.name, vocab, neurons, k=settings.top_k)
+    def records() -> Iterator[dict]:
+        for result in results:
+            neurons = engine.derive(result, settings, inputs=_input_side(engine, result.layer, settings))
+            yield from engine.neuron_records(neurons, None, settings)
 
-        count = write_records(output, records(), metadata)
-        if output != "-":
-            print(
-                f"wrote {count} neurons from {len(layers)} layer(s) to {output} ({ranks.world} ranks)",
-                file=sys.stderr,
-            )
-        return 0
-    finally:
-        stop(ranks)
+    count = engine.write_records(output, records(), metadata)
+    if output != "-":
+        print(
+            f"wrote {count} neurons from {len(layers)} layer(s) to {output} ({ranks.world} ranks)",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def collection(engine: NeuronEngine, settings: ScanSettings, output: str) -> int:
     """The collection marked in the explorer, with notes, statistics and top tokens."""
-    from engine.store.collection import Collection, collection_records
-
-    info, vocab = engine.info, engine.vocabulary
-    marked = Collection.for_model(info.name, info.fingerprint)
+    marked = engine.collection()
     if marked.warning:
         print(f"warning: {marked.warning}", file=sys.stderr)
     if not len(marked):
-        raise UserError(f"the collection of {info.name} is empty: mark neurons in the explorer with space")
+        raise UserError(
+            f"the collection of {engine.info.name} is empty: mark neurons in the explorer with space"
+        )
     layers = marked.layers()
     with StderrProgress(layers) as progress:
         engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
-
-        def layer_neurons(layer: int) -> LayerNeurons:
-            return engine.neurons(layer, settings, listener=progress)
-
-        records = collection_records(info.name, vocab, marked, layer_neurons, k=settings.top_k)
-        count = write_records(output, records, _metadata(engine, settings))
+        records = engine.collection_records(marked, settings, listener=progress)
+        count = engine.write_records(output, records, _metadata(engine, settings))
     if output != "-":
         print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
     return 0
@@ -130,7 +108,7 @@ def _all_layers(engine: NeuronEngine, settings: ScanSettings, layers: list[int])
 
 
 def layer_table(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:
-    from engine.summary import summarise
+    from engine.data.summary import summarise
 
     rows = [asdict(summarise(neurons)) for neurons in _all_layers(engine, settings, layers)]
     metadata = _metadata(engine, settings)
@@ -151,7 +129,7 @@ def layer_table(engine: NeuronEngine, settings: ScanSettings, layers: list[int],
         for row in rows:
             print("\t".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
     else:
-        write_rows(output, rows, metadata, key="layers")
+        engine.write_rows(output, rows, metadata, key="layers")
     return 0
 
 
@@ -164,7 +142,7 @@ def tokens(
     exact_only: bool,
     output: str,
 ) -> int:
-    from engine.scan.token_search import TokenIndex
+    from engine.data.token_index import TokenIndex
 
     vocab = engine.vocabulary
     index = TokenIndex(vocab)
@@ -197,12 +175,12 @@ def tokens(
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     else:
-        write_rows(output, rows, _metadata(engine, settings), key="tokens")
+        engine.write_rows(output, rows, _metadata(engine, settings), key="tokens")
     return 0
 
 
 def coverage(engine: NeuronEngine, settings: ScanSettings, layers: list[int], show: int, output: str) -> int:
-    from engine.scan.coverage import compute_coverage, coverage_document, token_row
+    from engine.data.coverage import compute_coverage, coverage_document, token_row
 
     neurons = _all_layers(engine, settings, layers)
     found = compute_coverage([n.result for n in neurons], engine.null_baseline(settings))
@@ -212,14 +190,15 @@ def coverage(engine: NeuronEngine, settings: ScanSettings, layers: list[int], sh
     if output == "-":
         _print_coverage(document, metadata)
     elif output.lower().endswith(".json"):
-        write_document(output, {"settings": metadata, **document})
+        engine.write_document(output, {"settings": metadata, **document})
     else:
-        write_rows(output, [token_row(found, vocab, t) for t in range(found.d_vocab)], metadata, key="tokens")
+        rows = [token_row(found, vocab, t) for t in range(found.d_vocab)]
+        engine.write_rows(output, rows, metadata, key="tokens")
     return 0
 
 
 def _print_coverage(document: dict, metadata: dict) -> None:
-    from engine.tokens import display_token
+    from engine.data.tokens import display_token
 
     overall = document["overall"]
     print(
@@ -248,24 +227,18 @@ def activations(
     output: str,
 ) -> int:
     """The activation pass (split across torchrun's ranks when there are several); rank 0 writes."""
-    from engine.corpus import load_corpus
-
     if output != "-" and not output.lower().endswith((".jsonl", ".json")):
         raise UserError(f"activations write .jsonl or .json (each record nests its examples), not {output}")
-    corpus = load_corpus(corpus_spec)  # every corpus check before torch is even imported
+    corpus = engine.corpus(corpus_spec)  # every corpus check before torch is even imported
 
-    from engine.distributed import ranks_from_environment, stop
-    from engine.evidence_records import activation_records
+    from engine.data.evidence_records import activation_records
     from tui.cli.progress import ActivationStderrProgress
 
-    ranks = ranks_from_environment()
-    prefix = f"rank {ranks.rank}/{ranks.world}: " if ranks.world > 1 else ""
-    try:
+    with engine.process_ranks() as ranks:
+        prefix = f"rank {ranks.rank}/{ranks.world}: " if ranks.world > 1 else ""
         results = engine.corpus_pass(
             layers, corpus, activation_settings, settings, ranks, ActivationStderrProgress(prefix)
         )
-    finally:
-        stop(ranks)
     if results is None:
         return 0  # another rank writes
     info, vocab = engine.info, engine.vocabulary
@@ -283,7 +256,7 @@ def activations(
         for layer in layers:
             yield from activation_records(info.name, vocab, results[layer])
 
-    count = write_records(output, records(), metadata)
+    count = engine.write_records(output, records(), metadata)
     if output != "-":
         print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
     return 0
@@ -294,27 +267,21 @@ def fit_lens(
 ) -> int:
     """Fit a Jacobian lens (split across torchrun's ranks when there are several); rank 0 says where
     it is."""
-    from engine.corpus import load_corpus
-    from engine.lens.fit import FitSettings
-
     fit_settings = FitSettings(prompts=prompts, max_seq_len=max_seq_len, dim_batch=dim_batch)
-    corpus = load_corpus(corpus_spec)  # every check before torch is imported
+    corpus = engine.corpus(corpus_spec)  # every check before torch is imported
 
-    from engine.distributed import ranks_from_environment, stop
     from tui.cli.progress import FitStderrProgress
 
-    ranks = ranks_from_environment()
-    prefix = f"rank {ranks.rank}/{ranks.world}: " if ranks.world > 1 else ""
-    print(f"{prefix}loading the model to fit a Jacobian lens on {corpus.name}", file=sys.stderr, flush=True)
-    try:
+    with engine.process_ranks() as ranks:
+        prefix = f"rank {ranks.rank}/{ranks.world}: " if ranks.world > 1 else ""
+        say = f"{prefix}loading the model to fit a Jacobian lens on {corpus.name}"
+        print(say, file=sys.stderr, flush=True)
         path = engine.fit_lens(corpus, fit_settings, ranks, FitStderrProgress(prefix))
-    finally:
-        stop(ranks)
     if path is None:
         return 0  # rank 0 writes
-    from engine.lens.artifact import open_lens_file
-
-    lens_file = open_lens_file(path)
+    lens = engine.open_lens(f"jacobian:{path}")
+    lens_file = engine.lens_file(lens)
+    assert lens_file is not None
     print(
         f"{lens_file.description}: {path}\n"
         f"read through it with --lens jacobian (the newest fit of this model) or --lens jacobian:{path}",
@@ -355,7 +322,7 @@ def diff(engine: NeuronEngine, settings: ScanSettings, layers: list[int], agains
         for row in rows:
             print(json.dumps({**row, "settings": metadata}, ensure_ascii=False))
         return 0
-    count = write_rows(output, rows, metadata, key="neurons")
+    count = engine.write_rows(output, rows, metadata, key="neurons")
     print(f"wrote {count} neurons from {len(layers)} layer(s) to {output}", file=sys.stderr)
     return 0
 

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from engine.progress import ActivationProgress, ScanProgress
+from engine.data.progress import ActivationProgress, ScanProgress
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

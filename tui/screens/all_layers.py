@@ -13,7 +13,7 @@ from textual.signal import Signal
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from engine.summary import LayerSummary
+from engine.data.summary import LayerSummary
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar

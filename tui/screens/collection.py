@@ -18,10 +18,10 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from engine.columns import COLUMNS
+from engine.data.neurons import LayerNeurons
+from engine.data.tokens import Vocabulary
 from engine.errors import UserError, describe
-from engine.neurons import LayerNeurons
-from engine.store.collection import Collection, Marked
-from engine.tokens import Vocabulary
+from engine.neuron_engine import Collection, Marked
 from tui.neuron_ref import neuron_label
 from tui.render import signed_token
 from tui.screens.prompt import PromptScreen

@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from engine.scan.coverage import Coverage
-from engine.tokens import Vocabulary
+from engine.data.coverage import Coverage
+from engine.data.tokens import Vocabulary
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter

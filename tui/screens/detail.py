@@ -25,15 +25,15 @@ from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
 from engine.columns import COLUMNS
+from engine.data.evidence import EvidenceReading
+from engine.data.firing import LayerFiring
+from engine.data.inputs import LayerInputs
+from engine.data.model import ModelInfo
+from engine.data.neurons import LayerNeurons
+from engine.data.results import LayerResult
+from engine.data.score_histogram import linear_counts
+from engine.data.tokens import Vocabulary
 from engine.errors import describe
-from engine.evidence import EvidenceReading
-from engine.firing import LayerFiring
-from engine.inputs import LayerInputs
-from engine.neurons import LayerNeurons
-from engine.results import LayerResult
-from engine.score_histogram import linear_counts
-from engine.sources.base import ModelInfo
-from engine.tokens import Vocabulary
 from tui.neuron_ref import neuron_label
 from tui.render import score_style, token_label
 from tui.screens.detail_evidence import evidence_view

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from rich.text import Text
 
-from engine.evidence import EvidenceReading
-from engine.tokens import Vocabulary, display_token
+from engine.data.evidence import EvidenceReading
+from engine.data.tokens import Vocabulary, display_token
 
 
 def _text_part(text: str) -> str:
@@ -22,7 +22,7 @@ CONTEXT_CELLS = 44
 def _example_line(text: Text, value: float, top: float, context_ids, vocab: Vocabulary, first: bool) -> None:
     """One example: its activation, a bar as long as |activation| (intensity reads without colour),
     and its context with the firing token in ⟦ ⟧."""
-    from engine.evidence_records import MARK_CLOSE, MARK_OPEN, example_context
+    from engine.data.evidence_records import MARK_CLOSE, MARK_OPEN, example_context
 
     bar = "█" * max(1, round(6 * abs(value) / top)) if top > 0 and value != 0 else "·"
     before, firing, after = example_context(context_ids, vocab)
@@ -66,7 +66,7 @@ CASE_EXAMPLES = 3
 
 
 def _cases_view(text: Text, cases, neuron: int, vocab: Vocabulary) -> None:
-    from engine.evidence import CASES
+    from engine.data.evidence import CASES
 
     text.append("\ngate/up sign cases", style="bold")
     text.append(": share of positions, top examples\n")

@@ -17,14 +17,14 @@ from textual.message import Message
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
+from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.progress import ActivationProgress
 from engine.errors import ScanCancelled, describe
-from engine.evidence import EvidenceReading, LayerActivations
-from engine.progress import ActivationProgress
 
 if TYPE_CHECKING:
     from textual.screen import Screen
 
-    from engine.neurons import LayerNeurons
+    from engine.data.neurons import LayerNeurons
 
     _Base = Screen[None]
 else:

@@ -23,17 +23,16 @@ from textual.signal import Signal
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.data.model import ModelInfo
+from engine.data.neurons import LayerNeurons
+from engine.data.progress import ScanProgress
+from engine.data.results import LayerResult
+from engine.data.summary import LayerSummary, summarise
+from engine.data.token_index import TokenIndex
+from engine.data.tokens import Vocabulary
 from engine.errors import ScanCancelled, UserError, describe
 from engine.neuron_engine import NeuronEngine
-from engine.neurons import LayerNeurons
-from engine.progress import ScanProgress
-from engine.results import LayerResult
-from engine.scan.token_search import TokenIndex
 from engine.settings import Lens
-from engine.sources.base import ModelInfo
-from engine.store.collection import Collection
-from engine.summary import LayerSummary, summarise
-from engine.tokens import Vocabulary
 from tui.messages import (
     Activity,
     DiffReady,
@@ -179,7 +178,7 @@ class MainScreen(StatusLine, MarkActions, ListActions, EvidenceWork, OtherViews,
         self.info, self.vocab = message.info, message.vocab
         self.state.n_layers = message.info.n_layers
         try:
-            self.state.collection = Collection.for_model(message.info.name, message.info.fingerprint)
+            self.state.collection = self.engine.collection()
             if self.state.collection.warning:
                 self.notify(self.state.collection.warning, severity="warning", timeout=15)
         except UserError as error:

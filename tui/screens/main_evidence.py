@@ -10,9 +10,9 @@ from __future__ import annotations
 from textual import work
 from textual.worker import get_current_worker
 
+from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.progress import ActivationProgress
 from engine.errors import ScanCancelled
-from engine.evidence import EvidenceReading, LayerActivations
-from engine.progress import ActivationProgress
 from tui.corpus_pass import PassPlan, cap_words, default_cap, plan_pass
 from tui.messages import Activity, EvidenceReady
 from tui.screens.main_parts import MainParts
@@ -62,7 +62,7 @@ class EvidenceWork(MainParts):
             self.app.push_screen(ConfirmScreen(question, hint), stop)
             return
         cap = default_cap(self.engine, self.state)
-        device = "a CPU" if self.engine.device.type == "cpu" else "a GPU"
+        device = "a CPU" if self.engine.on_cpu else "a GPU"
         if self.state.activation.max_tokens is not None:
             device = f"{device} (--max-tokens)"
         layer = self.state.layer

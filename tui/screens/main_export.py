@@ -12,8 +12,6 @@ from pathlib import Path
 from textual import work
 
 from engine.settings import ScanSettings
-from engine.store.collection import collection_records
-from engine.store.export import export_settings, neuron_records, write_records
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main_parts import MainParts
 from tui.screens.prompt import PromptScreen
@@ -86,27 +84,22 @@ class ExportActions(MainParts):
             self.query_one(NeuronList).listed_neurons,
             self.state.settings,
         )
-        name, vocab = self.info.name, self.vocab
-        self.write_export(
-            path.strip(), lambda: neuron_records(name, vocab, neurons, chosen, k=settings.top_k), settings
-        )
+        engine = self.engine
+        self.write_export(path.strip(), lambda: engine.neuron_records(neurons, chosen, settings), settings)
 
     def _export_collection(self, path: str) -> None:
         collection = self.state.collection
         if collection is None or self.info is None or self.vocab is None:
             return
-        settings, engine, name, vocab = self.state.settings, self.engine, self.info.name, self.vocab
+        settings, engine = self.state.settings, self.engine
 
         def records() -> Iterator[dict]:
-            return collection_records(
-                name, vocab, collection, lambda layer: engine.neurons(layer, settings), k=settings.top_k
-            )
+            return engine.collection_records(collection, settings)
 
         self.write_export(path.strip(), records, settings)
 
     @work(thread=True, group="export", exit_on_error=False)
     def write_export(self, path: str, records: Callable[[], Iterator[dict]], settings: ScanSettings) -> None:
         """Records are made here, in the worker: a collection may need layers read or computed."""
-        assert self.info is not None
-        count = write_records(path, records(), export_settings(self.info, settings))
+        count = self.engine.write_records(path, records(), self.engine.export_metadata(settings))
         self.app.call_from_thread(self.notify, f"wrote {count} neurons to {path}", title="exported")

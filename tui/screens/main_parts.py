@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 
 from textual.signal import Signal
 
+from engine.data.model import ModelInfo
+from engine.data.neurons import LayerNeurons
+from engine.data.results import LayerResult
+from engine.data.summary import LayerSummary
+from engine.data.token_index import TokenIndex
+from engine.data.tokens import Vocabulary
 from engine.neuron_engine import NeuronEngine
-from engine.neurons import LayerNeurons
-from engine.results import LayerResult
-from engine.scan.token_search import TokenIndex
 from engine.settings import Lens
-from engine.sources.base import ModelInfo
-from engine.summary import LayerSummary
-from engine.tokens import Vocabulary
 from tui.state import ExplorerState
 
 if TYPE_CHECKING:

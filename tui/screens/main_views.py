@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from textual import work
 
+from engine.data.neurons import LayerNeurons
 from engine.errors import UserError
-from engine.neurons import LayerNeurons
 from engine.settings import LOGIT_LENS, Lens, Projection
 from tui.screens.main_parts import MainParts
 from tui.screens.main_status import reading_label
@@ -73,7 +73,7 @@ class OtherViews(MainParts):
         self.app.push_screen(screen, self._open_collected)
 
     def action_token_search(self) -> None:
-        from engine.scan.token_search import TokenIndex
+        from engine.data.token_index import TokenIndex
         from tui.screens.token_search import TokenSearchScreen
 
         if self.vocab is None or self.info is None:
@@ -86,7 +86,7 @@ class OtherViews(MainParts):
         )
 
     def action_coverage(self) -> None:
-        from engine.scan.coverage import coverage_from_layers
+        from engine.data.coverage import coverage_from_layers
         from tui.screens.coverage import CoverageScreen
 
         if self.info is None or self.vocab is None:
@@ -105,13 +105,11 @@ class OtherViews(MainParts):
     def _jacobian_at_hand(self) -> tuple[Lens | None, str | None]:
         """The Jacobian lens the dialog can offer, and its description: the one in use or opened
         before, else the newest fitted here (opened when chosen); (None, None) when there is none."""
-        from engine.lens.store import fitted_lenses
-
         for lens in (self.state.settings.lens, self.jacobian_lens):
             if lens is not None and lens.digest is not None:
                 lens_file = self.engine.lens_file(lens)
                 return lens, lens_file.description if lens_file is not None else lens.label
-        fits = fitted_lenses(self.engine.fingerprint)
+        fits = self.engine.fitted_lenses()
         return (None, f"the newest fitted here: {fits[0].name}") if fits else (None, None)
 
     def action_projection(self) -> None:

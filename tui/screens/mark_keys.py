@@ -16,7 +16,7 @@ from tui.screens.prompt import PromptScreen
 if TYPE_CHECKING:
     from textual.screen import Screen
 
-    from engine.store.collection import Collection
+    from engine.neuron_engine import Collection
     from tui.app import NeuronApp
 
 

@@ -1,14 +1,14 @@
 """A neuron's input side beside its output side, in the detail: which tokens' embeddings drive
 each of its input rows (reads ←) and which tokens its output row raises and lowers (writes →),
-with the rows' cosines and the Gerstner & Schütze IO class (engine.inputs)."""
+with the rows' cosines and the Gerstner & Schütze IO class (engine.data.inputs)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 
-from engine.inputs import IO_CLASSES, LayerInputs
-from engine.results import LayerResult
-from engine.tokens import Vocabulary
+from engine.data.inputs import IO_CLASSES, LayerInputs
+from engine.data.results import LayerResult
+from engine.data.tokens import Vocabulary
 from tui.render import token_label
 
 SHOWN = 6

@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
+from engine.data.firing import LayerFiring
+from engine.data.tokens import Vocabulary
 from engine.errors import describe
-from engine.firing import LayerFiring
-from engine.tokens import Vocabulary
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.scan.token_search import TokenIndex, TokenMatch
+from engine.data.token_index import TokenIndex, TokenMatch
 from tui.render import score_style, token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter

@@ -8,7 +8,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from engine.summary import LayerSummary
+from engine.data.summary import LayerSummary
 
 BARS = " ▁▂▃▄▅▆▇█"
 

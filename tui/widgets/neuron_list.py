@@ -21,9 +21,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from engine.columns import COLUMNS, NeuronColumn
-from engine.neurons import LayerNeurons
-from engine.results import LayerResult
-from engine.tokens import Vocabulary
+from engine.data.neurons import LayerNeurons
+from engine.data.results import LayerResult
+from engine.data.tokens import Vocabulary
 from tui.render import signed_token
 
 CLASS_STYLES = {"prediction": "bold green", "suppression": "bold red", "": ""}

@@ -39,7 +39,7 @@ class LayerResult:
     score_hist_top: int  # the histogram window's upper end, a biased float32 exponent
     device: str = "unknown"  # what computed the layer (cpu, cuda:0): part of the results, not the run
     products: str = "unknown"  # the fast product's precision (engine.scan.precision's label)
-    # "One token or a concept?" per list (engine.concepts), added by the engine after the scan.
+    # "One token or a concept?" per list (engine.scan.concepts), added by the engine after the scan.
     promote_forms: np.ndarray | None = None  # [d_mlp] int32
     promote_form_share: np.ndarray | None = None  # [d_mlp] float64
     promote_coherence: np.ndarray | None = None  # [d_mlp] float64

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 NULL_SAMPLES = 2048
-_TOKENS_PER_BATCH = 2048  # x 2,048 directions of float32: 16 MiB at a time
 NULL_SEED = 0
 
 
@@ -47,19 +46,3 @@ def per_unit_max_dot(max_dot: np.ndarray, norm: np.ndarray, cosine: bool) -> np.
     if cosine:
         return max_dot
     return max_dot / np.maximum(norm, np.finfo(np.float64).tiny)
-
-
-def compute_null(unembed, samples: int = NULL_SAMPLES, seed: int = NULL_SEED) -> NullBaseline:
-    """Max |score| of ``samples`` seeded random unit directions against ``unembed``, with float32
-    products whatever the scan's precision (a few thousand directions: cheap at any precision)."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    directions = torch.randn((samples, unembed.d_model), generator=generator, dtype=torch.float64)
-    directions /= directions.norm(dim=1, keepdim=True)
-    fast = directions.to(unembed.device, torch.float32).T.contiguous()
-    maxima = torch.zeros(samples, device=unembed.device)
-    for start in range(0, unembed.d_vocab, _TOKENS_PER_BATCH):
-        scores = unembed.float32_columns(start, start + _TOKENS_PER_BATCH) @ fast
-        torch.maximum(maxima, scores.abs_().amax(dim=0), out=maxima)
-    return NullBaseline(values=np.sort(maxima.double().cpu().numpy()))

@@ -2,7 +2,7 @@
 
 Definitions (exports and tests rely on them), for one list of k tokens with scores s_j:
 
-- ``forms``: distinct normalised forms among the k tokens (engine.forms: a leading space marker
+- ``forms``: distinct normalised forms among the k tokens (engine.scan.forms: a leading space marker
   dropped, casefolded, surrounding punctuation stripped; tokens left empty count nowhere). 1 or 2
   is one word in its spellings (`` Paris``, ``Paris``, ``PARIS``); more is several words.
 - ``form_share``: the share of the list's summed |s_j| held by its most frequent form (ties: the
@@ -21,12 +21,13 @@ Definitions (exports and tests rely on them), for one list of k tokens with scor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from engine.forms import distinct_forms, top_form_share
+from engine.data.results import LayerResult
+from engine.scan.forms import distinct_forms, top_form_share
 
 COHERENCE_SAMPLES = 2000
 COHERENCE_SEED = 0
@@ -116,4 +117,44 @@ def token_set_numbers(
         coherence=value,
         coherence_z=_z(value, null),
         coherence_dir_z=_z(value, direction_null),
+    )
+
+
+ConceptNulls = tuple[CoherenceNull, CoherenceNull]  # (random token sets, random directions' top-k)
+
+
+def concept_nulls(unembed, top_k: int) -> ConceptNulls:
+    """The two coherence baselines of lists of ``top_k`` tokens under this projected unembedding."""
+
+    def exact_columns(ids):
+        return unembed.exact_columns(ids.to(unembed.device))
+
+    return (
+        coherence_null(unembed.d_vocab, top_k, exact_columns),
+        direction_coherence_null(unembed.d_vocab, unembed.d_model, top_k, exact_columns),
+    )
+
+
+def with_concepts(result: LayerResult, unembed, token_forms: np.ndarray, nulls: ConceptNulls) -> LayerResult:
+    """The layer with its "one token or a concept?" numbers for both lists."""
+
+    def exact_columns(ids):
+        return unembed.exact_columns(ids.to(unembed.device))
+
+    promote = token_set_numbers(result.promote_ids, result.promote_dots, token_forms, exact_columns, *nulls)
+    suppress = token_set_numbers(
+        result.suppress_ids, result.suppress_dots, token_forms, exact_columns, *nulls
+    )
+    return replace(
+        result,
+        promote_forms=promote.forms,
+        promote_form_share=promote.form_share,
+        promote_coherence=promote.coherence,
+        promote_coherence_z=promote.coherence_z,
+        promote_coherence_dir_z=promote.coherence_dir_z,
+        suppress_forms=suppress.forms,
+        suppress_form_share=suppress.form_share,
+        suppress_coherence=suppress.coherence,
+        suppress_coherence_z=suppress.coherence_z,
+        suppress_coherence_dir_z=suppress.coherence_dir_z,
     )

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.null import NullBaseline
-from engine.results import LayerResult
-from engine.tokens import Vocabulary
+from engine.data.null import NullBaseline
+from engine.data.results import LayerResult
+from engine.data.tokens import Vocabulary
 
 COVERAGE_QUANTILE = 0.99
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from engine.evidence import CASES, CONTEXT_BEFORE, CaseEvidence, LayerActivations, PoleEvidence
-from engine.tokens import Vocabulary, bytes_to_text
+from engine.data.evidence import CASES, CONTEXT_BEFORE, CaseEvidence, LayerActivations, PoleEvidence
+from engine.data.tokens import Vocabulary, bytes_to_text
 
 MARK_OPEN, MARK_CLOSE = "⟦", "⟧"
 

@@ -59,3 +59,21 @@ class ActivationProgress:
 
 ProgressListener = Callable[[ScanProgress], None]
 ActivationListener = Callable[[ActivationProgress], None]
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """``done`` of ``total`` prompts (this rank's share), ``start`` of them by an earlier run."""
+
+    done: int
+    total: int
+    seconds: float = 0.0
+    start: int = 0
+
+    @property
+    def seconds_left(self) -> float | None:
+        fitted = self.done - self.start
+        return (self.total - self.done) * self.seconds / fitted if fitted > 0 else None
+
+
+FitListener = Callable[[FitProgress], None]

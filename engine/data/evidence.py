@@ -26,7 +26,7 @@ Definitions (exports and tests rely on them), for a pole P of neuron i:
   sqrt(mean(x²) + eps) for RMSNorm); for a LayerNorm, W_out[i] is centred over d_model first, as
   the norm centres the residual. It is the neuron's contribution, through the frozen final norm,
   to the logits of the pole's own tokens: positive when the pole raises them.
-- ``input_forms``: distinct normalised forms (``engine.forms``) of the tokens at the pole's top
+- ``input_forms``: distinct normalised forms (``engine.scan.forms``) of the tokens at the pole's top
   ``lift_positions`` examples (the tokens it fires on); ``input_entropy``: the entropy in bits of
   their distribution (0: always the same word).
 - ``cases`` (gated MLPs only): the share of all positions in each case of (sign of the gate's
@@ -103,7 +103,7 @@ class LayerActivations:
     positive: PoleEvidence
     negative: PoleEvidence
     cases: CaseEvidence | None  # None for a non-gated MLP
-    act_hist: np.ndarray  # [d_mlp, 2 * BINS_PER_SIGN] int32 (engine.score_histogram bins)
+    act_hist: np.ndarray  # [d_mlp, 2 * BINS_PER_SIGN] int32 (engine.data.score_histogram bins)
     act_hist_top: int
     examples: int
     lift_positions: int

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.neurons import LayerNeurons
+from engine.data.neurons import LayerNeurons
 
 STANDOUT_Z = 3.0  # a neuron "stands out" when its per-unit max-dot is 3 null standard deviations up
 

@@ -19,7 +19,7 @@ from collections import Counter
 
 import numpy as np
 
-from engine.tokens import Vocabulary
+from engine.data.tokens import Vocabulary
 
 _SPACE_MARKERS = ("Ġ", "▁")
 

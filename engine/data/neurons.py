@@ -8,17 +8,14 @@ else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.evidence import LayerActivations
-from engine.inputs import LayerInputs
-from engine.null import NullBaseline, per_unit_max_dot
-from engine.results import LayerResult, prediction_class
-
-if TYPE_CHECKING:  # engine.diff reads LayerNeurons
-    from engine.diff import LayerDiff
+from engine.data.diff import LayerDiff
+from engine.data.evidence import LayerActivations
+from engine.data.inputs import LayerInputs
+from engine.data.null import NullBaseline, per_unit_max_dot
+from engine.data.results import LayerResult, prediction_class
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class LayerNeurons:
     null_pct: np.ndarray | None  # [d_mlp] float64, in %
     evidence: LayerActivations | None = None  # from a corpus pass, when one was run for the layer
     inputs: LayerInputs | None = None  # the input side, when it was computed for the layer
-    diff: LayerDiff | None = None  # against another checkpoint (engine.diff), when one is compared
+    diff: LayerDiff | None = None  # against another checkpoint (engine.data.diff), when one is compared
 
     @classmethod
     def derive(

@@ -1,0 +1,51 @@
+"""What is known of a model without its weights (shapes, identity), and the small pieces of it that
+a scan needs besides W_out and W_U (the final norm, a layer's input rows)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Shapes and identity of a model; cached so that a warm start needs no weights."""
+
+    name: str
+    fingerprint: str
+    architecture: str
+    n_layers: int
+    d_model: int
+    d_mlp: int
+    d_vocab: int
+    has_final_norm: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelInfo:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class FinalNorm:
+    """What the final norm does to the residual, as folding it into W_U needs it.
+
+    ``scale`` is the effective per-dimension factor: the weight for RMSNorm and LayerNorm, 1 + the
+    weight for Gemma's RMSNorm. ``centres``: a LayerNorm subtracts the mean over d_model, so its
+    folded W_U has each token's column centred over d_model too (as TransformerLens folds it).
+    """
+
+    scale: np.ndarray  # [d_model]
+    centres: bool = False
+
+
+@dataclass(frozen=True)
+class MlpInputs:
+    """A layer's input rows, [d_mlp, d_model] each: the gate's and up's for a gated MLP
+    (activation = act(gate · x) * (up · x)), or ``up`` alone holding W_in for a plain one."""
+
+    up: np.ndarray
+    gate: np.ndarray | None = None

@@ -1,0 +1,45 @@
+"""One layer of two checkpoints, neuron by neuron, from both weights and both derived scans
+(engine.data.diff says what each number means)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.data.diff import LayerDiff
+from engine.data.neurons import LayerNeurons
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row, the Jaccard index of two [n, k] id sets."""
+    out = np.empty(a.shape[0])
+    for row in range(a.shape[0]):
+        first, second = set(a[row].tolist()), set(b[row].tolist())
+        out[row] = len(first & second) / len(first | second)
+    return out
+
+
+def row_cosines(w_a: np.ndarray, w_b: np.ndarray) -> np.ndarray:
+    """cos of each pair of rows, in float64 (NaN for a zero row)."""
+    a, b = w_a.astype(np.float64), w_b.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, np.einsum("ij,ij->i", a, b) / norms, np.nan)
+
+
+def layer_diff(w_a: np.ndarray, w_b: np.ndarray, a: LayerNeurons, b: LayerNeurons, k: int) -> LayerDiff:
+    """The diff of one layer from both weights and both derived scans (null baselines known)."""
+    if a.null_z is None or b.null_z is None:
+        raise ValueError("both scans need their null baselines")
+    ra, rb = a.result, b.result
+    same_top = (ra.top_ids[:, 0] == rb.top_ids[:, 0]) & (
+        np.sign(ra.top_dots[:, 0]) == np.sign(rb.top_dots[:, 0])
+    )
+    return LayerDiff(
+        layer=ra.layer,
+        cosine=row_cosines(w_a, w_b),
+        max_dot_change=rb.max_dot - ra.max_dot,
+        null_z_change=b.null_z - a.null_z,
+        promote_jaccard=_jaccard(ra.promote_ids[:, :k], rb.promote_ids[:, :k]),
+        suppress_jaccard=_jaccard(ra.suppress_ids[:, :k], rb.suppress_ids[:, :k]),
+        top_kept=same_top,
+    )
