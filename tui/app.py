@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -19,9 +20,12 @@ from textual.widget import Widget
 
 from engine.neuron_engine import AnyCorpus, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
+from tui.key_order import KeyOrder
+from tui.messages import ExplorerFailed, MarksChanged
 from tui.notify_log import NotifyHandler
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.main import MainScreen
+from tui.screens.main.layer_view import LayerView
 from tui.state import ExplorerState
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
@@ -96,6 +100,7 @@ class NeuronApp(App[int]):
         self.fatal_exception: BaseException | None = None  # and the unexpected error behind it, if any
         self.main = MainScreen(engine, self.state, start_layer, export_dir or Path.cwd(), against)
         self.log_handler = NotifyHandler(self)
+        self.key_order = KeyOrder(self)
 
     def get_default_screen(self) -> Screen:
         return self.main
@@ -113,12 +118,27 @@ class NeuronApp(App[int]):
             self.on_exit(return_code)
         super().exit(result, return_code, message)
 
-    def fail(self, text: str, error: BaseException | None = None) -> None:
+    def on_explorer_failed(self, message: ExplorerFailed) -> None:
         """End the app because nothing can be shown (the model cannot be opened): exit 2, and the
-        command line prints ``text`` once the terminal is restored. ``error``: an unexpected
-        exception behind it, which the command line reports as an internal error (exit 1)."""
-        self.fatal_error, self.fatal_exception = text, error
-        self.exit(None, 1 if error is not None else 2)
+        command line prints the text once the terminal is restored; an unexpected exception behind
+        it is reported as an internal error (exit 1)."""
+        self.fatal_error, self.fatal_exception = message.text, message.error
+        self.exit(None, 1 if message.error is not None else 2)
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys as they arrive are read one at a time, each to the end (tui.key_order)."""
+        if not isinstance(event, events.Key) or event.is_forwarded:
+            await super().on_event(event)
+            return
+        if not self.key_order.admit(event):
+            return
+        target = self.focused or self.screen
+        await super().on_event(event)
+        self.key_order.handled(event, target)
+
+    def on_marks_changed(self, message: MarksChanged) -> None:
+        """A view over the main screen marked or noted a neuron: the list shows it at once."""
+        self.main.on_marks_changed(message)
 
     def _exit_on_signals(self) -> None:
         """A dropped SSH connection (SIGHUP), Ctrl-C sent as a signal (SIGINT) or SIGTERM: leave as
@@ -157,6 +177,7 @@ class NeuronApp(App[int]):
         return [
             ("anywhere", _bindings(self.BINDINGS)),
             ("main view", _bindings(MainScreen.BINDINGS)),
+            ("layer view", _bindings(LayerView.BINDINGS)),
             ("neuron list", _bindings(NeuronList.BINDINGS)),
             ("layer picker", _bindings(LayerPicker.BINDINGS)),
             ("neuron detail", _bindings(NeuronDetailScreen.BINDINGS)),
@@ -184,6 +205,7 @@ class NeuronApp(App[int]):
         targets: dict[str, App | Widget] = {
             "anywhere": self,
             "main view": self.main,
+            "layer view": self.main.layer_view,
             "neuron list": self.main.query_one(NeuronList),
         }
         for where, bindings in self.binding_groups():

@@ -1,4 +1,5 @@
-"""Messages that worker threads send to the screen: results arrive as data, never as widget calls.
+"""Messages of the explorer: results that worker threads send (they arrive as data, never as widget
+calls), and what a pane or a view tells the screen or the app above it.
 
 Each is a dataclass (Textual's ``Message`` initialises itself in ``__post_init__``); ``generation``
 is the explorer state's generation when the work started, so results of older settings are dropped.
@@ -6,9 +7,11 @@ is the explorer state's generation when the work started, so results of older se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.message import Message
+from textual.message_pump import MessagePump
+from textual.worker import Worker, WorkerState
 
 from engine.data.diff import LayerDiff
 from engine.data.evidence import EvidenceReading, LayerActivations
@@ -87,3 +90,38 @@ class Activity(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Activity)
+
+
+@dataclass(eq=False)  # identity, as a message is one event
+class MarksChanged(Message):
+    """A mark or a note changed (here, in another view, or in another explorer's file)."""
+
+
+@dataclass(eq=False)  # identity, as a message is one event
+class LayerMissing(Message):
+    """A layer asked of the cache is not there: the background scan computes it."""
+
+    layer: int
+
+
+@dataclass(eq=False)  # identity, as a message is one event
+class ExplorerFailed(Message):
+    """Nothing can be shown (the model cannot be opened): the app ends with ``text``; ``error`` is
+    the unexpected exception behind it, if any."""
+
+    text: str
+    error: BaseException | None = field(default=None)
+
+
+@dataclass(eq=False)  # identity, as a message is one event
+class WorkFailed(Message):
+    """A worker of a pane ended in an error (``group`` names the work); the screen says so."""
+
+    group: str | None
+    error: BaseException
+
+
+def report_failure(node: MessagePump, event: Worker.StateChanged) -> None:
+    """Send a failed worker's error up as ``WorkFailed`` (worker events do not bubble)."""
+    if event.state == WorkerState.ERROR and event.worker.error is not None:
+        node.post_message(WorkFailed(event.worker.group, event.worker.error))

@@ -15,10 +15,12 @@ import numpy as np
 from engine.columns import COLUMNS
 from engine.data.diff import LayerDiff
 from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.model import ModelInfo
 from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
 from engine.data.results import LayerResult
 from engine.data.summary import LayerSummary, summarise
+from engine.data.tokens import Vocabulary
 from engine.neuron_engine import AnyCorpus, Collection
 from engine.settings import ActivationSettings, Lens, Projection, ScanSettings
 from tui.filtering import SORT_KEYS, Condition, neuron_order
@@ -31,6 +33,8 @@ TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: best neurons per token 
 @dataclass
 class ExplorerState:
     settings: ScanSettings
+    info: ModelInfo | None = None  # the model's shapes and name, once read (cache or weights)
+    vocab: Vocabulary | None = None  # its token strings, read with the shapes
     n_layers: int = 0  # 0 until the model's shapes are known
     layer: int | None = None  # the layer on screen (or being fetched for it)
     sort_key: str = SORT_KEYS[0]
@@ -128,13 +132,20 @@ class ExplorerState:
         return True
 
     def order(self, neurons: LayerNeurons) -> np.ndarray:
-        order = neuron_order(neurons, self.sort_key, self.conditions)
+        order = neuron_order(neurons, self.sort_by(neurons), self.conditions)
         return order[::-1].copy() if self.reverse else order
 
-    @property
-    def sort_label(self) -> str:
-        """The sort key and the direction of its values on screen: ↓ largest first, ↑ smallest."""
-        column = COLUMNS[self.sort_key]
+    def sort_by(self, neurons: LayerNeurons | None) -> str:
+        """The sort key in effect: the chosen one, or max-dot while the chosen column has no values
+        for this layer (lift before a corpus pass, the diff columns without another checkpoint)."""
+        if neurons is None or sortable(self.sort_key, neurons):
+            return self.sort_key
+        return SORT_KEYS[0]
+
+    def sort_label(self, neurons: LayerNeurons | None) -> str:
+        """The sort key in effect and the direction of its values on screen: ↓ largest first, ↑
+        smallest."""
+        column = COLUMNS[self.sort_by(neurons)]
         ascending = (not column.descending) != self.reverse
         return f"{column.title} {'↑' if ascending else '↓'}"
 
@@ -144,8 +155,14 @@ class ExplorerState:
         return summary
 
     # --- choices ----------------------------------------------------------------------------
-    def cycle_sort(self) -> str:
-        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+    def cycle_sort(self, neurons: LayerNeurons | None) -> str:
+        """The next sort key that has values for the layer shown (every key when none is shown)."""
+        start = SORT_KEYS.index(self.sort_by(neurons))
+        for step in range(1, len(SORT_KEYS) + 1):
+            key = SORT_KEYS[(start + step) % len(SORT_KEYS)]
+            if neurons is None or sortable(key, neurons):
+                self.sort_key = key
+                break
         return self.sort_key
 
     def reverse_sort(self) -> None:
@@ -185,3 +202,8 @@ class ExplorerState:
         self.evidence_missing.clear()
         self.null = None
         return True
+
+
+def sortable(key: str, neurons: LayerNeurons) -> bool:
+    """Whether the column ``key`` has values for this layer (a column without any sorts nothing)."""
+    return COLUMNS[key].values(neurons) is not None

@@ -29,7 +29,9 @@ async def test_starts_on_last_layer_with_the_list_focused(tiny_gguf, tmp_path):
         assert isinstance(app.focused, NeuronList)
         neurons = app.query_one(NeuronList)
         assert len(neurons.order) == 96
-        assert np.all(np.diff(app.main.result.max_dot[neurons.order]) <= 0), "sorted by max-dot, descending"
+        assert np.all(np.diff(app.main.layer_view.result.max_dot[neurons.order]) <= 0), (
+            "sorted by max-dot, descending"
+        )
 
 
 async def test_layer_keys_move_between_layers(tiny_gguf, tmp_path):
@@ -37,13 +39,19 @@ async def test_layer_keys_move_between_layers(tiny_gguf, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("[")
-        await wait_for(pilot, lambda: app.main.result is not None and app.main.result.layer == 1)
+        await wait_for(
+            pilot, lambda: app.main.layer_view.result is not None and app.main.layer_view.result.layer == 1
+        )
         assert "Layer 1 / 2" in status_text(app)
         await pilot.press("[", "[", "[")
-        await wait_for(pilot, lambda: app.main.result is not None and app.main.result.layer == 0)
+        await wait_for(
+            pilot, lambda: app.main.layer_view.result is not None and app.main.layer_view.result.layer == 0
+        )
         assert app.state.layer == 0
         await pilot.press("]")
-        await wait_for(pilot, lambda: app.main.result is not None and app.main.result.layer == 1)
+        await wait_for(
+            pilot, lambda: app.main.layer_view.result is not None and app.main.layer_view.result.layer == 1
+        )
         assert "Layer 1 / 2" in status_text(app)
 
 
@@ -126,10 +134,10 @@ async def test_sort_and_filter(tiny_gguf, tmp_path):
         assert app.state.sort_key == "null_z"
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
-        threshold = float(np.median(app.main.result.max_dot))
+        threshold = float(np.median(app.main.layer_view.result.max_dot))
         await pilot.press(*f"{threshold}", "enter")
-        assert all(app.main.result.max_dot[n] >= threshold for n in neurons.listed_neurons)
-        assert len(neurons.listed_neurons) == int((app.main.result.max_dot >= threshold).sum())
+        assert all(app.main.layer_view.result.max_dot[n] >= threshold for n in neurons.listed_neurons)
+        assert len(neurons.listed_neurons) == int((app.main.layer_view.result.max_dot >= threshold).sum())
         assert "filter" in status_text(app)
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
@@ -196,18 +204,18 @@ async def test_hostile_tokens_render_literally(tiny_gguf, tmp_path):
     async with app.run_test(size=(400, 40)) as pilot:
         await settle(pilot, app)
         neurons = app.query_one(NeuronList)
-        vocab = app.main.vocab
+        vocab = app.state.vocab
         hostile = {vocab.texts.index(t) for t in ("[/]", "\x1b[31m", "a\nb", "[bold]x")}
         seen = set()
         for layer in range(3):
             await pilot.press("[" if layer else "home")
         for layer in (2, 1, 0):
-            app.main.show_layer(layer)
+            app.main.layer_view.show_layer(layer)
             await wait_for(pilot, lambda layer=layer: showing(app, layer))
             for row in range(len(neurons.order)):
                 text = neurons._row(row)
                 neuron = int(neurons.order[row])
-                for token_id in set(app.main.result.top_ids[neuron, :10].tolist()) & hostile:
+                for token_id in set(app.main.layer_view.result.top_ids[neuron, :10].tolist()) & hostile:
                     shown = display_token(vocab.text(token_id))
                     assert shown in text.plain
                     assert not text.spans or all("\x1b" not in str(span.style) for span in text.spans)
@@ -219,8 +227,8 @@ async def test_hostile_tokens_render_literally(tiny_gguf, tmp_path):
 async def test_worker_error_is_shown_not_raised(tiny_gguf, tmp_path):
     app = make_app(tiny_gguf, tmp_path / "c", device="cuda")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.main.activity.startswith("error"))
-        assert "CUDA is not available" in app.main.activity
+        await wait_for(pilot, lambda: app.main.status.activity.startswith("error"))
+        assert "CUDA is not available" in app.main.status.activity
         assert app.is_running
 
 
@@ -250,7 +258,7 @@ async def test_keys_never_wait_for_a_scan(tiny_gguf, tmp_path):
             await pilot.press(key)
             await wait_for(pilot, lambda done=done, before=before: done(before))
             assert engine.held is not None, f"{key!r} should land while a scan is held"
-            assert app.main.activity.startswith("computing layer")
+            assert app.main.status.activity.startswith("computing layer")
         engine.release_all()
         await settle(pilot, app)
 
@@ -270,7 +278,9 @@ async def test_all_layers_view_fills_in_and_jumps(tiny_gguf, tmp_path):
         assert summary.max == expected.max() and summary.p50 == float(np.quantile(expected, 0.5))
         await pilot.press("up", "up", "enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, AllLayersScreen))
-        await wait_for(pilot, lambda: app.main.result is not None and app.main.result.layer == 0)
+        await wait_for(
+            pilot, lambda: app.main.layer_view.result is not None and app.main.layer_view.result.layer == 0
+        )
 
 
 async def test_all_layers_view_shows_pending_layers(tiny_gguf, tmp_path):
@@ -300,7 +310,7 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
     app = make_app(tiny_gguf, tmp_path / "c")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        raw_max = app.main.result.max_dot.copy()
+        raw_max = app.main.layer_view.result.max_dot.copy()
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
         await pilot.press("g", "enter")
@@ -309,13 +319,13 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
         assert app.state.settings.projection == gurnee
         assert "fold+center+cosine" in status_text(app)
         expected = app.engine.cached_layer(2, ScanSettings(projection=gurnee))
-        np.testing.assert_array_equal(app.main.result.max_dot, expected.max_dot)
-        assert app.main.result.max_dot.max() <= 1.0 + 1e-12  # cosine similarities
+        np.testing.assert_array_equal(app.main.layer_view.result.max_dot, expected.max_dot)
+        assert app.main.layer_view.result.max_dot.max() <= 1.0 + 1e-12  # cosine similarities
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
         await pilot.press("r", "enter")
         await settle(pilot, app)
-        np.testing.assert_array_equal(app.main.result.max_dot, raw_max)
+        np.testing.assert_array_equal(app.main.layer_view.result.max_dot, raw_max)
 
 
 async def test_p_switches_to_the_fitted_jacobian_lens_and_back(tiny_gguf, tiny_weights, tmp_path):
@@ -344,7 +354,7 @@ async def test_p_switches_to_the_fitted_jacobian_lens_and_back(tiny_gguf, tiny_w
     lens.save(str(path), dtype=torch.float32)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        logit_max = app.main.result.max_dot.copy()
+        logit_max = app.main.layer_view.result.max_dot.copy()
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
         await pilot.click("#jacobian")
@@ -357,7 +367,7 @@ async def test_p_switches_to_the_fitted_jacobian_lens_and_back(tiny_gguf, tiny_w
         through = lens.jacobians[0].double().numpy()
         w = tiny_weights.w_out[0].astype(np.float64) @ through.T
         reference = reference_layer(w, tiny_weights.unembed, tiny_weights.final_norm, Projection(), 10, 8)
-        assert_layer_matches(app.main.result, reference)
+        assert_layer_matches(app.main.layer_view.result, reference)
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
         await pilot.click("#jacobian")
@@ -366,7 +376,7 @@ async def test_p_switches_to_the_fitted_jacobian_lens_and_back(tiny_gguf, tiny_w
         await pilot.press("]", "]")
         await wait_for(pilot, lambda: showing(app, 2))
         await settle(pilot, app)
-        np.testing.assert_array_equal(app.main.result.max_dot, logit_max)
+        np.testing.assert_array_equal(app.main.layer_view.result.max_dot, logit_max)
 
 
 async def test_against_another_checkpoint_shows_the_diff_column_and_its_tokens(tmp_path):
@@ -383,7 +393,10 @@ async def test_against_another_checkpoint_shows_the_diff_column_and_its_tokens(t
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await wait_for(pilot, lambda: 2 in app.state.diffs)
-        await wait_for(pilot, lambda: app.main.neurons is not None and app.main.neurons.diff is not None)
+        await wait_for(
+            pilot,
+            lambda: app.main.layer_view.neurons is not None and app.main.layer_view.neurons.diff is not None,
+        )
         listing = app.query_one(NeuronList)
         assert "cos-B" in str(listing._header()) and "base vs tuned" in status_text(app)
         diff = app.state.diffs[2][0]
@@ -419,7 +432,7 @@ async def test_token_search_finds_a_token_and_jumps_to_its_neuron(tiny_gguf, tin
                 or any(m.text == " coming" for m in screen.matches)
             ),
         )
-        token_id = app.main.vocab.texts.index(" coming")
+        token_id = app.state.vocab.texts.index(" coming")
         screen.show_token(token_id)
         # The best row is the token's best neuron over all layers (the float64 reference agrees).
         best = max(
@@ -437,7 +450,10 @@ async def test_token_search_finds_a_token_and_jumps_to_its_neuron(tiny_gguf, tin
         table.focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, TokenSearchScreen))
-        await wait_for(pilot, lambda: app.main.result is not None and app.main.result.layer == best[0])
+        await wait_for(
+            pilot,
+            lambda: app.main.layer_view.result is not None and app.main.layer_view.result.layer == best[0],
+        )
         assert app.query_one(NeuronList).current_neuron == best[1]
 
 
@@ -456,7 +472,10 @@ async def test_coverage_view(tiny_gguf, tmp_path):
         target = screen.targets["best-tokens"][0]
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, CoverageScreen))
-        await wait_for(pilot, lambda: app.main.result is not None and app.main.result.layer == target[0])
+        await wait_for(
+            pilot,
+            lambda: app.main.layer_view.result is not None and app.main.layer_view.result.layer == target[0],
+        )
         assert app.query_one(NeuronList).current_neuron == target[1]
 
 

@@ -123,13 +123,13 @@ async def test_a_full_pass_with_a_cap_lands_evidence_before_it_ends_and_stops_on
         await wait_for(pilot, lambda: layer in app.state.readings)
         reading = app.state.readings[layer]
         assert (reading.cap, reading.of, reading.complete) == (160, 160, False)
-        assert app.main.neurons.lift is not None  # in the list while the pass still reads
-        assert "A stops" in app.main.activity
+        assert app.main.layer_view.neurons.lift is not None  # in the list while the pass still reads
+        assert "A stops" in app.main.status.activity
         await pilot.press("A")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("enter")
         engine.gate.set()
-        await wait_for(pilot, lambda: "stopped" in app.main.activity)
+        await wait_for(pilot, lambda: "stopped" in app.main.status.activity)
         assert {reading.cap for _, reading in engine.landings} == {160}
         assert {landed for landed, _ in engine.landings} == set(range(app.state.n_layers))
 
@@ -172,7 +172,7 @@ async def test_the_probe_of_one_neuron_shows_its_activation_on_every_token(tiny_
             glyphs = set(row[3]) - {"»"}
             assert glyphs == ({"█"} if value > 0 else {"░"} if value < 0 else {"·"})  # sign without colour
             promoted = result.promote_ids[neuron, 0] if value > 0 else result.suppress_ids[neuron, 0]
-            assert row[4] == "—" or row[4] == str(app.main.vocab.text(int(promoted))) or row[4]
+            assert row[4] == "—" or row[4] == str(app.state.vocab.text(int(promoted))) or row[4]
         unmarked = np.abs(expected[1:]).max()
         assert max(len(row[3].rstrip("»")) for row in rows[1:]) == 24  # bars to the unmarked maximum
         assert unmarked > 0

@@ -64,7 +64,7 @@ async def test_the_detail_lists_50_tokens_each_side_with_ids(tiny_gguf, tiny_wei
         neuron = app.query_one(NeuronList).current_neuron
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
-        result = app.main.result
+        result = app.main.layer_view.result
         assert app.screen.lists_table.row_count in (result.top_k, 50)  # the scan's lists until the row lands
         await wait_for(pilot, lambda: app.screen.scores_settled)
         table = app.screen.lists_table
@@ -86,7 +86,7 @@ async def test_reverse_sort_and_the_cursor_always_on_screen(tiny_gguf, tmp_path)
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot, app)
         listing = app.query_one(NeuronList)
-        skew = app.main.result.skew
+        skew = app.main.layer_view.result.skew
         for key in ["end", "pageup", "home", "pagedown", "pagedown", "pagedown"] + ["j"] * 30 + ["k"] * 40:
             await pilot.press(key)
             assert cursor_visible(listing), key
@@ -220,8 +220,8 @@ async def test_the_detail_histogram_comes_from_the_cache_without_the_model(tiny_
             assert counts.sum() == pytest.approx(tiny_weights.unembed.shape[1])
             scores = reference_scores(tiny_weights.w_out[2], tiny_weights.unembed, None, Projection())[neuron]
             assert centres.min() > scores.min() and centres.max() < scores.max()
-            stored = app.main.result.score_hist[neuron]
-            top = app.main.result.score_hist_top
+            stored = app.main.layer_view.result.score_hist[neuron]
+            top = app.main.layer_view.result.score_hist_top
             expected = np.bincount(
                 reference_histogram_bins(scores - scores.mean(), top), minlength=2 * BINS_PER_SIGN
             )

@@ -236,7 +236,7 @@ async def test_go_to_keeps_a_filter_the_target_passes_and_says_when_it_clears_on
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         listing = app.query_one(NeuronList)
-        result = app.main.result
+        result = app.main.layer_view.result
         median = float(sorted(result.max_dot)[len(result.max_dot) // 2])
         await answer_prompt(pilot, app, "f", f"{median}")
         inside = int(listing.order[-1])  # the last row: the cursor has to move to it

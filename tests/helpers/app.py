@@ -109,11 +109,11 @@ async def wait_for(pilot, predicate, step: float = 0.05) -> None:
 
 def all_computed(app: NeuronApp) -> bool:
     main = app.main
-    return app.state.scan_complete and app.state.null is not None and main.result is not None
+    return app.state.scan_complete and app.state.null is not None and main.layer_view.result is not None
 
 
 def showing(app: NeuronApp, layer: int) -> bool:
-    return app.main.result is not None and app.main.result.layer == layer
+    return app.main.layer_view.result is not None and app.main.layer_view.result.layer == layer
 
 
 async def settle(pilot, app: NeuronApp) -> None:
@@ -132,3 +132,56 @@ async def answer_prompt(pilot, app: NeuronApp, key: str, text: str) -> None:
     app.screen.query_one("Input").value = text
     await pilot.press("enter")
     await wait_for(pilot, lambda: not isinstance(app.screen, PromptScreen))
+
+
+def burst(app: NeuronApp, *keys: str) -> int:
+    """Deliver ``keys`` to the app all at once, as a slow SSH link or a fast typist does: every key
+    is queued before the first is handled (Pilot's ``press`` waits between keys; this does not).
+    A key is a key's name (``enter``, ``question_mark``, ``ctrl+u``) or text typed character by
+    character (``kurt>3``); the number of key events sent."""
+    from textual import events
+    from textual.keys import key_to_character
+
+    sent: list[events.Key] = []
+    for key in keys:
+        if _is_key_name(key):
+            sent.append(events.Key(key, key_to_character(key)))
+        else:
+            sent += [events.Key(_key_name(character), character) for character in key]
+    for event in sent:
+        app.post_message(event)
+    return len(sent)
+
+
+async def burst_read(pilot, app: NeuronApp, *keys: str) -> None:
+    """``burst`` the keys, then wait until the explorer has read every one to the end."""
+    expected = app.key_order.read + burst(app, *keys)
+    await wait_for(pilot, lambda: app.key_order.read >= expected and app.key_order.idle)
+
+
+NAMED_KEYS = frozenset(
+    {"enter", "escape", "space", "tab", "backspace", "delete", "up", "down", "left", "right"}
+    | {"home", "end", "pageup", "pagedown", "slash", "question_mark", "right_square_bracket"}
+    | {"left_square_bracket"}
+)
+KEY_NAME_REPLACEMENTS = {
+    "solidus": "slash",
+    "hyphen_minus": "minus",
+    "plus_sign": "plus",
+    "low_line": "underscore",
+}
+
+
+def _is_key_name(key: str) -> bool:
+    """A name of one key (``enter``, ``ctrl+u``) rather than text to type (``abc``, ``2:5``)."""
+    return key in NAMED_KEYS or key.startswith(("ctrl+", "shift+", "alt+"))
+
+
+def _key_name(character: str) -> str:
+    """Textual's name of the key that types ``character`` (as its terminal driver names it)."""
+    import unicodedata
+
+    if character.isalnum():
+        return character
+    name = unicodedata.name(character).lower().replace("-", "_").replace(" ", "_")
+    return KEY_NAME_REPLACEMENTS.get(name, name)

@@ -155,7 +155,7 @@ async def test_explorer_and_scan_share_a_cache(medium, medium_reference, tmp_pat
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.state.scan_complete)
         np.testing.assert_array_equal(
-            app.main.result.top_ids[:, :5], medium_reference[N_LAYERS - 1]["top_ids"]
+            app.main.layer_view.result.top_ids[:, :5], medium_reference[N_LAYERS - 1]["top_ids"]
         )
     assert scan.wait(timeout=300) == 0
     assert_output_matches(tmp_path / "shared.jsonl", medium_reference)

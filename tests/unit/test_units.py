@@ -189,9 +189,19 @@ def test_state_layers_results_and_marks(tmp_path):
 
 def test_state_sort_filter_jump_and_projection():
     state = ExplorerState(ScanSettings())
-    keys = [state.cycle_sort() for _ in range(12)]
+    keys = [state.cycle_sort(None) for _ in range(12)]
     assert keys[-1] == "max_dot" and len(set(keys)) == 12
     assert {"lift", "neg_lift", "forms", "coherence_z", "diff_cos", "diff_jaccard"} <= set(keys)
+    # With a layer on screen, the cycle offers only the columns it has: no lift before a corpus
+    # pass, no diff without another checkpoint; the status says the sort in effect.
+    state.null = NULL
+    shown = state.neurons(random_result(layer=1))
+    offered = [state.cycle_sort(shown) for _ in range(12)]
+    assert offered[:6] == offered[6:] and offered[5] == "max_dot", "a cycle of the keys with values"
+    assert not {"lift", "neg_lift", "diff_cos", "diff_jaccard", "forms"} & set(offered)
+    state.sort_key = "lift"  # chosen on a layer that had evidence
+    assert state.sort_by(shown) == "max_dot" and state.sort_label(shown) == "max-dot ↓"
+    state.null = None
     state.conditions = parse_filter("0.5")
     state.jump_to(7)  # the filter stays: the screen clears it only if it hides neuron 7
     assert state.pending_neuron == 7 and [str(c) for c in state.conditions] == ["max_dot>=0.5"]

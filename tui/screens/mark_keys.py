@@ -5,19 +5,26 @@ undone with u in the list or the collection."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from textual.binding import Binding
 
 from engine.errors import UserError
+from tui.messages import MarksChanged
 from tui.neuron_ref import neuron_label
 from tui.screens.prompt import PromptScreen
+from tui.state import ExplorerState
 
 if TYPE_CHECKING:
     from textual.screen import Screen
 
     from engine.neuron_engine import Collection
-    from tui.app import NeuronApp
+
+
+class Explorer(Protocol):
+    """What a view asks of the app it runs in (tui.app.NeuronApp): the explorer's state."""
+
+    state: ExplorerState
 
 
 def mark_bindings(view: str) -> list[Binding]:
@@ -59,12 +66,11 @@ class MarkKeys:
     def _screen(self) -> Screen:
         return cast("Screen", self)
 
-    def _explorer(self) -> NeuronApp:
-        return cast("NeuronApp", self._screen().app)
+    def _collection(self) -> Collection | None:
+        return cast(Explorer, self._screen().app).state.collection
 
     def action_mark_shown(self) -> None:
-        target, app = self.marking_target(), self._explorer()
-        collection = app.state.collection
+        target, collection = self.marking_target(), self._collection()
         if target is None or collection is None:
             return
         layer, neuron = target
@@ -78,7 +84,7 @@ class MarkKeys:
         self._marks_changed()
 
     def action_note_shown(self) -> None:
-        target, collection = self.marking_target(), self._explorer().state.collection
+        target, collection = self.marking_target(), self._collection()
         if target is None or collection is None:
             return
         layer, neuron = target
@@ -91,7 +97,7 @@ class MarkKeys:
         ask_note(self._screen(), collection, layer, neuron, saved)
 
     def _marks_changed(self) -> None:
-        self._explorer().main.refresh_marks()
+        self._screen().post_message(MarksChanged())  # up to the app: the main list shows it at once
         self.marks_changed()
 
     def marks_changed(self) -> None:

@@ -96,7 +96,9 @@ class NeuronList(ScrollView, can_focus=True):
             self.neuron = neuron
 
     class Selected(Message):
-        def __init__(self, neuron: int) -> None:
+        """Enter on a row; ``neuron`` None: on no row (the layer is still on its way)."""
+
+        def __init__(self, neuron: int | None) -> None:
             super().__init__()
             self.neuron = neuron
 
@@ -139,6 +141,9 @@ class NeuronList(ScrollView, can_focus=True):
             hits = np.flatnonzero(self.order == keep_neuron)
             cursor = int(hits[0]) if len(hits) else 0
         self.cursor = min(cursor, max(len(self.order) - 1, 0))
+        # Again once the new virtual size is laid out: scrolling before that is clamped to the old
+        # one (a layer that lands after a go-to would leave its cursor row off screen).
+        self.call_after_refresh(self._scroll_cursor_into_view)
         self.refresh()
 
     def clear(self, placeholder: str) -> None:
@@ -212,8 +217,7 @@ class NeuronList(ScrollView, can_focus=True):
         self._move(1)
 
     def action_select(self) -> None:
-        if self.current_neuron is not None:
-            self.post_message(self.Selected(self.current_neuron))
+        self.post_message(self.Selected(self.current_neuron))
 
     def on_click(self, event) -> None:
         row = event.y - 1 + self.scroll_offset.y

@@ -1,90 +1,98 @@
-"""Activation evidence on the main screen: looked up in the cache as a layer opens (the most read
+"""Activation evidence for the main screen: looked up in the cache as a layer opens (the most read
 under any token cap), and the corpus pass (A): a dialog chooses the layers and the token cap, a
-worker runs it, each layer's evidence lands as it is read, and A again stops it.
-
-A part of ``MainScreen`` (a mixin on ``MainParts``); its methods run as the screen's own.
-"""
+worker runs it, each layer's evidence lands as it is read, and A again stops it. It draws nothing:
+the evidence goes up to the screen as ``EvidenceReady``, the pass's progress as ``Activity``."""
 
 from __future__ import annotations
 
 from textual import work
-from textual.worker import get_current_worker
+from textual.widget import Widget
+from textual.worker import Worker, get_current_worker
 
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.progress import ActivationProgress
 from engine.errors import ScanCancelled
-from tui.corpus_pass import PassPlan, cap_words, default_cap, plan_pass
-from tui.messages import Activity, EvidenceReady
-from tui.screens.main_parts import MainParts
+from engine.neuron_engine import NeuronEngine
+from tui.corpus_pass import PassPlan, activity, cap_words, default_cap, look_up, plan_pass, run_planned_pass
+from tui.messages import Activity, EvidenceReady, report_failure
 from tui.screens.pass_dialog import PassChoice
+from tui.state import ExplorerState
 
 
-class EvidenceWork(MainParts):
-    def _want_evidence(self, layer: int) -> None:
+class Evidence(Widget):
+    DEFAULT_CSS = "Evidence { display: none; }"
+
+    def __init__(self, engine: NeuronEngine, state: ExplorerState) -> None:
+        super().__init__()
+        self.engine, self.state = engine, state
+
+    # --- what the cache holds -----------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_failure(self, event)  # up to the screen, which says so
+
+    def want(self, layer: int) -> None:
+        """The layer is on screen: find its evidence unless it is held or known to be missing."""
         state = self.state
         if layer not in state.evidence and layer not in state.evidence_missing:
-            self.look_up_evidence(layer, state.generation)
+            self.look_up(layer, state.generation)
 
     @work(thread=True, exclusive=True, group="evidence", exit_on_error=False)
-    def look_up_evidence(self, layer: int, generation: int) -> None:
-        from tui.corpus_pass import look_up
-
+    def look_up(self, layer: int, generation: int) -> None:
         found = look_up(self.engine, self.state, layer)
         evidence, reading = found if found is not None else (None, None)
         self.post_message(EvidenceReady(layer, evidence, generation, reading))
 
     def layer_pass_plan(self, layer: int) -> PassPlan:
-        """A pass over one layer with the default cap (the detail's a)."""
+        """A pass over one layer with the default cap (the detail's pass)."""
         return plan_pass(self.state, [layer], default_cap(self.engine, self.state))
 
-    def evidence_landed(self, layer: int, evidence: LayerActivations, reading: EvidenceReading) -> None:
+    def landed(self, layer: int, evidence: LayerActivations, reading: EvidenceReading) -> None:
         """From any thread: a pass has read more of ``layer`` (the detail's pass calls this too)."""
         self.post_message(EvidenceReady(layer, evidence, self.state.generation, reading))
 
     # --- the corpus pass (A) ------------------------------------------------------------------
-    def _pass_running(self) -> bool:
+    @property
+    def pass_running(self) -> bool:
         return any(w.group == "corpus-pass" and w.is_running for w in self.workers)
 
-    def action_corpus_pass(self) -> None:
+    def ask_pass(self, layer: int) -> None:
+        """A asked for a pass: stop the running one (after asking), or choose one and start it."""
         from tui.screens.confirm import ConfirmScreen
         from tui.screens.pass_dialog import PassDialog
 
-        if self.state.n_layers == 0 or self.state.layer is None:
-            return
-        if self._pass_running():
-
-            def stop(yes: bool | None) -> None:
-                if yes:
-                    self.workers.cancel_group(self, "corpus-pass")
-
+        if self.pass_running:
             question = "Stop the corpus pass?"
             hint = "What it has read stays in the cache; the next pass over the same layers resumes there."
-            self.app.push_screen(ConfirmScreen(question, hint), stop)
+            self.app.push_screen(ConfirmScreen(question, hint), self._stop_if)
             return
         cap = default_cap(self.engine, self.state)
         device = "a CPU" if self.engine.on_cpu else "a GPU"
         if self.state.activation.max_tokens is not None:
             device = f"{device} (--max-tokens)"
-        layer = self.state.layer
 
         def start(choice: PassChoice | None) -> None:
-            if choice is None:
-                return
-            layers = list(range(self.state.n_layers)) if choice.all_layers else [layer]
-            plan = plan_pass(self.state, layers, choice.cap)
-            self.notify(
-                f"reading {cap_words(choice.cap)} for {plan.layers_label}; evidence shows as it "
-                "lands (the list's lift, the detail's examples); A stops",
-                title="corpus pass",
-            )
-            self.run_corpus_pass(plan, self.state.generation)
+            if choice is not None:
+                self.start_pass(choice, layer)
 
         self.app.push_screen(PassDialog(layer, self.state.n_layers, cap, device), start)
 
-    @work(thread=True, exclusive=True, group="corpus-pass", exit_on_error=False)
-    def run_corpus_pass(self, plan: PassPlan, generation: int) -> None:
-        from tui.corpus_pass import activity, run_planned_pass
+    def _stop_if(self, yes: bool | None) -> None:
+        if yes:
+            self.workers.cancel_group(self, "corpus-pass")
 
+    def start_pass(self, choice: PassChoice, layer: int) -> None:
+        layers = list(range(self.state.n_layers)) if choice.all_layers else [layer]
+        plan = plan_pass(self.state, layers, choice.cap)
+        self.notify(
+            f"reading {cap_words(choice.cap)} for {plan.layers_label}; evidence shows as it "
+            "lands (the list's lift, the detail's examples); A stops",
+            title="corpus pass",
+        )
+        self.run_pass(plan, self.state.generation)
+
+    @work(thread=True, exclusive=True, group="corpus-pass", exit_on_error=False)
+    def run_pass(self, plan: PassPlan, generation: int) -> None:
         worker = get_current_worker()
         name = f"corpus pass ({plan.layers_label})"
 
@@ -109,10 +117,3 @@ class EvidenceWork(MainParts):
             reading = EvidenceReading(plan.cap, n, n, True)
             self.post_message(EvidenceReady(layer, results[layer], generation, reading))
         self.post_message(Activity(f"{name} done: lift in the list, examples in the detail", None))
-
-    def on_evidence_ready(self, message: EvidenceReady) -> None:
-        if message.generation != self.state.generation:
-            return
-        kept = self.state.keep_evidence(message.layer, message.evidence, message.reading)
-        if kept and self.result is not None and self.result.layer == message.layer:
-            self._show_result(self.result)

@@ -1,0 +1,290 @@
+"""The layer on screen: the layer picker, the layer's max-dot histogram and its neuron list.
+
+The pane owns how a layer is shown (its sort, filter and go-to keys, the histogram's keys), reads a
+layer off the cache in its own worker, and fetches the other checkpoint's diff of the layer when
+one is compared. It tells the screen above what it shows by ``LayerView.Shown``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Static
+from textual.worker import Worker
+
+from engine.data.neurons import LayerNeurons
+from engine.data.results import LayerResult
+from engine.errors import UserError
+from engine.neuron_engine import NeuronEngine
+from tui.filtering import FilterError, parse_filter
+from tui.messages import DiffReady, LayerMissing, LayerReady, report_failure
+from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
+from tui.screens.prompt import PromptScreen
+from tui.state import ExplorerState
+from tui.widgets.histogram import MaxDotHistogram
+from tui.widgets.layer_picker import LayerPicker
+from tui.widgets.neuron_list import NeuronList
+from tui.widgets.title_bar import TitleBar
+
+FILTER_HINT = "a number = minimum max-dot; or e.g. kurtosis>10, null_z>3, class=prediction; empty clears"
+GO_TO_HINT = "L29/N1135, 29:1135, 29/1135, or a neuron of this layer: 1135"
+
+
+class LayerView(Horizontal):
+    BINDINGS = [
+        # The app's layer keys, repeated here so that the footer shows them first.
+        Binding("right_square_bracket", "app.next_layer", "Next layer", key_display="]"),
+        Binding("left_square_bracket", "app.previous_layer", "Prev layer", key_display="["),
+        Binding("s", "cycle_sort", "Sort", id="sort"),
+        Binding("r", "reverse_sort", "Reverse", id="reverse"),
+        Binding("f", "filter", "Filter", id="filter"),
+        Binding("g", "go_to", "Go to", id="go-to"),
+        Binding("h", "toggle_histogram", "Hist/curve", id="histogram"),
+        Binding("H", "grow_histogram", "Taller histogram", show=False, id="grow-histogram"),
+    ]
+
+    class Shown(Message):
+        """``neurons`` are on screen now (a new layer, order, filter or evidence)."""
+
+        def __init__(self, neurons: LayerNeurons) -> None:
+            super().__init__()
+            self.neurons = neurons
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_failure(self, event)  # up to the screen, which says so
+
+    def __init__(self, engine: NeuronEngine, state: ExplorerState, against: NeuronEngine | None) -> None:
+        super().__init__(id="layer-view")
+        self.engine, self.state, self.against = engine, state, against
+        self.neurons: LayerNeurons | None = None  # the layer on screen, derived for display
+
+    @property
+    def result(self) -> LayerResult | None:
+        return self.neurons.result if self.neurons is not None else None
+
+    @property
+    def listing(self) -> NeuronList:
+        return self.query_one(NeuronList)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="left"):
+            yield TitleBar("Layers", id="left-title")
+            yield Static("loading model…", id="loading-note")
+        with Vertical(id="right"):
+            yield MaxDotHistogram(id="histogram")
+            yield NeuronList(id="neurons")
+
+    def begin(self, n_layers: int) -> None:
+        """The model's shapes are known: the picker replaces the loading note."""
+        self.query_one("#loading-note").remove()
+        self.query_one("#left", Vertical).mount(LayerPicker(n_layers, id="picker"))
+
+    @property
+    def picker(self) -> LayerPicker | None:
+        found = self.query(LayerPicker)
+        return found.first() if found else None
+
+    def highlighted(self) -> tuple[int, int] | None:
+        """(layer, neuron) under the cursor, or None while no layer is shown."""
+        neuron = self.listing.current_neuron
+        return None if neuron is None or self.result is None else (self.result.layer, neuron)
+
+    # --- which layer ------------------------------------------------------------------------
+    def show_layer(self, layer: int) -> None:
+        result = self.state.show(layer)
+        if self.picker is not None:
+            self.picker.set_current(layer)
+        if result is not None:
+            self.show_result(result)
+            return
+        self.neurons = None
+        self.listing.to_top()
+        self.listing.clear(f"layer {layer}: reading the cache or computing…")
+        self.query_one(MaxDotHistogram).show(None, f"layer {layer}: waiting for results")
+        self.fetch_cached(layer, self.state.generation)
+
+    def step(self, delta: int) -> None:
+        target = self.state.step(delta)
+        if target is not None:
+            self.show_layer(target)
+
+    def jump_to(self, target: tuple[int, int] | None, detail: bool = False) -> None:
+        """Open ``(layer, neuron)`` with the cursor on that neuron (neuron -1: just the layer);
+        ``detail``: and open its detail once it is listed."""
+        if target is None:
+            return
+        layer, neuron = target
+        self.state.jump_to(neuron if neuron >= 0 else None)
+        self.state.pending_detail = detail and neuron >= 0
+        self.show_layer(layer)
+
+    @work(thread=True, exclusive=True, group="fetch", exit_on_error=False)
+    def fetch_cached(self, layer: int, generation: int) -> None:
+        """A cached layer off the disk without waiting for the background scan."""
+        result = self.engine.cached_layer(layer, self.state.settings)
+        self.post_message(LayerReady(result, generation) if result is not None else LayerMissing(layer))
+
+    def on_layer_ready(self, message: LayerReady) -> None:
+        message.stop()
+        self.landed(message)
+
+    def landed(self, message: LayerReady) -> None:
+        """A layer's results arrived (from the cache here, or from the background scan)."""
+        if message.generation != self.state.generation:
+            return
+        result = message.result
+        self.state.keep(result)
+        if result.layer == self.state.layer and (self.result is None or self.result.layer != result.layer):
+            self.show_result(result)
+
+    # --- showing it -------------------------------------------------------------------------
+    def redraw(self) -> None:
+        """The same layer again (its evidence, diff, null baseline or marks changed)."""
+        if self.result is not None:
+            self.show_result(self.result)
+
+    def show_result(self, result: LayerResult, from_top: bool = False) -> None:
+        state = self.state
+        assert state.vocab is not None
+        self.neurons = neurons = state.neurons(result)
+        order = self._order(neurons)
+        listing = self.listing
+        listing.show_layer(neurons, state.vocab, order, state.marked)
+        if from_top:
+            listing.to_top()
+        if state.pending_neuron is not None:
+            listing.set_order(order, keep_neuron=state.pending_neuron)
+            state.pending_neuron = None
+            if state.pending_detail:
+                state.pending_detail = False
+                # From the list itself: a message a parent sends its child bubbles no further than
+                # that parent, and the screen above opens the detail.
+                listing.call_after_refresh(listing.action_select)
+        self._draw_histogram(result, order)
+        self.post_message(self.Shown(neurons))
+        if self.against is not None and result.layer not in state.diffs:
+            self.fetch_diff(result.layer, state.generation)
+
+    def _order(self, neurons: LayerNeurons) -> np.ndarray:
+        """The listed order; a neuron asked for by go-to that the filter hides clears the filter."""
+        state = self.state
+        order = state.order(neurons)
+        if state.pending_neuron is not None and state.conditions and state.pending_neuron not in order:
+            hidden = ", ".join(map(str, state.conditions))
+            state.conditions = []
+            order = state.order(neurons)
+            self.notify(
+                f"{neuron_label(neurons.layer, state.pending_neuron)} does not pass the filter {hidden}: "
+                "the filter was cleared to show it",
+                title="go to",
+            )
+        return order
+
+    def _draw_histogram(self, result: LayerResult, order: np.ndarray) -> None:
+        null_values = None
+        if self.state.null is not None:
+            # Null max-dots per unit norm, scaled by the layer's median norm to sit on the same axis.
+            scale = 1.0 if self.state.settings.projection.cosine else float(np.median(result.norm))
+            null_values = self.state.null.values * scale
+        shown = f"{len(order)} of {result.d_mlp}" if len(order) != result.d_mlp else f"{result.d_mlp}"
+        values = result.max_dot[order] if len(order) else result.max_dot
+        histogram = self.query_one(MaxDotHistogram)
+        histogram.show(values, f"layer {result.layer}: max-dot of {shown} neurons", null_values)
+        self._mark_histogram(self.listing.current_neuron)
+
+    def _mark_histogram(self, neuron: int | None) -> None:
+        if self.result is not None and neuron is not None:
+            self.query_one(MaxDotHistogram).set_marker(float(self.result.max_dot[neuron]))
+
+    def refresh_marks(self) -> None:
+        self.listing.marked = self.state.marked
+        self.listing.refresh()
+
+    def follow(self, neuron: int) -> None:
+        """The detail stepped to another neuron: the cursor follows."""
+        self.listing.set_order(self.listing.order, keep_neuron=neuron)
+
+    def on_neuron_list_highlighted(self, message: NeuronList.Highlighted) -> None:
+        self._mark_histogram(message.neuron)
+
+    def on_layer_picker_chosen(self, message: LayerPicker.Chosen) -> None:
+        self.show_layer(message.layer)
+        self.listing.focus()
+
+    # --- the other checkpoint (--against) ---------------------------------------------------
+    @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
+    def fetch_diff(self, layer: int, generation: int) -> None:
+        """The layer against the other checkpoint: from the cache, or both scans (each model's
+        cache first) and both weights."""
+        assert self.against is not None
+        settings = self.state.settings
+        try:
+            lens_file = self.engine.lens_file(settings.lens)
+            if lens_file is not None:  # the other model is read through the same lens
+                self.against.open_lens(f"jacobian:{lens_file.path}")
+            diff = self.engine.diff(layer, self.against, settings)
+            other = self.against.layer(layer, settings)
+        except UserError as error:
+            self.app.call_from_thread(self.notify, f"diff: {error}", severity="error")
+            return
+        self.post_message(DiffReady(diff, other, generation))
+
+    def on_diff_ready(self, message: DiffReady) -> None:
+        message.stop()
+        if message.generation != self.state.generation:
+            return
+        self.state.keep_diff(message.diff, message.other)
+        if self.result is not None and self.result.layer == message.diff.layer:
+            self.redraw()
+
+    # --- keys -------------------------------------------------------------------------------
+    def action_cycle_sort(self) -> None:
+        self.state.cycle_sort(self.neurons)
+        self._resort()
+
+    def action_reverse_sort(self) -> None:
+        self.state.reverse_sort()
+        self._resort()
+
+    def _resort(self) -> None:
+        if self.result is not None:
+            self.show_result(self.result, from_top=True)
+
+    def action_filter(self) -> None:
+        current = ", ".join(map(str, self.state.conditions))
+        self.app.push_screen(PromptScreen("Filter neurons", current, FILTER_HINT, "0.5"), self._apply_filter)
+
+    def _apply_filter(self, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            self.state.conditions = parse_filter(text)
+        except FilterError as error:
+            self.notify(str(error), title="filter not applied", severity="error")
+            return
+        self._resort()
+
+    def action_go_to(self) -> None:
+        if self.state.info is not None:
+            self.app.push_screen(PromptScreen("Go to neuron", "", GO_TO_HINT, "L29/N1135"), self._go_to)
+
+    def _go_to(self, text: str | None) -> None:
+        info = self.state.info
+        if not text or info is None:
+            return
+        try:
+            target = parse_neuron_ref(text, self.state.layer, info.n_layers, info.d_mlp)
+        except NeuronRefError as error:
+            self.notify(str(error), title="go to", severity="error")
+            return
+        self.jump_to(target)
+
+    def action_toggle_histogram(self) -> None:
+        self.query_one(MaxDotHistogram).toggle_mode()
+
+    def action_grow_histogram(self) -> None:
+        self.toggle_class("-tall-histogram")

@@ -1,0 +1,315 @@
+"""The explorer's main screen, built from panes: the status line, the layer view (picker,
+histogram, neuron list) and the panes that draw nothing (the background scan, the marks, the
+activation evidence, how numbers are read, the exports).
+
+The screen composes them, starts the engine, binds the keys that reach beyond the layer view, and
+routes what one pane says to the others: messages come up from the panes, method calls go down.
+What the explorer knows lives in the app's plain ``ExplorerState``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.signal import Signal
+
+from engine.data.summary import LayerSummary
+from engine.data.token_index import TokenIndex
+from engine.errors import UserError, describe
+from engine.neuron_engine import NeuronEngine
+from tui.messages import (
+    Activity,
+    EngineReady,
+    EvidenceReady,
+    ExplorerFailed,
+    LayerMissing,
+    LayerReady,
+    LayerSummarised,
+    MarksChanged,
+    NullReady,
+    ScanFinished,
+    WorkFailed,
+    report_failure,
+)
+from tui.screens.main import views
+from tui.screens.main.evidence import Evidence
+from tui.screens.main.export import Export
+from tui.screens.main.layer_view import LayerView
+from tui.screens.main.marks import Marks
+from tui.screens.main.reading import Reading
+from tui.screens.main.scanner import BackgroundScan
+from tui.screens.main.status import StatusLine
+from tui.state import ExplorerState
+from tui.widgets.footer import KeyFooter
+from tui.widgets.neuron_list import NeuronList
+
+
+def _import_detail_view() -> None:
+    """Import the detail's module once the first frame is up, so the first Enter opens it at once."""
+    import tui.screens.detail  # noqa: F401
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("m", "collection", "Collection", id="collection"),
+        Binding("n", "note", "Note", id="note"),
+        Binding("u", "undo", "Undo mark/note", show=False, id="undo"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("E", "export_listed", "Export listed", id="export-listed"),
+        Binding("a", "all_layers", "All layers", id="all-layers"),
+        Binding("p", "projection", "Projection", id="projection"),
+        Binding("slash", "token_search", "Token search", key_display="/", id="token-search"),
+        Binding("c", "coverage", "Coverage", id="coverage"),
+        Binding("A", "corpus_pass", "Corpus pass", id="corpus-pass"),
+        Binding("t", "text_probe", "Text probe", id="text-probe"),
+    ]
+
+    # Classes set on the screen as it is resized (Textual applies them before the next layout).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+
+    def __init__(
+        self,
+        engine: NeuronEngine,
+        state: ExplorerState,
+        start_layer: int | None,
+        export_dir: Path,
+        against: NeuronEngine | None = None,
+    ) -> None:
+        """``against``: another checkpoint's engine, compared neuron by neuron."""
+        super().__init__()
+        self.engine, self.state, self.start_layer = engine, state, start_layer
+        self.against = against
+        self.status = StatusLine(engine, state, against)
+        self.layer_view = LayerView(engine, state, against)
+        self.scanner = BackgroundScan(engine, state)
+        self.marks = Marks(state)
+        self.evidence = Evidence(engine, state)
+        self.reading = Reading(engine, state)
+        self.exports = Export(engine, state, export_dir)
+        self.token_index: TokenIndex | None = None  # built on the first token search
+        self.summary_added: Signal[LayerSummary] = Signal(self, "summary-added")
+
+    def compose(self) -> ComposeResult:
+        yield self.status
+        yield self.layer_view
+        yield from (self.scanner, self.marks, self.evidence, self.reading, self.exports)
+        yield KeyFooter()
+
+    def on_mount(self) -> None:
+        self.query_one(NeuronList).focus()
+        for warning in self.engine.warnings:  # raised before the screen existed (an unusable cache)
+            self.notify(warning.removeprefix("warning: "), severity="warning", timeout=20)
+        self.start_engine()
+
+    # --- the engine -------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def start_engine(self) -> None:
+        """Model shapes and vocabulary: from the cache when warm, else by loading the model."""
+        self.post_message(Activity("reading model", None))
+        self.post_message(EngineReady(self.engine.info, self.engine.vocabulary))
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        state = self.state
+        state.info, state.vocab, state.n_layers = message.info, message.vocab, message.info.n_layers
+        try:
+            self.marks.open(self.engine.collection())
+        except UserError as error:
+            self.notify(f"{error}; marks will not be kept", title="collection", severity="error", timeout=15)
+        self.layer_view.begin(message.info.n_layers)
+        start, warning = state.start_layer(self.start_layer)
+        if warning:
+            self.notify(warning, severity="warning")
+        self.layer_view.show_layer(start)
+        # A cached first layer shows first; the background scan starts after it.
+        self.scanner.start(after_first_frame=self.engine.is_cached(start, state.settings))
+        self.status.update_line()
+
+    def on_worker_state_changed(self, event) -> None:
+        report_failure(self, event)
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        """Every worker of this screen that fails ends up here, shown and never raised."""
+        text = describe(message.error)
+        if message.group == "engine":
+            # The model cannot be opened: nothing to explore, so the explorer ends and the command
+            # line prints the reason (an unexpected error as one, with how to see its traceback).
+            unexpected = None if isinstance(message.error, UserError) else message.error
+            self.post_message(ExplorerFailed(text, unexpected))
+            return
+        if message.group == "export":
+            self.notify(text, title="export failed", severity="error")
+            return
+        self.status.set_activity(f"error: {text}", None)
+        self.notify(text, title="error", severity="error", timeout=15)
+        if self.layer_view.neurons is None:
+            self.layer_view.listing.clear(f"cannot show this layer: {text}")
+
+    # --- what the panes say -----------------------------------------------------------------
+    def on_layer_view_shown(self, message: LayerView.Shown) -> None:
+        self.status.showing(message.neurons)
+        self.evidence.want(message.neurons.layer)
+        self.call_after_refresh(self.scanner.first_frame_shown)
+        self.call_after_refresh(_import_detail_view)
+
+    def on_layer_missing(self, message: LayerMissing) -> None:
+        self.scanner.first_frame_shown()  # not cached after all: the background scan computes it
+
+    def on_layer_ready(self, message: LayerReady) -> None:
+        self.layer_view.landed(message)
+
+    def on_layer_summarised(self, message: LayerSummarised) -> None:
+        if message.generation != self.state.generation:
+            return
+        layer = message.summary.layer
+        self.state.token_tables[layer] = message.token_table
+        self.state.unit_best[layer] = message.unit_best
+        self.state.summaries[layer] = message.summary
+        self._publish(message.summary)
+
+    def _publish(self, summary: LayerSummary) -> None:
+        if self.layer_view.picker is not None:
+            self.layer_view.picker.set_summary(summary)
+        self.summary_added.publish(summary)  # the all-layers view fills in as layers land
+
+    def on_null_ready(self, message: NullReady) -> None:
+        if message.generation != self.state.generation:
+            return
+        self.state.null = message.null
+        for result in self.state.results.values():  # their standout counts, now that the null is in
+            self._publish(self.state.summarise(result))
+        self.layer_view.redraw()
+
+    def on_scan_finished(self, message: ScanFinished) -> None:
+        if message.generation == self.state.generation:
+            self.state.scan_complete = True
+
+    def on_activity(self, message: Activity) -> None:
+        self.status.set_activity(message.text, message.fraction)
+        if self.layer_view.picker is not None:
+            self.layer_view.picker.set_computing(message.layer)
+
+    def on_evidence_ready(self, message: EvidenceReady) -> None:
+        if message.generation != self.state.generation:
+            return
+        if self.state.keep_evidence(message.layer, message.evidence, message.reading):
+            if self.state.layer == message.layer:
+                self.layer_view.redraw()
+
+    def on_marks_changed(self, message: MarksChanged) -> None:
+        message.stop()
+        self.layer_view.refresh_marks()
+        self.status.update_line()
+
+    def on_neuron_list_mark_toggled(self, message: NeuronList.MarkToggled) -> None:
+        self.marks.toggle(message.layer, message.neuron)  # the layer it was pressed in
+
+    def on_neuron_list_selected(self, message: NeuronList.Selected) -> None:
+        neurons = self.layer_view.neurons
+        if message.neuron is None or neurons is None:
+            # Enter typed ahead of a layer on its way (after a go-to): its detail opens as it lands.
+            self.state.pending_detail = self.state.pending_neuron is not None
+            return
+        plan, engine, landed = self.evidence.layer_pass_plan(neurons.layer), self.engine, self.evidence.landed
+
+        def layer_pass(listener, cancelled, on_landed):
+            from tui.corpus_pass import run_planned_pass
+
+            def both(layer, evidence, reading):
+                on_landed(layer, evidence, reading)
+                landed(layer, evidence, reading)  # the list's lift too
+
+            return run_planned_pass(engine, plan, listener, cancelled, both)
+
+        order = self.layer_view.listing.listed_neurons
+        neuron = message.neuron
+        screen = views.detail(engine, self.state, neurons, order, neuron, layer_pass, self.against)
+        if screen is not None:
+            self.app.push_screen(screen)
+
+    def on_reading_chosen(self, message: Reading.Chosen) -> None:
+        """Another projection or lens: every layer is read from the cache or computed again."""
+        if self.state.info is None or not self.state.switch_projection(message.projection, message.lens):
+            return
+        self.layer_view.neurons = None
+        if self.layer_view.picker is not None:
+            self.layer_view.picker.clear_summaries()
+        if self.state.layer is not None:
+            self.layer_view.show_layer(self.state.layer)
+        self.scanner.start()
+        self.status.update_line()
+
+    # --- what the app asks ------------------------------------------------------------------
+    def step_layer(self, delta: int) -> None:
+        self.layer_view.step(delta)
+
+    def follow_neuron(self, neuron: int) -> None:
+        self.layer_view.follow(neuron)
+
+    def jump_to(self, target: tuple[int, int] | None) -> None:
+        self.layer_view.jump_to(target)
+
+    def open_collected(self, target: tuple[int, int] | None) -> None:
+        self.layer_view.jump_to(target, detail=True)
+
+    # --- keys -------------------------------------------------------------------------------
+    def action_note(self) -> None:
+        target = self.layer_view.highlighted()
+        if target is not None:
+            self.marks.note(*target)
+
+    def action_undo(self) -> None:
+        self.marks.undo()
+
+    def action_export(self) -> None:
+        self.exports.collection()
+
+    def action_export_listed(self) -> None:
+        self.exports.listed(self.layer_view.neurons, self.layer_view.listing.listed_neurons)
+
+    def action_corpus_pass(self) -> None:
+        if self.state.n_layers and self.state.layer is not None:
+            self.evidence.ask_pass(self.state.layer)
+
+    def action_projection(self) -> None:
+        if self.state.info is not None:
+            self.reading.ask()
+
+    def action_all_layers(self) -> None:
+        screen = views.all_layers(self.state, self.summary_added)
+        if screen is not None:
+            self.app.push_screen(screen, self._jump_to_layer)
+
+    def _jump_to_layer(self, layer: int | None) -> None:
+        if layer is not None:
+            self.layer_view.show_layer(layer)
+
+    def action_collection(self) -> None:
+        screen = views.collection(self.engine, self.state, self.exports.collection)
+        if screen is not None:
+            self.app.push_screen(screen, self.open_collected)
+
+    def action_text_probe(self) -> None:
+        screen = views.text_probe(self.engine, self.state)
+        if screen is not None:
+            self.app.push_screen(screen, self.open_collected)
+
+    def action_token_search(self) -> None:
+        if self.state.vocab is None:
+            return
+        if self.token_index is None:
+            self.token_index = TokenIndex(self.state.vocab)
+        screen = views.token_search(self.state, self.token_index)
+        if screen is not None:
+            self.app.push_screen(screen, self.jump_to)
+
+    def action_coverage(self) -> None:
+        screen = views.coverage(self.state)
+        if isinstance(screen, str):
+            self.notify(screen, severity="warning")
+        else:
+            self.app.push_screen(screen, self.jump_to)
