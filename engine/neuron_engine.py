@@ -570,16 +570,22 @@ class NeuronEngine:
     ) -> LayerDiff:
         """Layer ``layer`` of this model against ``other`` (same shapes), neuron by neuron: from the
         cache, or from both scans (each from its own cache or computed) and both weights, one layer
-        of each at a time."""
-        from engine.scan.layer_diff import layer_diff
+        of each at a time. ``listener`` hears of the layer once, as one piece of work: "cached" when
+        the diff is, else both scans' loading and scanning (this model's as the first half) and one
+        "done" when the diff is."""
+        from engine.scan.layer_diff import PairProgress, layer_diff
 
         found = self.cached_diff(layer, other, settings)
         if found is not None:
+            if listener:
+                listener(ScanProgress("cached", layer, found.d_mlp, found.d_mlp))
             return found
-        mine = self.neurons(layer, settings, listener=listener)
-        theirs = other.neurons(layer, settings, listener=listener)
+        pair = PairProgress(layer, listener)
+        mine = self.neurons(layer, settings, listener=pair.first)
+        theirs = other.neurons(layer, settings, listener=pair.second)
         found = layer_diff(self.mlp_out(layer), other.mlp_out(layer), mine, theirs, settings.top_k)
         self.products.put(products.DIFF, found, other.fingerprint, settings, layer)
+        pair.done(found.d_mlp)
         return found
 
     # --- the collection (user data) and exports ------------------------------------------------

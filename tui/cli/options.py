@@ -188,7 +188,8 @@ AGAINST = Option(
         default=None,
         metavar="B",
         help="another checkpoint of the same architecture and shapes to compare with neuron by "
-        "neuron: a .gguf file, a model directory or a model name in the local HF cache",
+        "neuron: a .gguf file, a model directory or a model name in the local HF cache (a GGUF "
+        "file and a Hugging Face copy of one model compare)",
     ),
 )
 CORPUS = Option(
