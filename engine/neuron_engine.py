@@ -518,27 +518,33 @@ class NeuronEngine:
     def cached_inputs(self, layer: int, settings: ScanSettings) -> LayerInputs | None:
         return self.products.get(products.INPUTS, layer, settings.top_k)
 
-    def inputs(self, layer: int, settings: ScanSettings) -> LayerInputs:
-        """The layer's input side (engine.data.inputs), from the cache or computed from the weights."""
+    def inputs(
+        self, layer: int, settings: ScanSettings, listener: ProgressListener | None = None
+    ) -> LayerInputs:
+        """The layer's input side (engine.data.inputs), from the cache or computed from the weights.
+        ``listener`` hears "cached", or "loading" (the weights, when not yet loaded), "scanning" as
+        the computing starts and "done" with its seconds: minutes over a model, said as they pass."""
         found = self.cached_inputs(layer, settings)
         if found is not None:
+            if listener:
+                d_mlp = found.cos_out.shape[1]
+                listener(ScanProgress("cached", layer, d_mlp, d_mlp))
             return found
         from engine.scan.input_side import layer_inputs
 
         with self._lock:
-            source = self._ensure_source()
+            source = self._ensure_source(listener)
+            started = time.perf_counter()
             if self._embedding is None:
                 self._embedding = source.embedding()
-            found = layer_inputs(
-                layer,
-                source.mlp_in(layer),
-                source.mlp_norm(layer),
-                source.mlp_out(layer),
-                self._embedding,
-                settings.top_k,
-                self.device,
-            )
+            mlp_in, norm, w_out = source.mlp_in(layer), source.mlp_norm(layer), source.mlp_out(layer)
+            if listener:
+                listener(ScanProgress("scanning", layer, 0, w_out.shape[0]))
+            found = layer_inputs(layer, mlp_in, norm, w_out, self._embedding, settings.top_k, self.device)
         self.products.put(products.INPUTS, found, layer, settings.top_k)
+        if listener:
+            d_mlp = w_out.shape[0]
+            listener(ScanProgress("done", layer, d_mlp, d_mlp, time.perf_counter() - started))
         return found
 
     # --- another checkpoint, neuron by neuron (engine.data.diff) -------------------------------
@@ -564,16 +570,22 @@ class NeuronEngine:
     ) -> LayerDiff:
         """Layer ``layer`` of this model against ``other`` (same shapes), neuron by neuron: from the
         cache, or from both scans (each from its own cache or computed) and both weights, one layer
-        of each at a time."""
-        from engine.scan.layer_diff import layer_diff
+        of each at a time. ``listener`` hears of the layer once, as one piece of work: "cached" when
+        the diff is, else both scans' loading and scanning (this model's as the first half) and one
+        "done" when the diff is."""
+        from engine.scan.layer_diff import PairProgress, layer_diff
 
         found = self.cached_diff(layer, other, settings)
         if found is not None:
+            if listener:
+                listener(ScanProgress("cached", layer, found.d_mlp, found.d_mlp))
             return found
-        mine = self.neurons(layer, settings, listener=listener)
-        theirs = other.neurons(layer, settings, listener=listener)
+        pair = PairProgress(layer, listener)
+        mine = self.neurons(layer, settings, listener=pair.first)
+        theirs = other.neurons(layer, settings, listener=pair.second)
         found = layer_diff(self.mlp_out(layer), other.mlp_out(layer), mine, theirs, settings.top_k)
         self.products.put(products.DIFF, found, other.fingerprint, settings, layer)
+        pair.done(found.d_mlp)
         return found
 
     # --- the collection (user data) and exports ------------------------------------------------

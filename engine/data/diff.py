@@ -1,4 +1,4 @@
-"""Two checkpoints of one architecture, neuron by neuron.
+"""Two checkpoints of one architecture family and shape, neuron by neuron.
 
 Fine-tuning keeps the neuron basis (neuron i of layer l is the same unit in both), so the comparison
 is per neuron: how far its write turned (the cosine of W_out_A[i] and W_out_B[i], float64), how its
@@ -18,11 +18,40 @@ import numpy as np
 from engine.data.model import ModelInfo
 from engine.errors import UserError
 
-_SHAPES = ("architecture", "n_layers", "d_model", "d_mlp", "d_vocab")
+_SHAPES = ("n_layers", "d_model", "d_mlp", "d_vocab")
+
+# A GGUF file names its architecture as llama.cpp does (llama, qwen2, gpt2, gptneox, ...), a
+# Hugging Face checkpoint by its transformers class (LlamaForCausalLM, GPT2LMHeadModel, ...): both
+# are read down to one family name. The names that do not read down alike are listed here.
+_CLASS_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+_ALIASES = {
+    "mistral": "llama",  # llama.cpp converts Mistral checkpoints as llama
+    "phi": "phi2",  # PhiForCausalLM is llama.cpp's phi2
+    "starcoder": "gptbigcode",  # GPTBigCodeForCausalLM is llama.cpp's starcoder
+    "commandr": "cohere",  # CohereForCausalLM is llama.cpp's command-r
+}
+
+
+def family(architecture: str) -> str:
+    """The architecture family, alike for a GGUF file and a Hugging Face copy of one model:
+    ``llama`` for both ``llama`` and ``LlamaForCausalLM``, ``gptneox`` for ``GPTNeoXForCausalLM``."""
+    name = architecture
+    for suffix in _CLASS_SUFFIXES:
+        if name.endswith(suffix) and name != suffix:
+            name = name[: -len(suffix)]
+            break
+    key = "".join(character for character in name.lower() if character.isalnum())
+    return _ALIASES.get(key, key)
 
 
 def check_comparable(a: ModelInfo, b: ModelInfo) -> None:
-    """Refuse two models that do not share every shape (neuron i must be the same unit in both)."""
+    """Refuse two models that are not of one architecture family and every shape (neuron i must be
+    the same unit in both)."""
+    if family(a.architecture) != family(b.architecture):
+        raise UserError(
+            f"cannot diff {a.name} against {b.name}: architecture is {a.architecture} in one and "
+            f"{b.architecture} in the other; diff compares checkpoints of one architecture and shape"
+        )
     for name in _SHAPES:
         if getattr(a, name) != getattr(b, name):
             raise UserError(

@@ -1,7 +1,8 @@
 """Fitting a Jacobian lens with TransformerLens, a prompt at a time: resumable, split over ranks.
 
 The prompts are the corpus cut into windows of ``max_seq_len - 1`` tokens (the model's own
-tokenizer; TransformerLens adds the BOS token back), the first ``prompts`` of them. Each prompt is
+tokenizer; TransformerLens adds the BOS token back, or none where the model has no row for it and
+the windows are ``max_seq_len`` tokens), the first ``prompts`` of them. Each prompt is
 fitted on its own by ``JacobianLens.fit`` and folded into a running lens by ``JacobianLens.merge``
 (a mean weighted by prompts, so the result is the fit of all of them). After every prompt the running
 lens is written whole to a partial file (engine.lens.store), so a killed fit loses at most one
@@ -14,7 +15,8 @@ from __future__ import annotations
 import io
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,9 +31,10 @@ if TYPE_CHECKING:
     import torch
 
 
-def corpus_prompts(tokenizer, corpus: AnyCorpus, settings: FitSettings) -> list[str]:
-    """The first ``settings.prompts`` windows of ``max_seq_len - 1`` tokens, as text."""
-    width = settings.max_seq_len - 1
+def corpus_prompts(tokenizer, corpus: AnyCorpus, settings: FitSettings, bos: bool = True) -> list[str]:
+    """The first ``settings.prompts`` windows of ``max_seq_len`` tokens (less the BOS, when one is
+    put before each), as text."""
+    width = settings.max_seq_len - 1 if bos else settings.max_seq_len
     prompts: list[str] = []
     for _document, _first, text in corpus.pieces():
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -45,6 +48,22 @@ def corpus_prompts(tokenizer, corpus: AnyCorpus, settings: FitSettings) -> list[
         f"the corpus {corpus.name} has only {len(prompts)} windows of {width} tokens: "
         f"ask for --prompts {len(prompts)} or fewer, or a shorter --max-seq-len"
     )
+
+
+@contextmanager
+def bos_in_vocabulary(bridge) -> Iterator[bool]:
+    """Prompts tokenized with a BOS only where the model has an embedding row for it; whether they
+    are. TransformerLens gives a tokenizer that has no BOS one of its own (``<|endoftext|>``, added
+    past a byte-level vocabulary that fills the model's), and the model cannot embed that id: such
+    a model is fitted without a BOS, as the corpus pass runs it."""
+    bos = getattr(bridge.tokenizer, "bos_token_id", None)
+    before = getattr(bridge.cfg, "default_prepend_bos", True)
+    usable = bos is not None and bos < bridge.cfg.d_vocab
+    bridge.cfg.default_prepend_bos = before and usable
+    try:
+        yield bridge.cfg.default_prepend_bos
+    finally:
+        bridge.cfg.default_prepend_bos = before
 
 
 def _payload(lens, next_prompt: int) -> dict:
@@ -236,16 +255,17 @@ def fit_lens(
     if int(sum_all(fitted, ranks).item()):  # fitted before: no model to load
         return done if ranks.is_writer else None
     bridge, tokenizer, device = host.activation_model(ranks)
-    fit = LensFit(
-        bridge,
-        corpus_prompts(tokenizer, corpus, settings),
-        settings,
-        f"{corpus.name}:{corpus.content_hash[:16]}",
-        corpus.content_hash,
-        host.fingerprint,
-        ranks,
-        device,
-        listener=listener,
-        cancelled=cancelled,
-    )
-    return fit.run()
+    with bos_in_vocabulary(bridge) as bos:
+        fit = LensFit(
+            bridge,
+            corpus_prompts(tokenizer, corpus, settings, bos),
+            settings,
+            f"{corpus.name}:{corpus.content_hash[:16]}",
+            corpus.content_hash,
+            host.fingerprint,
+            ranks,
+            device,
+            listener=listener,
+            cancelled=cancelled,
+        )
+        return fit.run()

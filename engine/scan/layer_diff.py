@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from engine.data.diff import LayerDiff
 from engine.data.neurons import LayerNeurons
+from engine.data.progress import ProgressListener, ScanProgress
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -43,3 +46,37 @@ def layer_diff(w_a: np.ndarray, w_b: np.ndarray, a: LayerNeurons, b: LayerNeuron
         suppress_jaccard=_jaccard(ra.suppress_ids[:, :k], rb.suppress_ids[:, :k]),
         top_kept=same_top,
     )
+
+
+class PairProgress:
+    """Both models' scans of one layer, told to one listener as one piece of work: their loading
+    as it is, this model's scanning as the first half and the other's as the second, and one
+    "done" (``done``) once the diff is made, however many of the scans were cached."""
+
+    def __init__(self, layer: int, listener: ProgressListener | None):
+        self.layer = layer
+        self.listener = listener
+        self.products = ""
+        self.started = time.perf_counter()
+
+    def first(self, event: ScanProgress) -> None:
+        self._pass_on(event, 0)
+
+    def second(self, event: ScanProgress) -> None:
+        self._pass_on(event, 1)
+
+    def _pass_on(self, event: ScanProgress, half: int) -> None:
+        if self.listener is None:
+            return
+        if event.stage == "loading":
+            self.listener(event)
+        elif event.stage == "scanning":
+            done = half * event.total + event.done
+            self.listener(ScanProgress("scanning", self.layer, done, 2 * event.total, event.seconds))
+        elif event.stage == "done" and not self.products:
+            self.products = event.products
+
+    def done(self, d_mlp: int) -> None:
+        if self.listener is not None:
+            seconds = time.perf_counter() - self.started
+            self.listener(ScanProgress("done", self.layer, d_mlp, d_mlp, seconds, self.products))

@@ -14,9 +14,11 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import diskcache
+from filelock import FileLock
 
 from engine.errors import UserError
 from engine.store.location import default_cache_dir
@@ -72,25 +74,86 @@ def _unseal(blob: bytes) -> bytes | None:
     return payload
 
 
+INDEX = "cache.db"  # diskcache's SQLite index; beside it, its WAL files and the large values
+
+
+def _is_damage(error: BaseException) -> bool:
+    """SQLite's word for a file that is not (or no longer) a database; not a lock, a full disk or
+    a read-only folder (those are OperationalError), which the same index may survive."""
+    return isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError)
+
+
+def _set_aside(directory: Path) -> Path:
+    """Rename the damaged index (and its WAL files, which belong to it alone) beside itself, under a
+    name no other file has; the values and everything else stay where they are."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = directory / f"{INDEX}.damaged-{stamp}"
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = directory / f"{INDEX}.damaged-{stamp}-{number}"
+    os.replace(directory / INDEX, aside)
+    for suffix in ("-wal", "-shm"):
+        companion = directory / f"{INDEX}{suffix}"
+        if companion.exists():
+            os.replace(companion, aside.with_name(aside.name + suffix))
+    return aside
+
+
 class ResultCache:
     """Checksummed byte values under string keys; every failure degrades to a cache miss."""
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self.warnings: list[str] = []  # a failed write, said once
+        self.set_aside: str | None = None  # what became of a damaged index, said as the cache opens
         try:
             if not directory.is_dir():
                 # A folder made here is private (it may hold results of private models); one that
                 # exists keeps its mode: a team's shared cache (mode 2775, say) stays shared.
                 directory.mkdir(parents=True, mode=0o700)
                 os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
-            self._cache = diskcache.Cache(
-                str(directory), disk=BytesOnlyDisk, size_limit=2**40, eviction_policy="none"
-            )
-            self._cache.get("probe", default=None)  # a damaged index fails here, not mid-run
+            self._cache = self._open_index()
         except (OSError, sqlite3.Error, UnsafeEntry) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise UserError(f"cannot use cache directory {directory}: {reason}") from error
-        self.warnings: list[str] = []
+
+    def _open_index(self) -> diskcache.Cache:
+        """The index, opened and read once (a damaged one fails here, not mid-run). A damaged index
+        is set aside under a new name and a fresh one started, with one warning saying where the
+        old one is, so that the next runs do not go without a cache until someone moves it."""
+        try:
+            return self._index()
+        except sqlite3.Error as error:
+            if not _is_damage(error):
+                raise
+            damage = str(error)
+        # Under a lock, so that two processes meeting the same damage set aside one file: the
+        # second finds the first's fresh index working and keeps it.
+        with FileLock(str(self.directory / f"{INDEX}.repair.lock")):
+            try:
+                return self._index()
+            except sqlite3.Error as error:
+                if not _is_damage(error):
+                    raise
+            aside = _set_aside(self.directory)
+            cache = self._index()
+        self.set_aside = (
+            f"warning: the cache index {self.directory / INDEX} was damaged ({damage}): it is set aside "
+            f"as {aside} and a fresh index started; results are computed again as they are needed"
+        )
+        return cache
+
+    def _index(self) -> diskcache.Cache:
+        cache = diskcache.Cache(
+            str(self.directory), disk=BytesOnlyDisk, size_limit=2**40, eviction_policy="none"
+        )
+        try:
+            cache.get("probe", default=None)
+        except BaseException:
+            cache.close()
+            raise
+        return cache
 
     def close(self) -> None:
         self._cache.close()
@@ -153,14 +216,16 @@ class ResultCache:
 
 
 def open_cache(directory: Path | str | None, enabled: bool = True) -> tuple[ResultCache | None, str | None]:
-    """The cache, or (None, warning) when it cannot be used: the run then goes on uncached."""
+    """The cache, or (None, warning) when it cannot be used: the run then goes on uncached. A
+    cache whose damaged index was set aside comes with the warning that says so."""
     if not enabled:
         return None, None
     directory = Path(directory).expanduser() if directory else default_cache_dir()[0]
     try:
-        return ResultCache(directory), None
+        cache = ResultCache(directory)
     except UserError as error:
         return (
             None,
             f"warning: {error}; running without the cache (choose another cache directory to keep results)",
         )
+    return cache, cache.set_aside

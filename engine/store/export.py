@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +28,8 @@ from engine.errors import UserError
 from engine.settings import ScanSettings
 
 FORMATS = (".jsonl", ".json", ".csv")
+# Names of this process's own open files, whatever they are (a pipe, a terminal, a file after `>`).
+_OWN_FILES, _OWN_FOLDERS = ("/dev/stdout", "/dev/stderr"), ("/dev/fd/", "/proc/self/fd/")
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -115,15 +118,34 @@ def input_fields(inputs: LayerInputs, neuron: int, vocab: Vocabulary, k: int | N
     return fields
 
 
+def is_stream(path: str) -> bool:
+    """A device, a pipe or a socket (``/dev/null``, a named pipe), or a name for one of this
+    process's own files (``/dev/stdout``, ``/proc/self/fd/N``): written in place as JSONL, as the
+    records come, since nothing can be renamed onto it."""
+    target = Path(path).expanduser()
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False
+    if stat.S_ISDIR(mode):
+        return False
+    name = str(target.absolute())
+    return not stat.S_ISREG(mode) or name in _OWN_FILES or name.startswith(_OWN_FOLDERS)
+
+
 def check_output_path(path: str) -> None:
     """Fail before any work when the output cannot be written."""
     if path == "-":
         return
     target = Path(path).expanduser()
+    if is_stream(path):
+        if not os.access(target, os.W_OK):
+            raise UserError(f"cannot write {path}: permission denied; choose another output path")
+        return
     if target.suffix.lower() not in FORMATS:
         raise UserError(
             f"unknown output extension {target.suffix or '(none)'!r} in {path}: "
-            "use .jsonl, .json, .csv or - for stdout"
+            "use .jsonl, .json, .csv, - for stdout, or a device or named pipe"
         )
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
@@ -230,14 +252,15 @@ def _write_stream(handle: io.TextIOBase, fmt: str, records: Iterable[dict], sett
 
 
 def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
-    """Write records to ``path`` (``-`` = JSONL on stdout); a file appears whole or not at all."""
+    """Write records to ``path`` (``-`` = JSONL on stdout, a device or pipe: JSONL there); a file
+    appears whole or not at all."""
     if path == "-":
         return _write_stream(sys.stdout, ".jsonl", records, settings)  # type: ignore[arg-type]
     check_output_path(path)
     target = Path(path).expanduser()
-    fmt = target.suffix.lower()
+    fmt = ".jsonl" if is_stream(path) else target.suffix.lower()
     counted: list[int] = []
-    _atomic_write(
+    _write(
         target,
         lambda handle: counted.append(_write_stream(handle, fmt, records, settings)),
         newline="" if fmt == ".csv" else None,
@@ -246,11 +269,11 @@ def write_records(path: str, records: Iterable[dict], settings: dict) -> int:
 
 
 def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
-    """Rows to .jsonl, .json (``{"settings", key: rows}``) or .csv (a list value, such as a row's
-    tokens, goes into one cell as JSON)."""
+    """Rows to .jsonl (a device or pipe too), .json (``{"settings", key: rows}``) or .csv (a list
+    value, such as a row's tokens, goes into one cell as JSON)."""
     check_output_path(path)
     target = Path(path).expanduser()
-    fmt = target.suffix.lower()
+    fmt = ".jsonl" if is_stream(path) else target.suffix.lower()
 
     def write(handle: io.TextIOBase) -> None:
         if fmt == ".jsonl":
@@ -266,7 +289,7 @@ def write_rows(path: str, rows: list[dict], settings: dict, key: str) -> int:
             for row in rows:
                 writer.writerow([_cell(value) for value in row.values()])
 
-    _atomic_write(target, write, newline="" if fmt == ".csv" else None)
+    _write(target, write, newline="" if fmt == ".csv" else None)
     return len(rows)
 
 
@@ -289,6 +312,38 @@ class _CheckedWriter:
             return self._handle.write(text)
         except OSError as error:
             raise _WriteFailed(error) from error
+
+
+def _write(target: Path, write, newline: str | None) -> None:
+    """A stream written in place, anything else whole or not at all."""
+    if is_stream(str(target)):
+        _stream_write(target, write)
+    else:
+        _atomic_write(target, write, newline)
+
+
+def _stream_write(target: Path, write) -> None:
+    """Straight into a device or pipe, as the content comes: no temporary file beside it. Opened
+    to append, so that ``/dev/stdout`` sent to a file (``>>`` too) keeps what is there."""
+    try:
+        handle = open(target, "a", encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"cannot write {target}: {error.strerror or error}") from None
+    try:
+        try:
+            write(_CheckedWriter(handle))  # errors computing the content pass through as they are
+        finally:
+            try:
+                handle.close()
+            except OSError as error:
+                raise _WriteFailed(error) from error
+    except _WriteFailed as failed:
+        raise UserError(f"cannot write {target}: {_reason(failed)}") from None
+
+
+def _reason(failed: _WriteFailed) -> str:
+    cause = failed.__cause__
+    return cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
 
 
 def _atomic_write(target: Path, write, newline: str | None) -> None:
@@ -316,9 +371,7 @@ def _atomic_write(target: Path, write, newline: str | None) -> None:
             raise _WriteFailed(error) from error
     except _WriteFailed as failed:
         Path(temporary).unlink(missing_ok=True)
-        cause = failed.__cause__
-        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
-        raise UserError(f"cannot write {target}: {reason}; nothing was written") from None
+        raise UserError(f"cannot write {target}: {_reason(failed)}; nothing was written") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -332,8 +385,4 @@ def _dump(document: dict, handle: io.TextIOBase) -> None:
 def write_document(path: str, document: dict) -> None:
     """One JSON document, written whole or not at all."""
     check_output_path(path)
-    _atomic_write(
-        Path(path).expanduser(),
-        lambda handle: _dump(document, handle),
-        newline=None,
-    )
+    _write(Path(path).expanduser(), lambda handle: _dump(document, handle), newline=None)

@@ -109,6 +109,23 @@ def test_second_scan_reads_the_cache(tiny_gguf, tmp_path):
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
 
 
+def test_scan_says_it_computes_the_input_side_of_cached_layers(tiny_gguf, tmp_path):
+    """After the explorer (or `layers`) computed every layer, scan still computes the input side:
+    it says so, layer by layer, and says "from cache" only of what it did not compute."""
+    layers = run_cli("layers", "--model", str(tiny_gguf), "--cache-dir", str(tmp_path / "c"), "-o", "-")
+    assert layers.returncode == 0, layers.stderr
+    scan = _scan(tiny_gguf, tmp_path, "--output", str(tmp_path / "x.jsonl"))
+    assert scan.returncode == 0, scan.stderr
+    told = [line for line in scan.stderr.splitlines() if line.startswith("layer ")]
+    assert len(told) == 3 and "computing the input side" in scan.stderr, scan.stderr
+    for layer, line in enumerate(told):
+        assert line.startswith(f"layer {layer}: 96 neurons: scores cached, input side computed in ")
+        assert line.endswith(f"({layer + 1}/3)") and "from cache" not in line
+    again = _scan(tiny_gguf, tmp_path, "--output", str(tmp_path / "y.jsonl"))
+    assert again.stderr.count("from cache") == 3 and "input side" not in again.stderr, again.stderr
+    assert (tmp_path / "y.jsonl").read_bytes() == (tmp_path / "x.jsonl").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -178,9 +195,9 @@ def test_unexpected_errors_are_one_line_unless_debugging(tmp_path):
     from tests.helpers.cli import ROOT
 
     code = (
-        "import tui.cli.headless as headless\n"
+        "import tui.cli.commands.scan as command\n"
         "def broken(*args):\n    raise RuntimeError('boom')\n"
-        "headless.scan = broken\n"
+        "command.scan = broken\n"
         "from tui.cli import main\nraise SystemExit(main(['scan']))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -301,3 +301,23 @@ async def test_warnings_raised_while_the_explorer_runs_show_on_screen_not_on_std
         logging.getLogger("engine.store.cache").warning("warning: the disk is full (a test)")
         await wait_for(pilot, lambda: any("disk is full" in str(n.message) for n in app._notifications))
     assert logging.getLogger().handlers == before
+
+
+def test_a_damaged_cache_index_is_set_aside_and_a_fresh_one_started(tiny_gguf, tmp_path):
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "cache.db").write_bytes(b"this is not a database\x00" * 40)
+    common = ("scan", "--model", str(tiny_gguf), "--cache-dir", str(cache), "--layers", "0")
+    first = run_cli(*common, "--output", str(tmp_path / "a.jsonl"))
+    assert first.returncode == 0, first.stderr
+    warnings = [line for line in first.stderr.splitlines() if line.startswith("warning")]
+    (aside,) = cache.glob("cache.db.damaged-*")
+    assert warnings == [
+        f"warning: the cache index {cache / 'cache.db'} was damaged (file is not a database): it is set "
+        f"aside as {aside} and a fresh index started; results are computed again as they are needed"
+    ], first.stderr
+    assert aside.read_bytes() == b"this is not a database\x00" * 40  # the old index, untouched
+    second = run_cli(*common, "--output", str(tmp_path / "b.jsonl"))
+    assert second.returncode == 0 and "warning" not in second.stderr, second.stderr
+    assert "from cache" in second.stderr  # the fresh index keeps results again
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()

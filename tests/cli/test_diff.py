@@ -35,6 +35,8 @@ def test_diff_against_a_copy_with_layer_1_perturbed(checkpoints, tmp_path):
                    "--output", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "layer 1: cos p50 1.0000" in done.stderr and "3 turned" in done.stderr
+    counted = [line.rsplit(" (", 1)[1] for line in done.stderr.splitlines() if " neurons computed " in line]
+    assert counted == ["1/3)", "2/3)", "3/3)"], done.stderr  # each layer once, both scans in it
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 3 * 64 and records[0]["settings"]["against"]
     (base_file,) = base.glob("*.safetensors")
@@ -90,3 +92,111 @@ def test_diff_refuses_another_shape_in_one_line(checkpoints, tiny_gguf, tmp_path
     assert "cannot diff" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     missing = run_cli("diff", "--model", str(base), "--cache-dir", str(tmp_path / "c"))
     assert missing.returncode == 2 and "--against" in missing.stderr
+
+
+def _gguf_of(checkpoint: Path, path: Path) -> Path:
+    """The tiny Llama checkpoint's weights written again as a llama GGUF (float32, llama.cpp's
+    names): one model in two files, one named ``llama`` and the other ``LlamaForCausalLM``."""
+    from safetensors.numpy import load_file
+
+    from tests.helpers.models import TinyWeights, tiny_vocabulary, write_gguf
+
+    (weights_file,) = checkpoint.glob("*.safetensors")
+    tensors = load_file(weights_file)
+    layers = range(len([name for name in tensors if name.endswith("mlp.down_proj.weight")]))
+
+    def each(name: str) -> list[np.ndarray]:
+        return [np.ascontiguousarray(tensors[f"model.layers.{layer}.{name}.weight"]) for layer in layers]
+
+    unembed = np.ascontiguousarray(tensors["lm_head.weight"].T)
+    weights = TinyWeights(
+        w_out=[np.ascontiguousarray(w.T) for w in each("mlp.down_proj")],
+        unembed=unembed,
+        final_norm=tensors["model.norm.weight"],
+        tokens=tiny_vocabulary(unembed.shape[1]),
+        w_gate=each("mlp.gate_proj"),
+        w_up=each("mlp.up_proj"),
+        mlp_norm=each("post_attention_layernorm"),
+    )
+    return write_gguf(path, weights)
+
+
+def test_a_gguf_diffs_against_a_hugging_face_copy_and_counts_each_layer_once(checkpoints, tmp_path):
+    base, tuned, _added = checkpoints
+    gguf = _gguf_of(base, tmp_path / "base.gguf")
+    out = tmp_path / "diff.jsonl"
+    done = run_cli("diff", "--model", str(gguf), "--against", str(tuned), "--layers", "0,1",
+                   "--cache-dir", str(tmp_path / "c"), "--output", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2 * 64
+    for record in records:
+        if record["layer"] == 1 and record["neuron"] in PERTURBED:
+            assert record["cos"] < 0.9999
+        else:  # the same weights, read from a GGUF on one side and safetensors on the other
+            assert record["cos"] == pytest.approx(1.0, abs=1e-12) and record["max_dot_change"] == 0
+            assert record["top_kept"] and record["promote"] == record["promote_against"]
+    counted = [line.rsplit("(", 1)[1] for line in done.stderr.splitlines() if " neurons computed " in line]
+    assert counted == ["1/2)", "2/2)"], done.stderr  # a layer is one piece of work, both scans in it
+    again = run_cli("diff", "--model", str(gguf), "--against", str(tuned), "--layers", "0,1",
+                    "--cache-dir", str(tmp_path / "c"), "--output", str(out))  # fmt: skip
+    assert again.returncode == 0 and again.stderr.count("from cache") == 2, again.stderr
+
+
+def test_architecture_families_are_alike_across_gguf_and_hugging_face_names():
+    from engine.data.diff import family
+
+    pairs = [  # what GGUFSource and the streamed or bridged checkpoints report for one model
+        ("llama", "LlamaForCausalLM"),
+        ("llama", "MistralForCausalLM"),
+        ("qwen2", "Qwen2ForCausalLM"),
+        ("gemma", "GemmaForCausalLM"),
+        ("gemma2", "Gemma2ForCausalLM"),
+        ("gpt2", "GPT2LMHeadModel"),
+        ("gptneox", "GPTNeoXForCausalLM"),
+        ("phi3", "Phi3ForCausalLM"),
+        ("phi2", "PhiForCausalLM"),
+    ]
+    for gguf_name, hf_name in pairs:
+        assert family(gguf_name) == family(hf_name), (gguf_name, hf_name)
+    names = {family(name) for name in ("llama", "gpt2", "gptneox", "gemma", "gemma2", "qwen2", "phi3")}
+    assert len(names) == 7  # and different families stay apart
+
+
+@pytest.mark.slow
+def test_the_bundled_gguf_diffs_against_its_hugging_face_copy(tmp_path):
+    """The bundled GGUF through transformers, saved as a Llama checkpoint with one neuron's write
+    changed: that neuron turned, every other neuron of its layer identical."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    from engine.sources.resolve import locate_model
+
+    layer, neuron = 3, 17
+    bundled = locate_model(None).path
+    folder, name = bundled.parent, bundled.name
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    copy = LlamaForCausalLM(loaded.config)  # a GGUF-loaded model will not save itself
+    copy.load_state_dict(loaded.state_dict())
+    with torch.no_grad():
+        column = copy.model.layers[layer].mlp.down_proj.weight[:, neuron]
+        before = column.double().clone()
+        column += 0.05 * torch.sign(column)
+        after = column.double().clone()
+    copy.save_pretrained(tmp_path / "copy")
+    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp_path / "copy")
+    del loaded, copy
+    out = tmp_path / "diff.jsonl"
+    done = run_cli("diff", "--against", str(tmp_path / "copy"), "--layers", str(layer),
+                   "--cache-dir", str(tmp_path / "c"), "--output", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 1536 and {record["layer"] for record in records} == {layer}
+    expected = float(before @ after / before.norm() / after.norm())
+    for record in records:
+        if record["neuron"] == neuron:
+            assert record["cos"] == pytest.approx(expected, rel=1e-9) and record["cos"] < 0.9999
+        else:
+            assert record["cos"] == pytest.approx(1.0, abs=1e-12) and record["max_dot_change"] == 0
+            assert record["top_kept"] and record["promote_jaccard"] == record["suppress_jaccard"] == 1.0
+    assert "1 turned" in done.stderr and "(1/1)" in done.stderr, done.stderr

@@ -111,3 +111,44 @@ def test_lenses_that_cannot_be_used_are_refused_in_one_line(tiny_gguf, tmp_path)
         assert refused.returncode == 2, refused.stderr
         assert says in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert run_cli("lens").returncode == 2
+
+
+def test_lens_fit_on_a_model_whose_tokenizer_has_no_bos(tmp_path):
+    """A byte-level tokenizer with no special token and exactly the model's vocabulary: the
+    TransformerLens BOS would be past the vocabulary, so the fit runs without one, as the corpus
+    pass does."""
+    from engine.lens.artifact import open_lens_file
+    from engine.lens.fit import bos_in_vocabulary
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+    from tests.helpers.models import write_hf_llama
+
+    model = write_hf_llama(tmp_path / "model", n_layers=2, seed=3)  # no BOS, 300 tokens, d_vocab 300
+    fit = ("lens", "fit", "--model", str(model), "--corpus", str(_corpus(tmp_path)), "--prompts", "2")
+    done = run_cli(*fit, "--max-seq-len", "24", "--dim-batch", "16", "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 0, done.stderr
+    assert "prompt 2/2 fitted" in done.stderr and "error" not in done.stderr, done.stderr
+    (path,) = (tmp_path / "data").rglob("*.pt")
+    lens = open_lens_file(path)
+    assert lens.n_prompts == 2 and list(lens.matrices) == [0]
+    assert np.isfinite(lens.matrices[0]).all() and lens.matrices[0].shape == (32, 32)
+    # What the model was given: the corpus window's own tokens, no BOS, every id in the vocabulary.
+    engine = NeuronEngine(EngineOptions(model=str(model), cache_dir=tmp_path / "c"))
+    bridge, tokenizer, _device = engine.activation_model()
+    text = "alpha beta gamma"
+    with bos_in_vocabulary(bridge) as bos:
+        tokens = bridge.to_tokens(text)[0].tolist()
+    assert not bos and tokens == tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert max(tokens) < 300 and bridge.cfg.default_prepend_bos  # the model's own setting is back
+    engine.close()
+
+
+def test_a_model_with_a_bos_in_its_vocabulary_keeps_it(runnable_llama, tmp_path):
+    from engine.lens.fit import bos_in_vocabulary
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+
+    engine = NeuronEngine(EngineOptions(model=str(runnable_llama), cache_dir=tmp_path / "c"))
+    bridge, tokenizer, _device = engine.activation_model()
+    with bos_in_vocabulary(bridge) as bos:
+        tokens = bridge.to_tokens("alpha beta")[0].tolist()
+    assert bos and tokens[0] == tokenizer.bos_token_id == 299
+    engine.close()

@@ -74,7 +74,7 @@ def test_command_line_defaults_come_from_the_settings():
     from tui.cli import COMMANDS, EXPLORER, scan_settings
 
     for command in [EXPLORER, *COMMANDS.values()]:
-        args = command.parser().parse_args(["x"] if "texts" in command.options else [])
+        args = command.parser().parse_args(["x"] if command.takes("texts") else [])
         assert scan_settings(args) == ScanSettings(), command.name
 
 

@@ -6,22 +6,46 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from engine.data.progress import ActivationProgress, ScanProgress
+from engine.data.progress import ActivationProgress, FitProgress, ScanProgress
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
-class StderrProgress:
-    """A ``ProgressListener`` for ``NeuronEngine.layer``; use it as a context manager."""
+def say(text: str) -> None:
+    """A line on stderr, now; nothing when stderr is gone (an SSH session dropped)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
-    def __init__(self, layers: list[int]):
+
+def _how(event: ScanProgress) -> str:
+    """What a finished layer event says of its neurons."""
+    if event.stage == "cached":
+        return f"{event.total} neurons from cache"
+    products = f", products in {event.products}" if event.products else ""
+    return f"{event.total} neurons computed in {event.seconds:.2f} s{products}"
+
+
+class StderrProgress:
+    """A ``ProgressListener`` for ``NeuronEngine.layer``; use it as a context manager.
+
+    With ``inputs`` (scan's records carry each layer's input side too), ``inputs`` is the listener for
+    ``NeuronEngine.inputs`` and a layer is told of once ``layer_done`` says it is whole: one line that
+    says what was computed, so that "from cache" is said only of a layer nothing was computed for.
+    """
+
+    def __init__(self, layers: list[int], inputs: bool = False):
         self.layers = layers
+        self.with_inputs = inputs
         self.interactive = sys.stderr.isatty()
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._finished = 0
-        self._started = time.perf_counter()
+        self._weights: dict[int, ScanProgress] = {}  # the weight side's last word, per layer
+        self._input_seconds: dict[int, float] = {}  # layers whose input side was computed
+        self._announced = False
 
     def __enter__(self) -> StderrProgress:
         if self.interactive:
@@ -47,38 +71,77 @@ class StderrProgress:
     def __call__(self, event: ScanProgress) -> None:
         if event.stage == "loading":
             self.say("loading model weights")
-        elif event.stage == "scanning" and self._bar is not None and self._task is not None:
-            self._bar.update(
-                self._task, completed=self._finished + event.fraction, description=f"layer {event.layer}"
-            )
-        elif event.stage in ("done", "cached"):
-            self._finished += 1
-            how = "from cache"
-            if event.stage == "done":
-                how = f"computed in {event.seconds:.2f} s" + (
-                    f", products in {event.products}" if event.products else ""
-                )
-            if self._bar is not None and self._task is not None:
-                self._bar.update(self._task, completed=self._finished, description=f"layer {event.layer}")
-            else:
-                self.say(
-                    f"layer {event.layer}: {event.total} neurons {how} ({self._finished}/{len(self.layers)})"
-                )
+        elif event.stage == "scanning":
+            self._show(f"layer {event.layer}", event.fraction)
+        elif event.layer is not None:  # done or cached
+            self._weights[event.layer] = event
+            if not self.with_inputs:
+                self.layer_done(event.layer)
+
+    def inputs(self, event: ScanProgress) -> None:
+        """The listener for ``NeuronEngine.inputs``: its input side, said as it is computed."""
+        if event.stage == "loading":
+            self.say("loading model weights")
+        elif event.stage == "scanning":
+            if not self._announced:
+                self.say("computing the input side: each MLP input row against the token embeddings")
+                self._announced = True
+            self._show(f"layer {event.layer}: input side", 0.0)
+        elif event.stage == "done" and event.layer is not None:
+            self._input_seconds[event.layer] = event.seconds
+
+    def layer_done(self, layer: int) -> None:
+        """Layer ``layer`` is whole: counted, and told of in one line."""
+        self._finished += 1
+        weights = self._weights.pop(layer, None)
+        seconds = self._input_seconds.pop(layer, None)
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=self._finished, description=f"layer {layer}")
+            return
+        if weights is None:
+            how = "scores from another rank"  # under torchrun, rank 0 receives the others' layers
+        elif seconds is not None and weights.stage == "cached":
+            how = f"{weights.total} neurons: scores cached"
+        else:
+            how = _how(weights)
+        if seconds is not None:
+            how += f", input side computed in {seconds:.2f} s"
+        self.say(f"layer {layer}: {how} ({self._finished}/{len(self.layers)})")
+
+    def _show(self, description: str, fraction: float) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=self._finished + fraction, description=description)
 
     def say(self, text: str) -> None:
         """A line on stderr, above the bar when there is one."""
         if self._bar is not None:
             self._bar.console.print(text)
         else:
-            print(text, file=sys.stderr, flush=True)
+            say(text)
 
 
-class ActivationStderrProgress:
+class _PrefixedLines:
+    """Lines on stderr, each after this process's prefix (its rank under torchrun)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+
+    def _say(self, text: str) -> None:
+        say(f"{self.prefix}{text}")
+
+
+class ActivationStderrProgress(_PrefixedLines):
     """Progress of the activation pass on stderr: tokens per second and time left, a line every
     few seconds (a terminal or a log file alike)."""
 
+    _SAID = {
+        "loading": "loading the model to run it",
+        "tokenizing": "tokenizing the corpus",
+        "cached": "activation evidence from cache",
+    }
+
     def __init__(self, prefix: str = "", every_seconds: float = 5.0):
-        self.prefix = prefix
+        super().__init__(prefix)
         self.every_seconds = every_seconds
         self._last = -float("inf")
 
@@ -100,29 +163,16 @@ class ActivationStderrProgress:
                 f"stopped at {event.done_tokens:,} of {event.total_tokens:,} tokens: the evidence of "
                 "what was read is kept, and the same command resumes from there"
             )
-        elif event.stage == "loading":
-            self._say("loading the model to run it")
-        elif event.stage == "tokenizing":
-            self._say("tokenizing the corpus")
-        elif event.stage == "cached":
-            self._say("activation evidence from cache")
+        elif event.stage in self._SAID:
+            self._say(self._SAID[event.stage])
         elif event.stage == "done":
             self._say(f"activation pass done in {event.seconds:.1f} s")
 
-    def _say(self, text: str) -> None:
-        try:
-            print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
-        except OSError:
-            pass
 
-
-class FitStderrProgress:
+class FitStderrProgress(_PrefixedLines):
     """Progress of a lens fit on stderr: a line per prompt, with the time left at the rate so far."""
 
-    def __init__(self, prefix: str = ""):
-        self.prefix = prefix
-
-    def __call__(self, event) -> None:  # engine.lens.fit.FitProgress
+    def __call__(self, event: FitProgress) -> None:
         if event.done == event.start:
             if event.start:
                 self._say(f"resuming at prompt {event.start} of {event.total}")
@@ -133,9 +183,3 @@ class FitStderrProgress:
             f"{(event.seconds / (event.done - event.start)):.1f} s per prompt, "
             f"{'?' if left is None else f'{left:.0f}'} s left"
         )
-
-    def _say(self, text: str) -> None:
-        try:
-            print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
-        except OSError:
-            pass
