@@ -630,13 +630,20 @@ class NeuronEngine:
     # --- the corpus pass and what it leaves (engine.activations, reached only through here) ---
     @staticmethod
     def corpus(spec: str | None) -> AnyCorpus:
-        """The corpus ``spec`` names (a file, a folder, hf:NAME), or the embedded one for None:
-        every check of the files before torch is imported."""
+        """The corpus ``spec`` names (a built-in corpus's name, a file, a folder, hf:NAME), or the
+        default for None: every check of the files before torch is imported."""
         return load_corpus(spec)
 
     @staticmethod
     def default_corpus_name() -> str:
         return default_corpus_name()
+
+    @staticmethod
+    def builtin_corpora() -> list[tuple[str, str, str]]:
+        """The built-in corpora, the default first: (name for --corpus, full name, description)."""
+        from engine.activations.builtin_corpora import BUILTIN, description, full_name
+
+        return [(name, full_name(name), description(name)) for name in BUILTIN]
 
     def evidence(
         self, layer: int, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings

@@ -195,15 +195,6 @@ def _folder(directory):
     return folder
 
 
-def test_the_default_corpus_is_real_text_of_about_200k_tokens():
-    from engine.activations.corpus import default_corpus
-
-    corpus = default_corpus()
-    assert corpus.characters >= 1_000_000 and len(corpus.documents) > 100
-    assert any("assignment statement" in d for d in corpus.documents)  # the reference manual
-    assert corpus.content_hash == default_corpus().content_hash  # deterministic
-
-
 async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lift_and_examples(
     tiny_llama_dir, tmp_path
 ):
