@@ -62,8 +62,8 @@ def full_name(name: str) -> str:
 def description(name: str) -> str:
     """One line for a chooser: what the corpus holds."""
     if name == WIKIPEDIA:
-        return "Wikipedia's 10,033 vital articles, their leads: general English (the default)"
-    return "the Python reference manual and docstrings: technical English"
+        return "general English (Wikipedia)"
+    return "technical English (the Python manual)"
 
 
 def builtin_corpus(name: str) -> Corpus:
