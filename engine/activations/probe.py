@@ -59,7 +59,8 @@ def probe_text(
     bridge, tokenizer, text: str, layers: list[int], top: int, device: torch.device, scales: NeuronScales
 ) -> PromptFiring:
     """Per token, each layer's ``top`` neurons by |activation / scale| (ties: the lower neuron),
-    the scales being the corpus's (``scales.layers``) or this text's own (``text_scale``)."""
+    the scales being the corpus's (``scales.layers``, [d_mlp]) or this text's own (``text_scale``,
+    [positions, d_mlp])."""
     ids = tokenizer(text)["input_ids"]
     if not ids:
         empty = np.zeros((0, len(layers), top))

@@ -88,4 +88,5 @@ def _text_words(layers: list[int], with_evidence: int) -> str:
             f"corpus evidence for {with_evidence} of {len(layers)} layers: "
             "a pass over all layers (A) gives each neuron its corpus scale"
         )
-    return f"ranked by activation ÷ the neuron's RMS over this text ({why})"
+    scale = "the neuron's RMS on the rest of this text, at least the layer's median"
+    return f"ranked by activation ÷ {scale} ({why})"

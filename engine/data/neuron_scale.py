@@ -1,5 +1,6 @@
 """Each neuron's own scale, so that a probe ranks neurons by how hard each fires for itself and not by
-raw activation (a few neurons sit at +28 to +45 on every token and would top every ranking).
+raw activation (in the bundled model, L28/N1095 sits at +28 to +45 on every token and topped every
+ranking).
 
 A neuron's **relative activation** at a position is its activation divided by its scale, sign kept;
 a probe ranks by its absolute value (a negative activation writes -W_out: the negative pole is a
@@ -8,20 +9,25 @@ neuron of its own). The scale is, in order of preference:
 - **corpus**: the neuron's ``SCALE_QUANTILE`` quantile of |activation| over the corpus the pass
   read, from the evidence's activation histogram (``LayerActivations.act_hist``: log-spaced bins,
   each 1/8 of a power of two wide; the quantile is interpolated linearly inside its bin, so it is
-  within 12.5% of the exact one). The 99th percentile lies above the share of positions that open a window (1 in
-  256 at the default context: their activations are on another scale) and rests on 120 positions
-  already at 12,000 tokens read; a relative activation of 1 is "as hard as on the 1% of the corpus
-  where it fires hardest".
-- **text** (no corpus evidence for a probed layer): the neuron's root mean square over the probe
-  text's own positions, position 0 and special tokens left out. It needs nothing but the text, it is
-  the neuron's own level (a neuron that is large everywhere gets about 1 everywhere), and what stands
-  out is where a neuron departs from its level on this text. It is coarse on a few tokens (on one
-  token every neuron is at +-1), and the probe says so in its header. A scale from the weights
-  alone was not chosen: an activation's size depends on the residual stream's statistics, which
-  the weights do not give.
+  within 12.5% of the exact one). The 99th percentile lies above the share of positions that open
+  a window (1 in 256 at the default context: their activations are on another scale) and rests on
+  120 positions already at 12,000 tokens read; a relative activation of 1 is "as hard as on the 1%
+  of the corpus where it fires hardest".
+- **text** (no corpus evidence for a probed layer): the neuron's level on the rest of the probe
+  text: the root mean square of its activations at the text's other positions (position 0 and
+  special tokens left out), but at least the layer's median root mean square over the text. It
+  needs nothing but the text; a neuron that is large everywhere gets about 1 everywhere; what ranks
+  first is where a neuron departs most from its own level on this text, in units of no less than
+  the layer's typical level (so a neuron near zero elsewhere does not rank first on noise, and
+  one-token texts rank by activation over the layer's typical level). Leaving the position out of
+  its own scale keeps the ranking graded: with it in, every neuron that fires on one token only
+  would sit at the same ceiling, the square root of the number of tokens. It is coarser than the
+  corpus's scale, and the probe says which it used. A scale from the weights alone was not chosen:
+  an activation's size depends on the residual stream's statistics, which the weights do not give.
 
-Every scale is floored at ``SCALE_FLOOR`` times the layer's median scale (and above zero), so a
-neuron that is silent on nearly all of the corpus or of the text does not rank first on noise.
+A corpus scale is floored at ``SCALE_FLOOR`` times the layer's median scale (and above zero), so a
+neuron that is silent on nearly all of the corpus does not rank first on noise while a rare feature
+firing still ranks high.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ class NeuronScales:
 
     kind: Literal["corpus", "text"]
     words: str  # for the probe's header: which scale, and why
-    layers: dict[int, np.ndarray] = field(default_factory=dict)
+    layers: dict[int, np.ndarray] = field(default_factory=dict)  # corpus only
 
 
 def histogram_quantile(counts: np.ndarray, top: int, quantile: float = SCALE_QUANTILE) -> np.ndarray:
@@ -75,11 +81,18 @@ def corpus_scale(evidence: LayerActivations) -> np.ndarray:
 
 
 def text_scale(values: np.ndarray, marked: np.ndarray) -> np.ndarray:
-    """[d_mlp] float64: each neuron's floored root mean square over the unmarked positions of
-    ``values`` [positions, d_mlp] (over every position when all are marked)."""
-    kept = values[~marked] if (~marked).any() else values
-    kept = np.asarray(kept, dtype=np.float64)
-    return floored(np.sqrt(np.mean(kept * kept, axis=0)))
+    """[positions, d_mlp] float64: at each position, each neuron's root mean square over the other
+    unmarked positions of ``values`` [positions, d_mlp] (over every position when all are marked),
+    at least the layer's median root mean square over them all."""
+    values = np.asarray(values, dtype=np.float64)
+    kept = ~marked if (~marked).any() else np.ones_like(marked)
+    n = int(kept.sum())
+    squares = values * values
+    total = squares[kept].sum(axis=0)  # [d_mlp]
+    floor = max(float(np.median(np.sqrt(total / n))), _SMALLEST)
+    others = np.where(kept[:, None], total[None, :] - squares, total[None, :])  # leave the position out
+    count = np.where(kept, max(n - 1, 1), n)[:, None]
+    return np.maximum(np.sqrt(np.maximum(others, 0.0) / count), floor)
 
 
 def floored(scales: np.ndarray) -> np.ndarray:

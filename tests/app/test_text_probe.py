@@ -4,13 +4,12 @@ which scale), the relative value beside the raw one, and opens one neuron on the
 
 from __future__ import annotations
 
-import numpy as np
 from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
 from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import ScanSettings
-from tests.engine.test_probe_scale import _assert_ranked, _text_activations, floored
+from tests.engine.test_probe_scale import _assert_ranked, _text_activations, reference_text_scale
 from tests.helpers.app import settle, wait_for
 from tui.app import NeuronApp
 
@@ -42,9 +41,9 @@ async def test_the_text_probe_ranks_by_each_neurons_own_scale_and_opens_one(tiny
         assert "type a sentence" in _shown(probe, "#probe-note") and probe.firing is None
         await pilot.press(*TEXT, "enter")
         await wait_for(pilot, lambda: probe.firing is not None)
-        assert "RMS over this text" in _shown(probe, "#probe-scale")
+        assert "RMS on the rest of this text" in _shown(probe, "#probe-scale")
         acts = _text_activations(engine, [layer], TEXT)
-        scale = floored(np.sqrt(np.mean(acts[layer][1:] ** 2, axis=0)))
+        scale = reference_text_scale(acts[layer], probe.firing.marked)
         _assert_ranked(probe.firing, acts, {layer: scale}, PER_LAYER)
         # Position 0 is shown on one row, marked and not ranked; each later position has three rows,
         # by |relative activation|, the relative value and the raw one beside.
@@ -55,7 +54,7 @@ async def test_the_text_probe_ranks_by_each_neurons_own_scale_and_opens_one(tiny
             for rank in range(PER_LAYER):
                 row = rows[1 + PER_LAYER * (position - 1) + rank]
                 neuron = int(probe.firing.neurons[position, 0, rank])
-                relative = acts[layer][position, neuron] / scale[neuron]
+                relative = acts[layer][position, neuron] / scale[position, neuron]
                 assert row[2:6] == [
                     f"L{layer}",
                     str(neuron),
