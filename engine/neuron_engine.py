@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,7 @@ from engine.store.products import ProductStore
 
 if TYPE_CHECKING:  # torch-bound types: imported where the work runs, never at start-up
     from engine.activations.job import Landed
+    from engine.activations.probe_scales import ProbeScales
     from engine.data.firing import LayerFiring, PromptFiring
     from engine.data.progress import FitListener
     from engine.lens.artifact import LensFile
@@ -642,13 +644,20 @@ class NeuronEngine:
     # --- the corpus pass and what it leaves (engine.activations, reached only through here) ---
     @staticmethod
     def corpus(spec: str | None) -> AnyCorpus:
-        """The corpus ``spec`` names (a file, a folder, hf:NAME), or the embedded one for None:
-        every check of the files before torch is imported."""
+        """The corpus ``spec`` names (a built-in corpus's name, a file, a folder, hf:NAME), or the
+        default for None: every check of the files before torch is imported."""
         return load_corpus(spec)
 
     @staticmethod
     def default_corpus_name() -> str:
         return default_corpus_name()
+
+    @staticmethod
+    def builtin_corpora() -> list[tuple[str, str, str]]:
+        """The built-in corpora, the default first: (name for --corpus, full name, description)."""
+        from engine.activations.builtin_corpora import BUILTIN, description, full_name
+
+        return [(name, full_name(name), description(name)) for name in BUILTIN]
 
     def evidence(
         self, layer: int, corpus_hash: str, settings: ActivationSettings, scan: ScanSettings
@@ -716,16 +725,27 @@ class NeuronEngine:
         top: int,
         settings: ScanSettings,
         held: Mapping[int, LayerResult] | None = None,
+        corpus_hash: str | None = None,
+        corpus_name: str | None = None,
+        activation: ActivationSettings | None = None,
     ) -> tuple[PromptFiring, dict[tuple[int, int], tuple[int, int]]]:
-        """The model on ``text``: per token the ``top`` neurons of each layer that fire hardest,
-        and for each of them the token it promotes most and the one it suppresses most (from the
-        layer's scan: ``held`` in memory, else the cache; neurons of layers not scanned yet are
-        left out of that map)."""
+        """The model on ``text``: per token the ``top`` neurons of each layer that fire hardest
+        for themselves (activation relative to each neuron's own scale, engine.data.neuron_scale:
+        its corpus quantile when the cache holds evidence of ``corpus_hash`` under ``activation``
+        for every layer, by default the default corpus's under the default settings, else this
+        text's own), and for each of them the token it promotes most and the one it suppresses
+        most (from the layer's scan: ``held`` in memory, else the cache; neurons of layers not
+        scanned yet are left out of that map)."""
         from engine.activations.probe import probe_text
 
+        if corpus_hash is None:
+            corpus_hash, corpus_name = self.known_corpus_hash(default_corpus_name()), default_corpus_name()
+        scales = self._probe_scales.for_layers(
+            layers, corpus_hash, corpus_name or "the corpus", activation or ActivationSettings(), settings
+        )
         bridge, tokenizer, device = self.activation_model()
         with self.run_lock:
-            firing = probe_text(bridge, tokenizer, text, layers, top, device)
+            firing = probe_text(bridge, tokenizer, text, layers, top, device, scales)
         promoted: dict[tuple[int, int], tuple[int, int]] = {}
         for index, layer in enumerate(firing.layers):
             result = (held or {}).get(layer) or self.cached_layer(layer, settings)
@@ -737,6 +757,13 @@ class NeuronEngine:
                     int(result.suppress_ids[neuron, 0]),
                 )
         return firing, promoted
+
+    @cached_property
+    def _probe_scales(self) -> ProbeScales:
+        """The probe's neuron scales, kept by layer (engine.activations.probe_scales)."""
+        from engine.activations.probe_scales import ProbeScales
+
+        return ProbeScales(self.evidence_store)
 
     def probe_layer(self, text: str, layer: int) -> LayerFiring:
         """The model on ``text``, up to ``layer``: every neuron's activation on every token."""

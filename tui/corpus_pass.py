@@ -19,8 +19,8 @@ LAND_SECONDS = 2.0  # a one-layer pass shows its evidence this often (a full pas
 
 
 def corpus_hash(engine: NeuronEngine, state: ExplorerState) -> str | None:
-    """The chosen corpus's content hash without building the embedded corpus (which takes
-    seconds): known once a pass over it has run. None: no evidence can be in the cache yet."""
+    """The chosen corpus's content hash without building the default corpus: known once a pass
+    over it has run. None: no evidence can be in the cache yet."""
     if state.corpus is not None:
         return state.corpus.content_hash
     if state.corpus_spec is None:
@@ -59,7 +59,7 @@ class PassPlan:
     cap: int | None
     settings: ActivationSettings
     scan: ScanSettings
-    corpus: AnyCorpus | None  # given on the command line, else built from corpus_spec or the default
+    corpus: AnyCorpus | None  # opened already (the command line's, the dialog's), else built from corpus_spec
     corpus_spec: str | None
 
     @property
@@ -71,8 +71,19 @@ class PassPlan:
         return f"L{self.layers[0]}" if len(self.layers) == 1 else f"{len(self.layers)} layers"
 
 
-def plan_pass(state: ExplorerState, layers: list[int], cap: int | None) -> PassPlan:
-    return PassPlan(list(layers), cap, state.activation, state.settings, state.corpus, state.corpus_spec)
+def plan_pass(
+    state: ExplorerState,
+    layers: list[int],
+    cap: int | None,
+    corpus: str | None = None,
+    loaded: AnyCorpus | None = None,
+) -> PassPlan:
+    """A pass over ``layers`` reading ``cap`` tokens of the explorer's corpus, or of ``corpus`` (a
+    spec as --corpus takes it, e.g. a PassChoice's), ``loaded`` when it was opened already (else
+    the pass's worker opens it)."""
+    if corpus is None:
+        return PassPlan(list(layers), cap, state.activation, state.settings, state.corpus, state.corpus_spec)
+    return PassPlan(list(layers), cap, state.activation, state.settings, loaded, corpus)
 
 
 def run_planned_pass(
@@ -97,8 +108,9 @@ def run_planned_pass(
 
 
 def the_corpus(corpus: AnyCorpus | None, spec: str | None) -> AnyCorpus:
-    """The corpus given on the command line (loaded and checked before the explorer opened), or
-    the embedded one, built here (seconds: a worker calls this)."""
+    """The corpus opened already (the command line's, checked before the explorer opened, or the
+    pass dialog's), else the one ``spec`` names (None: the default), opened here (a worker calls
+    this: a built-in corpus takes up to seconds to build)."""
     if corpus is not None:
         return corpus
     return NeuronEngine.corpus(spec)

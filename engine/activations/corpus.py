@@ -2,8 +2,9 @@
 
 ``--corpus`` takes a ``.txt`` file (one document), a folder of ``.txt`` files (one document each,
 in sorted name order), a ``.jsonl`` file with a ``"text"`` field per line, or ``hf:NAME[:SPLIT]``
-for a dataset already in the local Hugging Face datasets cache (nothing is downloaded). Without it
-the embedded default is used: real English text that ships with Python itself (``default_corpus``).
+for a dataset already in the local Hugging Face datasets cache (nothing is downloaded). It also takes
+the name of a built-in corpus (``engine.activations.builtin_corpora``); without it the default is
+used, general English prose installed with the project (``default_corpus``).
 
 Corpora on disk are never held whole: opening one reads it once as a stream (checking it and
 hashing its content, in blocks), and the pass reads it again as a stream of pieces, a document at a
@@ -14,13 +15,10 @@ happens when the corpus is opened, before a model is loaded, and fails with one 
 
 from __future__ import annotations
 
-import ast
 import codecs
 import hashlib
 import json
 import re
-import sys
-import sysconfig
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,8 +26,6 @@ from pathlib import Path
 
 from engine.errors import UserError, first_line
 
-DEFAULT_NAME = "python-docs"
-_DEFAULT_CHARACTERS = 1_200_000  # the reference manual (~465k characters) plus docstrings: ~250k tokens
 PIECE_CHARACTERS = 1 << 18  # a document longer than this is tokenized in pieces (256k characters)
 _READ_BYTES = 1 << 20  # files are read in blocks of this size
 # Where a long document is cut: after a line end, before a character that is not a space (a seam
@@ -85,10 +81,10 @@ class _Hasher:
 
 @dataclass(frozen=True)
 class Corpus:
-    """Documents held in memory (the embedded default, tests): the same interface as a corpus read
+    """Documents held in memory (the built-in corpora, tests): the same interface as a corpus read
     from disk (``StreamedCorpus``)."""
 
-    name: str  # what the user passed, or the default's name
+    name: str  # what the user passed, or a built-in corpus's full name
     documents: tuple[str, ...]
 
     @property
@@ -135,14 +131,23 @@ AnyCorpus = Corpus | StreamedCorpus
 
 
 def load_corpus(spec: str | None) -> AnyCorpus:
-    if spec is None or spec == DEFAULT_NAME:
-        return default_corpus()
+    """The corpus ``spec`` names: None for the default, a built-in corpus's name
+    (``engine.activations.builtin_corpora``: a name wins over a file of the same name; write
+    ``./NAME`` for the file), ``hf:NAME[:SPLIT]``, or a path."""
+    from engine.activations.builtin_corpora import BUILTIN, DEFAULT, builtin_corpus, builtin_name
+
+    if spec is None:
+        return builtin_corpus(DEFAULT)
+    named = builtin_name(spec)
+    if named is not None:
+        return builtin_corpus(named)
     if spec.startswith("hf:"):
         return _hf_dataset(spec)
     path = Path(spec).expanduser()
     if not path.exists():
         raise UserError(
-            f"corpus {spec} does not exist: pass a .txt or .jsonl file, a folder of .txt files or hf:NAME"
+            f"corpus {spec} does not exist: pass {' or '.join(BUILTIN)}, a .txt or .jsonl file, "
+            "a folder of .txt files or hf:NAME"
         )
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix == ".txt" and p.is_file())
@@ -332,40 +337,14 @@ def _hf_dataset(spec: str) -> StreamedCorpus:
 
 
 def default_corpus() -> Corpus:
-    """The Python reference manual's text (``pydoc_data.topics``, one document per topic), then the
-    docstrings of the standard library's modules, read from its source files with ``ast`` (nothing
-    is imported or run), in sorted file order, until about 1.2 million characters."""
-    from pydoc_data.topics import topics
+    """The corpus used without ``--corpus`` (``engine.activations.builtin_corpora``)."""
+    from engine.activations.builtin_corpora import DEFAULT, builtin_corpus
 
-    documents = [topics[name] for name in sorted(topics)]
-    total = sum(len(d) for d in documents)
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for path in sorted(stdlib.glob("*.py")) + sorted(stdlib.glob("*/*.py")):
-        if total >= _DEFAULT_CHARACTERS:
-            break
-        if path.parent.name in ("test", "tests", "idle_test") or path.name.startswith("test"):
-            continue
-        for text in _docstrings(path):
-            documents.append(text)
-            total += len(text)
-    return Corpus(default_corpus_name(), tuple(documents))
+    return builtin_corpus(DEFAULT)
 
 
 def default_corpus_name() -> str:
-    return f"{DEFAULT_NAME} (Python {sys.version_info.major}.{sys.version_info.minor})"
+    """The default corpus's full name, known without building it."""
+    from engine.activations.builtin_corpora import DEFAULT, full_name
 
-
-def _docstrings(path: Path) -> list[str]:
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (SyntaxError, UnicodeDecodeError, ValueError):
-        return []
-    nodes = [tree] + [
-        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-    ]
-    texts = []
-    for node in nodes:
-        text = ast.get_docstring(node)
-        if text and len(text) >= 200:  # one-liners say little about a neuron
-            texts.append(text)
-    return texts
+    return full_name(DEFAULT)

@@ -1,5 +1,6 @@
-"""One typed text through the model: per token, the neurons that fire hardest, or every neuron
-of one layer (the probe of one neuron).
+"""One typed text through the model: per token, the neurons that fire hardest for themselves (by
+activation relative to each neuron's own scale, ``engine.data.neuron_scale``), or every neuron of
+one layer (the probe of one neuron).
 
 The same hooks as the corpus pass (``blocks.{l}.mlp.hook_post``), on one sequence; the forward
 pass stops after the deepest layer asked for. Position 0 and special tokens (a BOS) are marked:
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from engine.data.firing import LayerFiring, PromptFiring
+from engine.data.neuron_scale import NeuronScales, text_scale
 
 
 def marked_positions(tokenizer, ids: list[int]) -> np.ndarray:
@@ -54,26 +56,36 @@ class _Stop(Exception):
 
 
 def probe_text(
-    bridge, tokenizer, text: str, layers: list[int], top: int, device: torch.device
+    bridge, tokenizer, text: str, layers: list[int], top: int, device: torch.device, scales: NeuronScales
 ) -> PromptFiring:
+    """Per token, each layer's ``top`` neurons by |activation / scale| (ties: the lower neuron),
+    the scales being the corpus's (``scales.layers``, [d_mlp]) or this text's own (``text_scale``,
+    [positions, d_mlp])."""
     ids = tokenizer(text)["input_ids"]
     if not ids:
+        empty = np.zeros((0, len(layers), top))
         return PromptFiring(
             np.zeros(0, np.int64),
             layers,
-            np.zeros((0, len(layers), top), np.int64),
-            np.zeros((0, len(layers), top), np.float32),
+            empty.astype(np.int64),
+            empty.astype(np.float32),
             np.zeros(0, bool),
+            empty,
+            scales.words,
         )
-    found: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
+    marked = marked_positions(tokenizer, ids)
+    found: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     deepest = max(layers)
 
     def read(layer: int):
         def hook(activations: torch.Tensor, hook=None):
-            # Ties: the lower neuron first (a stable sort, descending).
-            values, order = torch.sort(activations[0].float(), dim=1, descending=True, stable=True)
-            found[layer] = (order[:, :top], values[:, :top])
+            values = activations[0].double()
+            scale = scales.layers.get(layer)
+            if scale is None:
+                scale = text_scale(values.cpu().numpy(), marked)
+            relative = values / torch.from_numpy(scale).to(values.device)
+            order = torch.sort(relative.abs(), dim=1, descending=True, stable=True).indices[:, :top]
+            found[layer] = (order, values.gather(1, order), relative.gather(1, order))
             if layer == deepest:
                 raise _Stop()
             return activations
@@ -81,12 +93,16 @@ def probe_text(
         return hook
 
     _run_to(bridge, ids, [(f"blocks.{layer}.mlp.hook_post", read(layer)) for layer in layers], device)
-    neurons = np.stack([found[layer][0].cpu().numpy() for layer in layers], axis=1)
-    values = np.stack([found[layer][1].cpu().numpy() for layer in layers], axis=1)
+
+    def stacked(part: int) -> np.ndarray:
+        return np.stack([found[layer][part].cpu().numpy() for layer in layers], axis=1)
+
     return PromptFiring(
         np.asarray(ids, dtype=np.int64),
         layers,
-        neurons,
-        values.astype(np.float32),
-        marked_positions(tokenizer, ids),
+        stacked(0),
+        stacked(1).astype(np.float32),
+        marked,
+        stacked(2),
+        scales.words,
     )

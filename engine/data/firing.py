@@ -1,7 +1,8 @@
 """What the model does on one typed text, as plain arrays (``engine.activations.probe`` computes
-them): the hardest-firing neurons per token, or every neuron of one layer. Position 0 and special
-tokens are marked: their activations are on another scale (the first position is an attention
-sink), so front ends show them apart and leave them out of rankings."""
+them): per token the neurons that fire hardest for themselves (activation relative to each
+neuron's own scale, ``engine.data.neuron_scale``), or every neuron of one layer. Position 0 and
+special tokens are marked: their activations are on another scale (the first position is an
+attention sink), so front ends show them apart and leave them out of rankings."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ import numpy as np
 
 @dataclass
 class PromptFiring:
+    """Per position and layer, the ``top`` neurons with the largest |relative activation| (the
+    activation divided by the neuron's own scale, sign kept), ties to the lower neuron."""
+
     token_ids: np.ndarray  # [positions] int64, as tokenizer(text) gives them
     layers: list[int]
-    neurons: np.ndarray  # [positions, len(layers), top] int64: hardest-firing neurons, best first
-    activations: np.ndarray  # [positions, len(layers), top] float32
+    neurons: np.ndarray  # [positions, len(layers), top] int64: best first
+    activations: np.ndarray  # [positions, len(layers), top] float32: the raw activation
     marked: np.ndarray  # [positions] bool: position 0 or a special token (not ranked)
+    relative: np.ndarray  # [positions, len(layers), top] float64: activation / the neuron's scale
+    scale: str  # which scale the ranking used, in words (engine.data.neuron_scale.NeuronScales)
 
 
 @dataclass

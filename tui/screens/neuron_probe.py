@@ -29,6 +29,7 @@ from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
 
 BAR_CELLS = 24
+EMPTY_HINT = "type a sentence above (e.g. She said that she would), then Enter"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
             value=self.start_text, placeholder="a sentence to run this neuron on", id="neuron-probe-input"
         )
         yield KeyTable(id="neuron-probe-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="neuron-probe-note")
+        yield Static("" if self.start_text.strip() or self.firing else EMPTY_HINT, id="neuron-probe-note")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -121,6 +122,8 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         event.stop()
         if event.value.strip():
             self._run(event.value)
+        else:
+            self.query_one("#neuron-probe-note", Static).update(Text(EMPTY_HINT))
 
     def _run(self, text: str) -> None:
         self.query_one("#neuron-probe-note", Static).update("running the model (the first run loads it)…")

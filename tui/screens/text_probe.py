@@ -1,7 +1,9 @@
-"""Type a sentence, see per token the neurons that fire hardest (in the layer on screen, or in
-every layer) and the token each promotes most; Enter probes that one neuron on the same text.
-Position 0 and special tokens (a BOS) are shown, marked, and not ranked: their activations are on
-another scale."""
+"""Type a sentence, see per token the neurons that fire hardest for themselves (in the layer on
+screen, or in every layer) and the token each promotes most; Enter probes that one neuron on the
+same text. Neurons are ranked by their activation relative to their own scale (their corpus
+quantile when a pass has read the corpus, else their spread over this text: the line under the
+title says which), with the raw activation beside. Position 0 and special tokens (a BOS) are
+shown, marked, and not ranked: their activations are on another scale."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
-from engine.data.firing import LayerFiring
+from engine.data.firing import LayerFiring, PromptFiring
 from engine.data.tokens import Vocabulary
 from engine.errors import describe
 from tui.render import token_label
@@ -25,6 +27,8 @@ from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
 
 PER_LAYER = 3  # neurons shown per token and layer
+EXAMPLE = "She said that she would"
+EMPTY_HINT = f"type a sentence above (e.g. {EXAMPLE}), then Enter"
 
 
 class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
@@ -42,6 +46,7 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
     DEFAULT_CSS = """
     TextProbeScreen #probe-table { height: 1fr; }
     TextProbeScreen #probe-note { height: 1; color: $text-muted; padding: 0 1; }
+    TextProbeScreen #probe-scale { height: auto; color: $text-muted; padding: 0 1; }
     """
 
     class Probed(Message):
@@ -64,18 +69,19 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         self.rows: list[tuple[int, int] | None] = []  # None: a marked position's row
         self.promoted: dict[tuple[int, int], tuple[int, int]] = {}
         self.text = ""
-        self.firing = None
+        self.firing: PromptFiring | None = None
 
     def compose(self) -> ComposeResult:
         yield TitleBar(id="probe-title")
-        yield Input(placeholder="a sentence, e.g. 'She said that she would'", id="probe-input")
+        yield Input(placeholder=f"a sentence, e.g. '{EXAMPLE}'", id="probe-input")
+        yield Static("", id="probe-scale")
         yield KeyTable(id="probe-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="probe-note")
+        yield Static(EMPTY_HINT, id="probe-note")
         yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("pos", "token", "layer", "neuron", "activation", "promotes most")
+        table.add_columns("pos", "token", "layer", "neuron", "÷ scale", "activation", "promotes most")
         self._title()
         self.query_one(Input).focus()
 
@@ -90,9 +96,12 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
     @on(Input.Submitted, "#probe-input")
     def _submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.query_one("#probe-note", Static).update("running the model (the first run loads it)…")
-            self.run_probe(event.value, self._layers())
+        note = self.query_one("#probe-note", Static)
+        if not event.value.strip():
+            note.update(Text(EMPTY_HINT))
+            return
+        note.update("running the model (the first run loads it)…")
+        self.run_probe(event.value, self._layers())
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
     def run_probe(self, text: str, layers: list[int]) -> None:
@@ -108,38 +117,27 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
             note.update(Text(f"cannot run the model: {message.error}"))
             return
         self.firing, self.promoted, self.text = message.firing, message.promoted, message.text
+        firing = message.firing
+        self.query_one("#probe-scale", Static).update(Text(firing.scale))
         table = self.query_one(DataTable)
         table.clear()
         self.rows = []
-        firing = message.firing
         for position, token_id in enumerate(firing.token_ids.tolist()):
+            label = token_label(self.vocab.text(token_id), 16)
             if firing.marked[position]:
-                table.add_row(
-                    f"{position}*",
-                    Text(token_label(self.vocab.text(token_id), 16), style="dim"),
-                    "",
-                    "",
-                    "",
-                    Text("not ranked: another scale", style="dim"),
-                )
+                dim = Text("not ranked: another scale", style="dim")
+                table.add_row(f"{position}*", Text(label, style="dim"), "", "", "", "", dim)
                 self.rows.append(None)
                 continue
-            best = sorted(
-                (
-                    (float(firing.activations[position, li, r]), layer, int(firing.neurons[position, li, r]))
-                    for li, layer in enumerate(firing.layers)
-                    for r in range(firing.neurons.shape[2])
-                ),
-                key=lambda hit: (-hit[0], hit[1], hit[2]),
-            )[:PER_LAYER]
-            for rank, (value, layer, neuron) in enumerate(best):
+            for rank, (relative, value, layer, neuron) in enumerate(best_neurons(firing, position)):
                 tokens = message.promoted.get((layer, neuron))
                 promoted = None if tokens is None else tokens[0] if value >= 0 else tokens[1]
                 table.add_row(
                     str(position) if rank == 0 else "",
-                    Text(token_label(self.vocab.text(token_id), 16) if rank == 0 else ""),
+                    Text(label if rank == 0 else ""),
                     f"L{layer}",
                     str(neuron),
+                    f"{relative:+.2f}",
                     f"{value:+.3f}",
                     Text(token_label(self.vocab.text(promoted), 16) if promoted is not None else "…"),
                 )
@@ -186,3 +184,21 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def best_neurons(
+    firing: PromptFiring, position: int, count: int = PER_LAYER
+) -> list[tuple[float, float, int, int]]:
+    """The position's ``count`` neurons with the largest |relative activation| over the layers
+    probed (ties: lower layer, then lower neuron): (relative, activation, layer, neuron)."""
+    hits = (
+        (
+            float(firing.relative[position, li, r]),
+            float(firing.activations[position, li, r]),
+            layer,
+            int(firing.neurons[position, li, r]),
+        )
+        for li, layer in enumerate(firing.layers)
+        for r in range(firing.neurons.shape[2])
+    )
+    return sorted(hits, key=lambda hit: (-abs(hit[0]), hit[2], hit[3]))[:count]
