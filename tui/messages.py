@@ -93,6 +93,11 @@ class Activity(Message):
 
 
 @dataclass(eq=False)  # identity, as a message is one event
+class CorpusChanged(Message):
+    """The explorer reads another corpus now: the evidence held of the old one was dropped."""
+
+
+@dataclass(eq=False)  # identity, as a message is one event
 class MarksChanged(Message):
     """A mark or a note changed (here, in another view, or in another explorer's file)."""
 

@@ -131,6 +131,13 @@ class ExplorerState:
             self.readings.pop(dropped, None)
         return True
 
+    def switch_corpus(self, spec: str, corpus: AnyCorpus | None) -> None:
+        """Read ``spec`` (as --corpus takes it) from now on: evidence of the old corpus is dropped."""
+        self.corpus_spec, self.corpus = spec, corpus
+        self.evidence.clear()
+        self.readings.clear()
+        self.evidence_missing.clear()
+
     def order(self, neurons: LayerNeurons) -> np.ndarray:
         order = neuron_order(neurons, self.sort_by(neurons), self.conditions)
         return order[::-1].copy() if self.reverse else order

@@ -14,7 +14,7 @@ from engine.data.progress import ActivationProgress
 from engine.errors import ScanCancelled
 from engine.neuron_engine import NeuronEngine
 from tui.corpus_pass import PassPlan, activity, cap_words, default_cap, look_up, plan_pass, run_planned_pass
-from tui.messages import Activity, EvidenceReady, report_failure
+from tui.messages import Activity, CorpusChanged, EvidenceReady, report_failure
 from tui.screens.pass_dialog import PassChoice
 from tui.state import ExplorerState
 
@@ -75,7 +75,8 @@ class Evidence(Widget):
             if choice is not None:
                 self.start_pass(choice, layer)
 
-        self.app.push_screen(PassDialog(layer, self.state.n_layers, cap, device), start)
+        dialog = PassDialog(layer, self.state.n_layers, cap, device, corpus_name=self.state.corpus_spec)
+        self.app.push_screen(dialog, start)
 
     def _stop_if(self, yes: bool | None) -> None:
         if yes:
@@ -83,6 +84,10 @@ class Evidence(Widget):
 
     def start_pass(self, choice: PassChoice, layer: int) -> None:
         layers = list(range(self.state.n_layers)) if choice.all_layers else [layer]
+        if choice.corpus is not None and choice.corpus != self.state.corpus_spec:
+            # Reading another corpus: from now on the list and the detail show its evidence.
+            self.state.switch_corpus(choice.corpus, choice.loaded)
+            self.post_message(CorpusChanged())
         plan = plan_pass(self.state, layers, choice.cap)
         self.notify(
             f"reading {cap_words(choice.cap)} for {plan.layers_label}; evidence shows as it "

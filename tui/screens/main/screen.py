@@ -23,6 +23,7 @@ from engine.errors import UserError, describe
 from engine.neuron_engine import NeuronEngine
 from tui.messages import (
     Activity,
+    CorpusChanged,
     EngineReady,
     EvidenceReady,
     ExplorerFailed,
@@ -199,6 +200,9 @@ class MainScreen(Screen[None]):
         if self.state.keep_evidence(message.layer, message.evidence, message.reading):
             if self.state.layer == message.layer:
                 self.layer_view.redraw()
+
+    def on_corpus_changed(self, message: CorpusChanged) -> None:
+        self.layer_view.redraw()  # without the old corpus's lift
 
     def on_marks_changed(self, message: MarksChanged) -> None:
         message.stop()

@@ -16,6 +16,7 @@ from engine.data.neurons import LayerNeurons
 from engine.data.summary import LayerSummary
 from engine.data.token_index import TokenIndex
 from engine.neuron_engine import NeuronEngine
+from tui.corpus_pass import corpus_hash
 from tui.screens.main.status import reading_label
 from tui.state import ExplorerState
 
@@ -59,10 +60,11 @@ def text_probe(engine: NeuronEngine, state: ExplorerState) -> TextProbeScreen | 
 
     if state.vocab is None or state.info is None or state.layer is None:
         return None
-    settings, held = state.settings, dict(state.results)
+    settings, held, activation = state.settings, dict(state.results), state.activation
+    digest, name = corpus_hash(engine, state), state.corpus_spec
 
     def probe(text: str, layers: list[int], top: int):
-        return engine.probe(text, layers, top, settings, held)
+        return engine.probe(text, layers, top, settings, held, digest, name, activation)
 
     def probe_layer(layer: int):
         return lambda text: engine.probe_layer(text, layer)
