@@ -23,21 +23,21 @@ def bare() -> None:
 
 
 def explorer(cache_dir: str) -> None:
+    """Start the explorer and leave at the first frame that shows a layer (the message the layer
+    view sends when it shows one reaches the app)."""
     from engine.neuron_engine import EngineOptions, NeuronEngine
     from tui.app import NeuronApp
+    from tui.screens.main.layer_view import LayerView
 
     shown: list[int] = []
+
+    class FirstFrame(NeuronApp):
+        def on_layer_view_shown(self, message: LayerView.Shown) -> None:
+            shown.append(message.neurons.layer)
+            self.call_after_refresh(self.exit)
+
     engine = NeuronEngine(EngineOptions(model=None, device="cpu", cache_dir=cache_dir))
-    app = NeuronApp(engine)
-    show_result = app.main._show_result
-
-    def show_and_exit(result) -> None:
-        show_result(result)
-        shown.append(result.layer)
-        app.call_after_refresh(app.exit)
-
-    app.main._show_result = show_and_exit
-    app.run(headless=True, size=(120, 40))
+    FirstFrame(engine).run(headless=True, size=(120, 40))
     if not shown:
         sys.exit("the explorer exited before showing a layer")
     print(f"first_frame_layer={shown[0]} torch_imported={'torch' in sys.modules}", file=sys.stderr)
@@ -45,39 +45,39 @@ def explorer(cache_dir: str) -> None:
 
 def detail(cache_dir: str) -> None:
     """Open the first listed neuron's detail once the layer shows; print the seconds to its frame."""
+    from textual.screen import Screen
+
     from engine.neuron_engine import EngineOptions, NeuronEngine
     from tui.app import NeuronApp
     from tui.screens.detail import NeuronDetailScreen
-    from tui.widgets.neuron_list import NeuronList
+    from tui.screens.main.layer_view import LayerView
+
+    timings: dict[str, float] = {}
+
+    class DetailFrame(NeuronApp):
+        def on_mount(self) -> None:
+            super().on_mount()
+            self.screen_change_signal.subscribe(self, self.screen_changed)
+
+        def on_layer_view_shown(self, message: LayerView.Shown) -> None:
+            if "opened" not in timings:
+                timings["opened"] = 0.0
+                self.set_timer(0.5, self.open_detail)  # as a person would: a moment after the layer shows
+
+        def open_detail(self) -> None:
+            timings["opened"] = time.perf_counter()
+            self.simulate_key("enter")
+
+        def screen_changed(self, screen: Screen) -> None:
+            if isinstance(screen, NeuronDetailScreen):
+                screen.call_after_refresh(self.drawn)
+
+        def drawn(self) -> None:
+            timings["drawn"] = time.perf_counter()
+            self.exit()
 
     engine = NeuronEngine(EngineOptions(model=None, device="cpu", cache_dir=cache_dir))
-    app = NeuronApp(engine)
-    timings: dict[str, float] = {}
-    show_result, on_mount = app.main._show_result, NeuronDetailScreen.on_mount
-
-    def open_detail() -> None:
-        timings["opened"] = time.perf_counter()
-        listing = app.main.query_one(NeuronList)
-        listing.post_message(NeuronList.Selected(listing.current_neuron))
-
-    def show_and_open(result) -> None:
-        show_result(result)
-        if "opened" not in timings:
-            timings["opened"] = 0.0
-            app.set_timer(0.5, open_detail)  # as a person would: a moment after the layer shows
-
-    def mounted(screen) -> None:
-        on_mount(screen)
-
-        def drawn() -> None:
-            timings["drawn"] = time.perf_counter()
-            app.exit()
-
-        screen.call_after_refresh(drawn)
-
-    app.main._show_result = show_and_open
-    NeuronDetailScreen.on_mount = mounted
-    app.run(headless=True, size=(120, 40))
+    DetailFrame(engine).run(headless=True, size=(120, 40))
     if "drawn" not in timings:
         sys.exit("the explorer exited before the detail showed")
     print(

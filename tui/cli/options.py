@@ -198,9 +198,10 @@ CORPUS = Option(
     None,
     dict(
         default=None,
-        metavar="PATH",
-        help='a .txt file, a folder of .txt files, a .jsonl file with a "text" field per line, or '
-        "hf:NAME[:SPLIT] from the local datasets cache (default: the embedded Python documentation)",
+        metavar="CORPUS",
+        help="wikipedia-vital or python-docs (built in), a .txt file, a folder of .txt files, a .jsonl "
+        'file with a "text" field per line, or hf:NAME[:SPLIT] from the local datasets cache (default: '
+        "wikipedia-vital, the lead sections of Wikipedia's vital articles)",
     ),
 )
 # The activation pass's settings (the explorer runs it too).
