@@ -310,6 +310,10 @@ class NeuronEngine:
 
         with self._lock:
             if self._runnable is None:
+                # The model carries its own unembedding: the scan's projected copy (the size of a
+                # small model's whole embedding) goes, and is built again if another scan needs it.
+                self._unembeds.clear()
+                return_freed_memory()
                 device = self.rank_device(ranks or SINGLE)
                 bridge, tokenizer = runnable_model(self.location, self._source)
                 if device.type != "cpu":
@@ -399,6 +403,9 @@ class NeuronEngine:
         """Compute a layer (the lock held), keep it, and say so."""
         from engine.scan.layer_scan import scan_shrinking_on_oom
 
+        # What ran before (a forward pass, another layer) may have left freed pages in the heap:
+        # handing them back first keeps the scan's transient memory from stacking on them.
+        return_freed_memory()
         unembed = self._unembed(settings)
         w_out = self._ensure_source(listener).mlp_out(layer)
         started = time.perf_counter()

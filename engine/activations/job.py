@@ -43,7 +43,9 @@ class JobHost(Protocol):
 
     def activation_model(self, ranks: Ranks | None = None) -> tuple: ...
 
-    def layer(self, layer: int, settings: ScanSettings) -> LayerResult: ...
+    def layer(
+        self, layer: int, settings: ScanSettings, cancelled: Callable[[], bool] | None = None
+    ) -> LayerResult: ...
 
     def token_forms(self, size: int) -> np.ndarray: ...
 
@@ -78,6 +80,7 @@ class ActivationJob:
         self.batches_run = 0  # batches this process computed (not resumed): for tests
         self.batches_short = 0  # of them, those that stopped after the deepest chosen layer
         self.on_landed = on_landed
+        self.lift_tokens: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rank 0's, from the scans
         self.land_seconds = land_seconds if on_landed is not None else None
 
     # --- the pass's place in the cache ---------------------------------------------------------
@@ -101,6 +104,10 @@ class ActivationJob:
             return {layer: e for layer, e in found.items() if e is not None} if self.ranks.is_writer else None
 
         self.listener(ActivationProgress("loading"))
+        if self.ranks.is_writer:
+            # The lift reads each layer's scan: computed (when not cached) before the model is
+            # loaded, so that the scan's working memory and the model's never add up.
+            self.lift_tokens = self._lift_tokens()
         bridge, tokenizer, device = self.engine.activation_model(self.ranks)
         self.listener(ActivationProgress("tokenizing"))
         tokenized = tokenize_corpus(
@@ -197,6 +204,14 @@ class ActivationJob:
         self._forget_progress()
         self.listener(ActivationProgress("done", total, total, time.perf_counter() - started, resumed))
         return results
+
+    def _lift_tokens(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each layer's promoted and suppressed token ids (its scan's), which the lift is measured on."""
+        found = {}
+        for layer in self.layers:
+            scan = self.engine.layer(layer, self.scan, cancelled=self.cancelled)
+            found[layer] = (scan.promote_ids.astype(np.int64), scan.suppress_ids.astype(np.int64))
+        return found
 
     def _known_scales(
         self, tokenized: TokenizedCorpus, batches, mine: list[int], scales: np.ndarray
@@ -301,7 +316,9 @@ class _Lander:
         from engine.sources.bridge_source import bridge_final_norm
 
         self.job, self.bridge, self.full, self.total = job, bridge, tokenized, total
-        self.unembed = _numpy(bridge.W_U)
+        # The model's own W_U (a view on a CPU, transposed as the bridge shows it): a contiguous
+        # copy would be a third unembedding beside the model's and the scan's.
+        self.unembed = bridge.W_U.detach().to("cpu").float().numpy()
         final_norm = bridge_final_norm(bridge)
         self.norm_weight = None if final_norm is None else final_norm.scale
         self.centred = final_norm is not None and final_norm.centres
@@ -310,10 +327,8 @@ class _Lander:
 
     def layer_inputs(self, layer: int) -> tuple:
         if layer not in self._weights:
-            scan = self.job.engine.layer(layer, self.job.scan)
+            promote_ids, suppress_ids = self.job.lift_tokens[layer]
             w_out = _numpy(self.bridge.blocks[layer].mlp.W_out)
-            promote_ids = scan.promote_ids.astype(np.int64)
-            suppress_ids = scan.suppress_ids.astype(np.int64)
             self._weights[layer] = (
                 promote_ids,
                 suppress_ids,
