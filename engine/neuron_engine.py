@@ -28,7 +28,7 @@ from engine.activations.corpus import AnyCorpus, default_corpus_name, load_corpu
 from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.inputs import LayerInputs
-from engine.data.model import ModelInfo
+from engine.data.model import EmbeddingRows, ModelInfo
 from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
 from engine.data.progress import ActivationListener, ProgressListener, ScanProgress
@@ -134,7 +134,7 @@ class NeuronEngine:
         self._info: ModelInfo | None = None
         self._vocab: Vocabulary | None = None
         self._forms: np.ndarray | None = None
-        self._embedding: np.ndarray | None = None
+        self._embedding: EmbeddingRows | None = None  # W_E as stored, read by the input side
         self._concept_nulls: dict = {}
         self._nulls: dict[tuple, NullBaseline] = {}
         self.shrunk_chunks: list[int] = []  # block sizes an out-of-memory error made us fall back to
@@ -535,7 +535,7 @@ class NeuronEngine:
         with self._lock:
             source = self._ensure_source()
             if self._embedding is None:
-                self._embedding = source.embedding()
+                self._embedding = source.embedding_rows()
             found = layer_inputs(
                 layer,
                 source.mlp_in(layer),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.model import EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError, first_line
 from engine.sources.base import check_orientation
@@ -164,6 +164,11 @@ class BridgeSource:
 
     def embedding(self) -> np.ndarray:
         return self._numpy(self._bridge.W_E)
+
+    def embedding_rows(self) -> EmbeddingRows:
+        from engine.sources.embedding_rows import TensorRows
+
+        return TensorRows(self._bridge.W_E.detach().to("cpu"))  # the model's own, not a copy
 
     def vocabulary(self) -> Vocabulary:
         return tokenizer_vocabulary(self._tokenizer, self.info.d_vocab)

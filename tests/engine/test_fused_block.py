@@ -111,13 +111,14 @@ def test_rescoring_kernel_equals_float64_dots():
 
 def test_input_side_candidates_swept_equal_merged():
     """The input side's candidates by the numba heaps equal those of torch's chunk-wise top-k."""
-    from engine.scan.input_side import _candidates_merged, _candidates_swept
+    from engine.data.model import ArrayRows
+    from engine.scan.input_side import _candidates_merged, _candidates_swept, _Table
 
     rng = np.random.default_rng(25)
     unit = torch.from_numpy(rng.standard_normal((90, 24)).astype(np.float32))
-    table = torch.from_numpy(rng.standard_normal((9000, 24)).astype(np.float32))
-    inverse = (1.0 / table.double().norm(dim=1)).float()
-    swept, merged = _candidates_swept(unit, table, inverse, 26), _candidates_merged(unit, table, inverse, 26)
+    table = ArrayRows(rng.standard_normal((9000, 24)).astype(np.float32))
+    swept = _candidates_swept(unit, _Table(table, CPU, 4096), 26)
+    merged = _candidates_merged(unit, _Table(table, CPU, 4096), 26)
     for (swept_values, swept_ids), (merged_values, merged_ids) in zip(swept, merged):
         np.testing.assert_array_equal(swept_values.numpy(), merged_values.numpy())
         np.testing.assert_array_equal(swept_ids.numpy(), merged_ids.numpy())
