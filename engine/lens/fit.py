@@ -27,6 +27,7 @@ from engine.settings import FitSettings
 
 if TYPE_CHECKING:
     import torch
+    from transformer_lens.tools.analysis import JacobianLens
 
 
 def corpus_prompts(tokenizer, corpus: AnyCorpus, settings: FitSettings) -> list[str]:
@@ -63,7 +64,7 @@ def _payload(lens, next_prompt: int) -> dict:
     return payload
 
 
-def _lens_from_payload(payload: dict):
+def _lens_from_payload(payload: dict) -> JacobianLens | None:
     from transformer_lens.tools.analysis import JacobianLens
 
     if "J" not in payload:
@@ -122,7 +123,7 @@ class LensFit:
         lens = self._fit_share()
         return self._gather(lens)
 
-    def _resume(self) -> tuple[object, int]:
+    def _resume(self) -> tuple[JacobianLens | None, int]:
         """The running lens and the next prompt, from this rank's partial file when it has one."""
         import torch
 

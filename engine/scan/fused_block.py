@@ -129,7 +129,9 @@ def _neuron_sweep(
                 cube[j] += power * wide
                 fourth[j] += power * power
             for j in range(width):
-                key = _float_bits(row[j] - centre[j])
+                # numba's stub types an intrinsic's call with its typing context and as never
+                # returning; compiled code calls it with the value alone and gets an int32.
+                key = _float_bits(row[j] - centre[j])  # type: ignore[call-arg, var-annotated]
                 step = ((key >> KEY_SHIFT) & (SIGN_KEY - 1)) - window_low
                 step = min(max(step, 0), BINS_PER_SIGN - 1)
                 bins[j] = BINS_PER_SIGN - 1 - step if key < 0 else BINS_PER_SIGN + step
