@@ -1,10 +1,7 @@
-"""Embeddings read a block of rows at a time, in the dtype their file stores (``EmbeddingRows``).
-
-``TensorRows`` wraps a tensor already in memory (a bridge's model holds its own). ``FileRows``
-reads a safetensors tensor's rows straight from its file when they are asked for and widens them
+"""A safetensors embedding read a block of rows at a time, in the dtype its file stores
+(``EmbeddingRows``): ``FileRows`` reads the rows asked for straight from the file and widens them
 to float32, so the process never holds more of it than one block (an 8B model's bf16 W_E is
-1 GiB; in float32, 2 GiB).
-"""
+1 GiB; in float32, 2 GiB)."""
 
 from __future__ import annotations
 
@@ -16,26 +13,6 @@ import numpy as np
 
 # safetensors dtypes that widen exactly to float32, as numpy reads their bytes
 _STORED = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}
-
-
-class TensorRows:
-    """An embedding held as a torch tensor (bf16, fp16 or float32), widened a block at a time."""
-
-    def __init__(self, tensor) -> None:
-        self._tensor = tensor
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        rows, cols = self._tensor.shape
-        return int(rows), int(cols)
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(self._tensor[start:stop].float().numpy())
-
-    def take(self, ids: np.ndarray) -> np.ndarray:
-        import torch
-
-        return np.ascontiguousarray(self._tensor[torch.from_numpy(ids)].float().numpy())
 
 
 def _tensor_location(path: Path, name: str) -> tuple[str, tuple[int, ...], int] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from engine.scan.layer_scan import scan_layer
 from engine.scan.projection import ProjectedUnembed
 from engine.settings import Projection
 from tests.helpers.exactness import assert_histogram_matches, assert_layer_matches
+from tests.helpers.models import random_layer
 from tests.helpers.reference import reference_layer
 
 ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, True], repeat=3)]
@@ -31,12 +33,7 @@ SAME = (
 )
 
 
-def _random(seed: int, d_model=40, d_mlp=150, d_vocab=2600):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((d_mlp, d_model)).astype(np.float32)
-    u = rng.standard_normal((d_model, d_vocab)).astype(np.float32)
-    g = rng.uniform(0.5, 2.0, d_model).astype(np.float32)
-    return w, u, g
+_random = partial(random_layer, d_model=40, d_mlp=150, d_vocab=2600)
 
 
 def _eager(monkeypatch, *args, **kwargs):
