@@ -115,18 +115,15 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
 
     products = []
 
-    def scan_all() -> None:
+    def scan_all(reference: bool = False) -> None:
         for layer, w_out in enumerate(w_outs):
-            products.append(scan_layer(layer, w_out, unembed, 10, 8, chunk_tokens=chunk).products)
+            result = scan_layer(layer, w_out, unembed, 10, 8, chunk_tokens=chunk, eager=reference)
+            products.append(result.products)
 
     scan = timed(scan_all, device)
     eager = None
     if device.type == "cpu" and fused_block.AVAILABLE:  # the reference pass, for before/after
-        fused_block.AVAILABLE = False
-        try:
-            eager = timed(scan_all, device)
-        finally:
-            fused_block.AVAILABLE = True
+        eager = timed(lambda: scan_all(reference=True), device)
     matrix = unembed.operand if dtype == torch.float32 else unembed.split.parts[0].T
     per_neuron = seed_loop_per_neuron(w_outs[0], matrix, vocab_texts, seed_sample)
     seed = per_neuron * w_outs[0].shape[0] * len(w_outs)

@@ -239,9 +239,11 @@ class EagerFold:
 BlockFold = CompiledFold | SweepFold | EagerFold
 
 
-def block_fold(tallies: LayerTallies, chunk: int, device: torch.device) -> BlockFold:
+def block_fold(tallies: LayerTallies, chunk: int, device: torch.device, eager: bool = False) -> BlockFold:
     """The pass this device uses: the compiled one where it is ready, the numba sweeps on a CPU,
-    else the eager one."""
+    else the eager one (or the eager one whatever the device offers: the reference)."""
+    if eager:
+        return EagerFold(tallies, chunk)
     compiled = COMPILED.get((chunk, tallies.mean_fast.shape[0]), device)
     if compiled is not None:
         return CompiledFold(tallies, compiled)

@@ -211,11 +211,14 @@ def scan_layer(
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
     transport: np.ndarray | None = None,
+    eager: bool = False,
 ) -> LayerResult:
     """Scan one layer's W_out [d_mlp, d_model] against the projected unembedding; under a Jacobian
     lens each direction w is read as ``transport @ w`` (J_l, float64 [d_model, d_model]).
 
     ``progress(done, total)`` counts vocabulary tokens; ``cancelled()`` is polled between blocks.
+    ``eager``: fold the blocks with the eager reference pass whatever else the device offers (the
+    benchmarks time the compiled pass and the sweeps against it).
     """
     device = unembed.device
     d_mlp, d_vocab = w_out.shape[0], unembed.d_vocab
@@ -235,7 +238,7 @@ def scan_layer(
     histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
     token_keep = min(token_top_n + TOKEN_MARGIN, d_mlp)
     tallies = LayerTallies.empty(d_vocab, n_candidates, token_keep, histogram, mean.float(), inverse_norm)
-    fold = block_fold(tallies, chunk, device)
+    fold = block_fold(tallies, chunk, device, eager)
     block_buffer = torch.empty((chunk, d_mlp), device=device)
     for start, stop in _blocks(d_vocab, chunk, n_candidates):
         if cancelled is not None and cancelled():

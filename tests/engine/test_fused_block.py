@@ -58,6 +58,27 @@ def test_sweeps_equal_the_eager_pass_and_the_reference(projection, monkeypatch):
         np.testing.assert_allclose(getattr(swept, name), getattr(eager, name), rtol=1e-12, atol=1e-13)
 
 
+def test_the_reference_pass_on_request_is_the_eager_pass(monkeypatch):
+    """``eager=True`` (what the benchmarks time the sweeps against) folds the blocks with the eager
+    pass though numba is at hand, and gives the reference's numbers."""
+    from engine.scan import block_folds
+
+    folded: list[int] = []
+    update = block_folds.EagerFold.update
+    monkeypatch.setattr(
+        block_folds.EagerFold, "update", lambda self, *args: folded.append(1) or update(self, *args)
+    )
+    w, u, g = _random(24, d_vocab=900)
+    unembed = ProjectedUnembed(u, g, Projection(), CPU, torch.float32)
+    swept = scan_layer(0, w, unembed, 10, 8, chunk_tokens=300)
+    assert not folded
+    asked = scan_layer(0, w, unembed, 10, 8, chunk_tokens=300, eager=True)
+    assert len(folded) == 3  # one per block
+    assert_layer_matches(asked, reference_layer(w, u, g, Projection(), 10, 8))
+    for name in SAME:
+        np.testing.assert_array_equal(getattr(asked, name), getattr(swept, name), err_msg=name)
+
+
 @pytest.mark.parametrize("chunk_tokens", [1, 7, 64, 2600])
 def test_any_block_size_gives_the_same_results(chunk_tokens):
     w, u, g = _random(22, d_vocab=900)
