@@ -685,7 +685,13 @@ class NeuronEngine:
         split across torchrun's ranks); None on ranks other than 0. With one layer it is that
         layer's pass: the forward pass stops after it once the final norm's scales of the
         windows are known. ``on_landed`` hears the evidence of the tokens read so far as it
-        lands (engine.activations.job.ActivationJob); a stopped pass raises ScanCancelled."""
+        lands (engine.activations.job.ActivationJob); a stopped pass raises ScanCancelled.
+
+        A pass resumes where a stopped one over the same corpus, context and batches left off:
+        its own, or one under another token cap that read no more than this cap (the first
+        batches of both are the same windows), or one over these layers and more; the evidence
+        is then byte for byte a fresh pass's. A checkpoint that read past this cap, or over fewer
+        layers, cannot give this pass's evidence exactly: the pass starts afresh and leaves it."""
         from engine.activations.job import ActivationJob
         from engine.runtime.ranks import SINGLE
 
