@@ -10,6 +10,12 @@ except ImportError:  # pragma: no cover
     numba = None  # type: ignore[assignment]
 
 
+def _swap(values, ids, a, b):
+    values[a], values[b] = values[b], values[a]
+    if ids is not None:
+        ids[a], ids[b] = ids[b], ids[a]
+
+
 def push(values, ids, size, value, identity):
     """Offer ``value`` (with ``identity``) to the heap of ``size`` entries; returns the new size.
     A value equal to the smallest kept one does not enter."""
@@ -23,9 +29,7 @@ def push(values, ids, size, value, identity):
             parent = (at - 1) // 2
             if values[parent] <= values[at]:
                 break
-            values[parent], values[at] = values[at], values[parent]
-            if ids is not None:
-                ids[parent], ids[at] = ids[at], ids[parent]
+            _swap(values, ids, parent, at)
             at = parent
         return size + 1
     if value <= values[0]:
@@ -42,12 +46,11 @@ def push(values, ids, size, value, identity):
             child += 1
         if values[at] <= values[child]:
             break
-        values[at], values[child] = values[child], values[at]
-        if ids is not None:
-            ids[at], ids[child] = ids[child], ids[at]
+        _swap(values, ids, at, child)
         at = child
     return size
 
 
 if numba is not None:  # called from compiled kernels: compiled itself, inlined into each
+    _swap = numba.njit(cache=True, nogil=True, inline="always")(_swap)
     push = numba.njit(cache=True, nogil=True, inline="always")(push)
