@@ -64,8 +64,12 @@ test-fast: setup
 docs: setup
 	$(BIN)/python -m tui.keys_doc
 
+# Every figure of bench/RESULTS.md in one run, the two memory rows included (an 8B-shaped bf16
+# checkpoint is written to a temporary folder for one of them: about 10 more minutes on 2 cores;
+# BENCH_ARGS=--skip-memory leaves them out).
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The GPU check (about 4 minutes on one H100): exactness on CUDA, throughput against the matmul
 # floor, a real out-of-memory retry, the activation pass against the bare forward pass.

@@ -6,7 +6,9 @@
 (d) the cold end-to-end scan of the bundled model (process start to exit, no cache) against reading
     the tensors it needs plus the matrix products;
 (e) warm start: launch to the explorer's first full frame on a warm cache, against a bare Textual app;
-(f) peak resident memory of the cold scan against the bytes of the tensors a scan needs.
+(f) peak resident memory of the cold scan against the bytes of the tensors a scan needs;
+(g), (h) peak resident memory of one layer's scan of an 8B-shaped bf16 checkpoint and of one
+    layer's corpus pass of the bundled model in a fresh cache, each beside its bound (bench.memory).
 Then (a)-(c) again for a Llama-3.2-1B-shaped model with random weights.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.child import ROOT, child_env, peak_kib, run_child
 
 
 def machine() -> str:
@@ -115,18 +117,15 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
 
     products = []
 
-    def scan_all() -> None:
+    def scan_all(reference: bool = False) -> None:
         for layer, w_out in enumerate(w_outs):
-            products.append(scan_layer(layer, w_out, unembed, 10, 8, chunk_tokens=chunk).products)
+            result = scan_layer(layer, w_out, unembed, 10, 8, chunk_tokens=chunk, eager=reference)
+            products.append(result.products)
 
     scan = timed(scan_all, device)
     eager = None
     if device.type == "cpu" and fused_block.AVAILABLE:  # the reference pass, for before/after
-        fused_block.AVAILABLE = False
-        try:
-            eager = timed(scan_all, device)
-        finally:
-            fused_block.AVAILABLE = True
+        eager = timed(lambda: scan_all(reference=True), device)
     matrix = unembed.operand if dtype == torch.float32 else unembed.split.parts[0].T
     per_neuron = seed_loop_per_neuron(w_outs[0], matrix, vocab_texts, seed_sample)
     seed = per_neuron * w_outs[0].shape[0] * len(w_outs)
@@ -153,25 +152,6 @@ def bench_layers(name: str, w_outs, unembed_np, vocab_texts, device, dtype, seed
     }
 
 
-def _child_env() -> dict:
-    # Users' interpreters cache bytecode; measuring start-up without it would time the compiler.
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPATH": str(ROOT)}
-
-
-def _run_child(args: list[str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=_child_env())
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{args} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return elapsed, done.stderr
-
-
-def _peak_kib(stderr: str) -> int:
-    return int(stderr.rsplit("peak_rss_kib=", 1)[1].split()[0])
-
-
 def bench_end_to_end(device: torch.device) -> dict:
     """(d) cold scan of every layer, (e) warm start, (f) peak memory; bundled model."""
     from engine.scan.layer_scan import default_chunk_tokens
@@ -182,7 +162,7 @@ def bench_end_to_end(device: torch.device) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         cache = Path(folder) / "cache"
         out = Path(folder) / "scan.jsonl"
-        cold, stderr = _run_child(
+        cold, stderr = run_child(
             [
                 "-m",
                 "bench.child",
@@ -195,7 +175,7 @@ def bench_end_to_end(device: torch.device) -> dict:
                 str(out),
             ]
         )
-        peak_kib = _peak_kib(stderr)
+        cold_peak_kib = peak_kib(stderr)
         # The runtime: an interpreter with torch and the engine imported, no weights.
         runtime = subprocess.run(
             [
@@ -207,7 +187,7 @@ def bench_end_to_end(device: torch.device) -> dict:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env=_child_env(),
+            env=child_env(),
             check=True,
         )
         runtime_kib = int(runtime.stdout.strip())
@@ -230,11 +210,11 @@ def bench_end_to_end(device: torch.device) -> dict:
         products += matmul_floor(input_rows, by_embedding, device, torch.float32, chunk)
         needed_bytes = unembed_np.nbytes + w_outs[0].nbytes
 
-        _, warm_err = _run_child(["-m", "bench.first_frame", "explorer", str(cache)])  # also writes bytecode
-        _run_child(["-m", "bench.first_frame", "bare"])
-        warm = min(_run_child(["-m", "bench.first_frame", "explorer", str(cache)])[0] for _ in range(5))
-        bare = min(_run_child(["-m", "bench.first_frame", "bare"])[0] for _ in range(5))
-        details = [_run_child(["-m", "bench.first_frame", "detail", str(cache)])[1] for _ in range(5)]
+        _, warm_err = run_child(["-m", "bench.first_frame", "explorer", str(cache)])  # also writes bytecode
+        run_child(["-m", "bench.first_frame", "bare"])
+        warm = min(run_child(["-m", "bench.first_frame", "explorer", str(cache)])[0] for _ in range(5))
+        bare = min(run_child(["-m", "bench.first_frame", "bare"])[0] for _ in range(5))
+        details = [run_child(["-m", "bench.first_frame", "detail", str(cache)])[1] for _ in range(5)]
         detail_open = sorted(float(err.rsplit("detail_open_s=", 1)[1].split()[0]) for err in details)
     return {
         "cold_scan_s": cold,
@@ -248,10 +228,10 @@ def bench_end_to_end(device: torch.device) -> dict:
         "detail_open_median_s": detail_open[len(detail_open) // 2],
         "detail_open_max_s": detail_open[-1],
         "detail_loads_model": any("model_loaded=True" in err for err in details),
-        "peak_rss_mib": peak_kib / 1024,
+        "peak_rss_mib": cold_peak_kib / 1024,
         "runtime_rss_mib": runtime_kib / 1024,
         "tensor_mib": needed_bytes / 2**20,
-        "rss_over_tensors": (peak_kib - runtime_kib) * 1024 / needed_bytes,
+        "rss_over_tensors": (cold_peak_kib - runtime_kib) * 1024 / needed_bytes,
     }
 
 
@@ -265,6 +245,10 @@ def llama_shaped(layers: int, seed: int = 0):
 
 def report(results: dict, out) -> None:
     print(f"machine: {results['machine']}", file=out)
+    if "memory" in results:
+        from bench.memory import report_memory
+
+        report_memory(results["memory"], out)
     for row in results["layers"]:
         compiled = "" if row["compile_s"] is None else f" (compiled in {row['compile_s']:.1f} s)"
         print(
@@ -323,6 +307,9 @@ def main() -> None:
         "--llama-layers", type=int, default=1, help="layers of the Llama-3.2-1B-shaped model (0 skips)"
     )
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument(
+        "--skip-memory", action="store_true", help="skip (g) and (h) (about 10 minutes on a 2-core CPU)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -351,6 +338,10 @@ def main() -> None:
             )
     if not args.skip_end_to_end:
         results["end_to_end"] = bench_end_to_end(device)
+    if not args.skip_memory:
+        from bench.memory import bench_memory
+
+        results["memory"] = bench_memory(device.type)
     report(results, sys.stdout)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -77,8 +77,9 @@ def child(path: str, loader: str, device: str, scan_layers: str, cache_dir: str)
         from engine.sources.prefetch import PrefetchingSource
         from engine.sources.safetensors_source import SafetensorsSource
         from engine.store.cache import ResultCache
+        from engine.store.products import TENSOR_NAMES, ProductStore
 
-        names = ResultCache(Path(cache_dir))
+        names = ProductStore(ResultCache(Path(cache_dir)), "bench").bound(TENSOR_NAMES)
         source = PrefetchingSource(SafetensorsSource(folder, "bench", folder.name, names))
     else:
         from engine.sources.bridge_source import BridgeSource

@@ -29,7 +29,7 @@ from engine.activations.corpus import AnyCorpus, default_corpus_name, load_corpu
 from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.inputs import LayerInputs
-from engine.data.model import ModelInfo
+from engine.data.model import EmbeddingRows, ModelInfo
 from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
 from engine.data.progress import ActivationListener, ProgressListener, ScanProgress
@@ -136,7 +136,7 @@ class NeuronEngine:
         self._info: ModelInfo | None = None
         self._vocab: Vocabulary | None = None
         self._forms: np.ndarray | None = None
-        self._embedding: np.ndarray | None = None
+        self._embedding: EmbeddingRows | None = None  # W_E as stored, read by the input side
         self._concept_nulls: dict = {}
         self._nulls: dict[tuple, NullBaseline] = {}
         self.shrunk_chunks: list[int] = []  # block sizes an out-of-memory error made us fall back to
@@ -312,6 +312,10 @@ class NeuronEngine:
 
         with self._lock:
             if self._runnable is None:
+                # The model carries its own unembedding: the scan's projected copy (the size of a
+                # small model's whole embedding) goes, and is built again if another scan needs it.
+                self._unembeds.clear()
+                return_freed_memory()
                 device = self.rank_device(ranks or SINGLE)
                 bridge, tokenizer = runnable_model(self.location, self._source)
                 if device.type != "cpu":
@@ -401,6 +405,9 @@ class NeuronEngine:
         """Compute a layer (the lock held), keep it, and say so."""
         from engine.scan.layer_scan import scan_shrinking_on_oom
 
+        # What ran before (a forward pass, another layer) may have left freed pages in the heap:
+        # handing them back first keeps the scan's transient memory from stacking on them.
+        return_freed_memory()
         unembed = self._unembed(settings)
         w_out = self._ensure_source(listener).mlp_out(layer)
         started = time.perf_counter()
@@ -538,7 +545,7 @@ class NeuronEngine:
             source = self._ensure_source(listener)
             started = time.perf_counter()
             if self._embedding is None:
-                self._embedding = source.embedding()
+                self._embedding = source.embedding_rows()
             mlp_in, norm, w_out = source.mlp_in(layer), source.mlp_norm(layer), source.mlp_out(layer)
             if listener:
                 listener(ScanProgress("scanning", layer, 0, w_out.shape[0]))
@@ -699,7 +706,13 @@ class NeuronEngine:
         split across torchrun's ranks); None on ranks other than 0. With one layer it is that
         layer's pass: the forward pass stops after it once the final norm's scales of the
         windows are known. ``on_landed`` hears the evidence of the tokens read so far as it
-        lands (engine.activations.job.ActivationJob); a stopped pass raises ScanCancelled."""
+        lands (engine.activations.job.ActivationJob); a stopped pass raises ScanCancelled.
+
+        A pass resumes where a stopped one over the same corpus, context and batches left off:
+        its own, or one under another token cap that read no more than this cap (the first
+        batches of both are the same windows), or one over these layers and more; the evidence
+        is then byte for byte a fresh pass's. A checkpoint that read past this cap, or over fewer
+        layers, cannot give this pass's evidence exactly: the pass starts afresh and leaves it."""
         from engine.activations.job import ActivationJob
         from engine.runtime.ranks import SINGLE
 

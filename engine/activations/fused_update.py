@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from engine.scan.heap import push
+
 try:  # numba is a dependency; a broken install falls back to the eager path
     import numba
 
@@ -64,40 +66,6 @@ def _sweep(
                 codes[p, n] = code
 
 
-def _push(heap, size, value):
-    """Keep the ``len(heap)`` largest values offered in a min-heap; returns the new size."""
-    keep = heap.shape[0]
-    if size < keep:
-        at = size
-        heap[at] = value
-        while at > 0:  # sift up
-            parent = (at - 1) // 2
-            if heap[parent] <= heap[at]:
-                break
-            heap[parent], heap[at] = heap[at], heap[parent]
-            at = parent
-        return size + 1
-    if value <= heap[0]:
-        return size
-    heap[0] = value
-    at = 0
-    while True:  # sift down
-        child = 2 * at + 1
-        if child >= keep:
-            break
-        if child + 1 < keep and heap[child + 1] < heap[child]:
-            child += 1
-        if heap[at] <= heap[child]:
-            break
-        heap[at], heap[child] = heap[child], heap[at]
-        at = child
-    return size
-
-
-if numba is not None:  # called from the compiled kernels: it must be compiled itself (lazily)
-    _push = numba.njit(cache=True, nogil=True)(_push)
-
-
 def _batch_bars(
     acts, rows, gate, up, gated, pole_keep, case_keep,
     pos_open, neg_open, case_open, pos_out, neg_out, case_out,
@@ -124,14 +92,14 @@ def _batch_bars(
                 a = acts[row, n]
                 # The test before each call spares a call for the many entries that cannot enter.
                 if pos_open[n] and (pos_size[j] < pole_keep or a > pos_heap[j, 0]):
-                    pos_size[j] = _push(pos_heap[j], pos_size[j], a)
+                    pos_size[j] = push(pos_heap[j], None, pos_size[j], a, 0)
                 if neg_open[n] and (neg_size[j] < pole_keep or -a > neg_heap[j, 0]):
-                    neg_size[j] = _push(neg_heap[j], neg_size[j], -a)
+                    neg_size[j] = push(neg_heap[j], None, neg_size[j], -a, 0)
                 if gated:
                     case = (0 if gate[row, n] > 0 else 2) + (0 if up[row, n] > 0 else 1)
                     size = case_size[j, case]
                     if case_open[case, n] and (size < case_keep or abs(a) > case_heap[j, case, 0]):
-                        case_size[j, case] = _push(case_heap[j, case], size, abs(a))
+                        case_size[j, case] = push(case_heap[j, case], None, size, abs(a), 0)
         for n in range(first, last):
             j = n - first
             if pos_open[n]:

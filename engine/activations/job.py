@@ -4,7 +4,8 @@ checkpoints, the exact merge across ranks, and the evidence that rank 0 writes.
 Cache entries (bytes, never pickles): each layer's evidence under the model fingerprint, the
 corpus content hash, the activation settings and the scan settings; while a pass runs, each rank's
 progress (finished batches and per-neuron state) under the same corpus and settings, so a killed
-pass resumes from its last checkpoint.
+pass resumes from its last checkpoint; so does a pass under another token cap or over fewer of the
+layers, when the batches that checkpoint read are its own (engine.activations.checkpoints).
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from engine.activations import checkpoints
 from engine.activations.corpus import AnyCorpus
-from engine.activations.evidence import CorpusFacts, direct_effect_weights, layer_evidence
-from engine.activations.state import ACT_TOP, LayerActivationState, pack, unpack
+from engine.activations.landing import Lander
+from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus, tokenize_corpus
 from engine.data.evidence import EvidenceReading, LayerActivations
-from engine.data.progress import ActivationListener, ActivationProgress
+from engine.data.progress import ActivationListener, ActivationProgress, ProgressListener
 from engine.data.results import LayerResult
 from engine.errors import ScanCancelled
 from engine.runtime import distributed
@@ -43,7 +46,13 @@ class JobHost(Protocol):
 
     def activation_model(self, ranks: Ranks | None = None) -> tuple: ...
 
-    def layer(self, layer: int, settings: ScanSettings) -> LayerResult: ...
+    def layer(
+        self,
+        layer: int,
+        settings: ScanSettings,
+        listener: ProgressListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> LayerResult: ...
 
     def token_forms(self, size: int) -> np.ndarray: ...
 
@@ -78,6 +87,7 @@ class ActivationJob:
         self.batches_run = 0  # batches this process computed (not resumed): for tests
         self.batches_short = 0  # of them, those that stopped after the deepest chosen layer
         self.on_landed = on_landed
+        self.lift_tokens: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rank 0's, from the scans
         self.land_seconds = land_seconds if on_landed is not None else None
 
     # --- the pass's place in the cache ---------------------------------------------------------
@@ -100,7 +110,32 @@ class ActivationJob:
             self.listener(ActivationProgress("cached", seconds=time.perf_counter() - started))
             return {layer: e for layer, e in found.items() if e is not None} if self.ranks.is_writer else None
 
+        reading = self._prepare()
+        self._read(reading)
+        self.listener(
+            ActivationProgress("merging", reading.tokens, reading.total, start_tokens=reading.resumed)
+        )
+        merged = self._merge(reading.states, reading.scales, reading.device)
+        if not self.ranks.is_writer:
+            distributed.barrier(self.ranks)
+            self._forget_progress()
+            return None
+        results = self._finish(reading.tokenized, merged, reading.scales)
+        every = set(range(len(reading.batches)))
+        self.lander.keep_scales(reading.tokenized, reading.batches, every, reading.scales)
+        distributed.barrier(self.ranks)
+        self._forget_progress()
+        seconds = time.perf_counter() - started
+        self.listener(ActivationProgress("done", reading.total, reading.total, seconds, reading.resumed))
+        return results
+
+    def _prepare(self) -> _Reading:
+        """Load the model, tokenize the corpus, and resume from the best checkpoint there is."""
         self.listener(ActivationProgress("loading"))
+        if self.ranks.is_writer:
+            # The lift reads each layer's scan: computed (when not cached) before the model is
+            # loaded, so that the scan's working memory and the model's never add up.
+            self.lift_tokens = self._lift_tokens()
         bridge, tokenizer, device = self.engine.activation_model(self.ranks)
         self.listener(ActivationProgress("tokenizing"))
         tokenized = tokenize_corpus(
@@ -110,7 +145,7 @@ class ActivationJob:
             self.settings.max_tokens,
             encode_more=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
         )
-        from engine.activations.forward_pass import is_gated, run_batches
+        from engine.activations.forward_pass import is_gated
 
         d_mlp = int(bridge.cfg.d_mlp)
         states = {
@@ -122,81 +157,73 @@ class ActivationJob:
         scales = np.zeros(tokenized.n_positions, dtype=np.float64)
         batches = tokenized.batches(self.settings.windows_per_batch)
         mine = [b for b in range(len(batches)) if self.ranks.owns(b)]
-        done = self._resume(states, scales)
+        done = checkpoints.resume(self.store, self.progress_address(), states, scales, batches)
         scaled = self._known_scales(tokenized, batches, mine, scales)
         total = sum(stop - start for b in mine for start, stop in batches[b])
         resumed = sum(stop - start for b in done for start, stop in batches[b])
-        self.lander = _Lander(self, bridge, tokenized, total)
+        self.lander = Lander(self, bridge, tokenized, total)
         if resumed:
             self.listener(ActivationProgress("resuming", resumed, total, start_tokens=resumed))
-        progress = {"tokens": resumed}
-        run_started = last_checkpoint = time.perf_counter()
-        last_landing: float | None = None
-        interval = {"seconds": self.checkpoint_seconds}
+        return _Reading(
+            bridge, device, tokenized, batches, states, scales, mine, done, scaled, total, resumed
+        )
 
-        def after_batch(number: int, tokens: int) -> None:
-            nonlocal last_checkpoint, last_landing
-            done.add(number)
-            self.batches_run += 1
-            progress["tokens"] += tokens
-            now = time.perf_counter()
-            self.listener(
-                ActivationProgress("running", progress["tokens"], total, now - run_started, resumed)
-            )
-            if now - last_checkpoint >= interval["seconds"]:
-                self._checkpoint(states, scales, done)
-                self.lander.land(states, scales, done, batches, keep=True)
-                last_checkpoint = last_landing = time.perf_counter()
-                if self.checkpoint_seconds > 0:  # (0: every batch, as tests ask)
-                    # Writing every layer's state and evidence takes seconds with many layers on a
-                    # CPU: space checkpoints so that they cost at most a tenth of the pass.
-                    interval["seconds"] = max(self.checkpoint_seconds, 9 * (last_checkpoint - now))
-            elif self.land_seconds is not None and (
-                last_landing is None or now - last_landing >= self.land_seconds
-            ):
-                self.lander.land(states, scales, done, batches, keep=False)
-                last_landing = time.perf_counter()
+    def _read(self, reading: _Reading) -> None:
+        """Run this rank's batches not read yet, with checkpoints and landings; stopped, keep a
+        checkpoint, land what was read and raise."""
+        from engine.activations.forward_pass import run_batches
 
-        todo = [b for b in mine if b not in done]
-        self.batches_short = sum(1 for b in todo if b in scaled)
+        todo = [b for b in reading.mine if b not in reading.done]
+        self.batches_short = sum(1 for b in todo if b in reading.scaled)
+        clock = _Clock(self.checkpoint_seconds, self.land_seconds)
         try:
             run_batches(
-                bridge,
-                tokenized,
-                batches,
+                reading.bridge,
+                reading.tokenized,
+                reading.batches,
                 todo,
-                states,
-                scales,
-                device,
-                after_batch,
+                reading.states,
+                reading.scales,
+                reading.device,
+                lambda number, tokens: self._after_batch(reading, clock, number, tokens),
                 self.cancelled,
                 run_lock=self.engine.run_lock,
-                scale_known=scaled.__contains__,
+                scale_known=reading.scaled.__contains__,
             )
         except (ScanCancelled, KeyboardInterrupt):
-            self._checkpoint(states, scales, done)
-            self.lander.land(states, scales, done, batches, keep=True)
+            self._checkpoint(reading)
+            self.lander.land(reading.states, reading.scales, reading.done, reading.batches, keep=True)
+            seconds = time.perf_counter() - clock.started
             self.listener(
-                ActivationProgress(
-                    "stopped", progress["tokens"], total, time.perf_counter() - run_started, resumed
-                )
+                ActivationProgress("stopped", reading.tokens, reading.total, seconds, reading.resumed)
             )
             raise
         if todo:
-            self._checkpoint(states, scales, done)
+            self._checkpoint(reading)
 
-        self.listener(ActivationProgress("merging", progress["tokens"], total, start_tokens=resumed))
-        merged = self._merge(states, scales, device)
-        if not self.ranks.is_writer:
-            distributed.barrier(self.ranks)
-            self._forget_progress()
-            return None
-        results = self._finish(tokenized, merged, scales)
-        self.lander.keep_scales(tokenized, batches, set(range(len(batches))), scales)
-        distributed.barrier(self.ranks)
-        self._forget_progress()
-        self.listener(ActivationProgress("done", total, total, time.perf_counter() - started, resumed))
-        return results
+    def _after_batch(self, reading: _Reading, clock: _Clock, number: int, tokens: int) -> None:
+        """A batch is read: say so, and keep a checkpoint or land the evidence when it is time."""
+        reading.done.add(number)
+        self.batches_run += 1
+        reading.tokens += tokens
+        now = time.perf_counter()
+        seconds = now - clock.started
+        self.listener(ActivationProgress("running", reading.tokens, reading.total, seconds, reading.resumed))
+        if clock.checkpoint_due(now):
+            self._checkpoint(reading)
+            self.lander.land(reading.states, reading.scales, reading.done, reading.batches, keep=True)
+            clock.checkpointed(now)
+        elif clock.landing_due(now):
+            self.lander.land(reading.states, reading.scales, reading.done, reading.batches, keep=False)
+            clock.landed()
+
+    def _lift_tokens(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each layer's promoted and suppressed token ids (its scan's), which the lift is measured on."""
+        found = {}
+        for layer in self.layers:
+            scan = self.engine.layer(layer, self.scan, cancelled=self.cancelled)
+            found[layer] = (scan.promote_ids.astype(np.int64), scan.suppress_ids.astype(np.int64))
+        return found
 
     def _known_scales(
         self, tokenized: TokenizedCorpus, batches, mine: list[int], scales: np.ndarray
@@ -259,135 +286,61 @@ class ActivationJob:
         self.store.remember_corpus(self.corpus.name, self.corpus.content_hash)
         return results
 
-    # --- checkpoints --------------------------------------------------------------------------
-    def _checkpoint(self, states, scales: np.ndarray, done: set[int]) -> None:
-        if not self.store.keeps:
-            return
-        arrays: dict[str, np.ndarray] = {"done": np.array(sorted(done), dtype=np.int64), "scales": scales}
-        for layer, state in states.items():
-            for name, value in state.arrays().items():
-                arrays[f"L{layer}_{name}"] = value
-        self.store.keep_checkpoint(pack(arrays), *self.progress_address())
-
-    def _resume(self, states, scales: np.ndarray) -> set[int]:
-        blob = self.store.checkpoint(*self.progress_address())
-        if blob is None:
-            return set()
-        try:
-            arrays = unpack(blob)
-            for layer, state in states.items():
-                state.load_arrays({name: arrays[f"L{layer}_{name}"] for name in state.arrays()})
-            if arrays["scales"].shape != scales.shape:
-                raise ValueError("another corpus")
-            scales[:] = arrays["scales"]
-            return set(arrays["done"].tolist())
-        except (ValueError, KeyError, OSError, TypeError):
-            self.store.forget_checkpoint(*self.progress_address())
-            for layer in states:  # a damaged checkpoint: start this rank afresh
-                states[layer] = states[layer].fresh()
-            scales[:] = 0.0
-            return set()
+    # --- checkpoints (engine.activations.checkpoints) ------------------------------------------
+    def _checkpoint(self, reading: _Reading) -> None:
+        checkpoints.keep(
+            self.store, self.progress_address(), reading.states, reading.scales, reading.done, reading.batches
+        )
 
     def _forget_progress(self) -> None:
         self.store.forget_checkpoint(*self.progress_address())
 
 
-class _Lander:
-    """Evidence of the tokens read so far. A single process reads its batches in order, so what it
-    has read is the corpus's first N positions, and the evidence is exactly that of a pass capped
-    at N tokens (a test holds it to the byte); with several processes only the end lands."""
+@dataclass
+class _Reading:
+    """One run of a pass on this rank: what it reads, its state, and how far it got."""
 
-    def __init__(self, job: ActivationJob, bridge, tokenized: TokenizedCorpus, total: int) -> None:
-        from engine.sources.bridge_source import bridge_final_norm
+    bridge: Any
+    device: torch.device
+    tokenized: TokenizedCorpus
+    batches: list[list[tuple[int, int]]]
+    states: dict[int, LayerActivationState]
+    scales: np.ndarray  # the final norm's scale at every position read
+    mine: list[int]  # this rank's batches
+    done: set[int]  # of them, those read (this run or before)
+    scaled: set[int]  # of them, those whose scales are known: their forward stops early
+    total: int  # tokens of this rank's batches
+    resumed: int  # tokens read before this run
+    tokens: int = field(init=False)  # tokens read so far, this run and before
 
-        self.job, self.bridge, self.full, self.total = job, bridge, tokenized, total
-        self.unembed = _numpy(bridge.W_U)
-        final_norm = bridge_final_norm(bridge)
-        self.norm_weight = None if final_norm is None else final_norm.scale
-        self.centred = final_norm is not None and final_norm.centres
-        self.forms = job.engine.token_forms(int(self.unembed.shape[1]))
-        self._weights: dict[int, tuple] = {}  # per layer: the lift's tokens and the effect weights
-
-    def layer_inputs(self, layer: int) -> tuple:
-        if layer not in self._weights:
-            scan = self.job.engine.layer(layer, self.job.scan)
-            w_out = _numpy(self.bridge.blocks[layer].mlp.W_out)
-            promote_ids = scan.promote_ids.astype(np.int64)
-            suppress_ids = scan.suppress_ids.astype(np.int64)
-            self._weights[layer] = (
-                promote_ids,
-                suppress_ids,
-                direct_effect_weights(w_out, self.unembed, self.norm_weight, self.centred, promote_ids),
-                direct_effect_weights(w_out, self.unembed, self.norm_weight, self.centred, suppress_ids),
-            )
-        return self._weights[layer]
-
-    def evidence(
-        self, layer: int, state: LayerActivationState, tokenized: TokenizedCorpus, scales: np.ndarray
-    ) -> LayerActivations:
-        facts = CorpusFacts(
-            tokenized,
-            scales[: tokenized.n_positions],
-            tokenized.next_token_counts(int(self.unembed.shape[1])),
-            self.forms,
-        )
-        settings = self.job.settings
-        promote_ids, suppress_ids, promote_weights, suppress_weights = self.layer_inputs(layer)
-        return layer_evidence(
-            layer,
-            state,
-            ACT_TOP,
-            facts,
-            promote_ids,
-            suppress_ids,
-            promote_weights,
-            suppress_weights,
-            settings.examples,
-            settings.lift_positions,
-        )
-
-    def read_prefix(self, done: set[int], batches) -> int:
-        """Positions read in order from the start (0 with several processes)."""
-        if self.job.ranks.world > 1:
-            return 0
-        count = 0
-        while count in done:
-            count += 1
-        return batches[count - 1][-1][1] if count else 0
-
-    def land(self, states, scales: np.ndarray, done: set[int], batches, keep: bool) -> None:
-        n = self.read_prefix(done, batches)
-        if n == 0:
-            return
-        tokenized = self.full.prefix(n)
-        if keep:
-            self.keep_scales(self.full, batches, done, scales)
-        for layer, state in states.items():
-            evidence = self.evidence(layer, state, tokenized, scales)
-            reading = EvidenceReading(self.job.settings.max_tokens, n, self.total, n >= self.total)
-            if keep and not reading.complete:
-                job = self.job
-                job.store.keep_partial(job.corpus.content_hash, job.settings, job.scan, evidence, self.total)
-            if self.job.on_landed is not None:
-                self.job.on_landed(layer, evidence, reading)
-
-    def keep_scales(self, tokenized: TokenizedCorpus, batches, done: set[int], scales: np.ndarray) -> None:
-        """The final-norm scales of the windows read in order, for later passes that stop early."""
-        count = 0
-        while count in done and count < len(batches):
-            count += 1
-        if count == 0 or self.job.ranks.world > 1 and count < len(batches):
-            return
-        windows = np.asarray([w for batch in batches[:count] for w in batch], dtype=np.int64)
-        job = self.job
-        job.store.keep_scales(
-            job.corpus.content_hash,
-            job.settings.context,
-            job.settings.windows_per_batch,
-            windows,
-            scales[: int(windows[-1, 1])],
-        )
+    def __post_init__(self) -> None:
+        self.tokens = self.resumed
 
 
-def _numpy(tensor) -> np.ndarray:
-    return np.ascontiguousarray(tensor.detach().to("cpu").float().numpy())
+class _Clock:
+    """When a running pass keeps a checkpoint (which lands the evidence too) and when it only lands
+    it: every ``checkpoint_seconds`` (0: after every batch, as tests ask), spaced so that writing
+    checkpoints costs at most a tenth of the pass, and every ``land_seconds`` between them."""
+
+    def __init__(self, checkpoint_seconds: float, land_seconds: float | None) -> None:
+        self.started = self.last_checkpoint = time.perf_counter()
+        self.interval, self.floor = checkpoint_seconds, checkpoint_seconds
+        self.land_seconds = land_seconds
+        self.last_landing: float | None = None
+
+    def checkpoint_due(self, now: float) -> bool:
+        return now - self.last_checkpoint >= self.interval
+
+    def checkpointed(self, began: float) -> None:
+        self.last_checkpoint = self.last_landing = time.perf_counter()
+        if self.floor > 0:
+            # Writing every layer's state and evidence takes seconds with many layers on a CPU.
+            self.interval = max(self.floor, 9 * (self.last_checkpoint - began))
+
+    def landing_due(self, now: float) -> bool:
+        if self.land_seconds is None:
+            return False
+        return self.last_landing is None or now - self.last_landing >= self.land_seconds
+
+    def landed(self) -> None:
+        self.last_landing = time.perf_counter()

@@ -4,6 +4,7 @@ a scan needs besides W_out and W_U (the final norm, a layer's input rows)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -49,3 +50,38 @@ class MlpInputs:
 
     up: np.ndarray
     gate: np.ndarray | None = None
+
+
+class EmbeddingRows(Protocol):
+    """W_E [d_vocab, d_model] kept as its file stores it (bf16, fp16, quantised blocks, float32),
+    handed out as float32 a few rows at a time (widening and dequantising are exact): the input
+    side reads the embedding in blocks and never holds all of it in float32."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as float32 [stop - start, d_model]."""
+        ...
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` (int64, any order) as float32 [len(ids), d_model]."""
+        ...
+
+
+class ArrayRows:
+    """An embedding already in memory as a float32 array [d_vocab, d_model] (a view is enough)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        rows, cols = self._array.shape
+        return int(rows), int(cols)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self._array[start:stop], dtype=np.float32)
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self._array[ids], dtype=np.float32)

@@ -29,6 +29,7 @@ from engine.settings import FitSettings
 
 if TYPE_CHECKING:
     import torch
+    from transformer_lens.tools.analysis import JacobianLens
 
 
 def corpus_prompts(tokenizer, corpus: AnyCorpus, settings: FitSettings, bos: bool = True) -> list[str]:
@@ -82,7 +83,7 @@ def _payload(lens, next_prompt: int) -> dict:
     return payload
 
 
-def _lens_from_payload(payload: dict):
+def _lens_from_payload(payload: dict) -> JacobianLens | None:
     from transformer_lens.tools.analysis import JacobianLens
 
     if "J" not in payload:
@@ -141,7 +142,7 @@ class LensFit:
         lens = self._fit_share()
         return self._gather(lens)
 
-    def _resume(self) -> tuple[object, int]:
+    def _resume(self) -> tuple[JacobianLens | None, int]:
         """The running lens and the next prompt, from this rank's partial file when it has one."""
         import torch
 

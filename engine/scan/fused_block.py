@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from engine.data.score_histogram import BINS_PER_SIGN, KEY_SHIFT, SIGN_KEY
+from engine.scan.heap import push
 
 try:  # numba is a dependency; a broken install falls back to the eager path
     import numba
@@ -41,52 +42,16 @@ _ROW_GROUP = 16  # tokens per parallel group of the token sweep
 _MAX_SWEEP_ROWS = 65535  # rows per neuron sweep: its per-block counts are 16-bit
 
 
-def _push_pair(values, ids, size, value, identity):
-    """Keep the ``len(values)`` largest values offered (and their ids) in a min-heap; returns the
-    new size. A value equal to the smallest kept one does not enter."""
-    keep = values.shape[0]
-    if size < keep:
-        at = size
-        values[at] = value
-        ids[at] = identity
-        while at > 0:  # sift up
-            parent = (at - 1) // 2
-            if values[parent] <= values[at]:
-                break
-            values[parent], values[at] = values[at], values[parent]
-            ids[parent], ids[at] = ids[at], ids[parent]
-            at = parent
-        return size + 1
-    if value <= values[0]:
-        return size
-    values[0] = value
-    ids[0] = identity
-    at = 0
-    while True:  # sift down
-        child = 2 * at + 1
-        if child >= keep:
-            break
-        if child + 1 < keep and values[child + 1] < values[child]:
-            child += 1
-        if values[at] <= values[child]:
-            break
-        values[at], values[child] = values[child], values[at]
-        ids[at], ids[child] = ids[child], ids[at]
-        at = child
-    return size
-
-
 def _offer(values, ids, sizes, bars, row, value, identity):
     """Offer ``value`` to row ``row``'s heap if it beats the row's bar; once the heap is full its
     bar is its smallest value."""
     if value > bars[row]:  # rare once the heaps are full
-        sizes[row] = _push_pair(values[row], ids[row], sizes[row], value, identity)
+        sizes[row] = push(values[row], ids[row], sizes[row], value, identity)
         if sizes[row] == values.shape[1]:
             bars[row] = values[row, 0]
 
 
 if numba is not None:  # called from the compiled kernels: they must be compiled themselves (lazily)
-    _push_pair = numba.njit(cache=True, nogil=True, inline="always")(_push_pair)
     _offer = numba.njit(cache=True, nogil=True, inline="always")(_offer)
 
     @intrinsic
@@ -129,7 +94,9 @@ def _neuron_sweep(
                 cube[j] += power * wide
                 fourth[j] += power * power
             for j in range(width):
-                key = _float_bits(row[j] - centre[j])
+                # numba's stub types an intrinsic's call with its typing context and as never
+                # returning; compiled code calls it with the value alone and gets an int32.
+                key = _float_bits(row[j] - centre[j])  # type: ignore[call-arg, var-annotated]
                 step = ((key >> KEY_SHIFT) & (SIGN_KEY - 1)) - window_low
                 step = min(max(step, 0), BINS_PER_SIGN - 1)
                 bins[j] = BINS_PER_SIGN - 1 - step if key < 0 else BINS_PER_SIGN + step
@@ -205,7 +172,7 @@ def _token_sweep(block, inverse_norm, token_ids, token_dots, unit_best, unit_neu
             size = 0
             for n in range(d_mlp):
                 if magnitude[n] >= bar:
-                    size = _push_pair(magnitudes, neurons, size, magnitude[n], n)
+                    size = push(magnitudes, neurons, size, magnitude[n], n)
             for i in range(1, size):  # heap -> descending by magnitude, ties by neuron id
                 m, neuron = magnitudes[i], neurons[i]
                 at = i

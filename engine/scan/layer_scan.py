@@ -25,7 +25,7 @@ import torch
 from engine.data.results import LayerResult
 from engine.errors import ScanCancelled
 from engine.scan import fused_block
-from engine.scan.block_pass import COMPILED
+from engine.scan.block_folds import LayerTallies, RunningExtremes, block_fold
 from engine.scan.candidate_scores import candidate_scores
 from engine.scan.histogram_pass import HistogramAccumulator
 from engine.scan.precision import BlockProduct, ProductPlan, split_columns
@@ -189,84 +189,6 @@ class NeuronRows:
 _ROW_BATCH = 1024
 
 
-class _RunningExtremes:
-    """Per neuron, the ``keep`` largest values seen so far (with their token ids).
-
-    A block entry can only enter when it beats the neuron's current ``keep``-th value, so after the
-    first block only a handful of entries per neuron are ever sorted.
-    """
-
-    def __init__(self, n_neurons: int, keep: int, device: torch.device):
-        self.keep = keep
-        self.values = torch.full((n_neurons, keep), -torch.inf, device=device)
-        self.ids = torch.full((n_neurons, keep), -1, dtype=torch.long, device=device)
-        self.filled = False
-        # Entries that beat the threshold wait here and are merged in batches: a merge costs about
-        # as much as the state it re-sorts, and the threshold only gets stricter with each merge.
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._pending_count = 0
-
-    @property
-    def threshold(self) -> torch.Tensor:
-        """Per neuron, what a new value must beat to enter."""
-        return self.values[:, -1]
-
-    def update(self, block: torch.Tensor, first_token: int, negated: bool = False) -> None:
-        """Fold in ``block`` [tokens, neurons] whose row r is token ``first_token + r`` (its
-        negation when ``negated``: the test is then turned around instead of negating the block)."""
-        if not self.filled:
-            width = min(self.keep, block.shape[0])
-            values, rows = (-block if negated else block).topk(width, dim=0)  # [width, neurons]
-            self._merge_dense(values.T, rows.T + first_token)
-            self.filled = width == self.keep
-            return
-        beats = block < -self.threshold if negated else block > self.threshold
-        rows, neurons = beats.nonzero(as_tuple=True)
-        if rows.numel():
-            values = block[rows, neurons]
-            self._pending.append((neurons, -values if negated else values, rows + first_token))
-            self._pending_count += rows.numel()
-            if self._pending_count >= self.values.numel():
-                self.flush()
-
-    def flush(self) -> None:
-        """Merge the waiting entries into the state."""
-        if self._pending:
-            neurons, values, ids = (torch.cat(parts) for parts in zip(*self._pending))
-            self._pending, self._pending_count = [], 0
-            self._merge_sparse(neurons, values, ids)
-
-    def _merge_dense(self, values: torch.Tensor, ids: torch.Tensor) -> None:
-        merged_values = torch.cat([self.values, values], dim=1)
-        merged_ids = torch.cat([self.ids, ids], dim=1)
-        self.values, position = merged_values.topk(self.keep, dim=1)
-        self.ids = merged_ids.gather(1, position)
-
-    def _merge_sparse(self, neurons: torch.Tensor, values: torch.Tensor, ids: torch.Tensor) -> None:
-        n_neurons = self.values.shape[0]
-        all_neurons = torch.cat(
-            [torch.arange(n_neurons, device=neurons.device).repeat_interleave(self.keep), neurons]
-        )
-        all_values = torch.cat([self.values.flatten(), values])
-        all_ids = torch.cat([self.ids.flatten(), ids])
-        # Group by neuron, best first within a group, then keep each group's first ``keep``.
-        order = torch.argsort(all_values, descending=True, stable=True)
-        order = order[torch.argsort(all_neurons[order], stable=True)]
-        counts = torch.bincount(all_neurons, minlength=n_neurons)
-        group_start = torch.cumsum(counts, 0) - counts
-        sorted_neurons = all_neurons[order]
-        rank = torch.arange(order.numel(), device=order.device) - group_start[sorted_neurons]
-        kept = rank < self.keep
-        slot = (
-            sorted_neurons[kept] * self.keep + rank[kept]
-        )  # every slot is filled: each neuron brings its state
-        values = torch.empty(n_neurons * self.keep, dtype=self.values.dtype, device=self.values.device)
-        ids = torch.empty(n_neurons * self.keep, dtype=self.ids.dtype, device=self.ids.device)
-        values[slot] = all_values[order][kept]
-        ids[slot] = all_ids[order][kept]
-        self.values, self.ids = values.view(n_neurons, self.keep), ids.view(n_neurons, self.keep)
-
-
 _FIRST_BLOCK = 4096
 
 
@@ -289,119 +211,59 @@ def scan_layer(
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
     transport: np.ndarray | None = None,
+    eager: bool = False,
 ) -> LayerResult:
     """Scan one layer's W_out [d_mlp, d_model] against the projected unembedding; under a Jacobian
     lens each direction w is read as ``transport @ w`` (J_l, float64 [d_model, d_model]).
 
     ``progress(done, total)`` counts vocabulary tokens; ``cancelled()`` is polled between blocks.
+    ``eager``: fold the blocks with the eager reference pass whatever else the device offers (the
+    benchmarks time the compiled pass and the sweeps against it).
     """
     device = unembed.device
-    d_mlp = w_out.shape[0]
-    d_vocab = unembed.d_vocab
+    d_mlp, d_vocab = w_out.shape[0], unembed.d_vocab
     cosine = unembed.projection.cosine
     w = torch.from_numpy(np.ascontiguousarray(w_out, dtype=np.float32)).to(device)
     rows = NeuronRows(w, cosine, None if transport is None else torch.from_numpy(transport).to(device))
     norms = rows.norms
     k = min(top_k, d_vocab)
     n_candidates = min(k + CANDIDATE_MARGIN, d_vocab)
-    token_keep = min(token_top_n + TOKEN_MARGIN, d_mlp)
     chunk = chunk_tokens or default_chunk_tokens(d_mlp, device)
 
     product = _product(unembed, rows, w)
     mean = rows.project(unembed.column_mean)  # exact mean score of each neuron over the vocabulary
-    mean_fast = mean.float()
     inverse_norm = (torch.ones_like(norms) if cosine else 1.0 / norms.clamp_min(1e-30)).float()
-
-    largest = _RunningExtremes(d_mlp, n_candidates, device)
-    smallest = _RunningExtremes(d_mlp, n_candidates, device)  # of the negated scores
-    token_ids = torch.empty((d_vocab, token_keep), dtype=torch.long, device=device)
-    token_dots = torch.empty((d_vocab, token_keep), device=device)
-    unit_best = torch.empty(d_vocab, device=device)
-    unit_best_neuron = torch.empty(d_vocab, dtype=torch.long, device=device)
-    sums = torch.zeros((3, d_mlp), dtype=torch.float64, device=device)  # sum of centred ^2, ^3, ^4
-    block_buffer = torch.empty((chunk, d_mlp), device=device)
     # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
     row_scale = 1.0 if cosine else float(norms.max())
     histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
-    fused = COMPILED.get((chunk, d_mlp), device)  # the compiled block pass, where it is used
-    sweeps = None  # the numba sweeps (engine.scan.fused_block): the CPU's pass
-    if fused is None and device.type == "cpu" and fused_block.AVAILABLE:
-        sweeps = fused_block.FusedBlockPass(d_mlp, n_candidates, sums.numpy(), histogram.bin_table().numpy())
-        block_rows = block_buffer.numpy()
-        token_arrays = (token_ids.numpy(), token_dots.numpy(), unit_best.numpy(), unit_best_neuron.numpy())
-        mean_array, inverse_array = mean_fast.numpy(), inverse_norm.numpy()
-        window_low = int(histogram.window_low)
-    elif fused is None:  # the eager pass's scratch
-        work_buffer = torch.empty((chunk, d_mlp), device=device)
-        power_buffer = torch.empty((chunk, d_mlp), dtype=torch.float64, device=device)
-        wide_buffer = torch.empty((chunk, d_mlp), dtype=torch.float64, device=device)
-        key_buffer = torch.empty((chunk, d_mlp), dtype=torch.int64, device=device)
-
+    token_keep = min(token_top_n + TOKEN_MARGIN, d_mlp)
+    tallies = LayerTallies.empty(d_vocab, n_candidates, token_keep, histogram, mean.float(), inverse_norm)
+    fold = block_fold(tallies, chunk, device, eager)
+    block_buffer = torch.empty((chunk, d_mlp), device=device)
     for start, stop in _blocks(d_vocab, chunk, n_candidates):
         if cancelled is not None and cancelled():
             raise ScanCancelled()
-        size = stop - start
-        block = block_buffer[:size]
+        block = block_buffer[: stop - start]
         product.multiply(start, stop, block)
-
-        if fused is not None:  # one compiled pass (engine.scan.block_pass), then the top-k selections
-            magnitude, best_unit, best_neuron, block_sums = fused(
-                block, mean_fast, inverse_norm, histogram.window_low, histogram.bin_table()
-            )
-            _, best = magnitude.topk(token_keep, dim=1)
-            token_ids[start:stop] = best
-            token_dots[start:stop] = block.gather(1, best)
-            unit_best[start:stop], unit_best_neuron[start:stop] = best_unit, best_neuron
-            largest.update(block, start)
-            smallest.update(block, start, negated=True)
-            sums += torch.stack(block_sums)
-            if progress is not None:
-                progress(stop, d_vocab)
-            continue
-
-        if sweeps is not None:  # the two numba sweeps read everything off the block
-            sweeps.update(
-                block_rows[:size],
-                start,
-                mean_array,
-                inverse_array,
-                window_low,
-                tuple(array[start:stop] for array in token_arrays),  # type: ignore[arg-type]
-            )
-            if progress is not None:
-                progress(stop, d_vocab)
-            continue
-
-        # Per token: best neurons by |score|, and the best per unit norm (coverage).
-        work, power = work_buffer[:size], power_buffer
-        torch.abs(block, out=work)
-        _, best = work.topk(token_keep, dim=1)
-        token_ids[start:stop] = best
-        token_dots[start:stop] = block.gather(1, best)
-        work.mul_(inverse_norm)
-        unit_best[start:stop], unit_best_neuron[start:stop] = work.max(dim=1)
-
-        # Per neuron: candidates for the largest and the most negative scores.
-        largest.update(block, start)
-        smallest.update(block, start, negated=True)
-
-        # Per neuron: centred power sums, in float64 (a float32 square overflows past 1.8e19).
-        torch.sub(block, mean_fast, out=work)
-        histogram.update(work, key_buffer[:size])
-        wide, square = wide_buffer[:size], power[:size]
-        wide.copy_(work)
-        torch.mul(wide, wide, out=square)
-        sums[0] += square.sum(0)
-        sums[1] += torch.mul(square, wide, out=wide).sum(0)
-        sums[2] += torch.mul(square, square, out=square).sum(0)
+        fold.update(block, start, stop)
         if progress is not None:
             progress(stop, d_vocab)
+    fold.finish()
+    moments = (mean, tallies.mean_fast, tallies.sums)
+    ranked = _finish_candidates(tallies.largest, tallies.smallest, rows, unembed, k, product.plan, moments)
+    return _layer_result(layer, tallies, ranked, rows, mean, product.plan)
 
-    if sweeps is not None:
-        (pos_values, pos_ids), (neg_values, neg_ids) = sweeps.extremes()
-        largest.values, largest.ids = torch.from_numpy(pos_values), torch.from_numpy(pos_ids)
-        smallest.values, smallest.ids = torch.from_numpy(neg_values), torch.from_numpy(neg_ids)
-    ranked = _finish_candidates(largest, smallest, rows, unembed, k, product.plan, (mean, mean_fast, sums))
+
+def _layer_result(
+    layer: int,
+    tallies: LayerTallies,
+    ranked: dict[str, torch.Tensor],
+    rows: NeuronRows,
+    mean: torch.Tensor,
+    plan: ProductPlan,
+) -> LayerResult:
+    """The scan's numbers as a LayerResult (numpy, on the host)."""
+    sums, d_vocab = tallies.sums, tallies.unit_best.shape[0]
     m2 = sums[0] / d_vocab
     safe_m2 = m2.clamp_min(torch.finfo(torch.float64).tiny)
     return LayerResult(
@@ -413,19 +275,19 @@ def scan_layer(
         suppress_ids=ranked["suppress_ids"].cpu().numpy().astype(np.int32),
         suppress_dots=ranked["suppress_dots"].cpu().numpy(),
         max_dot=ranked["top_dots"][:, 0].abs().cpu().numpy(),
-        norm=norms.cpu().numpy(),
+        norm=rows.norms.cpu().numpy(),
         mean=mean.cpu().numpy(),
         std=m2.sqrt().cpu().numpy(),
         skew=(sums[1] / d_vocab / safe_m2.pow(1.5)).cpu().numpy(),
         kurtosis=(sums[2] / d_vocab / safe_m2.pow(2)).cpu().numpy(),
-        token_neurons=token_ids.cpu().numpy().astype(np.int32),
-        token_dots=token_dots.cpu().numpy(),
-        token_unit_best=unit_best.cpu().numpy(),
-        token_unit_best_neuron=unit_best_neuron.cpu().numpy().astype(np.int32),
-        score_hist=histogram.result(),
-        score_hist_top=histogram.top,
-        device=device_label(unembed.device),
-        products=product.plan.label,
+        token_neurons=tallies.token_ids.cpu().numpy().astype(np.int32),
+        token_dots=tallies.token_dots.cpu().numpy(),
+        token_unit_best=tallies.unit_best.cpu().numpy(),
+        token_unit_best_neuron=tallies.unit_best_neuron.cpu().numpy().astype(np.int32),
+        score_hist=tallies.histogram.result(),
+        score_hist_top=tallies.histogram.top,
+        device=device_label(rows.w.device),
+        products=plan.label,
     )
 
 
@@ -452,8 +314,8 @@ def _product(unembed: ProjectedUnembed, rows: NeuronRows, w: torch.Tensor) -> _F
 
 
 def _finish_candidates(
-    largest: _RunningExtremes,
-    smallest: _RunningExtremes,
+    largest: RunningExtremes,
+    smallest: RunningExtremes,
     rows: NeuronRows,
     unembed: ProjectedUnembed,
     k: int,

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.model import EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary
 
 
@@ -32,7 +32,12 @@ class ModelSource(Protocol):
         ...
 
     def embedding(self) -> np.ndarray:
-        """W_E, shape [d_vocab, d_model] (the embedding's own row count)."""
+        """W_E, shape [d_vocab, d_model] (the embedding's own row count), float32."""
+        ...
+
+    def embedding_rows(self) -> EmbeddingRows:
+        """W_E as stored, read a block of rows at a time (the input side's way: never all of it
+        in float32)."""
         ...
 
     def mlp_in(self, layer: int) -> MlpInputs:

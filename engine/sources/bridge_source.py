@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.model import ArrayRows, EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError, first_line
 from engine.sources.base import check_orientation
@@ -164,6 +164,9 @@ class BridgeSource:
 
     def embedding(self) -> np.ndarray:
         return self._numpy(self._bridge.W_E)
+
+    def embedding_rows(self) -> EmbeddingRows:
+        return ArrayRows(self._bridge.W_E.detach().to("cpu").float().numpy())  # the model's own, a view
 
     def vocabulary(self) -> Vocabulary:
         return tokenizer_vocabulary(self._tokenizer, self.info.d_vocab)

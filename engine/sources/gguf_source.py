@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.model import EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError
 from engine.sources.base import check_orientation
@@ -174,6 +174,13 @@ class GGUFSource:
         embedding = self._dequantised("token_embd.weight")  # [d_vocab, d_model]
         return check_orientation("W_E", embedding, embedding.shape[0], self.info.d_model)
 
+    def embedding_rows(self) -> EmbeddingRows:
+        data, kind = self._tensor_data("token_embd.weight")
+        rows = QuantisedRows(data, kind)
+        if rows.shape[1] != self.info.d_model:
+            raise UserError(f"token_embd.weight in {self.path} is not [d_vocab, {self.info.d_model}]")
+        return rows
+
     def vocabulary(self) -> Vocabulary:
         arrays = self._header.arrays
         if "tokenizer.ggml.tokens" not in arrays:
@@ -187,3 +194,29 @@ class GGUFSource:
             for text, kind in zip(stored, types)
         ]
         return Vocabulary.from_bytes(tokens).padded_to(self.info.d_vocab)
+
+
+class QuantisedRows:
+    """A GGUF tensor's rows as stored (quantised blocks or a plain type, a view of the file's
+    memory map), dequantised to float32 a few rows at a time."""
+
+    def __init__(self, data: np.ndarray, kind) -> None:
+        self._data, self._kind = data, kind
+        self._width = self._float32(data[:1]).shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self._data.shape[0]), int(self._width)
+
+    def _float32(self, part: np.ndarray) -> np.ndarray:
+        import gguf
+
+        array = gguf.quants.dequantize(part, self._kind)
+        # Plain types come back as read-only views of the memory map: copy those out.
+        return np.array(array, dtype=np.float32, order="C", copy=not array.flags.writeable)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self._float32(self._data[start:stop])
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        return self._float32(self._data[ids])

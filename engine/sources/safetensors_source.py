@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.model import FinalNorm, MlpInputs, ModelInfo
+from engine.data.model import ArrayRows, EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary
 from engine.errors import UserError
 from engine.sources.tensor_names import NamesStore, tensor_names
@@ -189,6 +189,15 @@ class SafetensorsSource:
 
     def embedding(self) -> np.ndarray:
         return self._read(self._require(f"{self._top['embed']}.weight"))
+
+    def embedding_rows(self) -> EmbeddingRows:
+        from engine.sources.embedding_rows import FileRows
+
+        stored = self._require(f"{self._top['embed']}.weight")
+        try:
+            return FileRows(self._files[stored], stored)
+        except ValueError:  # a dtype that does not widen exactly (or a 1-D oddity): read it whole
+            return ArrayRows(self._read(stored))
 
     def vocabulary(self) -> Vocabulary:
         from transformers import AutoTokenizer

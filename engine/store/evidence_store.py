@@ -14,6 +14,7 @@ from engine.store.products import (
     CORPORA,
     EVIDENCE,
     PARTIAL_EVIDENCE,
+    PASS_INDEX,
     PASS_PROGRESS,
     READINGS,
     SCALES,
@@ -167,6 +168,7 @@ class EvidenceStore:
             return
         self.products.put(SCALES, (windows, scales), corpus_hash, context, windows_per_batch)
 
+    # --- a running pass's checkpoints ----------------------------------------------------------
     def checkpoint(
         self, corpus_hash: str, settings: ActivationSettings, layers: list[int], rank: int, world: int
     ) -> bytes | None:
@@ -181,13 +183,58 @@ class EvidenceStore:
         layers: list[int],
         rank: int,
         world: int,
+        read: int,
     ) -> None:
+        """A pass's checkpoint, which has read ``read`` tokens (this rank's), noted in the index that
+        passes under other token caps or over fewer layers look in."""
         self.products.put(PASS_PROGRESS, payload, corpus_hash, settings, layers, rank, world)
+        known = self._checkpoints(corpus_hash, settings, rank, world)
+        known[_checkpoint_name(settings, layers)] = {
+            "cap": settings.max_tokens,
+            "layers": layers,
+            "read": read,
+        }
+        self.products.put(PASS_INDEX, known, corpus_hash, settings, rank, world)
 
     def forget_checkpoint(
         self, corpus_hash: str, settings: ActivationSettings, layers: list[int], rank: int, world: int
     ) -> None:
         self.products.forget(PASS_PROGRESS, corpus_hash, settings, layers, rank, world)
+        known = self._checkpoints(corpus_hash, settings, rank, world)
+        if known.pop(_checkpoint_name(settings, layers), None) is not None:
+            self.products.put(PASS_INDEX, known, corpus_hash, settings, rank, world)
+
+    def resumable(
+        self, corpus_hash: str, settings: ActivationSettings, layers: list[int], rank: int, world: int
+    ) -> list[tuple[ActivationSettings, list[int]]]:
+        """The passes whose checkpoints a pass with ``settings`` over ``layers`` may resume from,
+        the one that read most first: its own, and those of passes over the same corpus, windows
+        and batches (``ActivationSettings.base_tag``) under any token cap, that read no more than
+        this pass's cap, over the same layers or more (a layer's state depends only on the batches
+        read, not on the other layers read beside it). A pass over more layers than a checkpoint
+        holds cannot use it: its other layers need those batches read again, which costs what
+        reading them for every layer costs. Whether the batches read are this pass's own is
+        checked against the checkpoint itself (its windows)."""
+        cap, own_name = settings.max_tokens, _checkpoint_name(settings, layers)
+        known = self._checkpoints(corpus_hash, settings, rank, world)
+        own = known.get(own_name)
+        own_read = own.get("read") if isinstance(own, dict) else None
+        # Its own first (read unknown: a damaged or older index; try it first), then the others.
+        found = [(float(own_read) if isinstance(own_read, int) else np.inf, settings, layers)]
+        for name, entry in known.items():
+            try:
+                their_cap = None if entry["cap"] is None else int(entry["cap"])
+                their_layers, read = [int(layer) for layer in entry["layers"]], int(entry["read"])
+            except (KeyError, TypeError, ValueError):
+                continue  # a damaged index entry: its checkpoint is still found by its own key
+            if name != own_name and (cap is None or read <= cap) and set(layers) <= set(their_layers):
+                found.append((read, replace(settings, max_tokens=their_cap), their_layers))
+        found.sort(key=lambda item: -item[0])  # stable: its own first at equal counts
+        return [(their_settings, their_layers) for _, their_settings, their_layers in found]
+
+    def _checkpoints(self, corpus_hash: str, settings: ActivationSettings, rank: int, world: int) -> dict:
+        stored = self.products.get(PASS_INDEX, corpus_hash, settings, rank, world)
+        return dict(stored) if isinstance(stored, dict) else {}
 
     def remember_corpus(self, name: str, content_hash: str) -> None:
         known = self._corpora()
@@ -201,3 +248,8 @@ class EvidenceStore:
     def _corpora(self) -> dict:
         known = self.products.get(CORPORA)
         return known if isinstance(known, dict) else {}
+
+
+def _checkpoint_name(settings: ActivationSettings, layers: list[int]) -> str:
+    """A checkpoint's name in the index: its token cap and its layers."""
+    return f"m{settings.max_tokens}-L{'-'.join(map(str, layers))}"

@@ -180,6 +180,14 @@ PASS_PROGRESS: Product[[str, ActivationSettings, list[int], int, int], bytes] = 
     bytes,
     bytes,
 )
+PASS_INDEX: Product[[str, ActivationSettings, int, int], dict] = Product(
+    # Which passes over a corpus's windows and batches (any token cap, any layers) have a
+    # checkpoint on a rank, and how many tokens each has read: a pass resumes from another's.
+    "activation-progress-index",
+    lambda corpus_hash, settings, rank, world: (corpus_hash, settings.base_tag, f"{rank}of{world}"),
+    _json_encode,
+    _json_decode,
+)
 TENSOR_NAMES: Product[[str], dict] = Product(
     # A checkpoint's tensor names as TransformerLens's adapter gives them, by a digest of the
     # architecture, the config and TransformerLens's version (engine.sources.tensor_names).

@@ -115,3 +115,103 @@ def test_the_most_read_evidence_is_found_under_any_cap(tiny_llama_dir, corpus, t
     found, reading = engine.best_evidence(0, corpus.content_hash, asked, SCAN)
     assert found.to_bytes() == small[0].to_bytes() and reading.complete
     assert engine.best_evidence(1, corpus.content_hash, SETTINGS, SCAN) is None
+
+
+def _stopped(engine, corpus, layers, settings, batches: int) -> int:
+    """Run a pass and stop it after ``batches`` batches; the tokens it read."""
+    events: list = []
+    job = ActivationJob(
+        engine,
+        layers,
+        corpus,
+        settings,
+        SCAN,
+        listener=events.append,
+        cancelled=lambda: sum(e.stage == "running" for e in events) >= batches,
+    )
+    with pytest.raises(ScanCancelled):
+        job.run()
+    assert events[-1].stage == "stopped" and job.batches_run == batches
+    return events[-1].done_tokens
+
+
+def _run(engine, corpus, layers, settings) -> tuple[dict, int | None, ActivationJob]:
+    """A pass to the end: (evidence, the tokens it resumed at or None, the job)."""
+    events: list = []
+    job = ActivationJob(engine, layers, corpus, settings, SCAN, listener=events.append)
+    results = job.run()
+    resuming = [e.done_tokens for e in events if e.stage == "resuming"]
+    return results, (resuming[0] if resuming else None), job
+
+
+def test_a_pass_under_another_cap_resumes_where_a_stopped_one_was(tiny_llama_dir, corpus, tmp_path):
+    """The detail's pass (one cap) stopped at N; a pass under another cap over the same layer
+    resumes at N when N is within its cap (its batches up to N are the same), and gives the bytes
+    of a fresh pass under its cap; under a cap below N it starts afresh."""
+    engine = _engine(tiny_llama_dir, tmp_path / "caps")
+    read = _stopped(engine, corpus, [1], SETTINGS, batches=3)
+    _, _, whole = _run(_engine(tiny_llama_dir, tmp_path / "count"), corpus, [1], SETTINGS)
+    total = whole.lander.total
+    assert read < total - 48
+
+    larger = replace(SETTINGS, max_tokens=read + 40)  # ends inside a later batch
+    got, resumed_at, job = _run(engine, corpus, [1], larger)
+    assert resumed_at == read
+    fresh, _, fresh_job = _run(_engine(tiny_llama_dir, tmp_path / "fresh-larger"), corpus, [1], larger)
+    assert job.batches_run == fresh_job.batches_run - 3
+    assert got[1].to_bytes() == fresh[1].to_bytes()
+
+    smaller = replace(SETTINGS, max_tokens=read - 5)  # cannot be rebuilt from N tokens: afresh
+    got, resumed_at, job = _run(engine, corpus, [1], smaller)
+    fresh, _, fresh_job = _run(_engine(tiny_llama_dir, tmp_path / "fresh-smaller"), corpus, [1], smaller)
+    assert resumed_at is None and job.batches_run == fresh_job.batches_run
+    assert got[1].to_bytes() == fresh[1].to_bytes()
+
+    # The stopped pass's own checkpoint is still there: it resumes at N itself.
+    got, resumed_at, _ = _run(engine, corpus, [1], SETTINGS)
+    assert resumed_at == read and got[1].to_bytes() == whole.run()[1].to_bytes()
+
+
+def test_a_pass_over_one_layer_resumes_from_a_pass_over_more(tiny_llama_dir, corpus, tmp_path):
+    """A layer's state depends only on the batches read: a pass over [1] resumes from a stopped
+    pass over [0, 1] (any cap within reach); a pass over [0, 1] after one over [0] starts afresh
+    (its layer 1 needs those batches read again)."""
+    engine = _engine(tiny_llama_dir, tmp_path / "more")
+    read = _stopped(engine, corpus, [0, 1], SETTINGS, batches=2)
+    capped = replace(SETTINGS, max_tokens=read + 50)
+    got, resumed_at, _ = _run(engine, corpus, [1], capped)
+    fresh, _, _ = _run(_engine(tiny_llama_dir, tmp_path / "fresh-one"), corpus, [1], capped)
+    assert resumed_at == read and got[1].to_bytes() == fresh[1].to_bytes()
+
+    fewer = _engine(tiny_llama_dir, tmp_path / "fewer")
+    _stopped(fewer, corpus, [0], SETTINGS, batches=2)
+    got, resumed_at, job = _run(fewer, corpus, [0, 1], SETTINGS)
+    fresh, _, fresh_job = _run(_engine(tiny_llama_dir, tmp_path / "fresh-two"), corpus, [0, 1], SETTINGS)
+    assert resumed_at is None and job.batches_run == fresh_job.batches_run
+    assert all(got[layer].to_bytes() == fresh[layer].to_bytes() for layer in (0, 1))
+
+
+def test_a_checkpoint_whose_batches_were_cut_elsewhere_is_passed_over():
+    """A pass capped inside a window ends with a shorter batch than a pass with a larger cap:
+    its checkpoint serves that pass only up to the batches they share."""
+    import numpy as np
+    import torch
+
+    from engine.activations.checkpoints import OtherBatches, checkpoint_arrays, restore
+    from engine.activations.state import LayerActivationState
+
+    def state() -> dict:
+        return {0: LayerActivationState(8, 4, 2, False, torch.device("cpu"))}
+
+    short = [[(0, 4), (4, 8)], [(8, 10)]]  # capped at 10 tokens: the third window cut
+    long = [[(0, 4), (4, 8)], [(8, 12), (12, 14)]]
+    scales = np.arange(10, dtype=np.float64) + 1.0
+    arrays, read = checkpoint_arrays(state(), scales, {0, 1}, short)
+    assert read == 10
+    with pytest.raises(OtherBatches):
+        restore(arrays, state(), np.zeros(14), long, own=False)
+    arrays, read = checkpoint_arrays(state(), scales, {0}, short)
+    into = np.zeros(14)
+    assert restore(arrays, state(), into, long, own=False) == {0} and read == 8
+    np.testing.assert_array_equal(into[:8], scales[:8])
+    assert not into[8:].any()

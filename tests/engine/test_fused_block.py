@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from engine.scan.layer_scan import scan_layer
 from engine.scan.projection import ProjectedUnembed
 from engine.settings import Projection
 from tests.helpers.exactness import assert_histogram_matches, assert_layer_matches
+from tests.helpers.models import random_layer
 from tests.helpers.reference import reference_layer
 
 ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, True], repeat=3)]
@@ -31,12 +33,7 @@ SAME = (
 )
 
 
-def _random(seed: int, d_model=40, d_mlp=150, d_vocab=2600):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((d_mlp, d_model)).astype(np.float32)
-    u = rng.standard_normal((d_model, d_vocab)).astype(np.float32)
-    g = rng.uniform(0.5, 2.0, d_model).astype(np.float32)
-    return w, u, g
+_random = partial(random_layer, d_model=40, d_mlp=150, d_vocab=2600)
 
 
 def _eager(monkeypatch, *args, **kwargs):
@@ -59,6 +56,27 @@ def test_sweeps_equal_the_eager_pass_and_the_reference(projection, monkeypatch):
         np.testing.assert_array_equal(getattr(swept, name), getattr(eager, name), err_msg=name)
     for name in ("top_dots", "max_dot", "std", "skew", "kurtosis"):  # float64 sums in another order
         np.testing.assert_allclose(getattr(swept, name), getattr(eager, name), rtol=1e-12, atol=1e-13)
+
+
+def test_the_reference_pass_on_request_is_the_eager_pass(monkeypatch):
+    """``eager=True`` (what the benchmarks time the sweeps against) folds the blocks with the eager
+    pass though numba is at hand, and gives the reference's numbers."""
+    from engine.scan import block_folds
+
+    folded: list[int] = []
+    update = block_folds.EagerFold.update
+    monkeypatch.setattr(
+        block_folds.EagerFold, "update", lambda self, *args: folded.append(1) or update(self, *args)
+    )
+    w, u, g = _random(24, d_vocab=900)
+    unembed = ProjectedUnembed(u, g, Projection(), CPU, torch.float32)
+    swept = scan_layer(0, w, unembed, 10, 8, chunk_tokens=300)
+    assert not folded
+    asked = scan_layer(0, w, unembed, 10, 8, chunk_tokens=300, eager=True)
+    assert len(folded) == 3  # one per block
+    assert_layer_matches(asked, reference_layer(w, u, g, Projection(), 10, 8))
+    for name in SAME:
+        np.testing.assert_array_equal(getattr(asked, name), getattr(swept, name), err_msg=name)
 
 
 @pytest.mark.parametrize("chunk_tokens", [1, 7, 64, 2600])
@@ -111,13 +129,14 @@ def test_rescoring_kernel_equals_float64_dots():
 
 def test_input_side_candidates_swept_equal_merged():
     """The input side's candidates by the numba heaps equal those of torch's chunk-wise top-k."""
-    from engine.scan.input_side import _candidates_merged, _candidates_swept
+    from engine.data.model import ArrayRows
+    from engine.scan.input_side import _candidates_merged, _candidates_swept, _Table
 
     rng = np.random.default_rng(25)
     unit = torch.from_numpy(rng.standard_normal((90, 24)).astype(np.float32))
-    table = torch.from_numpy(rng.standard_normal((9000, 24)).astype(np.float32))
-    inverse = (1.0 / table.double().norm(dim=1)).float()
-    swept, merged = _candidates_swept(unit, table, inverse, 26), _candidates_merged(unit, table, inverse, 26)
+    table = ArrayRows(rng.standard_normal((9000, 24)).astype(np.float32))
+    swept = _candidates_swept(unit, _Table(table, CPU, 4096), 26)
+    merged = _candidates_merged(unit, _Table(table, CPU, 4096), 26)
     for (swept_values, swept_ids), (merged_values, merged_ids) in zip(swept, merged):
         np.testing.assert_array_equal(swept_values.numpy(), merged_values.numpy())
         np.testing.assert_array_equal(swept_ids.numpy(), merged_ids.numpy())

@@ -16,6 +16,7 @@ from engine.scan.layer_scan import scan_layer
 from engine.scan.projection import ProjectedUnembed
 from engine.settings import Lens, Projection, ScanSettings
 from tests.helpers.exactness import assert_layer_matches
+from tests.helpers.models import random_layer
 from tests.helpers.reference import reference_layer
 
 ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, True], repeat=3)]
@@ -23,9 +24,7 @@ ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, Tru
 
 def _random(seed: int, d_model=40, d_mlp=120, d_vocab=1500):
     rng = np.random.default_rng(seed)
-    w = rng.standard_normal((d_mlp, d_model)).astype(np.float32)
-    u = rng.standard_normal((d_model, d_vocab)).astype(np.float32)
-    g = rng.uniform(0.5, 2.0, d_model).astype(np.float32)
+    w, u, g = random_layer(rng, d_model, d_mlp, d_vocab)
     # A lens is near the identity plus a rotation-and-stretch of order one, stored in fp16.
     j = (np.eye(d_model) + 0.4 * rng.standard_normal((d_model, d_model))).astype(np.float16)
     return w, u, g, j.astype(np.float64)

@@ -7,6 +7,7 @@ accumulation), so these tests check the arithmetic the GPU path relies on.
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import numpy as np
 import pytest
@@ -17,18 +18,14 @@ from engine.scan.precision import ProductPlan, split_bfloat16
 from engine.scan.projection import ProjectedUnembed
 from engine.settings import Projection
 from tests.helpers.exactness import assert_histogram_matches, assert_layer_matches
+from tests.helpers.models import random_layer
 from tests.helpers.reference import reference_layer, reference_scores
 
 ALL_PROJECTIONS = [Projection(*flags) for flags in itertools.product([False, True], repeat=3)]
 CPU = torch.device("cpu")
 
 
-def _random(seed: int, d_model=48, d_mlp=120, d_vocab=2200):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((d_mlp, d_model)).astype(np.float32)
-    u = rng.standard_normal((d_model, d_vocab)).astype(np.float32)
-    g = rng.uniform(0.5, 2.0, d_model).astype(np.float32)
-    return w, u, g
+_random = partial(random_layer, d_model=48, d_mlp=120, d_vocab=2200)
 
 
 def _as_bf16(array: np.ndarray) -> np.ndarray:

@@ -31,6 +31,18 @@ def test_quantised_gguf_is_dequantised(tmp_path, tiny_weights):
     assert 0 < np.abs(unembed - tiny_weights.unembed).max() < 0.05
 
 
+@pytest.mark.parametrize("quantised", [True, False])
+def test_gguf_embedding_rows_dequantise_as_the_whole_tensor_does(tmp_path, tiny_weights, quantised):
+    path = write_gguf(tmp_path / "e.gguf", tiny_weights, quantise_embedding=quantised)
+    source = open_source(locate_model(str(path)))
+    whole, rows = source.embedding(), source.embedding_rows()
+    assert rows.shape == whole.shape
+    np.testing.assert_array_equal(rows.rows(0, whole.shape[0]), whole)
+    np.testing.assert_array_equal(rows.rows(7, 19), whole[7:19])
+    ids = np.array([3, 0, whole.shape[0] - 1, 3])
+    np.testing.assert_array_equal(rows.take(ids), whole[ids])
+
+
 def test_gguf_tensors_and_vocabulary_equal_the_gguf_packages_reader(tmp_path, tiny_weights):
     """The header is walked by neuron-tui itself; the gguf package's own reader is the reference."""
     import gguf

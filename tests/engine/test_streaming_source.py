@@ -45,6 +45,11 @@ def test_streamed_tensors_equal_the_bridge_ones(checkpoint):
     assert streamed.vocabulary().texts == bridge.vocabulary().texts
     # The input side's tensors: W_E, each layer's input rows and the norm before its MLP.
     np.testing.assert_array_equal(streamed.embedding(), bridge.embedding())
+    ours_rows, theirs_rows = streamed.embedding_rows(), bridge.embedding_rows()
+    assert ours_rows.shape == theirs_rows.shape == bridge.embedding().shape
+    ids = np.array([5, 0, 299, 5, 17])
+    np.testing.assert_array_equal(ours_rows.take(ids), bridge.embedding()[ids])
+    np.testing.assert_array_equal(ours_rows.rows(290, 400), theirs_rows.rows(290, 400))
     for layer in range(streamed.info.n_layers):
         ours_in, theirs_in = streamed.mlp_in(layer), bridge.mlp_in(layer)
         np.testing.assert_array_equal(ours_in.up, theirs_in.up)
@@ -217,3 +222,47 @@ def test_tensors_widened_slab_by_slab_equal_whole_ones(kind, dtype, tmp_path, mo
     np.testing.assert_array_equal(source.mlp_out(1), widened if kind == "gpt2" else widened.T)
     embedding = "transformer.wte.weight" if kind == "gpt2" else "lm_head.weight"
     np.testing.assert_array_equal(source.unembed(), stored[embedding].float().numpy().T)
+    # W_E read from the file a few rows at a time, widened the same way.
+    w_e = stored["transformer.wte.weight" if kind == "gpt2" else "model.embed_tokens.weight"].float().numpy()
+    rows = source.embedding_rows()
+    assert rows.shape == w_e.shape
+    np.testing.assert_array_equal(rows.rows(3, 11), w_e[3:11])
+    np.testing.assert_array_equal(rows.take(np.array([299, 0, 42])), w_e[[299, 0, 42]])
+
+
+def test_the_input_side_holds_no_float32_copy_of_the_embedding(tmp_path):
+    """An embedding much larger than the rest (a 64k vocabulary of width 512, bf16): a layer's input
+    side reads it from the file a block at a time, so its peak over what the process held before
+    stays well under the embedding's float32 size (125 MiB), which holding it whole would add
+    (and a float64 copy for the norms, twice that)."""
+    import torch
+    import transformers as t
+
+    from tests.helpers.models import _byte_level_tokenizer, tiny_vocabulary
+
+    vocab, d_model = 64000, 512
+    config = t.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=d_model,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path / "wide"
+    t.LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    _byte_level_tokenizer(tiny_vocabulary(vocab)).save_pretrained(folder)
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}  # freed memory goes back at once
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.inputs_peak_child", str(folder), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    before, peak = map(int, done.stdout.split()[-2:])
+    float32_kib = vocab * d_model * 4 // 1024
+    assert peak - before < float32_kib // 2, (before, peak)

@@ -155,6 +155,23 @@ def test_concept_numbers_equal_a_brute_force_count(tiny_llama_dir, tmp_path):
             )
 
 
+def test_the_direction_nulls_running_top_k_equals_one_stable_sort_of_every_score():
+    """Chunk by chunk (any chunk size), the top-k ids equal a stable sort of all the scores: ties
+    (many here: small whole numbers) go to the lower id."""
+    import torch
+
+    from engine.scan.concepts import top_token_ids
+
+    rng = np.random.default_rng(5)
+    columns = torch.from_numpy(rng.integers(-3, 4, size=(50, 4)).astype(np.float64))
+    directions = torch.from_numpy(rng.integers(-2, 3, size=(9, 4)).astype(np.float64))
+    scores = directions.numpy() @ columns.numpy().T
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :6]
+    for chunk in (1, 7, 50, 64):
+        got = top_token_ids(directions, 50, 6, lambda ids: columns[ids], chunk=chunk)
+        np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize(
     "raw, form",
     [

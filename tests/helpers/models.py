@@ -217,3 +217,13 @@ def write_perturbed_copy(
         tensors[name][:, neuron] += added[neuron]
     save_file(tensors, weights, metadata={"format": "pt"})
     return added
+
+
+def random_layer(seed, d_model: int, d_mlp: int, d_vocab: int, scale: float = 1.0):
+    """A random layer's (W_out [d_mlp, d_model] times ``scale``, W_U [d_model, d_vocab], final-norm
+    weight [d_model]) in float32, drawn in that order from ``seed`` (a number or a Generator)."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((d_mlp, d_model)) * scale).astype(np.float32)
+    u = rng.standard_normal((d_model, d_vocab)).astype(np.float32)
+    g = rng.uniform(0.5, 2.0, d_model).astype(np.float32)
+    return w, u, g
