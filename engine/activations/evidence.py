@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.activations.final_readout import through_final_norm
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus
 from engine.data.evidence import (
@@ -29,13 +30,10 @@ def direct_effect_weights(
 ) -> np.ndarray:
     """Per neuron, the mean over v in its ``token_ids`` row of (W_out[i] ⊙ g) · W_U[:, v], in float64."""
     tokens = unembed.T  # [d_vocab, d_model], a view: only the gathered columns are widened
+    weight = None if norm_weight is None else norm_weight.astype(np.float64)
     out = np.empty(w_out.shape[0])
     for start in range(0, w_out.shape[0], 256):  # bounded memory whatever the model's width
-        rows = w_out[start : start + 256].astype(np.float64)
-        if centred_norm:
-            rows = rows - rows.mean(axis=1, keepdims=True)
-        if norm_weight is not None:
-            rows = rows * norm_weight.astype(np.float64)
+        rows = through_final_norm(w_out[start : start + 256].astype(np.float64), weight, centred_norm)
         columns = tokens[token_ids[start : start + 256]].astype(np.float64)  # [n, k, d_model]
         out[start : start + 256] = np.einsum("nd,nkd->n", rows, columns) / token_ids.shape[1]
     return out
