@@ -11,6 +11,9 @@ the argmax is taken over a few hundred positions at a time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 ARGMAX_ROWS = 256  # positions per chunk of logits when finding the predicted token
@@ -79,3 +82,25 @@ class FinalReadout:
         ``activations`` [n, d_mlp] toward ``targets`` [n], through ``scales`` [n] held fixed."""
         weights = self.target_weights(w_out, targets)
         return activations.double() * weights / scales.double()[:, None]
+
+
+@dataclass
+class Readouts:
+    """The final norm's readout at every position of a corpus a pass reads (global indices): its
+    scale and the predicted token (0 where not read yet)."""
+
+    scales: np.ndarray  # [positions] float64
+    predicted: np.ndarray  # [positions] int64
+
+    @classmethod
+    def empty(cls, n_positions: int) -> Readouts:
+        return cls(np.zeros(n_positions, dtype=np.float64), np.zeros(n_positions, dtype=np.int64))
+
+    def fill(self, start: int, stop: int, scales: np.ndarray, predicted: np.ndarray) -> None:
+        """Positions [start, stop) from another pass's arrays (global indices alike)."""
+        self.scales[start:stop] = scales[start:stop]
+        self.predicted[start:stop] = predicted[start:stop]
+
+    def clear(self) -> None:
+        self.scales[:] = 0.0
+        self.predicted[:] = 0
