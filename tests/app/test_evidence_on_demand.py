@@ -8,7 +8,7 @@ import contextlib
 
 import numpy as np
 
-from engine.activations.corpus import Corpus
+from engine.activations.documents import Corpus
 from engine.neuron_engine import EngineOptions
 from engine.settings import ActivationSettings, ScanSettings
 from tests.engine.test_activations import random_documents
