@@ -74,7 +74,7 @@ class AllLayersScreen(Screen[int | None]):
                 yield Static(id="max-dot-legend", classes="plot-legend")
                 yield PlotextPlot(id="max-dot-by-layer")
             with Vertical():
-                classes_legend = legend("kurtosis > 10 neurons by layer (stacked)", CLASSES)
+                classes_legend = legend("kurtosis > 10 by layer (stacked)", CLASSES)
                 yield Static(classes_legend, classes="plot-legend")
                 yield PlotextPlot(id="classes-by-layer")
         yield KeyTable(id="all-table", cursor_type="row", zebra_stripes=True)
