@@ -59,7 +59,6 @@ class MaxDotHistogram(PlotextPlot):
                 ordered[ranks].tolist(),
                 marker="braille",
                 color="cyan",
-                label="max-dot, sorted",
             )
             # Ticks of their own: the histogram's max-dot ticks must not linger on the rank axis.
             tick_ranks = np.linspace(0, len(ordered) - 1, 5).round().astype(int)
@@ -79,7 +78,8 @@ class MaxDotHistogram(PlotextPlot):
             # numpy bins the values; plotext only draws the bars (its own binning is pure Python).
             counts, edges = np.histogram(self.values, bins=bins, range=(low, high))
             centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-            plt.bar(centres, counts.tolist(), width=1.0, color="cyan", label="neurons")
+            # The legend goes under the axis, by glyph: drawn in the plot it would cover the bars.
+            plt.bar(centres, counts.tolist(), width=1.0, color="cyan")
             ticks = np.linspace(low, high, 5)
             plt.xticks(ticks.tolist(), [f"{tick:.3g}" for tick in ticks])
             plt.xlim(*_with_margin(low, high))
@@ -87,14 +87,13 @@ class MaxDotHistogram(PlotextPlot):
                 # Scaled to the neuron count so both shapes compare on one axis.
                 null_counts, _ = np.histogram(self.null_values, bins=bins, range=(low, high))
                 scale = len(self.values) / max(len(self.null_values), 1)
-                plt.plot(
-                    centres,
-                    (null_counts * scale).tolist(),
-                    color="magenta",
-                    marker="braille",
-                    label="random directions",
-                )
-            plt.xlabel("max |dot| over the vocabulary")
+                plt.plot(centres, (null_counts * scale).tolist(), color="magenta", marker="braille")
+            legend = (
+                " · █ neurons · ⠒ random directions"
+                if self.null_values is not None
+                else " over the vocabulary"
+            )
+            plt.xlabel(f"max |dot|{legend}")
             plt.ylabel("neurons")
             if self.marker is not None:
                 plt.vertical_line(self.marker, color="yellow")
