@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.activations.corpus import AnyCorpus, default_corpus_name, load_corpus
+from engine.activations.corpus import default_corpus_name, load_corpus
+from engine.activations.documents import AnyCorpus
 from engine.data.attribution import NeuronAblation, TextAttribution
 from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations

@@ -25,7 +25,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from engine.activations.corpus import Corpus
+from engine.activations.documents import Corpus
 from engine.errors import UserError
 
 WIKIPEDIA = "wikipedia-vital"

@@ -16,118 +16,16 @@ happens when the corpus is opened, before a model is loaded, and fails with one 
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
-import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+from engine.activations import documents
+from engine.activations.documents import AnyCorpus, Corpus, Hasher, StreamedCorpus, split_pieces
 from engine.errors import UserError, first_line
 
-PIECE_CHARACTERS = 1 << 18  # a document longer than this is tokenized in pieces (256k characters)
 _READ_BYTES = 1 << 20  # files are read in blocks of this size
-# Where a long document is cut: after a line end, before a character that is not a space (a seam
-# there changes no token for byte-level BPE tokenizers); else between two words; else anywhere.
-_LINE_SEAM = re.compile(r"\n(?=\S)")
-_WORD_SEAM = re.compile(r"(?<=\S) (?=\S)")
-
-
-def _cut(text: str, limit: int) -> int:
-    """Where to end the first piece of ``text`` (longer than ``limit``): decided by text[:limit + 1]."""
-    window = text[limit // 2 : limit + 1]
-    for seam in (_LINE_SEAM, _WORD_SEAM):
-        matches = [match.start() for match in seam.finditer(window)]
-        if matches:
-            return limit // 2 + matches[-1] + (1 if seam is _LINE_SEAM else 0)
-    return limit
-
-
-def split_pieces(text: str, limit: int | None = None) -> Iterator[str]:
-    """``text`` in pieces of at most ``limit`` characters (default ``PIECE_CHARACTERS``), the same
-    pieces as ``_stream_pieces`` reads from a file."""
-    limit = limit or PIECE_CHARACTERS
-    while len(text) > limit:
-        cut = _cut(text, limit)
-        yield text[:cut]
-        text = text[cut:]
-    if text:
-        yield text
-
-
-Piece = tuple[int, bool, str]  # document number, first piece of its document, text
-
-
-class _Hasher:
-    """The content hash: every kept document's UTF-8 length, then its bytes, in order."""
-
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
-        self.documents = 0
-        self.characters = 0
-
-    def document(self, encoded_length: int, parts: Iterable[bytes], characters: int) -> None:
-        self.digest.update(encoded_length.to_bytes(8, "little"))
-        for part in parts:
-            self.digest.update(part)
-        self.documents += 1
-        self.characters += characters
-
-    @property
-    def value(self) -> str:
-        return self.digest.hexdigest()[:20]
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Documents held in memory (the built-in corpora, tests): the same interface as a corpus read
-    from disk (``StreamedCorpus``)."""
-
-    name: str  # what the user passed, or a built-in corpus's full name
-    documents: tuple[str, ...]
-
-    @property
-    def content_hash(self) -> str:
-        """Identifies the text itself (not where it came from): part of every cache key."""
-        hasher = _Hasher()
-        for document in self.documents:
-            encoded = document.encode("utf-8")
-            hasher.document(len(encoded), (encoded,), len(document))
-        return hasher.value
-
-    @property
-    def characters(self) -> int:
-        return sum(len(d) for d in self.documents)
-
-    @property
-    def n_documents(self) -> int:
-        return len(self.documents)
-
-    def pieces(self) -> Iterator[Piece]:
-        for number, document in enumerate(self.documents):
-            for index, piece in enumerate(split_pieces(document)):
-                yield number, index == 0, piece
-
-
-@dataclass(frozen=True)
-class StreamedCorpus:
-    """A corpus on disk, checked and hashed when opened and read again, piece by piece, by the pass."""
-
-    name: str
-    content_hash: str
-    n_documents: int
-    characters: int
-    # Each kept document as a function that reads it in pieces, in order.
-    _documents: Callable[[], Iterator[Callable[[], Iterator[str]]]] = field(repr=False)
-
-    def pieces(self) -> Iterator[Piece]:
-        for number, read in enumerate(self._documents()):
-            for index, piece in enumerate(read()):
-                yield number, index == 0, piece
-
-
-AnyCorpus = Corpus | StreamedCorpus
 
 
 def load_corpus(spec: str | None) -> AnyCorpus:
@@ -173,7 +71,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
         raise UserError(f"cannot read corpus file {path}: {error.strerror}") from None
 
 
-def _check_text_file(path: Path, hasher: _Hasher) -> bool:
+def _check_text_file(path: Path, hasher: Hasher) -> bool:
     """Read ``path`` once: refuse NUL bytes and invalid UTF-8, hash it if it holds text. False:
     only white space (the document is left out, as an empty one is)."""
     try:
@@ -217,8 +115,9 @@ def _stream_pieces(path: Path) -> Iterator[str]:
     buffer = ""
     for block in _blocks(path):
         buffer += decoder.decode(block)
-        while len(buffer) > PIECE_CHARACTERS:  # _cut needs limit + 1 characters, and has them
-            cut = _cut(buffer, PIECE_CHARACTERS)
+        limit = documents.PIECE_CHARACTERS
+        while len(buffer) > limit:  # piece_end needs limit + 1 characters, and has them
+            cut = documents.piece_end(buffer, limit)
             yield buffer[:cut]
             buffer = buffer[cut:]
     buffer += decoder.decode(b"", final=True)
@@ -226,7 +125,7 @@ def _stream_pieces(path: Path) -> Iterator[str]:
 
 
 def _text_files(name: str, files: list[Path]) -> StreamedCorpus:
-    hasher = _Hasher()
+    hasher = Hasher()
     kept = tuple(path for path in files if _check_text_file(path, hasher))
     if not kept:
         raise UserError(f"corpus {name} holds no text: pass a corpus with at least one non-empty document")
@@ -275,7 +174,7 @@ def _jsonl_texts(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _jsonl(name: str, path: Path) -> StreamedCorpus:
-    hasher = _Hasher()
+    hasher = Hasher()
     for _, text in _jsonl_texts(path):
         encoded = text.encode("utf-8")
         hasher.document(len(encoded), (encoded,), len(text))
@@ -322,7 +221,7 @@ def _hf_dataset(spec: str) -> StreamedCorpus:
             if text.strip():
                 yield text
 
-    hasher = _Hasher()
+    hasher = Hasher()
     for text in texts():
         encoded = text.encode("utf-8")
         hasher.document(len(encoded), (encoded,), len(text))

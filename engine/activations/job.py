@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from engine.activations import checkpoints
-from engine.activations.corpus import AnyCorpus
+from engine.activations.documents import AnyCorpus
 from engine.activations.final_readout import Readouts
 from engine.activations.landing import Lander
 from engine.activations.state import LayerActivationState

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
+from engine.activations.documents import AnyCorpus
 from engine.activations.evidence import CorpusFacts, direct_effect_weights, layer_evidence
 from engine.activations.final_readout import Readouts
 from engine.activations.state import ACT_TOP, LayerActivationState
 from engine.activations.windows import TokenizedCorpus
 from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.runtime.ranks import Ranks
+from engine.settings import ActivationSettings, ScanSettings
+from engine.store.evidence_store import EvidenceStore
 
-if TYPE_CHECKING:
-    from engine.activations.job import ActivationJob
+
+class FormsHost(Protocol):
+    def token_forms(self, size: int) -> np.ndarray: ...
+
+
+class LandingJob(Protocol):
+    """What the lander reads of the pass it lands for (``ActivationJob`` is one)."""
+
+    @property
+    def engine(self) -> FormsHost: ...
+
+    corpus: AnyCorpus
+    settings: ActivationSettings
+    scan: ScanSettings
+    ranks: Ranks
+    store: EvidenceStore
+    lift_tokens: dict[int, tuple[np.ndarray, np.ndarray]]
+    on_landed: Callable[[int, LayerActivations, EvidenceReading], None] | None
 
 
 class Lander:
@@ -21,7 +42,7 @@ class Lander:
     has read is the corpus's first N positions, and the evidence is exactly that of a pass capped
     at N tokens (a test holds it to the byte); with several processes only the end lands."""
 
-    def __init__(self, job: ActivationJob, bridge, tokenized: TokenizedCorpus, total: int) -> None:
+    def __init__(self, job: LandingJob, bridge, tokenized: TokenizedCorpus, total: int) -> None:
         from engine.sources.bridge_source import bridge_final_norm
 
         self.job, self.bridge, self.full, self.total = job, bridge, tokenized, total

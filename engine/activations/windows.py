@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.activations.corpus import AnyCorpus
+from engine.activations.documents import AnyCorpus
 from engine.errors import UserError
 
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from engine.activations.corpus import AnyCorpus
+from engine.activations.documents import AnyCorpus
 from engine.data.progress import FitListener, FitProgress
 from engine.errors import ScanCancelled, UserError, first_line
 from engine.lens import store

@@ -313,7 +313,7 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
         raw_max = app.main.layer_view.result.max_dot.copy()
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
-        await pilot.press("g", "enter")
+        await pilot.press("plus", "enter")
         await settle(pilot, app)
         gurnee = Projection(True, True, True)
         assert app.state.settings.projection == gurnee
@@ -323,7 +323,7 @@ async def test_projection_switch_recomputes_and_reads_the_cache(tiny_gguf, tmp_p
         assert app.main.layer_view.result.max_dot.max() <= 1.0 + 1e-12  # cosine similarities
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectionScreen))
-        await pilot.press("r", "enter")
+        await pilot.press("minus", "enter")
         await settle(pilot, app)
         np.testing.assert_array_equal(app.main.layer_view.result.max_dot, raw_max)
 

@@ -40,7 +40,7 @@ async def test_marks_belong_to_neurons_and_survive_every_change_and_a_restart(ti
         await answer_prompt(pilot, app, "f", "kurtosis>0")
         assert app.state.marked == set(on_2)
         await pilot.press("p")
-        await pilot.press("g", "enter")  # another projection
+        await pilot.press("plus", "enter")  # another projection
         await settle(pilot, app)
         assert app.state.marked == set(on_2) and len(app.state.collection) == 3
     again = make_app(tiny_gguf, tmp_path / "c")

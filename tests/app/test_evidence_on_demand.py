@@ -8,7 +8,7 @@ import contextlib
 
 import numpy as np
 
-from engine.activations.corpus import Corpus
+from engine.activations.documents import Corpus
 from engine.neuron_engine import EngineOptions
 from engine.settings import ActivationSettings, ScanSettings
 from tests.engine.test_activations import random_documents
@@ -60,15 +60,15 @@ async def test_the_details_pass_shows_examples_while_reading_and_keeps_them_when
         detail = await _open_detail(pilot, app)
         layer = detail.result.layer
         assert "not read yet" in detail.evidence_text.plain
-        await pilot.press("a")
+        await pilot.press("A")
         # The pass waits at the gate after its first landing: the examples are on screen while it reads.
         await wait_for(pilot, lambda: detail.reading is not None)
         assert not detail.reading.complete and detail.pass_running()
         assert _examples_shown(detail) >= 5  # both poles' examples of this neuron
         assert f"{detail.reading.read:,} of {detail.reading.of:,} tokens read" in detail.evidence_text.plain
         activity = str(detail.query_one("#detail-activity").render())
-        assert f"reading text for L{layer}" in activity and "a stops" in activity
-        await pilot.press("a")  # stop
+        assert f"reading text for L{layer}" in activity and "A stops" in activity
+        await pilot.press("A")  # stop
         engine.gate.set()
         await wait_for(pilot, lambda: not detail.pass_running())
         await wait_for(pilot, lambda: "stopped" in str(detail.query_one("#detail-activity").render()))
@@ -98,7 +98,7 @@ async def test_the_details_pass_shows_examples_while_reading_and_keeps_them_when
             return original(*args, **kwargs)
 
         again.engine.corpus_pass = spy
-        await pilot.press("a")  # resumes where it stopped, and reads to the end
+        await pilot.press("A")  # resumes where it stopped, and reads to the end
         await wait_for(pilot, lambda: detail.reading.complete)
         assert [e.done_tokens for e in events if e.stage == "resuming"] == [read]
 

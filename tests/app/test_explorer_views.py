@@ -137,8 +137,8 @@ async def test_labels_are_literal_and_states_readable_without_colour(tiny_gguf, 
         assert "W_out[i]" in str(dialog.query_one("#projection-title").render())
         boxes = list(dialog.query("FlagBox"))
         assert [box.BUTTON_INNER for box in boxes] == [" ", " ", " "]
-        await pilot.press("g")
-        assert isinstance(app.screen, ProjectionScreen), "g ticks; Enter applies"
+        await pilot.press("plus")
+        assert isinstance(app.screen, ProjectionScreen), "+ ticks; Enter applies"
         assert [box.BUTTON_INNER for box in boxes] == ["X", "X", "X"]
         await pilot.press("enter")
         await settle(pilot, app)

@@ -77,7 +77,7 @@ async def test_every_dialog_takes_its_keys_and_leaves_the_next_key_to_the_screen
         await wait_for(pilot, lambda: target.exists())
         assert listing.cursor == 1
 
-        await burst_read(pilot, app, "p", "g", "enter", "j")  # the projection dialog: tick all three, apply
+        await burst_read(pilot, app, "p", "+", "enter", "j")  # the projection dialog: tick all three, apply
         assert app.state.settings.projection.cosine and app.state.settings.projection.fold_final_norm
 
         await burst_read(

@@ -94,6 +94,7 @@ def test_a_corpus_larger_than_memory_is_read_as_a_stream_and_the_cap_stops_the_r
     peak of Python allocations stays far below the file's size), no piece handed to the tokenizer
     exceeds the piece size, and the reading stops a piece or two after the cap."""
     from engine.activations import corpus as corpus_module
+    from engine.activations import documents as pieces_module
     from engine.activations.windows import tokenize_corpus
 
     line = "the quick brown fox jumps over the lazy dog, again and again\n"
@@ -115,18 +116,18 @@ def test_a_corpus_larger_than_memory_is_read_as_a_stream_and_the_cap_stops_the_r
     finally:
         tracemalloc.stop()
     assert tokenized.n_positions == 2000
-    assert max(seen) <= corpus_module.PIECE_CHARACTERS and len(seen) <= 2
-    assert peak < 16 * corpus_module.PIECE_CHARACTERS, f"peak {peak / 2**20:.1f} MiB"
+    assert max(seen) <= pieces_module.PIECE_CHARACTERS and len(seen) <= 2
+    assert peak < 16 * pieces_module.PIECE_CHARACTERS, f"peak {peak / 2**20:.1f} MiB"
     assert corpus.characters == path.stat().st_size and corpus.n_documents == 1
     # The hash is the content's, as if the document had been held whole.
     text = path.read_text()
-    assert corpus.content_hash == corpus_module.Corpus("same", (text,)).content_hash
+    assert corpus.content_hash == pieces_module.Corpus("same", (text,)).content_hash
 
 
 def test_pieces_of_a_long_document_tokenize_as_the_whole_for_a_tokenizer_that_splits_at_seams():
     """With a tokenizer that works character by character, cutting documents into pieces changes
     nothing: positions, next tokens, windows and the cap are those of the whole documents."""
-    from engine.activations import corpus as corpus_module
+    from engine.activations import documents as pieces_module
     from engine.activations.windows import tokenize_corpus
 
     rng = np.random.default_rng(5)
@@ -138,13 +139,13 @@ def test_pieces_of_a_long_document_tokenize_as_the_whole_for_a_tokenizer_that_sp
         if not any(d.strip() for d in documents):
             continue
         cap = None if trial % 3 == 0 else int(rng.integers(1, 200))
-        whole = tokenize_corpus(corpus_module.Corpus("w", documents), encode, 7, cap)
-        old_size = corpus_module.PIECE_CHARACTERS
-        corpus_module.PIECE_CHARACTERS = int(rng.integers(4, 20))
+        whole = tokenize_corpus(pieces_module.Corpus("w", documents), encode, 7, cap)
+        old_size = pieces_module.PIECE_CHARACTERS
+        pieces_module.PIECE_CHARACTERS = int(rng.integers(4, 20))
         try:
-            pieces = tokenize_corpus(corpus_module.Corpus("p", documents), encode, 7, cap)
+            pieces = tokenize_corpus(pieces_module.Corpus("p", documents), encode, 7, cap)
         finally:
-            corpus_module.PIECE_CHARACTERS = old_size
+            pieces_module.PIECE_CHARACTERS = old_size
         for name in ("token_ids", "doc", "position", "next_ids"):
             np.testing.assert_array_equal(getattr(pieces, name), getattr(whole, name), err_msg=name)
         assert pieces.windows == whole.windows

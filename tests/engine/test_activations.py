@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.activations.corpus import Corpus
+from engine.activations.documents import Corpus
 from engine.activations.job import ActivationJob
 from engine.neuron_engine import EngineOptions, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings

@@ -197,7 +197,8 @@ def test_tokens_command_over_all_layers_equals_reference(bundled, tmp_path):
 def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
     """The GGUF model run through transformers and TransformerBridge, on real text: the pass's
     evidence and records against every activation of the plain Hugging Face model, fully sorted."""
-    from engine.activations.corpus import Corpus, default_corpus
+    from engine.activations.corpus import default_corpus
+    from engine.activations.documents import Corpus
     from engine.activations.job import ActivationJob
     from engine.data.evidence_records import activation_records
     from engine.neuron_engine import EngineOptions, NeuronEngine

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.activations.corpus import Corpus
+from engine.activations.documents import Corpus
 from engine.activations.job import ActivationJob
 from engine.errors import ScanCancelled
 from engine.settings import ActivationSettings, ScanSettings

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.activations.corpus import Corpus
+from engine.activations.documents import Corpus
 from engine.activations.job import ActivationJob
 from engine.activations.state import ACT_OCTAVES, ACT_TOP, ACT_TOP_POWER
 from engine.data.neuron_scale import SCALE_FLOOR, SCALE_QUANTILE, histogram_quantile

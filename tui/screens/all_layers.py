@@ -1,16 +1,20 @@
 """All layers at once (the seed's "Extending to other layers"): how max-dot and kurtosis shift with
 depth, and how many prediction and suppression neurons each layer has. Pending layers fill in as
-the background scan lands; Enter jumps to the highlighted layer."""
+the background scan lands; Enter jumps to the highlighted layer.
+
+Each plot's title and legend sit above it, never over the data, and every series has its own marker
+(o p50, + p90, x p99, # max; █ prediction, ▒ suppression) so that the plots read without colour."""
 
 from __future__ import annotations
 
+import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from engine.data.summary import LayerSummary
@@ -19,6 +23,20 @@ from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
 
 COLUMNS = ("layer", "p50", "p90", "p99", "max", "kurt p99", "★ null-z>3", "pred", "supp")
+# (summary field, marker, colour): the marker tells the lines apart without colour.
+QUANTILES = (("p50", "o", "blue"), ("p90", "+", "cyan"), ("p99", "x", "green"), ("max", "#", "yellow"))
+CLASSES = (("prediction", "█", "green"), ("suppression", "▒", "red"))
+
+
+def legend(title: str, series: tuple[tuple[str, str, str], ...]) -> Text:
+    """A plot's title, and under it each series' marker and name (drawn above the plot)."""
+    text = Text(title, style="bold")
+    text.append("\n")
+    for index, (name, marker, colour) in enumerate(series):
+        text.append("  " if index else "")
+        text.append(marker, style=f"bold {colour}")
+        text.append(f" {name}")
+    return text
 
 
 class AllLayersScreen(Screen[int | None]):
@@ -28,9 +46,11 @@ class AllLayersScreen(Screen[int | None]):
     ]
 
     DEFAULT_CSS = """
-    AllLayersScreen #all-plots { height: 1fr; min-height: 8; }
+    AllLayersScreen #all-plots { height: 1fr; min-height: 10; }
+    AllLayersScreen #all-plots > Vertical { width: 1fr; }
+    AllLayersScreen .plot-legend { height: auto; padding: 0 1; }
+    AllLayersScreen PlotextPlot { height: 1fr; }
     AllLayersScreen #all-table { height: 1fr; }
-    AllLayersScreen PlotextPlot { width: 1fr; }
     """
 
     def __init__(
@@ -50,8 +70,13 @@ class AllLayersScreen(Screen[int | None]):
     def compose(self) -> ComposeResult:
         yield TitleBar(Text(f"{self.model} · {self.projection} · all {self.n_layers} layers"), id="all-title")
         with Horizontal(id="all-plots"):
-            yield PlotextPlot(id="max-dot-by-layer")
-            yield PlotextPlot(id="classes-by-layer")
+            with Vertical():
+                yield Static(id="max-dot-legend", classes="plot-legend")
+                yield PlotextPlot(id="max-dot-by-layer")
+            with Vertical():
+                classes_legend = legend("kurtosis > 10 by layer (stacked)", CLASSES)
+                yield Static(classes_legend, classes="plot-legend")
+                yield PlotextPlot(id="classes-by-layer")
         yield KeyTable(id="all-table", cursor_type="row", zebra_stripes=True)
         yield KeyFooter()
 
@@ -93,36 +118,31 @@ class AllLayersScreen(Screen[int | None]):
 
     def _replot(self) -> None:
         layers = sorted(self.summaries)
+        title = f"max-dot by layer ({len(layers)}/{self.n_layers} computed)"
+        self.query_one("#max-dot-legend", Static).update(legend(title, QUANTILES))
         upper = self.query_one("#max-dot-by-layer", PlotextPlot)
         plot = upper.plt
         plot.clear_data()
-        plot.title(f"max-dot quantiles by layer ({len(layers)}/{self.n_layers} computed)")
         if layers:
-            for name, colour in (("p50", "blue"), ("p90", "cyan"), ("p99", "green"), ("max", "yellow")):
-                plot.plot(
-                    layers,
-                    [getattr(self.summaries[layer], name) for layer in layers],
-                    label=name,
-                    color=colour,
-                    marker="braille",
-                )
+            for name, marker, colour in QUANTILES:
+                values = [getattr(self.summaries[layer], name) for layer in layers]
+                plot.plot(layers, values, marker=marker, color=colour)
+            ticks = sorted({float(round(t)) for t in np.linspace(layers[0], layers[-1], min(len(layers), 6))})
+            plot.xticks(ticks, [str(int(t)) for t in ticks])  # layers are whole numbers
             plot.xlabel("layer")
         upper.refresh()
         lower = self.query_one("#classes-by-layer", PlotextPlot)
         plot = lower.plt
         plot.clear_data()
-        plot.title("prediction / suppression neurons (kurtosis > 10)")
         if layers:
-            plot.multiple_bar(
-                layers,
-                [
-                    [self.summaries[layer].n_prediction for layer in layers],
-                    [self.summaries[layer].n_suppression for layer in layers],
-                ],
-                # plotext takes these lists; textual-plotext's stub names only the single forms
-                labels=["prediction", "suppression"],  # type: ignore[call-arg]
-                color=["green", "red"],  # type: ignore[arg-type]
-            )
+            counts = [
+                [self.summaries[layer].n_prediction for layer in layers],
+                [self.summaries[layer].n_suppression for layer in layers],
+            ]
+            # plotext takes these lists; textual-plotext's stub names only the single forms
+            markers, colours = [m for _, m, _ in CLASSES], [c for _, _, c in CLASSES]
+            # Stacked, not side by side: at 80 columns a layer has about one cell for both bars.
+            plot.stacked_bar(layers, counts, marker=markers, color=colours)  # type: ignore[arg-type]
             plot.xlabel("layer")
         lower.refresh()
 

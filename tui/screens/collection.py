@@ -22,6 +22,7 @@ from engine.data.neurons import LayerNeurons
 from engine.data.tokens import Vocabulary
 from engine.errors import UserError, describe
 from engine.neuron_engine import Collection, Marked
+from tui.messages import MarksChanged
 from tui.neuron_ref import neuron_label
 from tui.render import signed_token
 from tui.screens.prompt import PromptScreen
@@ -170,7 +171,12 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
             change()
         except UserError as error:  # the collection file could not be written: nothing changed there
             self.notify(str(error), title="collection not saved", severity="error")
+        self._changed()
+
+    def _changed(self) -> None:
+        """Redraw, and tell the explorer: the list's marks and the status line's count follow."""
         self.redraw()
+        self.post_message(MarksChanged())
 
     def action_unmark(self) -> None:
         if (marked := self._current()) is not None:
@@ -191,7 +197,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
 
     def action_undo(self) -> None:
         undo_and_say(self.collection, self)
-        self.redraw()
+        self._changed()
 
     def _follow_file(self) -> None:
         """Another explorer's marks and notes show here as they are saved."""
@@ -200,7 +206,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         except UserError:
             return
         if changed:
-            self.redraw()
+            self._changed()
             missing = set(self.collection.layers()) - set(self.loaded)
             if missing:
                 self.load_layers()

@@ -1,4 +1,5 @@
-"""A yes/no dialog: Enter confirms, Escape (or n) declines."""
+"""A yes/no dialog: Enter confirms, Escape declines (the keys its hint names; n is the note key
+everywhere else, so it is not "no" here)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ class ConfirmScreen(Dialog[bool]):
     """Ask before doing something that cannot be taken back (overwriting a file)."""
 
     BINDINGS = [
-        Binding("enter,y", "confirm", "Yes", id="confirm-yes"),
-        Binding("escape,n", "decline", "No", id="confirm-no"),
+        Binding("enter", "confirm", "Yes", id="confirm-yes"),
+        Binding("escape", "decline", "No", id="confirm-no"),
     ]
 
     DEFAULT_CSS = """

@@ -3,6 +3,8 @@ the best- and least-covered tokens (Enter jumps to a token's best neuron)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,15 +20,36 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 
 BAR_WIDTH = 20
+NARROW = 100  # below this many columns: short headers, shorter tokens, the per-layer table without bars
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How wide the parts are: the best neuron and the layers that cover a token always show, and
+    the token, the headers and the per-layer bars give way at narrow widths."""
+
+    token_cells: int
+    bar_cells: int
+    token_titles: tuple[str, ...]
+
+    @classmethod
+    def for_width(cls, width: int) -> Layout:
+        if width < NARROW:
+            return cls(13, 0, ("token", "|dot|/|w|", "× p99", "best neuron", "layers"))
+        titles = ("token", "best |dot|/|w|", "× null p99", "best neuron", "layers covered")
+        return cls(14, BAR_WIDTH, titles)
 
 
 class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
     BINDINGS = [Binding("escape,q,c", "close", "Back", id="close-coverage"), *mark_bindings("coverage")]
 
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
+
     DEFAULT_CSS = """
     CoverageScreen #coverage-title { height: auto; background: $panel; padding: 0 1; }
     CoverageScreen #coverage-body { height: 1fr; }
     CoverageScreen #per-layer { width: 46; height: 1fr; }
+    CoverageScreen.-narrow #per-layer { width: 25; }
     CoverageScreen #token-lists { width: 1fr; height: 1fr; }
     CoverageScreen .list-title { height: 1; text-style: bold; padding: 0 1; }
     CoverageScreen #best-tokens, CoverageScreen #worst-tokens { height: 1fr; }
@@ -42,22 +65,16 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
         show: int = 40,
     ) -> None:
         super().__init__()
-        self.model, self.projection, self.coverage, self.vocab, self.n_layers, self.show = (
-            model,
-            projection,
-            coverage,
-            vocab,
-            n_layers,
-            show,
-        )
+        self.model, self.projection, self.coverage, self.vocab = model, projection, coverage, vocab
+        self.n_layers, self.show = n_layers, show
         self.targets: dict[str, list[tuple[int, int]]] = {}
+        self.table_layout: Layout | None = None  # the layout the tables are filled for
 
     def compose(self) -> ComposeResult:
         c = self.coverage
         head = Text(f"{self.model} · {self.projection} · ", style="bold")
         head.append(
-            f"{c.covered.sum()} of {c.d_vocab} tokens ({c.overall_share:.1%}) "
-            "have a neuron aimed at them in some layer"
+            f"{c.covered.sum()} of {c.d_vocab} tokens ({c.overall_share:.1%}) have a neuron aimed at them"
         )
         head.append(
             f"\ncovered = best |dot| / |W_out[i]| above the null's 99th percentile ({c.threshold:.4f}); ",
@@ -75,31 +92,53 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        self._fill(Layout.for_width(self.app.size.width))
+        self.query_one("#best-tokens", DataTable).focus()
+
+    def on_resize(self) -> None:
+        layout = Layout.for_width(self.size.width)
+        if self.table_layout is not None and layout != self.table_layout:
+            self._fill(layout)
+
+    def _fill(self, layout: Layout) -> None:
+        """The tables for ``layout``, their cursors where they were."""
+        self.table_layout = layout
         c = self.coverage
         per_layer = self.query_one("#per-layer", DataTable)
-        per_layer.add_columns("layer", "covered", "share", "")
+        row = per_layer.cursor_row
+        per_layer.clear(columns=True)
+        per_layer.add_columns("layer", "covered", "share", *([""] if layout.bar_cells else []))
         top = max((c.share(layer) for layer in c.layers), default=0.0) or 1.0
         for layer in c.layers:
             share = c.share(layer)
-            bar = "█" * int(round(share / top * BAR_WIDTH))
-            per_layer.add_row(
-                f"L{layer}", str(c.covered_per_layer[layer]), f"{share:.1%}", Text(bar, style="cyan")
+            bar = (
+                [Text("█" * int(round(share / top * layout.bar_cells)), style="cyan")]
+                if layout.bar_cells
+                else []
             )
+            per_layer.add_row(f"L{layer}", str(c.covered_per_layer[layer]), f"{share:.1%}", *bar)
+        per_layer.move_cursor(row=row)
         for table_id, best in (("best-tokens", True), ("worst-tokens", False)):
-            table = self.query_one(f"#{table_id}", DataTable)
-            table.add_columns("token", "best |dot|/|w|", "× null p99", "best neuron", "layers covered")
-            self.targets[table_id] = []
-            for token_id in c.ranked(self.show, best=best).tolist():
-                unit = float(c.best_unit[token_id])
-                table.add_row(
-                    Text(token_label(self.vocab.text(token_id), 24)),
-                    f"{unit:.4f}",
-                    Text(f"{unit / c.threshold:.2f}", style="green" if unit > c.threshold else "red"),
-                    f"L{c.best_layer[token_id]}:{c.best_neuron[token_id]}",
-                    str(c.covered_layers[token_id]),
-                )
-                self.targets[table_id].append((int(c.best_layer[token_id]), int(c.best_neuron[token_id])))
-        self.query_one("#best-tokens", DataTable).focus()
+            self._fill_tokens(self.query_one(f"#{table_id}", DataTable), best, layout)
+
+    def _fill_tokens(self, table: DataTable, best: bool, layout: Layout) -> None:
+        c = self.coverage
+        row = table.cursor_row
+        table.clear(columns=True)
+        table.add_columns(*layout.token_titles)
+        targets: list[tuple[int, int]] = []
+        for token_id in c.ranked(self.show, best=best).tolist():
+            unit = float(c.best_unit[token_id])
+            table.add_row(
+                Text(token_label(self.vocab.text(token_id), layout.token_cells)),
+                f"{unit:.4f}",
+                Text(f"{unit / c.threshold:.2f}", style="green" if unit > c.threshold else "red"),
+                f"L{c.best_layer[token_id]}:{c.best_neuron[token_id]}",
+                str(c.covered_layers[token_id]),
+            )
+            targets.append((int(c.best_layer[token_id]), int(c.best_neuron[token_id])))
+        self.targets[str(table.id)] = targets
+        table.move_cursor(row=row)
 
     def marking_target(self) -> tuple[int, int] | None:
         """The best neuron of the token under the cursor, in the token list that has focus."""

@@ -26,7 +26,7 @@ def _example_line(text: Text, value: float, top: float, context_ids, vocab: Voca
 
     bar = "█" * max(1, round(6 * abs(value) / top)) if top > 0 and value != 0 else "·"
     before, firing, after = example_context(context_ids, vocab)
-    # One line in the 62-cell panel (60 inside its scroll bar): 15 for the value and bar, at most
+    # One line in the 64-cell panel (63 inside its scroll bar): 15 for the value and bar, at most
     # 44 for the context, whatever the lengths of the firing token and what comes before it.
     shown_before, shown_firing = _text_part(before)[-20:], _text_part(firing)[:12]
     room_after = max(0, min(12, CONTEXT_CELLS - 2 - len(shown_before) - len(shown_firing)))
@@ -86,9 +86,7 @@ def evidence_view(evidence, neuron: int, vocab: Vocabulary, reading: EvidenceRea
     """Where the neuron fires on the corpus, beside its weights: each pole's density, lift, direct
     effect and top examples, then (gated MLPs) the four gate/up sign cases."""
     if evidence is None:
-        return Text(
-            "on text: not read yet (a reads this layer's examples; A runs a corpus pass)", style="dim"
-        )
+        return Text("on text: not read yet (A reads this layer's text; A again stops)", style="dim")
     text = Text()
     label = reading.label if reading is not None else f"{evidence.n_positions:,} tokens"
     text.append(f"on text ({label})\n", style="bold")

@@ -1,6 +1,6 @@
-"""The detail's own pass (a): the model runs over the corpus for the neuron's layer only, stopping
-after it, and the examples fill in as windows are read; a again stops it (what was read is kept,
-and the next a resumes there). Leaving the detail stops it too.
+"""The detail's own corpus pass (A, as on the main screen): the model runs over the corpus for the
+neuron's layer only, stopping after it, and the examples fill in as windows are read; A again stops
+it (what was read is kept, and the next A resumes there). Leaving the detail stops it too.
 
 A part of ``NeuronDetailScreen`` (a mixin); its methods run as the screen's own.
 """
@@ -60,7 +60,7 @@ class LayerPassWork(_Base):
     def pass_running(self) -> bool:
         return any(w.group == "layer-pass" and w.is_running for w in self.workers)
 
-    def action_read_layer(self) -> None:
+    def action_layer_pass(self) -> None:
         if self.layer_pass is None:
             return
         if self.pass_running():
@@ -81,7 +81,7 @@ class LayerPassWork(_Base):
         def listen(progress: ActivationProgress) -> None:
             text, _ = activity(progress, name)
             if progress.stage in ("running", "resuming", "loading", "tokenizing"):
-                text += " · a stops"
+                text += " · A stops"
             self.post_message(PassActivity(text))
 
         def landed(layer: int, evidence: LayerActivations, reading: EvidenceReading) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from tui.widgets.scrollbar import CellScroll
 
 # Keys as a user types them (Textual names some by their character's name).
 TYPED = {
@@ -18,6 +19,8 @@ TYPED = {
     "escape": "esc",
     "pagedown": "page down",
     "pageup": "page up",
+    "plus": "+",
+    "minus": "-",
 }
 
 
@@ -46,7 +49,7 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll {
+    HelpScreen > CellScroll {
         width: 80;
         max-width: 95%;
         height: 80%;
@@ -61,6 +64,6 @@ class HelpScreen(ModalScreen[None]):
         self.groups, self.intro = groups, intro
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        with CellScroll():
             yield Static(self.intro, markup=False)
             yield Static(bindings_table(self.groups))

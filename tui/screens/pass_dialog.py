@@ -130,7 +130,7 @@ class PassDialog(Dialog[PassChoice | None]):
             default = "the whole corpus" if self.default_cap is None else f"{shown} tokens"
             yield Label(
                 f"default on {self.device_words}: {default}. Up/down: the layers; Tab, then up/down: "
-                "the corpus. A again stops the pass (what it read is kept). Enter starts, Escape cancels.",
+                "the corpus. Enter starts, Escape cancels.",
                 classes="dialog-hint",
                 markup=False,
             )

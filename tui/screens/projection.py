@@ -1,5 +1,6 @@
 """Choose the projection flags and the lens: results come from the cache when that setting was
-scanned before."""
+scanned before. Space ticks the box under the cursor, + ticks all three (Gurnee et al.'s setting),
+- unticks them (raw); g and r are the list's go-to and reverse keys, so they mean nothing here."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ class ProjectionScreen(Dialog[Reading | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel-projection"),
         Binding("enter", "apply", "Apply", priority=True, id="apply-projection"),  # before the box's own
-        Binding("g", "gurnee", "Tick all three (Gurnee et al.)", id="gurnee"),
-        Binding("r", "raw", "Untick all (raw)", id="raw"),
+        Binding("plus", "gurnee", "Tick all three (Gurnee et al.)", key_display="+", id="gurnee"),
+        Binding("minus", "raw", "Untick all (raw)", key_display="-", id="raw"),
     ]
 
     def __init__(
@@ -62,7 +63,7 @@ class ProjectionScreen(Dialog[Reading | None]):
                     "logit lens: no Jacobian lens for this model (neuron-tui lens fit)", classes="dialog-hint"
                 )
             yield Label(
-                "space toggles · g all three · r none · enter applies · esc cancels",
+                "space toggles · + all three · - none · enter applies · esc cancels",
                 id="projection-hint",
                 classes="dialog-hint",
             )

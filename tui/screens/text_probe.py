@@ -39,13 +39,15 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
     BINDINGS = [
         Binding("escape", "close", "Back", id="close-probe"),
-        Binding("ctrl+a", "toggle_layers", "This layer / all layers", id="probe-layers"),
+        # Before the text field's own ctrl+a (start of line; Home does that too): the key the
+        # view names works while you type.
+        Binding("ctrl+a", "toggle_layers", "This layer / all layers", priority=True, id="probe-layers"),
         *mark_bindings("probe"),
     ]
 
     DEFAULT_CSS = """
     TextProbeScreen #probe-table { height: 1fr; }
-    TextProbeScreen #probe-note { height: 1; color: $text-muted; padding: 0 1; }
+    TextProbeScreen #probe-note { height: auto; color: $text-muted; padding: 0 1; }
     TextProbeScreen #probe-scale { height: auto; color: $text-muted; padding: 0 1; }
     """
 
@@ -88,7 +90,7 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
     def _title(self) -> None:
         scope = f"all {self.n_layers} layers" if self.all_layers else f"layer {self.shown_layer}"
         self.query_one("#probe-title", Static).update(
-            Text(f"Text probe · {scope} · type, Enter runs the model · Enter on a row opens the neuron")
+            Text(f"Text probe · {scope} · Enter runs the model; on a row, probes that neuron")
         )
 
     def _layers(self) -> list[int]:

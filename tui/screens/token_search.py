@@ -35,7 +35,8 @@ class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
     TokenSearchScreen #search-body { height: 1fr; }
     TokenSearchScreen #matches { width: 32; height: 1fr; }
     TokenSearchScreen #token-neurons { width: 1fr; height: 1fr; }
-    TokenSearchScreen #search-note { height: 1; color: $text-muted; padding: 0 1; }
+    TokenSearchScreen #neuron-hits { height: 1fr; }
+    TokenSearchScreen #search-note { height: auto; color: $text-muted; padding: 0 1; }
     """
 
     class Matched(Message):
@@ -125,7 +126,7 @@ class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
         note = f"best neurons of {token!r} (#{token_id}) in {len(self.tables)} computed layers"
         if pending:
             note += f"; {pending} still pending"
-        self.query_one("#search-note", Static).update(Text(note + " · Enter opens the neuron"))
+        self.query_one("#search-note", Static).update(Text(note + " · Enter on a row opens it"))
 
     def marking_target(self) -> tuple[int, int] | None:
         """The neuron row under the cursor (the best neuron of the token when the list has focus)."""

@@ -9,6 +9,13 @@ from textual_plotext import PlotextPlot
 MAX_CURVE_POINTS = 400
 
 
+def _with_margin(low: float, high: float) -> tuple[float, float]:
+    """The x range with a little room at both ends: the highlighted neuron's line, at the largest or
+    smallest value, is drawn inside the plot rather than over its frame."""
+    margin = 0.02 * (high - low) or 0.02 * abs(high) or 0.02
+    return low - margin, high + margin
+
+
 class MaxDotHistogram(PlotextPlot):
     DEFAULT_CSS = """
     MaxDotHistogram { height: 14; }
@@ -52,11 +59,11 @@ class MaxDotHistogram(PlotextPlot):
                 ordered[ranks].tolist(),
                 marker="braille",
                 color="cyan",
-                label="max-dot, sorted",
             )
             # Ticks of their own: the histogram's max-dot ticks must not linger on the rank axis.
             tick_ranks = np.linspace(0, len(ordered) - 1, 5).round().astype(int)
             plt.xticks(tick_ranks.tolist(), [str(rank) for rank in tick_ranks])
+            plt.xlim(*_with_margin(0.0, float(len(ordered) - 1)))
             plt.xlabel("rank")
             plt.ylabel("max |dot|")
             if self.marker is not None:
@@ -71,21 +78,22 @@ class MaxDotHistogram(PlotextPlot):
             # numpy bins the values; plotext only draws the bars (its own binning is pure Python).
             counts, edges = np.histogram(self.values, bins=bins, range=(low, high))
             centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-            plt.bar(centres, counts.tolist(), width=1.0, color="cyan", label="neurons")
+            # The legend goes under the axis, by glyph: drawn in the plot it would cover the bars.
+            plt.bar(centres, counts.tolist(), width=1.0, color="cyan")
             ticks = np.linspace(low, high, 5)
             plt.xticks(ticks.tolist(), [f"{tick:.3g}" for tick in ticks])
+            plt.xlim(*_with_margin(low, high))
             if self.null_values is not None:
                 # Scaled to the neuron count so both shapes compare on one axis.
                 null_counts, _ = np.histogram(self.null_values, bins=bins, range=(low, high))
                 scale = len(self.values) / max(len(self.null_values), 1)
-                plt.plot(
-                    centres,
-                    (null_counts * scale).tolist(),
-                    color="magenta",
-                    marker="braille",
-                    label="random directions",
-                )
-            plt.xlabel("max |dot| over the vocabulary")
+                plt.plot(centres, (null_counts * scale).tolist(), color="magenta", marker="braille")
+            legend = (
+                " · █ neurons · ⠒ random directions"
+                if self.null_values is not None
+                else " over the vocabulary"
+            )
+            plt.xlabel(f"max |dot|{legend}")
             plt.ylabel("neurons")
             if self.marker is not None:
                 plt.vertical_line(self.marker, color="yellow")

@@ -9,6 +9,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from engine.data.summary import LayerSummary
+from tui.widgets.scrollbar import CellScrollBars
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -19,13 +20,13 @@ def _bar(value: float, top: float) -> str:
     return BARS[int(round(min(value / top, 1.0) * (len(BARS) - 1)))]
 
 
-class LayerPicker(OptionList):
+class LayerPicker(CellScrollBars, OptionList):
     """Pick a layer with Enter or a click; ``]`` and ``[`` work from anywhere."""
 
     BINDINGS = [Binding("enter", "select", "Open the highlighted layer", show=False, id="open-layer")]
 
     DEFAULT_CSS = """
-    LayerPicker { width: 1fr; height: 1fr; border: none; padding: 0; }
+    LayerPicker { width: 1fr; height: 1fr; border: none; padding: 0; scrollbar-size-vertical: 1; }
     LayerPicker:focus { border: none; }
     """
 

@@ -25,6 +25,7 @@ from engine.data.neurons import LayerNeurons
 from engine.data.results import LayerResult
 from engine.data.tokens import Vocabulary
 from tui.render import signed_token
+from tui.widgets.scrollbar import CellScrollBars
 
 CLASS_STYLES = {"prediction": "bold green", "suppression": "bold red", "": ""}
 
@@ -64,7 +65,7 @@ _PASS_COLUMNS = ("lift", "neg_lift")
 _DIFF_COLUMNS = ("diff_cos", "diff_jaccard")
 
 
-class NeuronList(ScrollView, can_focus=True):
+class NeuronList(CellScrollBars, ScrollView, can_focus=True):
     """Scrollable neuron rows with a cursor and marks."""
 
     BINDINGS = [
@@ -81,7 +82,7 @@ class NeuronList(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"neuron-list--cursor", "neuron-list--marked", "neuron-list--header"}
 
     DEFAULT_CSS = """
-    NeuronList { height: 1fr; overflow-x: hidden; }
+    NeuronList { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; }
     NeuronList > .neuron-list--cursor { background: $accent 40%; }
     NeuronList:focus > .neuron-list--cursor { background: $accent; color: $text; }
     NeuronList > .neuron-list--marked { color: $warning; text-style: bold; }
