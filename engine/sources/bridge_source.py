@@ -55,12 +55,16 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
 
         modeling_gguf_pytorch_utils.tqdm = lambda iterable, **_: iterable
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(
-            model_dir, trust_remote_code=False, dtype=torch.float32, **extra
-        )
+        # The tokenizer first: a GGUF file's metadata, read whole to build it, is gone before the
+        # model's weights arrive.
         tokenizer = AutoTokenizer.from_pretrained(
             model_dir, trust_remote_code=False, **({"gguf_file": gguf_file} if gguf_file else {})
         )
+        hf_model = _gguf_model(model_dir / gguf_file) if gguf_file else None
+        if hf_model is None:
+            hf_model = AutoModelForCausalLM.from_pretrained(
+                model_dir, trust_remote_code=False, dtype=torch.float32, **extra
+            )
     except OSError as error:
         first = first_line(error)
         raise UserError(
@@ -77,6 +81,17 @@ def load_bridge(model_dir: Path, gguf_file: str | None = None):
         first = first_line(error)
         raise UserError(f"TransformerLens cannot wrap the model in {model_dir}: {first}") from error
     return bridge, tokenizer
+
+
+def _gguf_model(path: Path):
+    """The GGUF file's model read a tensor at a time (engine.sources.gguf_model); None where that
+    path cannot place the file's tensors and transformers' loader is needed."""
+    from engine.sources.gguf_model import UnplacedTensors, load_gguf_model
+
+    try:
+        return load_gguf_model(path)
+    except UnplacedTensors:
+        return None
 
 
 def bridge_final_norm(bridge) -> FinalNorm | None:

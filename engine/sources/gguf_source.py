@@ -11,12 +11,12 @@ from engine.data.model import EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError
 from engine.sources.base import check_orientation
+from engine.sources.gguf_model import dequantise
 from engine.sources.header import read_gguf_header
 
 # GGUF token types (llama.cpp's LLAMA_TOKEN_TYPE_*): control and user-defined tokens are literal text.
 _LITERAL_TOKEN_TYPES = {3, 4}
 _TOKENIZER_STYLES = {"gpt2": "byte_level", "llama": "sentencepiece"}
-_SLAB_ROWS = 4096
 _VOCABULARY_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type")
 _PLAIN_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 
@@ -108,27 +108,12 @@ class GGUFSource:
         peak memory is the result plus one slab (not several full-size temporaries)."""
         data, kind = self._tensor_data(name)
         try:
-            return self._dequantise_slabs(data, kind)
+            return dequantise(data, kind)
         except (NotImplementedError, ValueError) as error:
             raise UserError(
                 f"cannot dequantise {name} ({kind.name}) in {self.path}: {error}; "
                 "use a GGUF with a type the gguf package reads (F32, F16, BF16, Q8_0, Q4_K, ...)"
             ) from error
-
-    @staticmethod
-    def _dequantise_slabs(data: np.ndarray, kind) -> np.ndarray:
-        import gguf
-
-        if data.ndim < 2 or data.shape[0] <= _SLAB_ROWS:
-            array = gguf.quants.dequantize(data, kind)
-            # Unquantised tensors come back as read-only views of the memory map: copy them out.
-            return np.array(array, dtype=np.float32, order="C", copy=not array.flags.writeable)
-        first = gguf.quants.dequantize(data[:_SLAB_ROWS], kind)
-        out = np.empty((data.shape[0], *first.shape[1:]), dtype=np.float32)
-        out[:_SLAB_ROWS] = first
-        for start in range(_SLAB_ROWS, data.shape[0], _SLAB_ROWS):
-            out[start : start + _SLAB_ROWS] = gguf.quants.dequantize(data[start : start + _SLAB_ROWS], kind)
-        return out
 
     def unembed(self) -> np.ndarray:
         embedding = self._dequantised(self._unembed_name)  # [d_vocab, d_model]

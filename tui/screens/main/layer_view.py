@@ -161,9 +161,10 @@ class LayerView(Horizontal):
             state.pending_neuron = None
             if state.pending_detail:
                 state.pending_detail = False
-                # From the list itself: a message a parent sends its child bubbles no further than
-                # that parent, and the screen above opens the detail.
-                listing.call_after_refresh(listing.action_select)
+                # As Enter on its row would; posted here, not by the list: a message posted while
+                # this view handles one counts this view as its sender, and the list's bubbling
+                # stops at its sender, below the screen that opens the detail.
+                self.post_message(NeuronList.Selected(listing.current_neuron))
         self._draw_histogram(result, order)
         self.post_message(self.Shown(neurons))
         if self.against is not None and result.layer not in state.diffs:
