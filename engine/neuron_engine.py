@@ -186,10 +186,16 @@ class NeuronEngine:
 
     def check_layer(self, layer: int) -> None:
         """Refuse a layer the model does not have, from the cache or the model file's header."""
-        info = self._cached_info()
+        self.check_layers([layer])
+
+    def check_layers(self, layers: list[int]) -> None:
+        """``check_layer`` for each, the model's layer count read once (a GGUF header is parsed
+        whole to count them: once per layer cost more than attributing a short text)."""
+        info = self._info if self._info is not None else self._cached_info()
         n_layers = info.n_layers if info is not None else layer_count(self.location)
-        if n_layers is not None and not 0 <= layer < n_layers:
-            raise UserError(f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
+        for layer in layers:
+            if n_layers is not None and not 0 <= layer < n_layers:
+                raise UserError(f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
 
     @staticmethod
     def precision(device: str, choice: str) -> Dtype:
@@ -823,8 +829,7 @@ class NeuronEngine:
         Two forward passes: one to the final norm, one to the deepest layer."""
         from engine.activations.attribution import attribute_text
 
-        for layer in layers:
-            self.check_layer(layer)
+        self.check_layers(layers)
         ids, target_id = self.attribution_inputs(text, target)
         bridge, tokenizer, device = self.activation_model()
         return attribute_text(

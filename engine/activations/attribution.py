@@ -116,6 +116,21 @@ def run_hooks(bridge, ids: torch.Tensor, hooks: list) -> None:
             pass
 
 
+def best_columns(values: torch.Tensor, width: int, descending: bool) -> torch.Tensor:
+    """[n, width]: per row, the columns of the ``width`` largest (``descending``) or smallest
+    values, in the order a stable sort gives (equal values: the lower column first). topk, not a
+    sort of the whole row (a layer's sorts cost more than its forward pass); when values equal to
+    the last one kept run past ``width``, topk's pick among them is not defined: the sort then."""
+    kept, columns = torch.topk(values, width, dim=1, largest=descending, sorted=True)
+    edge = kept[:, -1:]
+    better = (values > edge) if descending else (values < edge)
+    if not bool(((better | (values == edge)).sum(dim=1) == width).all()):
+        return torch.sort(values, dim=1, descending=descending, stable=True).indices[:, :width]
+    columns = columns.sort(dim=1).values  # by column, so that the stable sort breaks ties by it
+    order = torch.sort(values.gather(1, columns), dim=1, descending=descending, stable=True).indices
+    return columns.gather(1, order)
+
+
 class RankedNeurons:
     """Per position, the running ``top`` largest and ``top`` most negative attributions over the
     layers seen so far (in increasing order, so a stable sort breaks ties to the lower layer, then
@@ -141,7 +156,7 @@ class RankedNeurons:
         self.total[rows] += dla.sum(dim=1)
         width = min(self.top, dla.shape[1])
         for kept, descending in ((self.high, True), (self.low, False)):
-            order = torch.sort(dla, dim=1, descending=descending, stable=True).indices[:, :width]
+            order = best_columns(dla, width, descending)
             values = [dla.gather(1, order), torch.full_like(order, layer), order]
             values.append(activations.float().gather(1, order))
             merged = [torch.cat([old[rows], new], dim=1) for old, new in zip(kept, values)]

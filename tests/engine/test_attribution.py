@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine.activations.ablation import ablation_batches
+from engine.activations.attribution import best_columns
 from engine.errors import UserError
 from engine.neuron_engine import EngineOptions, NeuronEngine
 from tests.helpers.attribution_reference import float64_model, reference_ablation, reference_attribution
@@ -96,6 +97,21 @@ def test_ablation_equals_a_recomputed_forward_with_the_neuron_zeroed(model, requ
     # One position per forward pass or many: the same deltas.
     wide = engine.ablate(TEXT, layer, neuron, batch_tokens=4096)
     np.testing.assert_allclose(wide.delta_logit, got.delta_logit, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("distinct", [1_000_000, 7, 2])
+def test_the_kept_columns_are_a_stable_sort_s_even_among_equal_values(distinct):
+    """topk's shortcut keeps what a stable sort would keep, in its order, ties to the lower column:
+    random rows with no ties, some, and mostly ties (as zero activations give)."""
+    import torch
+
+    generator = np.random.default_rng(distinct)
+    values = torch.from_numpy(generator.integers(0, distinct, (64, 300)).astype(np.float64) / 3)
+    values[5] = 0.0  # one row of equal values
+    for width in (1, 10, 300):
+        for descending in (True, False):
+            found = best_columns(values, width, descending).numpy()
+            np.testing.assert_array_equal(found, _ranked(values.numpy(), width, descending))
 
 
 def test_ablation_runs_cover_every_position_once_within_the_batch():
