@@ -132,6 +132,40 @@ async def test_a_long_ablation_shows_progress_and_stops_when_left(tiny_llama_dir
         assert isinstance(app.screen, NeuronDetailScreen) and screen.found is None
 
 
+class HeldAttribution(NeuronEngine):
+    """An engine whose attribution, after its first progress, waits until its view asks it to stop."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        super().__init__(options)
+        self.stopped = threading.Event()
+
+    def attribute(self, text, layers, top, target=None, listener=None, cancelled=None):
+        def heard(progress):
+            if listener is not None:
+                listener(progress)
+            while cancelled is not None and not cancelled():
+                self.stopped.wait(0.01)
+            self.stopped.set()
+
+        return super().attribute(text, layers, top, target, heard, cancelled)
+
+
+async def test_a_long_attribution_shows_progress_and_stops_when_left(tiny_llama_dir, tmp_path):
+    app = _app(tiny_llama_dir, tmp_path, HeldAttribution)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        probe = await _probed(pilot, app)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WhyTokenScreen))
+        why = app.screen
+        note = lambda: str(why.query_one("#why-note").render())  # noqa: E731
+        await wait_for(pilot, lambda: "attributing:" in note() and " of " in note())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.engine.stopped.is_set())
+        await wait_for(pilot, lambda: not any(w.is_running for w in app.workers if w.group == "why-token"))
+        assert app.screen is probe and why.found is None
+
+
 async def test_keys_in_one_burst_open_and_leave_the_views_once(tiny_llama_dir, tmp_path):
     app = _app(tiny_llama_dir, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
