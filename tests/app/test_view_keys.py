@@ -86,7 +86,7 @@ MEANINGS = {
     "gurnee": "tick all",
     "raw": "untick all",
     "toggle_layers": "this layer or all layers",
-    "open_in_list": "open in the list",
+    "open_detail": "open its detail",
     "focus_next": "next field",
     "app.focus_next": "next field",
 }
