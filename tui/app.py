@@ -20,7 +20,7 @@ from textual.widget import Widget
 
 from engine.neuron_engine import AnyCorpus, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
-from tui.key_order import KeyOrder
+from tui.key_order import KeyOrder, keys_typed, read_escape_and_letter_apart
 from tui.messages import ExplorerFailed, MarksChanged
 from tui.notify_log import NotifyHandler
 from tui.screens.detail import NeuronDetailScreen
@@ -52,6 +52,7 @@ HELP_INTRO = (
     "against their own scale (in the detail: that neuron on every token; "
     "position 0 and special tokens are marked *, on another scale). Space and n mark and note the "
     "neuron shown in the detail, the probes, the token search and coverage too.\n"
+    "Escape (or ? or q) closes this help; q on the main screen quits, elsewhere it goes back.\n"
 )
 
 
@@ -103,6 +104,7 @@ class NeuronApp(App[int]):
         self.main = MainScreen(engine, self.state, start_layer, export_dir or Path.cwd(), against)
         self.log_handler = NotifyHandler(self)
         self.key_order = KeyOrder(self)
+        read_escape_and_letter_apart()
 
     def get_default_screen(self) -> Screen:
         return self.main
@@ -132,11 +134,12 @@ class NeuronApp(App[int]):
         if not isinstance(event, events.Key) or event.is_forwarded:
             await super().on_event(event)
             return
-        if not self.key_order.admit(event):
-            return
-        target = self.focused or self.screen
-        await super().on_event(event)
-        self.key_order.handled(event, target)
+        for key in keys_typed(event):
+            if not self.key_order.admit(key):
+                continue
+            target = self.focused or self.screen
+            await super().on_event(key)
+            self.key_order.handled(key, target)
 
     def on_marks_changed(self, message: MarksChanged) -> None:
         """A view over the main screen marked or noted a neuron: the list shows it at once."""

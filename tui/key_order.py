@@ -90,6 +90,31 @@ class KeyOrder:
             self.app.post_message(event)
 
 
+def read_escape_and_letter_apart() -> None:
+    """Terminals send Alt+key as Escape then the key, and Textual's input parser also reads a few
+    such pairs as editing keys: Escape f as ctrl+right, Escape b as ctrl+left, Escape Backspace as
+    ctrl+w, Escape Tab as shift+tab, Escape and a digit as a macOS Option symbol. The explorer binds
+    none of them, and an Escape typed just before f must close the view it is in: without these
+    pairs in the parser's table, Escape and a letter or digit arriving together reach the app as
+    alt+key, which ``keys_typed`` reads as the two keys. (Escape then a punctuation key, arriving
+    together, still reaches the app as that key alone: the parser drops the Escape.)"""
+    from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
+
+    for sequence in [s for s in ANSI_SEQUENCES_KEYS if len(s) == 2 and s[0] == "\x1b" and s[1] != "\x1b"]:
+        del ANSI_SEQUENCES_KEYS[sequence]
+
+
+def keys_typed(event: events.Key) -> list[events.Key]:
+    """The keys the user typed for ``event``. Escape and a key that arrive together (typed ahead, or
+    a burst from a slow link) reach the app as one alt+key, as terminals encode Alt; the explorer
+    binds no Alt key, so they are the two keys: Escape, then the key."""
+    character = event.character
+    if not event.key.startswith("alt+") or character is None or len(character) != 1:
+        return [event]
+    name = character if character.isalnum() else event.key.removeprefix("alt+")
+    return [events.Key("escape", "\x1b"), events.Key(name, character)]
+
+
 async def _processed(node: DOMNode) -> None:
     """Wait until ``node`` has processed everything queued for it now (or has gone away)."""
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -26,7 +26,9 @@ def row_cosines(w_a: np.ndarray, w_b: np.ndarray) -> np.ndarray:
     a, b = w_a.astype(np.float64), w_b.astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, np.einsum("ij,ij->i", a, b) / norms, np.nan)
+        cosines = np.where(norms > 0, np.einsum("ij,ij->i", a, b) / norms, np.nan)
+    # Rounding can carry |cos| of parallel rows a few ulps past 1 (1.0000000000000002).
+    return np.clip(cosines, -1.0, 1.0)
 
 
 def layer_diff(w_a: np.ndarray, w_b: np.ndarray, a: LayerNeurons, b: LayerNeurons, k: int) -> LayerDiff:

@@ -110,3 +110,103 @@ async def test_a_go_to_a_layer_still_on_its_way_lands_with_the_cursor_row_on_scr
         assert listing.current_neuron == deep
         top = listing.scroll_offset.y
         assert top <= listing.cursor < top + listing.body_height, "the cursor row is on screen"
+
+
+async def test_escape_and_a_key_arriving_together_are_both_keys(tiny_gguf, tmp_path):
+    """A terminal hands Escape and the key after it, arriving together, over as one Alt+key: the
+    view closes and the key acts on the screen below."""
+    from textual import events
+
+    from tui.screens.all_layers import AllLayersScreen
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        listing = app.main.query_one(NeuronList)
+        await burst_read(pilot, app, "enter")
+        assert isinstance(app.screen, NeuronDetailScreen)
+        before = app.key_order.read
+        app.post_message(events.Key("alt+j", "j"))  # what the terminal's parser makes of ESC j
+        await wait_for(pilot, lambda: app.key_order.read > before and app.key_order.idle)
+        assert app.key_order.read == before + 2, "read as Escape, then j"
+        assert isinstance(app.screen, MainScreen) and listing.cursor == 1
+
+        await burst_read(pilot, app, "a")
+        assert isinstance(app.screen, AllLayersScreen)
+        before = app.key_order.read
+        app.post_message(events.Key("alt+m", "m"))
+        await wait_for(pilot, lambda: app.key_order.read > before and app.key_order.idle)
+        assert type(app.screen).__name__ == "CollectionScreen"
+
+
+async def test_a_filter_keeps_the_cursor_on_its_neuron_when_it_passes(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        listing = app.main.query_one(NeuronList)
+        kurtosis = app.main.layer_view.result.kurtosis
+        passing = [int(n) for n in listing.order if kurtosis[int(n)] > 3][3]
+        await burst_read(pilot, app, "g", str(passing), "enter", "f", "kurt>3", "enter")
+        assert app.state.conditions and listing.current_neuron == passing
+        top = listing.scroll_offset.y
+        assert top <= listing.cursor < top + listing.body_height
+
+
+async def test_a_go_to_that_clears_the_filter_on_this_layer_shows_its_row(tiny_gguf, tmp_path):
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        listing = app.main.query_one(NeuronList)
+        kurtosis = app.main.layer_view.result.kurtosis
+        hidden = [n for n in range(len(kurtosis)) if kurtosis[n] <= 3.5][-1]
+        await burst_read(pilot, app, "s", "f", "kurt>3.5", "enter", "g", str(hidden), "enter")
+        assert app.state.conditions == [] and listing.current_neuron == hidden
+        await pilot.pause()
+        top = listing.scroll_offset.y
+        assert top <= listing.cursor < top + listing.body_height, "the cursor row is on screen"
+
+
+async def test_tab_moves_on_in_the_token_search_and_j_k_move_the_layer_picker(tiny_gguf, tmp_path):
+    from tui.widgets.layer_picker import LayerPicker
+
+    app = make_app(tiny_gguf, tmp_path / "c")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await burst_read(pilot, app, "slash", "tok", "tab", "j")
+        field = app.screen.query_one(Input)
+        assert field.value == "tok" and not field.has_focus
+        await burst_read(pilot, app, "escape")
+        picker = app.main.query_one(LayerPicker)
+        picker.focus()
+        await pilot.pause()
+        start = picker.highlighted
+        await burst_read(pilot, app, "k", "k")
+        assert picker.highlighted == start - 2
+        await burst_read(pilot, app, "j")
+        assert picker.highlighted == start - 1
+
+
+async def test_a_refused_filter_or_export_path_keeps_its_dialog_open_to_correct(tiny_gguf, tmp_path):
+    from tui.screens.prompt import PromptScreen
+
+    app = make_app(tiny_gguf, tmp_path / "c", export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await burst_read(pilot, app, "f", "kurt>>3", "enter")
+        assert isinstance(app.screen, PromptScreen) and app.state.conditions == []
+        assert "not a number" in str(app.screen.query_one("#prompt-hint").render())
+        await burst_read(pilot, app, "ctrl+u", "kurt>3", "enter")
+        assert isinstance(app.screen, MainScreen) and app.state.conditions
+
+        missing = tmp_path / "no-such-folder" / "x.csv"
+        await burst_read(pilot, app, "E", "ctrl+u", str(missing), "enter")
+        assert isinstance(app.screen, PromptScreen)
+        refusal = str(app.screen.query_one("#prompt-hint").render())
+        assert "does not exist" in refusal and "stdout" not in refusal
+        await burst_read(pilot, app, "ctrl+u", str(tmp_path / "x.txt"), "enter")
+        assert isinstance(app.screen, PromptScreen) and "stdout" not in str(
+            app.screen.query_one("#prompt-hint").render()
+        )
+        await burst_read(pilot, app, "ctrl+u", str(tmp_path / "x.csv"), "enter")
+        await wait_for(pilot, lambda: (tmp_path / "x.csv").exists())
+        assert isinstance(app.screen, MainScreen)

@@ -179,9 +179,15 @@ async def test_export_asks_before_replacing_a_file_and_refuses_standard_output(t
         await pilot.press("escape")  # keep the old file
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert target.read_text() == "the user's old file\n"
-        await answer_prompt(pilot, app, "e", "-")
-        assert "standard output" in str(list(app._notifications)[-1].message)
-        assert not isinstance(app.screen, (PromptScreen, ConfirmScreen))
+        await pilot.press("e")  # '-' is refused in the dialog, which stays open to correct it
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("Input").value = "-"
+        await pilot.press("enter")
+        hint = app.screen.query_one("#prompt-hint")
+        await wait_for(pilot, lambda: "standard output" in str(hint.render()))
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, (PromptScreen, ConfirmScreen)))
         await answer_prompt(pilot, app, "e", str(target))
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("enter")  # replace it

@@ -88,7 +88,7 @@ MEANINGS = {
     "gurnee": "tick all",
     "raw": "untick all",
     "toggle_layers": "this layer or all layers",
-    "open_in_list": "open in the list",
+    "open_detail": "open its detail",
     "why_token": "why this token",
     "ablate": "ablate",
     "focus_next": "next field",

@@ -127,7 +127,9 @@ def test_layers_command(tiny_gguf, tmp_path):
     done = _cli(tiny_gguf, tmp_path, "layers")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines[1].split("\t")[:3] == ["layer", "p50", "p90"] and len(lines) == 2 + 3
+    header = lines[1].split("\t")
+    assert header[:3] == ["layer", "p50", "p90"] and len(lines) == 2 + 3
+    assert "kurtosis_p50" in header and "kurtosis_p99" in header  # as --help says
     out = tmp_path / "layers.json"
     assert _cli(tiny_gguf, tmp_path, "layers", "--layers", "0-1", "--output", str(out)).returncode == 0
     document = json.loads(out.read_text())

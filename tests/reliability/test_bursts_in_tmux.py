@@ -56,7 +56,8 @@ def test_keys_sent_in_one_burst_each_reach_their_widget(tiny_gguf, tmp_path, siz
         _until_on_screen(session, "all 3 layers computed", ended)
         _keys(session, "g", "57", "Enter", "Enter")  # go to, then open its detail
         _until_on_screen(session, "L2/N57", ended)
-        _keys(session, "q", "f", "kurt>3", "Enter", "j")  # back, filter; the j moves the cursor
+        # Back (Escape and f together reach it as Alt+f), filter; the j moves the cursor.
+        _keys(session, "Escape", "f", "kurt>3", "Enter", "j")
         pane = _until_on_screen(session, "kurtosis>3", ended)
         assert "Layer 2 / 2" in pane
         _keys(session, "g", "0:7", "Enter", "Enter")  # another layer, then its neuron's detail

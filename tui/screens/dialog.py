@@ -26,6 +26,7 @@ class Dialog(ModalScreen[T]):
     }
     Dialog Label { width: 1fr; }
     Dialog .dialog-hint { color: $text-muted; }
+    Dialog .dialog-hint.-refused { color: $error; text-style: bold; }
     """
 
     def action_cancel(self) -> None:

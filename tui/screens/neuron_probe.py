@@ -62,7 +62,7 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
     BINDINGS = [
         Binding("escape", "close", "Back", id="close-neuron-probe"),
-        Binding("ctrl+o", "open_in_list", "Open in the list", id="neuron-probe-open"),
+        Binding("ctrl+o", "open_detail", "Open its detail", id="neuron-probe-open"),
         *mark_bindings("neuron-probe"),
     ]
 
@@ -179,7 +179,7 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         )
         self.query_one("#neuron-probe-note", Static).update(note)
 
-    def action_open_in_list(self) -> None:
+    def action_open_detail(self) -> None:
         self.dismiss((self.probed_layer, self.neuron))
 
     def action_close(self) -> None:

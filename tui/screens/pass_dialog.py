@@ -85,7 +85,7 @@ class PassDialog(Dialog[PassChoice | None]):
         Binding("enter", "start", "Start", priority=True, id="start-pass"),  # from any field
         Binding("up", "choose(-1)", "This layer / all layers (the corpus after Tab)", id="pass-layers"),
         Binding("down", "choose(1)", "This layer / all layers (the next corpus after Tab)", id="pass-down"),
-        Binding("tab", "app.focus_next", "Token cap, then corpus", id="pass-next-field"),
+        Binding("tab", "app.focus_next", "From the token cap to the corpus", id="pass-next-field"),
     ]
 
     class Checked(Message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Label
@@ -10,11 +12,21 @@ from tui.screens.dialog import Dialog
 
 
 class PromptScreen(Dialog[str | None]):
-    """Ask for one value: Enter confirms, Escape cancels."""
+    """Ask for one value: Enter confirms, Escape cancels. ``check`` (text -> why it cannot be used,
+    or None) keeps the dialog open on a refusal, the reason in place of the hint, the text kept to
+    be corrected rather than typed again."""
 
-    def __init__(self, title: str, value: str, hint: str = "", placeholder: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        value: str,
+        hint: str = "",
+        placeholder: str = "",
+        check: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.title_text, self.value, self.hint, self.placeholder = title, value, hint, placeholder
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -27,4 +39,10 @@ class PromptScreen(Dialog[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        refusal = self.check(event.value) if self.check is not None else None
+        hint = self.query_one("#prompt-hint", Label)
+        if refusal:
+            hint.update(f"✗ {refusal}")
+            hint.add_class("-refused")
+            return
         self.dismiss(event.value)

@@ -181,7 +181,7 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
         def opened(chosen: tuple[int, int] | None) -> None:
             if chosen is not None:
-                self.dismiss(chosen)  # ctrl+o there: open the neuron in the list
+                self.dismiss(chosen)  # ctrl+o there: open the neuron's detail
 
         self.app.push_screen(screen, opened)
 

@@ -27,7 +27,7 @@ TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: neurons [V, N], dots [V
 class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
     BINDINGS = [
         Binding("escape", "close", "Back", id="close-search"),
-        Binding("tab", "focus_next", "Next pane", show=False),
+        Binding("tab", "app.focus_next", "Next pane", show=False),
         *mark_bindings("search"),  # the text field types a space: these act in the lists
     ]
 

@@ -10,6 +10,7 @@ from textual.widgets.option_list import Option
 
 from engine.data.summary import LayerSummary
 from tui.widgets.scrollbar import CellScrollBars
+from tui.widgets.tables import VIM_KEYS
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -23,7 +24,11 @@ def _bar(value: float, top: float) -> str:
 class LayerPicker(CellScrollBars, OptionList):
     """Pick a layer with Enter or a click; ``]`` and ``[`` work from anywhere."""
 
-    BINDINGS = [Binding("enter", "select", "Open the highlighted layer", show=False, id="open-layer")]
+    BINDINGS = [
+        Binding("enter", "select", "Open the highlighted layer", show=False, id="open-layer"),
+        # j and k move every table, this one too (listed once in the help, under every table).
+        *(Binding(b.key, b.action, "", show=False) for b in VIM_KEYS if isinstance(b, Binding)),
+    ]
 
     DEFAULT_CSS = """
     LayerPicker { width: 1fr; height: 1fr; border: none; padding: 0; scrollbar-size-vertical: 1; }

@@ -178,10 +178,12 @@ class NeuronList(CellScrollBars, ScrollView, can_focus=True):
     def _scroll_cursor_into_view(self) -> None:
         body = self.body_height
         top = self.scroll_offset.y
+        # force: a list that had too few rows for a scroll bar gets one only at the next layout,
+        # and until then an ordinary scroll is refused (a go-to clearing a filter lands here).
         if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False)
+            self.scroll_to(y=self.cursor, animate=False, force=True)
         elif self.cursor >= top + body:
-            self.scroll_to(y=self.cursor - body + 1, animate=False)
+            self.scroll_to(y=self.cursor - body + 1, animate=False, force=True)
 
     def _move(self, delta: int) -> None:
         if len(self.order):
@@ -252,7 +254,8 @@ class NeuronList(CellScrollBars, ScrollView, can_focus=True):
                 else column.title.rjust(column.width)
             )
             text.append(" ")
-        text.append("top tokens by |dot|: + promotes (green), − suppresses (red)")
+        colours = "" if self.app.no_color else " (green)", "" if self.app.no_color else " (red)"
+        text.append(f"top tokens by |dot|: + promotes{colours[0]}, − suppresses{colours[1]}")
         return text
 
     def _values(self, column: NeuronColumn) -> np.ndarray:

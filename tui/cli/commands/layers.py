@@ -16,6 +16,7 @@ _COLUMNS = (
     "p90",
     "p99",
     "max",
+    "kurtosis_p50",
     "kurtosis_p99",
     "n_standout",
     "n_prediction",

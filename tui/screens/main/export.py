@@ -11,7 +11,8 @@ from textual.widget import Widget
 from textual.worker import Worker
 
 from engine.data.neurons import LayerNeurons
-from engine.neuron_engine import NeuronEngine
+from engine.errors import UserError
+from engine.neuron_engine import NeuronEngine, check_output_path
 from engine.settings import ScanSettings
 from tui.messages import report_failure
 from tui.screens.confirm import ConfirmScreen
@@ -89,7 +90,8 @@ class Export(Widget):
                 return
             then(path)
 
-        self.app.push_screen(PromptScreen(title, str(self.export_dir / name), PATH_HINT), chosen)
+        prompt = PromptScreen(title, str(self.export_dir / name), PATH_HINT, check=_path_refusal)
+        self.app.push_screen(prompt, chosen)
 
     @work(thread=True, group="export", exit_on_error=False)
     def write(self, path: str, records: Callable[[], Iterator[dict]], settings: ScanSettings) -> None:
@@ -107,4 +109,20 @@ def _refusal(path: str) -> str | None:
         )
     if path and Path(path).expanduser().is_dir():
         return f"{path} is a folder: add a file name ending in .csv, .json or .jsonl"
+    return None
+
+
+def _path_refusal(text: str) -> str | None:
+    """Why the export dialog cannot take ``text`` as its file (None: it can, or it is empty and the
+    dialog closes), found before the dialog closes so that a typo is corrected, not typed again."""
+    path = text.strip()
+    if not path:
+        return None
+    refusal = _refusal(path)
+    if refusal:
+        return refusal
+    try:
+        check_output_path(path)
+    except UserError as error:  # the command line's wording offers '-', which the explorer cannot
+        return str(error).replace(", - for stdout", "")
     return None

@@ -147,14 +147,18 @@ class LayerView(Horizontal):
         if self.result is not None:
             self.show_result(self.result)
 
-    def show_result(self, result: LayerResult, from_top: bool = False) -> None:
+    def show_result(
+        self, result: LayerResult, from_top: bool = False, keep_neuron: int | None = None
+    ) -> None:
         state = self.state
         assert state.vocab is not None
         self.neurons = neurons = state.neurons(result)
         order = self._order(neurons)
         listing = self.listing
         listing.show_layer(neurons, state.vocab, order, state.marked)
-        if from_top:
+        if keep_neuron is not None and keep_neuron in order:
+            listing.set_order(order, keep_neuron=keep_neuron)
+        elif from_top or keep_neuron is not None:
             listing.to_top()
         if state.pending_neuron is not None:
             listing.set_order(order, keep_neuron=state.pending_neuron)
@@ -257,7 +261,8 @@ class LayerView(Horizontal):
 
     def action_filter(self) -> None:
         current = ", ".join(map(str, self.state.conditions))
-        self.app.push_screen(PromptScreen("Filter neurons", current, FILTER_HINT, "0.5"), self._apply_filter)
+        prompt = PromptScreen("Filter neurons", current, FILTER_HINT, "0.5", check=_filter_refusal)
+        self.app.push_screen(prompt, self._apply_filter)
 
     def _apply_filter(self, text: str | None) -> None:
         if text is None:
@@ -267,7 +272,8 @@ class LayerView(Horizontal):
         except FilterError as error:
             self.notify(str(error), title="filter not applied", severity="error")
             return
-        self._resort()
+        if self.result is not None:  # the cursor stays on its neuron where that one still passes
+            self.show_result(self.result, keep_neuron=self.listing.current_neuron)
 
     def action_go_to(self) -> None:
         if self.state.info is not None:
@@ -289,3 +295,12 @@ class LayerView(Horizontal):
 
     def action_grow_histogram(self) -> None:
         self.toggle_class("-tall-histogram")
+
+
+def _filter_refusal(text: str) -> str | None:
+    """Why the filter dialog cannot apply ``text`` (None: it can)."""
+    try:
+        parse_filter(text)
+    except FilterError as error:
+        return str(error)
+    return None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.screen import Screen
 from textual.signal import Signal
 
@@ -69,6 +69,9 @@ class MainScreen(Screen[None]):
         Binding("t", "text_probe", "Text probe", id="text-probe"),
     ]
 
+    # Shown first in the footer, which is cut at the screen's width: what a newcomer looks for.
+    FOOTER_FIRST = ("help", "quit")
+
     # Classes set on the screen as it is resized (Textual applies them before the next layout).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
@@ -94,6 +97,14 @@ class MainScreen(Screen[None]):
         self.exports = Export(engine, state, export_dir)
         self.token_index: TokenIndex | None = None  # built on the first token search
         self.summary_added: Signal[LayerSummary] = Signal(self, "summary-added")
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """Textual's, in the same order but for help and quit, which come first (the footer
+        shows them in this order; keys are dispatched through the binding chain, not this)."""
+        bindings = super().active_bindings
+        first = {key: b for key, b in bindings.items() if b.binding.id in self.FOOTER_FIRST}
+        return first | {key: b for key, b in bindings.items() if key not in first}
 
     def compose(self) -> ComposeResult:
         yield self.status
