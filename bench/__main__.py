@@ -8,7 +8,9 @@
 (e) warm start: launch to the explorer's first full frame on a warm cache, against a bare Textual app;
 (f) peak resident memory of the cold scan against the bytes of the tensors a scan needs;
 (g), (h) peak resident memory of one layer's scan of an 8B-shaped bf16 checkpoint and of one
-    layer's corpus pass of the bundled model in a fresh cache, each beside its bound (bench.memory).
+    layer's corpus pass of the bundled model in a fresh cache, each beside its bound (bench.memory);
+(i) direct logit attribution of a 256-token text over every layer of the bundled model against one
+    forward pass of the same text (bench.attribution).
 Then (a)-(c) again for a Llama-3.2-1B-shaped model with random weights.
 """
 
@@ -249,6 +251,10 @@ def report(results: dict, out) -> None:
         from bench.memory import report_memory
 
         report_memory(results["memory"], out)
+    if "attribution" in results:
+        from bench.attribution import report_attribution
+
+        report_attribution(results["attribution"], out)
     for row in results["layers"]:
         compiled = "" if row["compile_s"] is None else f" (compiled in {row['compile_s']:.1f} s)"
         print(
@@ -310,6 +316,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-memory", action="store_true", help="skip (g) and (h) (about 10 minutes on a 2-core CPU)"
     )
+    parser.add_argument("--skip-attribution", action="store_true", help="skip (i)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -342,6 +349,10 @@ def main() -> None:
         from bench.memory import bench_memory
 
         results["memory"] = bench_memory(device.type)
+    if not args.skip_attribution:
+        from bench.attribution import bench_attribution
+
+        results["attribution"] = bench_attribution(None, device.type)
     report(results, sys.stdout)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -76,7 +76,8 @@ def main() -> None:
             for layer in layers
         }
         scales = np.zeros(tokenized.n_positions)
-        run_batches(bridge, tokenized, batches, numbers, states, scales, device)
+        predicted = np.zeros(tokenized.n_positions, dtype=np.int64)
+        run_batches(bridge, tokenized, batches, numbers, states, scales, predicted, device)
         sync()
 
     timings: dict[str, list[float]] = {"bare": [], "pass": [], "poles": []}

@@ -208,7 +208,9 @@ def check_activation_pass(device: torch.device, shape: dict, tokens: int) -> Non
             layer: LayerActivationState(shape["d_mlp"], 100, 20, True, device)
             for layer in range(shape["layers"])
         }
-        run_batches(bridge, tokenized, batches, list(range(len(batches))), states, np.zeros(tokens), device)
+        every = list(range(len(batches)))
+        predicted = np.zeros(tokens, dtype=np.int64)
+        run_batches(bridge, tokenized, batches, every, states, np.zeros(tokens), predicted, device)
         sync()
 
     timings = {"bare": [], "pass": []}

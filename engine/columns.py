@@ -159,6 +159,33 @@ COLUMNS: dict[str, NeuronColumn] = {
             "neg_input_forms", "nin-forms", _pole("negative", "input_forms"), "{:.0f}", descending=False
         ),
         NeuronColumn("neg_input_entropy", "nin-bits", _pole("negative", "input_entropy"), "{:.1f}"),
+        # Which tokens it makes on the corpus: its direct logit attribution toward the predicted
+        # token (engine.data.evidence), the share of positions where it tops its layer and its mean
+        # attribution where it fires (per pole).
+        NeuronColumn(
+            "attr_top1",
+            "top1",
+            lambda n: None if n.evidence is None else n.evidence.attr_top1,
+            "{:.3f}",
+            detail_label="tops its layer",
+            aliases=("attr-top1", "top1_share"),
+        ),
+        NeuronColumn(
+            "attr_mean",
+            "attr",
+            _pole("positive", "attr_mean"),
+            "{:+.3f}",
+            detail_label="mean attribution (+)",
+            aliases=("pos_attr_mean",),
+        ),
+        NeuronColumn(
+            "neg_attr_mean",
+            "nattr",
+            _pole("negative", "attr_mean"),
+            "{:+.3f}",
+            detail_label="mean attribution (−)",
+            aliases=("attr_mean_neg",),
+        ),
         # Against another checkpoint (neuron-tui --against B): the write's turn and what survived.
         NeuronColumn(
             "diff_cos",
@@ -190,6 +217,8 @@ SORT_ORDER = (
     "coherence_z",
     "lift",
     "neg_lift",
+    "attr_top1",
+    "attr_mean",
     "diff_cos",
     "diff_jaccard",
 )

@@ -27,13 +27,14 @@ import numpy as np
 
 from engine.activations.corpus import default_corpus_name, load_corpus
 from engine.activations.documents import AnyCorpus
+from engine.data.attribution import NeuronAblation, TextAttribution
 from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.inputs import LayerInputs
 from engine.data.model import EmbeddingRows, ModelInfo
 from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
-from engine.data.progress import ActivationListener, ProgressListener, ScanProgress
+from engine.data.progress import ActivationListener, AttributionListener, ProgressListener, ScanProgress
 from engine.data.results import LayerResult
 from engine.data.tokens import Vocabulary
 from engine.errors import UserError
@@ -185,10 +186,16 @@ class NeuronEngine:
 
     def check_layer(self, layer: int) -> None:
         """Refuse a layer the model does not have, from the cache or the model file's header."""
-        info = self._cached_info()
+        self.check_layers([layer])
+
+    def check_layers(self, layers: list[int]) -> None:
+        """``check_layer`` for each, the model's layer count read once (a GGUF header is parsed
+        whole to count them: once per layer cost more than attributing a short text)."""
+        info = self._info if self._info is not None else self._cached_info()
         n_layers = info.n_layers if info is not None else layer_count(self.location)
-        if n_layers is not None and not 0 <= layer < n_layers:
-            raise UserError(f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
+        for layer in layers:
+            if n_layers is not None and not 0 <= layer < n_layers:
+                raise UserError(f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
 
     @staticmethod
     def precision(device: str, choice: str) -> Dtype:
@@ -786,6 +793,80 @@ class NeuronEngine:
         bridge, tokenizer, device = self.activation_model()
         with self.run_lock:
             return probe_layer(bridge, tokenizer, text, layer, device)
+
+    # --- which neurons made a token (engine.activations.attribution, ablation) ----------------
+    def check_neuron(self, layer: int, neuron: int) -> None:
+        """Refuse a layer or a neuron the model does not have."""
+        self.check_layer(layer)
+        d_mlp = self.info.d_mlp
+        if not 0 <= neuron < d_mlp:
+            raise UserError(f"neuron {neuron} is out of range: layer {layer} has neurons 0-{d_mlp - 1}")
+
+    def attribution_inputs(self, text: str, target: str | None = None) -> tuple[list[int], int | None]:
+        """The text's token ids and the target's id (None: the predicted token), checked: one line
+        for an empty text, one longer than the model's context, a target that is not one token."""
+        from engine.activations.attribution import target_token, text_ids
+
+        if not text.strip():  # before the model is loaded
+            raise UserError("the text is empty: give some text to attribute")
+        bridge, tokenizer, _ = self.activation_model()
+        n_ctx = getattr(bridge.cfg, "n_ctx", None)
+        ids = text_ids(tokenizer, text, int(n_ctx) if n_ctx else None)
+        return ids, None if target is None else target_token(tokenizer, target)
+
+    def attribute(
+        self,
+        text: str,
+        layers: list[int],
+        top: int,
+        target: str | None = None,
+        listener: AttributionListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> TextAttribution:
+        """Per position of ``text``, the ``top`` neurons of ``layers`` whose direct logit
+        attribution to the target (the predicted token, or ``target``) is largest, the ``top``
+        most negative, and the total over every neuron (engine.data.attribution defines them).
+        Two forward passes: one to the final norm, one to the deepest layer."""
+        from engine.activations.attribution import attribute_text
+
+        self.check_layers(layers)
+        ids, target_id = self.attribution_inputs(text, target)
+        bridge, tokenizer, device = self.activation_model()
+        return attribute_text(
+            bridge, tokenizer, ids, layers, top, target_id, device, self.run_lock, listener, cancelled
+        )
+
+    def ablate(
+        self,
+        text: str,
+        layer: int,
+        neuron: int,
+        target: str | None = None,
+        batch_tokens: int = 2048,
+        listener: AttributionListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> NeuronAblation:
+        """``neuron`` of ``layer`` set to 0 at each position of ``text`` alone, the rest of the
+        model recomputed: the change of the target's logit there, beside the weights' prediction
+        (−dla). About positions² / 2 tokens of forward passes, ``batch_tokens`` at a time."""
+        from engine.activations.ablation import neuron_ablation
+
+        self.check_neuron(layer, neuron)
+        ids, target_id = self.attribution_inputs(text, target)
+        bridge, tokenizer, device = self.activation_model()
+        return neuron_ablation(
+            bridge,
+            tokenizer,
+            ids,
+            layer,
+            neuron,
+            target_id,
+            device,
+            batch_tokens,
+            self.run_lock,
+            listener,
+            cancelled,
+        )
 
     # --- several processes ------------------------------------------------------------------
     @staticmethod

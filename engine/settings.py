@@ -158,7 +158,8 @@ class ActivationSettings:
     def base_tag(self) -> str:
         """Everything but the token cap: passes with different caps read the same windows in the
         same batches, so one is a prefix of the other."""
-        return f"a2-c{self.context}-e{self.examples}-l{self.lift_positions}-b{self.windows_per_batch}"
+        # a3: the attribution columns (attr_mean, attr_top1, attr_dominant) joined the evidence.
+        return f"a3-c{self.context}-e{self.examples}-l{self.lift_positions}-b{self.windows_per_batch}"
 
 
 # A Jacobian lens fit (engine.lens.fit).

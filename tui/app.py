@@ -169,6 +169,7 @@ class NeuronApp(App[int]):
 
     def binding_groups(self) -> list[tuple[str, list[Binding]]]:
         """Every key, grouped by where it works; the help and the command palette read this."""
+        from tui.screens.ablation import AblationScreen
         from tui.screens.all_layers import AllLayersScreen
         from tui.screens.collection import CollectionScreen
         from tui.screens.coverage import CoverageScreen
@@ -177,6 +178,7 @@ class NeuronApp(App[int]):
         from tui.screens.projection import ProjectionScreen
         from tui.screens.text_probe import TextProbeScreen
         from tui.screens.token_search import TokenSearchScreen
+        from tui.screens.why_token import WhyTokenScreen
         from tui.widgets.tables import VIM_KEYS
 
         return [
@@ -192,7 +194,9 @@ class NeuronApp(App[int]):
             ("coverage (c)", _bindings(CoverageScreen.BINDINGS)),
             ("projection (p)", _bindings(ProjectionScreen.BINDINGS)),
             ("text probe (t)", _bindings(TextProbeScreen.BINDINGS)),
+            ("why this token (w in the text probe)", _bindings(WhyTokenScreen.BINDINGS)),
             ("one neuron on text (t in the detail)", _bindings(NeuronProbeScreen.BINDINGS)),
+            ("one neuron ablated on text (x in the detail)", _bindings(AblationScreen.BINDINGS)),
             ("corpus pass dialog (A)", _bindings(PassDialog.BINDINGS)),
             ("every table", _bindings(VIM_KEYS)),
         ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import cast
 
 from textual import events
 from textual.app import App
@@ -100,8 +101,9 @@ def read_escape_and_letter_apart() -> None:
     together, still reaches the app as that key alone: the parser drops the Escape.)"""
     from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
 
-    for sequence in [s for s in ANSI_SEQUENCES_KEYS if len(s) == 2 and s[0] == "\x1b" and s[1] != "\x1b"]:
-        del ANSI_SEQUENCES_KEYS[sequence]
+    table = cast(dict, ANSI_SEQUENCES_KEYS)  # typed as a read-only Mapping; it is a dict
+    for sequence in [s for s in table if len(s) == 2 and s[0] == "\x1b" and s[1] != "\x1b"]:
+        del table[sequence]
 
 
 def keys_typed(event: events.Key) -> list[events.Key]:

@@ -63,6 +63,7 @@ class ExplorerState:
     # and that model's own results (its tokens in the detail), a few layers in memory.
     against: str | None = None
     diffs: OrderedDict[int, tuple[LayerDiff, LayerResult]] = field(default_factory=OrderedDict)
+    probed_text: str = ""  # the text probed last (t): the detail ablates a neuron on it (x)
 
     # --- layers -----------------------------------------------------------------------------
     def start_layer(self, asked: int | None) -> tuple[int, str | None]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.activations.attribution_state import FIXED_POINT
+from engine.activations.final_readout import through_final_norm
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus
 from engine.data.evidence import (
@@ -29,13 +31,10 @@ def direct_effect_weights(
 ) -> np.ndarray:
     """Per neuron, the mean over v in its ``token_ids`` row of (W_out[i] ⊙ g) · W_U[:, v], in float64."""
     tokens = unembed.T  # [d_vocab, d_model], a view: only the gathered columns are widened
+    weight = None if norm_weight is None else norm_weight.astype(np.float64)
     out = np.empty(w_out.shape[0])
     for start in range(0, w_out.shape[0], 256):  # bounded memory whatever the model's width
-        rows = w_out[start : start + 256].astype(np.float64)
-        if centred_norm:
-            rows = rows - rows.mean(axis=1, keepdims=True)
-        if norm_weight is not None:
-            rows = rows * norm_weight.astype(np.float64)
+        rows = through_final_norm(w_out[start : start + 256].astype(np.float64), weight, centred_norm)
         columns = tokens[token_ids[start : start + 256]].astype(np.float64)  # [n, k, d_model]
         out[start : start + 256] = np.einsum("nd,nkd->n", rows, columns) / token_ids.shape[1]
     return out
@@ -70,9 +69,11 @@ def pole_evidence(
     effect_weights: np.ndarray,
     examples: int,
     lift_positions: int,
+    attr_sum: np.ndarray,
 ) -> PoleEvidence:
     """One pole's evidence from its top list: ``values`` the signed activations [d_mlp, keep]
-    (empty slots anywhere non-finite), ``index`` their global indices (-1: empty)."""
+    (empty slots anywhere non-finite), ``index`` their global indices (-1: empty); ``count`` the
+    pole's positions and ``attr_sum`` their attributions' sum in units of 2^-24."""
     tokenized = facts.tokenized
     d_mlp = values.shape[0]
     found = index >= 0
@@ -113,6 +114,7 @@ def pole_evidence(
         direct_effect=direct_effect,
         input_forms=distinct_forms(firing_forms),
         input_entropy=form_entropy(firing_forms),
+        attr_mean=np.divide(attr_sum / FIXED_POINT, count, out=np.full(d_mlp, np.nan), where=count > 0),
     )
 
 
@@ -151,32 +153,38 @@ def layer_evidence(
 ) -> LayerActivations:
     """Turn a finished pass's state into the layer's evidence (everything in float64)."""
     positive, negative = state.lists["positive"], state.lists["negative"]
+    counts = {name: count.cpu().numpy() for name, count in state.counts.items() if name != "hist_counts"}
+    n_positions = max(facts.tokenized.n_positions, 1)
     return LayerActivations(
         layer=layer,
         n_positions=facts.tokenized.n_positions,
         positive=pole_evidence(
             positive.values.cpu().numpy(),
             positive.index.cpu().numpy(),
-            state.counts["positive"].cpu().numpy(),
+            counts["positive"],
             facts,
             promote_ids,
             promote_weights,
             examples,
             lift_positions,
+            counts["attr_pos_sum"],
         ),
         negative=pole_evidence(
             -negative.values.cpu().numpy(),  # kept as -activation: the activations are its negation
             negative.index.cpu().numpy(),
-            state.counts["negative"].cpu().numpy(),
+            counts["negative"],
             facts,
             suppress_ids,
             suppress_weights,
             examples,
             lift_positions,
+            counts["attr_neg_sum"],
         ),
         cases=case_evidence(state, facts, examples) if state.gated else None,
         act_hist=state.histogram(),
         act_hist_top=int(act_hist_top),
         examples=examples,
         lift_positions=lift_positions,
+        attr_top1=counts["attr_top1"].astype(np.float64) / n_positions,
+        attr_dominant=float(counts["attr_dominant"][0]) / n_positions,
     )

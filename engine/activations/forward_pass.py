@@ -1,12 +1,15 @@
 """One pass of a model over a tokenized corpus, reading every chosen layer's MLP activations with
 TransformerLens hooks (``blocks.{l}.mlp.hook_post``: the input of the MLP's output projection) and
-the final norm's scale (``ln_final.hook_scale``) at every position. For a gated MLP the gate's
-pre-activation (``hook_pre``) and the up projection (``hook_pre_linear``) are read too: they run
-before the activation, so they are held until its hook fires.
+the final norm's scale (``ln_final.hook_scale``) and the predicted token (the argmax of the
+logits of ``ln_final.hook_out``) at every position. For a gated MLP the gate's pre-activation
+(``hook_pre``) and the up projection (``hook_pre_linear``) are read too: they run before the
+activation, so they are held until its hook fires.
 
-The per-neuron state is updated inside the hooks, so only one batch's activations of one layer
-exist at a time; the forward pass stops at the final norm (the unembedding is never computed), or
-right after the deepest chosen layer when the final norm's scales of the batch are known already.
+The per-neuron state is updated inside the hooks; the forward pass stops at the final norm (the
+unembedding is never computed), or right after the deepest chosen layer when the final norm's
+readout of the batch is known already. The attribution toward the predicted tokens needs that
+readout: a batch that does not know it yet holds its chosen layers' activations until the final
+norm (or, when they would be many, runs to the final norm alone first).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from engine.activations.final_readout import FINAL_OUT, FINAL_SCALE
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus
 from engine.errors import ScanCancelled
+
+ATTRIBUTION_ROWS = 1024  # positions whose float64 attributions a layer holds at once
 
 
 class _ReachedFinalNorm(Exception):
@@ -46,6 +52,121 @@ def is_gated(bridge, layer: int) -> bool:
     return f"blocks.{layer}.mlp.hook_pre_linear" in bridge.hook_dict
 
 
+HOLD_BYTES = 1 << 30  # activations a batch may hold for their attribution until its readout is known
+
+
+class _Batch:
+    """What one batch's hooks share: its positions, and its final-norm readout (the scale and
+    the predicted token at each real position) once known, before the layers (a known one, or a
+    readout pass first) or after them (then each layer's activations wait in ``held``)."""
+
+    def __init__(self, tokenized: TokenizedCorpus, windows, device: torch.device) -> None:
+        self.ids, self.mask, self.index = batch_inputs(tokenized, windows, device)
+        self.rows = self.mask.reshape(-1).nonzero().squeeze(1)
+        self.scale: torch.Tensor | None = None  # [real positions] float64
+        self.predicted: torch.Tensor | None = None  # [real positions] int64
+        self.held: dict[int, torch.Tensor] = {}
+        self.gate: dict[int, torch.Tensor] = {}
+        self.up: dict[int, torch.Tensor] = {}
+        self.stop_early = False  # the readout is known: stop after the deepest chosen layer
+
+    def know(self, scales: np.ndarray, predicted: np.ndarray) -> None:
+        index = self.index.cpu().numpy()
+        self.scale = torch.from_numpy(scales[index]).to(self.index.device)
+        self.predicted = torch.from_numpy(predicted[index]).to(self.index.device)
+        self.stop_early = True
+
+
+class _Pass:
+    """The hooks of a pass over batches: each chosen layer's activations folded into its state
+    (and their attribution toward the predicted tokens), the final norm's readout read."""
+
+    def __init__(self, bridge, states: dict[int, LayerActivationState], device: torch.device) -> None:
+        from engine.activations.final_readout import FinalReadout
+
+        self.bridge, self.states, self.deepest = bridge, states, max(states)
+        self.readout = FinalReadout(bridge, device)
+        self.batch: _Batch | None = None
+
+    def hooks(self, layers: bool = True) -> list:
+        found = []
+        for layer, state in self.states.items() if layers else ():
+            if state.gated:
+                found.append((f"blocks.{layer}.mlp.hook_pre", self._hold(layer, "gate")))
+                found.append((f"blocks.{layer}.mlp.hook_pre_linear", self._hold(layer, "up")))
+            found.append((f"blocks.{layer}.mlp.hook_post", self._read_layer(layer)))
+        return found + [(FINAL_SCALE, self._read_scale), (FINAL_OUT, self._read_out)]
+
+    def _hold(self, layer: int, part: str):
+        def hook(values: torch.Tensor, hook=None):
+            assert self.batch is not None
+            getattr(self.batch, part)[layer] = values
+            return values
+
+        return hook
+
+    def _read_layer(self, layer: int):
+        def hook(activations: torch.Tensor, hook=None):
+            batch = self.batch
+            assert batch is not None
+            gate, up = batch.gate.pop(layer, None), batch.up.pop(layer, None)
+            width = activations.shape[-1]
+            flat = activations.reshape(-1, width)
+            self.states[layer].update(  # the whole batch, flat, and which of its rows are real positions
+                flat,
+                batch.index,
+                None if gate is None else gate.reshape(-1, width),
+                None if up is None else up.reshape(-1, width),
+                rows=batch.rows,
+            )
+            if batch.scale is None:
+                batch.held[layer] = flat  # attributed once the final norm is read
+            else:
+                self.attribute(layer, flat[batch.rows])
+            if layer == self.deepest and batch.stop_early:
+                raise _ReachedFinalNorm()
+            return activations
+
+        return hook
+
+    def attribute(self, layer: int, activations: torch.Tensor) -> None:
+        """A layer's real positions' attributions toward their predicted tokens, into its state."""
+        batch = self.batch
+        assert batch is not None and batch.scale is not None and batch.predicted is not None
+        w_out = self.bridge.blocks[layer].mlp.W_out.detach()
+        for start in range(0, activations.shape[0], ATTRIBUTION_ROWS):
+            part = slice(start, start + ATTRIBUTION_ROWS)
+            dla = self.readout.dla(activations[part], w_out, batch.predicted[part], batch.scale[part])
+            self.states[layer].update_attribution(dla, activations[part])
+
+    def _read_scale(self, scale: torch.Tensor, hook=None):
+        assert self.batch is not None
+        self.batch.scale = scale[self.batch.mask].reshape(-1).double()
+        return scale
+
+    def _read_out(self, normalized: torch.Tensor, hook=None):
+        batch = self.batch
+        assert batch is not None
+        batch.predicted = self.readout.predicted(normalized[batch.mask])
+        raise _ReachedFinalNorm()
+
+    def run(self, ids: torch.Tensor, hooks: list, run_lock) -> None:
+        with torch.inference_mode(), run_lock or contextlib.nullcontext():
+            try:
+                self.bridge.run_with_hooks(ids, fwd_hooks=hooks)
+            except _ReachedFinalNorm:
+                pass
+
+    def finish(self) -> None:
+        """After a forward pass that read the readout: the held layers' attributions."""
+        batch = self.batch
+        assert batch is not None
+        if batch.scale is None or batch.predicted is None:
+            raise RuntimeError("the model's final norm reported no scale: its hook never ran")
+        for layer in sorted(batch.held):
+            self.attribute(layer, batch.held.pop(layer)[batch.rows])
+
+
 def run_batches(
     bridge,
     tokenized: TokenizedCorpus,
@@ -53,71 +174,38 @@ def run_batches(
     batch_numbers: list[int],
     states: dict[int, LayerActivationState],
     scales: np.ndarray,
+    predicted: np.ndarray,
     device: torch.device,
     after_batch: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     run_lock=None,
     scale_known: Callable[[int], bool] | None = None,
+    hold_bytes: int | None = None,
 ) -> None:
-    """Run ``batches[b]`` for each b in ``batch_numbers``, folding activations into ``states``
-    and the final norm's scale into ``scales[global index]``. ``after_batch(b, tokens)`` follows
-    each finished batch (checkpoints, progress). A batch whose scales are known already
-    (``scale_known(b)``) stops after the deepest chosen layer: the layers above it never run."""
-    current: dict = {}
-    deepest = max(states)
-
-    def read_layer(layer: int):
-        def hook(activations: torch.Tensor, hook=None):
-            gate, up = current.pop(f"gate{layer}", None), current.pop(f"up{layer}", None)
-            width = activations.shape[-1]
-            states[layer].update(  # the whole batch, flat, and which of its rows are real positions
-                activations.reshape(-1, width),
-                current["index"],
-                None if gate is None else gate.reshape(-1, width),
-                None if up is None else up.reshape(-1, width),
-                rows=current["rows"],
-            )
-            if layer == deepest and current["stop_early"]:
-                raise _ReachedFinalNorm()
-            return activations
-
-        return hook
-
-    def hold(name: str):
-        def hook(values: torch.Tensor, hook=None):
-            current[name] = values
-            return values
-
-        return hook
-
-    def read_scale(scale: torch.Tensor, hook=None):
-        current["scale"] = scale[current["mask"]].reshape(-1)
-        raise _ReachedFinalNorm()
-
-    hooks = []
-    for layer, state in states.items():
-        if state.gated:
-            hooks.append((f"blocks.{layer}.mlp.hook_pre", hold(f"gate{layer}")))
-            hooks.append((f"blocks.{layer}.mlp.hook_pre_linear", hold(f"up{layer}")))
-        hooks.append((f"blocks.{layer}.mlp.hook_post", read_layer(layer)))
-    hooks.append(("ln_final.hook_scale", read_scale))
+    """Run ``batches[b]`` for each b in ``batch_numbers``, folding activations and their
+    attribution into ``states``, the final norm's scale into ``scales[global index]`` and the
+    predicted token into ``predicted``. ``after_batch(b, tokens)`` follows each finished batch
+    (checkpoints, progress). A batch whose readout is known already (``scale_known(b)``) stops
+    after the deepest chosen layer: the layers above it never run. One whose readout is not known
+    holds its chosen layers' activations until the final norm, or, when they would take more than
+    ``hold_bytes`` (default ``HOLD_BYTES``), runs to the final norm alone first."""
+    hold = HOLD_BYTES if hold_bytes is None else hold_bytes
+    hooks = _Pass(bridge, states, device)
     for number in batch_numbers:
         if cancelled is not None and cancelled():
             raise ScanCancelled()
-        ids, mask, index = batch_inputs(tokenized, batches[number], device)
-        stop_early = scale_known is not None and scale_known(number)
-        current.update(
-            mask=mask, index=index, rows=mask.reshape(-1).nonzero().squeeze(1), stop_early=stop_early
-        )
-        current.pop("scale", None)
-        with torch.inference_mode(), run_lock or contextlib.nullcontext():
-            try:
-                bridge.run_with_hooks(ids, fwd_hooks=hooks)
-            except _ReachedFinalNorm:
-                pass
-        if not stop_early:
-            if "scale" not in current:
-                raise RuntimeError("the model's final norm reported no scale: its hook never ran")
-            scales[index.cpu().numpy()] = current["scale"].double().cpu().numpy()
+        batch = hooks.batch = _Batch(tokenized, batches[number], device)
+        if scale_known is not None and scale_known(number):
+            batch.know(scales, predicted)
+        elif len(states) * batch.ids.numel() * int(bridge.cfg.d_mlp) * 4 > hold:
+            hooks.run(batch.ids, hooks.hooks(layers=False), run_lock)  # the readout alone first
+            batch.stop_early = True
+        hooks.run(batch.ids, hooks.hooks(), run_lock)
+        if not batch.stop_early or batch.held:
+            hooks.finish()
+        index = batch.index.cpu().numpy()
+        assert batch.scale is not None and batch.predicted is not None
+        scales[index] = batch.scale.cpu().numpy()
+        predicted[index] = batch.predicted.cpu().numpy()
         if after_batch is not None:
-            after_batch(number, int(mask.sum()))
+            after_batch(number, int(batch.mask.sum()))

@@ -21,6 +21,7 @@ import torch
 
 from engine.activations import checkpoints
 from engine.activations.documents import AnyCorpus
+from engine.activations.final_readout import Readouts
 from engine.activations.landing import Lander
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus, tokenize_corpus
@@ -115,14 +116,14 @@ class ActivationJob:
         self.listener(
             ActivationProgress("merging", reading.tokens, reading.total, start_tokens=reading.resumed)
         )
-        merged = self._merge(reading.states, reading.scales, reading.device)
+        merged = self._merge(reading.states, reading.readouts, reading.device)
         if not self.ranks.is_writer:
             distributed.barrier(self.ranks)
             self._forget_progress()
             return None
-        results = self._finish(reading.tokenized, merged, reading.scales)
+        results = self._finish(reading.tokenized, merged, reading.readouts)
         every = set(range(len(reading.batches)))
-        self.lander.keep_scales(reading.tokenized, reading.batches, every, reading.scales)
+        self.lander.keep_scales(reading.tokenized, reading.batches, every, reading.readouts)
         distributed.barrier(self.ranks)
         self._forget_progress()
         seconds = time.perf_counter() - started
@@ -154,18 +155,18 @@ class ActivationJob:
             )
             for layer in self.layers
         }
-        scales = np.zeros(tokenized.n_positions, dtype=np.float64)
+        readouts = Readouts.empty(tokenized.n_positions)
         batches = tokenized.batches(self.settings.windows_per_batch)
         mine = [b for b in range(len(batches)) if self.ranks.owns(b)]
-        done = checkpoints.resume(self.store, self.progress_address(), states, scales, batches)
-        scaled = self._known_scales(tokenized, batches, mine, scales)
+        done = checkpoints.resume(self.store, self.progress_address(), states, readouts, batches)
+        scaled = self._known_scales(tokenized, batches, mine, readouts)
         total = sum(stop - start for b in mine for start, stop in batches[b])
         resumed = sum(stop - start for b in done for start, stop in batches[b])
         self.lander = Lander(self, bridge, tokenized, total)
         if resumed:
             self.listener(ActivationProgress("resuming", resumed, total, start_tokens=resumed))
         return _Reading(
-            bridge, device, tokenized, batches, states, scales, mine, done, scaled, total, resumed
+            bridge, device, tokenized, batches, states, readouts, mine, done, scaled, total, resumed
         )
 
     def _read(self, reading: _Reading) -> None:
@@ -183,7 +184,8 @@ class ActivationJob:
                 reading.batches,
                 todo,
                 reading.states,
-                reading.scales,
+                reading.readouts.scales,
+                reading.readouts.predicted,
                 reading.device,
                 lambda number, tokens: self._after_batch(reading, clock, number, tokens),
                 self.cancelled,
@@ -192,7 +194,7 @@ class ActivationJob:
             )
         except (ScanCancelled, KeyboardInterrupt):
             self._checkpoint(reading)
-            self.lander.land(reading.states, reading.scales, reading.done, reading.batches, keep=True)
+            self.lander.land(reading.states, reading.readouts, reading.done, reading.batches, keep=True)
             seconds = time.perf_counter() - clock.started
             self.listener(
                 ActivationProgress("stopped", reading.tokens, reading.total, seconds, reading.resumed)
@@ -211,10 +213,10 @@ class ActivationJob:
         self.listener(ActivationProgress("running", reading.tokens, reading.total, seconds, reading.resumed))
         if clock.checkpoint_due(now):
             self._checkpoint(reading)
-            self.lander.land(reading.states, reading.scales, reading.done, reading.batches, keep=True)
+            self.lander.land(reading.states, reading.readouts, reading.done, reading.batches, keep=True)
             clock.checkpointed(now)
         elif clock.landing_due(now):
-            self.lander.land(reading.states, reading.scales, reading.done, reading.batches, keep=False)
+            self.lander.land(reading.states, reading.readouts, reading.done, reading.batches, keep=False)
             clock.landed()
 
     def _lift_tokens(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -226,16 +228,17 @@ class ActivationJob:
         return found
 
     def _known_scales(
-        self, tokenized: TokenizedCorpus, batches, mine: list[int], scales: np.ndarray
+        self, tokenized: TokenizedCorpus, batches, mine: list[int], readouts: Readouts
     ) -> set[int]:
-        """The batches of this rank whose final-norm scales an earlier pass over the same windows
-        kept (filled into ``scales``): their forward pass can stop after the deepest chosen layer."""
+        """The batches of this rank whose final-norm readouts an earlier pass over the same
+        windows kept (filled into ``readouts``): their forward pass can stop after the deepest
+        chosen layer."""
         known = self.store.scales(
             self.corpus.content_hash, self.settings.context, self.settings.windows_per_batch
         )
         if known is None:
             return set()
-        windows, known_scales = known
+        windows, known_scales, known_predicted = known
         ours = np.asarray(tokenized.windows, dtype=np.int64).reshape(-1, 2)[: windows.shape[0]]
         same = (ours == windows[: ours.shape[0]]).all(axis=1)
         matching = int(same.shape[0] if same.all() else np.argmin(same))  # windows equal up to here
@@ -247,7 +250,7 @@ class ActivationJob:
             if number in mine:
                 start, stop = batch[0][0], batch[-1][1]
                 if stop <= known_scales.shape[0]:
-                    scales[start:stop] = known_scales[start:stop]
+                    readouts.fill(start, stop, known_scales, known_predicted)
                     found.add(number)
             first_window += len(batch)
         return found
@@ -261,11 +264,11 @@ class ActivationJob:
         )
         return bool(distributed.sum_all(value, self.ranks).item())
 
-    def _merge(self, states, scales: np.ndarray, device) -> dict[int, LayerActivationState]:
+    def _merge(self, states, readouts: Readouts, device) -> dict[int, LayerActivationState]:
         """Every rank's state folded into one (exact: see engine.activations.state)."""
         if self.ranks.world > 1:
-            total = torch.from_numpy(scales).to(device)
-            scales[:] = distributed.sum_all(total, self.ranks).cpu().numpy()  # each position on one rank
+            for part in (readouts.scales, readouts.predicted):  # each position is read on one rank
+                part[:] = distributed.sum_all(torch.from_numpy(part).to(device), self.ranks).cpu().numpy()
             for state in states.values():
                 for count in state.counts.values():
                     distributed.sum_all(count, self.ranks)
@@ -277,10 +280,10 @@ class ActivationJob:
                         lists.merge_lists(other_values, other_index)
         return states
 
-    def _finish(self, tokenized: TokenizedCorpus, states, scales: np.ndarray) -> dict[int, LayerActivations]:
+    def _finish(self, tokenized: TokenizedCorpus, states, readouts: Readouts) -> dict[int, LayerActivations]:
         results = {}
         for layer, state in states.items():
-            result = self.lander.evidence(layer, state, tokenized, scales)
+            result = self.lander.evidence(layer, state, tokenized, readouts.scales)
             self.store.keep_evidence(self.corpus.content_hash, self.settings, self.scan, result)
             results[layer] = result
         self.store.remember_corpus(self.corpus.name, self.corpus.content_hash)
@@ -289,7 +292,12 @@ class ActivationJob:
     # --- checkpoints (engine.activations.checkpoints) ------------------------------------------
     def _checkpoint(self, reading: _Reading) -> None:
         checkpoints.keep(
-            self.store, self.progress_address(), reading.states, reading.scales, reading.done, reading.batches
+            self.store,
+            self.progress_address(),
+            reading.states,
+            reading.readouts,
+            reading.done,
+            reading.batches,
         )
 
     def _forget_progress(self) -> None:
@@ -305,10 +313,10 @@ class _Reading:
     tokenized: TokenizedCorpus
     batches: list[list[tuple[int, int]]]
     states: dict[int, LayerActivationState]
-    scales: np.ndarray  # the final norm's scale at every position read
+    readouts: Readouts  # the final norm's scale and the predicted token at every position read
     mine: list[int]  # this rank's batches
     done: set[int]  # of them, those read (this run or before)
-    scaled: set[int]  # of them, those whose scales are known: their forward stops early
+    scaled: set[int]  # of them, those whose readouts are known: their forward stops early
     total: int  # tokens of this rank's batches
     resumed: int  # tokens read before this run
     tokens: int = field(init=False)  # tokens read so far, this run and before

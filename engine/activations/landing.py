@@ -9,6 +9,7 @@ import numpy as np
 
 from engine.activations.documents import AnyCorpus
 from engine.activations.evidence import CorpusFacts, direct_effect_weights, layer_evidence
+from engine.activations.final_readout import Readouts
 from engine.activations.state import ACT_TOP, LayerActivationState
 from engine.activations.windows import TokenizedCorpus
 from engine.data.evidence import EvidenceReading, LayerActivations
@@ -99,15 +100,15 @@ class Lander:
             count += 1
         return batches[count - 1][-1][1] if count else 0
 
-    def land(self, states, scales: np.ndarray, done: set[int], batches, keep: bool) -> None:
+    def land(self, states, readouts: Readouts, done: set[int], batches, keep: bool) -> None:
         n = self.read_prefix(done, batches)
         if n == 0:
             return
         tokenized = self.full.prefix(n)
         if keep:
-            self.keep_scales(self.full, batches, done, scales)
+            self.keep_scales(self.full, batches, done, readouts)
         for layer, state in states.items():
-            evidence = self.evidence(layer, state, tokenized, scales)
+            evidence = self.evidence(layer, state, tokenized, readouts.scales)
             reading = EvidenceReading(self.job.settings.max_tokens, n, self.total, n >= self.total)
             if keep and not reading.complete:
                 job = self.job
@@ -115,8 +116,8 @@ class Lander:
             if self.job.on_landed is not None:
                 self.job.on_landed(layer, evidence, reading)
 
-    def keep_scales(self, tokenized: TokenizedCorpus, batches, done: set[int], scales: np.ndarray) -> None:
-        """The final-norm scales of the windows read in order, for later passes that stop early."""
+    def keep_scales(self, tokenized: TokenizedCorpus, batches, done: set[int], readouts: Readouts) -> None:
+        """The final-norm readouts of the windows read in order, for later passes that stop early."""
         count = 0
         while count in done and count < len(batches):
             count += 1
@@ -129,7 +130,8 @@ class Lander:
             job.settings.context,
             job.settings.windows_per_batch,
             windows,
-            scales[: int(windows[-1, 1])],
+            readouts.scales[: int(windows[-1, 1])],
+            readouts.predicted[: int(windows[-1, 1])],
         )
 
 

@@ -7,6 +7,9 @@
   (gate pre-activation, up) — ``gate+up+``, ``gate+up-``, ``gate-up+``, ``gate-up-``, where > 0 is
   + and anything else - — keeps its top examples by |activation| and its count of positions.
 - The histogram of activations covers both signs.
+- The direct logit attribution toward each position's predicted token: how often each neuron tops
+  its layer, its sums per pole, and how often one neuron carries half the layer's positive total
+  (``engine.activations.attribution_state``).
 
 Everything merges exactly: top examples by (|activation| descending, global index ascending), the
 counts by addition. So batches, resumed runs and processes can be combined in any grouping and
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 from engine.activations import fused_update
+from engine.activations.attribution_state import attribution_counts, fold_attribution
 from engine.data.score_histogram import KEY_SHIFT, MANTISSA_BITS, SIGN_KEY
 
 # Activation histograms: a fixed window of octaves below 2^ACT_TOP_POWER (larger values fall in the
@@ -130,6 +134,7 @@ class LayerActivationState:
         if gated:  # case c of neuron n is unit c * d_mlp + n
             self.lists["cases"] = TopLists(4 * d_mlp, case_keep, device)
             self.counts["cases"] = torch.zeros((4, d_mlp), dtype=torch.int64, device=device)
+        self.counts.update(attribution_counts(d_mlp, device))  # engine.activations.attribution_state
         self._one = torch.ones((1, 1), dtype=torch.int32, device=device)
 
     def fresh(self) -> LayerActivationState:
@@ -164,6 +169,11 @@ class LayerActivationState:
         if self.gated:
             assert gate is not None and up is not None
             self._offer_cases(activations, gate, up, index)
+
+    def update_attribution(self, dla: torch.Tensor, activations: torch.Tensor) -> None:
+        """Real positions' attributions toward their predicted tokens [n, d_mlp] (float64) and
+        their activations [n, d_mlp]."""
+        fold_attribution(self.counts, dla, activations.float())
 
     def _update_fused(self, activations, index, gate, up, rows) -> None:
         """The same update in one compiled sweep (engine.activations.fused_update)."""

@@ -31,6 +31,15 @@ Definitions (exports and tests rely on them), for a pole P of neuron i:
   their distribution (0: always the same word).
 - ``cases`` (gated MLPs only): the share of all positions in each case of (sign of the gate's
   pre-activation, sign of up), > 0 being +; each case keeps its top examples by |activation|.
+- ``attr_mean`` of a pole: the mean, over the pole's positions, of the neuron's direct logit
+  attribution toward the position's predicted token (``engine.data.attribution``: the argmax of
+  the logits there, a_i(p) · (W_out[i] ⊙ g) · W_U[:, t] / scale(p)); NaN when the pole has no
+  position. Each attribution is rounded to a multiple of 2^-24 before it is summed, so the sums are
+  exact whatever the order.
+- ``attr_top1`` (per neuron): the share of all positions where the neuron's attribution toward the
+  predicted token is the largest of its layer and positive (ties: the lower neuron).
+- ``attr_dominant`` (per layer): the share of all positions where one neuron carries at least half
+  of the layer's positive total, the sum of its neurons' positive attributions (when that is > 0).
 """
 
 from __future__ import annotations
@@ -82,6 +91,7 @@ class PoleEvidence:
     direct_effect: np.ndarray  # [d_mlp] float64
     input_forms: np.ndarray  # [d_mlp] int32
     input_entropy: np.ndarray  # [d_mlp] float64, NaN when the pole has no example with a form
+    attr_mean: np.ndarray  # [d_mlp] float64, NaN when the pole has no position
 
 
 @dataclass
@@ -107,6 +117,8 @@ class LayerActivations:
     act_hist_top: int
     examples: int
     lift_positions: int
+    attr_top1: np.ndarray  # [d_mlp] float64: share of positions where it tops its layer
+    attr_dominant: float  # share of positions where one neuron carries half the positive total
 
     @property
     def d_mlp(self) -> int:
@@ -148,4 +160,6 @@ class LayerActivations:
                 act_hist_top=int(archive["act_hist_top"]),
                 examples=int(archive["examples"]),
                 lift_positions=int(archive["lift_positions"]),
+                attr_top1=archive["attr_top1"],
+                attr_dominant=float(archive["attr_dominant"]),
             )

@@ -94,16 +94,20 @@ def pole_fields(pole: PoleEvidence, neuron: int, vocab: Vocabulary, examples: in
         "direct_effect": float(pole.direct_effect[neuron]),
         "input_forms": int(pole.input_forms[neuron]),
         "input_entropy": _number(pole.input_entropy[neuron]),
+        "attr_mean": _number(pole.attr_mean[neuron]),
         "examples": examples_of(pole, neuron, vocab, examples),
     }
 
 
 def activation_records(model: str, vocab: Vocabulary, evidence: LayerActivations) -> Iterator[dict]:
     """One record per neuron: the positive pole's fields at the top level, the negative pole's
-    under ``negative`` and, for a gated MLP, the four sign cases' shares under ``cases``."""
+    under ``negative`` and, for a gated MLP, the four sign cases' shares under ``cases``; the
+    neuron's ``attr_top1`` and its layer's ``layer_attr_dominant`` (engine.data.evidence)."""
     for neuron in range(evidence.d_mlp):
         record = {"model": model, "layer": evidence.layer, "neuron": neuron}
         record |= pole_fields(evidence.positive, neuron, vocab, evidence.examples)
+        record["attr_top1"] = float(evidence.attr_top1[neuron])
+        record["layer_attr_dominant"] = evidence.attr_dominant
         record["negative"] = pole_fields(evidence.negative, neuron, vocab, evidence.examples)
         if evidence.cases is not None:
             record["cases"] = {

@@ -61,6 +61,27 @@ ProgressListener = Callable[[ScanProgress], None]
 ActivationListener = Callable[[ActivationProgress], None]
 
 
+AttributionStage = Literal["running", "ablating"]
+
+
+@dataclass(frozen=True)
+class AttributionProgress:
+    """Attribution on a text: ``done`` of ``total`` steps after ``seconds``; a step is a forward
+    pass's layer (``running``) or one ablated position (``ablating``)."""
+
+    stage: AttributionStage
+    done: int = 0
+    total: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+AttributionListener = Callable[[AttributionProgress], None]
+
+
 @dataclass(frozen=True)
 class FitProgress:
     """``done`` of ``total`` prompts (this rank's share), ``start`` of them by an earlier run."""

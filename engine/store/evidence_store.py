@@ -153,20 +153,27 @@ class EvidenceStore:
 
     def scales(
         self, corpus_hash: str, context: int, windows_per_batch: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(windows [n, 2], scales of their positions) known for this corpus, or None."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(windows [n, 2], the final norm's scales and predicted tokens at their positions)
+        known for this corpus, or None."""
         return self.products.get(SCALES, corpus_hash, context, windows_per_batch)
 
     def keep_scales(
-        self, corpus_hash: str, context: int, windows_per_batch: int, windows: np.ndarray, scales: np.ndarray
+        self,
+        corpus_hash: str,
+        context: int,
+        windows_per_batch: int,
+        windows: np.ndarray,
+        scales: np.ndarray,
+        predicted: np.ndarray,
     ) -> None:
-        """Keep the scales of the first ``len(windows)`` windows unless more are known already."""
+        """Keep the readouts of the first ``len(windows)`` windows unless more are known already."""
         if not self.keeps:
             return
         known = self.scales(corpus_hash, context, windows_per_batch)
         if known is not None and known[0].shape[0] >= windows.shape[0]:
             return
-        self.products.put(SCALES, (windows, scales), corpus_hash, context, windows_per_batch)
+        self.products.put(SCALES, (windows, scales, predicted), corpus_hash, context, windows_per_batch)
 
     # --- a running pass's checkpoints ----------------------------------------------------------
     def checkpoint(

@@ -71,21 +71,30 @@ def _null_from_bytes(payload: bytes) -> np.ndarray:
     return np.frombuffer(payload, dtype="<f8").copy()
 
 
-Scales = tuple[np.ndarray, np.ndarray]  # (windows [n, 2], the final norm's scale at their positions)
+# (windows [n, 2], the final norm's scale and the predicted token at their positions)
+Scales = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _scales_to_bytes(found: Scales) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, windows=found[0].astype(np.int64), scales=found[1].astype(np.float64))
+    windows, scales, predicted = found
+    np.savez(
+        buffer,
+        windows=windows.astype(np.int64),
+        scales=scales.astype(np.float64),
+        predicted=predicted.astype(np.int64),
+    )
     return buffer.getvalue()
 
 
 def _scales_from_bytes(payload: bytes) -> Scales:
     with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-        windows, scales = archive["windows"], archive["scales"]
+        windows, scales, predicted = archive["windows"], archive["scales"], archive["predicted"]
     if windows.ndim != 2 or windows.shape[1] != 2 or scales.dtype != np.float64:
         raise ValueError("not a scales entry")
-    return windows, scales
+    if predicted.shape != scales.shape or predicted.dtype != np.int64:
+        raise ValueError("not a scales entry")
+    return windows, scales, predicted
 
 
 def _evidence_parts(
@@ -162,9 +171,10 @@ READINGS: Product[[str, ActivationSettings, ScanSettings, int], dict] = Product(
     _json_decode,
 )
 SCALES: Product[[str, int, int], Scales] = Product(
-    # The final norm's scale at every position of the first batches read (any layer's pass).
+    # The final norm's scale and the predicted token at every position of the first batches read
+    # (any layer's pass); r2: with the predicted token.
     "activation-scales",
-    lambda corpus_hash, context, windows_per_batch: (corpus_hash, f"c{context}-b{windows_per_batch}"),
+    lambda corpus_hash, context, windows_per_batch: (corpus_hash, f"r2-c{context}-b{windows_per_batch}"),
     _scales_to_bytes,
     _scales_from_bytes,
 )

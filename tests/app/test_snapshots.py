@@ -14,6 +14,7 @@ import pytest
 from textual.widgets import Input
 
 from tests.helpers.app import make_app, settle, wait_for
+from tui.screens.ablation import AblationScreen
 from tui.screens.all_layers import AllLayersScreen
 from tui.screens.collection import CollectionScreen
 from tui.screens.coverage import CoverageScreen
@@ -25,6 +26,7 @@ from tui.screens.projection import ProjectionScreen
 from tui.screens.prompt import PromptScreen
 from tui.screens.text_probe import TextProbeScreen
 from tui.screens.token_search import TokenSearchScreen
+from tui.screens.why_token import WhyTokenScreen
 from tui.widgets.footer import KeyFooter
 
 SIZES = [(120, 40), (80, 24)]
@@ -160,10 +162,36 @@ async def _neuron_probed(pilot) -> None:
     await wait_for(pilot, lambda: pilot.app.screen.values is not None)
 
 
-@pytest.mark.parametrize("view", ["text-probe", "neuron-probe"])
+async def _why_token(pilot) -> None:
+    """From the text probe, why the token at position 2 (its first row after position 0's one)."""
+    await _probed(pilot)
+    await pilot.press("down", "w")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, WhyTokenScreen))
+    await wait_for(pilot, lambda: pilot.app.screen.found is not None)
+
+
+async def _ablated(pilot) -> None:
+    """After the text probe, the listed neuron's detail, and that neuron ablated on the probed text."""
+    await _probed(pilot)
+    await pilot.press("escape", "enter")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, NeuronDetailScreen))
+    await pilot.press("x")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, AblationScreen))
+    await wait_for(pilot, lambda: pilot.app.screen.found is not None)
+
+
+PROBES = {
+    "text-probe": _probed,
+    "neuron-probe": _neuron_probed,
+    "why-token": _why_token,
+    "ablation": _ablated,
+}
+
+
+@pytest.mark.parametrize("view", list(PROBES))
 def test_probe_at_80x24(snap_compare, tiny_llama_dir, tmp_path, view):
     async def open_view(pilot):
-        await (_probed if view == "text-probe" else _neuron_probed)(pilot)
+        await PROBES[view](pilot)
         await _drawn(pilot)
 
     assert snap_compare(_app(tiny_llama_dir, tmp_path), terminal_size=SMALL, run_before=open_view)

@@ -7,6 +7,7 @@ from textual.binding import Binding
 
 from tests.helpers.app import make_app, settle, wait_for
 from tui.app import NeuronApp
+from tui.screens.ablation import AblationScreen
 from tui.screens.all_layers import AllLayersScreen
 from tui.screens.collection import CollectionScreen
 from tui.screens.confirm import ConfirmScreen
@@ -21,6 +22,7 @@ from tui.screens.pass_dialog import PassDialog
 from tui.screens.projection import ProjectionScreen
 from tui.screens.text_probe import TextProbeScreen
 from tui.screens.token_search import TokenSearchScreen
+from tui.screens.why_token import WhyTokenScreen
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
 from tui.widgets.tables import VIM_KEYS
@@ -87,6 +89,8 @@ MEANINGS = {
     "raw": "untick all",
     "toggle_layers": "this layer or all layers",
     "open_detail": "open its detail",
+    "why_token": "why this token",
+    "ablate": "ablate",
     "focus_next": "next field",
     "app.focus_next": "next field",
 }
@@ -105,6 +109,8 @@ VIEWS = [
     ("coverage", [*ANYWHERE, *CoverageScreen.BINDINGS, *TABLES], "c"),
     ("text probe", [*ANYWHERE, *TextProbeScreen.BINDINGS, *TABLES], "t"),
     ("neuron probe", [*ANYWHERE, *NeuronProbeScreen.BINDINGS, *TABLES], "t"),
+    ("why this token", [*ANYWHERE, *WhyTokenScreen.BINDINGS, *TABLES], None),
+    ("ablation", [*ANYWHERE, *AblationScreen.BINDINGS, *TABLES], None),
     ("help", [*HelpScreen.BINDINGS], "question_mark"),
     ("projection", [*ProjectionScreen.BINDINGS], "p"),
     ("pass dialog", [*PassDialog.BINDINGS], "A"),

@@ -133,8 +133,9 @@ def test_two_torchrun_ranks_write_the_same_bytes_as_one_process(tiny_llama_dir, 
         "direct_effect",
         "input_forms",
         "input_entropy",
+        "attr_mean",
     }
-    assert pole_fields | {"examples", "negative", "cases"} <= set(record)
+    assert pole_fields | {"examples", "negative", "cases", "attr_top1", "layer_attr_dominant"} <= set(record)
     assert pole_fields | {"examples"} == set(record["negative"])
     assert all(e["activation"] < 0 for e in record["negative"]["examples"])
     assert all(e["activation"] > 0 for e in record["examples"])

@@ -198,6 +198,7 @@ def test_a_checkpoint_whose_batches_were_cut_elsewhere_is_passed_over():
     import torch
 
     from engine.activations.checkpoints import OtherBatches, checkpoint_arrays, restore
+    from engine.activations.final_readout import Readouts
     from engine.activations.state import LayerActivationState
 
     def state() -> dict:
@@ -205,13 +206,14 @@ def test_a_checkpoint_whose_batches_were_cut_elsewhere_is_passed_over():
 
     short = [[(0, 4), (4, 8)], [(8, 10)]]  # capped at 10 tokens: the third window cut
     long = [[(0, 4), (4, 8)], [(8, 12), (12, 14)]]
-    scales = np.arange(10, dtype=np.float64) + 1.0
-    arrays, read = checkpoint_arrays(state(), scales, {0, 1}, short)
+    read_so_far = Readouts(np.arange(10, dtype=np.float64) + 1.0, np.arange(10, dtype=np.int64) + 7)
+    arrays, read = checkpoint_arrays(state(), read_so_far, {0, 1}, short)
     assert read == 10
     with pytest.raises(OtherBatches):
-        restore(arrays, state(), np.zeros(14), long, own=False)
-    arrays, read = checkpoint_arrays(state(), scales, {0}, short)
-    into = np.zeros(14)
+        restore(arrays, state(), Readouts.empty(14), long, own=False)
+    arrays, read = checkpoint_arrays(state(), read_so_far, {0}, short)
+    into = Readouts.empty(14)
     assert restore(arrays, state(), into, long, own=False) == {0} and read == 8
-    np.testing.assert_array_equal(into[:8], scales[:8])
-    assert not into[8:].any()
+    np.testing.assert_array_equal(into.scales[:8], read_so_far.scales[:8])
+    np.testing.assert_array_equal(into.predicted[:8], read_so_far.predicted[:8])
+    assert not into.scales[8:].any() and not into.predicted[8:].any()

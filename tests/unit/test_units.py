@@ -189,9 +189,10 @@ def test_state_layers_results_and_marks(tmp_path):
 
 def test_state_sort_filter_jump_and_projection():
     state = ExplorerState(ScanSettings())
-    keys = [state.cycle_sort(None) for _ in range(12)]
-    assert keys[-1] == "max_dot" and len(set(keys)) == 12
+    keys = [state.cycle_sort(None) for _ in range(14)]
+    assert keys[-1] == "max_dot" and len(set(keys)) == 14
     assert {"lift", "neg_lift", "forms", "coherence_z", "diff_cos", "diff_jaccard"} <= set(keys)
+    assert {"attr_top1", "attr_mean"} <= set(keys), "the corpus pass's attribution columns sort too"
     # With a layer on screen, the cycle offers only the columns it has: no lift before a corpus
     # pass, no diff without another checkpoint; the status says the sort in effect.
     state.null = NULL

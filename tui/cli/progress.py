@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from engine.data.progress import ActivationProgress, FitProgress, ScanProgress
+from engine.data.progress import ActivationProgress, AttributionProgress, FitProgress, ScanProgress
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -167,6 +167,24 @@ class ActivationStderrProgress(_PrefixedLines):
             self._say(self._SAID[event.stage])
         elif event.stage == "done":
             self._say(f"activation pass done in {event.seconds:.1f} s")
+
+
+class AttributionStderrProgress(_PrefixedLines):
+    """Progress of an attribution or an ablation on stderr: a line every few seconds once it runs
+    longer than that (a short run says nothing)."""
+
+    def __init__(self, every_seconds: float = 5.0):
+        super().__init__()
+        self.every_seconds = every_seconds
+        self._last = time.perf_counter()
+
+    def __call__(self, event: AttributionProgress) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.every_seconds:
+            return
+        self._last = now
+        what = "forward pass layers" if event.stage == "running" else "positions ablated"
+        self._say(f"{event.done}/{event.total} {what}, {event.seconds:.1f} s")
 
 
 class FitStderrProgress(_PrefixedLines):

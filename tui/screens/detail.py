@@ -37,6 +37,7 @@ from engine.data.results import LayerResult
 from engine.data.tokens import Vocabulary
 from engine.errors import describe
 from tui.neuron_ref import neuron_label
+from tui.screens.ablation import Ablate
 from tui.screens.detail_evidence import evidence_view
 from tui.screens.detail_pass import LayerPass, LayerPassWork
 from tui.screens.detail_plots import draw_null_histogram, draw_score_histogram
@@ -64,6 +65,7 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         Binding("end,G", "scroll_tokens('end')", "Bottom", show=False, id="detail-bottom"),
         Binding("A", "layer_pass", "Corpus pass", id="detail-corpus-pass"),
         Binding("t", "probe_neuron", "Probe", id="detail-probe"),
+        Binding("x", "ablate", "Ablate", id="detail-ablate"),
         *mark_bindings("detail"),
     ]
 
@@ -112,13 +114,17 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         layer_pass: LayerPass | None = None,
         probe_layer: Callable[[str], LayerFiring] | None = None,
         against: tuple[str, LayerResult] | None = None,
+        ablate: Ablate | None = None,
+        probed_text: str = "",
     ) -> None:
         """``layer_inputs()`` computes the layer's input side (slow: it may read the weights), so it
         runs in a worker too; ``reading`` says how much of the corpus the evidence read;
         ``layer_pass`` runs the model over the corpus for this layer (A); ``probe_layer(text)``
         runs it on typed text (t); ``against``: another checkpoint's name and results of this layer
-        (--against), whose lists are shown beside this model's."""
+        (--against), whose lists are shown beside this model's; ``ablate`` ablates a neuron of this
+        layer on text (x), the text probed last (``probed_text``) to start with."""
         super().__init__()
+        self.ablate, self.probed_text = ablate, probed_text
         self.against = against
         self.reading, self.layer_pass, self.probe_layer = reading, layer_pass, probe_layer
         self.info, self.neurons, self.vocab, self.score_row = info, neurons, vocab, score_row
@@ -215,6 +221,14 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         r, n = self.result, self.neuron
         tokens = NeuronTokens(int(r.promote_ids[n, 0]), int(r.suppress_ids[n, 0]))
         self.app.push_screen(NeuronProbeScreen(r.layer, n, self.vocab, self.probe_layer, tokens))
+
+    def action_ablate(self) -> None:
+        """This neuron set to 0 at each token of a text in turn: the predicted token's logit change."""
+        from tui.screens.ablation import AblationScreen
+
+        if self.ablate is not None:
+            screen = AblationScreen(self.result.layer, self.neuron, self.vocab, self.ablate, self.probed_text)
+            self.app.push_screen(screen)
 
     def action_step(self, delta: int) -> None:
         position = self.order.index(self.neuron) + delta

@@ -22,6 +22,7 @@ from engine.data.tokens import Vocabulary
 from engine.errors import describe
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
+from tui.screens.why_token import Attribute
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
@@ -42,6 +43,7 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         # Before the text field's own ctrl+a (start of line; Home does that too): the key the
         # view names works while you type.
         Binding("ctrl+a", "toggle_layers", "This layer / all layers", priority=True, id="probe-layers"),
+        Binding("w", "why_token", "Why this token", id="probe-why"),
         *mark_bindings("probe"),
     ]
 
@@ -63,8 +65,12 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         vocab: Vocabulary,
         probe: Callable,
         probe_layer: Callable[[int], Callable[[str], LayerFiring]] | None = None,
+        attribute: Attribute | None = None,
     ) -> None:
+        """``attribute`` attributes the text's tokens to neurons (w: why this token)."""
         super().__init__()
+        self.attribute = attribute
+        self.positions: list[int] = []  # each row's position
         self.shown_layer, self.n_layers, self.vocab = layer, n_layers, vocab
         self.probe, self.probe_layer = probe, probe_layer
         self.all_layers = False
@@ -123,13 +129,14 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         self.query_one("#probe-scale", Static).update(Text(firing.scale))
         table = self.query_one(DataTable)
         table.clear()
-        self.rows = []
+        self.rows, self.positions = [], []
         for position, token_id in enumerate(firing.token_ids.tolist()):
             label = token_label(self.vocab.text(token_id), 16)
             if firing.marked[position]:
                 dim = Text("not ranked: another scale", style="dim")
                 table.add_row(f"{position}*", Text(label, style="dim"), "", "", "", "", dim)
                 self.rows.append(None)
+                self.positions.append(position)
                 continue
             for rank, (relative, value, layer, neuron) in enumerate(best_neurons(firing, position)):
                 tokens = message.promoted.get((layer, neuron))
@@ -144,11 +151,12 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
                     Text(token_label(self.vocab.text(promoted), 16) if promoted is not None else "…"),
                 )
                 self.rows.append((layer, neuron))
+                self.positions.append(position)
         table.focus()
         note.update(
             Text(
                 f"{len(firing.token_ids)} tokens · top {PER_LAYER} neurons each (* not ranked) · "
-                "Enter: that neuron on this text · ctrl+a: this layer or all"
+                "Enter: that neuron on this text · w: why this token · ctrl+a: this layer or all"
             )
         )
 
@@ -176,6 +184,21 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
                 self.dismiss(chosen)  # ctrl+o there: open the neuron's detail
 
         self.app.push_screen(screen, opened)
+
+    def action_why_token(self) -> None:
+        """The neurons that made the token predicted at the highlighted row's position."""
+        from tui.screens.why_token import WhyTokenScreen
+
+        row = self.query_one(DataTable).cursor_row
+        if self.attribute is None or not 0 <= row < len(self.positions):
+            return
+
+        def chosen(target: tuple[int, int] | None) -> None:
+            if target is not None:
+                self.dismiss(target)  # its detail opens in the list
+
+        screen = WhyTokenScreen(self.text, self.positions[row], self.vocab, self.attribute)
+        self.app.push_screen(screen, chosen)
 
     def action_toggle_layers(self) -> None:
         self.all_layers = not self.all_layers

@@ -310,8 +310,15 @@ class MainScreen(Screen[None]):
 
     def action_text_probe(self) -> None:
         screen = views.text_probe(self.engine, self.state)
-        if screen is not None:
-            self.app.push_screen(screen, self.open_collected)
+        if screen is None:
+            return
+
+        def closed(target: tuple[int, int] | None) -> None:
+            if screen.text:
+                self.state.probed_text = screen.text  # the detail ablates a neuron on it (x)
+            self.call_after_refresh(self.open_collected, target)
+
+        self.app.push_screen(screen, closed)
 
     def action_token_search(self) -> None:
         if self.state.vocab is None:

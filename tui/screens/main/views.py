@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 
 from textual.signal import Signal
 
+from engine.data.attribution import TextAttribution
 from engine.data.coverage import coverage_from_layers
 from engine.data.neurons import LayerNeurons
+from engine.data.progress import AttributionListener
 from engine.data.summary import LayerSummary
 from engine.data.token_index import TokenIndex
 from engine.neuron_engine import NeuronEngine
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from tui.screens.detail_pass import LayerPass
     from tui.screens.text_probe import TextProbeScreen
     from tui.screens.token_search import TokenSearchScreen
+    from tui.screens.why_token import Attribute
+
+WHY_TOP = 10  # neurons listed each way by "why this token"
 
 
 def all_layers(state: ExplorerState, summary_added: Signal[LayerSummary]) -> AllLayersScreen | None:
@@ -69,7 +74,23 @@ def text_probe(engine: NeuronEngine, state: ExplorerState) -> TextProbeScreen | 
     def probe_layer(layer: int):
         return lambda text: engine.probe_layer(text, layer)
 
-    return TextProbeScreen(state.layer, state.info.n_layers, state.vocab, probe, probe_layer)
+    why = attribute(engine, state.info.n_layers)
+    return TextProbeScreen(state.layer, state.info.n_layers, state.vocab, probe, probe_layer, why)
+
+
+def attribute(engine: NeuronEngine, n_layers: int) -> Attribute:
+    """Every layer's attribution of a text (the last text's kept: each position asks in turn)."""
+    kept: dict[str, TextAttribution] = {}
+
+    def run(text: str, listener: AttributionListener, cancelled: Callable[[], bool]) -> TextAttribution:
+        if text not in kept:
+            layers = list(range(n_layers))
+            found = engine.attribute(text, layers, WHY_TOP, listener=listener, cancelled=cancelled)
+            kept.clear()
+            kept[text] = found
+        return kept[text]
+
+    return run
 
 
 def token_search(state: ExplorerState, index: TokenIndex) -> TokenSearchScreen | None:
@@ -127,4 +148,8 @@ def detail(
         layer_pass=layer_pass,
         probe_layer=lambda text: engine.probe_layer(text, layer),
         against=other,
+        ablate=lambda text, neuron, listener, cancelled: engine.ablate(
+            text, layer, neuron, listener=listener, cancelled=cancelled
+        ),
+        probed_text=state.probed_text,
     )
