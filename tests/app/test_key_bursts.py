@@ -210,3 +210,16 @@ async def test_a_refused_filter_or_export_path_keeps_its_dialog_open_to_correct(
         await burst_read(pilot, app, "ctrl+u", str(tmp_path / "x.csv"), "enter")
         await wait_for(pilot, lambda: (tmp_path / "x.csv").exists())
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_without_a_cache_a_layer_the_scan_has_passed_is_computed_again(tiny_gguf, tmp_path):
+    """Without a cache the background scan keeps only the layer on screen: a layer it passed, no
+    longer in memory, is computed when asked for instead of waiting for ever."""
+    app = make_app(tiny_gguf, tmp_path / "c", use_cache=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await wait_for(pilot, lambda: not app.main.scanner.running)
+        app.state.results.pop(0, None)
+        await burst_read(pilot, app, "g", "0:5", "enter", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+        assert app.screen.neuron == 5 and app.screen.result.layer == 0

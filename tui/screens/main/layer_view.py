@@ -128,6 +128,13 @@ class LayerView(Horizontal):
         result = self.engine.cached_layer(layer, self.state.settings)
         self.post_message(LayerReady(result, generation) if result is not None else LayerMissing(layer))
 
+    @work(thread=True, exclusive=True, group="fetch", exit_on_error=False)
+    def compute(self, layer: int, generation: int) -> None:
+        """A layer neither cached nor still ahead of the background scan (which keeps only the
+        layer on screen: without a cache, one it passed is gone): computed here."""
+        result = self.engine.layer(layer, self.state.settings)
+        self.post_message(LayerReady(result, generation))
+
     def on_layer_ready(self, message: LayerReady) -> None:
         message.stop()
         self.landed(message)

@@ -29,6 +29,9 @@ class BackgroundScan(Widget):
         super().__init__()
         self.engine, self.state = engine, state
         self.waiting = False  # for the first frame: the scan starts once the first layer shows
+        self.running = False
+        self.scans = 0  # scans started: a replaced scan's end does not end the new one
+        self.done: set[int] = set()  # layers this scan has computed (their results not kept)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_failure(self, event)  # up to the screen, which says so
@@ -39,21 +42,37 @@ class BackgroundScan(Widget):
             self.waiting = True
         else:
             self.waiting = False
-            self.scan_all()
+            self._begin()
 
     def first_frame_shown(self) -> None:
         if self.waiting:
             self.waiting = False
-            self.scan_all()
+            self._begin()
+
+    def _begin(self) -> None:
+        self.scans += 1
+        self.running, self.done = True, set()
+        self.scan_all(self.scans)
+
+    def will_compute(self, layer: int) -> bool:
+        """Whether this scan is yet to reach ``layer`` (the layer on screen comes next)."""
+        return self.waiting or (self.running and layer not in self.done)
 
     @work(thread=True, exclusive=True, group="scanner", exit_on_error=False)
-    def scan_all(self) -> None:
+    def scan_all(self, scan: int) -> None:
         """Compute layers one at a time in the order ``next_scan_target`` gives. A scan of a layer
         the user left is abandoned for the new one."""
         worker = get_current_worker()
         state = self.state
         generation, settings, n_layers = state.generation, state.settings, state.n_layers
-        done: set[int] = set()
+        try:
+            self._scan(worker, generation, settings, n_layers, self.done)
+        finally:
+            if scan == self.scans:  # not replaced by a newer scan
+                self.running = False
+
+    def _scan(self, worker: Worker, generation: int, settings, n_layers: int, done: set[int]) -> None:
+        state = self.state
         null = None
         while not worker.is_cancelled:
             target = next_scan_target(n_layers, state.layer, done, null is not None)

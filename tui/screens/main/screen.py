@@ -169,7 +169,12 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(_import_detail_view)
 
     def on_layer_missing(self, message: LayerMissing) -> None:
-        self.scanner.first_frame_shown()  # not cached after all: the background scan computes it
+        """A layer not in the cache: the background scan computes it next, unless it has passed
+        it already (without a cache, its results are kept only for the layer on screen)."""
+        if self.scanner.will_compute(message.layer):
+            self.scanner.first_frame_shown()
+        elif message.layer == self.state.layer:
+            self.layer_view.compute(message.layer, self.state.generation)
 
     def on_layer_ready(self, message: LayerReady) -> None:
         self.layer_view.landed(message)
