@@ -81,6 +81,8 @@ async def test_why_this_token_lists_the_attribution_and_opens_a_neuron_then_abla
         await wait_for(pilot, lambda: isinstance(app.screen, AblationScreen) and app.screen.found is not None)
         ablation = app.screen
         assert ablation.query_one(Input).value == TEXT
+        # What is typed next is a new text, not the table's keys (space marks, n notes).
+        assert ablation.query_one(Input).has_focus
         found = app.engine.ablate(TEXT, *chosen)
         np.testing.assert_allclose(ablation.found.delta_logit, found.delta_logit, rtol=1e-6, atol=1e-9)
         table = ablation.query_one(DataTable)

@@ -83,6 +83,7 @@ def _write(path, data: bytes) -> str:
         (lambda d: ("--text", TEXT, "--ablate", "1/64"), "neuron 64 is out of range"),
         (lambda d: ("--text", TEXT, "--ablate", "seven"), "write a neuron as L/N"),
         (lambda d: ("--text", "x" * 70), "more than the model's context of 64"),
+        (lambda d: ("--text", TEXT, "--cosine", "--center-unembed"), "takes no --center-unembed, --cosine"),
     ],
 )
 def test_refusals_are_one_line_and_write_nothing(make_args, expected, tiny_llama_dir, tmp_path, capsys):

@@ -145,7 +145,8 @@ class AblationScreen(MarkKeys, Screen[None]):
                 f"{direct:+.4f}",
                 f"{delta - direct:+.4f}",
             )
-        table.focus()
+        # The field keeps the focus, as in the text probe: what is typed next is a new text, never
+        # the table's keys (space marks, n writes a note). Tab reaches the table.
         self.query_one("#ablation-note", Static).update(self._summary(found))
 
     def _summary(self, found: NeuronAblation) -> Text:

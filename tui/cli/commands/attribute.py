@@ -84,7 +84,17 @@ def attribute(
     return 0
 
 
+_PROJECTION_FLAGS = ("fold_final_norm", "center_unembed", "cosine")
+
+
 def run(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> int:
+    given = [name for name in _PROJECTION_FLAGS if getattr(args, name, False)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UserError(
+            f"attribute takes no {flags}: it reads the logit the model computes, through its own "
+            "final norm and unembedding; leave the flag out"
+        )
     text = read_text(args.text, args.text_file)
     ablate = parse_ablate(args.ablate)
     return attribute(engine, layers, text, args.top, args.target, ablate, args.batch_tokens, args.output)
