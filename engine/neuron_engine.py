@@ -417,7 +417,7 @@ class NeuronEngine:
         # handing them back first keeps the scan's transient memory from stacking on them.
         return_freed_memory()
         unembed = self._unembed(settings)
-        w_out = self._ensure_source(listener).mlp_out(layer)
+        source = self._ensure_source(listener)
         started = time.perf_counter()
 
         def report(done: int, total: int) -> None:
@@ -425,19 +425,35 @@ class NeuronEngine:
                 listener(ScanProgress("scanning", layer, done, total, time.perf_counter() - started))
 
         report(0, unembed.d_vocab)
-        result = scan_shrinking_on_oom(
-            layer,
-            w_out,
-            unembed,
-            settings,
-            self.options.chunk_tokens,
-            report,
-            cancelled,
-            on_shrink=self.shrunk_chunks.append,
-            transport=self.transport(layer, settings),
-        )
+        experts = self.info.experts(layer)
+        if experts is not None:  # one expert at a time (engine.scan.expert_layer)
+            from engine.scan.expert_layer import scan_experts
+
+            result = scan_experts(
+                layer,
+                experts,
+                lambda expert: source.expert_out(layer, expert),
+                unembed,
+                settings,
+                self.options.chunk_tokens,
+                report,
+                cancelled,
+                on_shrink=self.shrunk_chunks.append,
+                transport=self.transport(layer, settings),
+            )
+        else:
+            result = scan_shrinking_on_oom(
+                layer,
+                source.mlp_out(layer),
+                unembed,
+                settings,
+                self.options.chunk_tokens,
+                report,
+                cancelled,
+                on_shrink=self.shrunk_chunks.append,
+                transport=self.transport(layer, settings),
+            )
         result = self._with_concepts(result, settings)
-        del w_out
         return_freed_memory()  # so that memory does not creep up layer after layer
         self.products.put(products.LAYER, result, layer, settings)
         if listener:
@@ -489,9 +505,18 @@ class NeuronEngine:
         from engine.scan.layer_scan import neuron_score_row
 
         with self._lock:
-            w_out = self._ensure_source().mlp_out(layer)
+            row = self._neuron_row(layer, neuron)
             unembed = self._unembed(settings)
-            return neuron_score_row(w_out[neuron], unembed, settings, self.transport(layer, settings))
+            return neuron_score_row(row, unembed, settings, self.transport(layer, settings))
+
+    def _neuron_row(self, layer: int, neuron: int) -> np.ndarray:
+        """One neuron's W_out row (in a layer of experts, only its expert is read)."""
+        source = self._ensure_source()
+        experts = self.info.experts(layer)
+        if experts is None:
+            return source.mlp_out(layer)[neuron]
+        expert, local = experts.locate(neuron)
+        return source.expert_out(layer, expert)[local]
 
     # --- tokens ------------------------------------------------------------------------------
     def exact_token_neurons(
@@ -798,7 +823,7 @@ class NeuronEngine:
     def check_neuron(self, layer: int, neuron: int) -> None:
         """Refuse a layer or a neuron the model does not have."""
         self.check_layer(layer)
-        d_mlp = self.info.d_mlp
+        d_mlp = self.info.width(layer)
         if not 0 <= neuron < d_mlp:
             raise UserError(f"neuron {neuron} is out of range: layer {layer} has neurons 0-{d_mlp - 1}")
 

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.data.experts import LayerExperts
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -21,13 +23,36 @@ class ModelInfo:
     d_mlp: int
     d_vocab: int
     has_final_norm: bool
+    # Mixture of experts: per layer, its experts (None for a dense MLP layer); None for a dense
+    # model. ``d_mlp`` stays the dense layers' width: ``width(layer)`` is each layer's.
+    layer_experts: tuple[LayerExperts | None, ...] | None = None
+    experts_per_token: int = 0
+
+    def experts(self, layer: int) -> LayerExperts | None:
+        """The layer's experts, or None when its MLP is dense."""
+        return None if self.layer_experts is None else self.layer_experts[layer]
+
+    def width(self, layer: int) -> int:
+        """The number of neurons of ``layer`` (all its experts' in a layer of experts)."""
+        experts = self.experts(layer)
+        return self.d_mlp if experts is None else experts.width
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["layer_experts"] = (
+            None
+            if self.layer_experts is None
+            else [None if e is None else e.to_json() for e in self.layer_experts]
+        )
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelInfo:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        values = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        stored = values.get("layer_experts")
+        if stored is not None:
+            values["layer_experts"] = tuple(None if e is None else LayerExperts.from_json(e) for e in stored)
+        return cls(**values)
 
 
 @dataclass(frozen=True)

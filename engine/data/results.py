@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from engine.data.experts import SHARED, LayerExperts
+
 
 @dataclass
 class LayerResult:
@@ -50,6 +52,17 @@ class LayerResult:
     suppress_coherence: np.ndarray | None = None
     suppress_coherence_z: np.ndarray | None = None
     suppress_coherence_dir_z: np.ndarray | None = None
+    # A layer of experts (engine.data.experts): [groups, 2] int64 rows (expert, size) in flat
+    # order, -1 for the shared expert; None for a dense MLP layer.
+    expert_groups: np.ndarray | None = None
+
+    @property
+    def experts(self) -> LayerExperts | None:
+        if self.expert_groups is None:
+            return None
+        return LayerExperts.from_sizes(
+            [(SHARED if int(e) < 0 else int(e), int(size)) for e, size in self.expert_groups.tolist()]
+        )
 
     @property
     def d_mlp(self) -> int:
@@ -96,3 +109,9 @@ def prediction_class(kurtosis: np.ndarray, skew: np.ndarray) -> np.ndarray:
     labels[heavy & (skew > 0)] = "prediction"
     labels[heavy & (skew < 0)] = "suppression"
     return labels
+
+
+def expert_groups_array(experts: LayerExperts) -> np.ndarray:
+    """``LayerResult.expert_groups`` for ``experts``."""
+    rows = [(-1 if g.expert == SHARED else int(g.expert), g.size) for g in experts.groups]
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)

@@ -212,13 +212,16 @@ def scan_layer(
     cancelled: CancelCheck | None = None,
     transport: np.ndarray | None = None,
     eager: bool = False,
+    row_scale: float | None = None,
 ) -> LayerResult:
     """Scan one layer's W_out [d_mlp, d_model] against the projected unembedding; under a Jacobian
     lens each direction w is read as ``transport @ w`` (J_l, float64 [d_model, d_model]).
 
     ``progress(done, total)`` counts vocabulary tokens; ``cancelled()`` is polled between blocks.
     ``eager``: fold the blocks with the eager reference pass whatever else the device offers (the
-    benchmarks time the compiled pass and the sweeps against it).
+    benchmarks time the compiled pass and the sweeps against it). ``row_scale``: the largest row
+    norm the histogram window must hold, when the layer is scanned in parts (its experts) that
+    share one window; by default this block's own.
     """
     device = unembed.device
     d_mlp, d_vocab = w_out.shape[0], unembed.d_vocab
@@ -234,7 +237,8 @@ def scan_layer(
     mean = rows.project(unembed.column_mean)  # exact mean score of each neuron over the vocabulary
     inverse_norm = (torch.ones_like(norms) if cosine else 1.0 / norms.clamp_min(1e-30)).float()
     # |score - mean| <= 2 |w| max|u| (Cauchy-Schwarz): the histogram window's upper end.
-    row_scale = 1.0 if cosine else float(norms.max())
+    if row_scale is None:
+        row_scale = 1.0 if cosine else float(norms.max())
     histogram = HistogramAccumulator(d_mlp, 2 * row_scale * unembed.max_column_norm, device)
     token_keep = min(token_top_n + TOKEN_MARGIN, d_mlp)
     tallies = LayerTallies.empty(d_vocab, n_candidates, token_keep, histogram, mean.float(), inverse_norm)
@@ -421,9 +425,10 @@ def scan_shrinking_on_oom(
     cancelled: CancelCheck | None = None,
     on_shrink: Callable[[int], None] | None = None,
     transport: np.ndarray | None = None,
+    row_scale: float | None = None,
 ) -> LayerResult:
-    """Scan a layer; when the device runs out of memory, halve the block and try again
-    (``on_shrink(new_size)`` hears of each halving)."""
+    """Scan a layer (or one expert of it, ``row_scale`` as scan_layer says); when the device runs
+    out of memory, halve the block and try again (``on_shrink(new_size)`` hears of each halving)."""
     from engine.errors import UserError
     from engine.runtime.resources import free_device_memory, is_out_of_memory
 
@@ -440,6 +445,7 @@ def scan_shrinking_on_oom(
                 progress=progress,
                 cancelled=cancelled,
                 transport=transport,
+                row_scale=row_scale,
             )
         except Exception as error:
             if not is_out_of_memory(error):

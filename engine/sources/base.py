@@ -6,8 +6,10 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.data.experts import ExpertLabel
 from engine.data.model import EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary
+from engine.errors import UserError
 
 
 class ModelSource(Protocol):
@@ -49,6 +51,25 @@ class ModelSource(Protocol):
         ...
 
     def vocabulary(self) -> Vocabulary: ...
+
+    def expert_out(self, layer: int, expert: ExpertLabel) -> np.ndarray:
+        """One expert's W_out rows [d_expert, d_model], in a layer of experts
+        (``info.experts(layer)``; engine.data.experts)."""
+        ...
+
+    def router(self, layer: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """A layer of experts' router weight [experts, d_model] and bias; None for a dense layer."""
+        ...
+
+
+class DenseOnly:
+    """What a source that reads dense models only says of experts: it has none."""
+
+    def expert_out(self, layer: int, expert: ExpertLabel) -> np.ndarray:
+        raise UserError(f"layer {layer} has no experts that this loader can read")
+
+    def router(self, layer: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        return None
 
 
 def check_orientation(name: str, array: np.ndarray, rows: int, cols: int) -> np.ndarray:

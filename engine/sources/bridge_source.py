@@ -16,7 +16,7 @@ import numpy as np
 from engine.data.model import ArrayRows, EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError, first_line
-from engine.sources.base import check_orientation
+from engine.sources.base import DenseOnly, check_orientation
 
 
 def _quiet_transformers() -> None:
@@ -111,7 +111,7 @@ def bridge_norm(bridge, norm) -> FinalNorm | None:
     return FinalNorm(weight, centres=centres)
 
 
-class BridgeSource:
+class BridgeSource(DenseOnly):
     """A checkpoint directory (or a GGUF file through transformers) wrapped by TransformerBridge."""
 
     def __init__(self, model_dir: Path, fingerprint: str, display_name: str, gguf_file: str | None = None):

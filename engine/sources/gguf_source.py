@@ -10,7 +10,7 @@ import numpy as np
 from engine.data.model import EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError
-from engine.sources.base import check_orientation
+from engine.sources.base import DenseOnly, check_orientation
 from engine.sources.gguf_model import dequantise
 from engine.sources.header import read_gguf_header
 
@@ -21,7 +21,7 @@ _VOCABULARY_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type")
 _PLAIN_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 
 
-class GGUFSource:
+class GGUFSource(DenseOnly):
     """A GGUF checkpoint (llama.cpp layout: ``blk.N.ffn_down.weight``, ``output.weight``...)."""
 
     def __init__(self, path: Path, fingerprint: str, display_name: str | None = None):

@@ -46,7 +46,8 @@ class PrefetchingSource:
                 # rather than hold two reads beside the layer being scanned, then drop it.
                 ahead[1].exception()
             result = self._source.mlp_out(layer)
-        if layer + 1 < self.info.n_layers:
+        # A layer of experts is read an expert at a time (expert_out): never read ahead whole.
+        if layer + 1 < self.info.n_layers and self.info.experts(layer + 1) is None:
             with self._lock:
                 if self._ahead is None:
                     self._ahead = (layer + 1, self._pool.submit(self._source.mlp_out, layer + 1))

@@ -15,6 +15,7 @@ from engine.errors import UserError
 from engine.runtime.fingerprint import file_fingerprint, files_fingerprint
 from engine.settings import Loader
 from engine.sources import header
+from engine.sources.expert_tensors import routed_expert_count
 from engine.sources.header import check_safetensors_file
 from engine.sources.tensor_names import NamesStore
 
@@ -179,6 +180,14 @@ def open_source(
         return PrefetchingSource(GGUFSource(location.path, location.fingerprint, location.display_name))
     if loader == "gguf":
         raise UserError(f"the gguf loader needs a .gguf file, and {location.path} is a checkpoint directory")
+    # TransformerLens wraps a layer of experts whole (MoEBridge, no per-expert weights): the experts
+    # are read from the files, with no fallback to building the model.
+    routed = routed_expert_count(header.read_config(location.path))
+    if routed and loader == "bridge":
+        raise UserError(
+            f"{location.display_name} routes its MLPs through {routed} experts, which TransformerLens "
+            "wraps whole: drop --loader bridge to read each expert from the files"
+        )
     if loader in ("auto", "stream"):
         from engine.sources.prefetch import PrefetchingSource
         from engine.sources.safetensors_source import SafetensorsSource
@@ -188,7 +197,7 @@ def open_source(
                 SafetensorsSource(location.path, location.fingerprint, location.display_name, names_store)
             )
         except UserError as error:
-            if loader == "stream":
+            if loader == "stream" or routed:
                 raise
             # TransformerLens names no tensors for this architecture: build the whole model instead.
             if warn is not None:

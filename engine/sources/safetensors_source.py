@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.experts import ExpertLabel
 from engine.data.model import ArrayRows, EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary
 from engine.errors import UserError
+from engine.sources.expert_tensors import ExpertTensors, routed_expert_count
 from engine.sources.tensor_names import NamesStore, tensor_names
 
 _UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
@@ -52,6 +54,18 @@ def checkpoint_architecture(model_dir: Path, config: dict) -> str:
     )
 
 
+_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+
+
+def _check_float(stored: str, dtype: str) -> None:
+    """Refuse, in one line naming the tensor, a stored type that is not a plain float."""
+    if dtype not in _FLOAT_DTYPES:
+        raise UserError(
+            f"{stored} is stored as {dtype}, a quantisation neuron-tui cannot read: use a checkpoint "
+            "saved in bf16, fp16 or fp32"
+        )
+
+
 class SafetensorsSource:
     def __init__(
         self, model_dir: Path, fingerprint: str, display_name: str, names_store: NamesStore | None = None
@@ -65,6 +79,9 @@ class SafetensorsSource:
         self._centres = names.normalization.startswith("LN")
         self._offset = self.architecture.startswith("Gemma")  # Gemma's RMSNorm scales by 1 + weight
         self._files = self._tensor_files()
+        self._shapes: dict[str, tuple[int, ...]] | None = None  # from the headers, when first asked
+        self._dtypes: dict[str, str] = {}
+        self.experts = self._experts(config, names)
         # Tied embeddings show in the files: no unembedding tensor, so the embedding is read.
         unembed_shape = self._shape(self._unembed_name())
         self.info = ModelInfo(
@@ -73,10 +90,30 @@ class SafetensorsSource:
             architecture=self.architecture,
             n_layers=names.n_layers,
             d_model=names.d_model,
-            d_mlp=names.d_mlp,
+            d_mlp=names.d_mlp,  # a dense layer's (ModelInfo.width gives each layer's)
             d_vocab=int(max(unembed_shape)),
             has_final_norm=self._find(f"{self._top.get('ln_final', '')}.weight") is not None,
+            layer_experts=None if self.experts is None else self.experts.layer_experts,
+            experts_per_token=0 if self.experts is None else self.experts.per_token,
         )
+
+    def _experts(self, config: dict, names) -> ExpertTensors | None:
+        """The checkpoint's experts when config.json names routed experts (None for a dense model)."""
+        if not routed_expert_count(config):
+            return None
+        experts = ExpertTensors(
+            list(self._files),
+            self._top["blocks"],
+            names.n_layers,
+            names.d_model,
+            self.architecture,
+            config,
+            self._shape,
+            self._read_part,
+        )
+        for stored in experts.stored_names():  # a quantised expert is refused now, not mid-scan
+            _check_float(stored, self._dtypes[stored])
+        return experts
 
     # --- which file holds which tensor ------------------------------------------------------
     def _tensor_files(self) -> dict[str, Path]:
@@ -106,10 +143,32 @@ class SafetensorsSource:
         return stored
 
     def _shape(self, stored: str) -> tuple[int, ...]:
+        """A stored tensor's shape, from the files' headers (each file's read once)."""
+        if self._shapes is None:
+            from safetensors import safe_open
+
+            self._shapes = {}
+            for path in sorted(set(self._files.values())):
+                with safe_open(path, framework="pt") as handle:
+                    for name in handle.keys():
+                        view = handle.get_slice(name)
+                        self._shapes[name] = tuple(view.get_shape())
+                        self._dtypes[name] = view.get_dtype()
+        return self._shapes[stored]
+
+    def _read_part(self, stored: str, index: int | None) -> np.ndarray:
+        """A tensor as float32, or its ``index``-th slice along the first axis (one expert of a
+        fused experts tensor: only that expert's bytes are read)."""
+        if index is None:
+            return self._read(stored)
+        import torch
         from safetensors import safe_open
 
         with safe_open(self._files[stored], framework="pt") as handle:
-            return tuple(handle.get_slice(stored).get_shape())
+            view = handle.get_slice(stored)
+            _check_float(stored, view.get_dtype())
+            part = view[index : index + 1]
+            return np.ascontiguousarray(part[0].to(torch.float32).numpy())
 
     def _read(self, stored: str) -> np.ndarray:
         """One tensor as float32 (bf16 and fp16 are widened exactly), a slab of rows at a time into
@@ -120,6 +179,7 @@ class SafetensorsSource:
 
         with safe_open(self._files[stored], framework="pt") as handle:
             view = handle.get_slice(stored)
+            _check_float(stored, view.get_dtype())
             shape = tuple(view.get_shape())
             if len(shape) < 2 or view.get_dtype() == "F32":
                 return np.ascontiguousarray(handle.get_tensor(stored).float().numpy())
@@ -170,9 +230,30 @@ class SafetensorsSource:
         raise UserError(f"{name} has shape {matrix.shape}, expected [{d_model}, {d_mlp}] or its transpose")
 
     def mlp_out(self, layer: int) -> np.ndarray:
+        experts = self.info.experts(layer)
+        if experts is not None:  # the layer's experts one after the other (engine.data.experts)
+            return np.concatenate([self.expert_out(layer, g.expert) for g in experts.groups])
         return self._per_neuron(self._mlp_tensor(layer, "out"), conv1d_rows_are_neurons=True)
 
+    def expert_out(self, layer: int, expert: ExpertLabel) -> np.ndarray:
+        """One expert's W_out rows [d_expert, d_model]."""
+        assert self.experts is not None
+        return self.experts.down_rows(layer, expert)
+
+    def router(self, layer: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The layer's router weight [experts, d_model] and bias, None for a dense layer."""
+        return None if self.experts is None else self.experts.router(layer)
+
     def mlp_in(self, layer: int) -> MlpInputs:
+        experts = self.info.experts(layer)
+        if experts is not None:
+            assert self.experts is not None
+            parts = [self.experts.input_rows(layer, g.expert) for g in experts.groups]
+            gates = [p.gate for p in parts]
+            up = np.concatenate([p.up for p in parts])
+            if any(gate is None for gate in gates):
+                return MlpInputs(up=up)
+            return MlpInputs(up=up, gate=np.concatenate(gates))  # type: ignore[arg-type]
         up = self._per_neuron(self._mlp_tensor(layer, "in"), conv1d_rows_are_neurons=False)
         if "gate" not in self._mlp:
             return MlpInputs(up=up)

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.errors import UserError, first_line
+from engine.sources.expert_tensors import EXPERT_COUNT_KEYS
 
-_FORMAT = 2  # bump when the fields below change meaning
+_FORMAT = 3  # bump when the fields below change meaning
 
 
 @dataclass(frozen=True)
@@ -109,19 +110,31 @@ def names_from_adapter(model_dir: Path, architecture: str) -> TensorNames:
     top = {key: str(component.name) for key, component in mapping.items() if getattr(component, "name", None)}
     blocks = mapping.get("blocks")
     mlp = getattr(blocks, "submodules", {}).get("mlp") if blocks is not None else None
-    if mlp is None or "out" not in getattr(mlp, "submodules", {}):
+    routed = _first(hf_config, *EXPERT_COUNT_KEYS)
+    if mlp is None or ("out" not in getattr(mlp, "submodules", {}) and not routed):
         raise UserError(f"{architecture} has no dense MLP output projection that neuron-tui can read")
     top["mlp"] = mlp.name
     d_model = int(_first(hf_config, "hidden_size", "n_embd", "d_model"))
     return TensorNames(
         top=top,
-        mlp={key: component.name for key, component in mlp.submodules.items()},
+        mlp=_dense_names(mlp.submodules) if routed else {key: c.name for key, c in mlp.submodules.items()},
         block={key: str(component.name) for key, component in getattr(blocks, "submodules", {}).items()},
         normalization=str(getattr(cfg, "normalization_type", "") or ""),
         d_model=d_model,
         d_mlp=int(_first(hf_config, "intermediate_size", "n_inner", "ffn_dim") or 4 * d_model),
         n_layers=int(_first(hf_config, "num_hidden_layers", "n_layer", "num_layers")),
     )
+
+
+def _dense_names(submodules: dict) -> dict[str, str]:
+    """The dense MLP's projections in a model whose MLP routes through experts (its dense layers,
+    Qwen3-MoE's ``mlp_only_layers``); the experts themselves are read from the files
+    (engine.sources.expert_tensors). The adapter's ``gate`` there is the router, not gate_proj."""
+    names = {"out": "down_proj", "in": "up_proj", "gate": "gate_proj"}
+    for key, dense_key in (("out", "dense_out"), ("in", "dense_in"), ("gate", "dense_gate")):
+        if dense_key in submodules:
+            names[key] = str(submodules[dense_key].name)
+    return names
 
 
 def _first(config, *names: str):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.columns import exported_columns
+from engine.data.experts import record_fields
 from engine.data.inputs import IO_CLASSES, LayerInputs
 from engine.data.model import ModelInfo
 from engine.data.neurons import LayerNeurons
@@ -31,12 +32,17 @@ FORMATS = (".jsonl", ".json", ".csv")
 # Names of this process's own open files, whatever they are (a pipe, a terminal, a file after `>`).
 _OWN_FILES, _OWN_FOLDERS = ("/dev/stdout", "/dev/stderr"), ("/dev/fd/", "/proc/self/fd/")
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# How a layer of experts' layer-wide numbers (histograms, token search, coverage) pool its experts.
+POOLING = "over all neurons of the layer's experts, shared expert included"
 
 
 def export_settings(info: ModelInfo, settings: ScanSettings) -> dict:
     """What produced the results: the model and every setting. (Each neuron record names the
     device that computed its layer, which a warm run reads from the cache.)"""
-    return {"model": info.name, "fingerprint": info.fingerprint, **settings.to_dict()}
+    found = {"model": info.name, "fingerprint": info.fingerprint, **settings.to_dict()}
+    if info.layer_experts is not None:  # records carry "expert" (engine.data.experts)
+        found["experts"] = {"per_token": info.experts_per_token, "pooled": POOLING}
+    return found
 
 
 def _tokens(ids: np.ndarray, dots: np.ndarray, vocab: Vocabulary) -> list[dict]:
@@ -61,12 +67,13 @@ def neuron_records(
     tokens of each list (all that were kept by default)."""
     result = neurons.result
     extra = exported_columns()
+    experts = result.experts
     for neuron in range(result.d_mlp) if chosen is None else chosen:
         stats = neurons.stats(neuron)
         record = {
             "model": model,
             "layer": stats.layer,
-            "neuron": stats.neuron,
+            **record_fields(stats.neuron, experts),  # neuron, and its expert in a layer of experts
             "max_dot": stats.max_dot,
             "top": _tokens(result.top_ids[neuron, :k], result.top_dots[neuron, :k], vocab),
             "promote": _tokens(result.promote_ids[neuron, :k], result.promote_dots[neuron, :k], vocab),
@@ -178,7 +185,8 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
         k = len(record["top"])
         if not header_written:
             with_note = "note" in record
-            header = ["model", "layer", "neuron", "max_dot"]
+            with_expert = bool(settings.get("experts"))  # a model of experts: an expert column
+            header = ["model", "layer", *(["expert"] if with_expert else []), "neuron", "max_dot"]
             for rank in range(1, k + 1):
                 header += [f"token_{rank}", f"token_id_{rank}", f"dot_{rank}"]
             header += [
@@ -200,7 +208,8 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
             ] + (["note"] if with_note else [])
             yield header
             header_written = True
-        row = [neutralise_cell(record["model"]), record["layer"], record["neuron"], record["max_dot"]]
+        unit = [record.get("expert", "")] if with_expert else []
+        row = [neutralise_cell(record["model"]), record["layer"], *unit, record["neuron"], record["max_dot"]]
         for entry in record["top"]:
             row += [neutralise_cell(entry["token"]), entry["token_id"], entry["dot"]]
         row += [

@@ -1,0 +1,96 @@
+"""Mixture-of-experts checkpoints written by transformers: every expert's scan against float64 read
+from the files, the layer's joined products against a scan of the whole layer at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.neuron_engine import EngineOptions, NeuronEngine
+from engine.scan.expert_layer import scan_experts
+from engine.scan.layer_scan import scan_layer
+from engine.scan.projection import project_unembed
+from engine.settings import Projection, ScanSettings
+from engine.sources.safetensors_source import SafetensorsSource
+from tests.helpers.exactness import assert_layer_matches
+from tests.helpers.moe_models import MOE_KINDS, file_experts, file_unembed, write_moe_checkpoint
+from tests.helpers.reference import reference_layer
+
+
+@pytest.fixture(scope="module", params=MOE_KINDS)
+def checkpoint(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    return request.param, write_moe_checkpoint(folder, request.param, seed=MOE_KINDS.index(request.param))
+
+
+def test_layers_name_their_experts_as_the_files_do(checkpoint):
+    kind, folder = checkpoint
+    info = SafetensorsSource(folder, "fp", kind).info
+    assert info.experts_per_token == 2
+    for layer in range(info.n_layers):
+        expected = [(e, rows.shape[0]) for e, rows in file_experts(folder, layer)]
+        found = info.experts(layer)
+        if not expected:  # Qwen3-MoE's mlp_only_layers
+            assert kind == "qwen3_moe" and layer == 0 and found is None and info.width(0) == 24
+            continue
+        assert found is not None and [(g.expert, g.size) for g in found.groups] == expected
+        assert info.width(layer) == sum(size for _, size in expected)
+    if kind == "qwen2_moe":
+        assert info.experts(1).groups[-1].expert == "shared"
+
+
+@pytest.mark.parametrize("projection", [Projection(), Projection(True, True, True)], ids=["raw", "gurnee"])
+def test_every_expert_matches_float64_from_the_files(checkpoint, projection, tmp_path):
+    kind, folder = checkpoint
+    settings = ScanSettings(top_k=6, token_top_n=5, projection=projection)
+    engine = NeuronEngine(EngineOptions(model=str(folder), cache_dir=tmp_path / "cache"))
+    source = SafetensorsSource(folder, "fp", kind)
+    final_norm = source.final_norm()
+    unembed = file_unembed(folder)
+    for layer in range(engine.info.n_layers):
+        result = engine.layer(layer, settings)
+        experts = file_experts(folder, layer)
+        w_out = np.concatenate([rows for _, rows in experts]) if experts else source.mlp_out(layer)
+        assert result.d_mlp == engine.info.width(layer) == w_out.shape[0]
+        ref = reference_layer(w_out, unembed, final_norm, projection, k=6, n=5)
+        assert_layer_matches(result, ref)
+        # Each token's best unit per norm (coverage) over every expert of the layer.
+        # (under --cosine the reference's rows already have unit norm)
+        norms = 1.0 if projection.cosine else np.linalg.norm(w_out, axis=1, keepdims=True)
+        per_unit = np.abs(ref["scores"]) / norms
+        best = per_unit.argmax(axis=0)
+        np.testing.assert_array_equal(result.token_unit_best_neuron, best)
+    engine.close()
+
+
+def test_joined_experts_equal_one_scan_of_the_whole_layer(checkpoint):
+    """Scanned an expert at a time, the layer is what a scan of all its rows at once gives, its
+    histograms included (one window for the layer)."""
+    kind, folder = checkpoint
+    source = SafetensorsSource(folder, "fp", kind)
+    settings = ScanSettings(top_k=5, token_top_n=4)
+    unembed = project_unembed(source.unembed(), source.final_norm(), settings, torch.device("cpu"))
+
+    layer = 1
+    experts = source.info.experts(layer)
+    joined = scan_experts(layer, experts, lambda e: source.expert_out(layer, e), unembed, settings)
+    whole = scan_layer(layer, source.mlp_out(layer), unembed, 5, 4)
+    exact = (
+        "top_ids",
+        "top_dots",
+        "promote_ids",
+        "suppress_ids",
+        "max_dot",
+        "norm",
+        "score_hist",
+        "token_unit_best_neuron",
+    )
+    for name in exact:
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name), err_msg=name)
+    for name in ("mean", "std", "skew", "kurtosis", "token_unit_best"):  # float32 sums, blocked otherwise
+        ours, theirs = getattr(joined, name), getattr(whole, name)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert joined.score_hist_top == whole.score_hist_top
+    for token in range(unembed.d_vocab):  # the same best candidates (order may differ at equal |dot|)
+        assert set(joined.token_neurons[token, :4]) == set(whole.token_neurons[token, :4])

@@ -1,0 +1,104 @@
+"""Tiny random mixture-of-experts checkpoints written by transformers itself, and their experts'
+W_out rows read back from the files by plain safetensors (the reference's own reading)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tests.helpers.models import _byte_level_tokenizer, tiny_vocabulary
+
+MOE_KINDS = ["mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss"]
+D_MODEL, D_VOCAB = 16, 300
+
+
+def random_moe_model(kind: str, seed: int = 0):
+    """Mixtral (per-expert w1/w2/w3), Qwen2-MoE with a shared expert, Qwen3-MoE with a dense first
+    layer, gpt-oss (fused expert tensors with biases); random norms."""
+    import torch
+    import transformers as t
+
+    torch.manual_seed(seed)
+    small = dict(
+        vocab_size=D_VOCAB,
+        hidden_size=D_MODEL,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        num_experts_per_tok=2,
+    )
+    if kind == "mixtral":
+        model = t.MixtralForCausalLM(t.MixtralConfig(**small, intermediate_size=12, num_local_experts=4))
+    elif kind == "qwen2_moe":
+        config = t.Qwen2MoeConfig(
+            **small,
+            intermediate_size=24,
+            num_experts=4,
+            moe_intermediate_size=8,
+            shared_expert_intermediate_size=12,
+        )
+        model = t.Qwen2MoeForCausalLM(config)
+    elif kind == "qwen3_moe":
+        config = t.Qwen3MoeConfig(
+            **small,
+            intermediate_size=24,
+            num_experts=5,
+            moe_intermediate_size=8,
+            mlp_only_layers=[0],
+        )
+        model = t.Qwen3MoeForCausalLM(config)
+    else:
+        config = t.GptOssConfig(
+            **small,
+            intermediate_size=8,
+            num_local_experts=4,
+            head_dim=8,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        )
+        model = t.GptOssForCausalLM(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() == 1 and "norm" in name:
+                parameter.uniform_(0.5, 2.0)
+            elif "experts" in name or "shared_expert" in name:
+                parameter.normal_(0.0, 0.5)  # experts of distinct sizes, so rankings are not ties
+    return model
+
+
+def write_moe_checkpoint(folder: Path, kind: str, seed: int = 0) -> Path:
+    model = random_moe_model(kind, seed)
+    model.save_pretrained(folder)
+    _byte_level_tokenizer(tiny_vocabulary(D_VOCAB)).save_pretrained(folder)
+    return folder
+
+
+def file_experts(folder: Path, layer: int) -> list[tuple[object, np.ndarray]]:
+    """(expert, W_out rows [d_expert, d_model] float64) of a layer, read with safetensors.numpy
+    and named as each family names them; [] for a dense layer."""
+    from safetensors.numpy import load_file
+
+    tensors = {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
+    base = f"model.layers.{layer}"
+    found: list[tuple[object, np.ndarray]] = []
+    fused = f"{base}.mlp.experts.down_proj"
+    if fused in tensors:  # gpt-oss: [experts, d_expert, d_model]
+        return [(e, tensors[fused][e].astype(np.float64)) for e in range(tensors[fused].shape[0])]
+    for module, down in (("block_sparse_moe", "w2"), ("mlp", "down_proj")):
+        e = 0
+        while f"{base}.{module}.experts.{e}.{down}.weight" in tensors:
+            found.append((e, tensors[f"{base}.{module}.experts.{e}.{down}.weight"].T.astype(np.float64)))
+            e += 1
+    shared = f"{base}.mlp.shared_expert.down_proj.weight"
+    if shared in tensors:
+        found.append(("shared", tensors[shared].T.astype(np.float64)))
+    return found
+
+
+def file_unembed(folder: Path) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    tensors = {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
+    return tensors["lm_head.weight"].T.astype(np.float64)  # [d_model, d_vocab]
