@@ -15,6 +15,7 @@ import numpy as np
 from engine.columns import COLUMNS
 from engine.data.diff import LayerDiff
 from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.experts import ExpertGroup, ExpertLabel
 from engine.data.model import ModelInfo
 from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
@@ -64,6 +65,7 @@ class ExplorerState:
     against: str | None = None
     diffs: OrderedDict[int, tuple[LayerDiff, LayerResult]] = field(default_factory=OrderedDict)
     probed_text: str = ""  # the text probed last (t): the detail ablates a neuron on it (x)
+    expert: ExpertLabel | None = None  # in a layer of experts, the one listed (None: all of them)
 
     # --- layers -----------------------------------------------------------------------------
     def start_layer(self, asked: int | None) -> tuple[int, str | None]:
@@ -141,7 +143,32 @@ class ExplorerState:
 
     def order(self, neurons: LayerNeurons) -> np.ndarray:
         order = neuron_order(neurons, self.sort_by(neurons), self.conditions)
+        group = self.expert_group(neurons.result)
+        if group is not None:  # one expert's neurons: its range of the layer's flat indices
+            order = order[(order >= group.start) & (order < group.stop)]
         return order[::-1].copy() if self.reverse else order
+
+    def expert_group(self, result: LayerResult) -> ExpertGroup | None:
+        """The chosen expert's neurons in ``result``'s layer (None: all, or a dense layer)."""
+        experts = result.experts
+        if experts is None or self.expert is None:
+            return None
+        found = [g for g in experts.groups if g.expert == self.expert]
+        return found[0] if found else None
+
+    def step_expert(self, result: LayerResult, delta: int) -> bool:
+        """Choose the expert ``delta`` away in ``result``'s layer ("all" comes before the first);
+        False when the layer has no experts or that is no move."""
+        experts = result.experts
+        if experts is None:
+            return False
+        labels: list[ExpertLabel | None] = [None, *(g.expert for g in experts.groups)]
+        current = labels.index(self.expert) if self.expert in labels else 0
+        target = labels[min(max(current + delta, 0), len(labels) - 1)]
+        if target == self.expert and self.expert in labels:
+            return False
+        self.expert = target
+        return True
 
     def sort_by(self, neurons: LayerNeurons | None) -> str:
         """The sort key in effect: the chosen one, or max-dot while the chosen column has no values

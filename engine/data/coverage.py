@@ -7,10 +7,11 @@ above the null baseline's 99th percentile. Whole-model coverage takes the best l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from engine.data.experts import LayerExperts, record_fields
 from engine.data.null import NullBaseline
 from engine.data.results import LayerResult
 from engine.data.tokens import Vocabulary
@@ -27,6 +28,8 @@ class Coverage:
     best_layer: np.ndarray  # [d_vocab]
     best_neuron: np.ndarray  # [d_vocab]
     covered_layers: np.ndarray  # [d_vocab] in how many layers the token is covered
+    # per layer, its experts (engine.data.experts) where it has some: best_neuron is flat there
+    layer_experts: dict[int, LayerExperts] = field(default_factory=dict)
 
     @property
     def d_vocab(self) -> int:
@@ -50,9 +53,9 @@ class Coverage:
 
 
 def compute_coverage(results: list[LayerResult], null: NullBaseline) -> Coverage:
-    return coverage_from_layers(
-        {r.layer: (r.token_unit_best, r.token_unit_best_neuron) for r in results}, null
-    )
+    per_layer = {r.layer: (r.token_unit_best, r.token_unit_best_neuron) for r in results}
+    experts = {r.layer: r.experts for r in results if r.experts is not None}
+    return replace(coverage_from_layers(per_layer, null), layer_experts=experts)
 
 
 def coverage_from_layers(per_layer: dict[int, tuple[np.ndarray, np.ndarray]], null: NullBaseline) -> Coverage:
@@ -77,13 +80,15 @@ def coverage_from_layers(per_layer: dict[int, tuple[np.ndarray, np.ndarray]], nu
 def token_row(coverage: Coverage, vocab: Vocabulary, token_id: int) -> dict:
     """One token's coverage as a flat record."""
     unit = float(coverage.best_unit[token_id])
+    layer = int(coverage.best_layer[token_id])
+    unit_fields = record_fields(int(coverage.best_neuron[token_id]), coverage.layer_experts.get(layer))
     return {
         "token_id": int(token_id),
         "token": vocab.text(int(token_id)),
         "best_unit_dot": unit,
         "vs_null_p99": unit / coverage.threshold,
-        "best_layer": int(coverage.best_layer[token_id]),
-        "best_neuron": int(coverage.best_neuron[token_id]),
+        "best_layer": layer,
+        **{f"best_{name}": value for name, value in unit_fields.items()},  # best_expert where one
         "covered_layers": int(coverage.covered_layers[token_id]),
     }
 

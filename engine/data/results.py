@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 
@@ -56,8 +57,9 @@ class LayerResult:
     # order, -1 for the shared expert; None for a dense MLP layer.
     expert_groups: np.ndarray | None = None
 
-    @property
+    @cached_property
     def experts(self) -> LayerExperts | None:
+        """The layer's experts (engine.data.experts), or None for a dense MLP layer."""
         if self.expert_groups is None:
             return None
         return LayerExperts.from_sizes(

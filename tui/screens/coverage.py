@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 
 from engine.data.coverage import Coverage
 from engine.data.tokens import Vocabulary
+from tui.neuron_ref import compact_label
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
@@ -133,7 +134,7 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
                 Text(token_label(self.vocab.text(token_id), layout.token_cells)),
                 f"{unit:.4f}",
                 Text(f"{unit / c.threshold:.2f}", style="green" if unit > c.threshold else "red"),
-                f"L{c.best_layer[token_id]}:{c.best_neuron[token_id]}",
+                compact_label(int(c.best_layer[token_id]), int(c.best_neuron[token_id])),
                 str(c.covered_layers[token_id]),
             )
             targets.append((int(c.best_layer[token_id]), int(c.best_neuron[token_id])))

@@ -7,7 +7,7 @@ index array into the layer's arrays, so sorting and filtering never copy token d
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rich.segment import Segment
@@ -24,6 +24,7 @@ from engine.columns import COLUMNS, NeuronColumn
 from engine.data.neurons import LayerNeurons
 from engine.data.results import LayerResult
 from engine.data.tokens import Vocabulary
+from tui.neuron_ref import short_label
 from tui.render import signed_token
 from tui.widgets.scrollbar import CellScrollBars
 
@@ -62,6 +63,7 @@ LIST_COLUMNS = [
     ListColumn(COLUMNS["diff_jaccard"], 4, 90),
 ]
 _PASS_COLUMNS = ("lift", "neg_lift")
+_EXPERT_NEURON_WIDTH = 9  # E127/1407: an expert's label and its neuron
 _DIFF_COLUMNS = ("diff_cos", "diff_jaccard")
 
 
@@ -237,8 +239,9 @@ class NeuronList(CellScrollBars, ScrollView, can_focus=True):
     def _columns(self) -> list[ListColumn]:
         has_lift = self.neurons is not None and self.neurons.lift is not None
         has_diff = self.neurons is not None and self.neurons.diff is not None
+        experts = self.result is not None and self.result.experts is not None
         return [
-            c
+            replace(c, width=_EXPERT_NEURON_WIDTH) if experts and c.column.name == "neuron" else c
             for c in LIST_COLUMNS
             if self.size.width >= c.min_total_width
             and (c.column.name not in _PASS_COLUMNS or has_lift)
@@ -278,6 +281,8 @@ class NeuronList(CellScrollBars, ScrollView, can_focus=True):
             value = self._values(column)[neuron]
             if column.name == "null_z" and self.neurons.null_z is None:
                 cell = ""  # not known until the null baseline is: blank, not 0
+            elif column.name == "neuron":
+                cell = short_label(neuron, self.neurons.result.experts)  # E5/301 among experts
             else:
                 cell = column.cell(value)
             if column.kind == "class":

@@ -45,8 +45,17 @@ def _print_coverage(document: dict, metadata: dict) -> None:
         for row in document[key]:
             print(
                 f"{display_token(row['token'])!s}\t{row['best_unit_dot']:.4f} (x{row['vs_null_p99']:.2f})"
-                f"\tL{row['best_layer']}:{row['best_neuron']}"
+                f"\t{_unit(row)}"
             )
+
+
+def _unit(row: dict) -> str:
+    """L29:1135, or L12/E5/N301 when the best neuron is an expert's."""
+    if "best_expert" not in row:
+        return f"L{row['best_layer']}:{row['best_neuron']}"
+    expert = row["best_expert"]
+    label = "S" if expert == "shared" else f"E{expert}"
+    return f"L{row['best_layer']}/{label}/N{row['best_neuron']}"
 
 
 def run(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> int:

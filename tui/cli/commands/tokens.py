@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from engine.data.experts import record_fields
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
 from engine.settings import ScanSettings
@@ -48,7 +49,7 @@ def tokens(
             "token": vocab.text(m.token_id),
             "exact": m.exact,
             "layer": hit.layer,
-            "neuron": hit.neuron,
+            **record_fields(hit.neuron, engine.info.experts(hit.layer)),  # its expert, among experts
             "dot": hit.dot,
         }
         for text, matches in queries

@@ -25,13 +25,14 @@ from tui.messages import DiffReady, LayerMissing, LayerReady, report_failure
 from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
 from tui.screens.prompt import PromptScreen
 from tui.state import ExplorerState
+from tui.widgets.expert_picker import ExpertPicker
 from tui.widgets.histogram import MaxDotHistogram
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
 from tui.widgets.title_bar import TitleBar
 
 FILTER_HINT = "a number = minimum max-dot; or e.g. kurtosis>10, null_z>3, class=prediction; empty clears"
-GO_TO_HINT = "L29/N1135, 29:1135, 29/1135, or a neuron of this layer: 1135"
+GO_TO_HINT = "L29/N1135, 29:1135, 29/1135, or a neuron of this layer: 1135 (experts: L12/E5/N301, E5/N301)"
 
 
 class LayerView(Horizontal):
@@ -39,6 +40,9 @@ class LayerView(Horizontal):
         # The app's layer keys, repeated here so that the footer shows them first.
         Binding("right_square_bracket", "app.next_layer", "Next layer", key_display="]"),
         Binding("left_square_bracket", "app.previous_layer", "Prev layer", key_display="["),
+        # In a layer of experts (shown only there): the next and previous expert, "all" first.
+        Binding("right_curly_bracket", "next_expert", "Next expert", key_display="}", id="next-expert"),
+        Binding("left_curly_bracket", "previous_expert", "Prev expert", key_display="{", id="prev-expert"),
         Binding("s", "cycle_sort", "Sort", id="sort"),
         Binding("r", "reverse_sort", "Reverse", id="reverse"),
         Binding("f", "filter", "Filter", id="filter"),
@@ -78,10 +82,21 @@ class LayerView(Horizontal):
             yield MaxDotHistogram(id="histogram")
             yield NeuronList(id="neurons")
 
-    def begin(self, n_layers: int) -> None:
-        """The model's shapes are known: the picker replaces the loading note."""
+    def begin(self, n_layers: int, with_experts: bool = False) -> None:
+        """The model's shapes are known: the picker replaces the loading note (and, in a model of
+        experts, an expert picker sits under it, shown for the layers of experts)."""
         self.query_one("#loading-note").remove()
-        self.query_one("#left", Vertical).mount(LayerPicker(n_layers, id="picker"))
+        left = self.query_one("#left", Vertical)
+        left.mount(LayerPicker(n_layers, id="picker"))
+        if with_experts:
+            picker = ExpertPicker(id="expert-picker")
+            picker.display = False
+            left.mount(TitleBar("Experts", id="experts-title"), picker)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("next_expert", "previous_expert"):
+            return self.result is not None and self.result.experts is not None
+        return True
 
     @property
     def picker(self) -> LayerPicker | None:
@@ -177,13 +192,30 @@ class LayerView(Horizontal):
                 # stops at its sender, below the screen that opens the detail.
                 self.post_message(NeuronList.Selected(listing.current_neuron))
         self._draw_histogram(result, order)
+        self._show_experts(result)
         self.post_message(self.Shown(neurons))
         if self.against is not None and result.layer not in state.diffs:
             self.fetch_diff(result.layer, state.generation)
 
+    def _show_experts(self, result: LayerResult) -> None:
+        """The expert picker for a layer of experts (hidden for a dense layer)."""
+        found = self.query(ExpertPicker)
+        if not found:
+            return
+        picker, title = found.first(), self.query_one("#experts-title")
+        picker.display = title.display = result.experts is not None
+        self.refresh_bindings()  # } and { are shown for a layer of experts only
+        if result.experts is not None:
+            group = self.state.expert_group(result)
+            picker.show_layer(result, None if group is None else group.expert)
+
     def _order(self, neurons: LayerNeurons) -> np.ndarray:
-        """The listed order; a neuron asked for by go-to that the filter hides clears the filter."""
+        """The listed order; a neuron asked for by go-to that the filter hides clears the filter
+        (and one of another expert than the one listed lists its expert)."""
         state = self.state
+        experts = neurons.result.experts
+        if state.pending_neuron is not None and experts is not None and state.expert is not None:
+            state.expert = experts.locate(state.pending_neuron)[0]
         order = state.order(neurons)
         if state.pending_neuron is not None and state.conditions and state.pending_neuron not in order:
             hidden = ", ".join(map(str, state.conditions))
@@ -202,10 +234,13 @@ class LayerView(Horizontal):
             # Null max-dots per unit norm, scaled by the layer's median norm to sit on the same axis.
             scale = 1.0 if self.state.settings.projection.cosine else float(np.median(result.norm))
             null_values = self.state.null.values * scale
-        shown = f"{len(order)} of {result.d_mlp}" if len(order) != result.d_mlp else f"{result.d_mlp}"
+        group = self.state.expert_group(result)
+        whole = result.d_mlp if group is None else group.size
+        shown = f"{len(order)} of {whole}" if len(order) != whole else f"{whole}"
         values = result.max_dot[order] if len(order) else result.max_dot
+        where = f"layer {result.layer}" if group is None else f"layer {result.layer} {group.label}"
         histogram = self.query_one(MaxDotHistogram)
-        histogram.show(values, f"layer {result.layer}: max-dot of {shown} neurons", null_values)
+        histogram.show(values, f"{where}: max-dot of {shown} neurons", null_values)
         self._mark_histogram(self.listing.current_neuron)
 
     def _mark_histogram(self, neuron: int | None) -> None:
@@ -226,6 +261,23 @@ class LayerView(Horizontal):
     def on_layer_picker_chosen(self, message: LayerPicker.Chosen) -> None:
         self.show_layer(message.layer)
         self.listing.focus()
+
+    # --- experts ----------------------------------------------------------------------------
+    def on_expert_picker_chosen(self, message: ExpertPicker.Chosen) -> None:
+        self.state.expert = message.expert
+        if self.result is not None:
+            self.show_result(self.result, from_top=True)
+        self.listing.focus()
+
+    def action_next_expert(self) -> None:
+        self._step_expert(1)
+
+    def action_previous_expert(self) -> None:
+        self._step_expert(-1)
+
+    def _step_expert(self, delta: int) -> None:
+        if self.result is not None and self.state.step_expert(self.result, delta):
+            self.show_result(self.result, from_top=True)
 
     # --- the other checkpoint (--against) ---------------------------------------------------
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)

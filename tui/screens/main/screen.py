@@ -36,6 +36,7 @@ from tui.messages import (
     WorkFailed,
     report_failure,
 )
+from tui.neuron_ref import use_model
 from tui.screens.main import views
 from tui.screens.main.evidence import Evidence
 from tui.screens.main.export import Export
@@ -132,7 +133,8 @@ class MainScreen(Screen[None]):
             self.marks.open(self.engine.collection())
         except UserError as error:
             self.notify(f"{error}; marks will not be kept", title="collection", severity="error", timeout=15)
-        self.layer_view.begin(message.info.n_layers)
+        use_model(message.info.layer_experts)  # how neurons are named (L12/E5/N301 among experts)
+        self.layer_view.begin(message.info.n_layers, with_experts=message.info.layer_experts is not None)
         start, warning = state.start_layer(self.start_layer)
         if warning:
             self.notify(warning, severity="warning")
