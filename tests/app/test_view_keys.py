@@ -23,6 +23,7 @@ from tui.screens.projection import ProjectionScreen
 from tui.screens.text_probe import TextProbeScreen
 from tui.screens.token_search import TokenSearchScreen
 from tui.screens.why_token import WhyTokenScreen
+from tui.widgets.expert_picker import ExpertPicker
 from tui.widgets.layer_picker import LayerPicker
 from tui.widgets.neuron_list import NeuronList
 from tui.widgets.tables import VIM_KEYS
@@ -92,11 +93,20 @@ MEANINGS = {
     "why_token": "why this token",
     "ablate": "ablate",
     "focus_next": "next field",
+    "next_expert": "next expert",
+    "previous_expert": "previous expert",
     "app.focus_next": "next field",
 }
 
 ANYWHERE = [*NeuronApp.BINDINGS]
-MAIN = [*ANYWHERE, *MainScreen.BINDINGS, *LayerView.BINDINGS, *NeuronList.BINDINGS, *LayerPicker.BINDINGS]
+MAIN = [
+    *ANYWHERE,
+    *MainScreen.BINDINGS,
+    *LayerView.BINDINGS,
+    *NeuronList.BINDINGS,
+    *LayerPicker.BINDINGS,
+    *ExpertPicker.BINDINGS,
+]
 TABLES = [*VIM_KEYS]
 # Every view a user reaches, its keys (the app's keys work under it), and the key that opened it
 # from the main screen (pressed again there, it closes the view: the same key, back and forth).
