@@ -3,7 +3,7 @@ definitions in ``engine.data.evidence`` (everything in float64)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -155,7 +155,8 @@ def layer_evidence(
     positive, negative = state.lists["positive"], state.lists["negative"]
     counts = {name: count.cpu().numpy() for name, count in state.counts.items() if name != "hist_counts"}
     n_positions = max(facts.tokenized.n_positions, 1)
-    return LayerActivations(
+    routed = counts["routed"].astype(np.float64) if "routed" in counts else None
+    found = LayerActivations(
         layer=layer,
         n_positions=facts.tokenized.n_positions,
         positive=pole_evidence(
@@ -187,4 +188,18 @@ def layer_evidence(
         lift_positions=lift_positions,
         attr_top1=counts["attr_top1"].astype(np.float64) / n_positions,
         attr_dominant=float(counts["attr_dominant"][0]) / n_positions,
+        routed=None if routed is None else routed / n_positions,
     )
+    if routed is None:
+        return found
+    # In a layer of experts a neuron fires only where its expert runs: its density is a share of
+    # those positions (NaN for an expert the corpus never reached).
+    return replace(
+        found,
+        positive=replace(found.positive, density=_share(counts["positive"], routed)),
+        negative=replace(found.negative, density=_share(counts["negative"], routed)),
+    )
+
+
+def _share(count: np.ndarray, routed: np.ndarray) -> np.ndarray:
+    return np.divide(count.astype(np.float64), routed, out=np.full(routed.shape, np.nan), where=routed > 0)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from engine.activations.expert_pass import ExpertLayer, layer_w_out
 from engine.activations.final_readout import FINAL_OUT, FINAL_SCALE
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus
@@ -87,6 +88,13 @@ class _Pass:
         self.bridge, self.states, self.deepest = bridge, states, max(states)
         self.readout = FinalReadout(bridge, device)
         self.batch: _Batch | None = None
+        # Layers of experts are read off the model's own modules (engine.activations.expert_pass).
+        self.expert_layers = {
+            layer: ExpertLayer(bridge, layer, state.experts)
+            for layer, state in states.items()
+            if state.experts is not None
+        }
+        self._w_out: dict[int, torch.Tensor] = {}
 
     def hooks(self, layers: bool = True) -> list:
         found = []
@@ -94,6 +102,9 @@ class _Pass:
             if state.gated:
                 found.append((f"blocks.{layer}.mlp.hook_pre", self._hold(layer, "gate")))
                 found.append((f"blocks.{layer}.mlp.hook_pre_linear", self._hold(layer, "up")))
+            if layer in self.expert_layers:
+                found.append((f"blocks.{layer}.mlp.hook_out", self._read_expert_layer(layer)))
+                continue
             found.append((f"blocks.{layer}.mlp.hook_post", self._read_layer(layer)))
         return found + [(FINAL_SCALE, self._read_scale), (FINAL_OUT, self._read_out)]
 
@@ -129,11 +140,37 @@ class _Pass:
 
         return hook
 
+    def _read_expert_layer(self, layer: int):
+        """After a layer of experts has run: its neurons' activations where their experts ran."""
+
+        def hook(output: torch.Tensor, hook=None):
+            batch = self.batch
+            assert batch is not None
+            acts, routed, weighted = self.expert_layers[layer].take()
+            state = self.states[layer]
+            state.update(acts, batch.index, rows=batch.rows)
+            state.count_routed(routed, batch.rows)
+            # What a neuron adds to the residual is its activation times its expert's weight.
+            if batch.scale is None:
+                batch.held[layer] = weighted
+            else:
+                self.attribute(layer, weighted[batch.rows])
+            if layer == self.deepest and batch.stop_early:
+                raise _ReachedFinalNorm()
+            return output
+
+        return hook
+
+    def _layer_w_out(self, layer: int) -> torch.Tensor:
+        if layer not in self._w_out:
+            self._w_out[layer] = layer_w_out(self.bridge, layer, self.states[layer].experts)
+        return self._w_out[layer]
+
     def attribute(self, layer: int, activations: torch.Tensor) -> None:
         """A layer's real positions' attributions toward their predicted tokens, into its state."""
         batch = self.batch
         assert batch is not None and batch.scale is not None and batch.predicted is not None
-        w_out = self.bridge.blocks[layer].mlp.W_out.detach()
+        w_out = self._layer_w_out(layer)
         for start in range(0, activations.shape[0], ATTRIBUTION_ROWS):
             part = slice(start, start + ATTRIBUTION_ROWS)
             dla = self.readout.dla(activations[part], w_out, batch.predicted[part], batch.scale[part])
@@ -152,10 +189,15 @@ class _Pass:
 
     def run(self, ids: torch.Tensor, hooks: list, run_lock) -> None:
         with torch.inference_mode(), run_lock or contextlib.nullcontext():
+            for experts in self.expert_layers.values():
+                experts.attach()
             try:
                 self.bridge.run_with_hooks(ids, fwd_hooks=hooks)
             except _ReachedFinalNorm:
                 pass
+            finally:
+                for experts in self.expert_layers.values():
+                    experts.detach()
 
     def finish(self) -> None:
         """After a forward pass that read the readout: the held layers' attributions."""
@@ -197,7 +239,7 @@ def run_batches(
         batch = hooks.batch = _Batch(tokenized, batches[number], device)
         if scale_known is not None and scale_known(number):
             batch.know(scales, predicted)
-        elif len(states) * batch.ids.numel() * int(bridge.cfg.d_mlp) * 4 > hold:
+        elif batch.ids.numel() * sum(s.d_mlp for s in states.values()) * 4 > hold:
             hooks.run(batch.ids, hooks.hooks(layers=False), run_lock)  # the readout alone first
             batch.stop_early = True
         hooks.run(batch.ids, hooks.hooks(), run_lock)

@@ -26,6 +26,7 @@ from engine.activations.landing import Lander
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus, tokenize_corpus
 from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.model import ModelInfo
 from engine.data.progress import ActivationListener, ActivationProgress, ProgressListener
 from engine.data.results import LayerResult
 from engine.errors import ScanCancelled
@@ -42,6 +43,11 @@ class JobHost(Protocol):
 
     run_lock: threading.Lock
     evidence_store: EvidenceStore
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model's shapes (each layer's width, its experts)."""
+        ...
 
     def rank_device(self, ranks: Ranks) -> torch.device: ...
 
@@ -148,10 +154,15 @@ class ActivationJob:
         )
         from engine.activations.forward_pass import is_gated
 
-        d_mlp = int(bridge.cfg.d_mlp)
+        info = self.engine.info
         states = {
             layer: LayerActivationState(
-                d_mlp, self.settings.keep, self.settings.examples, is_gated(bridge, layer), device
+                info.width(layer),
+                self.settings.keep,
+                self.settings.examples,
+                info.experts(layer) is None and is_gated(bridge, layer),
+                device,
+                info.experts(layer),  # a layer of experts: read at its experts (expert_pass)
             )
             for layer in self.layers
         }

@@ -9,10 +9,12 @@ import numpy as np
 
 from engine.activations.documents import AnyCorpus
 from engine.activations.evidence import CorpusFacts, direct_effect_weights, layer_evidence
+from engine.activations.expert_pass import layer_w_out
 from engine.activations.final_readout import Readouts
 from engine.activations.state import ACT_TOP, LayerActivationState
 from engine.activations.windows import TokenizedCorpus
 from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.model import ModelInfo
 from engine.runtime.ranks import Ranks
 from engine.settings import ActivationSettings, ScanSettings
 from engine.store.evidence_store import EvidenceStore
@@ -20,6 +22,9 @@ from engine.store.evidence_store import EvidenceStore
 
 class FormsHost(Protocol):
     def token_forms(self, size: int) -> np.ndarray: ...
+
+    @property
+    def info(self) -> ModelInfo: ...
 
 
 class LandingJob(Protocol):
@@ -58,7 +63,7 @@ class Lander:
     def layer_inputs(self, layer: int) -> tuple:
         if layer not in self._weights:
             promote_ids, suppress_ids = self.job.lift_tokens[layer]
-            w_out = _numpy(self.bridge.blocks[layer].mlp.W_out)
+            w_out = _numpy(layer_w_out(self.bridge, layer, self.job.engine.info.experts(layer)))
             self._weights[layer] = (
                 promote_ids,
                 suppress_ids,

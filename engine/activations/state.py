@@ -25,6 +25,7 @@ import torch
 
 from engine.activations import fused_update
 from engine.activations.attribution_state import attribution_counts, fold_attribution
+from engine.data.experts import LayerExperts
 from engine.data.score_histogram import KEY_SHIFT, MANTISSA_BITS, SIGN_KEY
 
 # Activation histograms: a fixed window of octaves below 2^ACT_TOP_POWER (larger values fall in the
@@ -122,9 +123,19 @@ def raised_bar(
 class LayerActivationState:
     """Running per-neuron state of one layer; ``update`` takes a batch's valid positions."""
 
-    def __init__(self, d_mlp: int, keep: int, case_keep: int, gated: bool, device: torch.device):
+    def __init__(
+        self,
+        d_mlp: int,
+        keep: int,
+        case_keep: int,
+        gated: bool,
+        device: torch.device,
+        experts: LayerExperts | None = None,
+    ):
+        """``experts``: the layer's experts (engine.data.experts), whose neurons run only where the
+        router sends a position to their expert: ``routed`` counts those positions per neuron."""
         self.d_mlp, self.keep, self.case_keep, self.gated = d_mlp, keep, case_keep, gated
-        self.device = device
+        self.device, self.experts = device, experts
         self.lists = {"positive": TopLists(d_mlp, keep, device), "negative": TopLists(d_mlp, keep, device)}
         self.counts = {
             "positive": torch.zeros(d_mlp, dtype=torch.int64, device=device),
@@ -135,10 +146,18 @@ class LayerActivationState:
             self.lists["cases"] = TopLists(4 * d_mlp, case_keep, device)
             self.counts["cases"] = torch.zeros((4, d_mlp), dtype=torch.int64, device=device)
         self.counts.update(attribution_counts(d_mlp, device))  # engine.activations.attribution_state
+        if experts is not None:
+            self.counts["routed"] = torch.zeros(d_mlp, dtype=torch.int64, device=device)
         self._one = torch.ones((1, 1), dtype=torch.int32, device=device)
 
     def fresh(self) -> LayerActivationState:
-        return LayerActivationState(self.d_mlp, self.keep, self.case_keep, self.gated, self.device)
+        return LayerActivationState(
+            self.d_mlp, self.keep, self.case_keep, self.gated, self.device, self.experts
+        )
+
+    def count_routed(self, routed: torch.Tensor, rows: torch.Tensor) -> None:
+        """Add a batch's routing: ``routed`` [n, d_mlp] bool, whose ``rows`` are real positions."""
+        self.counts["routed"] += routed[rows].sum(0)
 
     def update(
         self,

@@ -119,6 +119,9 @@ class LayerActivations:
     lift_positions: int
     attr_top1: np.ndarray  # [d_mlp] float64: share of positions where it tops its layer
     attr_dominant: float  # share of positions where one neuron carries half the positive total
+    # In a layer of experts: per neuron, the share of positions the router sent to its expert
+    # (engine.activations.expert_pass); the poles' density is then a share of those positions.
+    routed: np.ndarray | None = None
 
     @property
     def d_mlp(self) -> int:
@@ -162,4 +165,5 @@ class LayerActivations:
                 lift_positions=int(archive["lift_positions"]),
                 attr_top1=archive["attr_top1"],
                 attr_dominant=float(archive["attr_dominant"]),
+                routed=archive["routed"] if "routed" in names else None,
             )

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from engine.data.evidence import CASES, CONTEXT_BEFORE, CaseEvidence, LayerActivations, PoleEvidence
+from engine.data.experts import LayerExperts, record_fields
 from engine.data.tokens import Vocabulary, bytes_to_text
 
 MARK_OPEN, MARK_CLOSE = "⟦", "⟧"
@@ -99,12 +100,18 @@ def pole_fields(pole: PoleEvidence, neuron: int, vocab: Vocabulary, examples: in
     }
 
 
-def activation_records(model: str, vocab: Vocabulary, evidence: LayerActivations) -> Iterator[dict]:
+def activation_records(
+    model: str, vocab: Vocabulary, evidence: LayerActivations, experts: LayerExperts | None = None
+) -> Iterator[dict]:
     """One record per neuron: the positive pole's fields at the top level, the negative pole's
     under ``negative`` and, for a gated MLP, the four sign cases' shares under ``cases``; the
-    neuron's ``attr_top1`` and its layer's ``layer_attr_dominant`` (engine.data.evidence)."""
+    neuron's ``attr_top1`` and its layer's ``layer_attr_dominant`` (engine.data.evidence). In a
+    layer of ``experts``: its ``expert``, and ``routed``, the share of positions sent to it (the
+    density is then a share of those)."""
     for neuron in range(evidence.d_mlp):
-        record = {"model": model, "layer": evidence.layer, "neuron": neuron}
+        record = {"model": model, "layer": evidence.layer, **record_fields(neuron, experts)}
+        if evidence.routed is not None:
+            record["routed"] = float(evidence.routed[neuron])
         record |= pole_fields(evidence.positive, neuron, vocab, evidence.examples)
         record["attr_top1"] = float(evidence.attr_top1[neuron])
         record["layer_attr_dominant"] = evidence.attr_dominant

@@ -47,7 +47,7 @@ def activations(
 
     def records():
         for layer in layers:
-            yield from activation_records(info.name, vocab, results[layer])
+            yield from activation_records(info.name, vocab, results[layer], info.experts(layer))
 
     said_written(engine.write_records(output, records(), metadata), layers, output)
     return 0
