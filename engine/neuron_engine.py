@@ -30,6 +30,7 @@ from engine.activations.documents import AnyCorpus
 from engine.data.attribution import NeuronAblation, TextAttribution
 from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations
+from engine.data.experts import LayerExperts
 from engine.data.inputs import LayerInputs
 from engine.data.model import EmbeddingRows, ModelInfo
 from engine.data.neurons import LayerNeurons
@@ -791,7 +792,9 @@ class NeuronEngine:
         )
         bridge, tokenizer, device = self.activation_model()
         with self.run_lock:
-            firing = probe_text(bridge, tokenizer, text, layers, top, device, scales)
+            firing = probe_text(
+                bridge, tokenizer, text, layers, top, device, scales, self._layer_experts(layers)
+            )
         promoted: dict[tuple[int, int], tuple[int, int]] = {}
         for index, layer in enumerate(firing.layers):
             result = (held or {}).get(layer) or self.cached_layer(layer, settings)
@@ -817,7 +820,21 @@ class NeuronEngine:
 
         bridge, tokenizer, device = self.activation_model()
         with self.run_lock:
-            return probe_layer(bridge, tokenizer, text, layer, device)
+            return probe_layer(bridge, tokenizer, text, layer, device, self.info.experts(layer))
+
+    def _layer_experts(self, layers: list[int]) -> dict[int, LayerExperts]:
+        """The experts of those of ``layers`` that route through experts."""
+        found = {layer: self.info.experts(layer) for layer in layers}
+        return {layer: experts for layer, experts in found.items() if experts is not None}
+
+    def refuse_experts(self, layers: list[int], what: str) -> None:
+        """One line where ``what`` cannot read a layer of experts yet."""
+        routed = sorted(self._layer_experts(layers))
+        if routed:
+            raise UserError(
+                f"{what} reads dense MLP layers only so far, and layer {routed[0]} routes through experts: "
+                "use the corpus pass (activations) or the text probe for a layer of experts"
+            )
 
     # --- which neurons made a token (engine.activations.attribution, ablation) ----------------
     def check_neuron(self, layer: int, neuron: int) -> None:
@@ -855,6 +872,7 @@ class NeuronEngine:
         from engine.activations.attribution import attribute_text
 
         self.check_layers(layers)
+        self.refuse_experts(layers, "attribution")
         ids, target_id = self.attribution_inputs(text, target)
         bridge, tokenizer, device = self.activation_model()
         return attribute_text(
@@ -877,6 +895,7 @@ class NeuronEngine:
         from engine.activations.ablation import neuron_ablation
 
         self.check_neuron(layer, neuron)
+        self.refuse_experts([layer], "ablation")
         ids, target_id = self.attribution_inputs(text, target)
         bridge, tokenizer, device = self.activation_model()
         return neuron_ablation(

@@ -9,9 +9,13 @@ ends show them apart and leave them out of rankings. Returns plain arrays."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
+from engine.activations.expert_pass import ExpertLayer
+from engine.data.experts import LayerExperts
 from engine.data.firing import LayerFiring, PromptFiring
 from engine.data.neuron_scale import NeuronScales, text_scale
 
@@ -25,18 +29,46 @@ def marked_positions(tokenizer, ids: list[int]) -> np.ndarray:
     return marked
 
 
-def _run_to(bridge, ids: list[int], hooks: list, device: torch.device) -> None:
-    """The forward pass, stopped by the deepest hook raising ``_Stop``."""
+def _run_to(bridge, ids: list[int], hooks: list, device: torch.device, listened=None) -> None:
+    """The forward pass, stopped by the deepest hook raising ``_Stop`` (``listened``: the layers of
+    experts whose modules are listened to meanwhile, engine.activations.expert_pass)."""
+    listened = listened or {}
     with torch.inference_mode():
+        for experts in listened.values():
+            experts.attach()
         try:
             bridge.run_with_hooks(torch.tensor([ids], device=device), fwd_hooks=hooks)
         except _Stop:
             pass
+        finally:
+            for experts in listened.values():
+                experts.detach()
 
 
-def probe_layer(bridge, tokenizer, text: str, layer: int, device: torch.device) -> LayerFiring:
+def _layer_hooks(bridge, layers: list[int], experts: Mapping[int, LayerExperts], reader) -> tuple[list, dict]:
+    """Hooks handing ``reader(layer)`` each layer's activations [1, positions, width]: a dense
+    MLP's at hook_post, a layer of experts' (0 where an expert did not run) once it has run."""
+    listened = {layer: ExpertLayer(bridge, layer, experts[layer]) for layer in layers if layer in experts}
+    hooks = []
+    for layer in layers:
+        read = reader(layer)
+        if layer not in listened:
+            hooks.append((f"blocks.{layer}.mlp.hook_post", read))
+            continue
+
+        def after(output: torch.Tensor, hook=None, layer=layer, read=read):
+            read(listened[layer].take()[0].unsqueeze(0))
+            return output
+
+        hooks.append((f"blocks.{layer}.mlp.hook_out", after))
+    return hooks, listened
+
+
+def probe_layer(
+    bridge, tokenizer, text: str, layer: int, device: torch.device, experts: LayerExperts | None = None
+) -> LayerFiring:
     ids = tokenizer(text)["input_ids"]
-    d_mlp = int(bridge.cfg.d_mlp)
+    d_mlp = int(bridge.cfg.d_mlp) if experts is None else experts.width
     if not ids:
         return LayerFiring(np.zeros(0, np.int64), layer, np.zeros((0, d_mlp), np.float32), np.zeros(0, bool))
     found: dict[str, np.ndarray] = {}
@@ -45,7 +77,10 @@ def probe_layer(bridge, tokenizer, text: str, layer: int, device: torch.device) 
         found["values"] = activations[0].float().cpu().numpy()
         raise _Stop()
 
-    _run_to(bridge, ids, [(f"blocks.{layer}.mlp.hook_post", read)], device)
+    hooks, listened = _layer_hooks(
+        bridge, [layer], {} if experts is None else {layer: experts}, lambda _: read
+    )
+    _run_to(bridge, ids, hooks, device, listened)
     return LayerFiring(
         np.asarray(ids, dtype=np.int64), layer, found["values"], marked_positions(tokenizer, ids)
     )
@@ -56,7 +91,14 @@ class _Stop(Exception):
 
 
 def probe_text(
-    bridge, tokenizer, text: str, layers: list[int], top: int, device: torch.device, scales: NeuronScales
+    bridge,
+    tokenizer,
+    text: str,
+    layers: list[int],
+    top: int,
+    device: torch.device,
+    scales: NeuronScales,
+    experts: Mapping[int, LayerExperts] | None = None,
 ) -> PromptFiring:
     """Per token, each layer's ``top`` neurons by |activation / scale| (ties: the lower neuron),
     the scales being the corpus's (``scales.layers``, [d_mlp]) or this text's own (``text_scale``,
@@ -92,7 +134,8 @@ def probe_text(
 
         return hook
 
-    _run_to(bridge, ids, [(f"blocks.{layer}.mlp.hook_post", read(layer)) for layer in layers], device)
+    hooks, listened = _layer_hooks(bridge, layers, experts or {}, read)
+    _run_to(bridge, ids, hooks, device, listened)
 
     def stacked(part: int) -> np.ndarray:
         return np.stack([found[layer][part].cpu().numpy() for layer in layers], axis=1)

@@ -100,3 +100,30 @@ def test_routed_shares_and_activations_are_the_models_own(kind, tmp_path):
             found = got.positive.values[neuron][got.positive.doc[neuron] >= 0]
             strongest = np.sort(full[:, local])[::-1][: len(found)]
             np.testing.assert_allclose(found, strongest, rtol=1e-4, atol=1e-5)
+
+
+def test_the_probe_of_a_layer_of_experts_reads_the_same_activations(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    folder = write_moe_checkpoint(tmp_path / "qwen2", "qwen2_moe", seed=6)
+    engine = NeuronEngine(EngineOptions(model=str(folder), device="cpu", cache_dir=tmp_path / "cache"))
+    text = "a probe, of experts.\nand more"
+    firing = engine.probe_layer(text, LAYER)
+    ids = torch.tensor([firing.token_ids.tolist()])
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, experts_implementation="eager")
+    seen: dict[str, torch.Tensor] = {}
+    block = model.model.layers[LAYER].mlp
+    block.gate.register_forward_hook(lambda m, a, out: seen.__setitem__("index", out[-1]))
+    block.register_forward_pre_hook(lambda m, a: seen.__setitem__("hidden", a[0][0]))
+    with torch.no_grad():
+        model(ids)
+    index, hidden = seen["index"].numpy(), seen["hidden"].numpy()
+    experts = engine.info.experts(LAYER)
+    assert firing.activations.shape == (ids.shape[1], experts.width)
+    for group in experts.groups:
+        ran = np.ones(len(index), bool) if group.expert == SHARED else (index == group.expert).any(axis=1)
+        expected = np.zeros((len(index), group.size))
+        expected[ran] = _expert_activation("qwen2_moe", folder, group.expert, hidden[ran], model.config)
+        np.testing.assert_allclose(
+            firing.activations[:, group.start : group.stop], expected, rtol=1e-4, atol=1e-5
+        )
