@@ -37,6 +37,7 @@ from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
 from engine.data.progress import ActivationListener, AttributionListener, ProgressListener, ScanProgress
 from engine.data.results import LayerResult
+from engine.data.routing import LayerRouting
 from engine.data.tokens import Vocabulary
 from engine.errors import UserError
 from engine.lens.shelf import LensShelf
@@ -588,6 +589,35 @@ class NeuronEngine:
         if listener:
             d_mlp = w_out.shape[0]
             listener(ScanProgress("done", layer, d_mlp, d_mlp, time.perf_counter() - started))
+        return found
+
+    # --- a layer of experts' router (engine.data.routing) -------------------------------------
+    def routing(self, layer: int, top: int) -> LayerRouting:
+        """Which tokens send work to each expert of ``layer``, read on the weights through the
+        model's own router (engine.scan.router_side); from the cache, or computed and kept."""
+        self.check_layer(layer)
+        if self.info.experts(layer) is None:
+            raise UserError(f"layer {layer} has no experts: its MLP is dense")
+        found = self.products.get(products.ROUTING, layer, top)
+        if found is not None:
+            return found
+        from engine.scan.router_side import layer_routing, router_module
+
+        with self._lock:
+            source = self._ensure_source()
+            router_weights = source.router(layer)
+            if router_weights is None:
+                raise UserError(f"layer {layer}'s files hold no router weight")
+            router, config = router_module(self.location.path, layer, *router_weights)
+            if self._embedding is None:
+                self._embedding = source.embedding_rows()
+            epsilon = float(
+                getattr(config, "rms_norm_eps", None) or getattr(config, "layer_norm_eps", None) or 1e-5
+            )
+            found = layer_routing(
+                layer, self._embedding, source.mlp_norm(layer), epsilon, router, self.info.d_vocab, top
+            )
+        self.products.put(products.ROUTING, found, layer, top)
         return found
 
     # --- another checkpoint, neuron by neuron (engine.data.diff) -------------------------------

@@ -57,8 +57,9 @@ class ModelSource(Protocol):
         (``info.experts(layer)``; engine.data.experts)."""
         ...
 
-    def router(self, layer: int) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """A layer of experts' router weight [experts, d_model] and bias; None for a dense layer."""
+    def router(self, layer: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """A layer of experts' router weight [experts, d_model] and its other tensors by name (a
+        bias, a score correction); None for a dense layer."""
         ...
 
 
@@ -68,7 +69,7 @@ class DenseOnly:
     def expert_out(self, layer: int, expert: ExpertLabel) -> np.ndarray:
         raise UserError(f"layer {layer} has no experts that this loader can read")
 
-    def router(self, layer: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def router(self, layer: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         return None
 
 

@@ -42,6 +42,7 @@ PER_TOKEN_KEYS = ("num_experts_per_tok", "experts_per_token", "moe_topk")
 # reader(stored name, index along the first axis or None for the whole tensor) -> float32 array
 Reader = Callable[[str, "int | None"], np.ndarray]
 ShapeOf = Callable[[str], tuple[int, ...]]
+RouterWeights = tuple[np.ndarray, dict[str, np.ndarray]]
 
 
 def routed_expert_count(config: dict) -> int:
@@ -89,8 +90,7 @@ class LayerTensors:
     dense: _Mlp | None = None
     routed: dict[int, _Mlp] = field(default_factory=dict)
     shared: _Mlp | None = None
-    router: str | None = None
-    router_bias: str | None = None
+    router: dict[str, str] = field(default_factory=dict)  # weight, bias, e_score_correction_bias
     down_rows_first: bool = False  # fused down_proj stored [E, d_expert, d_model]
 
 
@@ -140,10 +140,7 @@ class ExpertTensors:
         elif parts[0] in _SHARED_MODULES and len(parts) == 3 and parts[2] == "weight":
             layer.shared = _with_projection(layer.shared, parts[1], name)
         elif parts[0] in _ROUTERS and len(parts) == 2:
-            if parts[1] == "weight":
-                layer.router = name
-            elif parts[1] == "bias":
-                layer.router_bias = name
+            layer.router[parts[1]] = name
         elif len(parts) == 2 and parts[1] == "weight":
             layer.dense = _with_projection(layer.dense, parts[0], name)
 
@@ -267,13 +264,14 @@ class ExpertTensors:
         gate_rows = self._read(mlp.gate.name, mlp.gate.index)
         return MlpInputs(up=_rows(up, self.d_model), gate=_rows(gate_rows, self.d_model))
 
-    def router(self, layer: int) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The router's weight [experts, d_model] and bias, or None for a dense layer."""
+    def router(self, layer: int) -> RouterWeights | None:
+        """The router's weight [experts, d_model] and its other tensors (a bias, DeepSeek's
+        e_score_correction_bias) by name, or None for a dense layer."""
         tensors = self.layers[layer]
-        if tensors.router is None or not tensors.routed:
+        if "weight" not in tensors.router or not tensors.routed:
             return None
-        bias = None if tensors.router_bias is None else self._read(tensors.router_bias, None)
-        return self._read(tensors.router, None), bias
+        extras = {part: self._read(name, None) for part, name in tensors.router.items() if part != "weight"}
+        return self._read(tensors.router["weight"], None), extras
 
 
 def _rows(matrix: np.ndarray, d_model: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from engine.data.experts import ExpertLabel
 from engine.data.model import ArrayRows, EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary
 from engine.errors import UserError
-from engine.sources.expert_tensors import ExpertTensors, routed_expert_count
+from engine.sources.expert_tensors import ExpertTensors, RouterWeights, routed_expert_count
 from engine.sources.tensor_names import NamesStore, tensor_names
 
 _UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
@@ -240,8 +240,8 @@ class SafetensorsSource:
         assert self.experts is not None
         return self.experts.down_rows(layer, expert)
 
-    def router(self, layer: int) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The layer's router weight [experts, d_model] and bias, None for a dense layer."""
+    def router(self, layer: int) -> RouterWeights | None:
+        """The layer's router weight [experts, d_model] and its other tensors, None if dense."""
         return None if self.experts is None else self.experts.router(layer)
 
     def mlp_in(self, layer: int) -> MlpInputs:

@@ -24,6 +24,7 @@ from engine.data.inputs import LayerInputs
 from engine.data.model import ModelInfo
 from engine.data.null import NULL_SAMPLES, NULL_SEED
 from engine.data.results import LayerResult
+from engine.data.routing import LayerRouting
 from engine.data.tokens import Vocabulary
 from engine.settings import SCHEMA_VERSION, ActivationSettings, ScanSettings
 from engine.store.cache import ResultCache
@@ -135,6 +136,13 @@ INPUTS: Product[[int, int], LayerInputs] = Product(
     lambda layer, top_k: (f"i1-k{top_k}", layer),
     LayerInputs.to_bytes,
     LayerInputs.from_bytes,
+)
+ROUTING: Product[[int, int], LayerRouting] = Product(
+    # A layer of experts' router against the vocabulary (engine.data.routing): weights only.
+    "routing",
+    lambda layer, top: (f"r1-k{top}", layer),
+    LayerRouting.to_bytes,
+    LayerRouting.from_bytes,
 )
 DIFF: Product[[str, ScanSettings, int], LayerDiff] = Product(
     # A layer's neuron-by-neuron diff against another checkpoint (its weights fingerprint).

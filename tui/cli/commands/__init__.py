@@ -5,11 +5,22 @@ None of them imports Textual (an import-linter contract says so): they run where
 
 from __future__ import annotations
 
-from tui.cli.commands import activations, attribute, collection, coverage, diff, layers, lens, scan, tokens
+from tui.cli.commands import (
+    activations,
+    attribute,
+    collection,
+    coverage,
+    diff,
+    experts,
+    layers,
+    lens,
+    scan,
+    tokens,
+)
 from tui.cli.options import Command
 
 COMMANDS: dict[str, Command] = {
     module.COMMAND.name: module.COMMAND
-    for module in (scan, layers, tokens, collection, activations, attribute, coverage, diff, lens)
+    for module in (scan, layers, experts, tokens, collection, activations, attribute, coverage, diff, lens)
 }
 GROUPS: dict[str, str] = {"lens": lens.GROUP}  # a first word that names a family of commands
