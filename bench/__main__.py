@@ -10,7 +10,9 @@
 (g), (h) peak resident memory of one layer's scan of an 8B-shaped bf16 checkpoint and of one
     layer's corpus pass of the bundled model in a fresh cache, each beside its bound (bench.memory);
 (i) direct logit attribution of a 256-token text over every layer of the bundled model against one
-    forward pass of the same text (bench.attribution).
+    forward pass of the same text (bench.attribution);
+(j) one layer of a Qwen3-30B-A3B-shaped model of experts: experts per second against the matrix
+    product floor, peak resident memory against its bound (bench.experts).
 Then (a)-(c) again for a Llama-3.2-1B-shaped model with random weights.
 """
 
@@ -255,6 +257,10 @@ def report(results: dict, out) -> None:
         from bench.attribution import report_attribution
 
         report_attribution(results["attribution"], out)
+    if "experts" in results:
+        from bench.experts import report_experts
+
+        report_experts(results["experts"], out)
     for row in results["layers"]:
         compiled = "" if row["compile_s"] is None else f" (compiled in {row['compile_s']:.1f} s)"
         print(
@@ -317,6 +323,9 @@ def main() -> None:
         "--skip-memory", action="store_true", help="skip (g) and (h) (about 10 minutes on a 2-core CPU)"
     )
     parser.add_argument("--skip-attribution", action="store_true", help="skip (i)")
+    parser.add_argument(
+        "--skip-experts", action="store_true", help="skip (j) (about 8 minutes on a 2-core CPU)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -353,6 +362,10 @@ def main() -> None:
         from bench.attribution import bench_attribution
 
         results["attribution"] = bench_attribution(None, device.type)
+    if not args.skip_experts:
+        from bench.experts import bench_experts
+
+        results["experts"] = bench_experts(device.type, 128)
     report(results, sys.stdout)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -63,7 +63,7 @@ def scan_experts(
     """The layer's scan, one expert at a time; ``progress`` counts tokens over all experts."""
     cosine = unembed.projection.cosine
     row_scale = 1.0 if cosine else largest_row_norm(experts, read, transport, cancelled)
-    parts: list[LayerResult] = []
+    joined = JoinedExperts(experts, settings.token_top_n + TOKEN_MARGIN)
     total = len(experts.groups) * unembed.d_vocab
     for index, group in enumerate(experts.groups):
         done_before = index * unembed.d_vocab
@@ -76,43 +76,62 @@ def scan_experts(
         part = scan_shrinking_on_oom(
             layer, rows, unembed, settings, chunk_tokens, report, cancelled, on_shrink, transport, row_scale
         )
-        parts.append(part)
         del rows
-    return join_experts(parts, experts, settings.token_top_n)
+        joined.add(part, group.start)
+    return joined.result()
 
 
-def join_experts(parts: list[LayerResult], experts: LayerExperts, token_top_n: int) -> LayerResult:
-    """The experts' results as one layer's, neurons in flat order."""
-    tops = {part.score_hist_top for part in parts}
-    assert len(tops) == 1, "the experts of a layer share one histogram window"
-    joined: dict[str, Any] = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _PER_NEURON}
-    offsets = [group.start for group in experts.groups]
-    token_neurons, token_dots = _join_token_candidates(parts, offsets, token_top_n + TOKEN_MARGIN)
-    unit_best = np.stack([part.token_unit_best for part in parts])  # [experts, d_vocab]
-    winner = np.argmax(unit_best, axis=0)  # the first expert on a tie, as a single scan's argmax
-    best_neuron = np.stack([p.token_unit_best_neuron + off for p, off in zip(parts, offsets, strict=True)])
-    columns = np.arange(unit_best.shape[1])
-    return replace(
-        parts[0],
-        **joined,
-        token_neurons=token_neurons,
-        token_dots=token_dots,
-        token_unit_best=unit_best[winner, columns],
-        token_unit_best_neuron=best_neuron[winner, columns].astype(np.int32),
-        expert_groups=expert_groups_array(experts),
-    )
+class JoinedExperts:
+    """The experts' results folded in one by one, into one layer's (neurons in flat order): only
+    the running per-token candidates are held beside the small per-neuron arrays, never every
+    expert's [d_vocab, candidates] at once."""
+
+    def __init__(self, experts: LayerExperts, token_keep: int) -> None:
+        self.experts, self.token_keep = experts, token_keep
+        self.first: LayerResult | None = None
+        self.per_neuron: dict[str, list[np.ndarray]] = {name: [] for name in _PER_NEURON}
+        self.token_neurons = self.token_dots = None  # type: np.ndarray | None
+        self.unit_best = self.unit_best_neuron = None  # type: np.ndarray | None
+
+    def add(self, part: LayerResult, offset: int) -> None:
+        if self.first is None:
+            self.first = part
+        assert part.score_hist_top == self.first.score_hist_top, "one histogram window per layer"
+        for name in _PER_NEURON:
+            self.per_neuron[name].append(getattr(part, name))
+        neurons = part.token_neurons.astype(np.int64) + offset
+        unit_neuron = part.token_unit_best_neuron.astype(np.int64) + offset
+        if self.token_neurons is None or self.token_dots is None:
+            self.token_neurons, self.token_dots = neurons, part.token_dots
+            self.unit_best, self.unit_best_neuron = part.token_unit_best, unit_neuron
+            return
+        self.token_neurons, self.token_dots = _best_candidates(
+            np.concatenate([self.token_neurons, neurons], axis=1),
+            np.concatenate([self.token_dots, part.token_dots], axis=1),
+            self.token_keep,
+        )
+        assert self.unit_best is not None and self.unit_best_neuron is not None
+        better = part.token_unit_best > self.unit_best  # on a tie the earlier expert keeps it
+        self.unit_best = np.where(better, part.token_unit_best, self.unit_best)
+        self.unit_best_neuron = np.where(better, unit_neuron, self.unit_best_neuron)
+
+    def result(self) -> LayerResult:
+        assert self.first is not None and self.token_neurons is not None and self.token_dots is not None
+        assert self.unit_best is not None
+        joined: dict[str, Any] = {name: np.concatenate(parts) for name, parts in self.per_neuron.items()}
+        return replace(
+            self.first,
+            **joined,
+            token_neurons=self.token_neurons.astype(np.int32),
+            token_dots=self.token_dots,
+            token_unit_best=self.unit_best,
+            token_unit_best_neuron=np.asarray(self.unit_best_neuron).astype(np.int32),
+            expert_groups=expert_groups_array(self.experts),
+        )
 
 
-def _join_token_candidates(
-    parts: list[LayerResult], offsets: list[int], keep: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each token's best ``keep`` neurons by fast |dot| over every expert's own candidates."""
-    shifted = [part.token_neurons.astype(np.int64) + off for part, off in zip(parts, offsets, strict=True)]
-    neurons = np.concatenate(shifted, axis=1)
-    dots = np.concatenate([part.token_dots for part in parts], axis=1)
+def _best_candidates(neurons: np.ndarray, dots: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each token's best ``keep`` candidates by fast |dot| (stable: earlier experts first on ties)."""
     keep = min(keep, neurons.shape[1])
     order = np.argsort(-np.abs(dots), axis=1, kind="stable")[:, :keep]
-    return (
-        np.take_along_axis(neurons, order, axis=1).astype(np.int32),
-        np.take_along_axis(dots, order, axis=1),
-    )
+    return np.take_along_axis(neurons, order, axis=1), np.take_along_axis(dots, order, axis=1)

@@ -26,6 +26,7 @@ from engine.data.model import ArrayRows, EmbeddingRows, FinalNorm, MlpInputs, Mo
 from engine.data.tokens import Vocabulary
 from engine.errors import UserError
 from engine.sources.expert_tensors import ExpertTensors, RouterWeights, routed_expert_count
+from engine.sources.fp8_blocks import FP8_DTYPES, block_size, dequantise, scale_name
 from engine.sources.tensor_names import NamesStore, tensor_names
 
 _UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
@@ -81,6 +82,7 @@ class SafetensorsSource:
         self._files = self._tensor_files()
         self._shapes: dict[str, tuple[int, ...]] | None = None  # from the headers, when first asked
         self._dtypes: dict[str, str] = {}
+        self._fp8_block = block_size(config)  # FP8 weights' scale blocks (engine.sources.fp8_blocks)
         self.experts = self._experts(config, names)
         # Tied embeddings show in the files: no unembedding tensor, so the embedding is read.
         unembed_shape = self._shape(self._unembed_name())
@@ -112,8 +114,15 @@ class SafetensorsSource:
             self._read_part,
         )
         for stored in experts.stored_names():  # a quantised expert is refused now, not mid-scan
-            _check_float(stored, self._dtypes[stored])
+            if not self._fp8_scales(stored):
+                _check_float(stored, self._dtypes[stored])
         return experts
+
+    def _fp8_scales(self, stored: str) -> str | None:
+        """The block scales of an FP8 weight (engine.sources.fp8_blocks), None for any other."""
+        self._shape(stored)  # the headers, with every tensor's stored type
+        scales = scale_name(stored)
+        return scales if self._dtypes.get(stored) in FP8_DTYPES and scales in self._files else None
 
     # --- which file holds which tensor ------------------------------------------------------
     def _tensor_files(self) -> dict[str, Path]:
@@ -164,11 +173,16 @@ class SafetensorsSource:
         import torch
         from safetensors import safe_open
 
+        scales = self._fp8_scales(stored)
         with safe_open(self._files[stored], framework="pt") as handle:
             view = handle.get_slice(stored)
-            _check_float(stored, view.get_dtype())
-            part = view[index : index + 1]
-            return np.ascontiguousarray(part[0].to(torch.float32).numpy())
+            if scales is None:
+                _check_float(stored, view.get_dtype())
+            part = view[index : index + 1][0]
+        if scales is not None:
+            with safe_open(self._files[scales], framework="pt") as handle:
+                return dequantise(part, handle.get_slice(scales)[index : index + 1][0], self._fp8_block)
+        return np.ascontiguousarray(part.to(torch.float32).numpy())
 
     def _read(self, stored: str) -> np.ndarray:
         """One tensor as float32 (bf16 and fp16 are widened exactly), a slab of rows at a time into
@@ -177,6 +191,12 @@ class SafetensorsSource:
         import torch
         from safetensors import safe_open
 
+        scales = self._fp8_scales(stored)
+        if scales is not None:  # FP8 with block scales: dequantised whole (one expert, one projection)
+            with safe_open(self._files[stored], framework="pt") as handle:
+                weight = handle.get_tensor(stored)
+            with safe_open(self._files[scales], framework="pt") as handle:
+                return dequantise(weight, handle.get_tensor(scales), self._fp8_block)
         with safe_open(self._files[stored], framework="pt") as handle:
             view = handle.get_slice(stored)
             _check_float(stored, view.get_dtype())

@@ -94,3 +94,43 @@ def test_joined_experts_equal_one_scan_of_the_whole_layer(checkpoint):
     assert joined.score_hist_top == whole.score_hist_top
     for token in range(unembed.d_vocab):  # the same best candidates (order may differ at equal |dot|)
         assert set(joined.token_neurons[token, :4]) == set(whole.token_neurons[token, :4])
+
+
+def test_fp8_block_scaled_experts_scan_as_their_dequantised_weights(tmp_path):
+    """DeepSeek-V3's layout in FP8: each expert dequantised (by transformers' own dequantiser in
+    the reference) and scanned exactly as float64 of those weights."""
+    from safetensors.torch import load_file
+    from transformers.integrations.finegrained_fp8 import _dequantize_fp8_weight
+
+    from tests.helpers.moe_models import FP8_BLOCK, write_fp8_deepseek
+
+    folder = write_fp8_deepseek(tmp_path / "deepseek-fp8")
+    tensors = load_file(folder / "model.safetensors")
+    layer = 1
+    down = f"model.layers.{layer}.mlp.experts.2.down_proj.weight"
+    assert tensors[down].dtype == torch.float8_e4m3fn and f"{down[:-7]}.weight_scale_inv" in tensors
+    engine = NeuronEngine(EngineOptions(model=str(folder), cache_dir=tmp_path / "cache"))
+    experts = engine.info.experts(layer)
+    assert [(g.expert, g.size) for g in experts.groups] == [
+        (0, 256),
+        (1, 256),
+        (2, 256),
+        (3, 256),
+        ("shared", 256),
+    ]
+    assert engine.info.experts(0) is None  # first_k_dense_replace
+    rows = []
+    for group in experts.groups:
+        name = "shared_experts" if group.expert == "shared" else f"experts.{group.expert}"
+        weight = f"model.layers.{layer}.mlp.{name}.down_proj.weight"
+        scale = tensors[weight[: -len("weight")] + "weight_scale_inv"]
+        rows.append(
+            _dequantize_fp8_weight(tensors[weight], scale, list(FP8_BLOCK), torch.float32).T.double().numpy()
+        )
+    w_out = np.concatenate(rows)
+    settings = ScanSettings(top_k=6, token_top_n=5)
+    result = engine.layer(layer, settings)
+    source = SafetensorsSource(folder, "fp", "deepseek")
+    ref = reference_layer(w_out, file_unembed(folder), source.final_norm(), settings.projection, k=6, n=5)
+    assert_layer_matches(result, ref)
+    engine.close()

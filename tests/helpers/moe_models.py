@@ -98,7 +98,75 @@ def file_experts(folder: Path, layer: int) -> list[tuple[object, np.ndarray]]:
 
 
 def file_unembed(folder: Path) -> np.ndarray:
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
 
-    tensors = {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
-    return tensors["lm_head.weight"].T.astype(np.float64)  # [d_model, d_vocab]
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(file, framework="pt") as handle:
+            if "lm_head.weight" in handle.keys():
+                return handle.get_tensor("lm_head.weight").double().numpy().T  # [d_model, d_vocab]
+    raise AssertionError(f"{folder} holds no lm_head.weight")
+
+
+FP8_BLOCK = (128, 128)
+
+
+def write_fp8_deepseek(folder: Path, seed: int = 0) -> Path:
+    """A tiny DeepSeek-V3 (a dense first layer, routed experts with a shared one, sigmoid routing
+    with a score correction) written by transformers, then its MLP projections quantised to FP8
+    with 128 x 128 block scales by transformers' own fine-grained FP8 quantiser, as DeepSeek-V3's
+    released files are."""
+    import json
+    from types import SimpleNamespace
+
+    import torch
+    import transformers as t
+    from safetensors.torch import load_file, save_file
+    from transformers.integrations.finegrained_fp8 import Fp8Quantize
+
+    torch.manual_seed(seed)
+    config = t.DeepseekV3Config(
+        vocab_size=D_VOCAB,
+        hidden_size=256,
+        intermediate_size=512,
+        moe_intermediate_size=256,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+        n_group=1,
+        topk_group=1,
+        q_lora_rank=None,
+        kv_lora_rank=32,
+        qk_rope_head_dim=16,
+        qk_nope_head_dim=16,
+        v_head_dim=16,
+        max_position_embeddings=64,
+    )
+    model = t.DeepseekV3ForCausalLM(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() == 1 and "norm" in name:
+                parameter.uniform_(0.5, 2.0)
+    model.save_pretrained(folder)
+    _byte_level_tokenizer(tiny_vocabulary(D_VOCAB)).save_pretrained(folder)
+    quantiser = Fp8Quantize(
+        SimpleNamespace(quantization_config=t.FineGrainedFP8Config(weight_block_size=FP8_BLOCK))
+    )
+    tensors = load_file(folder / "model.safetensors")
+    stored = {}
+    for name, value in tensors.items():
+        projection = name.endswith(("_proj.weight",)) and ".mlp." in name
+        stored.update(quantiser._quantize_one(name, value) if projection else {name: value})
+    save_file(stored, folder / "model.safetensors", metadata={"format": "pt"})
+    written = json.loads((folder / "config.json").read_text())
+    written["quantization_config"] = {
+        "quant_method": "fp8",
+        "activation_scheme": "dynamic",
+        "fmt": "e4m3",
+        "weight_block_size": list(FP8_BLOCK),
+    }
+    (folder / "config.json").write_text(json.dumps(written))
+    return folder

@@ -207,7 +207,11 @@ class LayerView(Horizontal):
         self.refresh_bindings()  # } and { are shown for a layer of experts only
         if result.experts is not None:
             group = self.state.expert_group(result)
-            picker.show_layer(result, None if group is None else group.expert)
+            evidence = self.state.evidence.get(result.layer)
+            routed = None
+            if evidence is not None and evidence.routed is not None:  # from the corpus pass
+                routed = {g.expert: float(evidence.routed[g.start]) for g in result.experts.groups}
+            picker.show_layer(result, None if group is None else group.expert, routed)
 
     def _order(self, neurons: LayerNeurons) -> np.ndarray:
         """The listed order; a neuron asked for by go-to that the filter hides clears the filter
