@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.experts import ExpertLabel
 from engine.data.model import EmbeddingRows, FinalNorm, MlpInputs, ModelInfo
 from engine.data.tokens import Vocabulary, stored_token_to_bytes
 from engine.errors import UserError
-from engine.sources.base import DenseOnly, check_orientation
+from engine.sources.base import check_orientation
+from engine.sources.gguf_experts import GGUFExperts, has_experts
 from engine.sources.gguf_model import dequantise
 from engine.sources.header import read_gguf_header
 
@@ -21,7 +23,7 @@ _VOCABULARY_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type")
 _PLAIN_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 
 
-class GGUFSource(DenseOnly):
+class GGUFSource:
     """A GGUF checkpoint (llama.cpp layout: ``blk.N.ffn_down.weight``, ``output.weight``...)."""
 
     def __init__(self, path: Path, fingerprint: str, display_name: str | None = None):
@@ -38,16 +40,26 @@ class GGUFSource(DenseOnly):
         try:
             n_layers = int(self._scalar_field(f"{arch}.block_count"))
             d_model = int(self._scalar_field(f"{arch}.embedding_length"))
-            d_mlp = int(self._scalar_field(f"{arch}.feed_forward_length"))
+            moe = has_experts(self._tensors)
+            d_mlp = (
+                self._count(f"{arch}.feed_forward_length")
+                if moe
+                else int(self._scalar_field(f"{arch}.feed_forward_length"))
+            )
         except KeyError as missing:
             raise UserError(
                 f"GGUF file {path} lacks {missing}: it does not look like a transformer language model"
             ) from None
-        if "blk.0.ffn_down.weight" not in self._tensors:
+        self.experts: GGUFExperts | None = None
+        if moe:  # llama.cpp's stacked experts (engine.sources.gguf_experts)
+            count = self._count(f"{arch}.expert_count")
+            self.experts = GGUFExperts(
+                self._tensors, n_layers, count, self._tensor_data, self._dequantise_part
+            )
+        elif "blk.0.ffn_down.weight" not in self._tensors:
             raise UserError(
-                f"GGUF file {path} has no blk.0.ffn_down.weight "
-                "(a mixture-of-experts or non-transformer model?); "
-                "neuron-tui reads dense MLP models"
+                f"GGUF file {path} has no blk.0.ffn_down.weight nor ffn_down_exps "
+                "(a non-transformer model?); neuron-tui reads MLP layers, dense or of experts"
             )
         self._unembed_name = "output.weight" if "output.weight" in self._tensors else "token_embd.weight"
         d_vocab = self._tensor_rows(self._unembed_name)
@@ -60,7 +72,16 @@ class GGUFSource(DenseOnly):
             d_mlp=d_mlp,
             d_vocab=d_vocab,
             has_final_norm="output_norm.weight" in self._tensors,
+            layer_experts=None if self.experts is None else self.experts.layer_experts,
+            experts_per_token=self._count(f"{arch}.expert_used_count"),
         )
+
+    def _count(self, key: str) -> int:
+        """A whole-number field that a file may lack (0 then)."""
+        try:
+            return int(self._scalar_field(key))
+        except KeyError:
+            return 0
 
     def _string_field(self, key: str) -> str:
         value = self._header.metadata.get(key)
@@ -129,11 +150,37 @@ class GGUFSource(DenseOnly):
             return None
         return self._dequantised("output_norm.weight").reshape(-1)
 
+    def _dequantise_part(self, name: str, data: np.ndarray, kind) -> np.ndarray:
+        """A slice of a tensor's data (one expert) as float32."""
+        try:
+            return np.array(dequantise(data, kind), dtype=np.float32)
+        except (NotImplementedError, ValueError) as error:
+            raise UserError(f"cannot dequantise {name} ({kind}) in {self.path}: {error}") from error
+
+    def expert_out(self, layer: int, expert: ExpertLabel) -> np.ndarray:
+        if self.experts is None:
+            raise UserError(f"layer {layer} has no experts")
+        return self.experts.down_rows(layer, expert)
+
+    def router(self, layer: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        return None if self.experts is None else self.experts.router(layer)
+
     def mlp_out(self, layer: int) -> np.ndarray:
+        experts = self.info.experts(layer)
+        if experts is not None:
+            return np.concatenate([self.expert_out(layer, g.expert) for g in experts.groups])
         down = self._dequantised(f"blk.{layer}.ffn_down.weight")  # [d_model, d_mlp], as nn.Linear stores it
         return np.ascontiguousarray(check_orientation("W_out", down.T, self.info.d_mlp, self.info.d_model))
 
     def mlp_in(self, layer: int) -> MlpInputs:
+        experts = self.info.experts(layer)
+        if experts is not None and self.experts is not None:
+            parts = [self.experts.input_rows(layer, g.expert) for g in experts.groups]
+            up = np.concatenate([p.up for p in parts])
+            gates = [p.gate for p in parts]
+            if any(gate is None for gate in gates):
+                return MlpInputs(up=up)
+            return MlpInputs(up=up, gate=np.concatenate(gates))  # type: ignore[arg-type]
         d_mlp, d_model = self.info.d_mlp, self.info.d_model
 
         def rows(name: str) -> np.ndarray:  # [d_mlp, d_model], as nn.Linear stores an input projection

@@ -134,3 +134,20 @@ def test_fp8_block_scaled_experts_scan_as_their_dequantised_weights(tmp_path):
     ref = reference_layer(w_out, file_unembed(folder), source.final_norm(), settings.projection, k=6, n=5)
     assert_layer_matches(result, ref)
     engine.close()
+
+
+def test_gguf_stacked_experts_scan_as_float64_of_the_file(tmp_path):
+    """llama.cpp's ffn_*_exps (Q8_0 in one layer) and shared experts, written by the gguf package."""
+    from tests.helpers.moe_models import write_gguf_experts
+
+    path, rows, unembed = write_gguf_experts(tmp_path / "tiny-qwen2moe.gguf")
+    engine = NeuronEngine(EngineOptions(model=str(path), cache_dir=tmp_path / "cache"))
+    assert engine.info.experts(0) is None and engine.info.experts_per_token == 2
+    sizes = [(g.expert, g.size) for g in engine.info.experts(1).groups]
+    assert sizes == [(0, 32), (1, 32), (2, 32), (3, 32), ("shared", 64)]
+    settings = ScanSettings(top_k=6, token_top_n=5)
+    source = engine._ensure_source()
+    for layer in range(3):
+        ref = reference_layer(rows[layer], unembed, source.final_norm(), settings.projection, k=6, n=5)
+        assert_layer_matches(engine.layer(layer, settings), ref)
+    engine.close()

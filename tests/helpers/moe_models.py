@@ -170,3 +170,65 @@ def write_fp8_deepseek(folder: Path, seed: int = 0) -> Path:
     }
     (folder / "config.json").write_text(json.dumps(written))
     return folder
+
+
+def write_gguf_experts(path: Path, seed: int = 0) -> tuple[Path, dict[int, np.ndarray], np.ndarray]:
+    """A qwen2moe GGUF written by the gguf package: a dense layer 0, then two layers of 4 experts
+    (their down projections Q8_0-quantised in layer 1) with a shared expert. Returns the file, each
+    layer's W_out rows in flat order as stored (dequantised by gguf itself), and W_U [d_model, V]."""
+    import gguf
+
+    from engine.data.tokens import byte_level_alphabet
+
+    rng = np.random.default_rng(seed)
+    d_model, d_expert, d_shared, d_dense, n_experts = 64, 32, 64, 96, 4
+    tokens = tiny_vocabulary(D_VOCAB)
+    writer = gguf.GGUFWriter(str(path), "qwen2moe")
+    writer.add_block_count(3)
+    writer.add_embedding_length(d_model)
+    writer.add_feed_forward_length(d_dense)
+    writer.add_expert_count(n_experts)
+    writer.add_expert_used_count(2)
+    writer.add_expert_feed_forward_length(d_expert)
+    writer.add_expert_shared_feed_forward_length(d_shared)
+    writer.add_tokenizer_model("gpt2")
+    alphabet = byte_level_alphabet()
+    writer.add_token_list(["".join(alphabet[b] for b in token) for token in tokens])
+    writer.add_token_types([1] * len(tokens))
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    embedding = normal(D_VOCAB, d_model)
+    writer.add_tensor("token_embd.weight", embedding)
+    writer.add_tensor("output.weight", embedding * 0.5)
+    writer.add_tensor("output_norm.weight", rng.uniform(0.5, 2.0, d_model).astype(np.float32))
+    rows: dict[int, np.ndarray] = {}
+    dense = normal(d_model, d_dense)  # nn.Linear's [d_model, d_mlp]
+    writer.add_tensor("blk.0.ffn_down.weight", dense)
+    writer.add_tensor("blk.0.ffn_up.weight", normal(d_dense, d_model))
+    writer.add_tensor("blk.0.ffn_gate.weight", normal(d_dense, d_model))
+    rows[0] = dense.T.astype(np.float64)
+    for layer in (1, 2):
+        down = normal(n_experts, d_model, d_expert)
+        if layer == 1:
+            quantised = gguf.quants.quantize(down, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(
+                f"blk.{layer}.ffn_down_exps.weight", quantised, raw_dtype=gguf.GGMLQuantizationType.Q8_0
+            )
+            down = gguf.quants.dequantize(quantised, gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(f"blk.{layer}.ffn_down_exps.weight", down)
+        writer.add_tensor(f"blk.{layer}.ffn_up_exps.weight", normal(n_experts, d_expert, d_model))
+        writer.add_tensor(f"blk.{layer}.ffn_gate_exps.weight", normal(n_experts, d_expert, d_model))
+        writer.add_tensor(f"blk.{layer}.ffn_gate_inp.weight", normal(n_experts, d_model))
+        shared = normal(d_model, d_shared)
+        writer.add_tensor(f"blk.{layer}.ffn_down_shexp.weight", shared)
+        writer.add_tensor(f"blk.{layer}.ffn_up_shexp.weight", normal(d_shared, d_model))
+        writer.add_tensor(f"blk.{layer}.ffn_gate_shexp.weight", normal(d_shared, d_model))
+        rows[layer] = np.concatenate([*(down[e].T for e in range(n_experts)), shared.T]).astype(np.float64)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path, rows, (embedding * 0.5).T.astype(np.float64)
