@@ -58,6 +58,11 @@ def check_comparable(a: ModelInfo, b: ModelInfo) -> None:
                 f"cannot diff {a.name} against {b.name}: {name} is {getattr(a, name)} in one and "
                 f"{getattr(b, name)} in the other; diff compares checkpoints of one architecture and shape"
             )
+    if a.layer_experts != b.layer_experts:  # neuron i must be the same expert's neuron in both
+        raise UserError(
+            f"cannot diff {a.name} against {b.name}: their layers' experts differ (count or sizes); "
+            "diff compares checkpoints of one architecture and shape"
+        )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import torch
 from engine.data.experts import ExpertLabel, LayerExperts
 from engine.data.results import LayerResult, expert_groups_array
 from engine.errors import ScanCancelled
+from engine.runtime.resources import return_freed_memory
 from engine.scan.layer_scan import TOKEN_MARGIN, CancelCheck, ProgressCallback, scan_shrinking_on_oom
 from engine.scan.projection import ProjectedUnembed
 
@@ -78,6 +79,10 @@ def scan_experts(
         )
         del rows
         joined.add(part, group.start)
+        del part
+        # Each expert's scan frees its blocks; glibc keeps freed heap pages unless asked, and over a
+        # layer's 128 experts they would pile up (engine.runtime.resources).
+        return_freed_memory()
     return joined.result()
 
 
@@ -89,16 +94,20 @@ class JoinedExperts:
     def __init__(self, experts: LayerExperts, token_keep: int) -> None:
         self.experts, self.token_keep = experts, token_keep
         self.first: LayerResult | None = None
-        self.per_neuron: dict[str, list[np.ndarray]] = {name: [] for name in _PER_NEURON}
+        # Filled in place, expert by expert: joining lists at the end would hold the layer twice.
+        self.per_neuron: dict[str, np.ndarray] = {}
         self.token_neurons = self.token_dots = None  # type: np.ndarray | None
         self.unit_best = self.unit_best_neuron = None  # type: np.ndarray | None
 
     def add(self, part: LayerResult, offset: int) -> None:
         if self.first is None:
             self.first = part
+            for name in _PER_NEURON:
+                value = getattr(part, name)
+                self.per_neuron[name] = np.empty((self.experts.width, *value.shape[1:]), dtype=value.dtype)
         assert part.score_hist_top == self.first.score_hist_top, "one histogram window per layer"
         for name in _PER_NEURON:
-            self.per_neuron[name].append(getattr(part, name))
+            self.per_neuron[name][offset : offset + part.d_mlp] = getattr(part, name)
         neurons = part.token_neurons.astype(np.int64) + offset
         unit_neuron = part.token_unit_best_neuron.astype(np.int64) + offset
         if self.token_neurons is None or self.token_dots is None:
@@ -118,7 +127,7 @@ class JoinedExperts:
     def result(self) -> LayerResult:
         assert self.first is not None and self.token_neurons is not None and self.token_dots is not None
         assert self.unit_best is not None
-        joined: dict[str, Any] = {name: np.concatenate(parts) for name, parts in self.per_neuron.items()}
+        joined: dict[str, Any] = self.per_neuron
         return replace(
             self.first,
             **joined,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.data.diff import LayerDiff
+from engine.data.experts import record_fields
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
 from engine.settings import ScanSettings
@@ -69,7 +70,7 @@ def _diff_rows(
                 "model": engine.info.name,
                 "against": other.info.name,
                 "layer": found.layer,
-                "neuron": neuron,
+                **record_fields(neuron, a.experts),  # and its expert, in a layer of experts
                 "cos": _number(found.cosine[neuron]),
                 "max_dot": float(a.max_dot[neuron]),
                 "max_dot_against": float(b.max_dot[neuron]),
