@@ -150,11 +150,9 @@ class ExpertTensors:
             layer.routed[index] = _with_projection(layer.routed.get(index), parts[1], name)
         elif len(parts) == 1 and parts[0] in ("down_proj", "gate_up_proj", "gate_proj", "up_proj"):
             self._place_fused(layer, parts[0], name)
-        elif len(parts) == 1 and parts[0].endswith(("_blocks", "_scales")):
-            raise UserError(
-                f"{name} is MXFP4-quantised (blocks and scales), which neuron-tui cannot read yet: "
-                "use a checkpoint saved in bf16"
-            )
+        elif len(parts) == 1 and parts[0] in ("down_proj_blocks", "gate_up_proj_blocks"):
+            # gpt-oss's MXFP4: the blocks stand for the tensor (engine.sources.mxfp4_blocks)
+            self._place_fused(layer, parts[0].removesuffix("_blocks"), name)
 
     def _place_fused(self, layer: LayerTensors, part: str, name: str) -> None:
         shape = self._shape_of(name)

@@ -27,6 +27,8 @@ from engine.data.tokens import Vocabulary
 from engine.errors import UserError
 from engine.sources.expert_tensors import ExpertTensors, RouterWeights, routed_expert_count
 from engine.sources.fp8_blocks import FP8_DTYPES, block_size, dequantise, scale_name
+from engine.sources.mxfp4_blocks import dequantise_expert, dequantised_shape
+from engine.sources.mxfp4_blocks import scales_name as mxfp4_scales_name
 from engine.sources.tensor_names import NamesStore, tensor_names
 
 _UNEMBED_ALIASES = ("embed_out",)  # GPT-NeoX stores its lm_head under this name
@@ -114,9 +116,14 @@ class SafetensorsSource:
             self._read_part,
         )
         for stored in experts.stored_names():  # a quantised expert is refused now, not mid-scan
-            if not self._fp8_scales(stored):
+            if not (self._fp8_scales(stored) or self._mxfp4_scales(stored)):
                 _check_float(stored, self._dtypes[stored])
         return experts
+
+    def _mxfp4_scales(self, stored: str) -> str | None:
+        """The scales of gpt-oss's MXFP4 blocks (engine.sources.mxfp4_blocks), None otherwise."""
+        scales = mxfp4_scales_name(stored)
+        return scales if scales is not None and scales in self._files else None
 
     def _fp8_scales(self, stored: str) -> str | None:
         """The block scales of an FP8 weight (engine.sources.fp8_blocks), None for any other."""
@@ -163,6 +170,8 @@ class SafetensorsSource:
                         view = handle.get_slice(name)
                         self._shapes[name] = tuple(view.get_shape())
                         self._dtypes[name] = view.get_dtype()
+        if self._mxfp4_scales(stored):  # MXFP4 blocks: the shape of the tensor they hold
+            return dequantised_shape(self._shapes[stored])
         return self._shapes[stored]
 
     def _read_part(self, stored: str, index: int | None) -> np.ndarray:
@@ -173,6 +182,12 @@ class SafetensorsSource:
         import torch
         from safetensors import safe_open
 
+        packed = self._mxfp4_scales(stored)
+        if packed is not None:  # gpt-oss's MXFP4: one expert's blocks and scales
+            with safe_open(self._files[stored], framework="pt") as handle:
+                blocks = handle.get_slice(stored)[index : index + 1]
+            with safe_open(self._files[packed], framework="pt") as handle:
+                return dequantise_expert(blocks, handle.get_slice(packed)[index : index + 1])
         scales = self._fp8_scales(stored)
         with safe_open(self._files[stored], framework="pt") as handle:
             view = handle.get_slice(stored)

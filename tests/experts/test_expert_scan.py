@@ -151,3 +151,30 @@ def test_gguf_stacked_experts_scan_as_float64_of_the_file(tmp_path):
         ref = reference_layer(rows[layer], unembed, source.final_norm(), settings.projection, k=6, n=5)
         assert_layer_matches(engine.layer(layer, settings), ref)
     engine.close()
+
+
+def test_mxfp4_experts_scan_as_transformers_dequantises_them(tmp_path):
+    """gpt-oss's released layout: each expert's MXFP4 blocks dequantised as transformers does when
+    it loads the file (the reference is its loaded, dequantised model)."""
+    from transformers import AutoModelForCausalLM, Mxfp4Config
+
+    from tests.helpers.moe_models import write_mxfp4_gpt_oss
+
+    folder = write_mxfp4_gpt_oss(tmp_path / "gpt-oss-mxfp4")
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=Mxfp4Config(dequantize=True), dtype=torch.float32
+    )
+    engine = NeuronEngine(EngineOptions(model=str(folder), cache_dir=tmp_path / "cache"))
+    settings = ScanSettings(top_k=6, token_top_n=5)
+    unembed = model.lm_head.weight.detach().double().numpy().T
+    final_norm = SafetensorsSource(folder, "fp", "gpt-oss").final_norm()
+    for layer in range(2):
+        down = model.model.layers[layer].mlp.experts.down_proj.detach().double().numpy()  # [E, in, out]
+        w_out = np.concatenate(list(down))
+        ref = reference_layer(w_out, unembed, final_norm, settings.projection, k=6, n=5)
+        assert_layer_matches(engine.layer(layer, settings), ref)
+        inputs = engine._ensure_source().mlp_in(layer)
+        gate_up = model.model.layers[layer].mlp.experts.gate_up_proj.detach().numpy()  # [E, d_model, 2I]
+        np.testing.assert_array_equal(inputs.gate, np.concatenate([g[:, 0::2].T for g in gate_up]))
+        np.testing.assert_array_equal(inputs.up, np.concatenate([g[:, 1::2].T for g in gate_up]))
+    engine.close()

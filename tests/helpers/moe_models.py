@@ -232,3 +232,56 @@ def write_gguf_experts(path: Path, seed: int = 0) -> tuple[Path, dict[int, np.nd
     writer.write_tensors_to_file()
     writer.close()
     return path, rows, (embedding * 0.5).T.astype(np.float64)
+
+
+def write_mxfp4_gpt_oss(folder: Path, seed: int = 0) -> Path:
+    """A tiny gpt-oss written by transformers, its experts then stored as gpt-oss's released files
+    store them: MXFP4 ``*_blocks`` (random bytes: every byte is two valid 4-bit values) and
+    ``*_scales`` (exponents near 2^0), with the config's ``quantization_config``. transformers reads
+    the result back (``Mxfp4Config(dequantize=True)``), which is the reference."""
+    import json
+
+    import torch
+    import transformers as t
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(seed)
+    config = t.GptOssConfig(
+        vocab_size=D_VOCAB,
+        hidden_size=64,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=64,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    )
+    t.GptOssForCausalLM(config).save_pretrained(folder)
+    _byte_level_tokenizer(tiny_vocabulary(D_VOCAB)).save_pretrained(folder)
+    generator = torch.Generator().manual_seed(seed)
+    stored = {}
+    for name, value in load_file(folder / "model.safetensors").items():
+        if not name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            stored[name] = value
+            continue
+        experts, rows_in, rows_out = value.shape  # [experts, in, out] as the bf16 file holds it
+        shape = (experts, rows_out, rows_in // 32)
+        stored[f"{name}_blocks"] = torch.randint(0, 256, (*shape, 16), generator=generator, dtype=torch.uint8)
+        stored[f"{name}_scales"] = torch.randint(122, 130, shape, generator=generator, dtype=torch.uint8)
+    save_file(stored, folder / "model.safetensors", metadata={"format": "pt"})
+    written = json.loads((folder / "config.json").read_text())
+    written["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": [
+            "model.layers.*.self_attn",
+            "model.layers.*.mlp.router",
+            "model.embed_tokens",
+            "lm_head",
+        ],
+    }
+    (folder / "config.json").write_text(json.dumps(written))
+    return folder
