@@ -189,6 +189,7 @@ def layer_evidence(
         attr_top1=counts["attr_top1"].astype(np.float64) / n_positions,
         attr_dominant=float(counts["attr_dominant"][0]) / n_positions,
         routed=None if routed is None else routed / n_positions,
+        gate_mean=None if routed is None else _share(counts["gate_sum"] / FIXED_POINT, routed),
     )
     if routed is None:
         return found

@@ -77,16 +77,17 @@ class ExpertLayer:
 
     # --- reading ------------------------------------------------------------------------------
     def take(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The forward's (activations, routed, weighted), each [positions, layer width]: the
-        activations (0 where an expert did not run), whether each neuron's expert ran there, and
-        the activations times the weight its output gets. Clears what was held."""
+        """The forward's (activations, gates, weighted), each [positions, layer width]: the
+        activations (0 where an expert did not run), the weight each neuron's expert's output
+        gets there (0 where it did not run; the shared expert's gate, or 1), and the activations
+        times that weight. Clears what was held."""
         held, self._held = self._held, {}
         if "hidden" not in held:
             raise RuntimeError(f"layer {self.layer}'s experts were not called in the forward pass")
         hidden, index, weights = held["hidden"], held["index"], held["weights"]
         n, width = hidden.shape[0], self.experts.width
         acts = torch.zeros((n, width), dtype=torch.float32, device=hidden.device)
-        routed = torch.zeros((n, width), dtype=torch.bool, device=hidden.device)
+        gates = torch.zeros((n, width), dtype=torch.float32, device=hidden.device)
         weighted = torch.zeros((n, width), dtype=torch.float32, device=hidden.device)
         for group in self.experts.groups:
             span = slice(group.start, group.stop)
@@ -95,19 +96,20 @@ class ExpertLayer:
                 if shared is None:
                     raise RuntimeError(f"layer {self.layer}'s shared expert was not called")
                 acts[:, span] = shared.float()
-                routed[:, span] = True
                 gate = held.get("shared_gate")
-                weighted[:, span] = acts[:, span] * (gate if gate is not None else 1.0)
+                gates[:, span] = gate if gate is not None else 1.0
+                weighted[:, span] = acts[:, span] * gates[:, span]
                 continue
             rows, slot = torch.nonzero(index == int(group.expert), as_tuple=True)
             if not len(rows):
                 continue
             values = self._expert_activations(int(group.expert), hidden[rows]).float()
             acts[rows, span] = values
-            routed[rows, span] = True
-            weight = _weight_of(weights, rows, slot, int(group.expert)).float()
-            weighted[rows, span] = values * weight.unsqueeze(1)
-        return acts, routed, weighted
+            weight = _weight_of(weights, rows, slot, int(group.expert)).float().unsqueeze(1)
+            # "Ran here" is a gate above 0: a weight that underflowed to 0 still counts as routed.
+            gates[rows, span] = weight.clamp_min(torch.finfo(torch.float32).tiny)
+            weighted[rows, span] = values * weight
+        return acts, gates, weighted
 
     def _expert_activations(self, expert: int, states: torch.Tensor) -> torch.Tensor:
         """As the experts module forms them: gate and up from gate_up_proj (its layout), then its

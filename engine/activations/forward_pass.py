@@ -146,10 +146,10 @@ class _Pass:
         def hook(output: torch.Tensor, hook=None):
             batch = self.batch
             assert batch is not None
-            acts, routed, weighted = self.expert_layers[layer].take()
+            acts, gates, weighted = self.expert_layers[layer].take()
             state = self.states[layer]
             state.update(acts, batch.index, rows=batch.rows)
-            state.count_routed(routed, batch.rows)
+            state.count_routed(gates, batch.rows)
             # What a neuron adds to the residual is its activation times its expert's weight.
             if batch.scale is None:
                 batch.held[layer] = weighted

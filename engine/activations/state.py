@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from engine.activations import fused_update
-from engine.activations.attribution_state import attribution_counts, fold_attribution
+from engine.activations.attribution_state import FIXED_POINT, attribution_counts, fold_attribution
 from engine.data.experts import LayerExperts
 from engine.data.score_histogram import KEY_SHIFT, MANTISSA_BITS, SIGN_KEY
 
@@ -148,6 +148,7 @@ class LayerActivationState:
         self.counts.update(attribution_counts(d_mlp, device))  # engine.activations.attribution_state
         if experts is not None:
             self.counts["routed"] = torch.zeros(d_mlp, dtype=torch.int64, device=device)
+            self.counts["gate_sum"] = torch.zeros(d_mlp, dtype=torch.int64, device=device)  # fixed point
         self._one = torch.ones((1, 1), dtype=torch.int32, device=device)
 
     def fresh(self) -> LayerActivationState:
@@ -155,9 +156,13 @@ class LayerActivationState:
             self.d_mlp, self.keep, self.case_keep, self.gated, self.device, self.experts
         )
 
-    def count_routed(self, routed: torch.Tensor, rows: torch.Tensor) -> None:
-        """Add a batch's routing: ``routed`` [n, d_mlp] bool, whose ``rows`` are real positions."""
-        self.counts["routed"] += routed[rows].sum(0)
+    def count_routed(self, gates: torch.Tensor, rows: torch.Tensor) -> None:
+        """Add a batch's routing: ``gates`` [n, d_mlp], the weight each neuron's expert got at
+        each position (0 where it did not run), whose ``rows`` are real positions. The weights are
+        summed in fixed point, so that sums over ranks do not depend on their order."""
+        real = gates[rows]
+        self.counts["routed"] += (real > 0).sum(0)
+        self.counts["gate_sum"] += torch.round(real.double() * FIXED_POINT).to(torch.int64).sum(0)
 
     def update(
         self,

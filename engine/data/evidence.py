@@ -122,6 +122,9 @@ class LayerActivations:
     # In a layer of experts: per neuron, the share of positions the router sent to its expert
     # (engine.activations.expert_pass); the poles' density is then a share of those positions.
     routed: np.ndarray | None = None
+    # ... and the mean weight the model gave its expert's output where it ran (the router's weight;
+    # the shared expert's gate): activation x gate_mean is what it adds on average per unit.
+    gate_mean: np.ndarray | None = None
 
     @property
     def d_mlp(self) -> int:
@@ -166,4 +169,5 @@ class LayerActivations:
                 attr_top1=archive["attr_top1"],
                 attr_dominant=float(archive["attr_dominant"]),
                 routed=archive["routed"] if "routed" in names else None,
+                gate_mean=archive["gate_mean"] if "gate_mean" in names else None,
             )

@@ -112,6 +112,8 @@ def activation_records(
         record = {"model": model, "layer": evidence.layer, **record_fields(neuron, experts)}
         if evidence.routed is not None:
             record["routed"] = float(evidence.routed[neuron])
+        if evidence.gate_mean is not None:
+            record["gate_mean"] = _number(evidence.gate_mean[neuron])
         record |= pole_fields(evidence.positive, neuron, vocab, evidence.examples)
         record["attr_top1"] = float(evidence.attr_top1[neuron])
         record["layer_attr_dominant"] = evidence.attr_dominant

@@ -37,16 +37,26 @@ def _reference_run(folder, tokenizer, corpus):
     model = model.eval()
     block = model.model.layers[LAYER].mlp
     router = getattr(block, "gate", None) or block.router
-    seen: dict[str, list] = {"index": [], "hidden": []}
+    seen: dict[str, list] = {"index": [], "hidden": [], "weights": []}
     # The router returns (logits, weights, chosen experts); the block's input is the MLP's input.
     router.register_forward_hook(
         lambda m, a, out: seen["index"].append(out[-1].reshape(-1, out[-1].shape[-1]))
+    )
+    router.register_forward_hook(
+        lambda m, a, out: seen["weights"].append(out[1].reshape(-1, out[1].shape[-1]))
     )
     block.register_forward_pre_hook(lambda m, a: seen["hidden"].append(a[0].reshape(-1, a[0].shape[-1])))
     with torch.no_grad():
         for start, stop in tokenized.windows:
             model(torch.from_numpy(tokenized.token_ids[start:stop])[None])
-    return tokenized, torch.cat(seen["index"]).numpy(), torch.cat(seen["hidden"]).numpy(), model
+    found = {name: torch.cat(parts).numpy() for name, parts in seen.items()}
+    return tokenized, found, model
+
+
+def _tensor(folder, name: str) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    return load_file(folder / "model.safetensors")[name].astype(np.float64)
 
 
 def _expert_activation(kind, folder, expert, hidden, config):
@@ -74,7 +84,8 @@ def test_routed_shares_and_activations_are_the_models_own(kind, tmp_path):
     corpus = Corpus("random", random_documents(3))
     got = ActivationJob(engine, [LAYER], corpus, SETTINGS, ScanSettings(top_k=20)).run()[LAYER]
     _, tokenizer, _ = engine.activation_model(None)
-    tokenized, index, hidden, model = _reference_run(folder, tokenizer, corpus)
+    tokenized, seen, model = _reference_run(folder, tokenizer, corpus)
+    index, hidden, weights = seen["index"], seen["hidden"], seen["weights"]
     experts = engine.info.experts(LAYER)
     n = tokenized.n_positions
     assert got.n_positions == n == len(index)
@@ -82,6 +93,13 @@ def test_routed_shares_and_activations_are_the_models_own(kind, tmp_path):
     for group in experts.groups:
         ran = np.ones(n, bool) if group.expert == SHARED else (index == group.expert).any(axis=1)
         np.testing.assert_allclose(got.routed[group.start : group.stop], ran.mean(), rtol=0, atol=1.5 / n)
+        # The mean weight the model gave the expert's output where it ran.
+        if group.expert == SHARED:  # Qwen2-MoE's sigmoid gate on the shared expert
+            gate_weight = _tensor(folder, f"model.layers.{LAYER}.mlp.shared_expert_gate.weight")
+            gate = (1 / (1 + np.exp(-(hidden @ gate_weight.T))))[:, 0].mean()
+        else:
+            gate = weights[index == group.expert].mean()
+        np.testing.assert_allclose(got.gate_mean[group.start : group.stop], gate, rtol=2e-3)
         acts = _expert_activation(kind, folder, group.expert, hidden[ran], model.config)  # [routed, size]
         full = np.zeros((n, group.size))
         full[ran] = acts
