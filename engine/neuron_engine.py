@@ -48,6 +48,7 @@ from engine.settings import LOADERS, ActivationSettings, Dtype, FitSettings, Len
 from engine.sources.base import ModelSource
 from engine.sources.resolve import (
     ModelLocation,
+    check_loader,
     layer_count,
     locate_model,
     open_source,
@@ -122,6 +123,7 @@ class NeuronEngine:
     def __init__(self, options: EngineOptions):
         self.options = options
         self.location: ModelLocation = locate_model(options.model)
+        check_loader(self.location, options.loader)
         cache, warning = open_cache(options.cache_dir, options.use_cache)
         self.products = ProductStore(cache, self.location.fingerprint)  # every cached value goes here
         self.evidence_store = EvidenceStore(self.products)

@@ -22,6 +22,7 @@ from engine.neuron_engine import AnyCorpus, NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
 from tui.key_order import KeyOrder, keys_typed, read_escape_and_letter_apart
 from tui.messages import ExplorerFailed, MarksChanged
+from tui.neuron_ref import routes_through_experts
 from tui.notify_log import NotifyHandler
 from tui.screens.detail import NeuronDetailScreen
 from tui.screens.main import MainScreen
@@ -53,6 +54,15 @@ HELP_INTRO = (
     "position 0 and special tokens are marked *, on another scale). Space and n mark and note the "
     "neuron shown in the detail, the probes, the token search and coverage too.\n"
     "Escape (or ? or q) closes this help; q on the main screen quits, elsewhere it goes back.\n"
+)
+
+
+EXPERTS_HELP = (
+    "This model routes its MLPs through experts: a neuron is L12/E5/N301 (S: the shared expert). "
+    "In a layer of experts the Experts picker (under the layers) lists all experts or one; } and { "
+    "go to the next and previous expert on the main screen, and the list and histogram show that "
+    "expert's neurons. Go to takes L12/E5/N301 or E5/N301. After a corpus pass the picker shows each "
+    "expert's routed share, and density counts the positions routed to its expert.\n"
 )
 
 
@@ -207,7 +217,10 @@ class NeuronApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             cache = self.engine.cache_directory
             where = f"cache: {cache}" if cache else "cache: off (results are not kept)"
-            self.push_screen(HelpScreen(self.binding_groups(), HELP_INTRO + where + "\n"))
+            intro = HELP_INTRO + (EXPERTS_HELP if routes_through_experts() else "")
+            if self.no_color:  # the colours are not shown: do not name them
+                intro = intro.replace(" (green)", "").replace(" (red)", "")
+            self.push_screen(HelpScreen(self.binding_groups(), intro + where + "\n"))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

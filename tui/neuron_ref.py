@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from engine.data.experts import SHARED, LayerExperts, unit_ref
+from engine.data.experts import SHARED, ExpertLabel, LayerExperts, unit_ref
 
 _FULL = re.compile(r"^\s*l?\s*(\d+)\s*[/:,\s]\s*n?\s*(\d+)\s*$", re.IGNORECASE)
 _NEURON = re.compile(r"^\s*n?\s*(\d+)\s*$", re.IGNORECASE)
@@ -33,15 +33,33 @@ def use_model(layer_experts: Sequence[LayerExperts | None] | None) -> None:
     _layer_experts = layer_experts
 
 
+def routes_through_experts(layer: int | None = None) -> bool:
+    """Whether ``layer`` (by default: any layer of the shown model) is a layer of experts."""
+    if _layer_experts is None:
+        return False
+    return any(e is not None for e in _layer_experts) if layer is None else _experts(layer) is not None
+
+
 def _experts(layer: int) -> LayerExperts | None:
     if _layer_experts is None or not 0 <= layer < len(_layer_experts):
         return None
     return _layer_experts[layer]
 
 
-def parse_neuron_ref(text: str, current_layer: int | None, n_layers: int, d_mlp: int) -> tuple[int, int]:
+def parse_neuron_ref(
+    text: str,
+    current_layer: int | None,
+    n_layers: int,
+    d_mlp: int,
+    current_expert: ExpertLabel | None = None,
+) -> tuple[int, int]:
     """``(layer, neuron)``, checked against the model's shape (``d_mlp``: a dense layer's width;
-    a layer of experts is checked against its experts)."""
+    a layer of experts is checked against its experts). A bare number is a neuron of the layer on
+    screen, of ``current_expert`` there when one is listed."""
+    bare = _NEURON.match(text)
+    if bare and current_layer is not None and current_expert is not None and _experts(current_layer):
+        label = "S" if current_expert == SHARED else f"E{current_expert}"
+        return parse_neuron_ref(f"L{current_layer}/{label}/N{bare[1]}", None, n_layers, d_mlp)
     if match := _EXPERT.match(text):
         return _expert_ref(match, text, current_layer, n_layers)
     if match := _FULL.match(text):
@@ -87,6 +105,11 @@ def neuron_label(layer: int, neuron: int) -> str:
 def compact_label(layer: int, neuron: int) -> str:
     """L29:1135 where tables are narrow, or L12/E5/N301 in a layer of experts."""
     return neuron_label(layer, neuron) if _experts(layer) is not None else f"L{layer}:{neuron}"
+
+
+def in_layer_label(layer: int, neuron: int) -> str:
+    """A table's neuron column beside its layer column: 1135, or E5/301 in a layer of experts."""
+    return short_label(neuron, _experts(layer))
 
 
 def short_label(neuron: int, experts: LayerExperts | None) -> str:

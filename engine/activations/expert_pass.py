@@ -47,6 +47,7 @@ class ExpertLayer:
         self.shared_gate = getattr(block, "shared_expert_gate", None)
         self._handles: list = []
         self._held: dict[str, torch.Tensor] = {}
+        self.last_gates: torch.Tensor | None = None  # the last forward's, for a probe to show
 
     # --- listening ----------------------------------------------------------------------------
     def attach(self) -> None:
@@ -109,6 +110,7 @@ class ExpertLayer:
             # "Ran here" is a gate above 0: a weight that underflowed to 0 still counts as routed.
             gates[rows, span] = weight.clamp_min(torch.finfo(torch.float32).tiny)
             weighted[rows, span] = values * weight
+        self.last_gates = gates
         return acts, gates, weighted
 
     def _expert_activations(self, expert: int, states: torch.Tensor) -> torch.Tensor:

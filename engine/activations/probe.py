@@ -81,8 +81,13 @@ def probe_layer(
         bridge, [layer], {} if experts is None else {layer: experts}, lambda _: read
     )
     _run_to(bridge, ids, hooks, device, listened)
+    gates = listened[layer].last_gates if layer in listened else None
     return LayerFiring(
-        np.asarray(ids, dtype=np.int64), layer, found["values"], marked_positions(tokenizer, ids)
+        np.asarray(ids, dtype=np.int64),
+        layer,
+        found["values"],
+        marked_positions(tokenizer, ids),
+        ran=None if gates is None else (gates > 0).cpu().numpy(),
     )
 
 
@@ -119,12 +124,16 @@ def probe_text(
     found: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     deepest = max(layers)
 
+    listening: dict[int, ExpertLayer] = {}  # filled below: where each layer of experts ran
+
     def read(layer: int):
         def hook(activations: torch.Tensor, hook=None):
             values = activations[0].double()
             scale = scales.layers.get(layer)
             if scale is None:
-                scale = text_scale(values.cpu().numpy(), marked)
+                gates = listening[layer].last_gates if layer in listening else None
+                ran = None if gates is None else (gates > 0).cpu().numpy()
+                scale = text_scale(values.cpu().numpy(), marked, ran)
             relative = values / torch.from_numpy(scale).to(values.device)
             order = torch.sort(relative.abs(), dim=1, descending=True, stable=True).indices[:, :top]
             found[layer] = (order, values.gather(1, order), relative.gather(1, order))
@@ -135,6 +144,7 @@ def probe_text(
         return hook
 
     hooks, listened = _layer_hooks(bridge, layers, experts or {}, read)
+    listening.update(listened)
     _run_to(bridge, ids, hooks, device, listened)
 
     def stacked(part: int) -> np.ndarray:

@@ -33,3 +33,6 @@ class LayerFiring:
     layer: int
     activations: np.ndarray  # [positions, d_mlp] float32
     marked: np.ndarray  # [positions] bool: position 0 or a special token
+    # In a layer of experts, whether each neuron's expert ran at each position (its activation is
+    # 0 where it did not); None for a dense layer, where every neuron runs everywhere.
+    ran: np.ndarray | None = None  # [positions, d_mlp] bool

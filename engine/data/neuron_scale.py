@@ -80,18 +80,24 @@ def corpus_scale(evidence: LayerActivations) -> np.ndarray:
     return floored(histogram_quantile(evidence.act_hist, evidence.act_hist_top))
 
 
-def text_scale(values: np.ndarray, marked: np.ndarray) -> np.ndarray:
+def text_scale(values: np.ndarray, marked: np.ndarray, ran: np.ndarray | None = None) -> np.ndarray:
     """[positions, d_mlp] float64: at each position, each neuron's root mean square over the other
     unmarked positions of ``values`` [positions, d_mlp] (over every position when all are marked),
-    at least the layer's median root mean square over them all."""
+    at least the layer's median root mean square over them all. ``ran`` [positions, d_mlp]: in a
+    layer of experts, where each neuron's expert ran; only those positions count (elsewhere its 0
+    is not an activation)."""
     values = np.asarray(values, dtype=np.float64)
     kept = ~marked if (~marked).any() else np.ones_like(marked)
-    n = int(kept.sum())
-    squares = values * values
-    total = squares[kept].sum(axis=0)  # [d_mlp]
-    floor = max(float(np.median(np.sqrt(total / n))), _SMALLEST)
-    others = np.where(kept[:, None], total[None, :] - squares, total[None, :])  # leave the position out
-    count = np.where(kept, max(n - 1, 1), n)[:, None]
+    counted = np.broadcast_to(kept[:, None], values.shape)
+    if ran is not None:
+        counted = counted & ran
+    squares = values * values * counted
+    total = squares.sum(axis=0)  # [d_mlp]
+    n = counted.sum(axis=0)  # [d_mlp] positions each neuron's scale is over
+    seen = n > 0
+    floor = max(float(np.median(np.sqrt(total[seen] / n[seen]))) if seen.any() else 0.0, _SMALLEST)
+    others = total[None, :] - squares  # each position left out of its own scale
+    count = np.maximum(n[None, :] - counted, 1)
     return np.maximum(np.sqrt(np.maximum(others, 0.0) / count), floor)
 
 

@@ -115,6 +115,12 @@ class ExpertTensors:
         self.layers = [LayerTensors() for _ in range(n_layers)]
         self._index(names, blocks, n_layers)
         self.layer_experts = tuple(self._layer_experts(layer) for layer in range(n_layers))
+        fewest = min((e.n_routed for e in self.layer_experts if e is not None), default=0)
+        if self.per_token > fewest > 0:
+            key = next(k for k in PER_TOKEN_KEYS if k in config or k in (config.get("text_config") or {}))
+            raise UserError(
+                f"config.json's {key} is {self.per_token}, more than the {fewest} experts a layer has"
+            )
         if all(experts is None for experts in self.layer_experts):
             raise UserError(
                 f"config.json names {self.n_experts} experts per layer, but no layer's files hold "

@@ -153,6 +153,26 @@ def locate_model(spec: str | None) -> ModelLocation:
     return _locate_directory(snapshot, spec)
 
 
+def check_loader(location: ModelLocation, loader: Loader) -> None:
+    """Refuse a loader that cannot read this model, from its files alone (a config.json, a GGUF
+    header): checked when the model is named, so that the answer never depends on the cache."""
+    if location.kind != "gguf" and loader == "gguf":
+        raise UserError(f"the gguf loader needs a .gguf file, and {location.path} is a checkpoint directory")
+    if loader != "bridge":
+        return
+    if location.kind == "gguf":
+        from engine.sources.gguf_experts import has_experts
+
+        routed = has_experts(header.read_gguf_header(location.path).tensor_infos)
+    else:
+        routed = routed_expert_count(header.read_config(location.path)) > 0
+    if routed:
+        raise UserError(
+            f"{location.display_name} routes its MLPs through experts, which TransformerLens wraps "
+            "whole: drop --loader bridge to read each expert from the files"
+        )
+
+
 def open_source(
     location: ModelLocation,
     loader: Loader = "auto",

@@ -90,7 +90,18 @@ def test_an_expert_in_a_quantisation_it_cannot_read(qwen3, tmp_path):
     assert "model.layers.1.mlp.experts.2.up_proj.weight is stored as I8" in line
 
 
-def test_the_bridge_loader_is_refused_for_experts(qwen3, tmp_path):
-    done = run_cli("scan", "--model", str(qwen3), "--loader", "bridge", "--cache-dir", str(tmp_path / "c"))
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "5 experts" in done.stderr and "--loader bridge" in done.stderr
+def test_the_bridge_loader_is_refused_for_experts_warm_cache_or_not(qwen3, tmp_path):
+    cache = ("--cache-dir", str(tmp_path / "c"))
+    for warm in (False, True):
+        if warm:  # the layer in the cache: the loader is refused all the same
+            assert run_cli("scan", "--model", str(qwen3), "--layers", "1", *cache).returncode == 0
+        for loader in ("bridge", "gguf"):
+            done = run_cli("scan", "--model", str(qwen3), "--layers", "1", "--loader", loader, *cache)
+            assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert done.stdout == ""
+            assert ("experts" in done.stderr) if loader == "bridge" else (".gguf file" in done.stderr)
+
+
+def test_more_experts_per_token_than_a_layer_has(qwen3, tmp_path):
+    copy = _copy(qwen3, tmp_path, change_config=lambda c: c.update(num_experts_per_tok=9))
+    assert "num_experts_per_tok is 9, more than the 5 experts" in _refused(copy, tmp_path)

@@ -69,3 +69,6 @@ def test_the_experts_command_lists_each_expert_and_refuses_a_dense_layer(tmp_pat
     refused = run_cli("experts", "--model", str(folder), "--layers", "0", "--cache-dir", cache)
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
     assert "layer 0 has no experts" in refused.stderr
+    mixed = run_cli("experts", "--model", str(folder), "--layers", "0,1", "--cache-dir", cache)
+    assert mixed.returncode == 0 and "left out dense layer(s) 0" in mixed.stderr
+    assert {json.loads(line)["layer"] for line in mixed.stdout.splitlines()} == {1}

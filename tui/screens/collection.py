@@ -125,7 +125,8 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         table.clear()
         self.rows = self.collection.items()
         n_layers = len({m.layer for m in self.rows})
-        title = f"{self.model} · collection: {len(self.rows)} neurons from {n_layers} layers"
+        plural = "layer" if n_layers == 1 else "layers"
+        title = f"{self.model} · collection: {len(self.rows)} neurons from {n_layers} {plural}"
         self.query_one("#collection-title", Static).update(Text(title))
         for marked in self.rows:
             table.add_row(*self._cells(marked))

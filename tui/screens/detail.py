@@ -222,10 +222,18 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         tokens = NeuronTokens(int(r.promote_ids[n, 0]), int(r.suppress_ids[n, 0]))
         self.app.push_screen(NeuronProbeScreen(r.layer, n, self.vocab, self.probe_layer, tokens))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "ablate":  # not offered where it cannot run: a layer of experts
+            return self.result.experts is None
+        return True
+
     def action_ablate(self) -> None:
         """This neuron set to 0 at each token of a text in turn: the predicted token's logit change."""
         from tui.screens.ablation import AblationScreen
 
+        if self.result.experts is not None:
+            self.notify("ablation reads dense MLP layers only so far: this layer routes through experts")
+            return
         if self.ablate is not None:
             screen = AblationScreen(self.result.layer, self.neuron, self.vocab, self.ablate, self.probed_text)
             self.app.push_screen(screen)

@@ -42,7 +42,8 @@ def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabul
     lift, hit, base = float(pole.lift[neuron]), float(pole.hit_rate[neuron]), float(pole.base_rate[neuron])
     lift_text = "— (its tokens never come next)" if lift != lift else f"{lift:.2f}"
     text.append(f"\n{sign} pole", style="bold")
-    text.append(f" raises its {tokens} tokens · density {pole.density[neuron]:.1%}\n")
+    among = " of its routed positions" if evidence.routed is not None else ""
+    text.append(f" raises its {tokens} tokens · density {pole.density[neuron]:.1%}{among}\n")
     text.append(f"lift {lift_text}")
     if hit == hit and lift == lift:
         text.append(f" ({hit:.1%} of top {evidence.lift_positions} vs {base:.2%} overall)")
@@ -90,6 +91,10 @@ def evidence_view(evidence, neuron: int, vocab: Vocabulary, reading: EvidenceRea
     text = Text()
     label = reading.label if reading is not None else f"{evidence.n_positions:,} tokens"
     text.append(f"on text ({label})\n", style="bold")
+    if evidence.routed is not None:  # a layer of experts: where its expert ran at all
+        gate = float(evidence.gate_mean[neuron]) if evidence.gate_mean is not None else float("nan")
+        text.append(f"its expert ran at {evidence.routed[neuron]:.1%} of positions")
+        text.append("\n" if gate != gate else f", its output weighted {gate:.3f} on average\n")
     for pole in ("positive", "negative"):
         _pole_view(text, evidence, pole, neuron, vocab)
     if evidence.cases is not None:

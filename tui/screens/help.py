@@ -14,6 +14,8 @@ from tui.widgets.scrollbar import CellScroll
 TYPED = {
     "left_square_bracket": "[",
     "right_square_bracket": "]",
+    "left_curly_bracket": "{",
+    "right_curly_bracket": "}",
     "slash": "/",
     "question_mark": "?",
     "escape": "esc",

@@ -155,7 +155,9 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
             value = float(values[position])
             marked = bool(firing.marked[position])
             then = "—"
-            if self.tokens is not None and value != 0:
+            if firing.ran is not None and not firing.ran[position, self.neuron]:
+                then = "not routed here"
+            elif self.tokens is not None and value != 0:
                 promoted = self.tokens.promote if value > 0 else self.tokens.suppress
                 then = token_label(self.vocab.text(promoted), 16)
             table.add_row(

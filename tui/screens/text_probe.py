@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Input, Static
 from engine.data.firing import LayerFiring, PromptFiring
 from engine.data.tokens import Vocabulary
 from engine.errors import describe
+from tui.neuron_ref import in_layer_label, routes_through_experts
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.screens.why_token import Attribute
@@ -145,7 +146,7 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
                     str(position) if rank == 0 else "",
                     Text(label if rank == 0 else ""),
                     f"L{layer}",
-                    str(neuron),
+                    in_layer_label(layer, neuron),
                     f"{relative:+.2f}",
                     f"{value:+.3f}",
                     Text(token_label(self.vocab.text(promoted), 16) if promoted is not None else "…"),
@@ -153,10 +154,11 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
                 self.rows.append((layer, neuron))
                 self.positions.append(position)
         table.focus()
+        why = "" if routes_through_experts() else " · w: why this token"  # only where it runs
         note.update(
             Text(
                 f"{len(firing.token_ids)} tokens · top {PER_LAYER} neurons each (* not ranked) · "
-                "Enter: that neuron on this text · w: why this token · ctrl+a: this layer or all"
+                f"Enter: that neuron on this text{why} · ctrl+a: this layer or all"
             )
         )
 
@@ -185,10 +187,20 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
         self.app.push_screen(screen, opened)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "why_token":  # attribution reads dense MLP layers only so far
+            return not routes_through_experts()
+        return True
+
     def action_why_token(self) -> None:
         """The neurons that made the token predicted at the highlighted row's position."""
         from tui.screens.why_token import WhyTokenScreen
 
+        if routes_through_experts():
+            self.notify(
+                "why this token reads dense MLP layers only so far: this model routes through experts"
+            )
+            return
         row = self.query_one(DataTable).cursor_row
         if self.attribute is None or not 0 <= row < len(self.positions):
             return

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.data.token_index import TokenIndex, TokenMatch
+from tui.neuron_ref import in_layer_label
 from tui.render import score_style, token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
@@ -118,7 +119,10 @@ class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
         self.rows = []
         for _, layer, neuron, dot, rank in hits[: self.top * 3]:
             table.add_row(
-                f"L{layer}", str(neuron), Text(f"{dot:+.4f}", style=score_style(dot)), str(rank + 1)
+                f"L{layer}",
+                in_layer_label(layer, neuron),
+                Text(f"{dot:+.4f}", style=score_style(dot)),
+                str(rank + 1),
             )
             self.rows.append((layer, neuron))
         pending = self.n_layers - len(self.tables)

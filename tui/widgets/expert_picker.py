@@ -56,7 +56,10 @@ class ExpertPicker(CellScrollBars, OptionList):
         assert experts is not None
         p99 = {g.expert: float(np.percentile(result.max_dot[g.start : g.stop], 99)) for g in experts.groups}
         top = max(p99.values(), default=0.0)
-        options = [Option(Text(f" all {experts.n_routed} experts", style="bold"), id=ALL)]
+        shared = " + S" if experts.n_routed < len(experts.groups) else ""
+        everything = Text("▶" if chosen is None else " ", style="bold")
+        everything.append(f"all {experts.n_routed} experts{shared}", style="bold")
+        options = [Option(everything, id=ALL)]
         for group in experts.groups:
             text = Text("▶" if group.expert == chosen else " ", style="bold")
             text.append(f"{group.label:<5}", style="bold" if group.expert == chosen else "")

@@ -60,6 +60,9 @@ def attribute(
         raise UserError(f"attribute writes .jsonl or .json (each record nests its neurons), not {output}")
     for layer, neuron in ablate:
         engine.check_neuron(layer, neuron)
+    # Layers of experts are refused from the shapes, before the model is loaded.
+    engine.refuse_experts(layers, "attribution")
+    engine.refuse_experts([layer for layer, _ in ablate], "ablation")
     ids, _ = engine.attribution_inputs(text, target)
     say(f"attributing {len(ids)} tokens over {len(layers)} layer(s)")
     progress = AttributionStderrProgress()

@@ -22,8 +22,11 @@ def expert_records(
         raise UserError(f"{info.name} has no experts: its MLPs are dense (scan reads them)")
     routed = [layer for layer in layers if info.experts(layer) is not None]
     dense = [layer for layer in layers if info.experts(layer) is None]
+    if not routed:
+        which = f"layer {dense[0]} has" if len(dense) == 1 else f"layers {_span(dense)} have"
+        raise UserError(f"{which} no experts: dense MLPs (scan reads them)")
     if explicit and dense:
-        raise UserError(f"layer {dense[0]} has no experts: its MLP is dense (scan reads it)")
+        engine.warn(f"note: left out dense layer(s) {_span(dense)} (scan reads them)")
     rows = []
     for layer in routed:
         experts = info.experts(layer)
@@ -49,6 +52,10 @@ def expert_records(
                 ]
             rows.append(row)
     return rows
+
+
+def _span(layers: list[int]) -> str:
+    return ", ".join(map(str, layers)) if len(layers) <= 6 else f"{layers[0]}-{layers[-1]} ({len(layers)})"
 
 
 def run(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> int:

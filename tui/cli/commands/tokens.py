@@ -72,7 +72,8 @@ COMMAND = Command(
     "For each TEXT, find the matching tokens (the exact string first, then variants with or "
     "without a leading space, other casings, Ġ/▁ read as a space) and print each token's N "
     "neurons with the largest |dot| over the requested layers, exact in float64, as JSONL "
-    'records {"query", "token_id", "token", "exact", "layer", "neuron", "dot"}.',
+    'records {"query", "token_id", "token", "exact", "layer", "neuron", "dot"}; in a layer of '
+    'experts also "expert", and "neuron" counts within it.',
     (
         Option(
             "texts",

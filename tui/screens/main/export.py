@@ -61,7 +61,9 @@ class Export(Widget):
         def records() -> Iterator[dict]:
             return engine.neuron_records(neurons, chosen, settings)
 
-        self._ask_path(title, f"neurons-layer{neurons.layer}.csv", records, settings)
+        group = self.state.expert_group(neurons.result)  # one expert listed: its name in the file's
+        part = "" if group is None else f"-{group.label}"
+        self._ask_path(title, f"neurons-layer{neurons.layer}{part}.csv", records, settings)
 
     def _ask_path(
         self, title: str, name: str, records: Callable[[], Iterator[dict]], settings: ScanSettings

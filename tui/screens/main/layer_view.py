@@ -91,7 +91,7 @@ class LayerView(Horizontal):
         if with_experts:
             picker = ExpertPicker(id="expert-picker")
             picker.display = False
-            left.mount(TitleBar("Experts", id="experts-title"), picker)
+            left.mount(TitleBar("Experts  } next  { prev", id="experts-title"), picker)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("next_expert", "previous_expert"):
@@ -340,14 +340,24 @@ class LayerView(Horizontal):
 
     def action_go_to(self) -> None:
         if self.state.info is not None:
-            self.app.push_screen(PromptScreen("Go to neuron", "", GO_TO_HINT, "L29/N1135"), self._go_to)
+            self.app.push_screen(
+                PromptScreen("Go to neuron", "", GO_TO_HINT, self._example_ref()), self._go_to
+            )
+
+    def _example_ref(self) -> str:
+        """The dialog's placeholder: a neuron of this model (of the layer on screen)."""
+        result = self.result
+        if result is None:
+            return "L0/N0"
+        experts = result.experts
+        return f"L{result.layer}/N0" if experts is None else f"L{result.layer}/{experts.groups[0].label}/N0"
 
     def _go_to(self, text: str | None) -> None:
         info = self.state.info
         if not text or info is None:
             return
         try:
-            target = parse_neuron_ref(text, self.state.layer, info.n_layers, info.d_mlp)
+            target = parse_neuron_ref(text, self.state.layer, info.n_layers, info.d_mlp, self.state.expert)
         except NeuronRefError as error:
             self.notify(str(error), title="go to", severity="error")
             return
