@@ -40,6 +40,14 @@ def routes_through_experts(layer: int | None = None) -> bool:
     return any(e is not None for e in _layer_experts) if layer is None else _experts(layer) is not None
 
 
+def experts_label(layer: int) -> str:
+    """A layer's experts in a few cells (5E+S: five routed experts and a shared one); "" if dense."""
+    experts = _experts(layer)
+    if experts is None:
+        return ""
+    return f"{experts.n_routed}E" + ("+S" if experts.n_routed < len(experts.groups) else "")
+
+
 def _experts(layer: int) -> LayerExperts | None:
     if _layer_experts is None or not 0 <= layer < len(_layer_experts):
         return None

@@ -67,3 +67,24 @@ async def test_a_dense_layer_among_experts_hides_the_picker_and_refuses_expert_r
         assert not picker.display and app.main.layer_view.listing.current_neuron == 3
         await burst_read(pilot, app, "}")  # no experts here: nothing happens
         assert app.state.expert is None and len(app.main.layer_view.listing.order) == 24
+
+
+async def test_all_layers_and_token_search_name_experts(qwen2, tmp_path):
+    from textual.widgets import DataTable
+
+    from tui.screens.all_layers import AllLayersScreen
+    from tui.screens.token_search import TokenSearchScreen
+
+    app = make_app(qwen2, tmp_path / "cache")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await burst_read(pilot, app, "a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AllLayersScreen))
+        table = app.screen.query_one(DataTable)
+        assert str(table.get_cell_at((1, 0))).startswith("L1 4E+S")
+        await burst_read(pilot, app, "escape", "slash", "o", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TokenSearchScreen))
+        hits = app.screen.query_one("#neuron-hits", DataTable)
+        await wait_for(pilot, lambda: hits.row_count > 0)
+        cells = [str(hits.get_cell_at((row, 1))) for row in range(hits.row_count)]
+        assert all(cell.startswith(("E", "S/")) for cell in cells), cells

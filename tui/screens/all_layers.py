@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from engine.data.summary import LayerSummary
+from tui.neuron_ref import experts_label
 from tui.widgets.footer import KeyFooter
 from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
@@ -94,7 +95,10 @@ class AllLayersScreen(Screen[int | None]):
 
     def _cells(self, layer: int) -> list:
         summary = self.summaries.get(layer)
-        label = Text(f"L{layer}", style="bold" if layer == self.current else "")
+        experts = experts_label(layer)  # a layer of experts says how many
+        label = Text(
+            f"L{layer}" + (f" {experts}" if experts else ""), style="bold" if layer == self.current else ""
+        )
         if summary is None:
             return [label] + [Text("pending", style="dim")] + [""] * (len(COLUMNS) - 2)
         return [
