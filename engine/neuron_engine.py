@@ -32,7 +32,7 @@ from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.experts import LayerExperts
 from engine.data.inputs import LayerInputs
-from engine.data.model import EmbeddingRows, ModelInfo
+from engine.data.model import EmbeddingRows, MlpInputs, ModelInfo
 from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
 from engine.data.progress import ActivationListener, AttributionListener, ProgressListener, ScanProgress
@@ -117,6 +117,9 @@ class EngineOptions:
             raise UserError(f"unknown loader {self.loader!r}: use one of {', '.join(LOADERS)}")
         if self.chunk_tokens is not None and self.chunk_tokens < 1:
             raise UserError(f"a block needs at least 1 token, got {self.chunk_tokens}")
+
+
+_INPUT_BLOCK_NEURONS = 4096  # a layer of experts' input side, computed a few experts at a time
 
 
 class NeuronEngine:
@@ -513,6 +516,16 @@ class NeuronEngine:
             unembed = self._unembed(settings)
             return neuron_score_row(row, unembed, settings, self.transport(layer, settings))
 
+    def _w_out_blocks(self, layer: int) -> Iterator[np.ndarray]:
+        """A layer's W_out rows in blocks: the whole layer, or one expert at a time."""
+        source = self._ensure_source()
+        experts = self.info.experts(layer)
+        if experts is None:
+            yield source.mlp_out(layer)
+            return
+        for group in experts.groups:
+            yield source.expert_out(layer, group.expert)
+
     def _neuron_row(self, layer: int, neuron: int) -> np.ndarray:
         """One neuron's W_out row (in a layer of experts, only its expert is read)."""
         source = self._ensure_source()
@@ -530,11 +543,11 @@ class NeuronEngine:
         from engine.scan.token_search import exact_token_neurons
 
         with self._lock:
-            source = self._ensure_source()
+            self._ensure_source()
             return exact_token_neurons(
                 token_ids,
                 layers,
-                source.mlp_out,
+                self._w_out_blocks,
                 self._unembed(settings),
                 top,
                 settings.projection.cosine,
@@ -583,15 +596,38 @@ class NeuronEngine:
             started = time.perf_counter()
             if self._embedding is None:
                 self._embedding = source.embedding_rows()
-            mlp_in, norm, w_out = source.mlp_in(layer), source.mlp_norm(layer), source.mlp_out(layer)
+            norm, d_mlp = source.mlp_norm(layer), self.info.width(layer)
             if listener:
-                listener(ScanProgress("scanning", layer, 0, w_out.shape[0]))
-            found = layer_inputs(layer, mlp_in, norm, w_out, self._embedding, settings.top_k, self.device)
+                listener(ScanProgress("scanning", layer, 0, d_mlp))
+            parts = [
+                layer_inputs(layer, mlp_in, norm, w_out, self._embedding, settings.top_k, self.device)
+                for mlp_in, w_out in self._input_blocks(layer)
+            ]
+            found = parts[0] if len(parts) == 1 else LayerInputs.joined(parts)
         self.products.put(products.INPUTS, found, layer, settings.top_k)
         if listener:
-            d_mlp = w_out.shape[0]
             listener(ScanProgress("done", layer, d_mlp, d_mlp, time.perf_counter() - started))
         return found
+
+    def _input_blocks(self, layer: int) -> Iterator[tuple[MlpInputs, np.ndarray]]:
+        """A layer's (input rows, W_out rows): the whole layer, or a few experts at a time (about
+        ``_INPUT_BLOCK_NEURONS`` neurons: each block reads the embedding once)."""
+        source = self._ensure_source()
+        experts = self.info.experts(layer)
+        if experts is None:
+            yield source.mlp_in(layer), source.mlp_out(layer)
+            return
+        block: list = []
+        for index, group in enumerate(experts.groups):
+            block.append(group)
+            last = index == len(experts.groups) - 1
+            if last or sum(g.size for g in block) + experts.groups[index + 1].size > _INPUT_BLOCK_NEURONS:
+                ins = [source.expert_in(layer, g.expert) for g in block]
+                gates = [i.gate for i in ins if i.gate is not None]
+                gate = np.concatenate(gates) if len(gates) == len(ins) else None
+                w_out = np.concatenate([source.expert_out(layer, g.expert) for g in block])
+                yield MlpInputs(up=np.concatenate([i.up for i in ins]), gate=gate), w_out
+                block = []
 
     # --- a layer of experts' router (engine.data.routing) -------------------------------------
     def routing(self, layer: int, top: int) -> LayerRouting:

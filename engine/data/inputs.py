@@ -105,6 +105,22 @@ class LayerInputs:
     cos_gate_up: np.ndarray  # [d_mlp] float64, NaN for a plain MLP
     io_class: np.ndarray  # [d_mlp] int8 into IO_CLASSES
 
+    @classmethod
+    def joined(cls, parts: list[LayerInputs]) -> LayerInputs:
+        """Parts of one layer (its experts, in flat order) as the layer's input side."""
+        first = parts[0]
+        along = {"plus_ids": 1, "plus_cos": 1, "minus_ids": 1, "minus_cos": 1, "cos_out": 1}
+        values = {
+            name: np.concatenate([getattr(p, name) for p in parts], axis=axis) for name, axis in along.items()
+        }
+        return cls(
+            layer=first.layer,
+            gated=first.gated,
+            cos_gate_up=np.concatenate([p.cos_gate_up for p in parts]),
+            io_class=np.concatenate([p.io_class for p in parts]),
+            **values,
+        )
+
     @property
     def rows(self) -> tuple[str, ...]:
         return ("gate", "up") if self.gated else ("in",)

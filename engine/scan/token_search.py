@@ -21,7 +21,8 @@ def exact_token_neurons(
 ) -> dict[int, list[TokenNeuron]]:
     """For each token, the ``top`` neurons over ``layers`` with the largest exact |dot|.
 
-    ``w_out_of(layer)`` gives W_out [d_mlp, d_model] (float32); ``transport_of(layer)`` the lens's
+    ``w_out_of(layer)`` gives W_out [d_mlp, d_model] (float32) in row blocks, one after the other
+    (a layer of experts: an expert at a time); ``transport_of(layer)`` the lens's
     J_l (float64) or None; ``unembed`` is the ``ProjectedUnembed`` of the scan's projection. A
     token's column against a whole layer is one float64 matrix-vector product, so no candidate list
     can miss anything.
@@ -32,17 +33,16 @@ def exact_token_neurons(
     columns = unembed.exact_columns(ids)  # [t, d] float64
     found: dict[int, list[TokenNeuron]] = {token_id: [] for token_id in token_ids}
     for layer in layers:
-        rows = (
-            torch.from_numpy(np.ascontiguousarray(w_out_of(layer), dtype=np.float32))
-            .to(unembed.device)
-            .double()
-        )
         transport = transport_of(layer) if transport_of is not None else None
-        if transport is not None:
-            rows = rows @ torch.from_numpy(transport).to(unembed.device).T
-        if cosine:
-            rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-        dots = (rows @ columns.T).cpu().numpy()  # [d_mlp, t]
+        parts = []
+        for block in w_out_of(layer):
+            rows = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(unembed.device).double()
+            if transport is not None:
+                rows = rows @ torch.from_numpy(transport).to(unembed.device).T
+            if cosine:
+                rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+            parts.append((rows @ columns.T).cpu().numpy())
+        dots = np.concatenate(parts)  # [d_mlp, t]
         keep = min(top, dots.shape[0])
         for column, token_id in enumerate(token_ids):
             best = np.argsort(-np.abs(dots[:, column]), kind="stable")[:keep]

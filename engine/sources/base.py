@@ -57,6 +57,10 @@ class ModelSource(Protocol):
         (``info.experts(layer)``; engine.data.experts)."""
         ...
 
+    def expert_in(self, layer: int, expert: ExpertLabel) -> MlpInputs:
+        """One expert's input rows, [d_expert, d_model] each."""
+        ...
+
     def router(self, layer: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """A layer of experts' router weight [experts, d_model] and its other tensors by name (a
         bias, a score correction); None for a dense layer."""
@@ -67,6 +71,9 @@ class DenseOnly:
     """What a source that reads dense models only says of experts: it has none."""
 
     def expert_out(self, layer: int, expert: ExpertLabel) -> np.ndarray:
+        raise UserError(f"layer {layer} has no experts that this loader can read")
+
+    def expert_in(self, layer: int, expert: ExpertLabel) -> MlpInputs:
         raise UserError(f"layer {layer} has no experts that this loader can read")
 
     def router(self, layer: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:

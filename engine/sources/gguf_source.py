@@ -162,6 +162,11 @@ class GGUFSource:
             raise UserError(f"layer {layer} has no experts")
         return self.experts.down_rows(layer, expert)
 
+    def expert_in(self, layer: int, expert: ExpertLabel) -> MlpInputs:
+        if self.experts is None:
+            raise UserError(f"layer {layer} has no experts")
+        return self.experts.input_rows(layer, expert)
+
     def router(self, layer: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         return None if self.experts is None else self.experts.router(layer)
 

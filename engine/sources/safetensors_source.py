@@ -275,6 +275,11 @@ class SafetensorsSource:
         assert self.experts is not None
         return self.experts.down_rows(layer, expert)
 
+    def expert_in(self, layer: int, expert: ExpertLabel) -> MlpInputs:
+        """One expert's input rows (gate and up), [d_expert, d_model] each."""
+        assert self.experts is not None
+        return self.experts.input_rows(layer, expert)
+
     def router(self, layer: int) -> RouterWeights | None:
         """The layer's router weight [experts, d_model] and its other tensors, None if dense."""
         return None if self.experts is None else self.experts.router(layer)

@@ -178,3 +178,42 @@ def test_mxfp4_experts_scan_as_transformers_dequantises_them(tmp_path):
         np.testing.assert_array_equal(inputs.gate, np.concatenate([g[:, 0::2].T for g in gate_up]))
         np.testing.assert_array_equal(inputs.up, np.concatenate([g[:, 1::2].T for g in gate_up]))
     engine.close()
+
+
+def test_input_side_and_token_search_go_expert_by_expert_as_over_the_whole_layer(tmp_path, monkeypatch):
+    """The input side in blocks of a few experts equals it computed over the whole layer at once,
+    and exact token search over experts equals float64 from the files."""
+    import engine.neuron_engine as door
+    from engine.scan.input_side import layer_inputs
+
+    folder = write_moe_checkpoint(tmp_path / "qwen2", "qwen2_moe", seed=4)
+    monkeypatch.setattr(door, "_INPUT_BLOCK_NEURONS", 12)  # 8-neuron experts: one or two a block
+    engine = NeuronEngine(EngineOptions(model=str(folder), cache_dir=tmp_path / "cache"))
+    settings = ScanSettings(top_k=5)
+    source = SafetensorsSource(folder, "fp", "qwen2")
+    for layer in range(engine.info.n_layers):
+        found = engine.inputs(layer, settings)
+        whole = layer_inputs(
+            layer,
+            source.mlp_in(layer),
+            source.mlp_norm(layer),
+            source.mlp_out(layer),
+            source.embedding_rows(),
+            5,
+            torch.device("cpu"),
+        )
+        assert found.to_bytes() == whole.to_bytes()
+    hits = engine.exact_token_neurons([3, 111], [1, 2], 4, settings)
+    unembed = file_unembed(folder)
+    for token, entries in hits.items():
+        scores = [
+            (layer, n, float(v))
+            for layer in (1, 2)
+            for n, v in enumerate(
+                np.concatenate([r for _, r in file_experts(folder, layer)]) @ unembed[:, token]
+            )
+        ]
+        best = sorted(scores, key=lambda s: (-abs(s[2]), s[0], s[1]))[:4]
+        assert [(e.layer, e.neuron) for e in entries] == [(layer, n) for layer, n, _ in best]
+        np.testing.assert_allclose([e.dot for e in entries], [v for _, _, v in best], rtol=1e-9)
+    engine.close()
