@@ -694,7 +694,10 @@ class NeuronEngine:
         pair = PairProgress(layer, listener)
         mine = self.neurons(layer, settings, listener=pair.first)
         theirs = other.neurons(layer, settings, listener=pair.second)
-        found = layer_diff(self.mlp_out(layer), other.mlp_out(layer), mine, theirs, settings.top_k)
+        # Both models' rows a block at a time (an expert at a time in a layer of experts).
+        found = layer_diff(
+            self._w_out_blocks(layer), other._w_out_blocks(layer), mine, theirs, settings.top_k
+        )
         self.products.put(products.DIFF, found, other.fingerprint, settings, layer)
         pair.done(found.d_mlp)
         return found

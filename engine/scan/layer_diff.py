@@ -31,8 +31,10 @@ def row_cosines(w_a: np.ndarray, w_b: np.ndarray) -> np.ndarray:
     return np.clip(cosines, -1.0, 1.0)
 
 
-def layer_diff(w_a: np.ndarray, w_b: np.ndarray, a: LayerNeurons, b: LayerNeurons, k: int) -> LayerDiff:
-    """The diff of one layer from both weights and both derived scans (null baselines known)."""
+def layer_diff(w_a, w_b, a: LayerNeurons, b: LayerNeurons, k: int) -> LayerDiff:
+    """The diff of one layer from both weights and both derived scans (null baselines known).
+    ``w_a``, ``w_b``: each model's W_out rows in the same blocks, one after the other (the whole
+    layer, or a layer of experts an expert at a time)."""
     if a.null_z is None or b.null_z is None:
         raise ValueError("both scans need their null baselines")
     ra, rb = a.result, b.result
@@ -41,7 +43,7 @@ def layer_diff(w_a: np.ndarray, w_b: np.ndarray, a: LayerNeurons, b: LayerNeuron
     )
     return LayerDiff(
         layer=ra.layer,
-        cosine=row_cosines(w_a, w_b),
+        cosine=np.concatenate([row_cosines(x, y) for x, y in zip(w_a, w_b, strict=True)]),
         max_dot_change=rb.max_dot - ra.max_dot,
         null_z_change=b.null_z - a.null_z,
         promote_jaccard=_jaccard(ra.promote_ids[:, :k], rb.promote_ids[:, :k]),

@@ -39,3 +39,35 @@ def test_scan_records_and_csv_rows_name_the_expert(qwen3, tmp_path):
     assert found.returncode == 0, found.stderr
     hits = [json.loads(line) for line in found.stdout.splitlines()]
     assert hits and all(0 <= h["expert"] < 5 and 0 <= h["neuron"] < 8 for h in hits)
+
+
+def test_a_diff_of_two_models_of_experts_finds_the_changed_expert_neuron(qwen3, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "changed"
+    shutil.copytree(qwen3, copy)
+    tensors = load_file(copy / "model.safetensors")
+    name = "model.layers.1.mlp.experts.2.down_proj.weight"  # [d_model, d_expert]: column 3 is neuron 3
+    tensors[name][:, 3] += torch.linspace(-0.5, 0.5, tensors[name].shape[0])
+    save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "diff.jsonl"
+    done = run_cli(
+        "diff",
+        "--model",
+        str(qwen3),
+        "--against",
+        str(copy),
+        "--layers",
+        "1",
+        "-o",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    changed = [(r["expert"], r["neuron"]) for r in records if r["cos"] < 1 - 1e-9]
+    assert changed == [(2, 3)]
