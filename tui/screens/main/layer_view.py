@@ -91,7 +91,7 @@ class LayerView(Horizontal):
         if with_experts:
             picker = ExpertPicker(id="expert-picker")
             picker.display = False
-            left.mount(TitleBar("Experts  } next  { prev", id="experts-title"), picker)
+            left.mount(TitleBar("Experts  } and {", id="experts-title"), picker)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("next_expert", "previous_expert"):
