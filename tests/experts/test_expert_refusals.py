@@ -1,5 +1,6 @@
 """A checkpoint of experts that does not hold what its config says: one line naming the tensor,
-exit 2, before any scan."""
+exit 2, before any scan (once through the command line; the other refusals are the same UserError
+from the engine, which the command line turns into that line)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
+from engine.errors import UserError
+from engine.neuron_engine import EngineOptions, NeuronEngine
+from engine.settings import ScanSettings
 from engine.sources.expert_tensors import EXPERT_COUNT_KEYS
 from tests.helpers.cli import run_cli
 from tests.helpers.moe_models import write_moe_checkpoint
@@ -49,18 +53,25 @@ def _copy(folder, tmp_path, change_config=None, change_tensors=None):
     return copy
 
 
-def _refused(folder, tmp_path) -> str:
-    done = run_cli("scan", "--model", str(folder), "--layers", "1", "--cache-dir", str(tmp_path / "c"))
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert done.stdout == ""
-    return lines[0]
+def _refused(folder, tmp_path, command_line: bool = False) -> str:
+    """The refusal's one line: from ``neuron-tui scan`` (exit 2, nothing on stdout), or from the
+    engine that the command line runs (the UserError it turns into that line)."""
+    if command_line:
+        done = run_cli("scan", "--model", str(folder), "--layers", "1", "--cache-dir", str(tmp_path / "c"))
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stdout == ""
+        return lines[0]
+    with pytest.raises(UserError) as refused:
+        NeuronEngine(EngineOptions(model=str(folder), cache_dir=tmp_path / "c")).layer(1, ScanSettings())
+    assert "\n" not in str(refused.value)
+    return str(refused.value)
 
 
 def test_a_config_naming_experts_the_files_lack(qwen3, tmp_path):
     copy = _copy(qwen3, tmp_path, change_config=_experts_to(7))
-    line = _refused(copy, tmp_path)
+    line = _refused(copy, tmp_path, command_line=True)
     assert "model.layers.1.mlp.experts.5.down_proj.weight" in line and "7 experts" in line
 
 
@@ -91,15 +102,16 @@ def test_an_expert_in_a_quantisation_it_cannot_read(qwen3, tmp_path):
 
 
 def test_the_bridge_loader_is_refused_for_experts_warm_cache_or_not(qwen3, tmp_path):
-    cache = ("--cache-dir", str(tmp_path / "c"))
-    for warm in (False, True):
-        if warm:  # the layer in the cache: the loader is refused all the same
-            assert run_cli("scan", "--model", str(qwen3), "--layers", "1", *cache).returncode == 0
-        for loader in ("bridge", "gguf"):
-            done = run_cli("scan", "--model", str(qwen3), "--layers", "1", "--loader", loader, *cache)
-            assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-            assert done.stdout == ""
-            assert ("experts" in done.stderr) if loader == "bridge" else (".gguf file" in done.stderr)
+    cache = tmp_path / "c"
+    done = run_cli(
+        "scan", "--model", str(qwen3), "--layers", "1", "--loader", "bridge", "--cache-dir", str(cache)
+    )
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "experts" in done.stderr and done.stdout == ""
+    NeuronEngine(EngineOptions(model=str(qwen3), cache_dir=cache)).layer(1, ScanSettings())  # now cached
+    for loader, words in (("bridge", "experts"), ("gguf", ".gguf file")):
+        with pytest.raises(UserError, match=words):  # refused all the same
+            NeuronEngine(EngineOptions(model=str(qwen3), cache_dir=cache, loader=loader))
 
 
 def test_more_experts_per_token_than_a_layer_has(qwen3, tmp_path):

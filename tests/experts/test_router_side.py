@@ -66,9 +66,14 @@ def test_the_experts_command_lists_each_expert_and_refuses_a_dense_layer(tmp_pat
     assert {"token_id", "token", "logit"} <= set(first["router_top"][0])
     assert abs(sum(r["vocab_share"] for r in records) - 2.0) < 1e-9
     assert "max_dot_p99" in first
-    refused = run_cli("experts", "--model", str(folder), "--layers", "0", "--cache-dir", cache)
-    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
-    assert "layer 0 has no experts" in refused.stderr
-    mixed = run_cli("experts", "--model", str(folder), "--layers", "0,1", "--cache-dir", cache)
-    assert mixed.returncode == 0 and "left out dense layer(s) 0" in mixed.stderr
-    assert {json.loads(line)["layer"] for line in mixed.stdout.splitlines()} == {1}
+    # The same command's checks, in this process: a dense layer named alone is refused (the one
+    # line above's UserError); one in a list is left out, with a note.
+    from engine.errors import UserError
+    from engine.settings import ScanSettings
+    from tui.cli.commands.experts import expert_records
+
+    engine = NeuronEngine(EngineOptions(model=str(folder), cache_dir=tmp_path / "cache"))
+    with pytest.raises(UserError, match="layer 0 has no experts"):
+        expert_records(engine, ScanSettings(top_k=3), [0], explicit=True)
+    mixed = expert_records(engine, ScanSettings(top_k=3), [0, 1], explicit=True)
+    assert {r["layer"] for r in mixed} == {1} and "note: left out dense layer(s) 0" in engine.warnings[-1]
