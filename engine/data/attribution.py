@@ -70,7 +70,9 @@ class TextAttribution:
         return dla / total if total != 0 else None
 
     def neurons(self, position: int, against: bool = False) -> list[NeuronAttribution]:
-        """The position's top neurons (``against``: the most negative ones), best first."""
+        """The position's top neurons for the target (``against``: the most negative ones), best
+        first. Only neurons on that side: where fewer than ``top`` push against it, the list is
+        shorter, not filled up with neurons that push for it."""
         layer, neuron = (self.low_layer, self.low_neuron) if against else (self.top_layer, self.top_neuron)
         activation = self.low_activation if against else self.top_activation
         dla = self.low_dla if against else self.top_dla
@@ -83,6 +85,7 @@ class TextAttribution:
                 self.share(position, float(dla[position, rank])),
             )
             for rank in range(layer.shape[1])
+            if (dla[position, rank] < 0 if against else dla[position, rank] > 0)
         ]
 
 

@@ -99,6 +99,18 @@ def test_ablation_equals_a_recomputed_forward_with_the_neuron_zeroed(model, requ
     np.testing.assert_allclose(wide.delta_logit, got.delta_logit, rtol=1e-5, atol=1e-7)
 
 
+def test_the_lists_for_and_against_keep_to_their_side(tiny_llama_dir, tmp_path):
+    """With more neurons asked for than push either way, "for" holds only positive attributions and
+    "against" only negative ones: neither list is filled up from the other side."""
+    engine = _engine(tiny_llama_dir, tmp_path)
+    found = engine.attribute(TEXT, [0, 1], top=10_000)
+    n = 2 * engine.info.d_mlp
+    for position in range(len(found.token_ids)):
+        pro, con = found.neurons(position), found.neurons(position, against=True)
+        assert all(entry.dla > 0 for entry in pro) and all(entry.dla < 0 for entry in con)
+        assert 0 < len(pro) + len(con) <= n
+
+
 @pytest.mark.parametrize("distinct", [1_000_000, 7, 2])
 def test_the_kept_columns_are_a_stable_sort_s_even_among_equal_values(distinct):
     """topk's shortcut keeps what a stable sort would keep, in its order, ties to the lower column:
