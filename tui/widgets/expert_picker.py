@@ -14,7 +14,7 @@ from textual.widgets.option_list import Option
 
 from engine.data.experts import ExpertLabel, LayerExperts
 from engine.data.results import LayerResult
-from tui.widgets.layer_picker import _bar
+from tui.widgets.layer_picker import level_bar
 from tui.widgets.scrollbar import CellScrollBars
 from tui.widgets.tables import VIM_KEYS
 
@@ -63,7 +63,7 @@ class ExpertPicker(CellScrollBars, OptionList):
         for group in experts.groups:
             text = Text("▶" if group.expert == chosen else " ", style="bold")
             text.append(f"{group.label:<5}", style="bold" if group.expert == chosen else "")
-            text.append(_bar(p99[group.expert], top), style="cyan")
+            text.append(level_bar(p99[group.expert], top), style="cyan")
             text.append(f" {p99[group.expert]:.2f}")
             if routed is not None and group.expert in routed:
                 text.append(f" {100 * routed[group.expert]:4.1f}%", style="yellow")

@@ -15,7 +15,8 @@ from tui.widgets.tables import VIM_KEYS
 BARS = " ▁▂▃▄▅▆▇█"
 
 
-def _bar(value: float, top: float) -> str:
+def level_bar(value: float, top: float) -> str:
+    """One cell for value on a scale up to top (the pickers share it)."""
     if top <= 0:
         return " "
     return BARS[int(round(min(value / top, 1.0) * (len(BARS) - 1)))]
@@ -63,7 +64,7 @@ class LayerPicker(CellScrollBars, OptionList):
             )
             return text
         text.append("✓", style="green")
-        text.append(_bar(summary.p99, top), style="cyan")
+        text.append(level_bar(summary.p99, top), style="cyan")
         text.append(f" μ{summary.mean:.2f}")
         if summary.n_standout:
             text.append(f" ★{summary.n_standout}", style="yellow")
