@@ -28,6 +28,7 @@ import numpy as np
 from engine.activations.corpus import default_corpus_name, load_corpus
 from engine.activations.documents import AnyCorpus
 from engine.data.attribution import NeuronAblation, TextAttribution
+from engine.data.dictionary import DictionaryInfo
 from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.experts import LayerExperts
@@ -39,18 +40,30 @@ from engine.data.progress import ActivationListener, AttributionListener, Progre
 from engine.data.results import LayerResult
 from engine.data.routing import LayerRouting
 from engine.data.tokens import Vocabulary
+from engine.dictionaries.shelf import DictionarySet, DictionaryShelf
+from engine.dictionaries.weights import Dictionary
 from engine.errors import UserError
 from engine.lens.shelf import LensShelf
 from engine.runtime.device import check_device_name
 from engine.runtime.ranks import Ranks
 from engine.runtime.resources import return_freed_memory
-from engine.settings import LOADERS, ActivationSettings, Dtype, FitSettings, Lens, Loader, ScanSettings
+from engine.settings import (
+    LOADERS,
+    ActivationSettings,
+    Dtype,
+    FitSettings,
+    Lens,
+    Loader,
+    ScanSettings,
+    Units,
+)
 from engine.sources.base import ModelSource
 from engine.sources.resolve import (
     ModelLocation,
     check_loader,
     layer_count,
     locate_model,
+    model_widths,
     open_source,
     runnable_model,
     vocab_size,
@@ -131,6 +144,7 @@ class NeuronEngine:
         self.products = ProductStore(cache, self.location.fingerprint)  # every cached value goes here
         self.evidence_store = EvidenceStore(self.products)
         self.lenses = LensShelf(self.location.fingerprint)
+        self.dictionaries = DictionaryShelf()
         self.warnings: list[str] = []
         if warning:
             self.warn(warning)
@@ -376,6 +390,55 @@ class NeuronEngine:
         with self.run_lock:
             return fit_lens(self, corpus, settings, ranks or SINGLE, listener, cancelled)
 
+    # --- dictionaries (engine.dictionaries) ---------------------------------------------------
+    def open_dictionary(self, paths: list[str]) -> Units:
+        """The dictionaries under ``paths`` (folders as their libraries wrote them, Gemma Scope
+        params.npz, or folders of them), checked against the model's shapes from its header or
+        the cache, in one line if wrong: the units a ``ScanSettings`` names to read them."""
+        info = self._info if self._info is not None else self._cached_info()
+        d_model: int | None
+        d_mlp: int | None
+        n_layers: int | None
+        if info is not None:
+            d_model, d_mlp, n_layers = info.d_model, info.d_mlp, info.n_layers
+        else:
+            (d_model, d_mlp), n_layers = model_widths(self.location), layer_count(self.location)
+        with self._lock:
+            return self.dictionaries.open([Path(p) for p in paths], d_model, n_layers, d_mlp)
+
+    def dictionary_set(self, units: Units) -> DictionarySet | None:
+        """The opened set behind ``units`` (None for the neurons)."""
+        return self.dictionaries.get(units)
+
+    def _dictionary(self, layer: int, units: Units) -> Dictionary:
+        """The dictionary ``units`` reads at ``layer``, or one line why there is none."""
+        found = self.dictionaries.get(units)
+        if found is None:
+            raise UserError("no dictionary was opened: give one with --dictionary PATH")
+        return found.at(layer)
+
+    def dictionary_infos(self, units: Units) -> dict[int, DictionaryInfo]:
+        """Per layer, the dictionary whose features ``units`` reads (empty for the neurons)."""
+        found = self.dictionaries.get(units)
+        return {} if found is None else found.infos
+
+    def unit_layers(self, settings: ScanSettings) -> list[int] | None:
+        """The layers that have units of ``settings`` (None: every layer, the neurons)."""
+        found = self.dictionaries.get(settings.units)
+        return None if found is None else found.layers
+
+    def check_unit_layers(self, layers: list[int], settings: ScanSettings) -> None:
+        """Refuse, in one line, a layer the opened dictionaries do not read."""
+        for layer in layers if settings.units.is_dictionary else ():
+            self._dictionary(layer, settings.units)
+
+    def refuse_dictionary(self, settings: ScanSettings, what: str) -> None:
+        """One line for what is computed for the neurons only."""
+        if settings.units.is_dictionary:
+            raise UserError(
+                f"{what} reads the model's neurons, not a dictionary's features: leave out --dictionary"
+            )
+
     # --- layers ------------------------------------------------------------------------------
     def cached_layer(self, layer: int, settings: ScanSettings) -> LayerResult | None:
         return self.products.get(products.LAYER, layer, settings)
@@ -395,6 +458,7 @@ class NeuronEngine:
             raise UserError(
                 f"layer {layer} is out of range: this model has layers 0-{self.info.n_layers - 1}"
             )
+        self.check_unit_layers([layer], settings)
         cached = self.cached_layer(layer, settings)
         if cached is not None and not cached.has_concepts:  # kept by a version without them
             with self._lock:
@@ -433,7 +497,9 @@ class NeuronEngine:
 
         report(0, unembed.d_vocab)
         experts = self.info.experts(layer)
-        if experts is not None:  # one expert at a time (engine.scan.expert_layer)
+        if settings.units.is_dictionary:  # a dictionary's decoder rows, scanned as W_out rows are
+            result = self._scan_dictionary(layer, settings, unembed, report, cancelled)
+        elif experts is not None:  # one expert at a time (engine.scan.expert_layer)
             from engine.scan.expert_layer import scan_experts
 
             result = scan_experts(
@@ -467,6 +533,37 @@ class NeuronEngine:
             seconds = time.perf_counter() - started
             listener(ScanProgress("done", layer, result.d_mlp, result.d_mlp, seconds, result.products))
         return result
+
+    def _scan_dictionary(self, layer, settings, unembed, report, cancelled) -> LayerResult:
+        from engine.scan.layer_scan import scan_shrinking_on_oom
+
+        rows, transport = self._dictionary_rows(layer, settings)
+        result = scan_shrinking_on_oom(
+            layer,
+            rows,
+            unembed,
+            settings,
+            self.options.chunk_tokens,
+            report,
+            cancelled,
+            on_shrink=self.shrunk_chunks.append,
+            transport=transport,
+        )
+        return replace(result, dictionary=self._dictionary(layer, settings.units).info.name)
+
+    def _dictionary_rows(self, layer: int, settings: ScanSettings) -> tuple[np.ndarray, np.ndarray | None]:
+        """(each feature's direction [d_sae, d_model], the lens transport to apply to it): under a
+        Jacobian lens, a feature writing to several layers is read as the sum of J_l times its
+        row for layer l (computed here in float64), so no transport is left to apply."""
+        dictionary = self._dictionary(layer, settings.units)
+        if settings.lens.digest is None or len(dictionary.W_dec) == 1:
+            target = next(iter(dictionary.W_dec))
+            return dictionary.direction_rows(), self.transport(target, settings)
+        total = np.zeros(next(iter(dictionary.W_dec.values())).shape, dtype=np.float64)
+        for target, rows in dictionary.W_dec.items():
+            transport = self.transport(target, settings)
+            total += rows if transport is None else rows.astype(np.float64) @ transport.T
+        return total.astype(np.float32), None
 
     def _with_concepts(self, result: LayerResult, settings: ScanSettings) -> LayerResult:
         """The layer with its "one token or a concept?" numbers (engine.scan.concepts) added."""
@@ -512,6 +609,9 @@ class NeuronEngine:
         from engine.scan.layer_scan import neuron_score_row
 
         with self._lock:
+            if settings.units.is_dictionary:
+                rows, transport = self._dictionary_rows(layer, settings)
+                return neuron_score_row(rows[neuron], self._unembed(settings), settings, transport)
             row = self._neuron_row(layer, neuron)
             unembed = self._unembed(settings)
             return neuron_score_row(row, unembed, settings, self.transport(layer, settings))
@@ -544,14 +644,22 @@ class NeuronEngine:
 
         with self._lock:
             self._ensure_source()
+            self.check_unit_layers(layers, settings)
+            if settings.units.is_dictionary:  # each feature's direction, already through a CLT's lens
+
+                def blocks(layer: int) -> Iterator[np.ndarray]:
+                    yield self._dictionary_rows(layer, settings)[0]
+
+                def transport(layer: int) -> np.ndarray | None:
+                    return self._dictionary_rows(layer, settings)[1]
+            else:
+                blocks = self._w_out_blocks
+
+                def transport(layer: int) -> np.ndarray | None:
+                    return self.transport(layer, settings)
+
             return exact_token_neurons(
-                token_ids,
-                layers,
-                self._w_out_blocks,
-                self._unembed(settings),
-                top,
-                settings.projection.cosine,
-                lambda layer: self.transport(layer, settings),
+                token_ids, layers, blocks, self._unembed(settings), top, settings.projection.cosine, transport
             )
 
     # --- null baseline -----------------------------------------------------------------------

@@ -82,12 +82,39 @@ LOGIT_LENS = Lens()
 
 
 @dataclass(frozen=True)
+class Units:
+    """Which units a layer is read as: the model's MLP neurons, or the features of a dictionary
+    set (sparse autoencoders, transcoders) opened with ``--dictionary`` (engine.dictionaries).
+    ``digest`` is the set's content fingerprint, so results are cached per dictionary set;
+    ``name`` is how it is shown."""
+
+    digest: str | None = None
+    name: str = "neurons"
+
+    def __post_init__(self) -> None:
+        if (self.digest is None) != (self.name == "neurons"):
+            raise UserError("a dictionary set is named by its files' fingerprint, the neurons by none")
+
+    @property
+    def is_dictionary(self) -> bool:
+        return self.digest is not None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.digest is None else f"{self.name}:{self.digest[:12]}"
+
+
+NEURONS = Units()
+
+
+@dataclass(frozen=True)
 class ScanSettings:
     top_k: int = DEFAULT_TOP_K  # tokens kept per neuron
     dtype: Dtype = "float32"  # precision of the big product (engine.scan.precision); scores are float64
     projection: Projection = field(default_factory=Projection)
     token_top_n: int = DEFAULT_TOKEN_TOP_N  # neurons kept per vocabulary token (column-wise top-N)
     lens: Lens = field(default_factory=Lens)
+    units: Units = field(default_factory=Units)
 
     def __post_init__(self) -> None:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -104,12 +131,17 @@ class ScanSettings:
             raise UserError(f"projection must be a Projection, got {type(self.projection).__name__}")
         if not isinstance(self.lens, Lens):
             raise UserError(f"lens must be a Lens, got {type(self.lens).__name__}")
+        if not isinstance(self.units, Units):
+            raise UserError(f"units must be Units, got {type(self.units).__name__}")
 
     @property
     def cache_tag(self) -> str:
         tag = f"s{SCHEMA_VERSION}-k{self.top_k}-n{self.token_top_n}-{self.dtype}-{self.projection.label}"
-        # The logit lens adds nothing, so that layers cached before lenses existed stay found.
-        return tag if self.lens.digest is None else f"{tag}-jlens{self.lens.digest[:32]}"
+        # The logit lens and the neurons add nothing, so that layers cached before lenses and
+        # dictionaries existed stay found.
+        if self.lens.digest is not None:
+            tag = f"{tag}-jlens{self.lens.digest[:32]}"
+        return tag if self.units.digest is None else f"{tag}-dict{self.units.digest[:32]}"
 
     def to_dict(self) -> dict:
         return {
@@ -119,6 +151,7 @@ class ScanSettings:
             **asdict(self.projection),
             "token_top_n": self.token_top_n,
             "lens": self.lens.label,
+            "units": self.units.label,
         }
 
 

@@ -190,6 +190,7 @@ def layer_evidence(
         attr_dominant=float(counts["attr_dominant"][0]) / n_positions,
         routed=None if routed is None else routed / n_positions,
         gate_mean=None if routed is None else _share(counts["gate_sum"] / FIXED_POINT, routed),
+        explained_variance=state.explained_variance(),
     )
     if routed is None:
         return found

@@ -24,6 +24,7 @@ from engine.activations.expert_pass import ExpertLayer, layer_w_out
 from engine.activations.final_readout import FINAL_OUT, FINAL_SCALE
 from engine.activations.state import LayerActivationState
 from engine.activations.windows import TokenizedCorpus
+from engine.dictionaries.encoder import Encoder
 from engine.errors import ScanCancelled
 
 ATTRIBUTION_ROWS = 1024  # positions whose float64 attributions a layer holds at once
@@ -69,6 +70,7 @@ class _Batch:
         self.held: dict[int, torch.Tensor] = {}
         self.gate: dict[int, torch.Tensor] = {}
         self.up: dict[int, torch.Tensor] = {}
+        self.pending: dict[int, torch.Tensor] = {}  # a transcoder's reconstruction, until its target
         self.stop_early = False  # the readout is known: stop after the deepest chosen layer
 
     def know(self, scales: np.ndarray, predicted: np.ndarray) -> None:
@@ -82,10 +84,18 @@ class _Pass:
     """The hooks of a pass over batches: each chosen layer's activations folded into its state
     (and their attribution toward the predicted tokens), the final norm's readout read."""
 
-    def __init__(self, bridge, states: dict[int, LayerActivationState], device: torch.device) -> None:
+    def __init__(
+        self,
+        bridge,
+        states: dict[int, LayerActivationState],
+        device: torch.device,
+        encoders: dict[int, Encoder] | None = None,
+    ) -> None:
         from engine.activations.final_readout import FinalReadout
 
         self.bridge, self.states, self.deepest = bridge, states, max(states)
+        # A dictionary's layers: its encoder on the hook it reads (engine.dictionaries.encoder).
+        self.encoders = encoders or {}
         self.readout = FinalReadout(bridge, device)
         self.batch: _Batch | None = None
         # Layers of experts are read off the model's own modules (engine.activations.expert_pass).
@@ -99,6 +109,9 @@ class _Pass:
     def hooks(self, layers: bool = True) -> list:
         found = []
         for layer, state in self.states.items() if layers else ():
+            if layer in self.encoders:
+                found.extend(self._dictionary_hooks(layer))
+                continue
             if state.gated:
                 found.append((f"blocks.{layer}.mlp.hook_pre", self._hold(layer, "gate")))
                 found.append((f"blocks.{layer}.mlp.hook_pre_linear", self._hold(layer, "up")))
@@ -161,7 +174,65 @@ class _Pass:
 
         return hook
 
+    def _dictionary_hooks(self, layer: int) -> list:
+        """A dictionary's hooks: its encoder's input, and (a transcoder) the activations its
+        decoder reconstructs, for the explained variance."""
+        info = self.encoders[layer].dictionary.info
+        hooks = [(info.hook_in, self._read_dictionary(layer))]
+        if info.hook_out != info.hook_in:
+            hooks.append((info.hook_out, self._read_target(layer)))
+        return hooks
+
+    def _read_dictionary(self, layer: int):
+        encoder = self.encoders[layer]
+        info = encoder.dictionary.info
+        fits = len(info.writes_to) == 1  # a CLT's layers' outputs add several dictionaries
+
+        def hook(values: torch.Tensor, hook=None):
+            batch = self.batch
+            assert batch is not None
+            x = values.reshape(-1, values.shape[-1])
+            acts = encoder.encode(x)
+            self.states[layer].update(acts, batch.index, rows=batch.rows)
+            if fits:
+                reconstruction = encoder.decode(acts[batch.rows], x[batch.rows])
+                if info.hook_out == info.hook_in:
+                    self.states[layer].count_fit(x[batch.rows], reconstruction)
+                else:
+                    batch.pending[layer] = reconstruction
+            # A feature adds its activation times its direction: the attribution reads the
+            # activations against the directions (engine.dictionaries.weights.direction_rows).
+            if batch.scale is None:
+                batch.held[layer] = acts
+            else:
+                self.attribute(layer, acts[batch.rows])
+            self._stop_after(layer, info.hook_out == info.hook_in or not fits)
+            return values
+
+        return hook
+
+    def _read_target(self, layer: int):
+        def hook(values: torch.Tensor, hook=None):
+            batch = self.batch
+            assert batch is not None
+            reconstruction = batch.pending.pop(layer, None)
+            if reconstruction is not None:
+                target = values.reshape(-1, values.shape[-1])[batch.rows]
+                self.states[layer].count_fit(target, reconstruction)
+            self._stop_after(layer, True)
+            return values
+
+        return hook
+
+    def _stop_after(self, layer: int, last_hook: bool) -> None:
+        batch = self.batch
+        assert batch is not None
+        if last_hook and layer == self.deepest and batch.stop_early:
+            raise _ReachedFinalNorm()
+
     def _layer_w_out(self, layer: int) -> torch.Tensor:
+        if layer in self.encoders and layer not in self._w_out:
+            self._w_out[layer] = self.encoders[layer].directions
         if layer not in self._w_out:
             self._w_out[layer] = layer_w_out(self.bridge, layer, self.states[layer].experts)
         return self._w_out[layer]
@@ -223,6 +294,7 @@ def run_batches(
     run_lock=None,
     scale_known: Callable[[int], bool] | None = None,
     hold_bytes: int | None = None,
+    encoders: dict[int, Encoder] | None = None,
 ) -> None:
     """Run ``batches[b]`` for each b in ``batch_numbers``, folding activations and their
     attribution into ``states``, the final norm's scale into ``scales[global index]`` and the
@@ -232,7 +304,7 @@ def run_batches(
     holds its chosen layers' activations until the final norm, or, when they would take more than
     ``hold_bytes`` (default ``HOLD_BYTES``), runs to the final norm alone first."""
     hold = HOLD_BYTES if hold_bytes is None else hold_bytes
-    hooks = _Pass(bridge, states, device)
+    hooks = _Pass(bridge, states, device, encoders)
     for number in batch_numbers:
         if cancelled is not None and cancelled():
             raise ScanCancelled()

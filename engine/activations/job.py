@@ -29,10 +29,12 @@ from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.model import ModelInfo
 from engine.data.progress import ActivationListener, ActivationProgress, ProgressListener
 from engine.data.results import LayerResult
+from engine.dictionaries.encoder import Encoder
+from engine.dictionaries.shelf import DictionarySet
 from engine.errors import ScanCancelled
 from engine.runtime import distributed
 from engine.runtime.ranks import SINGLE, Ranks
-from engine.settings import ActivationSettings, ScanSettings
+from engine.settings import ActivationSettings, ScanSettings, Units
 from engine.store.evidence_store import EvidenceStore
 
 
@@ -62,6 +64,8 @@ class JobHost(Protocol):
     ) -> LayerResult: ...
 
     def token_forms(self, size: int) -> np.ndarray: ...
+
+    def dictionary_set(self, units: Units) -> DictionarySet | None: ...
 
 
 Landed = Callable[[int, LayerActivations, EvidenceReading], None]
@@ -96,11 +100,15 @@ class ActivationJob:
         self.on_landed = on_landed
         self.lift_tokens: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rank 0's, from the scans
         self.land_seconds = land_seconds if on_landed is not None else None
+        self.encoders: dict[int, Encoder] = {}  # a dictionary's layers, built with the model
 
     # --- the pass's place in the cache ---------------------------------------------------------
     def progress_address(self) -> tuple[str, ActivationSettings, list[int], int, int]:
         """Where this rank's checkpoints of this pass are kept."""
-        return self.corpus.content_hash, self.settings, self.layers, self.ranks.rank, self.ranks.world
+        corpus = self.corpus.content_hash
+        if self.scan.units.digest is not None:  # a dictionary's pass keeps its own checkpoints
+            corpus = f"{corpus}-dict{self.scan.units.digest[:32]}"
+        return corpus, self.settings, self.layers, self.ranks.rank, self.ranks.world
 
     def cached(self, layer: int) -> LayerActivations | None:
         return self.store.evidence(self.corpus.content_hash, self.settings, self.scan, layer)
@@ -152,20 +160,10 @@ class ActivationJob:
             self.settings.max_tokens,
             encode_more=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
         )
-        from engine.activations.forward_pass import is_gated
-
-        info = self.engine.info
-        states = {
-            layer: LayerActivationState(
-                info.width(layer),
-                self.settings.keep,
-                self.settings.examples,
-                info.experts(layer) is None and is_gated(bridge, layer),
-                device,
-                info.experts(layer),  # a layer of experts: read at its experts (expert_pass)
-            )
-            for layer in self.layers
-        }
+        dictionaries = self.engine.dictionary_set(self.scan.units)
+        if dictionaries is not None:
+            self.encoders = {layer: Encoder(dictionaries.at(layer), device) for layer in self.layers}
+        states = {layer: self._state(layer, bridge, device) for layer in self.layers}
         readouts = Readouts.empty(tokenized.n_positions)
         batches = tokenized.batches(self.settings.windows_per_batch)
         mine = [b for b in range(len(batches)) if self.ranks.owns(b)]
@@ -179,6 +177,19 @@ class ActivationJob:
         return _Reading(
             bridge, device, tokenized, batches, states, readouts, mine, done, scaled, total, resumed
         )
+
+    def _state(self, layer: int, bridge, device: torch.device) -> LayerActivationState:
+        from engine.activations.forward_pass import is_gated
+
+        info, keep, examples = self.engine.info, self.settings.keep, self.settings.examples
+        encoder = self.encoders.get(layer)
+        if encoder is not None:  # a dictionary's features, and the width of what it reconstructs
+            dictionary = encoder.dictionary
+            width = next(iter(dictionary.W_dec.values())).shape[1]
+            return LayerActivationState(dictionary.info.d_sae, keep, examples, False, device, fit_width=width)
+        experts = info.experts(layer)  # a layer of experts: read at its experts (expert_pass)
+        gated = experts is None and is_gated(bridge, layer)
+        return LayerActivationState(info.width(layer), keep, examples, gated, device, experts)
 
     def _read(self, reading: _Reading) -> None:
         """Run this rank's batches not read yet, with checkpoints and landings; stopped, keep a
@@ -202,6 +213,7 @@ class ActivationJob:
                 self.cancelled,
                 run_lock=self.engine.run_lock,
                 scale_known=reading.scaled.__contains__,
+                encoders=self.encoders,
             )
         except (ScanCancelled, KeyboardInterrupt):
             self._checkpoint(reading)

@@ -15,6 +15,7 @@ from engine.activations.state import ACT_TOP, LayerActivationState
 from engine.activations.windows import TokenizedCorpus
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.model import ModelInfo
+from engine.dictionaries.encoder import Encoder
 from engine.runtime.ranks import Ranks
 from engine.settings import ActivationSettings, ScanSettings
 from engine.store.evidence_store import EvidenceStore
@@ -40,6 +41,7 @@ class LandingJob(Protocol):
     store: EvidenceStore
     lift_tokens: dict[int, tuple[np.ndarray, np.ndarray]]
     on_landed: Callable[[int, LayerActivations, EvidenceReading], None] | None
+    encoders: dict[int, Encoder]  # a dictionary's layers (engine.dictionaries.encoder)
 
 
 class Lander:
@@ -63,7 +65,11 @@ class Lander:
     def layer_inputs(self, layer: int) -> tuple:
         if layer not in self._weights:
             promote_ids, suppress_ids = self.job.lift_tokens[layer]
-            w_out = _numpy(layer_w_out(self.bridge, layer, self.job.engine.info.experts(layer)))
+            encoder = self.job.encoders.get(layer)
+            if encoder is not None:  # a dictionary's features: their directions
+                w_out = encoder.dictionary.direction_rows()
+            else:
+                w_out = _numpy(layer_w_out(self.bridge, layer, self.job.engine.info.experts(layer)))
             self._weights[layer] = (
                 promote_ids,
                 suppress_ids,

@@ -131,11 +131,12 @@ class LayerActivationState:
         gated: bool,
         device: torch.device,
         experts: LayerExperts | None = None,
+        fit_width: int = 0,
     ):
         """``experts``: the layer's experts (engine.data.experts), whose neurons run only where the
         router sends a position to their expert: ``routed`` counts those positions per neuron."""
         self.d_mlp, self.keep, self.case_keep, self.gated = d_mlp, keep, case_keep, gated
-        self.device, self.experts = device, experts
+        self.device, self.experts, self.fit_width = device, experts, fit_width
         self.lists = {"positive": TopLists(d_mlp, keep, device), "negative": TopLists(d_mlp, keep, device)}
         self.counts = {
             "positive": torch.zeros(d_mlp, dtype=torch.int64, device=device),
@@ -149,12 +150,36 @@ class LayerActivationState:
         if experts is not None:
             self.counts["routed"] = torch.zeros(d_mlp, dtype=torch.int64, device=device)
             self.counts["gate_sum"] = torch.zeros(d_mlp, dtype=torch.int64, device=device)  # fixed point
+        if fit_width:  # a dictionary's reconstruction: (positions, squared error, squares), sums
+            self.counts["fit"] = torch.zeros(3, dtype=torch.float64, device=device)
+            self.counts["fit_sum"] = torch.zeros(fit_width, dtype=torch.float64, device=device)
         self._one = torch.ones((1, 1), dtype=torch.int32, device=device)
 
     def fresh(self) -> LayerActivationState:
         return LayerActivationState(
-            self.d_mlp, self.keep, self.case_keep, self.gated, self.device, self.experts
+            self.d_mlp, self.keep, self.case_keep, self.gated, self.device, self.experts, self.fit_width
         )
+
+    def count_fit(self, target: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        """Add real positions' target activations and a dictionary's reconstruction of them
+        [n, d] to the sums the explained variance is read from (float64)."""
+        target, reconstruction = target.double(), reconstruction.double()
+        self.counts["fit"] += torch.stack(
+            [
+                torch.tensor(float(target.shape[0]), dtype=torch.float64, device=target.device),
+                (target - reconstruction).pow(2).sum(),
+                target.pow(2).sum(),
+            ]
+        ).to(self.device)
+        self.counts["fit_sum"] += target.sum(0).to(self.device)
+
+    def explained_variance(self) -> float | None:
+        if "fit" not in self.counts:
+            return None
+        n, error, squares = (float(v) for v in self.counts["fit"].cpu())
+        total = self.counts["fit_sum"].cpu()
+        variance = squares - float(total.pow(2).sum()) / n if n else 0.0
+        return 1.0 - error / variance if variance > 0 else None
 
     def count_routed(self, gates: torch.Tensor, rows: torch.Tensor) -> None:
         """Add a batch's routing: ``gates`` [n, d_mlp], the weight each neuron's expert got at

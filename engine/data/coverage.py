@@ -30,6 +30,7 @@ class Coverage:
     covered_layers: np.ndarray  # [d_vocab] in how many layers the token is covered
     # per layer, its experts (engine.data.experts) where it has some: best_neuron is flat there
     layer_experts: dict[int, LayerExperts] = field(default_factory=dict)
+    layer_dictionaries: dict[int, str] = field(default_factory=dict)  # a dictionary's features, per layer
 
     @property
     def d_vocab(self) -> int:
@@ -55,7 +56,10 @@ class Coverage:
 def compute_coverage(results: list[LayerResult], null: NullBaseline) -> Coverage:
     per_layer = {r.layer: (r.token_unit_best, r.token_unit_best_neuron) for r in results}
     experts = {r.layer: r.experts for r in results if r.experts is not None}
-    return replace(coverage_from_layers(per_layer, null), layer_experts=experts)
+    dictionaries = {r.layer: r.dictionary for r in results if r.dictionary is not None}
+    return replace(
+        coverage_from_layers(per_layer, null), layer_experts=experts, layer_dictionaries=dictionaries
+    )
 
 
 def coverage_from_layers(per_layer: dict[int, tuple[np.ndarray, np.ndarray]], null: NullBaseline) -> Coverage:
@@ -81,7 +85,11 @@ def token_row(coverage: Coverage, vocab: Vocabulary, token_id: int) -> dict:
     """One token's coverage as a flat record."""
     unit = float(coverage.best_unit[token_id])
     layer = int(coverage.best_layer[token_id])
-    unit_fields = record_fields(int(coverage.best_neuron[token_id]), coverage.layer_experts.get(layer))
+    unit_fields = record_fields(
+        int(coverage.best_neuron[token_id]),
+        coverage.layer_experts.get(layer),
+        coverage.layer_dictionaries.get(layer),
+    )
     return {
         "token_id": int(token_id),
         "token": vocab.text(int(token_id)),

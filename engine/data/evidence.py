@@ -125,10 +125,20 @@ class LayerActivations:
     # ... and the mean weight the model gave its expert's output where it ran (the router's weight;
     # the shared expert's gate): activation x gate_mean is what it adds on average per unit.
     gate_mean: np.ndarray | None = None
+    # A dictionary's features (engine.dictionaries): the share of its target's variance the
+    # reconstruction explains over the corpus (1 - sum |y - y_hat|^2 / sum |y - mean y|^2); None
+    # for neurons, and for a cross-layer transcoder (its layers' outputs add several dictionaries).
+    explained_variance: float | None = None
 
     @property
     def d_mlp(self) -> int:
         return int(self.positive.density.shape[0])
+
+    @property
+    def dead_share(self) -> float:
+        """The share of units that never fired (no activation of either sign) over the corpus."""
+        fired = (self.positive.density > 0) | (self.negative.density > 0)
+        return float(1.0 - fired.mean()) if fired.size else 0.0
 
     def pole(self, name: str) -> PoleEvidence:
         return self.positive if name == "positive" else self.negative
@@ -170,4 +180,7 @@ class LayerActivations:
                 attr_dominant=float(archive["attr_dominant"]),
                 routed=archive["routed"] if "routed" in names else None,
                 gate_mean=archive["gate_mean"] if "gate_mean" in names else None,
+                explained_variance=(
+                    float(archive["explained_variance"]) if "explained_variance" in names else None
+                ),
             )

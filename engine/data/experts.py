@@ -113,8 +113,11 @@ def unit_ref(layer: int, neuron: int, experts: LayerExperts | None) -> str:
     return f"L{layer}/{label}/N{local}"
 
 
-def record_fields(neuron: int, experts: LayerExperts | None) -> dict:
-    """A record's unit fields: ``neuron``, and ``expert`` (int or "shared") in a layer of experts."""
+def record_fields(neuron: int, experts: LayerExperts | None, dictionary: str | None = None) -> dict:
+    """A record's unit fields: ``neuron``, and ``expert`` (int or "shared") in a layer of experts;
+    ``feature`` and ``dictionary`` for a dictionary's feature (engine.data.dictionary)."""
+    if dictionary is not None:
+        return {"feature": int(neuron), "dictionary": dictionary}
     if experts is None:
         return {"neuron": int(neuron)}
     expert, local = experts.locate(neuron)

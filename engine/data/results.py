@@ -56,6 +56,8 @@ class LayerResult:
     # A layer of experts (engine.data.experts): [groups, 2] int64 rows (expert, size) in flat
     # order, -1 for the shared expert; None for a dense MLP layer.
     expert_groups: np.ndarray | None = None
+    # The dictionary whose features these are (engine.data.dictionary), None for the neurons.
+    dictionary: str | None = None
 
     @cached_property
     def experts(self) -> LayerExperts | None:
@@ -100,6 +102,8 @@ class LayerResult:
         values["score_hist_top"] = int(values["score_hist_top"])
         values["device"] = str(values["device"])
         values["products"] = str(values["products"])
+        if "dictionary" in values:
+            values["dictionary"] = str(values["dictionary"])
         return cls(**values)
 
 

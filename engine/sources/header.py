@@ -267,3 +267,25 @@ def config_layer_count(folder: Path) -> int | None:
             if isinstance(value, int):
                 return value
     return None
+
+
+def gguf_widths(path: Path) -> tuple[int | None, int | None]:
+    """(d_model, the dense MLP's width) from a GGUF header's metadata, None where it does not say."""
+    metadata = read_gguf_header(path).metadata
+    arch = metadata.get("general.architecture")
+    found = [metadata.get(f"{arch}.{key}") for key in ("embedding_length", "feed_forward_length")]
+    return tuple(value if isinstance(value, int) and value > 0 else None for value in found)  # type: ignore[return-value]
+
+
+def config_widths(folder: Path) -> tuple[int | None, int | None]:
+    """(d_model, the dense MLP's width) from a checkpoint's config, None where it does not say."""
+    config = read_config(folder)
+    widths: list[int | None] = [None, None]
+    for section in (config, _text_config(config)):
+        names_of = (("hidden_size", "n_embd", "d_model"), ("intermediate_size", "n_inner"))
+        for slot, names in enumerate(names_of):
+            for name in names:
+                value = section.get(name)
+                if widths[slot] is None and isinstance(value, int) and value > 0:
+                    widths[slot] = value
+    return widths[0], widths[1]

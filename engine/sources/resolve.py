@@ -237,6 +237,13 @@ def layer_count(location: ModelLocation) -> int | None:
     return header.config_layer_count(location.path)
 
 
+def model_widths(location: ModelLocation) -> tuple[int | None, int | None]:
+    """(d_model, the dense MLP's width) from the model file's header or config."""
+    if location.kind == "gguf":
+        return header.gguf_widths(location.path)
+    return header.config_widths(location.path)
+
+
 def vocab_size(location: ModelLocation) -> int | None:
     """The model's vocabulary size from its file's header or config (None where it does not say)."""
     if location.kind == "gguf":

@@ -73,7 +73,7 @@ def neuron_records(
         record = {
             "model": model,
             "layer": stats.layer,
-            **record_fields(stats.neuron, experts),  # neuron, and its expert in a layer of experts
+            **record_fields(stats.neuron, experts, result.dictionary),  # neuron (its expert) or feature
             "max_dot": stats.max_dot,
             "top": _tokens(result.top_ids[neuron, :k], result.top_dots[neuron, :k], vocab),
             "promote": _tokens(result.promote_ids[neuron, :k], result.promote_dots[neuron, :k], vocab),

@@ -75,6 +75,12 @@ def _dispatch(argv: list[str]) -> int:
             from engine.data.layers import parse_layer_spec
 
             layers = parse_layer_spec(args.layers, engine.info.n_layers)
+            dictionary_layers = engine.unit_layers(settings)
+            if dictionary_layers is not None:  # "all" is the dictionaries' layers; others are checked
+                wanted = set(layers)
+                layers = [layer for layer in dictionary_layers if layer in wanted]
+                if args.layers.strip().lower() not in ("all", "*"):
+                    engine.check_unit_layers(sorted(wanted), settings)
         return command.run(args, engine, settings, layers)
 
 

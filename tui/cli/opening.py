@@ -76,6 +76,8 @@ def opened_engine(command: Command, args: argparse.Namespace) -> Iterator[tuple[
     try:
         if getattr(args, "lens", "logit") != "logit":  # the lens file read and checked: one line if bad
             settings = replace(settings, lens=engine.open_lens(args.lens))
+        if args.dictionary:  # the dictionaries read and checked against the model: one line if bad
+            settings = replace(settings, units=engine.open_dictionary(args.dictionary))
         engine.check(settings)  # the model's header, the device, top-k: before any heavy work
     except BaseException:
         engine.close()

@@ -133,6 +133,19 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
         ),
     ),
     Option(
+        "dictionary",
+        ("--dictionary",),
+        MODEL,
+        dict(
+            action="append",
+            default=None,
+            metavar="PATH",
+            help="read a dictionary's features instead of the MLP neurons: a sparse autoencoder or "
+            "transcoder folder as SAELens, sparsify or circuit-tracer wrote it, a Gemma Scope "
+            "params.npz, or a folder of them (one per layer); repeat to add more",
+        ),
+    ),
+    Option(
         "chunk_tokens",
         ("--chunk-tokens",),
         MODEL,
