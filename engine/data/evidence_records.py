@@ -101,15 +101,24 @@ def pole_fields(pole: PoleEvidence, neuron: int, vocab: Vocabulary, examples: in
 
 
 def activation_records(
-    model: str, vocab: Vocabulary, evidence: LayerActivations, experts: LayerExperts | None = None
+    model: str,
+    vocab: Vocabulary,
+    evidence: LayerActivations,
+    experts: LayerExperts | None = None,
+    dictionary: str | None = None,
 ) -> Iterator[dict]:
     """One record per neuron: the positive pole's fields at the top level, the negative pole's
     under ``negative`` and, for a gated MLP, the four sign cases' shares under ``cases``; the
     neuron's ``attr_top1`` and its layer's ``layer_attr_dominant`` (engine.data.evidence). In a
     layer of ``experts``: its ``expert``, and ``routed``, the share of positions sent to it (the
-    density is then a share of those)."""
+    density is then a share of those). A ``dictionary``'s features: ``feature`` and ``dictionary``,
+    and the layer's ``explained_variance`` (of its reconstruction) and ``dead_share``."""
     for neuron in range(evidence.d_mlp):
-        record = {"model": model, "layer": evidence.layer, **record_fields(neuron, experts)}
+        record = {"model": model, "layer": evidence.layer, **record_fields(neuron, experts, dictionary)}
+        if dictionary is not None:
+            variance = evidence.explained_variance
+            record["layer_explained_variance"] = None if variance is None else _number(variance)
+            record["layer_dead_share"] = evidence.dead_share
         if evidence.routed is not None:
             record["routed"] = float(evidence.routed[neuron])
         if evidence.gate_mean is not None:

@@ -55,3 +55,38 @@ def sparsify_acts(coder, x: np.ndarray) -> np.ndarray:
         dense = torch.zeros(x.shape[0], coder.num_latents, dtype=torch.float64)
         dense.scatter_(1, out.top_indices, out.top_acts)
     return dense.numpy()
+
+
+def hf_sites(model, tokenizer, documents, context: int, layer: int) -> dict[str, np.ndarray]:
+    """Every position's residual stream after block ``layer`` and its MLP's input and output
+    [positions, d_model] (float64), each window run alone through the plain Hugging Face model
+    with PyTorch forward hooks, windows cut as the activation pass cuts them."""
+    import torch
+
+    block = model.model.layers[layer]
+    seen: dict[str, torch.Tensor] = {}
+
+    def first(value):
+        return value[0] if isinstance(value, tuple) else value
+
+    hooks = [
+        block.register_forward_hook(lambda m, i, o: seen.__setitem__("resid_post", first(o))),
+        block.mlp.register_forward_hook(lambda m, i, o: seen.update(mlp_in=i[0], mlp_out=first(o))),
+    ]
+    found: dict[str, list] = {"resid_post": [], "mlp_in": [], "mlp_out": []}
+    with torch.no_grad():
+        for text in documents:
+            ids = tokenizer(text)["input_ids"]
+            for start in range(0, len(ids), context):
+                model(torch.tensor([ids[start : start + context]]))
+                for name in found:
+                    found[name].append(seen[name][0].double().numpy())
+    for hook in hooks:
+        hook.remove()
+    return {name: np.concatenate(parts) for name, parts in found.items()}
+
+
+def explained_variance(target: np.ndarray, reconstruction: np.ndarray) -> float:
+    """1 - sum |y - y_hat|^2 / sum |y - mean y|^2, over every position, in float64."""
+    error = ((target - reconstruction) ** 2).sum()
+    return float(1.0 - error / ((target - target.mean(axis=0)) ** 2).sum())

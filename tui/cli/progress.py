@@ -20,12 +20,12 @@ def say(text: str) -> None:
         pass
 
 
-def _how(event: ScanProgress) -> str:
-    """What a finished layer event says of its neurons."""
+def _how(event: ScanProgress, unit: str = "neurons") -> str:
+    """What a finished layer event says of its neurons (or a dictionary's features)."""
     if event.stage == "cached":
-        return f"{event.total} neurons from cache"
+        return f"{event.total} {unit} from cache"
     products = f", products in {event.products}" if event.products else ""
-    return f"{event.total} neurons computed in {event.seconds:.2f} s{products}"
+    return f"{event.total} {unit} computed in {event.seconds:.2f} s{products}"
 
 
 class StderrProgress:
@@ -36,8 +36,8 @@ class StderrProgress:
     says what was computed, so that "from cache" is said only of a layer nothing was computed for.
     """
 
-    def __init__(self, layers: list[int], inputs: bool = False):
-        self.layers = layers
+    def __init__(self, layers: list[int], inputs: bool = False, unit: str = "neurons"):
+        self.layers, self.unit = layers, unit
         self.with_inputs = inputs
         self.interactive = sys.stderr.isatty()
         self._bar: Progress | None = None
@@ -103,7 +103,7 @@ class StderrProgress:
         elif seconds is not None and weights.stage == "cached":
             how = f"{weights.total} neurons: scores cached"
         else:
-            how = _how(weights)
+            how = _how(weights, self.unit)
         if seconds is not None:
             how += f", input side computed in {seconds:.2f} s"
         self.say(f"layer {layer}: {how} ({self._finished}/{len(self.layers)})")

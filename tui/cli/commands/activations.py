@@ -8,7 +8,7 @@ from dataclasses import asdict
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
 from engine.settings import ActivationSettings, ScanSettings
-from tui.cli.commands.common import rank_prefix, said_written
+from tui.cli.commands.common import rank_prefix, said_written, unit_word
 from tui.cli.opening import activation_settings
 from tui.cli.options import ACTIVATION_OPTIONS, CORPUS, DEFAULTS, LAYERS, LENS, OUTPUT, TOP_K, Command
 
@@ -45,11 +45,14 @@ def activations(
         **asdict(activation),
     }
 
+    dictionaries = engine.dictionary_infos(settings.units)
+
     def records():
         for layer in layers:
-            yield from activation_records(info.name, vocab, results[layer], info.experts(layer))
+            named = dictionaries[layer].name if layer in dictionaries else None
+            yield from activation_records(info.name, vocab, results[layer], info.experts(layer), named)
 
-    said_written(engine.write_records(output, records(), metadata), layers, output)
+    said_written(engine.write_records(output, records(), metadata), layers, output, unit=unit_word(settings))
     return 0
 
 

@@ -18,10 +18,15 @@ def derived_layers(engine: NeuronEngine, settings: ScanSettings, layers: list[in
     return [engine.derive(result, settings) for result in results]
 
 
-def said_written(count: int, layers: list[int], output: str, how: str = "") -> None:
+def said_written(count: int, layers: list[int], output: str, how: str = "", unit: str = "neurons") -> None:
     """The line that ends a command which wrote a file (nothing for stdout: it is the output)."""
     if output != "-":
-        say(f"wrote {count} neurons from {len(layers)} layer(s) to {output}{how}")
+        say(f"wrote {count} {unit} from {len(layers)} layer(s) to {output}{how}")
+
+
+def unit_word(settings: ScanSettings) -> str:
+    """What the records are: neurons, or a dictionary's features."""
+    return "features" if settings.units.is_dictionary else "neurons"
 
 
 def print_rows(rows: list[dict], settings: dict | None = None) -> None:

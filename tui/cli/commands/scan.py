@@ -10,7 +10,7 @@ from engine.data.results import LayerResult
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine, Ranks
 from engine.settings import ScanSettings
-from tui.cli.commands.common import said_written
+from tui.cli.commands.common import said_written, unit_word
 from tui.cli.options import DEFAULTS, LAYERS, LENS, OUTPUT, TOP_K, Command
 from tui.cli.progress import StderrProgress, say
 
@@ -32,8 +32,12 @@ def _records(
 ) -> Iterator[dict]:
     """One layer in memory at a time: its records are written before the next is scanned."""
     for result in results:
-        inputs = _input_side(engine, result.layer, settings, progress)
-        progress.layer_done(result.layer)
+        # The input side compares MLP input rows with the embeddings: the neurons' own (without
+        # it, the progress said each layer as its scan finished).
+        inputs = None
+        if not settings.units.is_dictionary:
+            inputs = _input_side(engine, result.layer, settings, progress)
+            progress.layer_done(result.layer)
         yield from engine.neuron_records(engine.derive(result, settings, inputs=inputs), None, settings)
 
 
@@ -41,12 +45,13 @@ def scan(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output
     with engine.process_ranks() as ranks:
         if ranks.world > 1:
             return _scan_across_ranks(engine, settings, layers, output, ranks)
-    with StderrProgress(layers, inputs=True) as progress:
+    unit = unit_word(settings)
+    with StderrProgress(layers, inputs=not settings.units.is_dictionary, unit=unit) as progress:
         engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
         results = engine.layers(layers, settings, listener=progress)
         records = _records(engine, settings, results, progress)
         count = engine.write_records(output, records, engine.export_metadata(settings))
-    said_written(count, layers, output)
+    said_written(count, layers, output, unit=unit)
     return 0
 
 
