@@ -28,7 +28,7 @@ import numpy as np
 from engine.activations.corpus import default_corpus_name, load_corpus
 from engine.activations.documents import AnyCorpus
 from engine.data.attribution import NeuronAblation, TextAttribution
-from engine.data.dictionary import DictionaryInfo
+from engine.data.dictionary import DictionaryInfo, UnitNeighbours
 from engine.data.diff import LayerDiff, check_comparable
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.experts import LayerExperts
@@ -145,6 +145,8 @@ class NeuronEngine:
         self.evidence_store = EvidenceStore(self.products)
         self.lenses = LensShelf(self.location.fingerprint)
         self.dictionaries = DictionaryShelf()
+        self._encoder_memo: dict[tuple, object] = {}
+        self._neighbours: dict[tuple, UnitNeighbours] = {}
         self.warnings: list[str] = []
         if warning:
             self.warn(warning)
@@ -432,6 +434,21 @@ class NeuronEngine:
         for layer in layers if settings.units.is_dictionary else ():
             self._dictionary(layer, settings.units)
 
+    def neighbours(self, layer: int, units: Units, of_features: bool, top: int = 5) -> UnitNeighbours:
+        """Neurons and features of ``layer`` side by side (engine.dictionaries.neighbours): for each
+        feature of ``units`` the ``top`` neurons whose W_out rows are closest to its direction by
+        |cosine| (``of_features``), or for each neuron the closest features."""
+        from engine.dictionaries.neighbours import closest
+
+        key = (units.digest, layer, of_features, top)
+        if key not in self._neighbours:
+            directions = self._dictionary(layer, units).direction_rows()
+            with self._lock:
+                w_out = np.concatenate(list(self._w_out_blocks(layer)))
+            these, those = (directions, w_out) if of_features else (w_out, directions)
+            self._neighbours[key] = closest(layer, these, those, top)
+        return self._neighbours[key]
+
     def refuse_dictionary(self, settings: ScanSettings, what: str) -> None:
         """One line for what is computed for the neurons only."""
         if settings.units.is_dictionary:
@@ -599,9 +616,19 @@ class NeuronEngine:
         evidence: LayerActivations | None = None,
         inputs: LayerInputs | None = None,
     ) -> LayerNeurons:
-        """A layer's results in hand, derived against the null baseline of ``settings``."""
+        """A layer's results in hand, derived against the null baseline of ``settings``; a
+        dictionary's features with their closest neurons."""
+        neighbours = None
+        if result.dictionary is not None and settings.units.is_dictionary:
+            neighbours = self.neighbours(result.layer, settings.units, of_features=True)
         return LayerNeurons.derive(
-            result, self.null_baseline(settings), settings.projection.cosine, evidence, inputs
+            result,
+            self.null_baseline(settings),
+            settings.projection.cosine,
+            evidence,
+            inputs,
+            None,
+            neighbours,
         )
 
     def neuron_scores(self, layer: int, neuron: int, settings: ScanSettings) -> np.ndarray:
@@ -811,9 +838,11 @@ class NeuronEngine:
         return found
 
     # --- the collection (user data) and exports ------------------------------------------------
-    def collection(self) -> Collection:
-        """The neurons marked for this model, shared by every explorer and command on this machine."""
-        return Collection.for_model(self.info.name, self.fingerprint)
+    def collection(self, units: Units | None = None) -> Collection:
+        """The neurons marked for this model (or the features of a dictionary set's ``units``),
+        shared by every explorer and command on this machine."""
+        digest = None if units is None else units.digest
+        return Collection.for_model(self.info.name, self.fingerprint, dictionary=digest)
 
     def export_metadata(self, settings: ScanSettings) -> dict:
         """What every export says of how it was computed (and through which lens file)."""
@@ -971,8 +1000,9 @@ class NeuronEngine:
         )
         bridge, tokenizer, device = self.activation_model()
         with self.run_lock:
+            encoders = self._encoders(layers, settings.units, device)
             firing = probe_text(
-                bridge, tokenizer, text, layers, top, device, scales, self._layer_experts(layers)
+                bridge, tokenizer, text, layers, top, device, scales, self._layer_experts(layers), encoders
             )
         promoted: dict[tuple[int, int], tuple[int, int]] = {}
         for index, layer in enumerate(firing.layers):
@@ -993,13 +1023,30 @@ class NeuronEngine:
 
         return ProbeScales(self.evidence_store)
 
-    def probe_layer(self, text: str, layer: int) -> LayerFiring:
-        """The model on ``text``, up to ``layer``: every neuron's activation on every token."""
+    def probe_layer(self, text: str, layer: int, units: Units | None = None) -> LayerFiring:
+        """The model on ``text``, up to ``layer``: every neuron's (or, for a dictionary's
+        ``units``, every feature's) activation on every token."""
         from engine.activations.probe import probe_layer
 
         bridge, tokenizer, device = self.activation_model()
+        encoder = self._encoders([layer], units, device).get(layer) if units is not None else None
         with self.run_lock:
-            return probe_layer(bridge, tokenizer, text, layer, device, self.info.experts(layer))
+            return probe_layer(bridge, tokenizer, text, layer, device, self.info.experts(layer), encoder)
+
+    def _encoders(self, layers: list[int], units: Units, device) -> dict:
+        """The dictionaries' encoders of ``layers`` on ``device`` (engine.dictionaries.encoder),
+        built once per dictionary and device; none for the neurons."""
+        if not units.is_dictionary:
+            return {}
+        from engine.dictionaries.encoder import Encoder
+
+        found = {}
+        for layer in layers:
+            key = (units.digest, layer, str(device))
+            if key not in self._encoder_memo:
+                self._encoder_memo[key] = Encoder(self._dictionary(layer, units), device)
+            found[layer] = self._encoder_memo[key]
+        return found
 
     def _layer_experts(self, layers: list[int]) -> dict[int, LayerExperts]:
         """The experts of those of ``layers`` that route through experts."""

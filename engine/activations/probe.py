@@ -18,6 +18,7 @@ from engine.activations.expert_pass import ExpertLayer
 from engine.data.experts import LayerExperts
 from engine.data.firing import LayerFiring, PromptFiring
 from engine.data.neuron_scale import NeuronScales, text_scale
+from engine.dictionaries.encoder import Encoder
 
 
 def marked_positions(tokenizer, ids: list[int]) -> np.ndarray:
@@ -45,13 +46,29 @@ def _run_to(bridge, ids: list[int], hooks: list, device: torch.device, listened=
                 experts.detach()
 
 
-def _layer_hooks(bridge, layers: list[int], experts: Mapping[int, LayerExperts], reader) -> tuple[list, dict]:
+def _layer_hooks(
+    bridge,
+    layers: list[int],
+    experts: Mapping[int, LayerExperts],
+    reader,
+    encoders: Mapping[int, Encoder] | None = None,
+) -> tuple[list, dict]:
     """Hooks handing ``reader(layer)`` each layer's activations [1, positions, width]: a dense
-    MLP's at hook_post, a layer of experts' (0 where an expert did not run) once it has run."""
+    MLP's at hook_post, a layer of experts' (0 where an expert did not run) once it has run, a
+    dictionary's features (``encoders``) encoded from the hook it reads."""
     listened = {layer: ExpertLayer(bridge, layer, experts[layer]) for layer in layers if layer in experts}
-    hooks = []
+    hooks: list[tuple[str, object]] = []
     for layer in layers:
         read = reader(layer)
+        encoder = (encoders or {}).get(layer)
+        if encoder is not None:
+
+            def encoded(values: torch.Tensor, hook=None, read=read, encoder=encoder):
+                read(encoder.encode(values[0]).unsqueeze(0))
+                return values
+
+            hooks.append((encoder.dictionary.info.hook_in, encoded))
+            continue
         if layer not in listened:
             hooks.append((f"blocks.{layer}.mlp.hook_post", read))
             continue
@@ -65,10 +82,18 @@ def _layer_hooks(bridge, layers: list[int], experts: Mapping[int, LayerExperts],
 
 
 def probe_layer(
-    bridge, tokenizer, text: str, layer: int, device: torch.device, experts: LayerExperts | None = None
+    bridge,
+    tokenizer,
+    text: str,
+    layer: int,
+    device: torch.device,
+    experts: LayerExperts | None = None,
+    encoder: Encoder | None = None,
 ) -> LayerFiring:
     ids = tokenizer(text)["input_ids"]
     d_mlp = int(bridge.cfg.d_mlp) if experts is None else experts.width
+    if encoder is not None:
+        d_mlp = encoder.dictionary.info.d_sae
     if not ids:
         return LayerFiring(np.zeros(0, np.int64), layer, np.zeros((0, d_mlp), np.float32), np.zeros(0, bool))
     found: dict[str, np.ndarray] = {}
@@ -78,7 +103,11 @@ def probe_layer(
         raise _Stop()
 
     hooks, listened = _layer_hooks(
-        bridge, [layer], {} if experts is None else {layer: experts}, lambda _: read
+        bridge,
+        [layer],
+        {} if experts is None else {layer: experts},
+        lambda _: read,
+        None if encoder is None else {layer: encoder},
     )
     _run_to(bridge, ids, hooks, device, listened)
     gates = listened[layer].last_gates if layer in listened else None
@@ -104,6 +133,7 @@ def probe_text(
     device: torch.device,
     scales: NeuronScales,
     experts: Mapping[int, LayerExperts] | None = None,
+    encoders: Mapping[int, Encoder] | None = None,
 ) -> PromptFiring:
     """Per token, each layer's ``top`` neurons by |activation / scale| (ties: the lower neuron),
     the scales being the corpus's (``scales.layers``, [d_mlp]) or this text's own (``text_scale``,
@@ -143,7 +173,7 @@ def probe_text(
 
         return hook
 
-    hooks, listened = _layer_hooks(bridge, layers, experts or {}, read)
+    hooks, listened = _layer_hooks(bridge, layers, experts or {}, read, encoders)
     listening.update(listened)
     _run_to(bridge, ids, hooks, device, listened)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from engine.errors import UserError
 
 FORMATS = ("saelens", "sparsify", "circuit-tracer", "gemma-scope")
@@ -63,3 +65,17 @@ def check_feature(feature: int, info: DictionaryInfo) -> None:
             f"feature {feature} is out of range: {info.name} at layer {info.layer} has features "
             f"0-{info.d_sae - 1}"
         )
+
+
+@dataclass(frozen=True)
+class UnitNeighbours:
+    """For each unit of one kind (a layer's features, or its neurons), the ``top`` units of the
+    other kind whose write directions are closest: by |cosine|, the sign kept (a neuron's
+    activation can be negative, so an opposite direction is as close)."""
+
+    layer: int
+    ids: np.ndarray  # [units, top] int64
+    cosines: np.ndarray  # [units, top] float64, signed
+
+    def of(self, unit: int) -> list[tuple[int, float]]:
+        return [(int(i), float(c)) for i, c in zip(self.ids[unit], self.cosines[unit])]

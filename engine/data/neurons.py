@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.data.dictionary import UnitNeighbours
 from engine.data.diff import LayerDiff
 from engine.data.evidence import LayerActivations
 from engine.data.inputs import LayerInputs
@@ -48,6 +49,9 @@ class LayerNeurons:
     evidence: LayerActivations | None = None  # from a corpus pass, when one was run for the layer
     inputs: LayerInputs | None = None  # the input side, when it was computed for the layer
     diff: LayerDiff | None = None  # against another checkpoint (engine.data.diff), when one is compared
+    # Neurons and a dictionary's features side by side (engine.data.dictionary): for features,
+    # their closest neurons; for neurons, their closest features, when a dictionary is open.
+    neighbours: UnitNeighbours | None = None
 
     @classmethod
     def derive(
@@ -58,6 +62,7 @@ class LayerNeurons:
         evidence: LayerActivations | None = None,
         inputs: LayerInputs | None = None,
         diff: LayerDiff | None = None,
+        neighbours: UnitNeighbours | None = None,
     ) -> LayerNeurons:
         per_unit = per_unit_max_dot(result.max_dot, result.norm, cosine)
         null_z = null.z_score(per_unit) if null is not None else None
@@ -69,7 +74,11 @@ class LayerNeurons:
             inputs = None
         if diff is not None and diff.d_mlp != result.d_mlp:
             diff = None
-        return cls(result, null, cosine, classes, per_unit, null_z, null_pct, evidence, inputs, diff)
+        if neighbours is not None and neighbours.ids.shape[0] != result.d_mlp:
+            neighbours = None
+        return cls(
+            result, null, cosine, classes, per_unit, null_z, null_pct, evidence, inputs, diff, neighbours
+        )
 
     @property
     def lift(self) -> np.ndarray | None:

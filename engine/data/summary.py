@@ -25,6 +25,9 @@ class LayerSummary:
     n_standout: int  # null_z > STANDOUT_Z (0 when no null baseline is known)
     n_prediction: int
     n_suppression: int
+    # Of the units standing out, those whose promoted or suppressed tokens spell at most two words
+    # in their spellings ("forms", engine.scan.concepts): units that look like one token.
+    n_one_token: int = 0
 
 
 def summarise(neurons: LayerNeurons) -> LayerSummary:
@@ -46,4 +49,22 @@ def summarise(neurons: LayerNeurons) -> LayerSummary:
         n_standout=standout,
         n_prediction=int((neurons.classes == "prediction").sum()),
         n_suppression=int((neurons.classes == "suppression").sum()),
+        n_one_token=count_one_token(neurons),
     )
+
+
+ONE_TOKEN_FORMS = 2  # " Paris", "Paris" and "PARIS," are one form; two allow a word and its plural
+
+
+def one_token_mask(neurons: LayerNeurons) -> np.ndarray:
+    """The units standing out from random directions whose top promoted or suppressed tokens spell
+    at most ``ONE_TOKEN_FORMS`` words: they look like one token."""
+    result = neurons.result
+    if neurons.null_z is None or result.promote_forms is None or result.suppress_forms is None:
+        return np.zeros(result.d_mlp, dtype=bool)
+    one_word = (result.promote_forms <= ONE_TOKEN_FORMS) | (result.suppress_forms <= ONE_TOKEN_FORMS)
+    return (neurons.null_z > STANDOUT_Z) & one_word
+
+
+def count_one_token(neurons: LayerNeurons) -> int:
+    return int(one_token_mask(neurons).sum())

@@ -68,9 +68,14 @@ class Collection:
         self.refresh()
 
     @classmethod
-    def for_model(cls, model: str, fingerprint: str, data_dir: Path | None = None) -> Collection:
+    def for_model(
+        cls, model: str, fingerprint: str, data_dir: Path | None = None, dictionary: str | None = None
+    ) -> Collection:
+        """The model's collection of neurons, or with ``dictionary`` (its set's fingerprint) the
+        collection of that dictionary set's features: a file of its own."""
         folder = (data_dir or default_data_dir()) / "collections"
-        return cls(folder / f"{fingerprint}.json", model, fingerprint)
+        name = fingerprint if dictionary is None else f"{fingerprint}-dict{dictionary[:32]}"
+        return cls(folder / f"{name}.json", model, fingerprint)
 
     # --- reading ----------------------------------------------------------------------------
     def _disk_stamp(self) -> _Stamp | None:
@@ -259,6 +264,8 @@ def collection_records(
     gives a layer's derived results (from the cache, or computed)."""
     for layer in collection.layers():
         neurons = layer_neurons(layer)
-        for record in neuron_records(model, vocab, neurons, sorted(collection.in_layer(layer)), k=k):
-            record["note"] = collection.note(layer, record["neuron"])
+        chosen = sorted(collection.in_layer(layer))
+        # A record names its unit within its expert or dictionary: the note is the flat unit's.
+        for unit, record in zip(chosen, neuron_records(model, vocab, neurons, chosen, k=k)):
+            record["note"] = collection.note(layer, unit)
             yield record

@@ -99,7 +99,22 @@ def neuron_records(
                 record[column.name] = int(number) if column.whole and number is not None else number
         if neurons.inputs is not None:
             record |= input_fields(neurons.inputs, neuron, vocab, k)
+        if neurons.neighbours is not None:
+            record |= neighbour_fields(neurons, neuron)
         yield record
+
+
+def neighbour_fields(neurons: LayerNeurons, unit: int) -> dict:
+    """A feature's closest neurons (or a neuron's closest features) by |cosine| of their write
+    directions (engine.dictionaries.neighbours), each with its signed cosine."""
+    assert neurons.neighbours is not None
+    if neurons.result.dictionary is not None:
+        return {
+            "closest_neurons": [{"neuron": other, "cos": cos} for other, cos in neurons.neighbours.of(unit)]
+        }
+    return {
+        "closest_features": [{"feature": other, "cos": cos} for other, cos in neurons.neighbours.of(unit)]
+    }
 
 
 def input_fields(inputs: LayerInputs, neuron: int, vocab: Vocabulary, k: int | None = None) -> dict:

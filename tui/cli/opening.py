@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from engine.errors import UserError
 from engine.settings import ActivationSettings, Projection, ScanSettings
 from tui.cli.options import DEFAULTS, Command
 from tui.cli.progress import say
@@ -71,6 +72,10 @@ def opened_engine(command: Command, args: argparse.Namespace) -> Iterator[tuple[
         check_output_path(args.output)
     if command.takes("layers"):
         check_layer_spec(args.layers)
+    if args.dictionary and not command.reads_dictionary:
+        raise UserError(
+            f"'{command.prog}' reads the model's neurons, not a dictionary's features: leave out --dictionary"
+        )
     settings = scan_settings(args)
     engine = NeuronEngine(engine_options(args))  # its warnings go to logging: stderr, at once
     try:

@@ -249,6 +249,7 @@ class Command:
     run: Run
     epilog: str | None = None
     takes_terminal: bool = False  # the explorer: set-up warnings are printed after it closes
+    reads_dictionary: bool = True  # False: it reads the neurons only, and --dictionary is refused
 
     @property
     def prog(self) -> str:

@@ -10,6 +10,7 @@ from tui.cli.commands import (
     attribute,
     collection,
     coverage,
+    dictionary,
     diff,
     experts,
     layers,
@@ -21,6 +22,21 @@ from tui.cli.options import Command
 
 COMMANDS: dict[str, Command] = {
     module.COMMAND.name: module.COMMAND
-    for module in (scan, layers, experts, tokens, collection, activations, attribute, coverage, diff, lens)
+    for module in (
+        scan,
+        layers,
+        experts,
+        tokens,
+        collection,
+        activations,
+        attribute,
+        coverage,
+        diff,
+        lens,
+        dictionary,
+    )
 }
-GROUPS: dict[str, str] = {"lens": lens.GROUP}  # a first word that names a family of commands
+GROUPS: dict[str, str] = {
+    "lens": lens.GROUP,
+    "dictionary": dictionary.GROUP,
+}  # a first word that names a family of commands

@@ -148,4 +148,5 @@ COMMAND = Command(
     ),
     run,
     epilog="Positions count from 0, as the model's tokenizer splits the text by default.",
+    reads_dictionary=False,
 )

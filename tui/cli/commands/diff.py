@@ -119,4 +119,5 @@ COMMAND = Command(
         LENS,
     ),
     run,
+    reads_dictionary=False,
 )

@@ -75,4 +75,5 @@ COMMAND = Command(
     "the tokens with the largest router logits). Scans missing layers.",
     (LAYERS, OUTPUT.helped(".jsonl, .json, .csv or - for JSONL on stdout (default: -)"), TOP_K, LENS),
     run,
+    reads_dictionary=False,
 )

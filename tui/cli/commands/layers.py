@@ -21,6 +21,7 @@ _COLUMNS = (
     "n_standout",
     "n_prediction",
     "n_suppression",
+    "n_one_token",
 )
 
 

@@ -74,4 +74,5 @@ COMMAND = Command(
     run,
     epilog="Progress goes to stderr; a killed fit resumes at its next prompt. Several GPUs: "
     "torchrun --nproc-per-node N --no-python neuron-tui lens fit ... (rank 0 merges and writes).",
+    reads_dictionary=False,
 )
