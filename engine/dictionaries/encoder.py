@@ -3,16 +3,17 @@
 Written once for every format, from the fields of ``Dictionary``:
 
 - input: SAELens's ``normalize_activations`` (``constant_norm_rescale``: x * sqrt(d_in) / |x|;
-  ``layer_norm``: x centred and divided by its standard deviation, eps 1e-5), then x - b_dec where
-  the dictionary subtracts it (an SAE's ``apply_b_dec_to_input``, sparsify's SAEs);
-- pre-activations x @ W_enc + b_enc, then per architecture: ``relu``; ``jumprelu`` (pre where
-  pre > threshold, else 0; the threshold is positive, so ReLU is implied); ``topk`` (the k largest
-  pre-activations kept, then ReLU, as SAELens's TopK and sparsify's fused encoder after its
-  ReLU: the same set where k are positive); ``groupmax`` (sparsify: the latents in k equal groups,
+  ``layer_norm``: (x - mean) / (its unbiased standard deviation + 1e-5)), then x - b_dec where the
+  dictionary subtracts it (an SAE's ``apply_b_dec_to_input``, sparsify's SAEs);
+- pre-activations x @ W_enc + b_enc, then per architecture: ``relu``; ``jumprelu`` (ReLU(pre)
+  where pre > threshold, strictly, else 0; circuit-tracer's leaves out the ReLU); ``topk`` (the
+  k largest pre-activations kept, then ReLU, as SAELens's TopK, whose ``rescale_acts_by_decoder_norm``
+  multiplies pre by each decoder row's norm first; sparsify's fused encoder takes ReLU first,
+  which keeps the same non-zero values); ``groupmax`` (sparsify: the latents in k equal groups,
   each group's largest after ReLU); ``gated`` (SAELens: (x W_enc + b_gate > 0) * ReLU(x (W_enc *
   exp(r_mag)) + b_mag));
-- decoder: acts @ W_dec + b_dec (+ x @ W_skip.T for a skip transcoder), undoing the input's
-  normalisation where SAELens does.
+- decoder: acts @ W_dec + b_dec (+ x @ W_skip.T for a skip transcoder), the input's normalisation
+  undone for an SAE, as SAELens does (not for a transcoder).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 
 from engine.dictionaries.weights import Dictionary
 
-LAYER_NORM_EPS = 1e-5
+LAYER_NORM_EPS = 1e-5  # SAELens adds it to the standard deviation
 
 
 class Encoder:
@@ -59,7 +60,7 @@ class Encoder:
             x = x * (math.sqrt(x.shape[-1]) / x.norm(dim=-1, keepdim=True))
         elif norm == "layer_norm":
             centred = x - x.mean(dim=-1, keepdim=True)
-            x = centred / (centred.pow(2).mean(dim=-1, keepdim=True) + LAYER_NORM_EPS).sqrt()
+            x = centred / (centred.std(dim=-1, keepdim=True) + LAYER_NORM_EPS)
         return x - self.b_dec if self.dictionary.subtract_b_dec else x
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ class Encoder:
             return torch.relu(pre)
         if act.architecture == "jumprelu":
             assert self.threshold is not None
-            return torch.relu(pre) * (pre > self.threshold)
+            return (torch.relu(pre) if act.relu_in_jump else pre) * (pre > self.threshold)
         if act.architecture == "groupmax":
             groups = torch.relu(pre).unflatten(-1, (act.k, -1))
             values, index = groups.max(dim=-1)
@@ -84,8 +85,9 @@ class Encoder:
         return self._top_k(pre, act.k)
 
     def _top_k(self, pre: torch.Tensor, k: int) -> torch.Tensor:
-        ranked = pre if self.decoder_norms is None else pre * self.decoder_norms
-        index = ranked.topk(min(k, pre.shape[-1]), dim=-1).indices
+        if self.decoder_norms is not None:  # SAELens: the activations are the rescaled values
+            pre = pre * self.decoder_norms
+        index = pre.topk(min(k, pre.shape[-1]), dim=-1).indices
         out = torch.zeros_like(pre)
         out.scatter_(-1, index, torch.relu(pre.gather(-1, index)))
         return out
@@ -94,7 +96,10 @@ class Encoder:
         """The reconstruction [n, d_out] at ``layer`` (the one written to, for a CLT: each
         target layer's own decoder; its bias only where the file has one for that layer)."""
         target = next(iter(self.W_dec)) if layer is None else layer
-        out = acts.to(self.dtype) @ self.W_dec[target]
+        acts = acts.to(self.dtype)
+        if self.decoder_norms is not None:
+            acts = acts / self.decoder_norms
+        out = acts @ self.W_dec[target]
         bias = self.dictionary.b_dec_out.get(target)
         out = out + (self.b_dec if bias is None and len(self.W_dec) == 1 else self._put_bias(bias))
         if self.W_skip is not None:
@@ -106,11 +111,12 @@ class Encoder:
 
     def _undo_norm(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         norm = self.dictionary.input_norm
+        if self.dictionary.info.kind != "sae":  # SAELens's transcoders do not map back
+            return out
         x = x.to(self.dtype)
         if norm == "constant_norm_rescale":
             return out / (math.sqrt(x.shape[-1]) / x.norm(dim=-1, keepdim=True))
         if norm == "layer_norm":
-            centred = x - x.mean(dim=-1, keepdim=True)
-            std = (centred.pow(2).mean(dim=-1, keepdim=True) + LAYER_NORM_EPS).sqrt()
-            return out * std + x.mean(dim=-1, keepdim=True)
+            mean = x.mean(dim=-1, keepdim=True)
+            return out * (x - mean).std(dim=-1, keepdim=True) + mean
         return out

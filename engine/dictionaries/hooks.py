@@ -23,6 +23,7 @@ SITES = (
     "hook_attn_out",
     "ln2.hook_normalized",
     "mlp.hook_in",
+    "mlp.hook_out",
     "mlp.hook_post",
 )
 _HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")

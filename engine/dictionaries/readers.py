@@ -35,6 +35,8 @@ SAELENS_ARCHITECTURES = {
     "jumprelu_skip_transcoder": ("skip-transcoder", "jumprelu"),
 }
 INPUT_NORMS = ("none", "constant_norm_rescale", "layer_norm")
+# Normalisations SAELens's trainer folds into the weights before saving: nothing to do at inference.
+FOLDED_NORMS = ("expected_average_only_in", "covariance_whitening")
 
 
 def _hook(config: dict, name: str) -> str | None:
@@ -64,6 +66,12 @@ def read_saelens(folder: Path) -> Dictionary:
         raise UserError(f"the dictionary config {path} has no 'hook_name_out' (in 'metadata')")
     layer = hook_layer(hook_in, "hook_name")
     norm = config.get("normalize_activations", "none") or "none"
+    norm = "none" if norm in FOLDED_NORMS else norm
+    if config.get("reshape_activations", "none") not in ("none", None):
+        raise UserError(
+            f"the dictionary config {path}: reshape_activations {config['reshape_activations']!r} "
+            "(attention heads) is not read here: only dictionaries of the residual stream and the MLP"
+        )
     if norm not in INPUT_NORMS:
         raise UserError(
             f"the dictionary config {path}: normalize_activations {norm!r} is not read here: use "

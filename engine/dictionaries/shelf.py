@@ -15,7 +15,14 @@ from engine.runtime.fingerprint import files_fingerprint
 from engine.settings import NEURONS, Units
 
 # Sites whose width is the residual stream's: a decoder writing elsewhere is no vocabulary direction.
-_RESIDUAL_SITES = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
+_RESIDUAL_SITES = (
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_mlp_out",
+    "mlp.hook_out",
+    "hook_attn_out",
+)
 
 
 @dataclass(frozen=True)

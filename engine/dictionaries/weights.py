@@ -28,8 +28,8 @@ class Activation:
     b_gate: np.ndarray | None = None  # gated: [d_sae] gate bias
     r_mag: np.ndarray | None = None  # gated: [d_sae] log-scale of the magnitude path
     b_mag: np.ndarray | None = None  # gated: [d_sae] magnitude bias
-    relu_after_topk: bool = True  # SAELens's TopK keeps the k largest pre-activations, then ReLU
-    rescale_by_decoder_norm: bool = False  # SAELens TopK: rank by pre * |W_dec row|
+    rescale_by_decoder_norm: bool = False  # SAELens TopK: pre * |W_dec row| first (decode divides)
+    relu_in_jump: bool = True  # jumprelu: ReLU(pre) * (pre > t); circuit-tracer's is pre * (pre > t)
 
 
 @dataclass
