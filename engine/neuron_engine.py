@@ -50,6 +50,7 @@ from engine.runtime.resources import return_freed_memory
 from engine.settings import (
     LOADERS,
     ActivationSettings,
+    DictionaryFitSettings,
     Dtype,
     FitSettings,
     Lens,
@@ -406,7 +407,63 @@ class NeuronEngine:
         else:
             (d_model, d_mlp), n_layers = model_widths(self.location), layer_count(self.location)
         with self._lock:
-            return self.dictionaries.open([Path(p) for p in paths], d_model, n_layers, d_mlp)
+            return self.dictionaries.open([self._dictionary_path(p) for p in paths], d_model, n_layers, d_mlp)
+
+    def _dictionary_path(self, spec: str) -> Path:
+        """A path as given, or for ``fitted`` the newest dictionary fitted here for this model."""
+        if spec != "fitted" or Path(spec).exists():
+            return Path(spec)
+        from engine.dictionaries.fit import fitted_dictionaries
+        from engine.store.location import default_data_dir
+
+        fits = fitted_dictionaries(self.fingerprint, default_data_dir())
+        if not fits:
+            raise UserError(
+                "no dictionary was fitted for this model yet: run 'neuron-tui dictionary fit' "
+                "(same --model), or give a dictionary's folder with --dictionary PATH"
+            )
+        return fits[0]
+
+    def fit_dictionary(
+        self,
+        corpus: AnyCorpus,
+        settings: DictionaryFitSettings,
+        listener: FitListener | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Path:
+        """Train a sparse autoencoder or transcoder of one layer on ``corpus`` with sparsify's
+        trainer (engine.dictionaries.fit), resuming a stopped fit; its folder (found at once when
+        this fit was done before), for --dictionary."""
+        from engine.activations.windows import tokenize_corpus
+        from engine.dictionaries.fit import FINISHED, fit_dictionary, fits_folder
+        from engine.store.location import default_data_dir
+
+        self.check_layer(settings.layer)
+        latents = settings.latents or 8 * self.info.d_model
+        if settings.k > latents:
+            raise UserError(f"k {settings.k} is more than the {latents} latents: use a smaller k")
+        tag = settings.tag(corpus.content_hash, latents)
+        folder = fits_folder(self.fingerprint, default_data_dir()) / tag
+        if (folder / FINISHED).is_file():
+            return folder
+        bridge, tokenizer, _ = self.activation_model()
+        tokenized = tokenize_corpus(
+            corpus,
+            lambda text: tokenizer(text)["input_ids"],
+            settings.context,
+            settings.max_tokens,
+            encode_more=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
+        )
+        whole = [(a, b) for a, b in tokenized.windows if b - a == settings.context]
+        if len(whole) < settings.batch_size:
+            raise UserError(
+                f"the corpus gives {len(whole)} whole windows of {settings.context} tokens, fewer "
+                f"than one batch of {settings.batch_size}: use a larger corpus or --max-tokens, or a "
+                "smaller --context"
+            )
+        windows = np.stack([tokenized.token_ids[a:b] for a, b in whole])
+        with self.run_lock:
+            return fit_dictionary(bridge.original_model, windows, settings, folder, listener, cancelled)
 
     def dictionary_set(self, units: Units) -> DictionarySet | None:
         """The opened set behind ``units`` (None for the neurons)."""

@@ -222,3 +222,51 @@ class FitSettings:
     def tag(self, corpus_hash: str) -> str:
         """The lens file's name: what changes its matrices (dim_batch does not)."""
         return f"jlens-{corpus_hash[:16]}-p{self.prompts}-t{self.max_seq_len}-s{self.skip_first_positions}"
+
+
+# A dictionary fit (engine.dictionaries.fit: EleutherAI sparsify's trainer).
+DictionaryKind = Literal["sae", "transcoder"]
+DictionarySite = Literal["resid", "mlp"]
+
+
+@dataclass(frozen=True)
+class DictionaryFitSettings:
+    """What a dictionary fit trains: a top-k SAE or transcoder of one layer's residual stream after
+    the block (``resid``) or its MLP (``mlp``: an SAE of its output, a transcoder from its input to
+    its output), ``latents`` wide (0: 8 x d_model), over the corpus's first ``max_tokens`` tokens in
+    whole windows of ``context``."""
+
+    layer: int
+    kind: DictionaryKind = "sae"
+    site: DictionarySite = "mlp"
+    latents: int = 0
+    k: int = 32
+    context: int = 128
+    max_tokens: int = 200_000
+    batch_size: int = 16  # windows per training step
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sae", "transcoder"):
+            raise UserError(f"unknown dictionary kind {self.kind!r}: use sae or transcoder")
+        if self.site not in ("resid", "mlp"):
+            raise UserError(f"unknown site {self.site!r}: use resid (after the block) or mlp")
+        for name in ("k", "context", "max_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.latents < 0 or self.layer < 0 or self.seed < 0:
+            raise UserError("layer, latents and seed must not be negative")
+        if self.latents and self.k > self.latents:
+            raise UserError(f"k {self.k} is more than the {self.latents} latents: use a smaller k")
+
+    @property
+    def hookpoint(self) -> str:
+        """sparsify's name of the place: the block's output, or its MLP."""
+        return f"layers.{self.layer}" if self.site == "resid" else f"layers.{self.layer}.mlp"
+
+    def tag(self, corpus_hash: str, latents: int) -> str:
+        """The fit's folder name: what changes its weights."""
+        return (
+            f"{self.kind}-{self.site}-L{self.layer}-x{latents}-k{self.k}-c{self.context}-"
+            f"m{self.max_tokens}-b{self.batch_size}-s{self.seed}-adam-{corpus_hash[:12]}"
+        )

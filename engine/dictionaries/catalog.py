@@ -65,5 +65,7 @@ def _collect(path: Path, depth: int, found: list[Dictionary]) -> None:
         return
     if path.is_dir() and depth < _MAX_DEPTH:
         for child in sorted(path.iterdir()):
+            if child.name.startswith("."):  # a trainer's state (engine.dictionaries.fit), not a dictionary
+                continue
             if child.is_dir() or child.suffix == ".npz":
                 _collect(child, depth + 1, found)

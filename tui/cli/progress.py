@@ -188,16 +188,27 @@ class AttributionStderrProgress(_PrefixedLines):
 
 
 class FitStderrProgress(_PrefixedLines):
-    """Progress of a lens fit on stderr: a line per prompt, with the time left at the rate so far."""
+    """Progress of a fit on stderr (a lens's prompts, a dictionary's training steps): a line per
+    ``unit`` at most every ``every_seconds`` (and the last), with the time left at the rate so far."""
+
+    def __init__(self, prefix: str = "", unit: str = "prompt", every_seconds: float = 0.0):
+        super().__init__(prefix)
+        self.unit, self.every_seconds = unit, every_seconds
+        self._said_at: float | None = None
 
     def __call__(self, event: FitProgress) -> None:
         if event.done == event.start:
             if event.start:
-                self._say(f"resuming at prompt {event.start} of {event.total}")
+                self._say(f"resuming at {self.unit} {event.start} of {event.total}")
             return
+        now = time.monotonic()
+        due = self._said_at is None or now - self._said_at >= self.every_seconds
+        if not due and event.done < event.total:
+            return
+        self._said_at = now
         left = event.seconds_left
         self._say(
-            f"prompt {event.done}/{event.total} fitted, "
-            f"{(event.seconds / (event.done - event.start)):.1f} s per prompt, "
+            f"{self.unit} {event.done}/{event.total} fitted, "
+            f"{(event.seconds / (event.done - event.start)):.1f} s per {self.unit}, "
             f"{'?' if left is None else f'{left:.0f}'} s left"
         )

@@ -20,23 +20,20 @@ from tui.cli.commands import (
 )
 from tui.cli.options import Command
 
-COMMANDS: dict[str, Command] = {
-    module.COMMAND.name: module.COMMAND
-    for module in (
-        scan,
-        layers,
-        experts,
-        tokens,
-        collection,
-        activations,
-        attribute,
-        coverage,
-        diff,
-        lens,
-        dictionary,
-    )
-}
-GROUPS: dict[str, str] = {
-    "lens": lens.GROUP,
-    "dictionary": dictionary.GROUP,
-}  # a first word that names a family of commands
+_MODULES = (
+    scan,
+    layers,
+    experts,
+    tokens,
+    collection,
+    activations,
+    attribute,
+    coverage,
+    diff,
+    lens,
+    dictionary,
+)
+COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module in _MODULES}
+COMMANDS[dictionary.FIT_COMMAND.name] = dictionary.FIT_COMMAND  # the group's second command
+# A first word that names a family of commands.
+GROUPS: dict[str, str] = {"lens": lens.GROUP, "dictionary": dictionary.GROUP}

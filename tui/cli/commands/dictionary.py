@@ -9,9 +9,12 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
-from engine.settings import NEURONS, ActivationSettings, ScanSettings
+from engine.settings import NEURONS, ActivationSettings, DictionaryFitSettings, ScanSettings
 from tui.cli.commands.common import print_rows
-from tui.cli.options import LAYERS, LENS, OUTPUT, TOP_K, Command
+from tui.cli.options import CORPUS, LAYERS, LENS, OUTPUT, TOP_K, Command, Option, count
+from tui.cli.progress import say
+
+_FIT = DictionaryFitSettings(layer=0)
 
 GROUP = "Dictionaries (sparse autoencoders, transcoders) beside the neurons: compare them, or fit one."
 
@@ -78,4 +81,83 @@ COMMAND = Command(
     "reconstruction's explained variance and the share of dead features. Scans missing layers.",
     (LAYERS, OUTPUT.helped(".jsonl, .json, .csv or - for JSONL on stdout (default: -)"), TOP_K, LENS),
     run,
+)
+
+
+def fit(engine: NeuronEngine, corpus_spec: str | None, settings: DictionaryFitSettings) -> int:
+    """Train a dictionary with sparsify's trainer, resuming a stopped fit; say where it is."""
+    corpus = engine.corpus(corpus_spec)  # every check before torch is imported
+    engine.check_layer(settings.layer)
+
+    from tui.cli.progress import FitStderrProgress
+
+    what = f"a {settings.kind} of layer {settings.layer} ({settings.site})"
+    say(f"loading the model to fit {what} on {corpus.name}")
+    path = engine.fit_dictionary(corpus, settings, FitStderrProgress(unit="step", every_seconds=5.0))
+    say(f"dictionary: {path}")
+    say(f"read it with --dictionary fitted (the newest fit of this model) or --dictionary {path}")
+    return 0
+
+
+def run_fit(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> int:
+    fit_settings = DictionaryFitSettings(
+        layer=args.layer,
+        kind=args.kind,
+        site=args.site,
+        latents=args.latents or 0,
+        k=args.k,
+        context=args.context,
+        max_tokens=args.max_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    return fit(engine, args.corpus, fit_settings)
+
+
+def _whole(text: str) -> int:
+    from tui.cli.options import positive_int
+
+    return 0 if text == "0" else positive_int(text)
+
+
+FIT_COMMAND = Command(
+    "dictionary fit",
+    "Train a top-k sparse autoencoder or transcoder of one layer on the bundled (or given) model's "
+    "activations over a corpus, with EleutherAI sparsify's trainer; progress on stderr, a stopped "
+    "fit resumes at its last checkpoint. The dictionary is kept with the user's data and read with "
+    "--dictionary fitted.",
+    (
+        Option("layer", ("--layer",), None, dict(type=int, required=True, metavar="L", help="the layer")),
+        Option(
+            "kind",
+            ("--kind",),
+            None,
+            dict(choices=("sae", "transcoder"), default=_FIT.kind, help="default: sae"),
+        ),
+        Option(
+            "site",
+            ("--site",),
+            None,
+            dict(
+                choices=("resid", "mlp"),
+                default=_FIT.site,
+                help="resid: the residual stream after the block; mlp: the MLP's output (an SAE) or "
+                "its input to its output (a transcoder) (default: mlp)",
+            ),
+        ),
+        Option(
+            "latents",
+            ("--latents",),
+            None,
+            dict(type=_whole, default=0, metavar="N", help="features (default: 8 x d_model)"),
+        ),
+        count("k", "--k", _FIT.k, "features active per token"),
+        count("context", "--context", _FIT.context, "tokens per training window"),
+        count("max_tokens", "--max-tokens", _FIT.max_tokens, "corpus tokens to train on"),
+        count("batch_size", "--batch-size", _FIT.batch_size, "windows per step"),
+        Option("seed", ("--seed",), None, dict(type=int, default=0, metavar="S", help="default: 0")),
+        CORPUS,
+    ),
+    run_fit,
+    reads_dictionary=False,
 )
