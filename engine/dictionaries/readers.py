@@ -64,7 +64,8 @@ def read_saelens(folder: Path) -> Dictionary:
     hook_out = _hook(config, "hook_name_out") if kind != "sae" else hook_in
     if hook_out is None:
         raise UserError(f"the dictionary config {path} has no 'hook_name_out' (in 'metadata')")
-    layer = hook_layer(hook_in, "hook_name")
+    layer = hook_layer(hook_in, f"the dictionary config {path}: hook_name")
+    hook_layer(hook_out, f"the dictionary config {path}: hook_name_out")
     norm = config.get("normalize_activations", "none") or "none"
     norm = "none" if norm in FOLDED_NORMS else norm
     if config.get("reshape_activations", "none") not in ("none", None):

@@ -74,7 +74,13 @@ def open_set(
 
 
 def check_shapes(info: DictionaryInfo, d_model: int | None, n_layers: int | None, d_mlp: int | None) -> None:
-    check_hook_layers({"hook_name": info.hook_in, "hook_name_out": info.hook_out}, n_layers)
+    check_hook_layers(
+        {
+            f"the dictionary {info.name} reads at": info.hook_in,
+            f"the dictionary {info.name} writes to": info.hook_out,
+        },
+        n_layers,
+    )
     if n_layers is not None and any(layer >= n_layers for layer in info.writes_to):
         raise UserError(f"the dictionary {info.name} writes to layers beyond this model's {n_layers}")
     in_width = d_mlp if info.hook_in.endswith("mlp.hook_post") else d_model
