@@ -54,3 +54,30 @@ def test_sparsify_encoder_equals_the_library_encode(kind, tmp_path):
     expected = sparsify_acts(load_sparsify(path), x)
     np.testing.assert_allclose(acts, expected, rtol=1e-12, atol=1e-12)
     assert 0 < (acts > 0).mean() < 1
+
+
+def test_features_and_neurons_side_by_side_by_cosine_of_their_directions(model, tmp_path):
+    from safetensors import safe_open
+
+    folder = tmp_path / "sparsify"
+    write_sparsify(folder, "layers.1", d_in=32, num_latents=48)
+    engine = NeuronEngine(EngineOptions(model=str(model), cache_dir=tmp_path / "cache"))
+    units = engine.open_dictionary([str(folder)])
+    with safe_open(str(next(model.glob("*.safetensors"))), framework="pt") as handle:
+        w_out = handle.get_tensor("model.layers.1.mlp.down_proj.weight").double().numpy().T  # [d_mlp, d]
+    directions = load_sparsify(folder / "layers.1").W_dec.detach().numpy()
+    cosines = (directions / np.linalg.norm(directions, axis=1, keepdims=True)) @ (
+        w_out / np.linalg.norm(w_out, axis=1, keepdims=True)
+    ).T  # [features, neurons]
+    for of_features, table in ((True, cosines), (False, cosines.T)):
+        found = engine.neighbours(1, units, of_features, top=3)
+        order = np.argsort(-np.abs(table), axis=1, kind="stable")[:, :3]
+        np.testing.assert_array_equal(found.ids, order)
+        np.testing.assert_allclose(found.cosines, np.take_along_axis(table, order, 1), rtol=1e-12)
+    settings = ScanSettings(top_k=5, units=units)
+    record = next(iter(engine.neuron_records(engine.neurons(1, settings), [7], settings)))
+    assert (record["layer"], record["feature"], record["dictionary"]) == (1, 7, "layers.1")
+    assert [n["neuron"] for n in record["closest_neurons"]] == engine.neighbours(1, units, True).ids[
+        7
+    ].tolist()
+    engine.close()
