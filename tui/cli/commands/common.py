@@ -12,7 +12,7 @@ from tui.cli.progress import StderrProgress, say
 
 def derived_layers(engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> list[LayerNeurons]:
     """The layers, from the cache or computed (progress on stderr), each derived against the null."""
-    with StderrProgress(layers) as progress:
+    with StderrProgress(layers, unit=unit_word(settings)) as progress:
         results = list(engine.layers(layers, settings, listener=progress))
         engine.null_baseline(settings)  # before the layers: every record needs it (held by the engine)
     return [engine.derive(result, settings) for result in results]

@@ -41,7 +41,7 @@ def _print_coverage(document: dict, metadata: dict) -> None:
         print(f"{row['layer']}\t{row['covered']}\t{row['share']:.2%}")
     print(f"all\t{overall['covered']}\t{overall['share']:.2%} of {overall['tokens']} tokens")
     for title, key in (("best covered", "best"), ("least covered", "worst")):
-        print(f"# {title}: token, best |dot|/|w| (x null p99), layer:neuron")
+        print(f"# {title}: token, best |dot|/|w| (x null p99), layer:unit")
         for row in document[key]:
             print(
                 f"{display_token(row['token'])!s}\t{row['best_unit_dot']:.4f} (x{row['vs_null_p99']:.2f})"
@@ -50,7 +50,9 @@ def _print_coverage(document: dict, metadata: dict) -> None:
 
 
 def _unit(row: dict) -> str:
-    """L29:1135, or L12/E5/N301 when the best neuron is an expert's."""
+    """L29:1135, L12/E5/N301 when the best neuron is an expert's, or L29/F812 (its dictionary)."""
+    if "best_feature" in row:
+        return f"L{row['best_layer']}/F{row['best_feature']} ({row['best_dictionary']})"
     if "best_expert" not in row:
         return f"L{row['best_layer']}:{row['best_neuron']}"
     expert = row["best_expert"]

@@ -41,6 +41,7 @@ def tokens(
     # Exact from the weights: one float64 product per layer, no scan needed (seconds, not minutes).
     token_ids = sorted({m.token_id for _, matches in queries for m in matches})
     found = engine.exact_token_neurons(token_ids, layers, top, settings)
+    dictionaries = {layer: info.name for layer, info in engine.dictionary_infos(settings.units).items()}
     vocab = engine.vocabulary
     rows = [
         {
@@ -49,7 +50,8 @@ def tokens(
             "token": vocab.text(m.token_id),
             "exact": m.exact,
             "layer": hit.layer,
-            **record_fields(hit.neuron, engine.info.experts(hit.layer)),  # its expert, among experts
+            # its expert, among experts; a dictionary's feature
+            **record_fields(hit.neuron, engine.info.experts(hit.layer), dictionaries.get(hit.layer)),
             "dot": hit.dot,
         }
         for text, matches in queries
