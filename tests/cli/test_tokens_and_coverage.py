@@ -114,6 +114,7 @@ def test_coverage_shares():
             self.token_unit_best = np.array(values, dtype=np.float32)
             self.token_unit_best_neuron = np.arange(len(values), dtype=np.int32)
             self.experts = None  # dense layers
+            self.dictionary = None  # the neurons, not a dictionary's features
 
     null = NullBaseline(values=np.linspace(0.0, 1.0, 101))  # p99 = 0.99
     coverage = compute_coverage([Result(0, [0.5, 1.2, 0.1]), Result(3, [1.5, 0.2, 0.3])], null)
