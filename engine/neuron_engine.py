@@ -487,9 +487,11 @@ class NeuronEngine:
         return None if found is None else found.layers
 
     def check_unit_layers(self, layers: list[int], settings: ScanSettings) -> None:
-        """Refuse, in one line, a layer the opened dictionaries do not read."""
-        for layer in layers if settings.units.is_dictionary else ():
-            self._dictionary(layer, settings.units)
+        """Refuse, in one line, a layer the opened dictionaries do not read (nothing is loaded)."""
+        found = self.dictionaries.get(settings.units)
+        if found is not None:
+            for layer in layers:
+                found.check(layer)
 
     def neighbours(self, layer: int, units: Units, of_features: bool, top: int = 5) -> UnitNeighbours:
         """Neurons and features of ``layer`` side by side (engine.dictionaries.neighbours): for each

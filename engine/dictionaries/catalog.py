@@ -1,14 +1,39 @@
 """From a ``--dictionary PATH`` to the dictionaries it holds: one dictionary (a folder as its library
 wrote it, or a Gemma Scope ``params.npz``), or a folder of them (sparsify writes one folder per
-hookpoint; a set of SAEs, one per layer, is a folder of folders)."""
+hookpoint; a set of SAEs, one per layer, is a folder of folders).
+
+Each is described when found (its config and tensor shapes, checked; engine.dictionaries.files) and
+loaded when its layer is used."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from engine.data.dictionary import DictionaryInfo
+from engine.dictionaries.files import shapes_only
 from engine.dictionaries.readers import read_gemma_scope, read_saelens, read_sparsify
 from engine.dictionaries.weights import Dictionary
 from engine.errors import UserError
+
+
+@dataclass(frozen=True)
+class DictionaryEntry:
+    """A dictionary found and checked, not loaded: ``described`` holds its tensors' shapes only."""
+
+    described: Dictionary
+    load: Callable[[], Dictionary]
+
+    @property
+    def info(self) -> DictionaryInfo:
+        return self.described.info
+
+    @property
+    def d_out(self) -> int:
+        """The width its decoder writes."""
+        return int(next(iter(self.described.W_dec.values())).shape[1])
+
 
 _MAX_DEPTH = 4  # Gemma Scope keeps params.npz three folders below a release's layer folders
 
@@ -34,6 +59,20 @@ def _reader(path: Path):
     return None
 
 
+def _entries(reader, path: Path) -> list[DictionaryEntry]:
+    """The dictionaries ``reader`` finds at ``path``, described; each loads alone (a transcoder set
+    or a cross-layer transcoder reads only its layer's files)."""
+    with shapes_only():
+        described = reader(path)
+    if not isinstance(described, list):
+        return [DictionaryEntry(described, lambda: reader(path))]
+    return [DictionaryEntry(one, _layer_loader(reader, path, one.info.layer)) for one in described]
+
+
+def _layer_loader(reader, path: Path, layer: int) -> Callable[[], Dictionary]:
+    return lambda: reader(path, only=layer)[0]
+
+
 def _circuit_tracer_or_missing(folder: Path) -> Dictionary:
     raise UserError(
         f"{folder} has a cfg.json but no weights: SAELens writes sae_weights.safetensors beside it, "
@@ -42,12 +81,17 @@ def _circuit_tracer_or_missing(folder: Path) -> Dictionary:
 
 
 def find_dictionaries(path: Path) -> list[Dictionary]:
-    """Every dictionary at or under ``path``, read; one line if there is none or one is damaged."""
+    """Every dictionary at or under ``path``, loaded."""
+    return [entry.load() for entry in describe_dictionaries(path)]
+
+
+def describe_dictionaries(path: Path) -> list[DictionaryEntry]:
+    """Every dictionary at or under ``path``, described; one line if there is none or one is damaged."""
     if not path.exists():
         raise UserError(
             f"no dictionary at {path}: give a dictionary's folder, a params.npz or a folder of them"
         )
-    found: list[Dictionary] = []
+    found: list[DictionaryEntry] = []
     _collect(path, 0, found)
     if not found:
         raise UserError(
@@ -57,11 +101,10 @@ def find_dictionaries(path: Path) -> list[Dictionary]:
     return found
 
 
-def _collect(path: Path, depth: int, found: list[Dictionary]) -> None:
+def _collect(path: Path, depth: int, found: list[DictionaryEntry]) -> None:
     reader = _reader(path)
     if reader is not None:
-        read = reader(path)
-        found.extend(read if isinstance(read, list) else [read])
+        found.extend(_entries(reader, path))
         return
     if path.is_dir() and depth < _MAX_DEPTH:
         for child in sorted(path.iterdir()):

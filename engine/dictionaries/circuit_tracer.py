@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.dictionary import DictionaryInfo
-from engine.dictionaries.files import read_safetensors, tensor
+from engine.dictionaries.files import contiguous, read_one, read_safetensors, tensor
 from engine.dictionaries.hooks import hook_layer
 from engine.dictionaries.weights import Activation, Dictionary
 from engine.errors import UserError
@@ -62,14 +62,16 @@ def _hooks(config: dict, folder: Path, layer: int) -> tuple[str, str]:
     return found[0], found[1]
 
 
-def read_circuit_tracer(folder: Path) -> list[Dictionary]:
+def read_circuit_tracer(folder: Path, only: int | None = None) -> list[Dictionary]:
+    """Every layer's transcoder in ``folder``, or only layer ``only``'s (its files alone read)."""
     config = _config(folder) or {}
     if config.get("model_kind") == "cross_layer_transcoder":
-        return _read_clt(folder, config)
+        return _read_clt(folder, config, only)
     files = sorted(folder.glob("layer_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
     if not files:
         raise UserError(f"the transcoder set {folder} has no layer_N.safetensors")
-    return [_read_layer(folder, config, int(file.stem.split("_")[1]), file) for file in files]
+    layers = [(int(file.stem.split("_")[1]), file) for file in files]
+    return [_read_layer(folder, config, layer, file) for layer, file in layers if only in (None, layer)]
 
 
 def _read_layer(folder: Path, config: dict, layer: int, file: Path) -> Dictionary:
@@ -94,7 +96,7 @@ def _read_layer(folder: Path, config: dict, layer: int, file: Path) -> Dictionar
     )
     return Dictionary(
         info,
-        np.ascontiguousarray(tensor(tensors, "W_enc", (d_sae, d_in), file).T),
+        contiguous(tensor(tensors, "W_enc", (d_sae, d_in), file).T),
         tensor(tensors, "b_enc", (d_sae,), file),
         {layer: tensor(tensors, "W_dec", (d_sae, d_in), file)},
         tensor(tensors, "b_dec", (d_in,), file),
@@ -109,20 +111,19 @@ def _activation(threshold: np.ndarray | None, d_sae: int, file: Path) -> Activat
         return Activation("relu")
     if threshold.shape != (d_sae,):
         raise UserError(f"the dictionary's weights {file}: the threshold has shape {list(threshold.shape)}")
-    return Activation("jumprelu", threshold=np.ascontiguousarray(threshold), relu_in_jump=False)
+    return Activation("jumprelu", threshold=contiguous(threshold), relu_in_jump=False)
 
 
-def _read_clt(folder: Path, config: dict) -> list[Dictionary]:
+def _read_clt(folder: Path, config: dict, only: int | None) -> list[Dictionary]:
     n_layers = len(list(folder.glob("W_enc_*.safetensors")))
     if n_layers == 0:
         raise UserError(f"the cross-layer transcoder {folder} has no W_enc_N.safetensors")
-    encoders = [read_safetensors(folder / f"W_enc_{i}.safetensors") for i in range(n_layers)]
-    biases = {}
-    for i, found in enumerate(encoders):
-        if f"b_dec_{i}" not in found:
-            raise UserError(f"{folder / f'W_enc_{i}.safetensors'} has no tensor 'b_dec_{i}'")
-        biases[i] = np.ascontiguousarray(found[f"b_dec_{i}"], dtype=np.float32)
-    return [_read_clt_layer(folder, config, i, n_layers, encoders[i], biases) for i in range(n_layers)]
+    layers = range(n_layers) if only is None else [only]
+    first = min(layers)
+    # Each target layer's bias sits with the encoder of that layer.
+    biases = {i: read_one(folder / f"W_enc_{i}.safetensors", f"b_dec_{i}") for i in range(first, n_layers)}
+    encoders = {i: read_safetensors(folder / f"W_enc_{i}.safetensors") for i in layers}
+    return [_read_clt_layer(folder, config, i, n_layers, encoders[i], biases) for i in layers]
 
 
 def _read_clt_layer(
@@ -149,9 +150,9 @@ def _read_clt_layer(
     )
     return Dictionary(
         info,
-        np.ascontiguousarray(tensor(encoder, f"W_enc_{layer}", (d_sae, d_in), enc_file).T),
+        contiguous(tensor(encoder, f"W_enc_{layer}", (d_sae, d_in), enc_file).T),
         tensor(encoder, f"b_enc_{layer}", (d_sae,), enc_file),
-        {layer + j: np.ascontiguousarray(decoder[:, j, :]) for j in range(n_layers - layer)},
+        {layer + j: contiguous(decoder[:, j, :]) for j in range(n_layers - layer)},
         biases[layer],
         _activation(threshold, d_sae, enc_file),
         b_dec_out={target: biases[target] for target in range(layer, n_layers)},

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.dictionary import DictionaryInfo
-from engine.dictionaries.files import field, read_json, read_npz, read_safetensors, tensor
+from engine.dictionaries.files import contiguous, field, read_json, read_npz, read_safetensors, tensor
 from engine.dictionaries.hooks import hook_layer, sparsify_hooks
 from engine.dictionaries.weights import Activation, Dictionary
 from engine.errors import UserError
@@ -167,7 +167,7 @@ def read_sparsify(folder: Path) -> Dictionary:
     )
     return Dictionary(
         info,
-        np.ascontiguousarray(tensor(tensors, "encoder.weight", (d_sae, d_in), weights).T),
+        contiguous(tensor(tensors, "encoder.weight", (d_sae, d_in), weights).T),
         tensor(tensors, "encoder.bias", (d_sae,), weights),
         {info.writes_to[0]: tensor(tensors, "W_dec", (d_sae, d_in), weights)},
         tensor(tensors, "b_dec", (d_in,), weights),

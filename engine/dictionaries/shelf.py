@@ -3,11 +3,13 @@ against the model's shapes, named by their files' fingerprint (the cache key of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data.dictionary import DictionaryInfo
-from engine.dictionaries.catalog import find_dictionaries
+from engine.dictionaries.catalog import DictionaryEntry, describe_dictionaries
 from engine.dictionaries.hooks import check_hook_layers
 from engine.dictionaries.weights import Dictionary
 from engine.errors import UserError
@@ -25,29 +27,47 @@ _RESIDUAL_SITES = (
 )
 
 
+LOADED = 4  # dictionaries held in memory at once: a set may cover every layer of a large model
+
+
 @dataclass(frozen=True)
 class DictionarySet:
-    """The dictionaries opened together, at most one per layer."""
+    """The dictionaries opened together, at most one per layer: described when opened, each loaded
+    when its layer is used (the ``LOADED`` used last are kept)."""
 
     name: str
     digest: str
-    by_layer: dict[int, Dictionary]
+    by_layer: dict[int, DictionaryEntry]
+    _loaded: OrderedDict = field(default_factory=OrderedDict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @property
     def infos(self) -> dict[int, DictionaryInfo]:
-        return {layer: d.info for layer, d in sorted(self.by_layer.items())}
+        return {layer: entry.info for layer, entry in sorted(self.by_layer.items())}
 
     @property
     def layers(self) -> list[int]:
         return sorted(self.by_layer)
 
-    def at(self, layer: int) -> Dictionary:
+    def check(self, layer: int) -> None:
         if layer not in self.by_layer:
             have = ", ".join(str(n) for n in self.layers)
             raise UserError(
                 f"the dictionary set {self.name} has no dictionary at layer {layer}: it has layers {have}"
             )
-        return self.by_layer[layer]
+
+    def at(self, layer: int) -> Dictionary:
+        """The layer's dictionary, loaded (from memory when it was used lately)."""
+        self.check(layer)
+        with self._lock:
+            if layer in self._loaded:
+                self._loaded.move_to_end(layer)
+                return self._loaded[layer]
+            loaded = self.by_layer[layer].load()
+            self._loaded[layer] = loaded
+            while len(self._loaded) > LOADED:
+                self._loaded.popitem(last=False)
+            return loaded
 
 
 def open_set(
@@ -55,18 +75,23 @@ def open_set(
 ) -> DictionarySet:
     """Every dictionary under ``paths``, checked: hooks the model has, widths that match it, one per
     layer. Each failure is one line naming the dictionary and the field."""
-    found = [dictionary for path in paths for dictionary in find_dictionaries(path)]
-    by_layer: dict[int, Dictionary] = {}
-    for dictionary in found:
-        check_shapes(dictionary.info, d_model, n_layers, d_mlp)
-        other = by_layer.get(dictionary.info.layer)
+    found = [entry for path in paths for entry in describe_dictionaries(path)]
+    by_layer: dict[int, DictionaryEntry] = {}
+    for entry in found:
+        check_shapes(entry.info, d_model, n_layers, d_mlp)
+        if d_model is not None and entry.d_out != d_model:
+            raise UserError(
+                f"the dictionary {entry.info.name} writes {entry.d_out} dimensions at {entry.info.hook_out}, "
+                f"where this model's residual stream has {d_model}: give a dictionary trained on this model"
+            )
+        other = by_layer.get(entry.info.layer)
         if other is not None:
             raise UserError(
-                f"two dictionaries read layer {dictionary.info.layer} ({other.info.name} and "
-                f"{dictionary.info.name}): open one of them at a time with --dictionary"
+                f"two dictionaries read layer {entry.info.layer} ({other.info.name} and "
+                f"{entry.info.name}): open one of them at a time with --dictionary"
             )
-        by_layer[dictionary.info.layer] = dictionary
-    files = sorted({file.resolve() for d in found for file in d.files})
+        by_layer[entry.info.layer] = entry
+    files = sorted({file.resolve() for entry in found for file in entry.described.files})
     root = Path("/")
     digest = files_fingerprint(files, root)
     name = paths[0].resolve().name if len(paths) == 1 else "+".join(p.resolve().name for p in paths)

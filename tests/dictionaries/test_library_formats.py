@@ -120,3 +120,22 @@ def test_library_features_scan_as_float64_of_their_decoder_rows(
         )
         assert_layer_matches(result, reference)
     engine.close()
+
+
+def test_opening_reads_shapes_only_and_each_layer_loads_when_used(library_dictionaries, wide_model, tmp_path):
+    from engine.dictionaries.catalog import describe_dictionaries
+
+    for folder in ("saelens/gated", "circuit_tracer/plt_jumprelu_skip", "circuit_tracer/clt_jumprelu"):
+        for entry in describe_dictionaries(library_dictionaries / folder):
+            loaded = entry.load()
+            assert entry.info == loaded.info and entry.described.files == loaded.files
+            described = entry.described.W_enc
+            assert described.shape == loaded.W_enc.shape and described.strides == (0, 0)  # no data
+    engine = NeuronEngine(EngineOptions(model=str(wide_model), cache_dir=tmp_path / "cache"))
+    units = engine.open_dictionary([str(library_dictionaries / "circuit_tracer" / "clt_relu")])
+    found = engine.dictionary_set(units)
+    engine.check_unit_layers([0, 1, 2], ScanSettings(units=units))
+    assert not found._loaded
+    engine.layer(2, ScanSettings(units=units))
+    assert list(found._loaded) == [2]
+    engine.close()
