@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -133,6 +134,7 @@ class EngineOptions:
             raise UserError(f"a block needs at least 1 token, got {self.chunk_tokens}")
 
 
+_ENCODERS_KEPT = 4  # dictionaries' encoders kept on their device for the probes
 _INPUT_BLOCK_NEURONS = 4096  # a layer of experts' input side, computed a few experts at a time
 
 
@@ -146,7 +148,7 @@ class NeuronEngine:
         self.evidence_store = EvidenceStore(self.products)
         self.lenses = LensShelf(self.location.fingerprint)
         self.dictionaries = DictionaryShelf()
-        self._encoder_memo: dict[tuple, object] = {}
+        self._encoder_memo: OrderedDict[tuple, object] = OrderedDict()  # the probes' encoders
         self._neighbours: dict[tuple, UnitNeighbours] = {}
         self.warnings: list[str] = []
         if warning:
@@ -1104,7 +1106,10 @@ class NeuronEngine:
             key = (units.digest, layer, str(device))
             if key not in self._encoder_memo:
                 self._encoder_memo[key] = Encoder(self._dictionary(layer, units), device)
+            self._encoder_memo.move_to_end(key)
             found[layer] = self._encoder_memo[key]
+        while len(self._encoder_memo) > max(_ENCODERS_KEPT, len(layers)):  # a probe's layers stay
+            self._encoder_memo.popitem(last=False)
         return found
 
     def _layer_experts(self, layers: list[int]) -> dict[int, LayerExperts]:

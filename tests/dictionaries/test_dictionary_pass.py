@@ -47,3 +47,24 @@ def test_feature_evidence_equals_the_library_on_every_position(tiny_llama_dir, t
     assert got.explained_variance == pytest.approx(explained_variance(target, reconstruction), rel=1e-4)
     assert got.dead_share == pytest.approx(1.0 - fired.mean())
     engine.close()
+
+
+def test_the_probe_reads_features_as_the_library_encodes_the_text(tiny_llama_dir, tmp_path):
+    folder = tmp_path / "dictionaries"
+    path = write_sparsify(folder, "layers.1", d_in=32, num_latents=40, k=5)
+    engine = NeuronEngine(EngineOptions(model=str(tiny_llama_dir), device="cpu", cache_dir=tmp_path / "c"))
+    units = engine.open_dictionary([str(folder)])
+    text = "abc def, ghi. jk lmnop"
+    firing = engine.probe_layer(text, 1, units)
+    bridge, tokenizer, _ = engine.activation_model()
+    x = hf_sites(bridge.original_model, tokenizer, [text], 64, 1)["resid_post"]
+    coder = load_sparsify(path)
+    with torch.no_grad():
+        out = coder.encode(torch.from_numpy(x))
+        acts = torch.zeros(x.shape[0], 40, dtype=torch.float64).scatter_(1, out.top_indices, out.top_acts)
+    np.testing.assert_allclose(firing.activations, acts.numpy(), rtol=1e-4, atol=1e-5)
+    found, _ = engine.probe(text, [1], 3, ScanSettings(units=units))
+    assert found.neurons.max() < 40  # features of the dictionary, with their activations
+    expected = np.take_along_axis(firing.activations, found.neurons[:, 0, :], axis=1)
+    np.testing.assert_allclose(found.activations[:, 0, :], expected, rtol=1e-6)
+    engine.close()
