@@ -245,6 +245,7 @@ class DictionaryFitSettings:
     max_tokens: int = 200_000
     batch_size: int = 16  # windows per training step
     seed: int = 0
+    lr: float | None = None  # Adam's learning rate; None: sparsify's, 2e-4 / sqrt(latents / 2^14)
 
     def __post_init__(self) -> None:
         if self.kind not in ("sae", "transcoder"):
@@ -256,6 +257,8 @@ class DictionaryFitSettings:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.latents < 0 or self.layer < 0 or self.seed < 0:
             raise UserError("layer, latents and seed must not be negative")
+        if self.lr is not None and not 0 < self.lr < 1:
+            raise UserError(f"the learning rate must be between 0 and 1, got {self.lr}")
         if self.latents and self.k > self.latents:
             raise UserError(f"k {self.k} is more than the {self.latents} latents: use a smaller k")
 
@@ -266,7 +269,8 @@ class DictionaryFitSettings:
 
     def tag(self, corpus_hash: str, latents: int) -> str:
         """The fit's folder name: what changes its weights."""
+        rate = "" if self.lr is None else f"{self.lr:g}"  # none: sparsify's own
         return (
             f"{self.kind}-{self.site}-L{self.layer}-x{latents}-k{self.k}-c{self.context}-"
-            f"m{self.max_tokens}-b{self.batch_size}-s{self.seed}-adam-{corpus_hash[:12]}"
+            f"m{self.max_tokens}-b{self.batch_size}-s{self.seed}-adam{rate}-{corpus_hash[:12]}"
         )

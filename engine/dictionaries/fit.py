@@ -91,6 +91,7 @@ def fit_dictionary(
         # Adam: its whole state is saved and loaded, so a resumed fit ends as an unstopped one
         # (sparsify's default, schedule-free signum, saves its averaged weights in their place).
         optimizer="adam",
+        lr=settings.lr,
         lr_warmup_steps=max(1, total // 10),
         hookpoints=[module],
         init_seeds=[settings.seed],

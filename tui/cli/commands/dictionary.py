@@ -110,6 +110,7 @@ def run_fit(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettin
         max_tokens=args.max_tokens,
         batch_size=args.batch_size,
         seed=args.seed,
+        lr=args.lr,
     )
     return fit(engine, args.corpus, fit_settings)
 
@@ -156,6 +157,18 @@ FIT_COMMAND = Command(
         count("max_tokens", "--max-tokens", _FIT.max_tokens, "corpus tokens to train on"),
         count("batch_size", "--batch-size", _FIT.batch_size, "windows per step"),
         Option("seed", ("--seed",), None, dict(type=int, default=0, metavar="S", help="default: 0")),
+        Option(
+            "lr",
+            ("--lr",),
+            None,
+            dict(
+                type=float,
+                default=None,
+                metavar="LR",
+                help="Adam's learning rate (default: sparsify's, 2e-4 / sqrt(latents / 16384), made "
+                "for millions of tokens; a short fit on a CPU learns more with a larger one)",
+            ),
+        ),
         CORPUS,
     ),
     run_fit,
