@@ -53,7 +53,19 @@ HELP_INTRO = (
     "against their own scale (in the detail: that neuron on every token; "
     "position 0 and special tokens are marked *, on another scale). Space and n mark and note the "
     "neuron shown in the detail, the probes, the token search and coverage too.\n"
+    "d switches the list between the model's neurons and the features of a dictionary (a sparse "
+    "autoencoder or transcoder, given with --dictionary PATH).\n"
     "Escape (or ? or q) closes this help; q on the main screen quits, elsewhere it goes back.\n"
+)
+
+DICTIONARY_HELP = (
+    "A dictionary is open: d lists its features (L29/F812, read against the vocabulary as neurons "
+    "are: their decoder rows) or the neurons, in the layers it reads; marks of features go to the "
+    "dictionary's own collection. Go to takes L29/F812 or F812 (and L29/N1135 for a neuron). A "
+    "feature's detail names its dictionary and its closest neurons by |cosine| of their write "
+    "directions, a neuron's detail its closest features: 1-5 open one. All layers (a) sets, per layer, "
+    "the neurons and features that look like one token side by side. Why this token (w) and "
+    "ablation (x) read neurons only.\n"
 )
 
 
@@ -218,6 +230,7 @@ class NeuronApp(App[int]):
             cache = self.engine.cache_directory
             where = f"cache: {cache}" if cache else "cache: off (results are not kept)"
             intro = HELP_INTRO + (EXPERTS_HELP if routes_through_experts() else "")
+            intro += DICTIONARY_HELP if self.state.dictionary is not None else ""
             if self.no_color:  # the colours are not shown: do not name them
                 intro = intro.replace(" (green)", "").replace(" (red)", "")
             self.push_screen(HelpScreen(self.binding_groups(), intro + where + "\n"))

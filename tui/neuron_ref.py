@@ -1,6 +1,7 @@
 """Reading and writing a neuron reference: ``L29/N1135``, ``29:1135``, ``29/1135``, or ``1135`` for
 the layer on screen; in a layer of experts ``L12/E5/N301``, ``12/E5/301``, ``E5/N301`` (``S`` or
-``shared`` for the shared expert).
+``shared`` for the shared expert). A dictionary's feature is ``L29/F812``, ``29/F812`` or ``F812``
+(engine.data.dictionary); written in full it names its dictionary: ``L29/F812 (layers.29)``.
 
 Inside the explorer a neuron is its layer's flat index (engine.data.experts); only what the user
 reads and types names the expert. An explorer shows one model (a second one, compared, has the
@@ -10,12 +11,17 @@ same shapes), so the layout is set once, when the model is known, by ``use_model
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+from engine.data.dictionary import DictionaryInfo, check_feature, feature_ref
 from engine.data.experts import SHARED, ExpertLabel, LayerExperts, unit_ref
+from engine.errors import UserError
 
 _FULL = re.compile(r"^\s*l?\s*(\d+)\s*[/:,\s]\s*n?\s*(\d+)\s*$", re.IGNORECASE)
 _NEURON = re.compile(r"^\s*n?\s*(\d+)\s*$", re.IGNORECASE)
+_FEATURE = re.compile(r"^\s*(?:l?\s*(\d+)\s*[/:,\s]\s*)?f\s*(\d+)\s*$", re.IGNORECASE)
+_EXPLICIT_NEURON = re.compile(r"(^|[/:,\s])\s*n\s*\d+\s*$", re.IGNORECASE)
 _EXPERT = re.compile(
     r"^\s*(?:l?\s*(\d+)\s*[/:,\s]\s*)?(?:e\s*(\d+)|(s|shared))\s*[/:,\s]\s*n?\s*(\d+)\s*$", re.IGNORECASE
 )
@@ -85,6 +91,56 @@ def parse_neuron_ref(
     return layer, neuron
 
 
+def parse_unit_ref(
+    text: str,
+    current_layer: int | None,
+    n_layers: int,
+    d_mlp: int,
+    dictionaries: dict[int, DictionaryInfo],
+    showing_features: bool,
+    current_expert: ExpertLabel | None = None,
+) -> tuple[int, int, bool]:
+    """``(layer, unit, is_feature)``. ``dictionaries``: the open dictionary per layer (empty
+    without one); ``showing_features``: the list shows their features. An ``F`` names a feature
+    and an ``N`` a neuron whichever kind is shown; a reference without either, a unit of the kind
+    shown."""
+    feature = _FEATURE.match(text)
+    explicit_neuron = _EXPLICIT_NEURON.search(text) or _EXPERT.match(text)
+    if feature is None and (not showing_features or explicit_neuron):
+        layer, neuron = parse_neuron_ref(text, current_layer, n_layers, d_mlp, current_expert)
+        return layer, neuron, False
+    if feature is not None:
+        layer_text, number = feature[1], feature[2]
+    elif (full := _FULL.match(text)) is not None:
+        layer_text, number = full[1], full[2]
+    elif (bare := _NEURON.match(text)) is not None:
+        layer_text, number = None, bare[1]
+    else:
+        raise NeuronRefError(f"cannot read {text.strip()!r}: write L29/F812, 29/F812 or F812")
+    if layer_text is None and current_layer is None:
+        raise NeuronRefError(f"cannot read {text.strip()!r}: name the layer too, as in L29/F{number}")
+    layer = int(layer_text) if layer_text is not None else int(current_layer)  # type: ignore[arg-type]
+    return layer, _feature(layer, int(number), n_layers, dictionaries), True
+
+
+def _feature(layer: int, feature: int, n_layers: int, dictionaries: dict[int, DictionaryInfo]) -> int:
+    """``feature``, checked against the dictionary that reads ``layer``."""
+    if not dictionaries:
+        raise NeuronRefError(
+            f"F{feature} names a dictionary's feature: start the explorer with --dictionary PATH"
+        )
+    _check_layer(layer, n_layers)
+    info = dictionaries.get(layer)
+    if info is None:
+        have = ", ".join(map(str, sorted(dictionaries)))
+        raise NeuronRefError(f"layer {layer} has no dictionary: the dictionaries read layers {have}")
+    try:
+        check_feature(feature, info)
+    except UserError as error:
+        raise NeuronRefError(str(error)) from None
+    return feature
+
+
 def _expert_ref(match: re.Match, text: str, current_layer: int | None, n_layers: int) -> tuple[int, int]:
     if match[1] is None and current_layer is None:
         raise NeuronRefError(f"cannot read {text.strip()!r}: name the layer too, as in L12/E5/N301")
@@ -108,6 +164,45 @@ def _check_layer(layer: int, n_layers: int) -> None:
 def neuron_label(layer: int, neuron: int) -> str:
     """L29/N1135, or L12/E5/N301 in a layer of experts."""
     return unit_ref(layer, neuron, _experts(layer))
+
+
+@dataclass(frozen=True)
+class UnitNames:
+    """How the views name the units the explorer lists: the model's neurons, or (``dictionaries``:
+    each layer's dictionary name) a dictionary's features. A view is opened for one kind and keeps
+    its names; the explorer switches kinds on its main screen only."""
+
+    dictionaries: Mapping[int, str] | None = field(default=None)
+
+    @property
+    def features(self) -> bool:
+        return self.dictionaries is not None
+
+    @property
+    def word(self) -> str:
+        """A unit's kind: "neuron" or "feature"."""
+        return "feature" if self.features else "neuron"
+
+    def full(self, layer: int, unit: int) -> str:
+        """L29/N1135 (L12/E5/N301 among experts), or L29/F812 (layers.29)."""
+        if self.dictionaries is None:
+            return neuron_label(layer, unit)
+        return feature_ref(layer, unit, self.dictionaries.get(layer))
+
+    def ref(self, layer: int, unit: int) -> str:
+        """What go-to takes: L29/N1135 (L12/E5/N301 among experts), or L29/F812."""
+        return neuron_label(layer, unit) if self.dictionaries is None else feature_ref(layer, unit)
+
+    def compact(self, layer: int, unit: int) -> str:
+        """Where tables are narrow: L29:1135 (L12/E5/N301 among experts), or L29/F812."""
+        return compact_label(layer, unit) if self.dictionaries is None else feature_ref(layer, unit)
+
+    def in_layer(self, layer: int, unit: int) -> str:
+        """Beside its layer (in a column of its own): 1135 (E5/301 among experts), or F812."""
+        return in_layer_label(layer, unit) if self.dictionaries is None else f"F{unit}"
+
+
+NEURON_NAMES = UnitNames()
 
 
 def compact_label(layer: int, neuron: int) -> str:

@@ -14,10 +14,17 @@ ScanTarget = int | Literal["null"] | None  # a layer, the null baseline, or None
 
 
 def next_scan_target(
-    n_layers: int, wanted: int | None, done: Collection[int], null_ready: bool
+    n_layers: int,
+    wanted: int | None,
+    done: Collection[int],
+    null_ready: bool,
+    layers: Collection[int] | None = None,
 ) -> ScanTarget:
-    """What to compute next, given the layer on screen (``wanted``) and what is already done."""
-    pending = [layer for layer in range(n_layers) if layer not in done]
+    """What to compute next, given the layer on screen (``wanted``) and what is already done;
+    ``layers``: only these (a dictionary's), not every layer."""
+    pending = [
+        layer for layer in range(n_layers) if layer not in done and (layers is None or layer in layers)
+    ]
     if not pending:
         return None
     if wanted is not None and wanted not in done:

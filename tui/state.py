@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from engine.columns import COLUMNS
+from engine.data.dictionary import DictionaryInfo
 from engine.data.diff import LayerDiff
 from engine.data.evidence import EvidenceReading, LayerActivations
 from engine.data.experts import ExpertGroup, ExpertLabel
@@ -23,17 +24,17 @@ from engine.data.results import LayerResult
 from engine.data.summary import LayerSummary, summarise
 from engine.data.tokens import Vocabulary
 from engine.neuron_engine import AnyCorpus, Collection
-from engine.settings import ActivationSettings, Lens, Projection, ScanSettings
+from engine.settings import NEURONS, ActivationSettings, Lens, Projection, ScanSettings, Units
 from tui.filtering import SORT_KEYS, Condition, neuron_order
+from tui.held import RESULTS_KEPT, Held, TokenTable
+from tui.neuron_ref import NEURON_NAMES, UnitNames
 
-RESULTS_KEPT = 4  # full layer results held in memory; the rest stay in the cache
-
-TokenTable = tuple[np.ndarray, np.ndarray]  # per layer: best neurons per token [V, N] and their dots
+__all__ = ["RESULTS_KEPT", "ExplorerState", "Held", "TokenTable", "sortable"]
 
 
 @dataclass
 class ExplorerState:
-    settings: ScanSettings
+    settings: ScanSettings  # how layers are read now; its ``units`` is the kind on screen
     info: ModelInfo | None = None  # the model's shapes and name, once read (cache or weights)
     vocab: Vocabulary | None = None  # its token strings, read with the shapes
     n_layers: int = 0  # 0 until the model's shapes are known
@@ -41,47 +42,177 @@ class ExplorerState:
     sort_key: str = SORT_KEYS[0]
     reverse: bool = False  # the sort key's natural order (largest first; neurons by id), or reversed
     conditions: list[Condition] = field(default_factory=list)
-    collection: Collection | None = None  # the model's marked neurons, known once the model is
-    generation: int = 0  # bumps when the settings change: results of older settings are dropped
-    scan_complete: bool = False  # every layer and the null baseline of this generation are in
-    null: NullBaseline | None = None
-    results: OrderedDict[int, LayerResult] = field(default_factory=OrderedDict)
-    summaries: dict[int, LayerSummary] = field(default_factory=dict)
-    token_tables: dict[int, TokenTable] = field(default_factory=dict)
-    unit_best: dict[int, TokenTable] = field(default_factory=dict)  # per layer: coverage arrays
-    pending_neuron: int | None = None  # put the cursor on this neuron when its layer arrives
+    null: NullBaseline | None = None  # the same for both kinds: it depends on the projection only
+    pending_neuron: int | None = None  # put the cursor on this unit when its layer arrives
     pending_detail: bool = False  # and open its detail (a jump from the collection)
-    # Activation evidence: the corpus and pass settings chosen on the command line, each layer's
-    # evidence once read from the cache or computed (a few layers in memory), and the layers whose
-    # evidence the cache does not hold.
+    # The corpus and pass settings chosen on the command line (each kind's evidence is in its Held).
     activation: ActivationSettings = field(default_factory=ActivationSettings)
     corpus_spec: str | None = None
     corpus: AnyCorpus | None = None
-    evidence: OrderedDict[int, LayerActivations] = field(default_factory=OrderedDict)
-    readings: dict[int, EvidenceReading] = field(default_factory=dict)  # how much each has read
-    evidence_missing: set[int] = field(default_factory=set)
-    # Another checkpoint compared neuron by neuron (--against): its name, and per layer the diff
-    # and that model's own results (its tokens in the detail), a few layers in memory.
-    against: str | None = None
-    diffs: OrderedDict[int, tuple[LayerDiff, LayerResult]] = field(default_factory=OrderedDict)
+    against: str | None = None  # another checkpoint compared neuron by neuron (--against): its name
     probed_text: str = ""  # the text probed last (t): the detail ablates a neuron on it (x)
     expert: ExpertLabel | None = None  # in a layer of experts, the one listed (None: all of them)
+    # The dictionary set the explorer was started with (--dictionary), whichever kind is shown, and
+    # per layer its dictionary (known with the model); None and empty without one.
+    dictionary: Units | None = None
+    dictionary_infos: dict[int, DictionaryInfo] = field(default_factory=dict)
+    # What is held of each kind of unit, by its set's digest (None: the neurons).
+    kinds: dict[str | None, Held] = field(default_factory=dict)
+    generations: int = 0  # generations handed out so far: each is unique across both kinds
+
+    def __post_init__(self) -> None:
+        if self.settings.units.is_dictionary and self.dictionary is None:
+            self.dictionary = self.settings.units
+        if self.settings.units.digest not in self.kinds:
+            self._add_kind(self.settings.units)
+        other = self.other_units()
+        if other is not None and other.digest not in self.kinds:  # the all-layers view compares both
+            self._add_kind(other)
+
+    def _add_kind(self, units: Units) -> Held:
+        held = self.kinds[units.digest] = Held(units, self._next_generation())
+        return held
+
+    def _next_generation(self) -> int:
+        generation, self.generations = self.generations, self.generations + 1
+        return generation
+
+    # --- the kind of unit on screen -----------------------------------------------------------
+    @property
+    def held(self) -> Held:
+        """What is held of the kind of unit on screen."""
+        return self.kinds[self.settings.units.digest]
+
+    def held_of(self, generation: int) -> Held | None:
+        """The kind a worker's results belong to (None: results of an older projection or lens)."""
+        return next((held for held in self.kinds.values() if held.generation == generation), None)
+
+    @property
+    def features(self) -> bool:
+        """Whether the list shows a dictionary's features (else the model's neurons)."""
+        return self.settings.units.is_dictionary
+
+    @property
+    def unit_word(self) -> str:
+        return "features" if self.features else "neurons"
+
+    def unit_layers(self) -> list[int]:
+        """The layers that have units of the kind on screen: every layer for the neurons."""
+        return sorted(self.dictionary_infos) if self.features else list(range(self.n_layers))
+
+    def nearest_unit_layer(self, layer: int) -> int:
+        """``layer`` when it has units of the kind on screen, else the nearest one that has (the
+        lower on a tie)."""
+        layers = self.unit_layers()
+        if not layers or layer in layers:
+            return layer
+        return min(layers, key=lambda candidate: (abs(candidate - layer), candidate))
+
+    def other_units(self) -> Units | None:
+        """The kind a switch shows: the dictionary's features from the neurons, and back; None
+        without a dictionary."""
+        if self.dictionary is None:
+            return None
+        return NEURONS if self.features else self.dictionary
+
+    def switch_units(self, units: Units) -> bool:
+        """Show ``units`` (the neurons, or the dictionary's features) from now on; what is held of
+        each kind stays. False: no change."""
+        if units == self.settings.units:
+            return False
+        self.settings = replace(self.settings, units=units)
+        if units.digest not in self.kinds:
+            self._add_kind(units)
+        return True
+
+    @property
+    def names(self) -> UnitNames:
+        """How the kind on screen is named: L29/N1135, or a feature as L29/F812 (layers.29)."""
+        if not self.features:
+            return NEURON_NAMES
+        return UnitNames({layer: info.name for layer, info in self.dictionary_infos.items()})
+
+    def unit_label(self, layer: int, unit: int) -> str:
+        return self.names.full(layer, unit)
+
+    @property
+    def generation(self) -> int:
+        return self.held.generation
+
+    @property
+    def scan_complete(self) -> bool:
+        return self.held.scan_complete
+
+    @scan_complete.setter
+    def scan_complete(self, value: bool) -> None:
+        self.held.scan_complete = value
+
+    @property
+    def results(self) -> OrderedDict[int, LayerResult]:
+        return self.held.results
+
+    @property
+    def summaries(self) -> dict[int, LayerSummary]:
+        return self.held.summaries
+
+    @property
+    def token_tables(self) -> dict[int, TokenTable]:
+        return self.held.token_tables
+
+    @property
+    def unit_best(self) -> dict[int, TokenTable]:
+        return self.held.unit_best
+
+    @property
+    def evidence(self) -> OrderedDict[int, LayerActivations]:
+        return self.held.evidence
+
+    @property
+    def readings(self) -> dict[int, EvidenceReading]:
+        return self.held.readings
+
+    @property
+    def evidence_missing(self) -> set[int]:
+        return self.held.evidence_missing
+
+    @property
+    def diffs(self) -> OrderedDict[int, tuple[LayerDiff, LayerResult]]:
+        return self.held.diffs
+
+    @property
+    def collection(self) -> Collection | None:
+        """The marked units of the kind on screen (their own file for a dictionary's features)."""
+        return self.held.collection
+
+    @collection.setter
+    def collection(self, collection: Collection | None) -> None:
+        self.held.collection = collection
 
     # --- layers -----------------------------------------------------------------------------
     def start_layer(self, asked: int | None) -> tuple[int, str | None]:
-        """The first layer to show (the last by default) and a warning when ``asked`` is out of range."""
+        """The first layer to show (the last by default; for a dictionary's features the nearest
+        that has one) and a warning when ``asked`` is out of range or has no dictionary."""
         last = self.n_layers - 1
-        if asked is None:
-            return last, None
-        if 0 <= asked <= last:
-            return asked, None
-        return min(max(asked, 0), last), f"layer {asked} is out of range: this model has layers 0-{last}"
+        wanted = last if asked is None else min(max(asked, 0), last)
+        warning = None
+        if asked is not None and wanted != asked:
+            warning = f"layer {asked} is out of range: this model has layers 0-{last}"
+        layer = self.nearest_unit_layer(wanted)
+        if layer != wanted:
+            warning = f"{no_dictionary(wanted, self.unit_layers())}: showing layer {layer}"
+        return layer, warning
 
     def step(self, delta: int) -> int | None:
-        """The layer ``delta`` away from the one on screen, or None when that is no move."""
-        if self.n_layers == 0 or self.layer is None:
+        """The layer ``delta`` away from the one on screen among those with units of the kind on
+        screen, or None when that is no move."""
+        layers = self.unit_layers()
+        if not layers or self.layer is None:
             return None
-        target = min(max(self.layer + delta, 0), self.n_layers - 1)
+        if self.layer in layers:
+            index = layers.index(self.layer) + delta
+        else:  # between a dictionary's layers: the first one on the way
+            index = sum(1 for layer in layers if layer < self.layer) + delta - (1 if delta > 0 else 0)
+        target = layers[min(max(index, 0), len(layers) - 1)]
         return None if target == self.layer else target
 
     def show(self, layer: int) -> LayerResult | None:
@@ -93,10 +224,7 @@ class ExplorerState:
         return None
 
     def keep(self, result: LayerResult) -> None:
-        self.results[result.layer] = result
-        self.results.move_to_end(result.layer)
-        while len(self.results) > RESULTS_KEPT:
-            self.results.popitem(last=False)
+        self.held.keep(result)
 
     # --- derived views ----------------------------------------------------------------------
     def neurons(self, result: LayerResult) -> LayerNeurons:
@@ -106,40 +234,19 @@ class ExplorerState:
         return LayerNeurons.derive(result, self.null, self.settings.projection.cosine, evidence, diff=diff)
 
     def keep_diff(self, diff: LayerDiff, other: LayerResult) -> None:
-        self.diffs[diff.layer] = (diff, other)
-        self.diffs.move_to_end(diff.layer)
-        while len(self.diffs) > RESULTS_KEPT:
-            self.diffs.popitem(last=False)
+        self.held.keep_diff(diff, other)
 
     def keep_evidence(
         self, layer: int, evidence: LayerActivations | None, reading: EvidenceReading | None = None
     ) -> bool:
         """Hold a layer's evidence unless what is held has read more; False: not kept."""
-        if evidence is None:
-            if layer not in self.evidence:
-                self.evidence_missing.add(layer)
-            return False
-        held = self.readings.get(layer)
-        if layer in self.evidence and held is not None and reading is not None and held.read > reading.read:
-            return False  # another pass (or another explorer's) landed more of this layer already
-        self.evidence_missing.discard(layer)
-        self.evidence[layer] = evidence
-        if reading is not None:
-            self.readings[layer] = reading
-        else:
-            self.readings.pop(layer, None)
-        self.evidence.move_to_end(layer)
-        while len(self.evidence) > RESULTS_KEPT:
-            dropped, _ = self.evidence.popitem(last=False)
-            self.readings.pop(dropped, None)
-        return True
+        return self.held.keep_evidence(layer, evidence, reading)
 
     def switch_corpus(self, spec: str, corpus: AnyCorpus | None) -> None:
         """Read ``spec`` (as --corpus takes it) from now on: evidence of the old corpus is dropped."""
         self.corpus_spec, self.corpus = spec, corpus
-        self.evidence.clear()
-        self.readings.clear()
-        self.evidence_missing.clear()
+        for held in self.kinds.values():
+            held.forget_evidence()
 
     def order(self, neurons: LayerNeurons) -> np.ndarray:
         order = neuron_order(neurons, self.sort_by(neurons), self.conditions)
@@ -182,7 +289,8 @@ class ExplorerState:
         smallest."""
         column = COLUMNS[self.sort_by(neurons)]
         ascending = (not column.descending) != self.reverse
-        return f"{column.title} {'↑' if ascending else '↓'}"
+        title = "feature" if column.name == "neuron" and self.features else column.title
+        return f"{title} {'↑' if ascending else '↓'}"
 
     def summarise(self, result: LayerResult) -> LayerSummary:
         summary = summarise(self.neurons(result))
@@ -219,24 +327,24 @@ class ExplorerState:
         self.pending_neuron = neuron
 
     def switch_projection(self, projection: Projection, lens: Lens | None = None) -> bool:
-        """Change the projection (and the lens); everything computed under the old ones is dropped.
-        False: no change."""
+        """Change the projection (and the lens); everything computed under the old ones, of either
+        kind of unit, is dropped. False: no change."""
         lens = self.settings.lens if lens is None else lens
         if projection == self.settings.projection and lens == self.settings.lens:
             return False
         self.settings = replace(self.settings, projection=projection, lens=lens)
-        self.generation += 1
-        self.scan_complete = False
-        self.results.clear()
-        self.summaries.clear()
-        self.token_tables.clear()
-        self.unit_best.clear()
-        self.evidence.clear()  # the lift's target tokens come from the projection and the lens
-        self.diffs.clear()
-        self.readings.clear()
-        self.evidence_missing.clear()
+        self.held.restart(self._next_generation())  # the kind on screen first
+        for held in self.kinds.values():
+            if held is not self.held:
+                held.restart(self._next_generation())
         self.null = None
         return True
+
+
+def no_dictionary(layer: int, layers: list[int]) -> str:
+    """Why ``layer`` shows no features, in words."""
+    have = ", ".join(map(str, layers))
+    return f"layer {layer} has no dictionary (the dictionaries read layer{'s' * (len(layers) > 1)} {have})"
 
 
 def sortable(key: str, neurons: LayerNeurons) -> bool:

@@ -96,6 +96,8 @@ MEANINGS = {
     "next_expert": "next expert",
     "previous_expert": "previous expert",
     "app.focus_next": "next field",
+    "switch_units": "neurons or features",
+    **{f"closest({rank})": "open a closest unit" for rank in range(5)},
 }
 
 ANYWHERE = [*NeuronApp.BINDINGS]

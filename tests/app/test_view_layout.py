@@ -5,6 +5,8 @@ data, and scroll bars drawn in whole cells."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from rich.cells import cell_len
@@ -79,6 +81,18 @@ def test_the_status_line_gives_way_in_the_stated_order():
     order = [name for name, _ in FEATURES]
     assert [last_seen[name] for name in order] == sorted(last_seen.values()), last_seen
     assert all("3 marked" in status_text(STATUS, width).plain for width in range(20, 261))
+
+
+def test_the_kind_of_unit_listed_stays_and_its_set_name_gives_way_last():
+    status = dataclasses.replace(STATUS, units="features: a-long-dictionary-set")
+    widths = range(260, 57, -1)  # narrower, the line is cut at its end (the marks kept)
+    lines = [status_text(status, width).plain for width in widths]
+    assert all("features: " in line and "L29/29" in line and "3 marked" in line for line in lines[-5:])
+    named = ["a-long-dictionary-set" in line for line in lines]
+    lost = named.index(False)
+    assert not any(named[lost:]) and "max-dot" not in lines[lost], "shortened after the sort is dropped"
+    assert all("features: " in line and "3 marked" in line for line in lines)
+    assert status_text(status, 80).plain.startswith(" L29/29 · features: a-long-dictionary-set · ")
 
 
 async def test_the_status_line_at_80_columns_shows_marks_filter_and_background_work(tiny_gguf, tmp_path):

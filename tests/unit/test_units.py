@@ -7,16 +7,18 @@ import dataclasses
 import numpy as np
 import pytest
 
+from engine.data.dictionary import DictionaryInfo
 from engine.data.layers import parse_layer_spec
 from engine.data.neurons import LayerNeurons
 from engine.data.null import NullBaseline
 from engine.data.summary import STANDOUT_Z, summarise
 from engine.errors import UserError
 from engine.neuron_engine import EngineOptions
-from engine.settings import DEFAULT_TOP_K, GURNEE, Projection, ScanSettings
+from engine.settings import DEFAULT_TOP_K, GURNEE, NEURONS, Projection, ScanSettings, Units
 from engine.store.collection import Collection
 from tests.helpers.results import random_result
 from tui.filtering import Condition, FilterError, neuron_order, parse_filter
+from tui.neuron_ref import NEURON_NAMES, NeuronRefError, UnitNames, parse_unit_ref
 from tui.scan_plan import NULL_BASELINE, next_scan_target, should_abandon
 from tui.state import RESULTS_KEPT, ExplorerState
 
@@ -212,3 +214,78 @@ def test_state_sort_filter_jump_and_projection():
     assert state.switch_projection(GURNEE)
     assert state.generation == 1 and state.settings.projection == GURNEE
     assert not state.results and state.null is None
+
+
+# --- a dictionary's features beside the neurons ------------------------------------------------
+def _dictionary_info(layer: int, d_sae: int = 48) -> DictionaryInfo:
+    hook = f"blocks.{layer}.hook_resid_post"
+    return DictionaryInfo(
+        f"layers.{layer}", layer, "sparsify", "sae", "topk", hook, hook, 32, d_sae, (layer,)
+    )
+
+
+def test_unit_references_name_features_and_neurons_whichever_kind_is_listed():
+    dictionaries = {1: _dictionary_info(1), 3: _dictionary_info(3)}
+
+    def parse(text: str, features: bool, layer: int | None = 1):
+        return parse_unit_ref(text, layer, 4, 64, dictionaries, features)
+
+    assert parse("L1/F5", False) == (1, 5, True) and parse("3/f47", False) == (3, 47, True)
+    assert parse("F5", False) == (1, 5, True) and parse("5", True) == (1, 5, True)
+    assert parse("3:7", True) == (3, 7, True), "without F or N: a unit of the kind listed"
+    assert parse("L1/N5", True) == (1, 5, False) and parse("N7", True) == (1, 7, False)
+    assert parse("2:7", False) == (2, 7, False) and parse("5", False) == (1, 5, False)
+    for text, features, words in (
+        ("L2/F5", False, "layer 2 has no dictionary: the dictionaries read layers 1, 3"),
+        ("F48", True, "feature 48 is out of range: layers.1 at layer 1 has features 0-47"),
+        ("L9/F1", True, "layer 9 is out of range"),
+        ("F5", True, "name the layer too"),
+    ):
+        with pytest.raises(NeuronRefError, match=words):
+            parse(text, features, None if text == "F5" else 1)
+    with pytest.raises(NeuronRefError, match="--dictionary PATH"):
+        parse_unit_ref("L1/F5", 1, 4, 64, {}, False)
+    names = UnitNames({1: "layers.1"})
+    assert (names.full(1, 5), names.compact(1, 5), names.in_layer(1, 5)) == (
+        "L1/F5 (layers.1)",
+        "L1/F5",
+        "F5",
+    )
+    assert (NEURON_NAMES.full(1, 5), NEURON_NAMES.in_layer(1, 5), NEURON_NAMES.word) == (
+        "L1/N5",
+        "5",
+        "neuron",
+    )
+
+
+def test_state_keeps_each_kind_apart_and_steps_through_the_dictionarys_layers(tmp_path):
+    dictionary = Units("f" * 64, "set")
+    state = ExplorerState(ScanSettings(units=dictionary), n_layers=6)
+    state.dictionary_infos = {1: _dictionary_info(1), 4: _dictionary_info(4)}
+    assert state.features and state.dictionary == dictionary and state.unit_layers() == [1, 4]
+    assert state.start_layer(None) == (
+        4,
+        "layer 5 has no dictionary (the dictionaries read layers 1, 4): showing layer 4",
+    )
+    assert state.start_layer(2) == (1, state.start_layer(2)[1]) and state.nearest_unit_layer(3) == 4
+    state.show(4)
+    assert state.step(1) is None and state.step(-1) == 1 and state.step(-5) == 1
+    state.keep(random_result(layer=4))
+    state.collection = Collection.for_model("m", "f" * 64, tmp_path, dictionary=dictionary.digest)
+    state.toggle_mark(4, 7)
+    features = state.generation
+    assert state.switch_units(NEURONS) and not state.switch_units(NEURONS)
+    assert not state.features and state.unit_layers() == list(range(6)) and state.step(1) == 5
+    assert not state.results and state.collection is None and state.marked == set(), "the neurons' own"
+    assert state.held_of(features) is state.kinds[dictionary.digest], "a late result lands with its kind"
+    assert state.switch_units(dictionary) and 4 in state.results and state.marked == {7}
+    assert state.unit_label(4, 7) == "L4/F7 (layers.4)" and state.sort_label(None) == "max-dot ↓"
+    assert state.switch_projection(GURNEE)
+    assert not state.results and state.held_of(features) is None, "both kinds start again"
+    assert len({held.generation for held in state.kinds.values()}) == 2
+
+
+def test_scan_order_reads_only_the_layers_given():
+    assert next_scan_target(6, 4, set(), True, layers=[1, 4]) == 4
+    assert next_scan_target(6, 4, {4}, True, layers=[1, 4]) == 1
+    assert next_scan_target(6, 4, {1, 4}, True, layers=[1, 4]) is None

@@ -3,9 +3,15 @@ depth, and how many prediction and suppression neurons each layer has. Pending l
 the background scan lands; Enter jumps to the highlighted layer.
 
 Each plot's title and legend sit above it, never over the data, and every series has its own marker
-(o p50, + p90, x p99, # max; █ prediction, ▒ suppression) so that the plots read without colour."""
+(o p50, + p90, x p99, # max; █ prediction, ▒ suppression) so that the plots read without colour.
+
+With a dictionary open, a last column sets the neurons and the features of each layer side by
+side: of the units standing out, how many look like one token (their top tokens spell at most two
+words), neurons / features; the rest of the row is the kind listed on the main screen."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from rich.text import Text
@@ -24,6 +30,7 @@ from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
 
 COLUMNS = ("layer", "p50", "p90", "p99", "max", "kurt p99", "★ null-z>3", "pred", "supp")
+SIDE_BY_SIDE = "1-tok N/F"  # the column added with a dictionary: neurons / features like one token
 # (summary field, marker, colour): the marker tells the lines apart without colour.
 QUANTILES = (("p50", "o", "blue"), ("p90", "+", "cyan"), ("p99", "x", "green"), ("max", "#", "yellow"))
 CLASSES = (("prediction", "█", "green"), ("suppression", "▒", "red"))
@@ -38,6 +45,22 @@ def legend(title: str, series: tuple[tuple[str, str, str], ...]) -> Text:
         text.append(marker, style=f"bold {colour}")
         text.append(f" {name}")
     return text
+
+
+@dataclass
+class SideBySide:
+    """With a dictionary open: each kind's summaries as they land, and the dictionary's layers."""
+
+    neurons: dict[int, LayerSummary]
+    features: dict[int, LayerSummary]
+    layers: set[int]
+
+    def cell(self, layer: int) -> Text:
+        """Neurons / features that stand out and look like one token (— without a dictionary)."""
+        neurons, features = self.neurons.get(layer), self.features.get(layer)
+        left = "…" if neurons is None else str(neurons.n_one_token)
+        right = "—" if layer not in self.layers else "…" if features is None else str(features.n_one_token)
+        return Text(f"{left} / {right}")
 
 
 class AllLayersScreen(Screen[int | None]):
@@ -61,15 +84,24 @@ class AllLayersScreen(Screen[int | None]):
         n_layers: int,
         summaries: dict[int, LayerSummary],
         current: int | None,
-        summary_added: Signal[LayerSummary],
+        summary_added: Signal[tuple[bool, LayerSummary]],
+        units: str = "neurons",
+        side_by_side: SideBySide | None = None,
     ) -> None:
+        """``summaries``: the kind listed on the main screen (``units`` names it: "neurons", or
+        "features: <set>"); ``summary_added`` says each layer of either kind as it lands."""
         super().__init__()
         self.model, self.projection, self.n_layers, self.current = model, projection, n_layers, current
         self.summaries = dict(summaries)
         self.summary_added = summary_added  # layers that land while the view is open
+        self.units, self.features = units, units != "neurons"
+        self.side_by_side = side_by_side
+        self.columns = COLUMNS if side_by_side is None else (*COLUMNS, SIDE_BY_SIDE)
 
     def compose(self) -> ComposeResult:
-        yield TitleBar(Text(f"{self.model} · {self.projection} · all {self.n_layers} layers"), id="all-title")
+        units = f" · {self.units}" if self.side_by_side is not None else ""
+        title = f"{self.model} · {self.projection} · all {self.n_layers} layers{units}"
+        yield TitleBar(Text(title), id="all-title")
         with Horizontal(id="all-plots"):
             with Vertical():
                 yield Static(id="max-dot-legend", classes="plot-legend")
@@ -83,7 +115,7 @@ class AllLayersScreen(Screen[int | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for column in COLUMNS:
+        for column in self.columns:
             table.add_column(column, key=column)
         for layer in range(self.n_layers):
             table.add_row(*self._cells(layer), key=str(layer))
@@ -99,8 +131,10 @@ class AllLayersScreen(Screen[int | None]):
         label = Text(
             f"L{layer}" + (f" {experts}" if experts else ""), style="bold" if layer == self.current else ""
         )
+        side = [] if self.side_by_side is None else [self.side_by_side.cell(layer)]
         if summary is None:
-            return [label] + [Text("pending", style="dim")] + [""] * (len(COLUMNS) - 2)
+            pending = "—" if self._without(layer) else "pending"  # — : no dictionary reads it
+            return [label, Text(pending, style="dim")] + [""] * (len(COLUMNS) - 2) + side
         return [
             label,
             f"{summary.p50:.3f}",
@@ -111,18 +145,28 @@ class AllLayersScreen(Screen[int | None]):
             str(summary.n_standout),
             Text(str(summary.n_prediction), style="green"),
             Text(str(summary.n_suppression), style="red"),
+            *side,
         ]
 
-    def update_summary(self, summary: LayerSummary) -> None:
-        self.summaries[summary.layer] = summary
+    def _without(self, layer: int) -> bool:
+        """Whether ``layer`` has no units of the kind listed (features, and no dictionary there)."""
+        return self.features and self.side_by_side is not None and layer not in self.side_by_side.layers
+
+    def update_summary(self, landed: tuple[bool, LayerSummary]) -> None:
+        features, summary = landed
+        if self.side_by_side is not None:
+            (self.side_by_side.features if features else self.side_by_side.neurons)[summary.layer] = summary
+        if features == self.features:
+            self.summaries[summary.layer] = summary
+            self._replot()
         table = self.query_one(DataTable)
-        for column, value in zip(COLUMNS, self._cells(summary.layer)):
+        for column, value in zip(self.columns, self._cells(summary.layer)):
             table.update_cell(str(summary.layer), column, value)
-        self._replot()
 
     def _replot(self) -> None:
         layers = sorted(self.summaries)
-        title = f"max-dot by layer ({len(layers)}/{self.n_layers} computed)"
+        total = len(self.side_by_side.layers) if self.features and self.side_by_side else self.n_layers
+        title = f"max-dot by layer ({len(layers)}/{total} computed)"
         self.query_one("#max-dot-legend", Static).update(legend(title, QUANTILES))
         upper = self.query_one("#max-dot-by-layer", PlotextPlot)
         plot = upper.plt

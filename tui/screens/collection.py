@@ -1,4 +1,6 @@
-"""The collection: every marked neuron of the model, across layers, with its statistics and note.
+"""The collection: every marked neuron of the model, across layers, with its statistics and note
+(or, while a dictionary's features are listed, every marked feature: the dictionary set's own
+collection, named L29/F812 (layers.29)).
 
 Enter opens a neuron's detail, space unmarks it, n edits its note, e exports the collection. The
 layers' results come from the cache (or are computed) in a worker.
@@ -23,7 +25,7 @@ from engine.data.tokens import Vocabulary
 from engine.errors import UserError, describe
 from engine.neuron_engine import Collection, Marked
 from tui.messages import MarksChanged
-from tui.neuron_ref import neuron_label
+from tui.neuron_ref import NEURON_NAMES, UnitNames
 from tui.render import signed_token
 from tui.screens.prompt import PromptScreen
 from tui.widgets.footer import KeyFooter
@@ -81,8 +83,11 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         vocab: Vocabulary,
         layer_neurons: Callable[[int], LayerNeurons],
         export: Callable[[], None],
+        names: UnitNames = NEURON_NAMES,
     ) -> None:
+        """``names``: how the marked units are named (neurons, or a dictionary's features)."""
         super().__init__()
+        self.names = names
         self.model, self.collection, self.vocab = model, collection, vocab
         self.layer_neurons, self.export = layer_neurons, export
         self.loaded: dict[int, LayerNeurons] = {}
@@ -96,7 +101,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
     def on_mount(self) -> None:
         table = self.query_one(KeyTable)
         for title in TITLES:
-            table.add_column(title, key=title)
+            table.add_column(self.names.word if title == "neuron" else title, key=title)
         self.collection.refresh()  # what another explorer saved since this one last looked
         self.redraw()
         table.focus()
@@ -126,7 +131,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
         self.rows = self.collection.items()
         n_layers = len({m.layer for m in self.rows})
         plural = "layer" if n_layers == 1 else "layers"
-        title = f"{self.model} · collection: {len(self.rows)} neurons from {n_layers} {plural}"
+        title = f"{self.model} · collection: {len(self.rows)} {self.names.word}s from {n_layers} {plural}"
         self.query_one("#collection-title", Static).update(Text(title))
         for marked in self.rows:
             table.add_row(*self._cells(marked))
@@ -134,7 +139,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
             table.move_cursor(row=min(keep, len(self.rows) - 1))
 
     def _cells(self, marked: Marked) -> list:
-        label = neuron_label(marked.layer, marked.neuron)
+        label = self.names.full(marked.layer, marked.neuron)
         neurons = self.loaded.get(marked.layer)
         if neurons is None:
             waiting = [Text("…", style="dim")] + [""] * (len(STAT_COLUMNS) - 1)
@@ -191,7 +196,7 @@ class CollectionScreen(Screen[tuple[int, int] | None]):
             if text is not None:
                 self._change(lambda: self.collection.set_note(marked.layer, marked.neuron, text))
 
-        label = neuron_label(marked.layer, marked.neuron)
+        label = self.names.full(marked.layer, marked.neuron)
         self.app.push_screen(
             PromptScreen(f"Note for {label}", marked.note, "Enter saves, Escape cancels"), save
         )

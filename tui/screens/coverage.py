@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 
 from engine.data.coverage import Coverage
 from engine.data.tokens import Vocabulary
-from tui.neuron_ref import compact_label
+from tui.neuron_ref import NEURON_NAMES, UnitNames
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
@@ -64,8 +64,11 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
         vocab: Vocabulary,
         n_layers: int,
         show: int = 40,
+        names: UnitNames = NEURON_NAMES,
     ) -> None:
+        """``names``: how the units are named (neurons, or a dictionary's features)."""
         super().__init__()
+        self.names = names
         self.model, self.projection, self.coverage, self.vocab = model, projection, coverage, vocab
         self.n_layers, self.show = n_layers, show
         self.targets: dict[str, list[tuple[int, int]]] = {}
@@ -75,7 +78,8 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
         c = self.coverage
         head = Text(f"{self.model} · {self.projection} · ", style="bold")
         head.append(
-            f"{c.covered.sum()} of {c.d_vocab} tokens ({c.overall_share:.1%}) have a neuron aimed at them"
+            f"{c.covered.sum()} of {c.d_vocab} tokens ({c.overall_share:.1%}) have a {self.names.word} "
+            "aimed at them"
         )
         head.append(
             f"\ncovered = best |dot| / |W_out[i]| above the null's 99th percentile ({c.threshold:.4f}); ",
@@ -126,7 +130,7 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
         c = self.coverage
         row = table.cursor_row
         table.clear(columns=True)
-        table.add_columns(*layout.token_titles)
+        table.add_columns(*(title.replace("neuron", self.names.word) for title in layout.token_titles))
         targets: list[tuple[int, int]] = []
         for token_id in c.ranked(self.show, best=best).tolist():
             unit = float(c.best_unit[token_id])
@@ -134,7 +138,7 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
                 Text(token_label(self.vocab.text(token_id), layout.token_cells)),
                 f"{unit:.4f}",
                 Text(f"{unit / c.threshold:.2f}", style="green" if unit > c.threshold else "red"),
-                compact_label(int(c.best_layer[token_id]), int(c.best_neuron[token_id])),
+                self.names.compact(int(c.best_layer[token_id]), int(c.best_neuron[token_id])),
                 str(c.covered_layers[token_id]),
             )
             targets.append((int(c.best_layer[token_id]), int(c.best_neuron[token_id])))

@@ -10,7 +10,11 @@ Below 100 columns the plots move under the lists, side by side, so that each kee
 axis labels; from 100 columns they stand beside the lists.
 
 Keys mean what they mean in the list: h, g and a (the list's histogram, go-to and all-layers keys)
-do nothing here rather than something else."""
+do nothing here rather than something else.
+
+A dictionary's feature is shown the same way, with its dictionary and its closest neurons (and a
+neuron, while a dictionary is open, with its closest features): 1-5 open one, in its own list
+(``tui.screens.detail_units``). Ablation (x) reads neurons only: on a feature it says so."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
+from engine.data.dictionary import UnitNeighbours
 from engine.data.evidence import EvidenceReading
 from engine.data.firing import LayerFiring
 from engine.data.inputs import LayerInputs
@@ -36,12 +41,13 @@ from engine.data.neurons import LayerNeurons
 from engine.data.results import LayerResult
 from engine.data.tokens import Vocabulary
 from engine.errors import describe
-from tui.neuron_ref import neuron_label
+from tui.neuron_ref import NEURON_NAMES, UnitNames
 from tui.screens.ablation import Ablate
 from tui.screens.detail_evidence import evidence_view
 from tui.screens.detail_pass import LayerPass, LayerPassWork
 from tui.screens.detail_plots import draw_null_histogram, draw_score_histogram
 from tui.screens.detail_tables import DETAIL_TOKENS, against_lists, promote_suppress_table, stats_table
+from tui.screens.detail_units import CLOSEST_KEYS, Closest, closest_view
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.screens.neuron_io import reads_writes_view
 from tui.widgets.footer import KeyFooter
@@ -49,9 +55,10 @@ from tui.widgets.scrollbar import CellScroll
 from tui.widgets.title_bar import TitleBar
 
 
-class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
+class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[tuple[int, int] | None]):
     """``score_row(neuron)`` computes a neuron's float64 scores against the whole vocabulary (slow:
-    it may load the weights), so it runs in a worker."""
+    it may load the weights), so it runs in a worker. Dismissed with ``(layer, unit)``: one of its
+    closest units of the other kind was chosen (the explorer switches kinds and opens it)."""
 
     BINDINGS = [
         Binding("escape,q", "close", "Back", id="back"),
@@ -67,6 +74,9 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         Binding("t", "probe_neuron", "Probe", id="detail-probe"),
         Binding("x", "ablate", "Ablate", id="detail-ablate"),
         *mark_bindings("detail"),
+        # The closest units of the other kind (a dictionary open): one row in the help for all five.
+        Binding("1", "closest(0)", f"Open a closest neuron/feature (1-{CLOSEST_KEYS})", id="detail-closest"),
+        *(Binding(str(rank + 1), f"closest({rank})", "", show=False) for rank in range(1, CLOSEST_KEYS)),
     ]
 
     # Classes set on the screen as it is resized (Textual applies them before the next layout).
@@ -96,6 +106,11 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
             super().__init__()
             self.inputs = inputs
 
+    class NeighboursReady(Message):
+        def __init__(self, neighbours: UnitNeighbours | None, error: str | None = None) -> None:
+            super().__init__()
+            self.neighbours, self.error = neighbours, error
+
     class ScoresReady(Message):
         def __init__(self, neuron: int, scores: np.ndarray | None, error: str | None = None) -> None:
             super().__init__()
@@ -116,14 +131,23 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         against: tuple[str, LayerResult] | None = None,
         ablate: Ablate | None = None,
         probed_text: str = "",
+        names: UnitNames = NEURON_NAMES,
+        closest: Closest | None = None,
+        refusals: dict[str, str] | None = None,
     ) -> None:
         """``layer_inputs()`` computes the layer's input side (slow: it may read the weights), so it
         runs in a worker too; ``reading`` says how much of the corpus the evidence read;
         ``layer_pass`` runs the model over the corpus for this layer (A); ``probe_layer(text)``
         runs it on typed text (t); ``against``: another checkpoint's name and results of this layer
         (--against), whose lists are shown beside this model's; ``ablate`` ablates a neuron of this
-        layer on text (x), the text probed last (``probed_text``) to start with."""
+        layer on text (x), the text probed last (``probed_text``) to start with; ``names``: how
+        the units are named (neurons, or a dictionary's features); ``closest``: the other kind
+        beside them (a dictionary open at this layer); ``refusals``: per action, why it cannot run
+        for these units (one line)."""
         super().__init__()
+        self.names, self.closest, self.refusals = names, closest, refusals or {}
+        self.neighbours: UnitNeighbours | None = None
+        self.neighbours_error: str | None = None
         self.ablate, self.probed_text = ablate, probed_text
         self.against = against
         self.reading, self.layer_pass, self.probe_layer = reading, layer_pass, probe_layer
@@ -146,6 +170,7 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         with Horizontal(id="detail-body"):
             with CellScroll(id="detail-tokens"):
                 yield Static(id="detail-stats")
+                yield Static(id="detail-closest").set_styles(display="block" if self.closest else "none")
                 yield Static(id="detail-lists")
                 yield Static(id="detail-lists-note")
                 yield Static(id="detail-against").set_styles(display="block" if self.against else "none")
@@ -160,6 +185,8 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         self.show_neuron(self.neuron)
         if self.inputs is None and self.layer_inputs is not None:
             self.call_after_refresh(self.load_inputs)
+        if self.closest is not None:
+            self.call_after_refresh(self.load_neighbours)
 
     # --- one neuron -------------------------------------------------------------------------
     def show_neuron(self, neuron: int) -> None:
@@ -168,7 +195,7 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         stats = self.neurons.stats(neuron)
         position = self.order.index(neuron) + 1
         title = (
-            f"{neuron_label(self.result.layer, neuron)} · {self.info.name} · layer {self.result.layer} "
+            f"{self.names.full(self.result.layer, neuron)} · {self.info.name} · layer {self.result.layer} "
             f"of 0-{self.info.n_layers - 1} · {position} of {len(self.order)} listed"
         )
         self.query_one("#detail-title", Static).update(Text(title))
@@ -208,6 +235,7 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
     def show_evidence(self) -> None:
         self.evidence_text = evidence_view(self.neurons.evidence, self.neuron, self.vocab, self.reading)
         self.query_one("#detail-evidence", Static).update(self.evidence_text)
+        self._show_closest()  # a feature's dictionary over the corpus, once a pass has read it
 
     def marking_target(self) -> tuple[int, int] | None:
         return self.result.layer, self.neuron
@@ -220,17 +248,23 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
             return
         r, n = self.result, self.neuron
         tokens = NeuronTokens(int(r.promote_ids[n, 0]), int(r.suppress_ids[n, 0]))
-        self.app.push_screen(NeuronProbeScreen(r.layer, n, self.vocab, self.probe_layer, tokens))
+        probe = NeuronProbeScreen(r.layer, n, self.vocab, self.probe_layer, tokens, names=self.names)
+        self.app.push_screen(probe)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "ablate":  # not offered where it cannot run: a layer of experts
             return self.result.experts is None
+        if action == "closest":  # only with a dictionary at this layer
+            return self.closest is not None
         return True
 
     def action_ablate(self) -> None:
         """This neuron set to 0 at each token of a text in turn: the predicted token's logit change."""
         from tui.screens.ablation import AblationScreen
 
+        if "ablate" in self.refusals:
+            self.notify(self.refusals["ablate"], title="ablation", severity="warning")
+            return
         if self.result.experts is not None:
             self.notify("ablation reads dense MLP layers only so far: this layer routes through experts")
             return
@@ -245,8 +279,45 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
             self.post_message(self.Moved(self.neuron))
 
     def _show_io(self) -> None:
-        self.io_text = reads_writes_view(self.inputs, self.result, self.neuron, self.vocab)
+        if self.layer_inputs is None and self.inputs is None:  # a feature's encoder is not a neuron's
+            self.io_text = Text()
+        else:
+            self.io_text = reads_writes_view(self.inputs, self.result, self.neuron, self.vocab)
         self.query_one("#detail-io", Static).update(self.io_text)
+
+    # --- the other kind beside it -------------------------------------------------------------
+    def _show_closest(self) -> None:
+        self.closest_text = Text()
+        if self.closest is not None:
+            self.closest_text = closest_view(
+                self.closest,
+                self.neighbours,
+                self.result.layer,
+                self.neuron,
+                self.neurons.evidence,
+                self.neighbours_error,
+            )
+        self.query_one("#detail-closest", Static).update(self.closest_text)
+
+    @work(thread=True, exclusive=True, group="neighbours", exit_on_error=False)
+    def load_neighbours(self) -> None:
+        assert self.closest is not None
+        self.post_message(self.NeighboursReady(self.closest.find()))
+
+    def on_neuron_detail_screen_neighbours_ready(self, message: NeighboursReady) -> None:
+        self.neighbours, self.neighbours_error = message.neighbours, message.error
+        self._show_closest()
+
+    def action_closest(self, rank: int) -> None:
+        """Open the ``rank``-th closest unit of the other kind in its own list."""
+        if self.closest is None:
+            self.notify("no dictionary reads this layer: nothing to set beside it", severity="warning")
+            return
+        if self.neighbours is None:
+            return  # still reading the weights; the line says so
+        found = self.neighbours.of(self.neuron)
+        if rank < len(found):
+            self.dismiss((self.result.layer, found[rank][0]))
 
     # --- its input side -----------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="layer-inputs", exit_on_error=False)
@@ -265,6 +336,10 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[None]):
         self.post_message(self.ScoresReady(neuron, self.score_row(neuron)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.group == "neighbours":
+            error = describe(event.worker.error) if event.worker.error is not None else "failed"
+            self.post_message(self.NeighboursReady(None, error))
+            return
         if event.state == WorkerState.ERROR and event.worker.group == "layer-inputs":
             error = describe(event.worker.error) if event.worker.error is not None else "failed"
             self.query_one("#detail-io", Static).update(Text(f"reads ←: {error}", style="dim"))

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from engine.data.neurons import LayerNeurons
 
-    _Base = Screen[None]
+    _Base = Screen[tuple[int, int] | None]  # the detail: dismissed with a unit of the other kind
 else:
     _Base = object
 

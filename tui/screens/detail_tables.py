@@ -31,7 +31,10 @@ def _stat_row(neurons: LayerNeurons, name: str, neuron: int) -> tuple[str, str]:
     column = COLUMNS[name]
     value = column.read(neurons)[neuron]
     shown = (str(value) or "—") if column.kind == "class" else column.detail_format.format(value)
-    return column.detail_label, shown
+    label = column.detail_label
+    if neurons.result.dictionary is not None:  # a feature's direction is its decoder row
+        label = label.replace("W_out", "W_dec")
+    return label, shown
 
 
 def stats_table(neurons: LayerNeurons, s: NeuronStats, pairs: int = 1) -> Table:

@@ -1,6 +1,7 @@
 """Space marks and n notes the neuron a view shows, in every view that shows one (the detail, the
 token search, the coverage view, the probes): the same collection as the main list, saved at once,
-undone with u in the list or the collection."""
+undone with u in the list or the collection. A dictionary's features listed, they are its
+features, marked in the dictionary set's own collection."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from textual.binding import Binding
 
 from engine.errors import UserError
 from tui.messages import MarksChanged
-from tui.neuron_ref import neuron_label
 from tui.screens.prompt import PromptScreen
 from tui.state import ExplorerState
 
@@ -35,10 +35,16 @@ def mark_bindings(view: str) -> list[Binding]:
 
 
 def ask_note(
-    screen: Screen, collection: Collection, layer: int, neuron: int, after: Callable[[bool], None]
+    screen: Screen,
+    collection: Collection,
+    layer: int,
+    neuron: int,
+    after: Callable[[bool], None],
+    label: str,
 ) -> None:
-    """The note dialog for one neuron; a note written marks it. ``after(saved)`` follows a note
-    typed, also when saving failed (the error is said; the views show what the file holds)."""
+    """The note dialog for one unit (``label`` names it); a note written marks it. ``after(saved)``
+    follows a note typed, also when saving failed (the error is said; the views show what the file
+    holds)."""
 
     def save(text: str | None) -> None:
         if text is None:
@@ -51,8 +57,8 @@ def ask_note(
             return
         after(True)
 
-    hint = "Enter saves (the neuron is marked), Escape cancels"
-    prompt = PromptScreen(f"Note for {neuron_label(layer, neuron)}", collection.note(layer, neuron), hint)
+    hint = "Enter saves (it is marked), Escape cancels"
+    prompt = PromptScreen(f"Note for {label}", collection.note(layer, neuron), hint)
     screen.app.push_screen(prompt, save)
 
 
@@ -66,8 +72,11 @@ class MarkKeys:
     def _screen(self) -> Screen:
         return cast("Screen", self)
 
+    def _state(self) -> ExplorerState:
+        return cast(Explorer, self._screen().app).state
+
     def _collection(self) -> Collection | None:
-        return cast(Explorer, self._screen().app).state.collection
+        return self._state().collection
 
     def action_mark_shown(self) -> None:
         target, collection = self.marking_target(), self._collection()
@@ -80,7 +89,8 @@ class MarkKeys:
             self._screen().notify(str(error), title="mark not saved", severity="error")
             return
         marked = neuron in collection.in_layer(layer)
-        self._screen().notify(f"{neuron_label(layer, neuron)} {'marked' if marked else 'unmarked'}")
+        label = self._state().unit_label(layer, neuron)
+        self._screen().notify(f"{label} {'marked' if marked else 'unmarked'}")
         self._marks_changed()
 
     def action_note_shown(self) -> None:
@@ -88,13 +98,14 @@ class MarkKeys:
         if target is None or collection is None:
             return
         layer, neuron = target
+        label = self._state().unit_label(layer, neuron)
 
         def saved(ok: bool) -> None:
             if ok:
-                self._screen().notify(f"note kept on {neuron_label(layer, neuron)} (it is marked)")
+                self._screen().notify(f"note kept on {label} (it is marked)")
             self._marks_changed()
 
-        ask_note(self._screen(), collection, layer, neuron, saved)
+        ask_note(self._screen(), collection, layer, neuron, saved, label)
 
     def _marks_changed(self) -> None:
         self._screen().post_message(MarksChanged())  # up to the app: the main list shows it at once

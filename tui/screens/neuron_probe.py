@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Input, Static
 from engine.data.firing import LayerFiring
 from engine.data.tokens import Vocabulary
 from engine.errors import describe
-from tui.neuron_ref import neuron_label
+from tui.neuron_ref import NEURON_NAMES, UnitNames
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
@@ -85,8 +85,11 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         tokens: NeuronTokens | None,
         text: str = "",
         firing: LayerFiring | None = None,
+        names: UnitNames = NEURON_NAMES,
     ) -> None:
+        """``names``: how the unit is named (a neuron, or a dictionary's feature)."""
         super().__init__()
+        self.names = names
         self.probed_layer, self.neuron, self.vocab = layer, neuron, vocab
         self.probe_layer, self.tokens = probe_layer, tokens
         self.start_text, self.firing = text, firing
@@ -104,7 +107,7 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("pos", "token", "activation", "", "then promotes")
-        label = neuron_label(self.probed_layer, self.neuron)
+        label = self.names.full(self.probed_layer, self.neuron)
         title = f"{label} on your text · Enter runs the model up to layer {self.probed_layer}"
         self.query_one("#neuron-probe-title", Static).update(Text(title))
         if self.firing is not None:

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Static
 from engine.data.firing import LayerFiring, PromptFiring
 from engine.data.tokens import Vocabulary
 from engine.errors import describe
-from tui.neuron_ref import in_layer_label, routes_through_experts
+from tui.neuron_ref import NEURON_NAMES, UnitNames, routes_through_experts
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.screens.why_token import Attribute
@@ -62,17 +62,22 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
     def __init__(
         self,
         layer: int,
-        n_layers: int,
+        layers: int | list[int],
         vocab: Vocabulary,
         probe: Callable,
         probe_layer: Callable[[int], Callable[[str], LayerFiring]] | None = None,
         attribute: Attribute | None = None,
+        names: UnitNames = NEURON_NAMES,
+        why_refusal: str | None = None,
     ) -> None:
-        """``attribute`` attributes the text's tokens to neurons (w: why this token)."""
+        """``layers``: those "all layers" probes (a count: the model's every layer); ``attribute``
+        attributes the text's tokens to neurons (w: why this token), unless ``why_refusal`` says in
+        one line why it cannot for the units listed; ``names``: how they are named."""
         super().__init__()
-        self.attribute = attribute
+        self.attribute, self.names, self.why_refusal = attribute, names, why_refusal
         self.positions: list[int] = []  # each row's position
-        self.shown_layer, self.n_layers, self.vocab = layer, n_layers, vocab
+        self.every_layer = list(range(layers)) if isinstance(layers, int) else list(layers)
+        self.shown_layer, self.n_layers, self.vocab = layer, len(self.every_layer), vocab
         self.probe, self.probe_layer = probe, probe_layer
         self.all_layers = False
         self.rows: list[tuple[int, int] | None] = []  # None: a marked position's row
@@ -90,18 +95,23 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("pos", "token", "layer", "neuron", "÷ scale", "activation", "promotes most")
+        table.add_columns("pos", "token", "layer", self.names.word, "÷ scale", "activation", "promotes most")
         self._title()
         self.query_one(Input).focus()
 
     def _title(self) -> None:
-        scope = f"all {self.n_layers} layers" if self.all_layers else f"layer {self.shown_layer}"
+        every = (
+            f"the {self.n_layers} layers with a dictionary"
+            if self.names.features
+            else f"all {self.n_layers} layers"
+        )
+        scope = every if self.all_layers else f"layer {self.shown_layer}"
         self.query_one("#probe-title", Static).update(
-            Text(f"Text probe · {scope} · Enter runs the model; on a row, probes that neuron")
+            Text(f"Text probe · {scope} · Enter runs the model; on a row, probes that {self.names.word}")
         )
 
     def _layers(self) -> list[int]:
-        return list(range(self.n_layers)) if self.all_layers else [self.shown_layer]
+        return self.every_layer if self.all_layers else [self.shown_layer]
 
     @on(Input.Submitted, "#probe-input")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -146,7 +156,7 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
                     str(position) if rank == 0 else "",
                     Text(label if rank == 0 else ""),
                     f"L{layer}",
-                    in_layer_label(layer, neuron),
+                    self.names.in_layer(layer, neuron),
                     f"{relative:+.2f}",
                     f"{value:+.3f}",
                     Text(token_label(self.vocab.text(promoted), 16) if promoted is not None else "…"),
@@ -154,11 +164,13 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
                 self.rows.append((layer, neuron))
                 self.positions.append(position)
         table.focus()
-        why = "" if routes_through_experts() else " · w: why this token"  # only where it runs
+        runs = not routes_through_experts() and self.why_refusal is None
+        why = " · w: why this token" if runs else ""  # only where it runs
+        word = self.names.word
         note.update(
             Text(
-                f"{len(firing.token_ids)} tokens · top {PER_LAYER} neurons each (* not ranked) · "
-                f"Enter: that neuron on this text{why} · ctrl+a: this layer or all"
+                f"{len(firing.token_ids)} tokens · top {PER_LAYER} {word}s each (* not ranked) · "
+                f"Enter: that {word} on this text{why} · ctrl+a: this layer or all"
             )
         )
 
@@ -179,7 +191,9 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
         layer, neuron = target
         known = self.promoted.get(target)
         tokens = None if known is None else NeuronTokens(*known)
-        screen = NeuronProbeScreen(layer, neuron, self.vocab, self.probe_layer(layer), tokens, self.text)
+        screen = NeuronProbeScreen(
+            layer, neuron, self.vocab, self.probe_layer(layer), tokens, self.text, names=self.names
+        )
 
         def opened(chosen: tuple[int, int] | None) -> None:
             if chosen is not None:
@@ -200,6 +214,9 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
             self.notify(
                 "why this token reads dense MLP layers only so far: this model routes through experts"
             )
+            return
+        if self.why_refusal is not None:  # before the view opens: it attributes to neurons only
+            self.notify(self.why_refusal, title="why this token", severity="warning")
             return
         row = self.query_one(DataTable).cursor_row
         if self.attribute is None or not 0 <= row < len(self.positions):

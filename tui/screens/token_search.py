@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.data.token_index import TokenIndex, TokenMatch
-from tui.neuron_ref import in_layer_label
+from tui.neuron_ref import NEURON_NAMES, UnitNames
 from tui.render import score_style, token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.widgets.footer import KeyFooter
@@ -46,10 +46,16 @@ class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
             self.query, self.matches = query, matches
 
     def __init__(
-        self, index: TokenIndex, tables: dict[int, TokenTable], n_layers: int, top: int = 10
+        self,
+        index: TokenIndex,
+        tables: dict[int, TokenTable],
+        n_layers: int,
+        top: int = 10,
+        names: UnitNames = NEURON_NAMES,
     ) -> None:
+        """``n_layers``: the layers that have units of the kind listed; ``names``: how they are named."""
         super().__init__()
-        self.index, self.tables, self.n_layers, self.top = index, tables, n_layers, top
+        self.index, self.tables, self.n_layers, self.top, self.names = index, tables, n_layers, top, names
         self.matches: list[TokenMatch] = []
         self.rows: list[tuple[int, int]] = []
 
@@ -67,7 +73,7 @@ class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("layer", "neuron", "dot", "|dot| rank in layer")
+        table.add_columns("layer", self.names.word, "dot", "|dot| rank in layer")
         self.query_one(Input).focus()
 
     @on(Input.Changed, "#search-input")
@@ -120,14 +126,14 @@ class TokenSearchScreen(MarkKeys, Screen[tuple[int, int] | None]):
         for _, layer, neuron, dot, rank in hits[: self.top * 3]:
             table.add_row(
                 f"L{layer}",
-                in_layer_label(layer, neuron),
+                self.names.in_layer(layer, neuron),
                 Text(f"{dot:+.4f}", style=score_style(dot)),
                 str(rank + 1),
             )
             self.rows.append((layer, neuron))
         pending = self.n_layers - len(self.tables)
         token = self.index.vocab.text(token_id)
-        note = f"best neurons of {token!r} (#{token_id}) in {len(self.tables)} computed layers"
+        note = f"best {self.names.word}s of {token!r} (#{token_id}) in {len(self.tables)} computed layers"
         if pending:
             note += f"; {pending} still pending"
         self.query_one("#search-note", Static).update(Text(note + " · Enter on a row opens it"))

@@ -28,9 +28,16 @@ class MaxDotHistogram(PlotextPlot):
         self.marker: float | None = None
         self.sorted_curve = False
         self.title = ""
+        self.units = "neurons"  # what is counted: the neurons, or a dictionary's features
 
-    def show(self, values: np.ndarray | None, title: str, null_values: np.ndarray | None = None) -> None:
-        self.values, self.title, self.null_values = values, title, null_values
+    def show(
+        self,
+        values: np.ndarray | None,
+        title: str,
+        null_values: np.ndarray | None = None,
+        units: str = "neurons",
+    ) -> None:
+        self.values, self.title, self.null_values, self.units = values, title, null_values, units
         self.replot()
 
     def set_marker(self, value: float | None) -> None:
@@ -89,12 +96,12 @@ class MaxDotHistogram(PlotextPlot):
                 scale = len(self.values) / max(len(self.null_values), 1)
                 plt.plot(centres, (null_counts * scale).tolist(), color="magenta", marker="braille")
             legend = (
-                " · █ neurons · ⠒ random directions"
+                f" · █ {self.units} · ⠒ random directions"
                 if self.null_values is not None
                 else " over the vocabulary"
             )
             plt.xlabel(f"max |dot|{legend}")
-            plt.ylabel("neurons")
+            plt.ylabel(self.units)
             if self.marker is not None:
                 plt.vertical_line(self.marker, color="yellow")
         self.refresh()

@@ -1,4 +1,5 @@
-"""The layer picker: one line per layer with a one-glance summary; computed layers are marked."""
+"""The layer picker: one line per layer with a one-glance summary; computed layers are marked. While
+a dictionary's features are listed, the layers without a dictionary are shown and cannot be chosen."""
 
 from __future__ import annotations
 
@@ -53,11 +54,22 @@ class LayerPicker(CellScrollBars, OptionList):
         self.summaries: dict[int, LayerSummary] = {}
         self.current: int | None = None
         self.computing: int | None = None
+        self.without: set[int] = set()  # layers without units of the kind listed (no dictionary)
 
     @staticmethod
-    def _prompt(layer: int, summary: LayerSummary | None, top: float, current: bool, computing: bool) -> Text:
+    def _prompt(
+        layer: int,
+        summary: LayerSummary | None,
+        top: float,
+        current: bool,
+        computing: bool,
+        none: bool = False,
+    ) -> Text:
         text = Text("▶" if current else " ", style="bold")
         text.append(f"L{layer:<3}", style="bold" if current else "")
+        if none:
+            text.append(" no dictionary", style="dim")
+            return text
         if summary is None:
             text.append(
                 " computing…" if computing else " pending", style="italic yellow" if computing else "dim"
@@ -73,7 +85,12 @@ class LayerPicker(CellScrollBars, OptionList):
     def _redraw(self, layer: int) -> None:
         top = max((s.p99 for s in self.summaries.values()), default=0.0)
         prompt = self._prompt(
-            layer, self.summaries.get(layer), top, layer == self.current, layer == self.computing
+            layer,
+            self.summaries.get(layer),
+            top,
+            layer == self.current,
+            layer == self.computing,
+            layer in self.without,
         )
         self.replace_option_prompt_at_index(layer, prompt)
 
@@ -88,6 +105,18 @@ class LayerPicker(CellScrollBars, OptionList):
             self._redraw_all()
         else:
             self._redraw(summary.layer)
+
+    def show_units(self, layers: list[int], summaries: dict[int, LayerSummary]) -> None:
+        """Another kind of unit is listed: its ``layers`` (the others cannot be chosen) and the
+        summaries known of it."""
+        self.without = set(range(self.n_layers)) - set(layers)
+        for layer in range(self.n_layers):
+            if layer in self.without:
+                self.disable_option_at_index(layer)
+            else:
+                self.enable_option_at_index(layer)
+        self.summaries = dict(summaries)
+        self._redraw_all()
 
     def clear_summaries(self) -> None:
         self.summaries.clear()

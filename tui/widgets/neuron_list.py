@@ -1,4 +1,5 @@
-"""The neuron list: every neuron of a layer, drawn line by line (Textual's Line API).
+"""The neuron list: every neuron of a layer (or every feature of a layer's dictionary, as F812),
+drawn line by line (Textual's Line API).
 
 Only the visible lines are rendered, so 1,536 or 28,672 rows cost the same per frame; rows are an
 index array into the layer's arrays, so sorting and filtering never copy token data.
@@ -236,12 +237,25 @@ class NeuronList(CellScrollBars, ScrollView, can_focus=True):
         self.call_after_refresh(self._scroll_cursor_into_view)  # once the new size is laid out
 
     # --- drawing ----------------------------------------------------------------------------
+    @property
+    def features(self) -> bool:
+        """Whether the rows are a dictionary's features (F812), not neurons."""
+        return self.result is not None and self.result.dictionary is not None
+
+    def _unit_width(self) -> int:
+        """The id column's width: E127/1407 among experts, F16383 for a dictionary's features."""
+        if self.result is not None and self.result.experts is not None:
+            return _EXPERT_NEURON_WIDTH
+        if self.features and self.result is not None:
+            return max(LIST_COLUMNS[0].width, len(f"F{self.result.d_mlp - 1}"))
+        return LIST_COLUMNS[0].width
+
     def _columns(self) -> list[ListColumn]:
         has_lift = self.neurons is not None and self.neurons.lift is not None
         has_diff = self.neurons is not None and self.neurons.diff is not None
-        experts = self.result is not None and self.result.experts is not None
+        width = self._unit_width()
         return [
-            replace(c, width=_EXPERT_NEURON_WIDTH) if experts and c.column.name == "neuron" else c
+            replace(c, width=width) if c.column.name == "neuron" else c
             for c in LIST_COLUMNS
             if self.size.width >= c.min_total_width
             and (c.column.name not in _PASS_COLUMNS or has_lift)
@@ -251,10 +265,9 @@ class NeuronList(CellScrollBars, ScrollView, can_focus=True):
     def _header(self) -> Text:
         text = Text("  ")
         for column in self._columns():
+            title = "feat" if column.column.name == "neuron" and self.features else column.title
             text.append(
-                column.title.ljust(column.width)
-                if column.column.kind == "class"
-                else column.title.rjust(column.width)
+                title.ljust(column.width) if column.column.kind == "class" else title.rjust(column.width)
             )
             text.append(" ")
         colours = "" if self.app.no_color else " (green)", "" if self.app.no_color else " (red)"
@@ -281,6 +294,8 @@ class NeuronList(CellScrollBars, ScrollView, can_focus=True):
             value = self._values(column)[neuron]
             if column.name == "null_z" and self.neurons.null_z is None:
                 cell = ""  # not known until the null baseline is: blank, not 0
+            elif column.name == "neuron" and self.features:
+                cell = f"F{neuron}"
             elif column.name == "neuron":
                 cell = short_label(neuron, self.neurons.result.experts)  # E5/301 among experts
             else:

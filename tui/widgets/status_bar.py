@@ -1,5 +1,6 @@
-"""The status line. Left to right: the model, the device, ``Layer N / M``, the projection, the sort
-and its direction, the filter, the marked count, and what the background is doing.
+"""The status line. Left to right: the model, the device, ``Layer N / M``, the kind of unit listed
+(with a dictionary open: ``neurons``, or ``features: <set>``), the projection, the sort and its
+direction, the filter, the marked count, and what the background is doing.
 
 When the line is longer than its width it gives way in this order, a step at a time, until it fits:
 
@@ -13,10 +14,11 @@ When the line is longer than its width it gives way in this order, a step at a t
  8. the background work is dropped (the progress beside the line, if any, still says how far);
  9. the filter becomes ``filter…`` (one is on);
  10. the sort is dropped;
+ 11. the dictionary set's name is shortened (to ``features: …``);
 
 and if it is still too long the line is cut at its end, the marked count kept. The layer, the
-projection and the marked count are never dropped. A part is shortened only as far as the line
-needs, and only once every step before it has been taken.
+projection, the kind of unit and the marked count are never dropped. A part is shortened only as
+far as the line needs, and only once every step before it has been taken.
 
 Beside the line, background work with a known fraction shows as a progress bar with its percentage
 from 100 columns, and as the percentage alone below (the line needs the room).
@@ -36,6 +38,7 @@ SEPARATOR = " · "
 MODEL_FLOOR = 6  # a model name shortened to fewer cells says nothing
 ACTIVITY_FLOOR = 12  # "corpus pass…", "computing l…"
 FILTER_FLOOR = 10  # "filter kur…"
+UNITS_FLOOR = 11  # "features: …"
 WIDE = 100  # from this many columns the progress shows as a bar, not its percentage alone
 
 
@@ -51,6 +54,7 @@ class Status:
     activity: str
     sort: str
     filter_text: str
+    units: str = ""  # "" without a dictionary: only the neurons can be listed
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class _Line:
     filter_text: str
     marked: str
     activity: str
+    units: str = ""
 
     def parts(self) -> list[tuple[str, str]]:
         """(text, style) in order, the empty ones left out."""
@@ -72,6 +77,7 @@ class _Line:
             (self.model, "bold"),
             (self.device, ""),
             (self.layer, "bold reverse"),
+            (self.units, "bold"),
             (self.projection, "bold"),
             (self.sort, ""),
             (self.filter_text, "yellow"),
@@ -94,7 +100,7 @@ def _shorten(text: str, over: int, floor: int) -> str:
 
 
 # How short a part may get: the background work and the filter say what they are in this much.
-FLOORS = {"model": MODEL_FLOOR, "activity": ACTIVITY_FLOOR, "filter_text": FILTER_FLOOR}
+FLOORS = {"model": MODEL_FLOOR, "activity": ACTIVITY_FLOOR, "filter_text": FILTER_FLOOR, "units": UNITS_FLOOR}
 Stage = tuple[Callable[[_Line], _Line], tuple[str, ...]]  # a change, then the parts that may shorten
 
 
@@ -116,6 +122,7 @@ def _stages(status: Status) -> list[Stage]:
         (lambda line: replace(line, activity=""), ("filter_text",)),
         (lambda line: replace(line, filter_text="filter…" if line.filter_text else ""), ()),
         (lambda line: replace(line, sort=""), ()),
+        (lambda line: line, ("units",)),
     ]
 
 
@@ -161,13 +168,15 @@ def status_text(status: Status, width: int) -> Text:
         filter_text=status.filter_text,
         marked=f"{status.marked} marked" if status.marked else "",
         activity=status.activity,
+        units=status.units,
     )
+    fitted = line
     for change, shorten in _stages(status):
         line = change(line)
         fitted = _fitted(line, shorten, width)
         if fitted.length <= width:
             return _render(fitted)
-    return _cut(line, width)
+    return _cut(fitted, width)  # every part as short as it gets
 
 
 class StatusBar(Horizontal):

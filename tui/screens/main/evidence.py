@@ -75,7 +75,9 @@ class Evidence(Widget):
             if choice is not None:
                 self.start_pass(choice, layer)
 
-        dialog = PassDialog(layer, self.state.n_layers, cap, device, corpus_name=self.state.corpus_spec)
+        # "All layers": those with units of the kind listed (a dictionary's features: its layers).
+        count = len(self.state.unit_layers())
+        dialog = PassDialog(layer, count, cap, device, corpus_name=self.state.corpus_spec)
         self.app.push_screen(dialog, start)
 
     def _stop_if(self, yes: bool | None) -> None:
@@ -83,7 +85,7 @@ class Evidence(Widget):
             self.workers.cancel_group(self, "corpus-pass")
 
     def start_pass(self, choice: PassChoice, layer: int) -> None:
-        layers = list(range(self.state.n_layers)) if choice.all_layers else [layer]
+        layers = self.state.unit_layers() if choice.all_layers else [layer]
         if choice.corpus is not None and choice.corpus != self.state.corpus_spec:
             # Reading another corpus: from now on the list and the detail show its evidence.
             self.state.switch_corpus(choice.corpus, choice.loaded)

@@ -1,9 +1,11 @@
 """The explorer's exports: ask for a file, refuse what cannot be written, confirm before replacing
-one, write in a worker. It draws nothing; what it wrote (or why not) is a notification."""
+one, write in a worker. It draws nothing; what it wrote (or why not) is a notification. A
+dictionary's features listed, they are exported with their dictionary and closest neurons."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from textual import work
@@ -34,36 +36,43 @@ class Export(Widget):
 
     def collection(self) -> None:
         """Export the collection (every marked neuron, all layers); with nothing marked, say how."""
-        collection = self.state.collection
+        collection, word = self.state.collection, self.state.unit_word
         if collection is None or not len(collection):
             self.notify(
-                "the collection is empty: mark neurons with space, or press E to export the listed neurons",
+                f"the collection is empty: mark {word} with space, or press E to export the listed {word}",
                 severity="warning",
             )
             return
         layers = collection.layers()
-        title = f"Export the collection: {len(collection)} neurons from {len(layers)} layer(s)"
+        title = f"Export the collection: {len(collection)} {word} from {len(layers)} layer(s)"
         settings, engine = self.state.settings, self.engine
 
         def records() -> Iterator[dict]:
             return engine.collection_records(collection, settings)
 
-        self._ask_path(title, "neurons-collection.csv", records, settings)
+        self._ask_path(title, f"{word}-collection.csv", records, settings)
 
     def listed(self, neurons: LayerNeurons | None, chosen: list[int]) -> None:
         """Export the neurons listed on screen, in their order."""
         if neurons is None:
             self.notify("nothing to export yet: the layer is still being computed", severity="warning")
             return
-        title = f"Export the {len(chosen)} listed neurons of layer {neurons.layer}"
+        word = self.state.unit_word
+        title = f"Export the {len(chosen)} listed {word} of layer {neurons.layer}"
         settings, engine = self.state.settings, self.engine
 
         def records() -> Iterator[dict]:
-            return engine.neuron_records(neurons, chosen, settings)
+            # A dictionary's features with their closest neurons, as the command line exports them
+            # (read here, in the worker: it may read the weights).
+            shown = neurons
+            if settings.units.is_dictionary:
+                closest = engine.neighbours(neurons.layer, settings.units, of_features=True)
+                shown = replace(neurons, neighbours=closest)
+            return engine.neuron_records(shown, chosen, settings)
 
         group = self.state.expert_group(neurons.result)  # one expert listed: its name in the file's
         part = "" if group is None else f"-{group.label}"
-        self._ask_path(title, f"neurons-layer{neurons.layer}{part}.csv", records, settings)
+        self._ask_path(title, f"{word}-layer{neurons.layer}{part}.csv", records, settings)
 
     def _ask_path(
         self, title: str, name: str, records: Callable[[], Iterator[dict]], settings: ScanSettings
@@ -99,7 +108,8 @@ class Export(Widget):
     def write(self, path: str, records: Callable[[], Iterator[dict]], settings: ScanSettings) -> None:
         """Records are made here, in the worker: a collection may need layers read or computed."""
         count = self.engine.write_records(path, records(), self.engine.export_metadata(settings))
-        self.app.call_from_thread(self.notify, f"wrote {count} neurons to {path}", title="exported")
+        word = "features" if settings.units.is_dictionary else "neurons"
+        self.app.call_from_thread(self.notify, f"wrote {count} {word} to {path}", title="exported")
 
 
 def _refusal(path: str) -> str | None:

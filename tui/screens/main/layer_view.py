@@ -20,9 +20,10 @@ from engine.data.neurons import LayerNeurons
 from engine.data.results import LayerResult
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
+from engine.settings import ScanSettings
 from tui.filtering import FilterError, parse_filter
 from tui.messages import DiffReady, LayerMissing, LayerReady, report_failure
-from tui.neuron_ref import NeuronRefError, neuron_label, parse_neuron_ref
+from tui.neuron_ref import NeuronRefError, parse_unit_ref
 from tui.screens.prompt import PromptScreen
 from tui.state import ExplorerState
 from tui.widgets.expert_picker import ExpertPicker
@@ -33,6 +34,7 @@ from tui.widgets.title_bar import TitleBar
 
 FILTER_HINT = "a number = minimum max-dot; or e.g. kurtosis>10, null_z>3, class=prediction; empty clears"
 GO_TO_HINT = "L29/N1135, 29:1135, 29/1135, or a neuron of this layer: 1135 (experts: L12/E5/N301, E5/N301)"
+FEATURE_HINT = "L29/F812, 29/F812, or a feature of this layer: F812 or 812 (a neuron: L29/N1135)"
 
 
 class LayerView(Horizontal):
@@ -50,6 +52,13 @@ class LayerView(Horizontal):
         Binding("h", "toggle_histogram", "Hist/curve", id="histogram"),
         Binding("H", "grow_histogram", "Taller histogram", show=False, id="grow-histogram"),
     ]
+
+    class UnitsWanted(Message):
+        """A go-to named a unit of the other kind (``target``: its layer and id)."""
+
+        def __init__(self, target: tuple[int, int], detail: bool = False) -> None:
+            super().__init__()
+            self.target, self.detail = target, detail
 
     class Shown(Message):
         """``neurons`` are on screen now (a new layer, order, filter or evidence)."""
@@ -87,11 +96,14 @@ class LayerView(Horizontal):
         experts, an expert picker sits under it, shown for the layers of experts)."""
         self.query_one("#loading-note").remove()
         left = self.query_one("#left", Vertical)
-        left.mount(LayerPicker(n_layers, id="picker"))
+        picker = LayerPicker(n_layers, id="picker")
+        left.mount(picker)
+        if self.state.features:  # started on a dictionary's features: its layers only
+            picker.show_units(self.state.unit_layers(), {})
         if with_experts:
-            picker = ExpertPicker(id="expert-picker")
-            picker.display = False
-            left.mount(TitleBar("Experts  } and {", id="experts-title"), picker)
+            experts = ExpertPicker(id="expert-picker")
+            experts.display = False
+            left.mount(TitleBar("Experts  } and {", id="experts-title"), experts)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("next_expert", "previous_expert"):
@@ -102,6 +114,15 @@ class LayerView(Horizontal):
     def picker(self) -> LayerPicker | None:
         found = self.query(LayerPicker)
         return found.first() if found else None
+
+    def switch_units(self) -> None:
+        """The other kind of unit is shown from now on: nothing of the old one stays on screen, and
+        the picker shows the new kind's summaries (and, for features, which layers have them)."""
+        self.neurons = None
+        self.listing.clear(f"reading the {self.state.unit_word}…")
+        picker = self.picker
+        if picker is not None:
+            picker.show_units(self.state.unit_layers(), self.state.summaries)
 
     def highlighted(self) -> tuple[int, int] | None:
         """(layer, neuron) under the cursor, or None while no layer is shown."""
@@ -120,7 +141,7 @@ class LayerView(Horizontal):
         self.listing.to_top()
         self.listing.clear(f"layer {layer}: reading the cache or computing…")
         self.query_one(MaxDotHistogram).show(None, f"layer {layer}: waiting for results")
-        self.fetch_cached(layer, self.state.generation)
+        self.fetch_cached(layer, self.state.settings, self.state.generation)
 
     def step(self, delta: int) -> None:
         target = self.state.step(delta)
@@ -138,16 +159,16 @@ class LayerView(Horizontal):
         self.show_layer(layer)
 
     @work(thread=True, exclusive=True, group="fetch", exit_on_error=False)
-    def fetch_cached(self, layer: int, generation: int) -> None:
+    def fetch_cached(self, layer: int, settings: ScanSettings, generation: int) -> None:
         """A cached layer off the disk without waiting for the background scan."""
-        result = self.engine.cached_layer(layer, self.state.settings)
+        result = self.engine.cached_layer(layer, settings)
         self.post_message(LayerReady(result, generation) if result is not None else LayerMissing(layer))
 
     @work(thread=True, exclusive=True, group="fetch", exit_on_error=False)
-    def compute(self, layer: int, generation: int) -> None:
+    def compute(self, layer: int, settings: ScanSettings, generation: int) -> None:
         """A layer neither cached nor still ahead of the background scan (which keeps only the
         layer on screen: without a cache, one it passed is gone): computed here."""
-        result = self.engine.layer(layer, self.state.settings)
+        result = self.engine.layer(layer, settings)
         self.post_message(LayerReady(result, generation))
 
     def on_layer_ready(self, message: LayerReady) -> None:
@@ -194,7 +215,7 @@ class LayerView(Horizontal):
         self._draw_histogram(result, order)
         self._show_experts(result)
         self.post_message(self.Shown(neurons))
-        if self.against is not None and result.layer not in state.diffs:
+        if self.against is not None and not state.features and result.layer not in state.diffs:
             self.fetch_diff(result.layer, state.generation)
 
     def _show_experts(self, result: LayerResult) -> None:
@@ -226,7 +247,7 @@ class LayerView(Horizontal):
             state.conditions = []
             order = state.order(neurons)
             self.notify(
-                f"{neuron_label(neurons.layer, state.pending_neuron)} does not pass the filter {hidden}: "
+                f"{state.unit_label(neurons.layer, state.pending_neuron)} does not pass the filter {hidden}: "
                 "the filter was cleared to show it",
                 title="go to",
             )
@@ -244,7 +265,8 @@ class LayerView(Horizontal):
         values = result.max_dot[order] if len(order) else result.max_dot
         where = f"layer {result.layer}" if group is None else f"layer {result.layer} {group.label}"
         histogram = self.query_one(MaxDotHistogram)
-        histogram.show(values, f"{where}: max-dot of {shown} neurons", null_values)
+        word = self.state.unit_word
+        histogram.show(values, f"{where}: max-dot of {shown} {word}", null_values, word)
         self._mark_histogram(self.listing.current_neuron)
 
     def _mark_histogram(self, neuron: int | None) -> None:
@@ -340,15 +362,18 @@ class LayerView(Horizontal):
 
     def action_go_to(self) -> None:
         if self.state.info is not None:
-            self.app.push_screen(
-                PromptScreen("Go to neuron", "", GO_TO_HINT, self._example_ref()), self._go_to
+            title, hint = (
+                ("Go to feature", FEATURE_HINT) if self.state.features else ("Go to neuron", GO_TO_HINT)
             )
+            self.app.push_screen(PromptScreen(title, "", hint, self._example_ref()), self._go_to)
 
     def _example_ref(self) -> str:
-        """The dialog's placeholder: a neuron of this model (of the layer on screen)."""
+        """The dialog's placeholder: a unit of this model (of the layer on screen)."""
         result = self.result
         if result is None:
             return "L0/N0"
+        if self.state.features:
+            return f"L{result.layer}/F0"
         experts = result.experts
         return f"L{result.layer}/N0" if experts is None else f"L{result.layer}/{experts.groups[0].label}/N0"
 
@@ -356,12 +381,24 @@ class LayerView(Horizontal):
         info = self.state.info
         if not text or info is None:
             return
+        state = self.state
         try:
-            target = parse_neuron_ref(text, self.state.layer, info.n_layers, info.d_mlp, self.state.expert)
+            layer, unit, feature = parse_unit_ref(
+                text,
+                state.layer,
+                info.n_layers,
+                info.d_mlp,
+                state.dictionary_infos,
+                state.features,
+                state.expert,
+            )
         except NeuronRefError as error:
             self.notify(str(error), title="go to", severity="error")
             return
-        self.jump_to(target)
+        if feature != state.features:  # the other kind: the screen switches, then goes there
+            self.post_message(self.UnitsWanted((layer, unit)))
+            return
+        self.jump_to((layer, unit))
 
     def action_toggle_histogram(self) -> None:
         self.query_one(MaxDotHistogram).toggle_mode()

@@ -23,11 +23,14 @@ class Marks(Widget):
         self.state = state
 
     def open(self, collection: Collection) -> None:
-        """The model's collection is known: keep it, and follow the file from now on."""
+        """The collection of the kind of unit listed is known: keep it, and follow the file of the
+        kind listed from now on (one poll for both kinds)."""
+        following = any(held.collection is not None for held in self.state.kinds.values())
         self.state.collection = collection
         if collection.warning:
             self.notify(collection.warning, severity="warning", timeout=15)
-        self.set_interval(COLLECTION_POLL, self._follow_file)
+        if not following:
+            self.set_interval(COLLECTION_POLL, self._follow_file)
 
     def _follow_file(self) -> None:
         """Another explorer on the same model may have marked or noted neurons: show them."""
@@ -53,7 +56,9 @@ class Marks(Widget):
         """A short note on the neuron; writing one marks it."""
         collection = self.state.collection
         if collection is not None:
-            ask_note(self.screen, collection, layer, neuron, self._noted)
+            ask_note(
+                self.screen, collection, layer, neuron, self._noted, self.state.unit_label(layer, neuron)
+            )
 
     def _noted(self, saved: bool) -> None:
         self.post_message(MarksChanged())

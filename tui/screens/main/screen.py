@@ -21,6 +21,7 @@ from engine.data.summary import LayerSummary
 from engine.data.token_index import TokenIndex
 from engine.errors import UserError, describe
 from engine.neuron_engine import NeuronEngine
+from engine.settings import Units
 from tui.messages import (
     Activity,
     CorpusChanged,
@@ -45,7 +46,7 @@ from tui.screens.main.marks import Marks
 from tui.screens.main.reading import Reading
 from tui.screens.main.scanner import BackgroundScan
 from tui.screens.main.status import StatusLine
-from tui.state import ExplorerState
+from tui.state import ExplorerState, no_dictionary
 from tui.widgets.footer import KeyFooter
 from tui.widgets.neuron_list import NeuronList
 
@@ -68,6 +69,7 @@ class MainScreen(Screen[None]):
         Binding("c", "coverage", "Coverage", id="coverage"),
         Binding("A", "corpus_pass", "Corpus pass", id="corpus-pass"),
         Binding("t", "text_probe", "Text probe", id="text-probe"),
+        Binding("d", "switch_units", "Neurons/features", id="switch-units"),
     ]
 
     # Shown first in the footer, which is cut at the screen's width: what a newcomer looks for.
@@ -97,15 +99,21 @@ class MainScreen(Screen[None]):
         self.reading = Reading(engine, state)
         self.exports = Export(engine, state, export_dir)
         self.token_index: TokenIndex | None = None  # built on the first token search
-        self.summary_added: Signal[LayerSummary] = Signal(self, "summary-added")
+        # Each layer's summary as it lands, and whether it is of the features (else the neurons).
+        self.summary_added: Signal[tuple[bool, LayerSummary]] = Signal(self, "summary-added")
 
     @property
     def active_bindings(self) -> dict[str, ActiveBinding]:
         """Textual's, in the same order but for help and quit, which come first (the footer
-        shows them in this order; keys are dispatched through the binding chain, not this)."""
+        shows them in this order; keys are dispatched through the binding chain, not this). The
+        switch between neurons and features comes next with a dictionary open, and is not shown
+        without one (the key still says how to open one)."""
         bindings = super().active_bindings
-        first = {key: b for key, b in bindings.items() if b.binding.id in self.FOOTER_FIRST}
-        return first | {key: b for key, b in bindings.items() if key not in first}
+        first_ids = (*self.FOOTER_FIRST, "switch-units") if self.state.dictionary else self.FOOTER_FIRST
+        first = {key: b for key, b in bindings.items() if b.binding.id in first_ids}
+        first = dict(sorted(first.items(), key=lambda item: first_ids.index(str(item[1].binding.id))))
+        rest = {key: b for key, b in bindings.items() if key not in first and b.binding.id != "switch-units"}
+        return first | rest
 
     def compose(self) -> ComposeResult:
         yield self.status
@@ -129,10 +137,9 @@ class MainScreen(Screen[None]):
     def on_engine_ready(self, message: EngineReady) -> None:
         state = self.state
         state.info, state.vocab, state.n_layers = message.info, message.vocab, message.info.n_layers
-        try:
-            self.marks.open(self.engine.collection())
-        except UserError as error:
-            self.notify(f"{error}; marks will not be kept", title="collection", severity="error", timeout=15)
+        if state.dictionary is not None:
+            state.dictionary_infos = self.engine.dictionary_infos(state.dictionary)
+        self._open_marks()
         use_model(message.info.layer_experts)  # how neurons are named (L12/E5/N301 among experts)
         self.layer_view.begin(message.info.n_layers, with_experts=message.info.layer_experts is not None)
         start, warning = state.start_layer(self.start_layer)
@@ -142,6 +149,17 @@ class MainScreen(Screen[None]):
         # A cached first layer shows first; the background scan starts after it.
         self.scanner.start(after_first_frame=self.engine.is_cached(start, state.settings))
         self.status.update_line()
+
+    def _open_marks(self) -> None:
+        """The collection of the kind of unit on screen, once: a dictionary's features have a file
+        of their own, never the neurons'."""
+        if self.state.collection is not None:
+            return
+        units = self.state.settings.units
+        try:
+            self.marks.open(self.engine.collection(units if units.is_dictionary else None))
+        except UserError as error:
+            self.notify(f"{error}; marks will not be kept", title="collection", severity="error", timeout=15)
 
     def on_worker_state_changed(self, event) -> None:
         report_failure(self, event)
@@ -176,36 +194,38 @@ class MainScreen(Screen[None]):
         if self.scanner.will_compute(message.layer):
             self.scanner.first_frame_shown()
         elif message.layer == self.state.layer:
-            self.layer_view.compute(message.layer, self.state.generation)
+            self.layer_view.compute(message.layer, self.state.settings, self.state.generation)
 
     def on_layer_ready(self, message: LayerReady) -> None:
         self.layer_view.landed(message)
 
     def on_layer_summarised(self, message: LayerSummarised) -> None:
-        if message.generation != self.state.generation:
+        held = self.state.held_of(message.generation)  # either kind: the other's fills the comparison
+        if held is None:
             return
         layer = message.summary.layer
-        self.state.token_tables[layer] = message.token_table
-        self.state.unit_best[layer] = message.unit_best
-        self.state.summaries[layer] = message.summary
-        self._publish(message.summary)
+        held.token_tables[layer] = message.token_table
+        held.unit_best[layer] = message.unit_best
+        held.summaries[layer] = message.summary
+        self._publish(message.summary, held.units.is_dictionary)
 
-    def _publish(self, summary: LayerSummary) -> None:
-        if self.layer_view.picker is not None:
+    def _publish(self, summary: LayerSummary, features: bool) -> None:
+        if self.layer_view.picker is not None and features == self.state.features:
             self.layer_view.picker.set_summary(summary)
-        self.summary_added.publish(summary)  # the all-layers view fills in as layers land
+        self.summary_added.publish((features, summary))  # the all-layers view fills in as layers land
 
     def on_null_ready(self, message: NullReady) -> None:
-        if message.generation != self.state.generation:
+        if self.state.held_of(message.generation) is None:
             return
         self.state.null = message.null
         for result in self.state.results.values():  # their standout counts, now that the null is in
-            self._publish(self.state.summarise(result))
+            self._publish(self.state.summarise(result), self.state.features)
         self.layer_view.redraw()
 
     def on_scan_finished(self, message: ScanFinished) -> None:
-        if message.generation == self.state.generation:
-            self.state.scan_complete = True
+        held = self.state.held_of(message.generation)
+        if held is not None:
+            held.scan_complete = True
 
     def on_activity(self, message: Activity) -> None:
         self.status.set_activity(message.text, message.fraction)
@@ -213,10 +233,11 @@ class MainScreen(Screen[None]):
             self.layer_view.picker.set_computing(message.layer)
 
     def on_evidence_ready(self, message: EvidenceReady) -> None:
-        if message.generation != self.state.generation:
+        held = self.state.held_of(message.generation)  # a pass over features lands with them
+        if held is None:
             return
-        if self.state.keep_evidence(message.layer, message.evidence, message.reading):
-            if self.state.layer == message.layer:
+        if held.keep_evidence(message.layer, message.evidence, message.reading):
+            if held is self.state.held and self.state.layer == message.layer:
                 self.layer_view.redraw()
 
     def on_corpus_changed(self, message: CorpusChanged) -> None:
@@ -251,7 +272,13 @@ class MainScreen(Screen[None]):
         neuron = message.neuron
         screen = views.detail(engine, self.state, neurons, order, neuron, layer_pass, self.against)
         if screen is not None:
-            self.app.push_screen(screen)
+            self.app.push_screen(screen, self._closest_chosen)
+
+    def _closest_chosen(self, target: tuple[int, int] | None) -> None:
+        """The detail chose one of a unit's closest units of the other kind: switch, open it."""
+        units = self.state.other_units()
+        if target is not None and units is not None:
+            self.switch_units(units, target, detail=True)
 
     def on_reading_chosen(self, message: Reading.Chosen) -> None:
         """Another projection or lens: every layer is read from the cache or computed again."""
@@ -278,7 +305,44 @@ class MainScreen(Screen[None]):
     def open_collected(self, target: tuple[int, int] | None) -> None:
         self.layer_view.jump_to(target, detail=True)
 
+    def switch_units(self, units: Units, target: tuple[int, int] | None = None, detail: bool = False) -> None:
+        """Show ``units`` (the neurons, or the dictionary's features): the same layer where it has
+        them, else the nearest that has (said in a line); ``target``: ``(layer, unit)`` to put the
+        cursor on instead, ``detail``: and open its detail."""
+        state = self.state
+        if state.info is None or not state.switch_units(units):
+            if target is not None:
+                self.layer_view.jump_to(target, detail=detail)
+            return
+        self._open_marks()
+        self.layer_view.switch_units()
+        if target is not None:
+            self.layer_view.jump_to(target, detail=detail)
+        elif state.layer is not None:
+            layer = state.nearest_unit_layer(state.layer)
+            if layer != state.layer:
+                self.notify(f"{no_dictionary(state.layer, state.unit_layers())}: showing layer {layer}")
+            self.layer_view.show_layer(layer)
+        self.scanner.start()
+        self.status.update_line()
+
+    def on_layer_view_units_wanted(self, message: LayerView.UnitsWanted) -> None:
+        """A go-to named a unit of the other kind: switch, and put the cursor on it."""
+        units = self.state.other_units()
+        if units is not None:
+            self.switch_units(units, message.target, message.detail)
+
     # --- keys -------------------------------------------------------------------------------
+    def action_switch_units(self) -> None:
+        units = self.state.other_units()
+        if units is None:
+            self.notify(
+                "no dictionary is open: start the explorer with --dictionary PATH to browse its features",
+                severity="warning",
+            )
+            return
+        self.switch_units(units)
+
     def action_note(self) -> None:
         target = self.layer_view.highlighted()
         if target is not None:
@@ -307,8 +371,14 @@ class MainScreen(Screen[None]):
             self.app.push_screen(screen, self._jump_to_layer)
 
     def _jump_to_layer(self, layer: int | None) -> None:
-        if layer is not None:
-            self.layer_view.show_layer(layer)
+        if layer is None:
+            return
+        if layer not in self.state.unit_layers():
+            self.notify(
+                f"{no_dictionary(layer, self.state.unit_layers())}: d lists the neurons", title="layer"
+            )
+            return
+        self.layer_view.show_layer(layer)
 
     def action_collection(self) -> None:
         screen = views.collection(self.engine, self.state, self.exports.collection)

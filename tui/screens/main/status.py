@@ -20,6 +20,11 @@ def reading_label(settings: ScanSettings, short: bool = False) -> str:
     return f"{lens} {projection}"
 
 
+def units_label(settings: ScanSettings) -> str:
+    """The kind of unit listed: "neurons", or "features: <dictionary set>"."""
+    return f"features: {settings.units.name}" if settings.units.is_dictionary else "neurons"
+
+
 class StatusLine(StatusBar):
     def __init__(self, engine: NeuronEngine, state: ExplorerState, against: NeuronEngine | None) -> None:
         super().__init__(id="status")
@@ -55,6 +60,7 @@ class StatusLine(StatusBar):
                 activity=self.activity,
                 sort=state.sort_label(self.neurons),
                 filter_text="filter " + ", ".join(map(str, state.conditions)) if state.conditions else "",
+                units=units_label(state.settings) if state.dictionary is not None else "",
             )
         )
 
