@@ -76,7 +76,10 @@ def test_command_line_defaults_come_from_the_settings():
     from tui.cli import COMMANDS, EXPLORER, scan_settings
 
     for command in [EXPLORER, *COMMANDS.values()]:
-        args = command.parser().parse_args(["x"] if command.takes("texts") else [])
+        required = (["x"] if command.takes("texts") else []) + (
+            ["--layer", "0"] if command.takes("layer") else []
+        )
+        args = command.parser().parse_args(required)
         assert scan_settings(args) == ScanSettings(), command.name
 
 
