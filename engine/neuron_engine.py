@@ -413,7 +413,12 @@ class NeuronEngine:
 
     def _dictionary_path(self, spec: str) -> Path:
         """A path as given, or for ``fitted`` the newest dictionary fitted here for this model."""
-        if spec != "fitted" or Path(spec).exists():
+        if spec != "fitted":
+            return Path(spec)
+        if Path(spec).exists():
+            self.warn(
+                "'fitted' is a path here: reading it, not the newest fit (give ./fitted to silence this)"
+            )
             return Path(spec)
         from engine.dictionaries.fit import fitted_dictionaries
         from engine.store.location import default_data_dir
@@ -426,6 +431,24 @@ class NeuronEngine:
             )
         return fits[0]
 
+    def dictionary_fit_folder(self, corpus: AnyCorpus, settings: DictionaryFitSettings) -> Path:
+        """Where the fit of ``settings`` on ``corpus`` is kept (checked: the layer, k against the
+        latents); ``dictionary_fitted`` says whether it is finished."""
+        from engine.dictionaries.fit import fits_folder
+        from engine.store.location import default_data_dir
+
+        self.check_layer(settings.layer)
+        latents = settings.latents or 8 * self.info.d_model
+        if settings.k > latents:
+            raise UserError(f"k {settings.k} is more than the {latents} latents: use a smaller k")
+        return fits_folder(self.fingerprint, default_data_dir()) / settings.tag(corpus.content_hash, latents)
+
+    @staticmethod
+    def dictionary_fitted(folder: Path) -> bool:
+        from engine.dictionaries.fit import FINISHED
+
+        return (folder / FINISHED).is_file()
+
     def fit_dictionary(
         self,
         corpus: AnyCorpus,
@@ -437,15 +460,9 @@ class NeuronEngine:
         trainer (engine.dictionaries.fit), resuming a stopped fit; its folder (found at once when
         this fit was done before), for --dictionary."""
         from engine.activations.windows import tokenize_corpus
-        from engine.dictionaries.fit import FINISHED, fit_dictionary, fits_folder
-        from engine.store.location import default_data_dir
+        from engine.dictionaries.fit import FINISHED, fit_dictionary
 
-        self.check_layer(settings.layer)
-        latents = settings.latents or 8 * self.info.d_model
-        if settings.k > latents:
-            raise UserError(f"k {settings.k} is more than the {latents} latents: use a smaller k")
-        tag = settings.tag(corpus.content_hash, latents)
-        folder = fits_folder(self.fingerprint, default_data_dir()) / tag
+        folder = self.dictionary_fit_folder(corpus, settings)
         if (folder / FINISHED).is_file():
             return folder
         bridge, tokenizer, _ = self.activation_model()

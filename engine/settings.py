@@ -259,6 +259,11 @@ class DictionaryFitSettings:
             raise UserError("layer, latents and seed must not be negative")
         if self.lr is not None and not 0 < self.lr < 1:
             raise UserError(f"the learning rate must be between 0 and 1, got {self.lr}")
+        if self.max_tokens < self.context * self.batch_size:
+            raise UserError(
+                f"max-tokens {self.max_tokens} is less than one batch of {self.batch_size} windows of "
+                f"{self.context} tokens: give at least {self.context * self.batch_size}"
+            )
         if self.latents and self.k > self.latents:
             raise UserError(f"k {self.k} is more than the {self.latents} latents: use a smaller k")
 

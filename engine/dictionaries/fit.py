@@ -126,6 +126,7 @@ def fit_dictionary(
     for name in ("cfg.json", "sae.safetensors"):
         shutil.copyfile(run / module / name, target / name)
     (folder / FINISHED).write_text(json.dumps({"settings": settings.__dict__, "latents": latents}))
+    shutil.rmtree(run, ignore_errors=True)  # the trainer's state: a finished fit never resumes
     return folder
 
 

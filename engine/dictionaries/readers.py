@@ -116,7 +116,7 @@ def _saelens_activation(
     if act == "topk":
         return Activation(
             "topk",
-            k=field(config, "k", path),
+            k=_k(field(config, "k", path), d_sae, path),
             rescale_by_decoder_norm=bool(config.get("rescale_acts_by_decoder_norm", False)),
         )
     if act == "jumprelu":
@@ -171,12 +171,21 @@ def read_sparsify(folder: Path) -> Dictionary:
         tensor(tensors, "encoder.bias", (d_sae,), weights),
         {info.writes_to[0]: tensor(tensors, "W_dec", (d_sae, d_in), weights)},
         tensor(tensors, "b_dec", (d_in,), weights),
-        Activation(act, k=k),
+        Activation(act, k=_k(k, d_sae, path, groups=act == "groupmax")),
         subtract_b_dec=not transcode,
         # sparsify adds x @ W_skip.mT: W_skip is [d_out, d_in], as SAELens's skip transcoders
         W_skip=tensor(tensors, "W_skip", (d_in, d_in), weights) if skip else None,
         files=(path, weights),
     )
+
+
+def _k(k: int, d_sae: int, path: Path, groups: bool = False) -> int:
+    """A top-k (or group-max) ``k`` the dictionary's width allows, or one line naming it."""
+    if k > d_sae:
+        raise UserError(f"the dictionary config {path}: 'k' is {k}, more than its {d_sae} features")
+    if groups and d_sae % k:
+        raise UserError(f"the dictionary config {path}: 'k' {k} groups do not divide its {d_sae} features")
+    return k
 
 
 _LAYER = re.compile(r"layer_(\d+)")

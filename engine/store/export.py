@@ -201,7 +201,11 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
         if not header_written:
             with_note = "note" in record
             with_expert = bool(settings.get("experts"))  # a model of experts: an expert column
-            header = ["model", "layer", *(["expert"] if with_expert else []), "neuron", "max_dot"]
+            features = "feature" in record  # a dictionary's features: feature and dictionary columns
+            units = (
+                ["dictionary", "feature"] if features else [*(["expert"] if with_expert else []), "neuron"]
+            )
+            header = ["model", "layer", *units, "max_dot"]
             for rank in range(1, k + 1):
                 header += [f"token_{rank}", f"token_id_{rank}", f"dot_{rank}"]
             header += [
@@ -223,8 +227,11 @@ def _csv_rows(records: Iterable[dict], settings: dict) -> Iterator[list]:
             ] + (["note"] if with_note else [])
             yield header
             header_written = True
-        unit = [record.get("expert", "")] if with_expert else []
-        row = [neutralise_cell(record["model"]), record["layer"], *unit, record["neuron"], record["max_dot"]]
+        if features:
+            unit = [neutralise_cell(record["dictionary"]), record["feature"]]
+        else:
+            unit = [*([record.get("expert", "")] if with_expert else []), record["neuron"]]
+        row = [neutralise_cell(record["model"]), record["layer"], *unit, record["max_dot"]]
         for entry in record["top"]:
             row += [neutralise_cell(entry["token"]), entry["token_id"], entry["dot"]]
         row += [

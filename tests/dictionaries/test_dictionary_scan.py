@@ -81,3 +81,19 @@ def test_features_and_neurons_side_by_side_by_cosine_of_their_directions(model, 
         7
     ].tolist()
     engine.close()
+
+
+def test_features_export_to_csv_with_their_dictionary_and_feature_columns(model, tmp_path):
+    import csv
+
+    folder = tmp_path / "sparsify"
+    write_sparsify(folder, "layers.1", d_in=32, num_latents=48)
+    engine = NeuronEngine(EngineOptions(model=str(model), cache_dir=tmp_path / "cache"))
+    settings = ScanSettings(top_k=3, units=engine.open_dictionary([str(folder)]))
+    path = tmp_path / "features.csv"
+    records = engine.neuron_records(engine.neurons(1, settings), None, settings)
+    assert engine.write_records(str(path), records, engine.export_metadata(settings)) == 48
+    rows = list(csv.DictReader(path.open()))
+    assert [(row["dictionary"], row["feature"]) for row in rows[:2]] == [("layers.1", "0"), ("layers.1", "1")]
+    assert "neuron" not in rows[0]
+    engine.close()

@@ -39,8 +39,9 @@ def _group(argv: list[str]) -> int:
     group = argv[0]
     members = [name.split(" ", 1)[1] for name in COMMANDS if name.startswith(f"{group} ")]
     if argv[1:2] not in (["-h"], ["--help"]):
+        unknown = f"unknown command {argv[1]!r}: " if argv[1:] else ""
         raise UserError(
-            f"'{PROGRAM} {group}' takes one command: {', '.join(members)} "
+            f"{unknown}'{PROGRAM} {group}' takes one command: {', '.join(members)} "
             f"(see '{PROGRAM} {group} {members[0]} --help')"
         )
     parser = OneLineParser(

@@ -73,9 +73,7 @@ def opened_engine(command: Command, args: argparse.Namespace) -> Iterator[tuple[
     if command.takes("layers"):
         check_layer_spec(args.layers)
     if args.dictionary and not command.reads_dictionary:
-        raise UserError(
-            f"'{command.prog}' reads the model's neurons, not a dictionary's features: leave out --dictionary"
-        )
+        raise UserError(f"'{command.prog}' {command.why_no_dictionary}: leave out --dictionary")
     settings = scan_settings(args)
     engine = NeuronEngine(engine_options(args))  # its warnings go to logging: stderr, at once
     try:

@@ -250,6 +250,7 @@ class Command:
     epilog: str | None = None
     takes_terminal: bool = False  # the explorer: set-up warnings are printed after it closes
     reads_dictionary: bool = True  # False: it reads the neurons only, and --dictionary is refused
+    why_no_dictionary: str = "reads the model's neurons, not a dictionary's features"
 
     @property
     def prog(self) -> str:

@@ -195,8 +195,10 @@ class FitStderrProgress(_PrefixedLines):
         super().__init__(prefix)
         self.unit, self.every_seconds = unit, every_seconds
         self._said_at: float | None = None
+        self.done = 0  # the last step or prompt fitted
 
     def __call__(self, event: FitProgress) -> None:
+        self.done = event.done
         if event.done == event.start:
             if event.start:
                 self._say(f"resuming at {self.unit} {event.start} of {event.total}")

@@ -85,18 +85,50 @@ COMMAND = Command(
 
 
 def fit(engine: NeuronEngine, corpus_spec: str | None, settings: DictionaryFitSettings) -> int:
-    """Train a dictionary with sparsify's trainer, resuming a stopped fit; say where it is."""
+    """Train a dictionary with sparsify's trainer, resuming a stopped fit; say where it is. Ctrl+C
+    stops it after the step in progress, its state kept (a second Ctrl+C stops it at once)."""
     corpus = engine.corpus(corpus_spec)  # every check before torch is imported
-    engine.check_layer(settings.layer)
+    folder = engine.dictionary_fit_folder(corpus, settings)
+    if engine.dictionary_fitted(folder):
+        say(f"fitted already: {folder}")
+    else:
+        what = f"a {settings.kind} of layer {settings.layer} ({settings.site})"
+        say(f"loading the model to fit {what} on {corpus.name}")
+        stopped = _fit_until_stopped(engine, corpus, settings)
+        if stopped is not None:
+            say(f"stopped after step {stopped}, its state kept: run the same command to resume")
+            return 130
+        say(f"dictionary: {folder}")
+    say(f"read it with --dictionary fitted (the newest fit of this model) or --dictionary {folder}")
+    measure = f"neuron-tui activations --dictionary fitted --layers {settings.layer} --max-tokens 20000"
+    say(f"its explained variance and dead features: {measure}")
+    return 0
 
+
+def _fit_until_stopped(engine: NeuronEngine, corpus, settings: DictionaryFitSettings) -> int | None:
+    """The fit, with Ctrl+C asking it to stop between steps; the last step fitted if it stopped."""
+    import signal
+    import threading
+
+    from engine.errors import ScanCancelled
     from tui.cli.progress import FitStderrProgress
 
-    what = f"a {settings.kind} of layer {settings.layer} ({settings.site})"
-    say(f"loading the model to fit {what} on {corpus.name}")
-    path = engine.fit_dictionary(corpus, settings, FitStderrProgress(unit="step", every_seconds=5.0))
-    say(f"dictionary: {path}")
-    say(f"read it with --dictionary fitted (the newest fit of this model) or --dictionary {path}")
-    return 0
+    stop = threading.Event()
+    progress = FitStderrProgress(unit="step", every_seconds=5.0)
+
+    def interrupted(signum, frame) -> None:
+        say("stopping after this step (Ctrl+C again stops at once)")
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        engine.fit_dictionary(corpus, settings, progress, stop.is_set)
+    except ScanCancelled:
+        return progress.done
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return None
 
 
 def run_fit(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> int:
@@ -123,10 +155,9 @@ def _whole(text: str) -> int:
 
 FIT_COMMAND = Command(
     "dictionary fit",
-    "Train a top-k sparse autoencoder or transcoder of one layer on the bundled (or given) model's "
-    "activations over a corpus, with EleutherAI sparsify's trainer; progress on stderr, a stopped "
-    "fit resumes at its last checkpoint. The dictionary is kept with the user's data and read with "
-    "--dictionary fitted.",
+    "Train a top-k sparse autoencoder or transcoder of one layer with EleutherAI sparsify's trainer, "
+    "on the model's activations over a corpus; progress on stderr, and a stopped fit resumes where it "
+    "stopped. The dictionary is kept with the user's data and read with --dictionary fitted.",
     (
         Option("layer", ("--layer",), None, dict(type=int, required=True, metavar="L", help="the layer")),
         Option(
@@ -173,4 +204,5 @@ FIT_COMMAND = Command(
     ),
     run_fit,
     reads_dictionary=False,
+    why_no_dictionary="fits a new dictionary on the model's activations",
 )

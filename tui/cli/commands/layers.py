@@ -29,11 +29,17 @@ def layer_table(engine: NeuronEngine, settings: ScanSettings, layers: list[int],
     from engine.data.summary import summarise
 
     rows = [asdict(summarise(neurons)) for neurons in derived_layers(engine, settings, layers)]
+    if settings.units.is_dictionary:  # the units are a dictionary's features
+        rows = [
+            {("n_features" if key == "n_neurons" else key): value for key, value in row.items()}
+            for row in rows
+        ]
     metadata = engine.export_metadata(settings)
     if output != "-":
         engine.write_rows(output, rows, metadata, key="layers")
         return 0
-    print(f"# {metadata['model']} · projection {metadata['projection']}")
+    units = f" · features of {settings.units.name}" if settings.units.is_dictionary else ""
+    print(f"# {metadata['model']} · projection {metadata['projection']}{units}")
     print("\t".join(_COLUMNS))
     for row in rows:
         print("\t".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in _COLUMNS))
