@@ -25,8 +25,8 @@ class LayerSummary:
     n_standout: int  # null_z > STANDOUT_Z (0 when no null baseline is known)
     n_prediction: int
     n_suppression: int
-    # Of the units standing out, those whose promoted or suppressed tokens spell at most two words
-    # in their spellings ("forms", engine.scan.concepts): units that look like one token.
+    # Of the units standing out, those whose promoted or suppressed top tokens are mostly one word
+    # (one_token_mask): units that look like one token.
     n_one_token: int = 0
 
 
@@ -53,17 +53,20 @@ def summarise(neurons: LayerNeurons) -> LayerSummary:
     )
 
 
-ONE_TOKEN_FORMS = 2  # " Paris", "Paris" and "PARIS," are one form; two allow a word and its plural
+ONE_TOKEN_SHARE = 0.5  # the most frequent word of a top-token list carries at least this much of it
 
 
 def one_token_mask(neurons: LayerNeurons) -> np.ndarray:
-    """The units standing out from random directions whose top promoted or suppressed tokens spell
-    at most ``ONE_TOKEN_FORMS`` words: they look like one token."""
+    """The units standing out from random directions (null z > 3) whose top promoted or suppressed
+    tokens are mostly one word: the most frequent normalised form (" Paris", "Paris" and "PARIS,"
+    are one; punctuation and whitespace are none) carries at least ``ONE_TOKEN_SHARE`` of the
+    list's summed |dot| (engine.scan.concepts' ``form_share``). They look like one token."""
     result = neurons.result
-    if neurons.null_z is None or result.promote_forms is None or result.suppress_forms is None:
+    shares = (result.promote_form_share, result.suppress_form_share)
+    if neurons.null_z is None or shares[0] is None or shares[1] is None:
         return np.zeros(result.d_mlp, dtype=bool)
-    one_word = (result.promote_forms <= ONE_TOKEN_FORMS) | (result.suppress_forms <= ONE_TOKEN_FORMS)
-    return (neurons.null_z > STANDOUT_Z) & one_word
+    mostly_one_word = (shares[0] >= ONE_TOKEN_SHARE) | (shares[1] >= ONE_TOKEN_SHARE)
+    return (neurons.null_z > STANDOUT_Z) & mostly_one_word
 
 
 def count_one_token(neurons: LayerNeurons) -> int:

@@ -75,7 +75,8 @@ COMMAND = Command(
     "dictionary compare",
     "Per layer of the dictionaries given with --dictionary: its neurons and its features side by "
     "side: how many of each stand out from random directions (null z > 3), how many of those look "
-    "like one token (their promoted or suppressed tokens spell at most two words), the 99th "
+    "like one token (their promoted or suppressed top tokens are mostly one word: it carries at "
+    "least half the list's |dot|), the 99th "
     "percentile of max-dot per unit norm, the median |cosine| between a feature's direction and "
     "its nearest neuron's W_out row, and, where the default corpus's pass is cached, the "
     "reconstruction's explained variance and the share of dead features. Scans missing layers.",
