@@ -201,7 +201,7 @@ class NeuronApp(App[int]):
         from tui.screens.text_probe import TextProbeScreen
         from tui.screens.token_search import TokenSearchScreen
         from tui.screens.why_token import WhyTokenScreen
-        from tui.widgets.tables import VIM_KEYS
+        from tui.widgets.tables import ROW_KEYS, VIM_KEYS
 
         return [
             ("anywhere", _bindings(self.BINDINGS)),
@@ -220,7 +220,7 @@ class NeuronApp(App[int]):
             ("one neuron on text (t in the detail)", _bindings(NeuronProbeScreen.BINDINGS)),
             ("one neuron ablated on text (x in the detail)", _bindings(AblationScreen.BINDINGS)),
             ("corpus pass dialog (A)", _bindings(PassDialog.BINDINGS)),
-            ("every table", _bindings(VIM_KEYS)),
+            ("every table", _bindings([*VIM_KEYS, *ROW_KEYS])),
         ]
 
     def action_help(self) -> None:

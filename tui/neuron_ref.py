@@ -26,6 +26,8 @@ _EXPERT = re.compile(
     r"^\s*(?:l?\s*(\d+)\s*[/:,\s]\s*)?(?:e\s*(\d+)|(s|shared))\s*[/:,\s]\s*n?\s*(\d+)\s*$", re.IGNORECASE
 )
 
+_NEURON_WORD = re.compile(r"\bneurons?\b")
+
 _layer_experts: Sequence[LayerExperts | None] | None = None
 
 
@@ -182,6 +184,18 @@ class UnitNames:
     def word(self) -> str:
         """A unit's kind: "neuron" or "feature"."""
         return "feature" if self.features else "neuron"
+
+    @property
+    def weights(self) -> str:
+        """The matrix whose rows are the units' write directions: W_out, or a dictionary's W_dec."""
+        return "W_dec" if self.features else "W_out"
+
+    def said(self, words: str) -> str:
+        """``words`` about neurons (a line the engine writes for either kind) said of the units
+        named: "the neuron's scale" becomes "the feature's scale" for a dictionary's features."""
+        if not self.features:
+            return words
+        return _NEURON_WORD.sub(lambda found: found[0].replace("neuron", "feature"), words)
 
     def full(self, layer: int, unit: int) -> str:
         """L29/N1135 (L12/E5/N301 among experts), or L29/F812 (layers.29)."""

@@ -29,7 +29,18 @@ from tui.filtering import SORT_KEYS, Condition, neuron_order
 from tui.held import RESULTS_KEPT, Held, TokenTable
 from tui.neuron_ref import NEURON_NAMES, UnitNames
 
-__all__ = ["RESULTS_KEPT", "ExplorerState", "Held", "TokenTable", "sortable"]
+__all__ = ["RESULTS_KEPT", "DetailReturn", "ExplorerState", "Held", "TokenTable", "sortable"]
+
+
+@dataclass(frozen=True)
+class DetailReturn:
+    """Where Back returns from a detail opened from another unit's closest units (1-5): that
+    unit's detail (``target``: its layer and id), in the list of its kind (``units``), which
+    returns in turn where ``then`` says (None: to its list)."""
+
+    units: Units
+    target: tuple[int, int]
+    then: DetailReturn | None = None
 
 
 @dataclass
@@ -45,6 +56,9 @@ class ExplorerState:
     null: NullBaseline | None = None  # the same for both kinds: it depends on the projection only
     pending_neuron: int | None = None  # put the cursor on this unit when its layer arrives
     pending_detail: bool = False  # and open its detail (a jump from the collection)
+    # The detail about to open from another's closest units: its kind, layer and id, and where its
+    # Back returns.
+    pending_return: tuple[Units, tuple[int, int], DetailReturn] | None = None
     # The corpus and pass settings chosen on the command line (each kind's evidence is in its Held).
     activation: ActivationSettings = field(default_factory=ActivationSettings)
     corpus_spec: str | None = None
@@ -321,6 +335,14 @@ class ExplorerState:
     def toggle_mark(self, layer: int, neuron: int) -> None:
         if self.collection is not None:
             self.collection.toggle(layer, neuron)
+
+    def take_return(self, layer: int, unit: int) -> DetailReturn | None:
+        """Where the detail of ``(layer, unit)`` of the kind listed, opening now, returns: another
+        unit's detail where it was opened from that one's closest units, else None (its list)."""
+        pending, self.pending_return = self.pending_return, None
+        if pending is None or pending[:2] != (self.settings.units, (layer, unit)):
+            return None
+        return pending[2]
 
     def jump_to(self, neuron: int | None) -> None:
         """The next result shown puts the cursor on ``neuron`` (the filter stays if it passes)."""

@@ -8,18 +8,25 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import DataTable
+from textual.app import App
+from textual.signal import Signal
+from textual.widgets import DataTable, Input
 
-from engine.data.summary import count_one_token
+from engine.activations.documents import Corpus
+from engine.data.summary import LayerSummary, count_one_token
 from engine.neuron_engine import EngineOptions, NeuronEngine
-from engine.settings import NEURONS, ScanSettings
+from engine.settings import NEURONS, ActivationSettings, ScanSettings
+from tests.engine.test_activations import random_documents
 from tests.helpers.app import burst_read, make_app, settle, wait_for
 from tests.helpers.dictionaries import write_sparsify
 from tui.app import NeuronApp
-from tui.screens.all_layers import AllLayersScreen
+from tui.screens.all_layers import AllLayersScreen, SideBySide
+from tui.screens.coverage import CoverageScreen
 from tui.screens.detail import NeuronDetailScreen
+from tui.screens.neuron_probe import NeuronProbeScreen
 from tui.screens.text_probe import TextProbeScreen
 from tui.widgets.neuron_list import NeuronList
+from tui.widgets.title_bar import TitleBar
 
 pytestmark = pytest.mark.xdist_group("explorer")
 
@@ -34,11 +41,11 @@ def sparsify(tmp_path_factory):
     return folder
 
 
-def dictionary_app(model, folder, tmp_path) -> NeuronApp:
+def dictionary_app(model, folder, tmp_path, **options) -> NeuronApp:
     """The explorer as ``--dictionary folder`` opens it: on the dictionary's features."""
     engine = NeuronEngine(EngineOptions(model=str(model), device="cpu", cache_dir=tmp_path / "c"))
     units = engine.open_dictionary([str(folder)])
-    return NeuronApp(engine, ScanSettings(units=units), export_dir=tmp_path)
+    return NeuronApp(engine, ScanSettings(units=units), export_dir=tmp_path, **options)
 
 
 def status(app) -> str:
@@ -52,6 +59,11 @@ def listed(app, features: bool) -> bool:
 
 def notified(app) -> list[str]:
     return [notification.message for notification in app._notifications]
+
+
+def offered_keys(screen) -> dict[str, str]:
+    """What the screen's footer offers: each key and its description."""
+    return {key: active.binding.description for key, active in screen.active_bindings.items()}
 
 
 async def test_d_switches_the_list_between_features_and_neurons(tiny_llama_dir, sparsify, tmp_path):
@@ -80,6 +92,9 @@ async def test_d_switches_the_list_between_features_and_neurons(tiny_llama_dir, 
         features = count_one_token(engine.neurons(1, ScanSettings(units=units)))
         assert str(table.get_row_at(1)[-1]) == f"{neurons} / {features}"
         assert str(table.get_row_at(0)[-1]).endswith("/ —"), "layer 0 has no dictionary"
+        await pilot.press("escape", "c")  # coverage: a feature's direction is its decoder row
+        await wait_for(pilot, lambda: isinstance(app.screen, CoverageScreen))
+        assert "|W_dec[i]|" in str(app.screen.query_one("#coverage-title").render())
 
 
 async def test_without_a_dictionary_d_says_how_to_open_one(tiny_gguf, tmp_path):
@@ -111,17 +126,30 @@ async def test_a_features_detail_its_closest_neurons_marks_and_refusals(tiny_lla
         await pilot.press("space")  # a feature's mark: the dictionary's own collection
         assert [(m.layer, m.neuron) for m in app.engine.collection(units).items()] == [(1, 5)]
         assert not len(app.engine.collection()), "never the neurons' collection"
+        footer = offered_keys(detail)
+        assert footer["right"] == "Next feature" and "x" not in footer, "x only refuses on a feature"
         await pilot.press("x")  # ablation reads neurons: one line, and no view opens
         assert app.screen is detail and "reads the model's neurons" in notified(app)[-1]
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronProbeScreen))
+        assert "this feature" in app.screen.query_one(Input).placeholder
+        await pilot.press("escape")
 
         await pilot.press("1")  # the closest neuron, in the neurons' list, its detail open
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen) and not app.state.features)
         assert app.screen.neuron == closest[0][0] and app.screen.result.dictionary is None
-        await pilot.press("escape", "d", "t")
+        assert offered_keys(app.screen)["right"] == "Next neuron" and "x" in offered_keys(app.screen)
+        await pilot.press("escape")  # back where it was opened from: the feature, among the features
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen) and app.screen.neuron == 5)
+        assert app.screen.result.dictionary == "layers.1" and app.state.features
+        await pilot.press("escape", "t")
         await wait_for(pilot, lambda: isinstance(app.screen, TextProbeScreen))
         await burst_read(pilot, app, "She said", "enter")
         await wait_for(pilot, lambda: app.screen.firing is not None)
         assert "F" in str(app.screen.query_one(DataTable).get_row_at(1)[3]), "the features fire"
+        scale = str(app.screen.query_one("#probe-scale").render())
+        assert "the feature's" in scale and "neuron" not in scale
+        assert "w" not in offered_keys(app.screen)
         await pilot.press("w")  # why this token attributes to neurons: refused before it opens
         assert isinstance(app.screen, TextProbeScreen) and "why this token" in notified(app)[-1]
 
@@ -130,6 +158,28 @@ async def test_a_features_detail_its_closest_neurons_marks_and_refusals(tiny_lla
         record = json.loads((tmp_path / "f.jsonl").read_text().splitlines()[1])
         assert record["dictionary"] == "layers.1" and "feature" in record and "neuron" not in record
         assert len(record["closest_neurons"]) == 5
+
+
+async def test_a_features_evidence_has_no_negative_pole_and_its_title_fits(
+    tiny_llama_dir, sparsify, tmp_path
+):
+    settings = ActivationSettings(context=16, examples=2, lift_positions=8, batch_tokens=64)
+    corpus = Corpus("random", random_documents(5, count=4))
+    app = dictionary_app(tiny_llama_dir, sparsify, tmp_path, activation=settings, corpus=corpus)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await burst_read(pilot, app, "g", "L1/F5", "enter", "enter", "A")  # the detail's own pass
+        await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
+        detail = app.screen
+        await wait_for(pilot, lambda: detail.reading is not None and detail.reading.complete)
+        stats = " ".join(str(cell) for column in detail.stats_table.columns for cell in column._cells)
+        assert "mean attribution (−)" in stats and "nan" not in stats, "unknown: —"
+        assert "features do not take negative values" in detail.evidence_text.plain
+        assert "never fires with this sign" not in detail.evidence_text.plain
+        await pilot.resize_terminal(50, 24)  # the title gives way: the position, then the layers
+        title = detail.query_one("#detail-title", TitleBar)
+        await wait_for(pilot, lambda: title.content_size.width == 48)
+        assert str(title.render()) == f"L1/F5 (layers.1) · tiny-llama · {detail.order.index(5) + 1}/48"
 
 
 async def test_keys_typed_in_one_burst_switch_then_go_to_a_feature(tiny_llama_dir, sparsify, tmp_path):
@@ -143,3 +193,47 @@ async def test_keys_typed_in_one_burst_switch_then_go_to_a_feature(tiny_llama_di
         await wait_for(pilot, lambda: isinstance(app.screen, NeuronDetailScreen))
         assert app.screen.neuron == 5 and app.screen.result.dictionary == "layers.1"
         assert app.state.settings.units == app.state.dictionary != NEURONS
+
+
+class AllLayersApp(App):
+    """The all-layers view alone, as the explorer opens it on a dictionary's features at layer 20
+    of 30 (its one layer in, no feature with kurtosis > 10), with a model and a set of long names."""
+
+    SET = "sae-resid-L20-x1152-k16-c64-m8000-b4-s0-adam0.003-0123456789ab"
+
+    def on_mount(self) -> None:
+        summary = LayerSummary(20, 1152, 0.1, 0.3, 0.1, 0.2, 0.25, 3.0, 5.0, 0, 0, 0)
+        side = SideBySide({}, {20: summary}, {20})
+        screen = AllLayersScreen(
+            "SmolLM2-135M-Instruct",
+            "fold+center+cosine",
+            30,
+            {20: summary},
+            20,
+            Signal(self, "added"),
+            f"features: {self.SET}",
+            side,
+            projection_short="f+c+cos",
+        )
+        self.push_screen(screen)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+async def test_all_layers_names_the_set_and_opens_around_its_layer(width):
+    app = AllLayersApp()
+    async with app.run_test(size=(width, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, AllLayersScreen))
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.scroll_y > 0)
+        title = str(screen.query_one("#all-title").render())
+        assert "all 30 layers · features: sae-resid-L20" in title and len(title) <= width - 2
+        rows = table.scrollable_content_region.height - table.header_height
+        assert table.scroll_y < 20 < table.scroll_y + rows - 1, "layer 20 with the layers around it"
+        axis = str(screen.query_one("#classes-by-layer").render())
+        ticks = [float(line.split("┤")[0]) for line in axis.splitlines() if "┤" in line]
+        assert min(ticks) == 0, "counts: from 0"
+        await pilot.press("home")
+        assert table.cursor_row == 0
+        await pilot.press("end")
+        assert table.cursor_row == 29

@@ -47,6 +47,15 @@ def legend(title: str, series: tuple[tuple[str, str, str], ...]) -> Text:
     return text
 
 
+def count_axis(plot, top: int) -> None:
+    """A y-axis of counts: from 0 (plotext centres an all-zero series on 0, from -1 to 1) to the
+    largest, in whole numbers."""
+    top = max(top, 1)
+    ticks = sorted({round(t) for t in np.linspace(0, top, min(top, 4) + 1)})
+    plot.ylim(0, top)
+    plot.yticks(ticks, [str(t) for t in ticks])
+
+
 @dataclass
 class SideBySide:
     """With a dictionary open: each kind's summaries as they land, and the dictionary's layers."""
@@ -87,21 +96,34 @@ class AllLayersScreen(Screen[int | None]):
         summary_added: Signal[tuple[bool, LayerSummary]],
         units: str = "neurons",
         side_by_side: SideBySide | None = None,
+        projection_short: str = "",
     ) -> None:
         """``summaries``: the kind listed on the main screen (``units`` names it: "neurons", or
-        "features: <set>"); ``summary_added`` says each layer of either kind as it lands."""
+        "features: <set>"); ``summary_added`` says each layer of either kind as it lands;
+        ``projection_short``: the projection's short label, where the title needs the room."""
         super().__init__()
         self.model, self.projection, self.n_layers, self.current = model, projection, n_layers, current
+        self.projection_short = projection_short or projection
         self.summaries = dict(summaries)
         self.summary_added = summary_added  # layers that land while the view is open
         self.units, self.features = units, units != "neurons"
         self.side_by_side = side_by_side
         self.columns = COLUMNS if side_by_side is None else (*COLUMNS, SIDE_BY_SIDE)
 
-    def compose(self) -> ComposeResult:
+    def title_variants(self) -> list[str]:
+        """The title, longest first: where it is too long for the screen, the projection's short
+        label stands for its full one, then the model's name goes, and then what is left is cut at
+        its end (the kind of unit listed, last, keeps the name of its set as far as there is room)."""
         units = f" · {self.units}" if self.side_by_side is not None else ""
-        title = f"{self.model} · {self.projection} · all {self.n_layers} layers{units}"
-        yield TitleBar(Text(title), id="all-title")
+        layers = f"all {self.n_layers} layers{units}"
+        return [
+            f"{self.model} · {self.projection} · {layers}",
+            f"{self.model} · {self.projection_short} · {layers}",
+            f"{self.projection_short} · {layers}",
+        ]
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar(id="all-title").fit(*self.title_variants())
         with Horizontal(id="all-plots"):
             with Vertical():
                 yield Static(id="max-dot-legend", classes="plot-legend")
@@ -120,10 +142,17 @@ class AllLayersScreen(Screen[int | None]):
         for layer in range(self.n_layers):
             table.add_row(*self._cells(layer), key=str(layer))
         if self.current is not None:
-            table.move_cursor(row=self.current)
+            table.move_cursor(row=self.current, scroll=False)
+            self.call_after_refresh(self._centre_cursor)  # once the table knows its height
         table.focus()
         self._replot()
         self.summary_added.subscribe(self, self.update_summary)
+
+    def _centre_cursor(self) -> None:
+        """The layer shown on the main screen with the layers around it, before and after."""
+        table = self.query_one(DataTable)
+        rows = table.scrollable_content_region.height - table.header_height
+        table.scroll_to(y=max(0, table.cursor_row - rows // 2), animate=False, immediate=True)
 
     def _cells(self, layer: int) -> list:
         summary = self.summaries.get(layer)
@@ -192,6 +221,7 @@ class AllLayersScreen(Screen[int | None]):
             # Stacked, not side by side: at 80 columns a layer has about one cell for both bars.
             plot.stacked_bar(layers, counts, marker=markers, color=colours)  # type: ignore[arg-type]
             plot.xlabel("layer")
+            count_axis(plot, max(up + down for up, down in zip(*counts)))
         lower.refresh()
 
     def action_jump(self) -> None:

@@ -82,7 +82,8 @@ class CoverageScreen(MarkKeys, Screen[tuple[int, int] | None]):
             "aimed at them"
         )
         head.append(
-            f"\ncovered = best |dot| / |W_out[i]| above the null's 99th percentile ({c.threshold:.4f}); ",
+            f"\ncovered = best |dot| / |{self.names.weights}[i]| above the null's 99th percentile "
+            f"({c.threshold:.4f}); ",
             style="dim",
         )
         head.append(f"{len(c.layers)} of {self.n_layers} layers computed", style="dim")

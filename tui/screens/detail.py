@@ -24,7 +24,7 @@ import numpy as np
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -50,7 +50,7 @@ from tui.screens.detail_tables import DETAIL_TOKENS, against_lists, promote_supp
 from tui.screens.detail_units import CLOSEST_KEYS, Closest, closest_view
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.screens.neuron_io import reads_writes_view
-from tui.widgets.footer import KeyFooter
+from tui.widgets.footer import KeyFooter, offered
 from tui.widgets.scrollbar import CellScroll
 from tui.widgets.title_bar import TitleBar
 
@@ -134,6 +134,7 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[tuple[int, int] | None]
         names: UnitNames = NEURON_NAMES,
         closest: Closest | None = None,
         refusals: dict[str, str] | None = None,
+        negative: bool = True,
     ) -> None:
         """``layer_inputs()`` computes the layer's input side (slow: it may read the weights), so it
         runs in a worker too; ``reading`` says how much of the corpus the evidence read;
@@ -143,9 +144,11 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[tuple[int, int] | None]
         layer on text (x), the text probed last (``probed_text``) to start with; ``names``: how
         the units are named (neurons, or a dictionary's features); ``closest``: the other kind
         beside them (a dictionary open at this layer); ``refusals``: per action, why it cannot run
-        for these units (one line)."""
+        for these units (one line); ``negative``: whether they can take negative values (a
+        dictionary's features mostly cannot: no − pole is read for them)."""
         super().__init__()
         self.names, self.closest, self.refusals = names, closest, refusals or {}
+        self.negative = negative
         self.neighbours: UnitNeighbours | None = None
         self.neighbours_error: str | None = None
         self.ablate, self.probed_text = ablate, probed_text
@@ -193,15 +196,9 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[tuple[int, int] | None]
         self.neuron = neuron
         self.scores, self.scores_settled = None, False
         stats = self.neurons.stats(neuron)
-        position = self.order.index(neuron) + 1
-        title = (
-            f"{self.names.full(self.result.layer, neuron)} · {self.info.name} · layer {self.result.layer} "
-            f"of 0-{self.info.n_layers - 1} · {position} of {len(self.order)} listed"
-        )
-        self.query_one("#detail-title", Static).update(Text(title))
-        self._show_stats()
+        self.query_one("#detail-title", TitleBar).fit(*self.title_variants())
         self.lists_table = promote_suppress_table(self.result, neuron, self.vocab)
-        self.show_evidence()
+        self.show_evidence()  # and the statistics, those of the corpus with it
         self._show_io()
         self.query_one("#detail-lists", Static).update(self.lists_table)
         self.against_text = Text()
@@ -218,6 +215,21 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[tuple[int, int] | None]
         self.call_after_refresh(self.load_scores, neuron)
         draw_null_histogram(self.query_one("#null-hist", PlotextPlot), self.neurons.null, stats.per_unit)
 
+    def title_variants(self) -> list[str]:
+        """The title, longest first. Where the screen is too narrow it gives way in this order:
+        ``8 of 1536 listed`` becomes ``8/1536``, the layer's range goes (the unit's name says its
+        layer), then the model's name, then the position; the unit's name is cut last."""
+        unit, layer = self.names.full(self.result.layer, self.neuron), self.result.layer
+        position, count = self.order.index(self.neuron) + 1, len(self.order)
+        depth = f"layer {layer} of 0-{self.info.n_layers - 1}"
+        return [
+            f"{unit} · {self.info.name} · {depth} · {position} of {count} listed",
+            f"{unit} · {self.info.name} · {depth} · {position}/{count}",
+            f"{unit} · {self.info.name} · {position}/{count}",
+            f"{unit} · {position}/{count}",
+            unit,
+        ]
+
     def _stat_pairs(self) -> int:
         """Two name-value columns of statistics where the panel spans the screen (below 100
         columns), one beside the plots."""
@@ -233,7 +245,9 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[tuple[int, int] | None]
             self._show_stats()
 
     def show_evidence(self) -> None:
-        self.evidence_text = evidence_view(self.neurons.evidence, self.neuron, self.vocab, self.reading)
+        self._show_stats()  # the corpus's columns (lift, density, attribution) come with the evidence
+        evidence, reading, negative = self.neurons.evidence, self.reading, self.negative
+        self.evidence_text = evidence_view(evidence, self.neuron, self.vocab, reading, negative)
         self.query_one("#detail-evidence", Static).update(self.evidence_text)
         self._show_closest()  # a feature's dictionary over the corpus, once a pass has read it
 
@@ -250,6 +264,15 @@ class NeuronDetailScreen(LayerPassWork, MarkKeys, Screen[tuple[int, int] | None]
         tokens = NeuronTokens(int(r.promote_ids[n, 0]), int(r.suppress_ids[n, 0]))
         probe = NeuronProbeScreen(r.layer, n, self.vocab, self.probe_layer, tokens, names=self.names)
         self.app.push_screen(probe)
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """The footer's keys in the words of the unit shown, ablation (x) left out where it only
+        says it reads neurons (the key still says so)."""
+        word = self.names.word
+        described = {"next-neuron": f"Next {word}", "previous-neuron": f"Prev {word}"}
+        refused = [f"detail-{action}" for action in self.refusals]
+        return offered(super().active_bindings, described, refused)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "ablate":  # not offered where it cannot run: a layer of experts

@@ -36,7 +36,9 @@ def _example_line(text: Text, value: float, top: float, context_ids, vocab: Voca
     text.append(_text_part(after)[:room_after] + "\n")
 
 
-def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabulary) -> None:
+def _pole_view(
+    text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabulary, never: str = "with this sign"
+) -> None:
     pole = evidence.pole(pole_name)
     sign, tokens = ("+", "promote") if pole_name == "positive" else ("−", "suppress")
     lift, hit, base = float(pole.lift[neuron]), float(pole.hit_rate[neuron]), float(pole.base_rate[neuron])
@@ -60,7 +62,7 @@ def _pole_view(text: Text, evidence, pole_name: str, neuron: int, vocab: Vocabul
             text, float(pole.values[neuron, rank]), top, pole.context_ids[neuron, rank], vocab, rank == 0
         )
     if pole.doc[neuron, 0] < 0:
-        text.append("never fires with this sign\n", style="dim")
+        text.append(f"never fires {never}\n", style="dim")
 
 
 CASE_EXAMPLES = 3
@@ -83,9 +85,16 @@ def _cases_view(text: Text, cases, neuron: int, vocab: Vocabulary) -> None:
             _example_line(text, value, top, cases.context_ids[neuron, number, rank], vocab, False)
 
 
-def evidence_view(evidence, neuron: int, vocab: Vocabulary, reading: EvidenceReading | None = None) -> Text:
+NO_NEGATIVE_POLE = "\n− pole: none (this dictionary's features do not take negative values)\n"
+
+
+def evidence_view(
+    evidence, neuron: int, vocab: Vocabulary, reading: EvidenceReading | None = None, negative: bool = True
+) -> Text:
     """Where the neuron fires on the corpus, beside its weights: each pole's density, lift, direct
-    effect and top examples, then (gated MLPs) the four gate/up sign cases."""
+    effect and top examples, then (gated MLPs) the four gate/up sign cases. ``negative``: whether
+    the units can take negative values (a dictionary's features mostly cannot: then its − pole is
+    said to be none, not read as a neuron's that never fired)."""
     if evidence is None:
         return Text("on text: not read yet (A reads this layer's text; A again stops)", style="dim")
     text = Text()
@@ -95,8 +104,12 @@ def evidence_view(evidence, neuron: int, vocab: Vocabulary, reading: EvidenceRea
         gate = float(evidence.gate_mean[neuron]) if evidence.gate_mean is not None else float("nan")
         text.append(f"its expert ran at {evidence.routed[neuron]:.1%} of positions")
         text.append("\n" if gate != gate else f", its output weighted {gate:.3f} on average\n")
-    for pole in ("positive", "negative"):
-        _pole_view(text, evidence, pole, neuron, vocab)
+    if negative:
+        for pole in ("positive", "negative"):
+            _pole_view(text, evidence, pole, neuron, vocab)
+    else:  # one sign: one that never fired is silent on the text read
+        _pole_view(text, evidence, "positive", neuron, vocab, never="on the text read")
+        text.append(NO_NEGATIVE_POLE, style="dim")
     if evidence.cases is not None:
         _cases_view(text, evidence.cases, neuron, vocab)
     return text

@@ -30,7 +30,10 @@ def _token_cells(token_id: int, dot: float, vocab: Vocabulary) -> list[Text]:
 def _stat_row(neurons: LayerNeurons, name: str, neuron: int) -> tuple[str, str]:
     column = COLUMNS[name]
     value = column.read(neurons)[neuron]
-    shown = (str(value) or "—") if column.kind == "class" else column.detail_format.format(value)
+    if column.kind == "class":
+        shown = str(value) or "—"
+    else:  # unknown (NaN: a pole that never fired, a statistic not read yet): "—", as in the list
+        shown = "—" if value != value else column.detail_format.format(value)
     label = column.detail_label
     if neurons.result.dictionary is not None:  # a feature's direction is its decoder row
         label = label.replace("W_out", "W_dec")

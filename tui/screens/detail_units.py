@@ -1,7 +1,8 @@
 """Neurons and a dictionary's features side by side, in the detail: a feature's dictionary, its
 closest neurons by |cosine| of their write directions (a neuron's closest features while a
 dictionary is open), each one key away (1-5), and, once a corpus pass over the features has run,
-how much of its target the dictionary reconstructs and how many of its features never fired."""
+how much of its target the dictionary reconstructs and how many of its features never fired; and
+whether a dictionary's features can be negative at all (most cannot: then they have no − pole)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from dataclasses import dataclass
 from rich.style import Style
 from rich.text import Text
 
-from engine.data.dictionary import UnitNeighbours
+from engine.data.dictionary import DictionaryInfo, UnitNeighbours
 from engine.data.evidence import LayerActivations
 from tui.neuron_ref import UnitNames
 
 CLOSEST_KEYS = 5  # 1-5 open the closest units of the other kind
 PER_LINE = 3  # "1 L29/F16383 -0.123" is 19 cells: three to a line in the 64-cell panel
+
+
+def takes_negative_values(info: DictionaryInfo | None) -> bool:
+    """Whether a dictionary's features can be negative: ReLU, top-k, group max, gated and
+    JumpReLU after a ReLU never are; circuit-tracer's JumpReLU (pre where pre > threshold, with no
+    ReLU) is where its threshold is negative. Unknown (None): they may be."""
+    return info is None or (info.format == "circuit-tracer" and info.architecture == "jumprelu")
 
 
 @dataclass(frozen=True)

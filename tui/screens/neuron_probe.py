@@ -98,7 +98,9 @@ class NeuronProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
     def compose(self) -> ComposeResult:
         yield TitleBar(id="neuron-probe-title")
         yield Input(
-            value=self.start_text, placeholder="a sentence to run this neuron on", id="neuron-probe-input"
+            value=self.start_text,
+            placeholder=f"a sentence to run this {self.names.word} on",
+            id="neuron-probe-input",
         )
         yield KeyTable(id="neuron-probe-table", cursor_type="row", zebra_stripes=True)
         yield Static("" if self.start_text.strip() or self.firing else EMPTY_HINT, id="neuron-probe-note")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
@@ -24,7 +24,7 @@ from tui.neuron_ref import NEURON_NAMES, UnitNames, routes_through_experts
 from tui.render import token_label
 from tui.screens.mark_keys import MarkKeys, mark_bindings
 from tui.screens.why_token import Attribute
-from tui.widgets.footer import KeyFooter
+from tui.widgets.footer import KeyFooter, offered
 from tui.widgets.tables import KeyTable
 from tui.widgets.title_bar import TitleBar
 
@@ -137,7 +137,7 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
             return
         self.firing, self.promoted, self.text = message.firing, message.promoted, message.text
         firing = message.firing
-        self.query_one("#probe-scale", Static).update(Text(firing.scale))
+        self.query_one("#probe-scale", Static).update(Text(self.names.said(firing.scale)))
         table = self.query_one(DataTable)
         table.clear()
         self.rows, self.positions = [], []
@@ -200,6 +200,12 @@ class TextProbeScreen(MarkKeys, Screen[tuple[int, int] | None]):
                 self.dismiss(chosen)  # ctrl+o there: open the neuron's detail
 
         self.app.push_screen(screen, opened)
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """Why this token (w) is not offered where it only says it reads neurons (the key still
+        says so)."""
+        return offered(super().active_bindings, refused=["probe-why"] if self.why_refusal else [])
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "why_token":  # attribution reads dense MLP layers only so far

@@ -1,5 +1,6 @@
 """Lists and tables that also move with j and k, as every list in the explorer does, with scroll
-bars in whole cells (tui.widgets.scrollbar)."""
+bars in whole cells (tui.widgets.scrollbar). In a table Home and End go to its first and last row,
+as in the neuron list (Textual's table scrolls sideways with them)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,14 @@ VIM_KEYS: list[BindingType] = [
 ]
 
 
+ROW_KEYS: list[BindingType] = [
+    Binding("home", "scroll_top", "First row", show=False),
+    Binding("end", "scroll_bottom", "Last row", show=False),
+]
+
+
 class KeyTable(CellScrollBars, DataTable):
-    BINDINGS: ClassVar[list[BindingType]] = VIM_KEYS
+    BINDINGS: ClassVar[list[BindingType]] = [*VIM_KEYS, *ROW_KEYS]
     DEFAULT_CSS = "KeyTable { scrollbar-size-vertical: 1; }"
 
 

@@ -46,7 +46,7 @@ from tui.screens.main.marks import Marks
 from tui.screens.main.reading import Reading
 from tui.screens.main.scanner import BackgroundScan
 from tui.screens.main.status import StatusLine
-from tui.state import ExplorerState, no_dictionary
+from tui.state import DetailReturn, ExplorerState, no_dictionary
 from tui.widgets.footer import KeyFooter
 from tui.widgets.neuron_list import NeuronList
 
@@ -271,14 +271,28 @@ class MainScreen(Screen[None]):
         order = self.layer_view.listing.listed_neurons
         neuron = message.neuron
         screen = views.detail(engine, self.state, neurons, order, neuron, layer_pass, self.against)
-        if screen is not None:
-            self.app.push_screen(screen, self._closest_chosen)
+        if screen is None:
+            return
+        units, back = self.state.settings.units, self.state.take_return(neurons.layer, neuron)
 
-    def _closest_chosen(self, target: tuple[int, int] | None) -> None:
-        """The detail chose one of a unit's closest units of the other kind: switch, open it."""
-        units = self.state.other_units()
-        if target is not None and units is not None:
-            self.switch_units(units, target, detail=True)
+        def closed(target: tuple[int, int] | None) -> None:
+            shown = DetailReturn(units, (screen.result.layer, screen.neuron), back)
+            self._detail_closed(shown, target)
+
+        self.app.push_screen(screen, closed)
+
+    def _detail_closed(self, shown: DetailReturn, target: tuple[int, int] | None) -> None:
+        """A detail closed on ``shown`` (its unit, and where it returns). ``target``: one of that
+        unit's closest units of the other kind, chosen: switch, open it, its Back returning here.
+        Back (None) from a detail opened that way: to the detail it was opened from."""
+        other = self.state.other_units()
+        if target is not None and other is not None:
+            self.state.pending_return = (other, target, shown)
+            self.switch_units(other, target, detail=True)
+        elif target is None and shown.then is not None:
+            back = shown.then
+            self.state.pending_return = (back.units, back.target, back.then) if back.then else None
+            self.switch_units(back.units, back.target, detail=True)
 
     def on_reading_chosen(self, message: Reading.Chosen) -> None:
         """Another projection or lens: every layer is read from the cache or computed again."""

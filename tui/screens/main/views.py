@@ -53,8 +53,18 @@ def all_layers(
     if state.dictionary is not None:  # neurons and features of the dictionary's layers side by side
         neurons, features = (state.kinds[units.digest].summaries for units in (NEURONS, state.dictionary))
         side = SideBySide(dict(neurons), dict(features), set(state.dictionary_infos))
-    units = units_label(state.settings)
-    return AllLayersScreen(state.info.name, label, layers, state.summaries, shown, summary_added, units, side)
+    units, short = units_label(state.settings), reading_label(state.settings, short=True)
+    return AllLayersScreen(
+        state.info.name,
+        label,
+        layers,
+        state.summaries,
+        shown,
+        summary_added,
+        units,
+        side,
+        projection_short=short,
+    )
 
 
 def collection(
@@ -156,6 +166,7 @@ def detail(
     """The detail of ``neuron`` (or feature) in the listed ``order``; ``layer_pass`` runs its
     layer's pass."""
     from tui.screens.detail import NeuronDetailScreen
+    from tui.screens.detail_units import takes_negative_values
 
     if state.info is None or state.vocab is None:
         return None
@@ -187,6 +198,7 @@ def detail(
         names=state.names,
         closest=closest_units(engine, state, layer),
         refusals={} if refusal is None else {"ablate": refusal},
+        negative=not features or takes_negative_values(state.dictionary_infos.get(layer)),
     )
 
 
