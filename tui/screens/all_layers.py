@@ -6,8 +6,8 @@ Each plot's title and legend sit above it, never over the data, and every series
 (o p50, + p90, x p99, # max; █ prediction, ▒ suppression) so that the plots read without colour.
 
 With a dictionary open, a last column sets the neurons and the features of each layer side by
-side: of the units standing out, how many look like one token (their top tokens spell at most two
-words), neurons / features; the rest of the row is the kind listed on the main screen."""
+side: of the units standing out, how many look like one token (their top promoted or suppressed
+tokens are mostly one word), neurons / features; the rest of the row is the kind listed on the main screen."""
 
 from __future__ import annotations
 
