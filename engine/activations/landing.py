@@ -66,8 +66,8 @@ class Lander:
         if layer not in self._weights:
             promote_ids, suppress_ids = self.job.lift_tokens[layer]
             encoder = self.job.encoders.get(layer)
-            if encoder is not None:  # a dictionary's features: their directions
-                w_out = encoder.dictionary.direction_rows()
+            if encoder is not None:  # a dictionary's features: what a unit of activation writes
+                w_out = encoder.directions.float().cpu().numpy()
             else:
                 w_out = _numpy(layer_w_out(self.bridge, layer, self.job.engine.info.experts(layer)))
             self._weights[layer] = (

@@ -43,11 +43,15 @@ class Encoder:
             assert act.b_gate is not None and act.r_mag is not None and act.b_mag is not None
             self.b_gate, self.b_mag = put(act.b_gate), put(act.b_mag)
             self.W_mag = self.W_enc * torch.exp(put(act.r_mag))
-        # Each feature's write into the residual stream (the sum of a CLT's rows): attribution's W_out.
-        self.directions = put(d.direction_rows())
         self.decoder_norms = None
         if act.rescale_by_decoder_norm:
             self.decoder_norms = next(iter(self.W_dec.values())).norm(dim=-1)
+        # What each unit of activation writes into the residual stream (the sum of a CLT's rows;
+        # divided by the row's norm where SAELens's top-k rescaled the activations by it): the
+        # attribution's W_out.
+        self.directions = put(d.direction_rows())
+        if self.decoder_norms is not None:
+            self.directions = self.directions / self.decoder_norms[:, None]
 
     def _put(self, array) -> torch.Tensor:
         return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)

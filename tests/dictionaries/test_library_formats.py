@@ -139,3 +139,16 @@ def test_opening_reads_shapes_only_and_each_layer_loads_when_used(library_dictio
     engine.layer(2, ScanSettings(units=units))
     assert list(found._loaded) == [2]
     engine.close()
+
+
+@pytest.mark.parametrize("name", ["topk_rescale", "jumprelu", "gated"])
+def test_what_an_activation_writes_is_the_librarys_reconstruction(library_dictionaries, name):
+    """The attribution's W_out: activations times ``directions`` plus the bias is the library's
+    reconstruction (a rescaled top-k's activations are divided by its decoder norms first)."""
+    folder = library_dictionaries / "saelens" / name
+    (dictionary,) = find_dictionaries(folder)
+    expected = np.load(folder / "expected.npz")
+    encoder = Encoder(dictionary, torch.device("cpu"), torch.float64)
+    acts = encoder.encode(torch.from_numpy(expected["x"].astype(np.float64)))
+    written = (acts @ encoder.directions + encoder.b_dec).numpy()
+    np.testing.assert_allclose(written, expected["recon_f64"], rtol=1e-10, atol=1e-12)
