@@ -460,10 +460,10 @@ class NeuronEngine:
         trainer (engine.dictionaries.fit), resuming a stopped fit; its folder (found at once when
         this fit was done before), for --dictionary."""
         from engine.activations.windows import tokenize_corpus
-        from engine.dictionaries.fit import FINISHED, fit_dictionary
+        from engine.dictionaries.fit import fit_dictionary
 
         folder = self.dictionary_fit_folder(corpus, settings)
-        if (folder / FINISHED).is_file():
+        if self.dictionary_fitted(folder):
             return folder
         bridge, tokenizer, _ = self.activation_model()
         tokenized = tokenize_corpus(
