@@ -32,7 +32,7 @@ def test_ctrl_c_stops_a_fit_between_steps_and_the_same_command_resumes_it(tiny_l
         "1",
     ]
     args += ["--corpus", str(corpus), "--context", "16", "--batch-size", "2", "--latents", "48", "--k", "4"]
-    args += ["--max-tokens", "2000"]  # about 60 steps: time to stop it half-way
+    args += ["--max-tokens", "8000"]  # 250 steps: a loaded machine cannot finish them before the stop
     fit = _start(args, env)
     assert fit.stderr is not None
     said = []
