@@ -922,6 +922,14 @@ class NeuronEngine:
         digest = None if units is None else units.digest
         return Collection.for_model(self.info.name, self.fingerprint, dictionary=digest)
 
+    @staticmethod
+    def data_directory() -> Path:
+        """Where user data lives (collections, fitted dictionaries and lenses, the MCP server's
+        exports): ``$NEURON_TUI_DATA_DIR``, else the user's data folder (engine.store.location)."""
+        from engine.store.location import default_data_dir
+
+        return default_data_dir()
+
     def export_metadata(self, settings: ScanSettings) -> dict:
         """What every export says of how it was computed (and through which lens file)."""
         from engine.store.export import export_settings

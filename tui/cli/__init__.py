@@ -14,6 +14,7 @@ import signal
 import sys
 
 from engine.errors import UserError, describe
+from tui.answers import chosen_layers
 from tui.cli.commands import COMMANDS, GROUPS
 from tui.cli.explorer import EXPLORER
 from tui.cli.opening import WarningFormatter, opened_engine, scan_settings
@@ -71,17 +72,7 @@ def _dispatch(argv: list[str]) -> int:
             "(or layers, tokens, coverage)"
         )
     with opened_engine(command, args) as (engine, settings):
-        layers: list[int] = []
-        if command.takes("layers"):
-            from engine.data.layers import parse_layer_spec
-
-            layers = parse_layer_spec(args.layers, engine.info.n_layers)
-            dictionary_layers = engine.unit_layers(settings)
-            if dictionary_layers is not None:  # "all" is the dictionaries' layers; others are checked
-                wanted = set(layers)
-                layers = [layer for layer in dictionary_layers if layer in wanted]
-                if args.layers.strip().lower() not in ("all", "*"):
-                    engine.check_unit_layers(sorted(wanted), settings)
+        layers = chosen_layers(engine, settings, args.layers) if command.takes("layers") else []
         return command.run(args, engine, settings, layers)
 
 

@@ -15,6 +15,8 @@ from tui.cli.commands import (
     experts,
     layers,
     lens,
+    mcp,
+    probe,
     scan,
     tokens,
 )
@@ -27,11 +29,13 @@ _MODULES = (
     tokens,
     collection,
     activations,
+    probe,
     attribute,
     coverage,
     diff,
     lens,
     dictionary,
+    mcp,
 )
 COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module in _MODULES}
 COMMANDS[dictionary.FIT_COMMAND.name] = dictionary.FIT_COMMAND  # the group's second command

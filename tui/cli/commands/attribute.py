@@ -29,7 +29,7 @@ def read_text(text: str | None, text_file: Path | None) -> str:
         except UnicodeDecodeError as error:
             raise UserError(f"{text_file} is not UTF-8 text (byte {error.start}): convert it first") from None
     if text is None or not text.strip():
-        raise UserError("the text is empty: give some text to attribute")
+        raise UserError("the text is empty: give some text with --text or --text-file")
     return text
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 
 from engine.neuron_engine import NeuronEngine
 from engine.settings import ScanSettings
+from tui.answers import layer_rows
 from tui.cli.commands.common import derived_layers
 from tui.cli.options import LAYERS, LENS, OUTPUT, TOP_K, Command
 
@@ -26,14 +26,7 @@ _COLUMNS = (
 
 
 def layer_table(engine: NeuronEngine, settings: ScanSettings, layers: list[int], output: str) -> int:
-    from engine.data.summary import summarise
-
-    rows = [asdict(summarise(neurons)) for neurons in derived_layers(engine, settings, layers)]
-    if settings.units.is_dictionary:  # the units are a dictionary's features
-        rows = [
-            {("n_features" if key == "n_neurons" else key): value for key, value in row.items()}
-            for row in rows
-        ]
+    rows = layer_rows(derived_layers(engine, settings, layers), settings)
     metadata = engine.export_metadata(settings)
     if output != "-":
         engine.write_rows(output, rows, metadata, key="layers")

@@ -1,0 +1,102 @@
+"""``neuron-tui mcp``: serve the explorer's questions to an agent over the Model Context Protocol."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+
+from engine.errors import UserError
+from engine.neuron_engine import NeuronEngine
+from engine.settings import ScanSettings
+from tui.cli.options import CORPUS, LENS, TOP_K, Command, Option, positive_int
+from tui.cli.progress import say
+
+LOOPBACK = "127.0.0.1"
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Loopback only, unless the user says otherwise: the tools run the model, read the cache and
+    write the collection, and the protocol's HTTP transport has no authentication of its own here."""
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        raise UserError(f"--host {host!r} is not an address this machine can bind: use 127.0.0.1") from None
+    remote = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
+    if remote and not allow_remote:
+        raise UserError(
+            f"--host {host} is reachable from other machines ({remote[0]}): anyone who can reach it "
+            "could run the model and change the collection; keep 127.0.0.1 (and tunnel with ssh -L), "
+            "or add --allow-remote"
+        )
+
+
+def run(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> int:
+    from tui.mcp.questions import Served
+    from tui.mcp.server import build_server
+
+    if args.host != LOOPBACK and args.http is None:
+        raise UserError("--host is for --http PORT: the default transport is stdio")
+    if args.http is not None:
+        check_host(args.host, args.allow_remote)
+    if args.corpus is not None:
+        engine.corpus(args.corpus)  # its files checked now, not at an agent's first pass
+    served = Served(engine, settings, args.corpus)
+    server = build_server(served, _version())
+    if args.http is None:
+        server.run("stdio")
+        return 0
+    say(f"serving MCP over streamable HTTP at http://{args.host}:{args.http}/mcp (Ctrl-C stops)")
+    server.run("streamable-http", host=args.host, port=args.http)
+    return 0
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("neuron-tui")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+COMMAND = Command(
+    "mcp",
+    "Serve the explorer's questions as Model Context Protocol tools, on stdio (for an agent that "
+    "starts this command) or with --http PORT over streamable HTTP on 127.0.0.1: list_layers, "
+    "layer_neurons, neuron_detail, search_token, probe_text, attribute_text, coverage, "
+    "get_collection, mark_neuron, unmark_neuron and export, with the same numbers as the commands, "
+    "over the same cache and collection. The model is loaded at the first tool that needs it.",
+    (
+        Option(
+            "http",
+            ("--http",),
+            None,
+            dict(type=positive_int, default=None, metavar="PORT", help="serve streamable HTTP on PORT"),
+        ),
+        Option(
+            "host",
+            ("--host",),
+            None,
+            dict(default=LOOPBACK, metavar="ADDRESS", help=f"address for --http (default: {LOOPBACK})"),
+        ),
+        Option(
+            "allow_remote",
+            ("--allow-remote",),
+            None,
+            dict(
+                action="store_true",
+                help="allow --host to be reachable from other machines (no authentication: "
+                "anyone who reaches the port can run the model and mark neurons)",
+            ),
+        ),
+        CORPUS.helped(
+            "the corpus of neuron_detail's activation evidence (default: wikipedia-vital); "
+            "agents cannot name files"
+        ),
+        TOP_K,
+        LENS,
+    ),
+    run,
+    epilog="Register it in an MCP client as a command: neuron-tui mcp (see the README).",
+)

@@ -1,0 +1,80 @@
+"""The MCP server's ``export`` tool: a file an agent asks for, written only under the data
+directory's ``exports/`` folder, whatever path it sends (absolute paths, ``..`` and links that
+lead out are refused), as the matching command would write it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.neuron_engine import NeuronEngine, check_output_path
+from tui.answers import chosen_layers, layer_rows
+from tui.mcp.questions import Cancelled, Report, Served, derived, scan_listener
+
+KINDS = ("scan", "layers", "coverage", "collection")
+SUFFIXES = (".jsonl", ".json", ".csv")
+
+
+def exports_folder() -> Path:
+    return NeuronEngine.data_directory() / "exports"
+
+
+def export_path(relative: str) -> Path:
+    """Where ``relative`` lands under the exports folder; one line when it would land elsewhere."""
+    root = exports_folder()
+    given = Path(relative)
+    if not relative.strip() or given.is_absolute() or ".." in given.parts:
+        raise UserError(
+            f"export path {relative!r} must be a relative file name inside {root}, e.g. layer29.jsonl"
+        )
+    if given.suffix.lower() not in SUFFIXES:
+        raise UserError(f"export path {relative!r}: end it in .jsonl, .json or .csv")
+    root.mkdir(parents=True, exist_ok=True)
+    target = (root / given).resolve()
+    if root.resolve() not in target.parents:  # a link inside the folder that leads out of it
+        raise UserError(f"export path {relative!r} leads out of {root}: choose another name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    check_output_path(str(target))
+    return target
+
+
+def export(
+    served: Served, what: str, relative: str, layers: str, report: Report, cancelled: Cancelled
+) -> dict:
+    """Write ``what`` (scan records, layer rows, coverage, or the collection) to the file."""
+    engine, settings = served.engine, served.settings
+    if what not in KINDS:
+        raise UserError(f"unknown export {what!r}: use one of {', '.join(KINDS)}")
+    target = export_path(relative)
+    path, metadata = str(target), engine.export_metadata(settings)
+    if what == "collection":
+        marked = engine.collection(settings.units)
+        if not len(marked):
+            raise UserError(f"the collection is empty: mark {served.unit}s first (mark_neuron)")
+        engine.null_baseline(settings)
+        listener = scan_listener(report, marked.layers())
+        count = engine.write_records(path, engine.collection_records(marked, settings, listener), metadata)
+        return {"path": path, "what": what, "count": count}
+    chosen = chosen_layers(engine, settings, layers)
+    neurons = derived(served, chosen, report, cancelled, inputs=what == "scan")
+    if what == "scan":
+        records = (record for layer in neurons for record in engine.neuron_records(layer, None, settings))
+        count = engine.write_records(path, records, metadata)
+    elif what == "layers":
+        count = engine.write_rows(path, layer_rows(neurons, settings), metadata, key="layers")
+    else:
+        count = _coverage(served, neurons, path, metadata)
+    return {"path": path, "what": what, "count": count}
+
+
+def _coverage(served: Served, neurons: list, path: str, metadata: dict) -> int:
+    """As ``neuron-tui coverage -o``: .json the document, .jsonl/.csv one row per token."""
+    from engine.data.coverage import compute_coverage, coverage_document, token_row
+
+    engine = served.engine
+    found = compute_coverage([n.result for n in neurons], engine.null_baseline(served.settings))
+    if path.lower().endswith(".json"):
+        engine.write_document(path, {"settings": metadata, **coverage_document(found, engine.vocabulary, 15)})
+        return found.d_vocab
+    rows = [token_row(found, engine.vocabulary, t) for t in range(found.d_vocab)]
+    return engine.write_rows(path, rows, metadata, key="tokens")
