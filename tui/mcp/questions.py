@@ -31,6 +31,7 @@ class Served:
     engine: NeuronEngine
     settings: ScanSettings
     corpus_spec: str | None = None
+    max_tokens: int | None = None  # what a pass run for evidence reads (None: as the explorer's)
 
     @property
     def unit(self) -> str:
@@ -223,8 +224,10 @@ def corpus_of(served: Served) -> AnyCorpus:
 
 
 def pass_settings(served: Served) -> ActivationSettings:
-    """What a pass run for evidence reads: the first 50,000 tokens on a CPU (minutes), the whole
-    corpus on a GPU, as the explorer's evidence on demand."""
+    """What a pass run for evidence reads: the server's --max-tokens, else as the explorer's
+    evidence on demand, the first 50,000 tokens on a CPU (minutes) and the whole corpus on a GPU."""
+    if served.max_tokens is not None:
+        return ActivationSettings(max_tokens=served.max_tokens)
     return ActivationSettings(max_tokens=CPU_TOKEN_CAP if served.engine.on_cpu else None)
 
 

@@ -9,7 +9,7 @@ import socket
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
 from engine.settings import ScanSettings
-from tui.cli.options import CORPUS, LENS, TOP_K, Command, Option, positive_int
+from tui.cli.options import CORPUS, LENS, TOP_K, Command, Option, count, positive_int
 from tui.cli.progress import say
 
 LOOPBACK = "127.0.0.1"
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, 
         check_host(args.host, args.allow_remote)
     if args.corpus is not None:
         engine.corpus(args.corpus)  # its files checked now, not at an agent's first pass
-    served = Served(engine, settings, args.corpus)
+    served = Served(engine, settings, args.corpus, args.max_tokens)
     server = build_server(served, _version())
     if args.http is None:
         server.run("stdio")
@@ -93,6 +93,13 @@ COMMAND = Command(
         CORPUS.helped(
             "the corpus of neuron_detail's activation evidence (default: wikipedia-vital); "
             "agents cannot name files"
+        ),
+        count(
+            "max_tokens",
+            "--max-tokens",
+            None,
+            "corpus tokens a pass run for evidence reads (default: the first 50,000 on a CPU, the "
+            "whole corpus on a GPU)",
         ),
         TOP_K,
         LENS,
