@@ -12,7 +12,9 @@
 (i) direct logit attribution of a 256-token text over every layer of the bundled model against one
     forward pass of the same text (bench.attribution);
 (j) one layer of a Qwen3-30B-A3B-shaped model of experts: experts per second against the matrix
-    product floor, peak resident memory against its bound (bench.experts).
+    product floor, peak resident memory against its bound (bench.experts);
+(k) the MCP server's start on a warm cache to its first list_layers answer, against a bare SDK
+    server (bench.mcp_start; goal under 2 s).
 Then (a)-(c) again for a Llama-3.2-1B-shaped model with random weights.
 """
 
@@ -261,6 +263,10 @@ def report(results: dict, out) -> None:
         from bench.experts import report_experts
 
         report_experts(results["experts"], out)
+    if "mcp_start" in results:
+        from bench.mcp_start import report_mcp_start
+
+        report_mcp_start(results["mcp_start"], out)
     for row in results["layers"]:
         compiled = "" if row["compile_s"] is None else f" (compiled in {row['compile_s']:.1f} s)"
         print(
@@ -326,6 +332,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-experts", action="store_true", help="skip (j) (about 8 minutes on a 2-core CPU)"
     )
+    parser.add_argument("--skip-mcp", action="store_true", help="skip (k)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -366,6 +373,10 @@ def main() -> None:
         from bench.experts import bench_experts
 
         results["experts"] = bench_experts(device.type, 128)
+    if not args.skip_mcp:
+        from bench.mcp_start import bench_mcp_start
+
+        results["mcp_start"] = bench_mcp_start()
     report(results, sys.stdout)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
