@@ -10,6 +10,7 @@ from engine.neuron_engine import NeuronEngine
 from engine.settings import ScanSettings
 from tui.answers import probe_rows
 from tui.cli.commands.attribute import read_text
+from tui.cli.commands.common import print_rows
 from tui.cli.options import LAYERS, OUTPUT, TOP_K, Command, Option, count
 from tui.cli.progress import say
 
@@ -24,10 +25,12 @@ def probe(
     say(f"probing {len(layers)} layer(s); the first run loads the model")
     firing, promoted = engine.probe(text, layers, top, settings)
     metadata = {**engine.export_metadata(settings), "scale": firing.scale, "top": top}
-    rows = probe_rows(engine, firing, promoted, settings)
-    written = engine.write_records(output, ({"model": engine.info.name, **row} for row in rows), metadata)
-    if output != "-":
-        say(f"wrote {written} tokens to {output}")
+    rows = [{"model": engine.info.name, **row} for row in probe_rows(engine, firing, promoted, settings)]
+    if output == "-":
+        print_rows(rows, metadata)
+    else:
+        engine.write_rows(output, rows, metadata, key="tokens")
+        say(f"wrote {len(rows)} tokens to {output}")
     return 0
 
 
