@@ -27,15 +27,23 @@ def _jsonl(path: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k != "settings"} for line in path.open()]
 
 
-async def test_probe_and_attribution_equal_the_commands(tiny_llama_dir, tmp_path):
+async def test_text_and_evidence_tools_equal_the_commands(tiny_llama_dir, tmp_path):
     model = ("--model", str(tiny_llama_dir))
-    async with mcp_session(*model) as client:
+    async with mcp_session(*model, "--max-tokens", "2048") as client:
+        before = await answer(client, "neuron_detail", layer=1, neuron=3)
+        detail = await answer(client, "neuron_detail", layer=1, neuron=3, evidence="run")
+        # the probe reads layer 1's scan and corpus scale now, as the command will
         probed = await answer(client, "probe_text", text=TEXT, top=2)
         attributed = await answer(client, "attribute_text", text=TEXT, layers="1", top=3)
+    assert before["activations"] is None and detail["evidence"]["read"] == 2048
+    out = tmp_path / "e.jsonl"
+    assert main(["activations", *model, "--layers", "1", "--max-tokens", "2048", "-o", str(out)]) == 0
+    assert _jsonl(out)[3] == detail["activations"]
     assert main(["probe", *model, "--text", TEXT, "--top", "2", "-o", str(tmp_path / "p.jsonl")]) == 0
     rows = _jsonl(tmp_path / "p.jsonl")
     assert [{k: v for k, v in row.items() if k != "model"} for row in rows] == probed["tokens"]
     assert probed["layers"] == [0, 1] and len(rows) > 5
+    assert all(unit["promotes"] for row in rows for unit in row["layers"][1]["units"])  # layer 1's scan
     out = tmp_path / "a.jsonl"
     assert main(["attribute", *model, "--text", TEXT, "--layers", "1", "--top", "3", "-o", str(out)]) == 0
     assert _jsonl(out) == attributed["positions"]

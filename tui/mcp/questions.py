@@ -223,6 +223,17 @@ def corpus_of(served: Served) -> AnyCorpus:
     return served.engine.corpus(served.corpus_spec)
 
 
+def corpus_names(served: Served) -> tuple[str, str | None]:
+    """The corpus's name and content hash, without building the default corpus (its hash is known
+    once a pass has run over it; None before: no evidence of it can be cached)."""
+    engine = served.engine
+    if served.corpus_spec is None:
+        name = engine.default_corpus_name()
+        return name, engine.known_corpus_hash(name)
+    corpus = corpus_of(served)
+    return corpus.name, corpus.content_hash
+
+
 def pass_settings(served: Served) -> ActivationSettings:
     """What a pass run for evidence reads: the server's --max-tokens, else as the explorer's
     evidence on demand, the first 50,000 tokens on a CPU (minutes) and the whole corpus on a GPU."""
@@ -237,18 +248,19 @@ def layer_evidence(
     """The layer's evidence that has read the most of the corpus (or, with ``run``, that of a pass
     run now when the cache has none), and how much it read; None when there is none."""
     engine, settings = served.engine, served.settings
-    corpus = corpus_of(served)
     activation = pass_settings(served)
-    found = engine.best_evidence(layer, corpus.content_hash, activation, settings)
+    name, digest = corpus_names(served)
+    found = None if digest is None else engine.best_evidence(layer, digest, activation, settings)
     if found is None and run:
+        corpus = corpus_of(served)
+        name, digest = corpus.name, corpus.content_hash
         listener = pass_listener(report)
         engine.corpus_pass([layer], corpus, activation, settings, listener=listener, cancelled=cancelled)
-        found = engine.best_evidence(layer, corpus.content_hash, activation, settings)
+        found = engine.best_evidence(layer, digest, activation, settings)
     if found is None:
         return None
     layer_activations, reading = found
-    words = {"corpus": corpus.name, "corpus_hash": corpus.content_hash}
-    return layer_activations, {**words, **asdict(reading)}
+    return layer_activations, {"corpus": name, "corpus_hash": digest, **asdict(reading)}
 
 
 def unit_activation_record(served: Served, evidence: LayerActivations, unit: int) -> dict:
