@@ -173,3 +173,23 @@ async def test_http_serves_the_same_tools(tiny_llama_dir):
     finally:
         server.terminate()
         server.wait()
+
+
+async def test_a_dictionarys_features_are_the_units(tiny_llama_dir, tmp_path):
+    from tests.helpers.dictionaries import write_sparsify
+
+    folder = tmp_path / "sparsify"
+    write_sparsify(folder, "layers.1", d_in=32, num_latents=48)
+    units = ("--model", str(tiny_llama_dir), "--dictionary", str(folder))
+    async with mcp_session(*units) as client:
+        layers = await answer(client, "list_layers")
+        assert layers["unit"] == "feature" and [entry["layer"] for entry in layers["layers"]] == [1]
+        listed = await answer(client, "layer_neurons", layer=1, limit=3, detail="full")
+        assert "features 0-47" in await refusal(client, "mark_neuron", layer=1, neuron=48)
+        assert "no dictionary" in await refusal(client, "layer_neurons", layer=0)
+        assert "--dictionary" in await refusal(client, "attribute_text", text=TEXT)
+        marked = await answer(client, "mark_neuron", layer=1, neuron=47)
+    assert marked["feature"] == 47 and listed["unit"] == "feature" and listed["units"] == 48
+    assert main(["scan", *units, "--layers", "1", "-o", str(tmp_path / "f.jsonl")]) == 0
+    features = {record["feature"]: record for record in _jsonl(tmp_path / "f.jsonl")}
+    assert all(record == features[record["feature"]] for record in listed["records"])
