@@ -217,6 +217,16 @@ CORPUS = Option(
         "wikipedia-vital, the lead sections of Wikipedia's vital articles)",
     ),
 )
+# A text to read: attribute and probe.
+TEXT_OPTIONS: tuple[Option, ...] = (
+    Option("text", ("--text",), None, dict(default=None, metavar="T", help="the text")),
+    Option(
+        "text_file",
+        ("--text-file",),
+        None,
+        dict(type=Path, default=None, metavar="F", help="a UTF-8 file holding the text"),
+    ),
+)
 # The activation pass's settings (the explorer runs it too).
 ACTIVATION_OPTIONS: tuple[Option, ...] = (
     count("context", "--context", _ACTIVATION.context, "tokens per window"),

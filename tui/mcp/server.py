@@ -61,6 +61,13 @@ WHAT = "scan (records), layers (rows), coverage or collection"
 EXPORT_PATH = "a relative file name (.jsonl, .json or .csv) under the data directory's exports/"
 
 
+def at_least_one(**counts: int) -> None:
+    """A count below 1 as a tool error (the schema says integer; the range is said here, in one line)."""
+    for name, value in counts.items():
+        if value < 1:
+            raise ToolError(f"{name} must be at least 1, got {value}")
+
+
 @dataclass
 class Runtime:
     """What the tools share while the server runs: the engine and the board of running work."""
@@ -138,8 +145,9 @@ def _add_layer_tools(server: MCPServer, runtime: Runtime) -> None:
         """A layer's neurons sorted and filtered over the column registry, as `neuron-tui scan`
         records (summary: 5 tokens per list, no input side). Scans the layer when it is not
         cached (progress is reported)."""
-        if limit < 1 or offset < 0:
-            raise ToolError(f"limit must be at least 1 and offset at least 0, got {limit} and {offset}")
+        at_least_one(limit=limit)
+        if offset < 0:
+            raise ToolError(f"offset must be 0 or more, got {offset}")
         full = detail == "full"
 
         def work(report: q.Report, cancelled: q.Cancelled) -> dict:
@@ -176,8 +184,7 @@ def _add_layer_tools(server: MCPServer, runtime: Runtime) -> None:
     ) -> CoverageAnswer:
         """Does every token have a neuron aimed at it? The covered share per layer and overall, and
         the best- and least-covered tokens (as `neuron-tui coverage -o F.json`)."""
-        if show < 1:
-            raise ToolError(f"show must be at least 1, got {show}")
+        at_least_one(show=show)
 
         def work(report: q.Report, cancelled: q.Cancelled) -> dict:
             return q.coverage(served, layers, show, report, cancelled)
@@ -197,8 +204,7 @@ def _add_text_tools(server: MCPServer, runtime: Runtime) -> None:
     ) -> SearchAnswer:
         """The neurons aimed hardest at a token (the exact string, then variants with or without a
         leading space and other casings), exact in float64 from the weights: `neuron-tui tokens`."""
-        if top < 1:
-            raise ToolError(f"top must be at least 1, got {top}")
+        at_least_one(top=top)
         return await runtime.answer(lambda: q.search_token(served, text, layers, top, exact_only))
 
     @server.tool(annotations=READ)
@@ -211,8 +217,7 @@ def _add_text_tools(server: MCPServer, runtime: Runtime) -> None:
         """Run the model on a text: per token, each layer's neurons that fire hardest for
         themselves, with what their weights promote and suppress (`neuron-tui probe`). The first
         call loads the model."""
-        if top < 1:
-            raise ToolError(f"top must be at least 1, got {top}")
+        at_least_one(top=top)
 
         def work(report: q.Report, cancelled: q.Cancelled) -> dict:
             return q.probe_text(served, text, layers, top, report)
@@ -229,8 +234,7 @@ def _add_text_tools(server: MCPServer, runtime: Runtime) -> None:
     ) -> AttributionAnswer:
         """Which neurons made the token at each position of a text: direct logit attribution
         through the fixed final norm (`neuron-tui attribute`)."""
-        if top < 1:
-            raise ToolError(f"top must be at least 1, got {top}")
+        at_least_one(top=top)
 
         def work(report: q.Report, cancelled: q.Cancelled) -> dict:
             return q.attribute_text(served, text, layers, top, target, report, cancelled)

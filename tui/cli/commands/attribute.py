@@ -10,7 +10,7 @@ from pathlib import Path
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
 from engine.settings import ScanSettings
-from tui.cli.options import LAYERS, OUTPUT, Command, Option, count
+from tui.cli.options import LAYERS, OUTPUT, TEXT_OPTIONS, Command, Option, count
 from tui.cli.progress import AttributionStderrProgress, say
 
 DEFAULT_TOP = 10
@@ -111,13 +111,7 @@ COMMAND = Command(
     "scale rms(p) held fixed; with --ablate, the change of that logit when the neuron alone is set "
     "to 0 at the position and the rest of the model recomputed, beside its direct part.",
     (
-        Option("text", ("--text",), None, dict(default=None, metavar="T", help="the text")),
-        Option(
-            "text_file",
-            ("--text-file",),
-            None,
-            dict(type=Path, default=None, metavar="F", help="a UTF-8 file holding the text"),
-        ),
+        *TEXT_OPTIONS,
         count("top", "--top", DEFAULT_TOP, "neurons listed per position, each way", metavar="K"),
         Option(
             "ablate",

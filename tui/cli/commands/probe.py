@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
@@ -11,7 +10,7 @@ from engine.settings import ScanSettings
 from tui.answers import probe_rows
 from tui.cli.commands.attribute import read_text
 from tui.cli.commands.common import print_rows
-from tui.cli.options import LAYERS, OUTPUT, TOP_K, Command, Option, count
+from tui.cli.options import LAYERS, OUTPUT, TEXT_OPTIONS, TOP_K, Command, count
 from tui.cli.progress import say
 
 DEFAULT_TOP = 3  # as many per token and layer as the explorer's text probe shows
@@ -47,13 +46,7 @@ COMMAND = Command(
     "and the one they suppress most when the layer's scan is cached. Position 0 and special tokens "
     'are "marked": they sit on another scale.',
     (
-        Option("text", ("--text",), None, dict(default=None, metavar="T", help="the text")),
-        Option(
-            "text_file",
-            ("--text-file",),
-            None,
-            dict(type=Path, default=None, metavar="F", help="a UTF-8 file holding the text"),
-        ),
+        *TEXT_OPTIONS,
         count("top", "--top", DEFAULT_TOP, "neurons per token and layer", metavar="K"),
         LAYERS,
         OUTPUT.helped(".jsonl (one object per token), .json or - for JSONL on stdout (default: -)"),
