@@ -23,9 +23,15 @@ async def mcp_session(*args: str) -> AsyncIterator[Client]:
         yield client
 
 
-async def answer(client: Client, tool: str, **arguments) -> dict:
-    """The tool's structured answer; the test fails with the tool's own words if it is an error."""
-    result = await client.call_tool(tool, arguments)
+async def answer(client: Client, tool: str, heard: list | None = None, **arguments) -> dict:
+    """The tool's structured answer; the test fails with the tool's own words if it is an error.
+    ``heard`` collects the progress notifications of the call, (done, total, message) each."""
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        assert heard is not None
+        heard.append((done, total, message))
+
+    result = await client.call_tool(tool, arguments, progress_callback=None if heard is None else progress)
     assert not result.is_error, result.content[0].text
     assert result.structured_content is not None
     return result.structured_content

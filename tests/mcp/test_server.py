@@ -65,8 +65,12 @@ async def test_bad_input_is_one_line_and_the_server_goes_on(tiny_llama_dir, tmp_
         assert "neurons 0-63" in await refusal(client, "mark_neuron", layer=0, neuron=99)
         for path in (str(tmp_path / "x.jsonl"), "../x.jsonl", "away/x.jsonl", "x.txt"):
             await refusal(client, "export", what="layers", path=path)
-        good = await answer(client, "layer_neurons", layer=0, limit=2)
+        heard: list = []
+        good = await answer(client, "layer_neurons", heard, layer=0, limit=2)
         assert len(good["records"]) == 2
+        messages = [message for _, _, message in heard]  # the scan reported as it went
+        assert "scanning layer 0: 0%" in messages and messages[-1] == "layer 0 done", messages
+        assert all(total == 1 for _, total, _ in heard[1:]) and heard[-1][0] == 1
     assert list(outside.iterdir()) == [] and not (tmp_path / "x.jsonl").exists()
 
 
@@ -116,7 +120,7 @@ async def test_identical_calls_share_one_pass_and_cancelling_leaves_no_work(tiny
             await anyio.sleep(0.05)
         return found
 
-    async with mcp_session("--model", str(tiny_llama_dir), "--max-tokens", "3000000") as client:
+    async with mcp_session("--model", str(tiny_llama_dir), "--max-tokens", "100000") as client:
         first, second = anyio.CancelScope(), anyio.CancelScope()
 
         async def ask(scope: anyio.CancelScope, listener=None) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.data.neurons import LayerNeurons
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine, check_output_path
-from tui.answers import chosen_layers, layer_rows
-from tui.mcp.questions import Cancelled, Report, Served, derived, scan_listener
+from tui.answers import layer_rows
+from tui.mcp.questions import Report, Served, scan_listener
 
 KINDS = ("scan", "layers", "coverage", "collection")
 SUFFIXES = (".jsonl", ".json", ".csv")
@@ -38,36 +39,37 @@ def export_path(relative: str) -> Path:
     return target
 
 
-def export(
-    served: Served, what: str, relative: str, layers: str, report: Report, cancelled: Cancelled
-) -> dict:
-    """Write ``what`` (scan records, layer rows, coverage, or the collection) to the file."""
+def export_collection(served: Served, target: Path, report: Report) -> dict:
+    """The collection as ``neuron-tui collection -o`` writes it (its layers scanned if need be)."""
     engine, settings = served.engine, served.settings
-    if what not in KINDS:
-        raise UserError(f"unknown export {what!r}: use one of {', '.join(KINDS)}")
-    target = export_path(relative)
+    marked = engine.collection(settings.units)
+    if not len(marked):
+        raise UserError(f"the collection is empty: mark {served.unit}s first (mark_neuron)")
+    engine.null_baseline(settings)
+    listener = scan_listener(report, marked.layers())
+    records = engine.collection_records(marked, settings, listener)
+    count = engine.write_records(str(target), records, engine.export_metadata(settings))
+    return {"path": str(target), "what": "collection", "count": count}
+
+
+def export_layers(served: Served, what: str, target: Path, neurons: list[LayerNeurons]) -> dict:
+    """Scan records (``neuron-tui scan -o``), layer rows (``layers -o``) or coverage
+    (``coverage -o``) of the scanned layers."""
+    engine, settings = served.engine, served.settings
     path, metadata = str(target), engine.export_metadata(settings)
-    if what == "collection":
-        marked = engine.collection(settings.units)
-        if not len(marked):
-            raise UserError(f"the collection is empty: mark {served.unit}s first (mark_neuron)")
-        engine.null_baseline(settings)
-        listener = scan_listener(report, marked.layers())
-        count = engine.write_records(path, engine.collection_records(marked, settings, listener), metadata)
-        return {"path": path, "what": what, "count": count}
-    chosen = chosen_layers(engine, settings, layers)
-    neurons = derived(served, chosen, report, cancelled, inputs=what == "scan")
     if what == "scan":
         records = (record for layer in neurons for record in engine.neuron_records(layer, None, settings))
         count = engine.write_records(path, records, metadata)
     elif what == "layers":
         count = engine.write_rows(path, layer_rows(neurons, settings), metadata, key="layers")
-    else:
+    elif what == "coverage":
         count = _coverage(served, neurons, path, metadata)
+    else:
+        raise UserError(f"unknown export {what!r}: use one of {', '.join(KINDS)}")
     return {"path": path, "what": what, "count": count}
 
 
-def _coverage(served: Served, neurons: list, path: str, metadata: dict) -> int:
+def _coverage(served: Served, neurons: list[LayerNeurons], path: str, metadata: dict) -> int:
     """As ``neuron-tui coverage -o``: .json the document, .jsonl/.csv one row per token."""
     from engine.data.coverage import compute_coverage, coverage_document, token_row
 

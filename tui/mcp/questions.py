@@ -19,6 +19,7 @@ from tui.answers import chosen_layers, layer_rows, probe_rows, token_rows
 from tui.filtering import FilterError, neuron_order, parse_filter
 
 Report = Callable[[float, float | None, str], None]
+EvidenceFound = tuple[LayerActivations, dict] | None  # a layer's evidence and what it read
 Cancelled = Callable[[], bool]
 SUMMARY_TOKENS = 5  # tokens per list in layer_neurons' summary records
 CPU_TOKEN_CAP = 50_000  # a pass run for evidence on a CPU reads this much, as the explorer's does
@@ -124,41 +125,36 @@ def list_layers(served: Served) -> dict:
     }
 
 
-def layer_neurons(
-    served: Served,
-    layer: int,
-    sort: str,
-    where: str,
-    limit: int,
-    offset: int,
-    full: bool,
-    report: Report,
-    cancelled: Cancelled,
-) -> dict:
-    """A layer's units in ``sort`` order passing the ``where`` conditions, ``limit`` of them from
-    ``offset``: full scan records, or (``full`` False) without the input side and with the first
-    few tokens of each list."""
-    engine, settings = served.engine, served.settings
+def listing(served: Served, layer: int, sort: str, where: str) -> tuple[str, list]:
+    """The sort column's name and the filter's conditions, checked before any scan."""
     check_layers(served, [layer])
     column = column_for(sort)
     if column is None or column.name not in SORT_ORDER:
         raise UserError(f"unknown sort {sort!r}: use one of {', '.join(SORT_ORDER)}")
     try:
-        conditions = parse_filter(where)
+        return column.name, parse_filter(where)
     except FilterError as error:
         raise UserError(str(error)) from None
-    neurons = derived(served, [layer], report, cancelled, inputs=full)[0]
-    order = neuron_order(neurons, column.name, conditions)
+
+
+def layer_neurons(
+    served: Served, neurons: LayerNeurons, sort: str, where: str, limit: int, offset: int, full: bool
+) -> dict:
+    """A layer's units in ``sort`` order passing the ``where`` conditions, ``limit`` of them from
+    ``offset``: full scan records, or (``full`` False) without the input side and with the first
+    few tokens of each list."""
+    column, conditions = listing(served, neurons.layer, sort, where)
+    order = neuron_order(neurons, column, conditions)
     chosen = order[offset : offset + limit].tolist()
-    records = list(engine.neuron_records(neurons, chosen, settings))
+    records = list(served.engine.neuron_records(neurons, chosen, served.settings))
     if not full:
         records = [_summary(record) for record in records]
     return {
-        "layer": layer,
+        "layer": neurons.layer,
         "unit": served.unit,
         "units": neurons.d_mlp,
         "matched": int(len(order)),
-        "sort": column.name,
+        "sort": column,
         "filter": where,
         "offset": offset,
         "records": records,
@@ -191,24 +187,16 @@ def check_unit(served: Served, layer: int, unit: int) -> None:
 
 
 # --- one unit ---------------------------------------------------------------------------------
-def neuron_detail(
-    served: Served, layer: int, unit: int, evidence: str, report: Report, cancelled: Cancelled
-) -> dict:
+def neuron_detail(served: Served, neurons: LayerNeurons, unit: int, evidence: EvidenceFound) -> dict:
     """The unit's scan record (with the input side), its activation record from the corpus pass
-    when the cache holds one (``evidence`` "run": run the layer's pass first when it does not),
-    and its place in the collection."""
+    when there is ``evidence``, and its place in the collection."""
     engine, settings = served.engine, served.settings
-    check_unit(served, layer, unit)
-    if evidence not in ("cached", "run", "none"):
-        raise UserError(f"unknown evidence {evidence!r}: use cached, run or none")
-    neurons = derived(served, [layer], report, cancelled, inputs=True)[0]
+    layer = neurons.layer
     record = next(iter(engine.neuron_records(neurons, [unit], settings)))
     activations, reading = None, None
-    if evidence != "none":
-        found = layer_evidence(served, layer, evidence == "run", report, cancelled)
-        if found is not None:
-            layer_activations, reading = found
-            activations = unit_activation_record(served, layer_activations, unit)
+    if evidence is not None:
+        layer_activations, reading = evidence
+        activations = unit_activation_record(served, layer_activations, unit)
     marked = engine.collection(settings.units)
     return {
         "record": record,
@@ -242,25 +230,28 @@ def pass_settings(served: Served) -> ActivationSettings:
     return ActivationSettings(max_tokens=CPU_TOKEN_CAP if served.engine.on_cpu else None)
 
 
-def layer_evidence(
-    served: Served, layer: int, run: bool, report: Report, cancelled: Cancelled
-) -> tuple[LayerActivations, dict] | None:
-    """The layer's evidence that has read the most of the corpus (or, with ``run``, that of a pass
-    run now when the cache has none), and how much it read; None when there is none."""
-    engine, settings = served.engine, served.settings
-    activation = pass_settings(served)
+def cached_evidence(served: Served, layer: int) -> EvidenceFound:
+    """The layer's evidence in the cache that has read the most of the corpus, and how much it
+    read; None when the cache has none."""
+    engine = served.engine
     name, digest = corpus_names(served)
-    found = None if digest is None else engine.best_evidence(layer, digest, activation, settings)
-    if found is None and run:
-        corpus = corpus_of(served)
-        name, digest = corpus.name, corpus.content_hash
-        listener = pass_listener(report)
-        engine.corpus_pass([layer], corpus, activation, settings, listener=listener, cancelled=cancelled)
-        found = engine.best_evidence(layer, digest, activation, settings)
+    if digest is None:
+        return None
+    found = engine.best_evidence(layer, digest, pass_settings(served), served.settings)
     if found is None:
         return None
     layer_activations, reading = found
     return layer_activations, {"corpus": name, "corpus_hash": digest, **asdict(reading)}
+
+
+def run_pass(served: Served, layer: int, report: Report, cancelled: Cancelled) -> EvidenceFound:
+    """The layer's corpus pass (resumed where a stopped one left off), then its evidence."""
+    corpus = corpus_of(served)
+    listener = pass_listener(report)
+    served.engine.corpus_pass(
+        [layer], corpus, pass_settings(served), served.settings, listener=listener, cancelled=cancelled
+    )
+    return cached_evidence(served, layer)
 
 
 def unit_activation_record(served: Served, evidence: LayerActivations, unit: int) -> dict:
@@ -324,14 +315,12 @@ def attribute_text(
     return {"layers": chosen, "top": top, "target": target, "positions": records}
 
 
-def coverage(served: Served, layers: str, show: int, report: Report, cancelled: Cancelled) -> dict:
+def coverage(served: Served, neurons: list[LayerNeurons], show: int) -> dict:
     """``neuron-tui coverage -o F.json``'s document (without its settings)."""
     from engine.data.coverage import compute_coverage, coverage_document
 
-    engine, settings = served.engine, served.settings
-    chosen = chosen_layers(engine, settings, layers)
-    neurons = derived(served, chosen, report, cancelled)
-    found = compute_coverage([n.result for n in neurons], engine.null_baseline(settings))
+    engine = served.engine
+    found = compute_coverage([n.result for n in neurons], engine.null_baseline(served.settings))
     return coverage_document(found, engine.vocabulary, show)
 
 

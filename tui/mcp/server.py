@@ -21,10 +21,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from engine.data.neurons import LayerNeurons
 from engine.errors import UserError
+from tui.answers import chosen_layers
 from tui.mcp import questions as q
 from tui.mcp.board import Work, WorkBoard
-from tui.mcp.exports import export as export_file
+from tui.mcp.exports import export_collection, export_layers, export_path
 from tui.mcp.resources import add_resources
 from tui.mcp.schemas import (
     AttributionAnswer,
@@ -94,6 +96,20 @@ class Runtime:
         except UserError as error:
             raise ToolError(str(error)) from None
 
+    async def scanned(self, ctx: Context, layers: list[int], inputs: bool = False) -> list[LayerNeurons]:
+        """The layers' scans (with the neurons' input side when ``inputs``), derived: one piece of
+        work per set of layers, whichever tool asked first."""
+        served = self.served
+
+        def work(report: q.Report, cancelled: q.Cancelled) -> list[LayerNeurons]:
+            return q.derived(served, layers, report, cancelled, inputs)
+
+        title = f"scan of layer {layers[0]}" if len(layers) == 1 else f"scan of {len(layers)} layers"
+        return await self.long(ctx, ("scan", tuple(layers), inputs), title, work)
+
+    async def layers(self, spec: str) -> list[int]:
+        return await self.answer(lambda: chosen_layers(self.served.engine, self.served.settings, spec))
+
 
 def build_server(served: q.Served, version: str) -> MCPServer:
     runtime = Runtime(served)
@@ -149,12 +165,11 @@ def _add_layer_tools(server: MCPServer, runtime: Runtime) -> None:
         if offset < 0:
             raise ToolError(f"offset must be 0 or more, got {offset}")
         full = detail == "full"
-
-        def work(report: q.Report, cancelled: q.Cancelled) -> dict:
-            return q.layer_neurons(served, layer, sort, filter, limit, offset, full, report, cancelled)
-
-        key = ("layer_neurons", layer, sort, filter, limit, offset, full)
-        return await runtime.long(ctx, key, f"layer {layer}'s {served.unit}s", work)
+        await runtime.answer(lambda: q.listing(served, layer, sort, filter))  # before any scan
+        (neurons,) = await runtime.scanned(ctx, [layer], inputs=full)
+        return await runtime.answer(
+            lambda: q.layer_neurons(served, neurons, sort, filter, limit, offset, full)
+        )
 
     @server.tool(annotations=READ)
     async def neuron_detail(
@@ -169,12 +184,18 @@ def _add_layer_tools(server: MCPServer, runtime: Runtime) -> None:
         """One neuron: its `neuron-tui scan` record (max_dot, top/promote/suppress tokens, null z,
         input side), its `neuron-tui activations` record when a corpus pass is cached (top
         examples, density, lift), and its mark and note in the collection."""
+        await runtime.answer(lambda: q.check_unit(served, layer, neuron))
+        (neurons,) = await runtime.scanned(ctx, [layer], inputs=True)
+        found = None
+        if evidence != "none":
+            found = await runtime.answer(lambda: q.cached_evidence(served, layer))
+        if found is None and evidence == "run":
 
-        def work(report: q.Report, cancelled: q.Cancelled) -> dict:
-            return q.neuron_detail(served, layer, neuron, evidence, report, cancelled)
+            def work(report: q.Report, cancelled: q.Cancelled) -> q.EvidenceFound:
+                return q.run_pass(served, layer, report, cancelled)
 
-        key = ("neuron_detail", layer, neuron, evidence)
-        return await runtime.long(ctx, key, f"L{layer}/{neuron} in detail", work)
+            found = await runtime.long(ctx, ("pass", layer), f"corpus pass of layer {layer}", work)
+        return await runtime.answer(lambda: q.neuron_detail(served, neurons, neuron, found))
 
     @server.tool(annotations=READ)
     async def coverage(
@@ -186,10 +207,8 @@ def _add_layer_tools(server: MCPServer, runtime: Runtime) -> None:
         the best- and least-covered tokens (as `neuron-tui coverage -o F.json`)."""
         at_least_one(show=show)
 
-        def work(report: q.Report, cancelled: q.Cancelled) -> dict:
-            return q.coverage(served, layers, show, report, cancelled)
-
-        return await runtime.long(ctx, ("coverage", layers, show), "coverage", work)
+        neurons = await runtime.scanned(ctx, await runtime.layers(layers))
+        return await runtime.answer(lambda: q.coverage(served, neurons, show))
 
 
 def _add_text_tools(server: MCPServer, runtime: Runtime) -> None:
@@ -279,8 +298,12 @@ def _add_collection_tools(server: MCPServer, runtime: Runtime) -> None:
     ) -> ExportAnswer:
         """Write scan records, layer rows, coverage or the collection to a file under the data
         directory's exports/ folder, as the matching command writes it; the full path comes back."""
+        target = await runtime.answer(lambda: export_path(path))  # refused before any work
+        if what == "collection":
 
-        def work(report: q.Report, cancelled: q.Cancelled) -> dict:
-            return export_file(served, what, path, layers, report, cancelled)
+            def work(report: q.Report, cancelled: q.Cancelled) -> dict:
+                return export_collection(served, target, report)
 
-        return await runtime.long(ctx, ("export", what, path, layers), f"export of {what}", work)
+            return await runtime.long(ctx, ("export", what, path), "export of the collection", work)
+        neurons = await runtime.scanned(ctx, await runtime.layers(layers), inputs=what == "scan")
+        return await runtime.answer(lambda: export_layers(served, what, target, neurons))
