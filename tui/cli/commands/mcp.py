@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+import signal
 import socket
+import sys
 
 from engine.errors import UserError
 from engine.neuron_engine import NeuronEngine
@@ -44,11 +47,25 @@ def run(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, 
     served = Served(engine, settings, args.corpus, args.max_tokens)
     server = build_server(served, _version())
     if args.http is None:
+        if sys.stdin.isatty():  # a person, not a client: say what this is waiting for
+            say(
+                "serving MCP on stdin/stdout: an MCP client starts this command and speaks JSON-RPC "
+                "to it (see the README's 'An agent at your side'); Ctrl-C stops"
+            )
+            signal.signal(signal.SIGINT, _stop_at_once)
         server.run("stdio")
         return 0
     say(f"serving MCP over streamable HTTP at http://{args.host}:{args.http}/mcp (Ctrl-C stops)")
     server.run("streamable-http", host=args.host, port=args.http)
     return 0
+
+
+def _stop_at_once(_signal: int, _frame: object) -> None:
+    """Ctrl-C at a terminal: the SDK reads stdin in a thread that a KeyboardInterrupt does not stop
+    (a second Ctrl-C would be needed), and with no client connected nothing runs that an immediate
+    exit could cut short."""
+    os.write(2, b"neuron-tui: stopped\n")
+    os._exit(130)
 
 
 def _version() -> str:
