@@ -1079,6 +1079,7 @@ class NeuronEngine:
         scanned yet are left out of that map)."""
         from engine.activations.probe import probe_text
 
+        self.attribution_inputs(text)  # one line for a text longer than the model's context
         if corpus_hash is None:
             corpus_hash, corpus_name = self.known_corpus_hash(default_corpus_name()), default_corpus_name()
         scales = self._probe_scales.for_layers(
@@ -1165,7 +1166,7 @@ class NeuronEngine:
         from engine.activations.attribution import target_token, text_ids
 
         if not text.strip():  # before the model is loaded
-            raise UserError("the text is empty: give some text to attribute")
+            raise UserError("the text is empty: give some text")
         bridge, tokenizer, _ = self.activation_model()
         n_ctx = getattr(bridge.cfg, "n_ctx", None)
         ids = text_ids(tokenizer, text, int(n_ctx) if n_ctx else None)

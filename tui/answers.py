@@ -42,7 +42,7 @@ def token_queries(engine: NeuronEngine, texts: list[str], exact_only: bool) -> l
         matches = [m for m in index.find(text) if m.exact or not exact_only]
         if not matches:
             raise UserError(
-                f"no token matches {text!r}: check the spelling (a leading space matters, e.g. ' the')"
+                f"no token matches {text[:80]!r}: check the spelling (a leading space matters, e.g. ' the')"
             )
         queries.append((text, matches))
     return queries
@@ -128,8 +128,8 @@ def probe_rows(
             {
                 "position": position,
                 **token(int(token_id)),
-                # position 0 and special tokens: on another scale, left out of rankings on screen
-                "marked": bool(firing.marked[position]),
+                # position 0 and special tokens: on another scale, shown apart by the explorer
+                "set_apart": bool(firing.marked[position]),
                 "layers": per_layer,
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -70,9 +71,12 @@ def parse_filter(text: str) -> list[Condition]:
             conditions.append(Condition(column.name, "=", CLASS_WORDS[raw]))
             continue
         try:
-            conditions.append(Condition(column.name, op, float(raw)))
+            number = float(raw)
         except ValueError:
             raise FilterError(f"{raw!r} is not a number") from None
+        if not math.isfinite(number):
+            raise FilterError(f"{raw!r} is not a finite number: compare with a number such as 3 or 0.5")
+        conditions.append(Condition(column.name, op, number))
     return conditions
 
 

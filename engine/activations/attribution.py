@@ -34,7 +34,7 @@ def text_ids(tokenizer, text: str, n_ctx: int | None) -> list[int]:
     """The text's token ids as the tokenizer gives them by default; one line when the text is
     empty or longer than the model's context."""
     if not text.strip():
-        raise UserError("the text is empty: give some text to attribute")
+        raise UserError("the text is empty: give some text")
     ids = list(tokenizer(text)["input_ids"])
     if n_ctx is not None and len(ids) > n_ctx:
         raise UserError(

@@ -34,6 +34,6 @@ def test_records_name_each_token_and_layer(tiny_llama_dir, tmp_path, capsys):
     document = json.loads(out.read_text())
     assert document["settings"]["top"] == 4 and "scale" in document["settings"]
     (first, *rest) = document["tokens"]
-    assert first["marked"] and first["position"] == 0 and rest
+    assert first["set_apart"] and first["position"] == 0 and rest
     assert [entry["layer"] for entry in first["layers"]] == [0, 1]
     assert all(len(entry["units"]) == 4 for row in document["tokens"] for entry in row["layers"])

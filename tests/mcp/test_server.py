@@ -4,8 +4,10 @@ share one pass, a cancelled call leaves no work behind, and HTTP stays on the lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,14 +65,29 @@ async def test_bad_input_is_one_line_and_the_server_goes_on(tiny_llama_dir, tmp_
         assert "unknown sort" in await refusal(client, "layer_neurons", layer=0, sort="colour")
         assert "text is empty" in await refusal(client, "probe_text", text="  ")
         assert "neurons 0-63" in await refusal(client, "mark_neuron", layer=0, neuron=99)
-        for path in (str(tmp_path / "x.jsonl"), "../x.jsonl", "away/x.jsonl", "x.txt"):
-            await refusal(client, "export", what="layers", path=path)
         heard: list = []
         good = await answer(client, "layer_neurons", heard, layer=0, limit=2)
         assert len(good["records"]) == 2
         messages = [message for _, _, message in heard]  # the scan reported as it went
         assert "scanning layer 0: 0%" in messages and messages[-1] == "layer 0 done", messages
         assert all(total == 1 for _, total, _ in heard[1:]) and heard[-1][0] == 1
+        for path in (str(tmp_path / "x.jsonl"), "../x.jsonl", "away/x.jsonl", "x.txt", "~/x.json"):
+            await refusal(client, "export", what="layers", path=path)
+        assert "lift has no values" in await refusal(client, "layer_neurons", layer=0, sort="lift")
+        assert "two checkpoints" in await refusal(client, "layer_neurons", layer=0, filter="diff_cos<0.5")
+        assert "finite" in await refusal(client, "layer_neurons", layer=0, filter="null_z>nan")
+        for bad in ({"layer": True}, {"layer": "abc"}, {"layer": 0, "limit": 10**6}, {"layer": -1}):
+            assert "bad arguments for layer_neurons" in await refusal(client, "layer_neurons", **bad)
+        await answer(client, "export", what="layers", path="made.jsonl", layers="0")
+        os.mkfifo(exports / "pipe.jsonl")
+        for path, words in (
+            ("made.jsonl", "overwrite"),
+            ("made.jsonl/below.jsonl", "cannot write the export"),
+            ("pipe.jsonl", "not a regular file"),
+            ("a\x00b.jsonl", "cannot write the export"),
+        ):
+            assert words in await refusal(client, "export", what="layers", path=path, layers="0")
+        await answer(client, "export", what="layers", path="made.jsonl", layers="0", overwrite=True)
     assert list(outside.iterdir()) == [] and not (tmp_path / "x.jsonl").exists()
 
 
@@ -145,22 +162,31 @@ async def test_identical_calls_share_one_pass_and_cancelling_leaves_no_work(tiny
 
 def test_http_stays_on_the_loopback(tiny_llama_dir):
     model = ("--model", str(tiny_llama_dir))
-    for args, words in (
-        (("--http", "8765", "--host", "0.0.0.0"), "--allow-remote"),
-        (("--host", "127.0.0.1", "--http", "0"), "must be at least 1"),
-        (("--host", "localhost"), "--http PORT"),
-    ):
-        done = run_cli("mcp", *model, *args)
-        assert done.returncode == 2 and words in done.stderr and len(done.stderr.splitlines()) == 1
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        for args, words in (
+            (("--http", "8765", "--host", "0.0.0.0"), "--allow-remote"),
+            (("--host", "127.0.0.1", "--http", "0"), "must be at least 1"),
+            (("--http", "70000"), "1-65535"),
+            (("--http", busy), f"port {busy}"),
+            (("--host", "localhost"), "--http PORT"),
+            (("--host", "127.0.0.1"), "--http PORT"),
+        ):
+            done = run_cli("mcp", *model, *args)
+            assert done.returncode == 2 and words in done.stderr and len(done.stderr.splitlines()) == 1
 
 
-async def test_http_serves_the_same_tools(tiny_llama_dir):
+async def test_http_serves_the_same_tools_and_ctrl_c_stops_its_work(tiny_llama_dir):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "tui.cli", "mcp", "--model", str(tiny_llama_dir), "--http", str(port)]
-    server = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+    args = ["--model", str(tiny_llama_dir), "--max-tokens", "100000", "--http", str(port)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "mcp", *args], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert server.stderr is not None
         assert "serving MCP" in server.stderr.readline()  # said before it binds
@@ -171,12 +197,34 @@ async def test_http_serves_the_same_tools(tiny_llama_dir):
                 break
             except ConnectionRefusedError:
                 await anyio.sleep(0.05)
+        reading, finished = anyio.Event(), []
+
+        async def progress(done: float, total: float | None, words: str | None) -> None:
+            if words and "reading the corpus" in words and done > 0:
+                reading.set()
+
+        async def detail(client: Client) -> None:
+            call = {"layer": 1, "neuron": 0, "evidence": "run"}
+            with contextlib.suppress(Exception):  # the server goes away under it
+                result = await client.call_tool("neuron_detail", call, progress_callback=progress)
+                finished.append(result)
+
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             layers = await answer(client, "list_layers")
-        assert layers["n_layers"] == 2
+            assert layers["n_layers"] == 2
+            async with anyio.create_task_group() as calls:
+                calls.start_soon(detail, client)
+                await reading.wait()
+                server.send_signal(signal.SIGINT)  # Ctrl-C: the pass stops at its next batch
+                assert await anyio.to_thread.run_sync(server.wait) == 130  # as Ctrl-C ends a command
+                calls.cancel_scope.cancel()
+        said = server.stderr.read()
+        assert "Traceback" not in said and "interrupted" in said, said
+        assert not [result for result in finished if not result.is_error]  # it never ran to its end
     finally:
-        server.terminate()
-        server.wait()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 async def test_a_dictionarys_features_are_the_units(tiny_llama_dir, tmp_path):
@@ -197,3 +245,52 @@ async def test_a_dictionarys_features_are_the_units(tiny_llama_dir, tmp_path):
     assert main(["scan", *units, "--layers", "1", "-o", str(tmp_path / "f.jsonl")]) == 0
     features = {record["feature"]: record for record in _jsonl(tmp_path / "f.jsonl")}
     assert all(record == features[record["feature"]] for record in listed["records"])
+
+
+def _server(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "tui.cli", "mcp", *args]
+    return subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _send(server: subprocess.Popen, message: dict) -> None:
+    assert server.stdin is not None
+    server.stdin.write((json.dumps(message) + "\n").encode())
+    server.stdin.flush()
+
+
+def test_a_client_that_vanishes_mid_pass_ends_the_server_quietly(tiny_llama_dir):
+    """Its pipes closed while a pass reports progress: exit 0, no internal error, no process left."""
+    server = _server("--model", str(tiny_llama_dir), "--max-tokens", "100000")
+    assert server.stdout is not None and server.stderr is not None
+    try:
+        hello = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        }
+        _send(server, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello})
+        assert json.loads(server.stdout.readline())["id"] == 0
+        _send(server, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        call = {"name": "neuron_detail", "arguments": {"layer": 1, "neuron": 0, "evidence": "run"}}
+        _send(
+            server,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {**call, "_meta": {"progressToken": 1}},
+            },
+        )
+        while "reading the corpus" not in server.stdout.readline().decode():
+            pass  # until the pass reports its first batches
+        server.stdout.close()
+        server.stdin.close()  # type: ignore[union-attr]
+        assert server.wait() == 0
+        assert "internal error" not in server.stderr.read().decode()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

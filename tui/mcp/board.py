@@ -119,6 +119,8 @@ class WorkBoard:
 
                 either.start_soon(until, changed)
                 either.start_soon(until, job.finished)
+        if listener is not None and job.progress != told:  # the last word before it finished
+            await listener(*job.progress)
         if job.error is not None:
             raise job.error
         return job.result

@@ -20,21 +20,30 @@ def exports_folder() -> Path:
     return NeuronEngine.data_directory() / "exports"
 
 
-def export_path(relative: str) -> Path:
-    """Where ``relative`` lands under the exports folder; one line when it would land elsewhere."""
+def export_path(relative: str, overwrite: bool = False) -> Path:
+    """Where ``relative`` lands under the exports folder; one line when it would land elsewhere,
+    cannot be written there, or names a file that exists (without ``overwrite``)."""
     root = exports_folder()
     given = Path(relative)
-    if not relative.strip() or given.is_absolute() or ".." in given.parts:
+    if not relative.strip() or given.is_absolute() or ".." in given.parts or relative.startswith("~"):
         raise UserError(
-            f"export path {relative!r} must be a relative file name inside {root}, e.g. layer29.jsonl"
+            f"export path {relative[:80]!r} must be a relative file name inside {root}, e.g. layer29.jsonl"
         )
     if given.suffix.lower() not in SUFFIXES:
-        raise UserError(f"export path {relative!r}: end it in .jsonl, .json or .csv")
-    root.mkdir(parents=True, exist_ok=True)
-    target = (root / given).resolve()
-    if root.resolve() not in target.parents:  # a link inside the folder that leads out of it
-        raise UserError(f"export path {relative!r} leads out of {root}: choose another name")
-    target.parent.mkdir(parents=True, exist_ok=True)
+        raise UserError(f"export path {relative[:80]!r}: end it in .jsonl, .json or .csv")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        target = (root / given).resolve()
+        if root.resolve() not in target.parents:  # a link inside the folder that leads out of it
+            raise UserError(f"export path {relative!r} leads out of {root}: choose another name")
+        if target.exists() and not target.is_file():
+            raise UserError(f"export path {relative!r} is not a regular file: choose another name")
+        if target.exists() and not overwrite:
+            raise UserError(f"{target} exists: choose another name, or overwrite it (overwrite=true)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as error:  # a part that is a file, a name too long, a NUL byte
+        reason = getattr(error, "strerror", None) or error
+        raise UserError(f"cannot write the export {relative[:80]!r}: {reason}; choose another name") from None
     check_output_path(str(target))
     return target
 

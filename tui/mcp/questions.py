@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from engine.columns import SORT_ORDER, column_for
+from engine.columns import COLUMNS, SORT_ORDER, column_for
 from engine.data.evidence import LayerActivations
 from engine.data.neurons import LayerNeurons
 from engine.data.progress import ActivationProgress, AttributionProgress, ScanProgress
@@ -57,6 +57,16 @@ def scan_listener(report: Report, layers: list[int]) -> Callable[[ScanProgress],
     return heard
 
 
+def inputs_listener(report: Report, layer: int) -> Callable[[ScanProgress], None]:
+    """The input side of a layer (seconds to minutes the first time), after its scan."""
+
+    def heard(progress: ScanProgress) -> None:
+        if progress.stage in ("scanning", "loading"):
+            report(1, 1, f"input side of layer {layer}: computing")
+
+    return heard
+
+
 def pass_listener(report: Report) -> Callable[[ActivationProgress], None]:
     def heard(progress: ActivationProgress) -> None:
         words = {"running": "reading the corpus", "loading": "loading the model"}.get(progress.stage)
@@ -88,7 +98,7 @@ def derived(
         side = None
         if inputs and not settings.units.is_dictionary:
             try:
-                side = engine.inputs(result.layer, settings)
+                side = engine.inputs(result.layer, settings, listener=inputs_listener(report, result.layer))
             except UserError as error:  # weights without an input side: the records say nothing of it
                 engine.warn(f"records carry no input side: {error}")
         found.append(engine.derive(result, settings, inputs=side))
@@ -121,6 +131,7 @@ def list_layers(served: Served) -> dict:
         "unit": served.unit,
         "dictionary": settings.units.name if settings.units.is_dictionary else None,
         "model_loaded": engine.source_loaded,
+        "cache": None if engine.cache_directory is None else str(engine.cache_directory),
         "layers": layers,
     }
 
@@ -144,6 +155,14 @@ def layer_neurons(
     ``offset``: full scan records, or (``full`` False) without the input side and with the first
     few tokens of each list."""
     column, conditions = listing(served, neurons.layer, sort, where)
+    found = cached_evidence(served, neurons.layer)
+    if found is not None:  # the corpus columns (lift, density...) filled in, as the explorer does
+        neurons = served.engine.derive(
+            neurons.result, served.settings, evidence=found[0], inputs=neurons.inputs
+        )
+    for name in {column, *(condition.field for condition in conditions)}:
+        if COLUMNS[name].values(neurons) is None:
+            raise UserError(f"{name} has no values for layer {neurons.layer}: {_why_unknown(name)}")
     order = neuron_order(neurons, column, conditions)
     chosen = order[offset : offset + limit].tolist()
     records = list(served.engine.neuron_records(neurons, chosen, served.settings))
@@ -159,6 +178,15 @@ def layer_neurons(
         "offset": offset,
         "records": records,
     }
+
+
+def _why_unknown(column: str) -> str:
+    if column.startswith("diff_"):
+        return "it compares two checkpoints (the explorer's and diff's --against), which the server does not"
+    return (
+        "it comes from the layer's corpus pass; run it with neuron_detail (evidence='run') on any "
+        "of the layer's neurons, then ask again"
+    )
 
 
 def _summary(record: dict) -> dict:

@@ -48,6 +48,7 @@ class LayersAnswer(TypedDict):
     unit: str  # neuron, or feature (a dictionary's)
     dictionary: str | None
     model_loaded: bool
+    cache: str | None  # where results are kept (None: --no-cache)
     layers: list[LayerEntry]
 
 

@@ -18,6 +18,13 @@ from tui.cli.progress import say
 LOOPBACK = "127.0.0.1"
 
 
+def port_number(text: str) -> int:
+    port = positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {port}")
+    return port
+
+
 def check_host(host: str, allow_remote: bool) -> None:
     """Loopback only, unless the user says otherwise: the tools run the model, read the cache and
     write the collection, and the protocol's HTTP transport has no authentication of its own here."""
@@ -34,29 +41,65 @@ def check_host(host: str, allow_remote: bool) -> None:
         )
 
 
+def check_port(host: str, port: int) -> None:
+    """One line now for a port that cannot be bound, rather than a server log line later."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as trial:
+        trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            trial.bind((host, port))
+        except OSError as error:
+            raise UserError(
+                f"cannot serve on {host} port {port}: {error.strerror or error}; choose another --http PORT"
+            ) from None
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/mcp" if ":" in host else f"http://{host}:{port}/mcp"
+
+
+def client_left(error: BaseException) -> bool:
+    """Whether the server stopped because its client went away (its pipes closed mid-answer):
+    a normal end for a stdio server, not an internal error."""
+    import anyio
+
+    inner = getattr(error, "exceptions", None)
+    if inner:
+        return all(client_left(each) for each in inner)
+    gone = (BrokenPipeError, ConnectionResetError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+    return isinstance(error, gone)
+
+
 def run(args: argparse.Namespace, engine: NeuronEngine, settings: ScanSettings, layers: list[int]) -> int:
     from tui.mcp.questions import Served
-    from tui.mcp.server import build_server
+    from tui.mcp.server import Server
 
-    if args.host != LOOPBACK and args.http is None:
-        raise UserError("--host is for --http PORT: the default transport is stdio")
+    if args.http is None and (args.host is not None or args.allow_remote):
+        raise UserError("--host and --allow-remote are for --http PORT: the default transport is stdio")
+    host = args.host or LOOPBACK
     if args.http is not None:
-        check_host(args.host, args.allow_remote)
+        check_host(host, args.allow_remote)
+        check_port(host, args.http)
     if args.corpus is not None:
         engine.corpus(args.corpus)  # its files checked now, not at an agent's first pass
-    served = Served(engine, settings, args.corpus, args.max_tokens)
-    server = build_server(served, _version())
-    if args.http is None:
-        if sys.stdin.isatty():  # a person, not a client: say what this is waiting for
-            say(
-                "serving MCP on stdin/stdout: an MCP client starts this command and speaks JSON-RPC "
-                "to it (see the README's 'An agent at your side'); Ctrl-C stops"
-            )
-            signal.signal(signal.SIGINT, _stop_at_once)
-        server.run("stdio")
+    server = Server(Served(engine, settings, args.corpus, args.max_tokens), _version())
+    if args.http is not None:
+        if args.allow_remote:
+            say("warning: no authentication: whoever reaches this port can run the model and mark neurons")
+        say(f"serving MCP over streamable HTTP at {url(host, args.http)} (Ctrl-C stops)")
+        server.run_http(host, args.http)
         return 0
-    say(f"serving MCP over streamable HTTP at http://{args.host}:{args.http}/mcp (Ctrl-C stops)")
-    server.run("streamable-http", host=args.host, port=args.http)
+    if sys.stdin.isatty():  # a person, not a client: say what this is waiting for
+        say(
+            "serving MCP on stdin/stdout: an MCP client starts this command and speaks JSON-RPC "
+            "to it (see the README's 'An agent at your side'); Ctrl-C stops"
+        )
+        signal.signal(signal.SIGINT, _stop_at_once)
+    try:
+        server.run_stdio()
+    except BaseException as error:
+        if not client_left(error):
+            raise
     return 0
 
 
@@ -89,13 +132,13 @@ COMMAND = Command(
             "http",
             ("--http",),
             None,
-            dict(type=positive_int, default=None, metavar="PORT", help="serve streamable HTTP on PORT"),
+            dict(type=port_number, default=None, metavar="PORT", help="serve streamable HTTP on PORT"),
         ),
         Option(
             "host",
             ("--host",),
             None,
-            dict(default=LOOPBACK, metavar="ADDRESS", help=f"address for --http (default: {LOOPBACK})"),
+            dict(default=None, metavar="ADDRESS", help=f"address for --http (default: {LOOPBACK})"),
         ),
         Option(
             "allow_remote",
@@ -122,5 +165,7 @@ COMMAND = Command(
         LENS,
     ),
     run,
-    epilog="Register it in an MCP client as a command: neuron-tui mcp (see the README).",
+    epilog="Register it in an MCP client as a command: neuron-tui mcp (see the README). A client "
+    "starts it with few environment variables: give --cache-dir, or NEURON_TUI_CACHE_DIR and "
+    "NEURON_TUI_DATA_DIR in the client's env for the server, when you use them.",
 )
