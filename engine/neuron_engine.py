@@ -1079,7 +1079,8 @@ class NeuronEngine:
         scanned yet are left out of that map)."""
         from engine.activations.probe import probe_text
 
-        self.attribution_inputs(text)  # one line for a text longer than the model's context
+        if text.strip():  # (an empty text probes to no rows)
+            self.attribution_inputs(text)  # one line for a text longer than the model's context
         if corpus_hash is None:
             corpus_hash, corpus_name = self.known_corpus_hash(default_corpus_name()), default_corpus_name()
         scales = self._probe_scales.for_layers(
