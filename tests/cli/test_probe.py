@@ -18,6 +18,7 @@ from tui.cli import main
         (["--text", "x", "--text-file", "f.txt"], "one of them"),
         (["--text", "x", "--layers", "9"], "layers 0-1"),
         (["--text-file", "missing.txt"], "cannot read missing.txt"),
+        (["--text", "word " * 100], "more than the model's context of 64"),
     ],
 )
 def test_bad_input_is_one_line(tiny_llama_dir, tmp_path, monkeypatch, capsys, args, words):

@@ -21,7 +21,6 @@ def probe(
 ) -> int:
     if output.lower().endswith(".csv"):
         raise UserError(f"probe writes .jsonl or .json (each record nests its layers), not {output}")
-    say(f"probing {len(layers)} layer(s); the first run loads the model")
     firing, promoted = engine.probe(text, layers, top, settings)
     metadata = {**engine.export_metadata(settings), "scale": firing.scale, "top": top}
     rows = [{"model": engine.info.name, **row} for row in probe_rows(engine, firing, promoted, settings)]
