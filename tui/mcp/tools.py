@@ -51,7 +51,8 @@ Layers = Annotated[
 ]
 Text = Annotated[str, Field(description="the text, as the model's tokenizer reads it", max_length=100_000)]
 SORT = (
-    f"the column to sort by, largest first (neuron: by index; class: prediction, suppression, none): "
+    f"the column to sort by, largest first (neuron: by index; forms: fewest first, one word being "
+    f"the most token-like; class: prediction, suppression, none): "
     f"{', '.join(SORT_ORDER)}; lift and the other corpus columns need the layer's corpus pass"
 )
 FILTER = (
