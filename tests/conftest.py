@@ -40,3 +40,30 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory) -> Path:
     return write_hf_gpt2(tmp_path_factory.mktemp("hf") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def transformers_bundled():
+    """The bundled GGUF model as transformers' own GGUF loader builds it (float32, evaluation mode):
+    a slow load, done once for the tests that read it and never change it (they share an xdist
+    group, so one process)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.sources.resolve import bundled_model_path
+
+    path = bundled_model_path()
+    return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="session")
+def bundled_runner(tmp_path_factory):
+    """An engine on the bundled model with its runnable model built (a slow load), for the tests
+    that run the model: each opens its own engine beside this one (``NeuronEngine.beside``: its own
+    cache, this model) and leaves the model as it found it (they share an xdist group, so one
+    process)."""
+    from engine.neuron_engine import EngineOptions, NeuronEngine
+
+    engine = NeuronEngine(EngineOptions(device="cpu", cache_dir=tmp_path_factory.mktemp("bundled-runner")))
+    engine.activation_model()
+    return engine

@@ -11,6 +11,8 @@ does not place, the caller falls back to transformers' own loader.
 
 from __future__ import annotations
 
+import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from engine.errors import UserError
 from engine.sources.header import GGUFHeader, read_gguf_header
 
 _SLAB_ROWS = 4096
+_NAME_TABLE_LOCK = threading.Lock()
 
 
 class UnplacedTensors(Exception):
@@ -63,17 +66,32 @@ def _read_tensor(handle, header: GGUFHeader, name: str) -> np.ndarray:
     return dequantise(raw.reshape(quant_shape_to_byte_shape(shape, kind)), kind)
 
 
+def _weights_map(model, processor) -> dict[str, str]:
+    """transformers' own map from GGUF tensor names to the model's (``get_gguf_hf_weights_map``),
+    with gguf's name table built once. The library walks every submodule and builds the table
+    afresh at each (397 times, about 10 s, for the bundled model); the table depends only on the
+    architecture and the number of blocks, so one per call gives the same map."""
+    import gguf
+    from transformers.modeling_gguf_pytorch_utils import get_gguf_hf_weights_map
+
+    # The library imports the table's builder from gguf at each call: memoised there, for this
+    # call only (the lock keeps two loads from restoring each other's builder).
+    with _NAME_TABLE_LOCK:
+        builder = gguf.get_tensor_name_map
+        gguf.get_tensor_name_map = functools.cache(builder)
+        try:
+            return get_gguf_hf_weights_map(model, processor)
+        finally:
+            gguf.get_tensor_name_map = builder
+
+
 def load_gguf_model(path: Path):
     """The causal language model in the GGUF file ``path``, in float32 on the CPU, evaluation mode;
     its parameters equal those transformers' own GGUF loader gives. Raises ``UnplacedTensors``
     where the file's tensors do not fill the model (the caller loads it the usual way then)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.modeling_gguf_pytorch_utils import (
-        TENSOR_PROCESSORS,
-        TensorProcessor,
-        get_gguf_hf_weights_map,
-    )
+    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, TensorProcessor
 
     config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -81,7 +99,7 @@ def load_gguf_model(path: Path):
     architecture = str(header.metadata["general.architecture"])
     settings = config.to_dict()
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=settings)
-    names = get_gguf_hf_weights_map(model, processor)
+    names = _weights_map(model, processor)
     parameters = dict(model.named_parameters(remove_duplicate=False))
     placed: set[str] = set()
     parsed: dict = {"config": settings, "tensors": {}}

@@ -164,20 +164,21 @@ def test_architecture_families_are_alike_across_gguf_and_hugging_face_names():
 
 
 @pytest.mark.slow
-def test_the_bundled_gguf_diffs_against_its_hugging_face_copy(tmp_path):
+@pytest.mark.xdist_group("bundled-transformers")
+def test_the_bundled_gguf_diffs_against_its_hugging_face_copy(transformers_bundled, tmp_path):
     """The bundled GGUF through transformers, saved as a Llama checkpoint with one neuron's write
     changed: that neuron turned, every other neuron of its layer identical."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     from engine.sources.resolve import locate_model
 
     layer, neuron = 3, 17
     bundled = locate_model(None).path
     folder, name = bundled.parent, bundled.name
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    loaded = transformers_bundled  # shared: read here, never changed
     copy = LlamaForCausalLM(loaded.config)  # a GGUF-loaded model will not save itself
-    copy.load_state_dict(loaded.state_dict())
+    copy.load_state_dict(loaded.state_dict())  # copies the values: the change below is the copy's
     with torch.no_grad():
         column = copy.model.layers[layer].mlp.down_proj.weight[:, neuron]
         before = column.double().clone()
@@ -185,7 +186,7 @@ def test_the_bundled_gguf_diffs_against_its_hugging_face_copy(tmp_path):
         after = column.double().clone()
     copy.save_pretrained(tmp_path / "copy")
     AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp_path / "copy")
-    del loaded, copy
+    del copy
     out = tmp_path / "diff.jsonl"
     done = run_cli("diff", "--against", str(tmp_path / "copy"), "--layers", str(layer),
                    "--cache-dir", str(tmp_path / "c"), "--output", str(out))  # fmt: skip

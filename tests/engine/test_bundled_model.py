@@ -194,7 +194,8 @@ def test_tokens_command_over_all_layers_equals_reference(bundled, tmp_path):
         np.testing.assert_allclose([r["dot"] for r in got], [d for *_, d in hits], rtol=1e-12)
 
 
-def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
+@pytest.mark.xdist_group("bundled-runner")
+def test_activations_on_the_bundled_model_equal_brute_force(bundled_runner, tmp_path):
     """The GGUF model run through transformers and TransformerBridge, on real text: the pass's
     evidence and records against every activation of the plain Hugging Face model, fully sorted."""
     from engine.activations.corpus import default_corpus
@@ -210,7 +211,7 @@ def test_activations_on_the_bundled_model_equal_brute_force(tmp_path):
     )
 
     corpus = Corpus("manual", default_corpus().documents[:3])
-    engine = NeuronEngine(EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))
+    engine = NeuronEngine.beside(bundled_runner, EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))
     settings = ActivationSettings(context=200, examples=3, lift_positions=20, max_tokens=600)
     got = ActivationJob(engine, [29], corpus, settings, ScanSettings()).run()[29]
     bridge, tokenizer, _ = engine.activation_model()
@@ -279,18 +280,17 @@ def test_one_layers_pass_on_the_bundled_model_stays_under_1_5_gib(tmp_path):
     assert peak_kib < 1.5 * 2**20, f"peak RSS {peak_kib / 1024:.0f} MiB"
 
 
-def test_the_bundled_gguf_read_a_tensor_at_a_time_equals_transformers_own_load():
+@pytest.mark.xdist_group("bundled-transformers")
+def test_the_bundled_gguf_read_a_tensor_at_a_time_equals_transformers_own_load(transformers_bundled):
     """The runnable model is read from the GGUF file a tensor at a time (its load no longer holds
     the file's whole metadata and a second state dict at once): every parameter and the logits
     equal, bit for bit, what transformers' own GGUF loader builds."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from engine.sources.gguf_model import load_gguf_model
 
-    path = bundled_model_path()
-    ours = load_gguf_model(path)
-    theirs = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    ours = load_gguf_model(bundled_model_path())
+    theirs = transformers_bundled
     mine, reference = ours.state_dict(), theirs.state_dict()
     assert mine.keys() == reference.keys()
     assert [name for name in mine if not torch.equal(mine[name], reference[name])] == []

@@ -201,10 +201,11 @@ def test_a_text_of_few_tokens_still_probes(tiny_llama_dir, tmp_path, text):
 
 
 @pytest.mark.slow
-def test_on_the_bundled_model_the_always_large_neurons_no_longer_top_every_token(tmp_path):
+@pytest.mark.xdist_group("bundled-runner")
+def test_on_the_bundled_model_the_always_large_neurons_no_longer_top_every_token(bundled_runner, tmp_path):
     """Ranked raw, L28/N1095 (+28 to +45 on every token) topped nearly every token of this sentence;
     by each neuron's own scale the first neuron follows the token."""
-    engine = NeuronEngine(EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))
+    engine = NeuronEngine.beside(bundled_runner, EngineOptions(device="cpu", cache_dir=tmp_path / "cache"))
     firing, _ = engine.probe("Mary told John that she would bring her book", [28, 29], 3, ScanSettings())
     firsts = []
     for position in np.flatnonzero(~firing.marked):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from engine.settings import Projection
-from tests.helpers.reference import reference_scores
+from tests.helpers.reference import reference_scores, top_k_ids
 
 
 def _modules(model, layer: int):
@@ -96,8 +96,8 @@ def reference_evidence(
     token_ids = np.array(ids_all)
     scores = reference_scores(w_out.astype(np.float32), unembed.astype(np.float32), None, Projection())
     token_sets = {  # ties: the lower token id first, as the scan ranks them
-        "positive": np.argsort(-scores, axis=1, kind="stable")[:, :top_k],
-        "negative": np.argsort(scores, axis=1, kind="stable")[:, :top_k],
+        "positive": top_k_ids(scores, top_k),
+        "negative": top_k_ids(-scores, top_k),
     }
     rows = w_out - w_out.mean(axis=1, keepdims=True) if centred else w_out
     has_next = next_ids >= 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import select
 import signal
 import struct
 import sys
@@ -38,20 +39,36 @@ class Terminal:
         self._lock = threading.Lock()
         self.closed = False
         self.status: int | None = None
+        # hang_up wakes the reader through this pipe: a read left waiting on the terminal would keep
+        # it open after os.close (no hang-up reaches the child) until the child next draws.
+        self._wake_read, self._wake_write = os.pipe()
+        self._drain_on_stop = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except OSError:
+            ready, _, _ = select.select([self.fd, self._wake_read], [], [])
+            if self._wake_read in ready:
+                # What an ended child left is read to the end; nothing is waited for.
+                while self._drain_on_stop and select.select([self.fd], [], [], 0)[0] and self._take():
+                    pass
                 return
-            if not chunk:
+            if not self._take():
                 return
-            with self._lock:
-                self.output += chunk
-                self._stream.feed(chunk)
+
+    def _take(self) -> bool:
+        """One read of what the child drew; False once its side is gone."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        with self._lock:
+            self.output += chunk
+            self._stream.feed(chunk)
+        return True
 
     def text(self) -> str:
         """The screen as it looks now, one line per row."""
@@ -72,10 +89,15 @@ class Terminal:
         os.write(self.fd, keys)
 
     def hang_up(self) -> None:
-        """Close the terminal's side, as a closed window or a dropped SSH connection does."""
+        """Close the terminal's side, as a closed window or a dropped SSH connection does: the
+        reader stops first, so that the close is the terminal's last."""
         if not self.closed:
             self.closed = True
-            os.close(self.fd)
+            self._drain_on_stop = self.status is not None
+            os.write(self._wake_write, b"\0")
+            self._reader.join()
+            for fd in (self.fd, self._wake_read, self._wake_write):
+                os.close(fd)
 
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
