@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.models import random_weights, write_gguf, write_hf_gpt2, write_hf_llama
+from tui.neuron_ref import use_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -18,6 +19,7 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("NEURON_TUI_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NEURON_TUI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    use_model(None)  # how units are named is per process: an explorer of experts run before must not leak
     random.seed(0)
     np.random.seed(0)
 
